@@ -1,0 +1,11 @@
+"""metarl: meta-learning (Reptile, first-order MAML) for PyTorch.
+
+Learns an initialization that adapts fast to new tasks: few-shot supervised problems and
+families of parametrized Gymnasium environments.
+"""
+
+__version__ = "0.1.0"
+
+from metarl.registry import make_distribution, register_task  # noqa: E402
+
+__all__ = ["__version__", "make_distribution", "register_task"]

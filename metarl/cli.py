@@ -1,0 +1,318 @@
+"""The `metarl` command line: thin typer commands that build a config and call the library.
+
+Diagnostics and progress go to stderr, results to stdout. Exit codes: 0 success, 2 bad input
+(one line naming the value and what is accepted, no traceback), 1 internal failure, 130 when
+interrupted (after the checkpoint is written).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from metarl.config import Algorithm, OptimizerName, with_overrides
+from metarl.errors import UserError
+
+app = typer.Typer(
+    name="metarl",
+    help="Meta-learning for PyTorch: Reptile and first-order MAML over few-shot tasks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tasks_app = typer.Typer(
+    help="The task catalog and registered task distributions.", no_args_is_help=True
+)
+app.add_typer(tasks_app, name="tasks")
+
+err = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn a `UserError` into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_steps(text: str) -> list[int]:
+    try:
+        steps = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(
+            f"--steps {text!r}: expected comma-separated integers, e.g. 0,1,10,32"
+        ) from None
+    if not steps or any(s < 0 for s in steps):
+        raise UserError(f"--steps {text!r}: expected integers >= 0, e.g. 0,1,10,32")
+    return steps
+
+
+# --- progress ---------------------------------------------------------------------------
+
+
+class RateColumn(ProgressColumn):
+    """Iterations per second and tasks per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("-- it/s", style="progress.data.speed")
+        per = task.fields.get("tasks_per_iteration", 1)
+        return Text(f"{speed:,.1f} it/s {speed * per:,.0f} tasks/s", style="progress.data.speed")
+
+
+class ProgressCallback:
+    """Shows a rich progress bar with rate, ETA and the current meta-loss."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            console=console,
+            transient=False,
+        )
+        self.task_id: Any = None
+        self._last = 0.0
+
+    def on_start(self, trainer: Any) -> None:
+        t = trainer.recipe.train
+        self.progress.start()
+        self.task_id = self.progress.add_task(
+            "meta-train",
+            total=t.meta_iterations,
+            completed=trainer.iteration,
+            loss="--",
+            tasks_per_iteration=t.meta_batch,
+        )
+
+    def on_iteration(self, trainer: Any, metrics: dict[str, float]) -> None:
+        now = time.monotonic()
+        final = metrics["iteration"] == trainer.recipe.train.meta_iterations
+        if now - self._last < 0.1 and not final:  # rich refreshes at 10 Hz anyway
+            return
+        self._last = now
+        loss = metrics.get("query_loss", metrics.get("loss_last_step", float("nan")))
+        self.progress.update(self.task_id, completed=metrics["iteration"], loss=f"{loss:.4f}")
+
+    def on_end(self, trainer: Any) -> None:
+        self.progress.stop()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+# --- commands ---------------------------------------------------------------------------
+
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu, cuda or cuda:N (auto picks CUDA if present).")
+]
+
+
+@app.command()
+@user_errors
+def train(
+    task: Annotated[
+        str | None,
+        typer.Argument(help="A catalog recipe name (see `metarl tasks list`) or a .toml path."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/TASK-TIME).")
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    algorithm: Annotated[Algorithm | None, typer.Option(help="Meta-gradient.")] = None,
+    meta_iterations: Annotated[int | None, typer.Option(help="Outer steps.")] = None,
+    meta_batch: Annotated[int | None, typer.Option(help="Tasks per outer step.")] = None,
+    inner_steps: Annotated[int | None, typer.Option(help="Inner steps per task.")] = None,
+    inner_lr: Annotated[float | None, typer.Option(help="Inner learning rate.")] = None,
+    inner_optimizer: Annotated[OptimizerName | None, typer.Option(help="Inner optimizer.")] = None,
+    meta_step: Annotated[float | None, typer.Option(help="Outer step size at the start.")] = None,
+    meta_step_final: Annotated[
+        float | None, typer.Option(help="Outer step size at the end.")
+    ] = None,
+    outer_optimizer: Annotated[OptimizerName | None, typer.Option(help="Outer optimizer.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seeds the model and every task draw.")] = None,
+    device: DeviceOpt = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Meta-train a recipe into a run directory, or continue one with --resume."""
+    from metarl.models import default_device
+    from metarl.registry import resolve_recipe
+    from metarl.train import MetaTrainer, TrainingInterrupted
+
+    dev = default_device(device)
+    overrides = dict(
+        algorithm=algorithm,
+        meta_iterations=meta_iterations,
+        meta_batch=meta_batch,
+        inner_steps=inner_steps,
+        inner_lr=inner_lr,
+        inner_optimizer=inner_optimizer,
+        meta_step=meta_step,
+        meta_step_final=meta_step_final,
+        outer_optimizer=outer_optimizer,
+        seed=seed,
+    )
+    callback = ProgressCallback(err)
+    callbacks = [] if quiet else [callback]
+    if resume is not None:
+        if task is not None or out is not None or any(v is not None for v in overrides.values()):
+            raise UserError(
+                "--resume continues a run exactly as configured: give no TASK, --out or "
+                "training options with it"
+            )
+        trainer = MetaTrainer.resume(resume, dev, callbacks)
+        err.print(f"resuming {resume} at iteration {trainer.iteration}", highlight=False)
+    else:
+        if task is None:
+            raise UserError("give a TASK (e.g. `metarl train sine`) or --resume RUN_DIR")
+        recipe = with_overrides(resolve_recipe(task), "train", **overrides)
+        if out is None:
+            out = Path("runs") / f"{Path(task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        trainer = MetaTrainer.start(recipe, out, dev, callbacks)
+        err.print(f"run directory: {out}  (device {dev})", highlight=False)
+    try:
+        trainer.fit()
+    except TrainingInterrupted as e:
+        callback.close()
+        err.print(
+            f"interrupted after iteration {e.iteration}; checkpoint written. "
+            f"Continue with: metarl train --resume {e.run_dir}",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    last = trainer.history[-1] if trainer.history else {}
+    err.print(
+        f"done: {trainer.iteration} meta-iterations in {last.get('elapsed_s', 0.0):.1f} s. "
+        f"Evaluate with: metarl eval {trainer.run.path}",
+        highlight=False,
+    )
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `metarl train`.")],
+    tasks: Annotated[
+        int | None, typer.Option(help="Held-out tasks (default: the recipe's).")
+    ] = None,
+    steps: Annotated[str | None, typer.Option(help="Adaptation steps, comma-separated.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+    plot: Annotated[Path | None, typer.Option(help="Save the adaptation curve as a PNG.")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI."""
+    from metarl.evaluate import adaptation_curve, load_run_model
+    from metarl.models import default_device
+
+    if tasks is not None and tasks < 1:
+        raise UserError(f"--tasks {tasks}: must be a positive integer")
+    step_list = parse_steps(steps) if steps is not None else None
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UserError(f"--plot {plot}: expected a file name ending in .png")
+    recipe, model = load_run_model(run_dir, default_device(device))
+    recipe = with_overrides(recipe, "eval", tasks=tasks, steps=step_list)
+    curve = adaptation_curve(recipe, model, recipe.eval.steps, recipe.eval.tasks)
+    if as_json:
+        payload = {"run": str(run_dir), "task": recipe.task_name, **curve.to_json()}
+        sys.stdout.write(json.dumps(payload) + "\n")
+    else:
+        table = Table(title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks")
+        table.add_column("steps", justify="right")
+        table.add_column(curve.metric, justify="right")
+        table.add_column("95% CI", justify="right")
+        for s, m, c in zip(curve.steps, curve.mean, curve.ci95, strict=True):
+            table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}")
+        out.print(table)
+    if plot is not None:
+        from metarl.plots import plot_curve, plot_sine_fits
+
+        written = [plot_curve(curve, plot, title=f"{recipe.task_name}: {run_dir}")]
+        if recipe.task_name == "sine":
+            fits = plot.with_name(plot.stem + "-fits.png")
+            written.append(plot_sine_fits(recipe, model, fits, steps=max(curve.steps)))
+        err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@tasks_app.command("list")
+@user_errors
+def tasks_list() -> None:
+    """The shipped recipes and the registered task distributions."""
+    from metarl.registry import catalog_recipes, registered_tasks, resolve_recipe
+
+    table = Table(title="recipes (metarl train NAME)")
+    for col in ("name", "task", "algorithm", "meta-iterations", "description"):
+        table.add_column(col)
+    for name in catalog_recipes():
+        r = resolve_recipe(name)
+        table.add_row(
+            name, r.task_name, r.train.algorithm.value, str(r.train.meta_iterations), r.description
+        )
+    out.print(table)
+    dists = Table(title="task distributions ([task] name = ...)")
+    dists.add_column("name")
+    dists.add_column("entry point")
+    dists.add_column("description")
+    for spec in registered_tasks():
+        ep = spec.entry_point if isinstance(spec.entry_point, str) else repr(spec.entry_point)
+        dists.add_row(spec.name, ep, spec.description)
+    out.print(dists)
+
+
+@tasks_app.command("show")
+@user_errors
+def tasks_show(
+    name: Annotated[str, typer.Argument(help="A catalog recipe name or a .toml path.")],
+) -> None:
+    """The resolved recipe, every field with its value, as TOML."""
+    from metarl.registry import resolve_recipe
+    from metarl.tomlio import dumps_toml
+
+    recipe = resolve_recipe(name)
+    sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Recipes: one TOML file says which task distribution, which network, how to meta-train and
+how to evaluate. The catalog in `tasks/` is written in this format, and so is a run's
+`config.toml`, so a run directory is itself a recipe.
+
+```toml
+description = "Sine regression (Reptile paper)"
+[task]
+name = "sine"            # a registered distribution; other keys are its options
+[model]                  # options of the distribution's network
+hidden = [64, 64]
+[train]
+algorithm = "reptile"
+meta_iterations = 2000
+[eval]
+steps = [0, 1, 10, 32]
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metarl.errors import ConfigError
+from metarl.tomlio import read_toml
+
+
+class Algorithm(str, enum.Enum):
+    """The outer loop's meta-gradient."""
+
+    REPTILE = "reptile"
+    FOMAML = "fomaml"
+
+
+class OptimizerName(str, enum.Enum):
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+@dataclass
+class TrainConfig:
+    """How to meta-train."""
+
+    algorithm: Algorithm = Algorithm.REPTILE
+    """reptile: meta-gradient phi - W; fomaml: query-loss gradient at W."""
+    meta_iterations: int = 1000
+    """Outer steps."""
+    meta_batch: int = 5
+    """Tasks adapted per outer step (1 gives serial Reptile)."""
+    inner_steps: int = 5
+    """Inner optimizer steps per task."""
+    inner_lr: float = 0.02
+    inner_optimizer: OptimizerName = OptimizerName.SGD
+    inner_batch: int = 0
+    """Support examples per inner step; 0 uses the whole support set each step."""
+    inner_beta1: float = 0.9
+    """Adam's beta1 in the inner loop (the Reptile paper uses 0 for classification)."""
+    support_shots: int = 10
+    """Support examples per task in training (per class for classification)."""
+    query_shots: int = 10
+    """Query examples per task in training (used by FOMAML; per class for classification)."""
+    meta_step: float = 1.0
+    """Outer step size at the first iteration (Reptile's epsilon, or the outer Adam's lr)."""
+    meta_step_final: float = 0.0
+    """Outer step size at the last iteration; annealed linearly in between."""
+    outer_optimizer: OptimizerName = OptimizerName.SGD
+    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
+    seed: int = 0
+    checkpoint_every: int = 500
+    """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
+    log_every: int = 10
+    """Iterations between lines of metrics.jsonl."""
+
+
+@dataclass
+class EvalConfig:
+    """How to measure fast adaptation on held-out tasks."""
+
+    tasks: int = 1000
+    steps: list[int] = field(default_factory=lambda: [0, 1, 10, 32])
+    """Numbers of adaptation steps at which the metric is reported."""
+    support_shots: int = 10
+    query_shots: int = 100
+    inner_lr: float | None = None
+    """Defaults to the training inner lr."""
+    inner_batch: int = 0
+    """Support examples per adaptation step; 0 uses the whole support set."""
+    seed: int = 2024
+    """Fixes the evaluation tasks, so numbers compare across runs."""
+    split: str = "test"
+
+
+@dataclass
+class Recipe:
+    """A complete description of a meta-learning job."""
+
+    task: dict[str, Any]
+    """`name` of the distribution plus its options."""
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    description: str = ""
+    source: str = ""
+    """Where the recipe came from (a catalog name or a file); not a setting."""
+
+    @property
+    def task_name(self) -> str:
+        return str(self.task["name"])
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.task.items() if k != "name"}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, ready for TOML or JSON."""
+        return {
+            "description": self.description,
+            "task": dict(self.task),
+            "model": dict(self.model),
+            "train": _plain(dataclasses.asdict(self.train)),
+            "eval": _plain(dataclasses.asdict(self.eval)),
+        }
+
+    def validate(self) -> None:
+        """Range checks that a type check cannot do; raise `ConfigError` naming the field."""
+        t, e = self.train, self.eval
+        positive = {
+            "train.meta_iterations": t.meta_iterations,
+            "train.meta_batch": t.meta_batch,
+            "train.support_shots": t.support_shots,
+            "train.checkpoint_every": t.checkpoint_every,
+            "train.log_every": t.log_every,
+            "eval.tasks": e.tasks,
+            "eval.support_shots": e.support_shots,
+            "eval.query_shots": e.query_shots,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name} = {value}: must be a positive integer")
+        non_negative = {
+            "train.inner_steps": t.inner_steps,
+            "train.inner_batch": t.inner_batch,
+            "train.query_shots": t.query_shots,
+            "eval.inner_batch": e.inner_batch,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{name} = {value}: must be 0 or more")
+        if t.inner_lr <= 0 or (e.inner_lr is not None and e.inner_lr <= 0):
+            raise ConfigError(f"inner_lr = {t.inner_lr}: must be > 0")
+        if not 0.0 <= t.inner_beta1 < 1.0:
+            raise ConfigError(f"train.inner_beta1 = {t.inner_beta1}: must be in [0, 1)")
+        if t.meta_step < 0 or t.meta_step_final < 0:
+            raise ConfigError(
+                f"train.meta_step = {t.meta_step}, meta_step_final = {t.meta_step_final}: "
+                "must be >= 0"
+            )
+        if t.algorithm is Algorithm.FOMAML and t.query_shots < 1:
+            raise ConfigError("train.query_shots = 0: fomaml needs a query set (use >= 1)")
+        if not e.steps or any(s < 0 for s in e.steps):
+            raise ConfigError(f"eval.steps = {e.steps}: must be a non-empty list of integers >= 0")
+        if e.split not in ("train", "val", "test"):
+            raise ConfigError(f"eval.split = {e.split!r}: expected one of train, val, test")
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in d.items()}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a field's type annotation (the few types configs use)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return annotation(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in annotation)
+            raise ConfigError(f"{where} = {value!r}: expected one of {choices}") from None
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: expected an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} = {value!r}: expected a list")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
+    """`cls(**data)` with unknown keys and wrong types reported by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"[{where}] unknown key {unknown[0]!r}; known keys: {', '.join(names)}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+
+
+RECIPE_KEYS = ("description", "task", "model", "train", "eval")
+
+
+def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
+    """Build and validate a recipe; errors name `source` and the offending key."""
+    try:
+        unknown = sorted(set(data) - set(RECIPE_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown top-level key {unknown[0]!r}; known keys: {', '.join(RECIPE_KEYS)}"
+            )
+        task = data.get("task")
+        if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+            raise ConfigError('[task] needs name = "<distribution>" (see `metarl tasks list`)')
+        model = data.get("model", {})
+        if not isinstance(model, dict):
+            raise ConfigError(f"[model] must be a table, got {model!r}")
+        recipe = Recipe(
+            task=dict(task),
+            model=dict(model),
+            train=build_dataclass(TrainConfig, data.get("train", {}), "train"),
+            eval=build_dataclass(EvalConfig, data.get("eval", {}), "eval"),
+            description=str(data.get("description", "")),
+            source=source,
+        )
+        recipe.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return recipe
+
+
+def load_recipe_file(path: Path) -> Recipe:
+    return recipe_from_dict(read_toml(path), source=str(path))
+
+
+def with_overrides(recipe: Recipe, section: str, **values: Any) -> Recipe:
+    """A copy of `recipe` with the given fields of `section` ("train" or "eval") replaced;
+    `None` values mean "not given" and are skipped."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return recipe
+    data = recipe.to_dict()
+    data[section].update(
+        {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in given.items()}
+    )
+    return recipe_from_dict(data, source=recipe.source)

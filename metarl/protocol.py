@@ -1,0 +1,106 @@
+"""The Task protocol: what every task distribution, supervised or RL, offers the loops.
+
+A *task* is a small, serializable description (a sine's amplitude and phase, the classes of an
+episode, an environment's physics parameters). A *distribution* samples tasks from a
+`np.random.Generator` it is handed -- never from global random state -- for one of three
+splits. Supervised distributions then turn tasks into support/query tensors
+(`SupervisedDistribution.episodes`); RL distributions turn a task into a Gymnasium environment
+(`RLDistribution.make_env`). The outer loop sees only `sample`, so both kinds drive it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+class Split(str, enum.Enum):
+    """Which part of a distribution tasks are drawn from."""
+
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class Task(Protocol):
+    """A serializable task description: `to_dict()` gives plain JSON/TOML values."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class TaskBatch(NamedTuple):
+    """Support and query data of a meta-batch of tasks, stacked on a leading task axis.
+
+    Shapes: `support_x` is `[tasks, support, *features]`, `support_y` is `[tasks, support, ...]`,
+    and the same for the query set.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        return TaskBatch(*(t.to(device, non_blocking=True) for t in self))
+
+    def take(self, index: slice) -> TaskBatch:
+        """The tasks `index` of the batch (a contiguous slice along the task axis)."""
+        return TaskBatch(*(t[index] for t in self))
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.support_x.shape[0])
+
+
+@runtime_checkable
+class TaskDistribution(Protocol):
+    """Anything that samples tasks. `kind` says which learner can adapt to them."""
+
+    kind: str  # "supervised" or "rl"
+
+    def sample(self, n: int, rng: np.random.Generator, split: Split) -> Sequence[Task]:
+        """Draw `n` tasks of `split` using only `rng`."""
+        ...
+
+
+@runtime_checkable
+class SupervisedDistribution(TaskDistribution, Protocol):
+    """A distribution whose tasks become support/query tensors."""
+
+    loss: str  # "mse" or "cross_entropy"
+    metric: str  # the evaluation metric's name, e.g. "mse" or "accuracy"
+
+    def episodes(
+        self,
+        tasks: Sequence[Task],
+        rng: np.random.Generator,
+        *,
+        support: int,
+        query: int,
+        evaluation: bool = False,
+    ) -> TaskBatch:
+        """Support/query tensors for `tasks`. `evaluation=True` selects the evaluation protocol
+        (e.g. sine's fixed query grid) instead of training sampling."""
+        ...
+
+    def build_model(self) -> torch.nn.Module:
+        """The network this distribution is meta-learned with."""
+        ...
+
+
+@runtime_checkable
+class RLDistribution(TaskDistribution, Protocol):
+    """A distribution whose tasks become Gymnasium environments."""
+
+    def make_env(self, task: Task) -> Any:
+        """A `gymnasium.Env` with `task` set."""
+        ...
+
+
+def describe(task: Task) -> Mapping[str, Any]:
+    """A task's description as a plain mapping (for logs, JSON and checks)."""
+    return task.to_dict()

@@ -1,0 +1,233 @@
+"""Meta-training: the one loop of Reptile / FOMAML over a run directory.
+
+The loop emits events to callbacks (progress bars live in the CLI, not here). Tasks of
+iteration `i` come from a generator seeded by `(seed, i)` alone, so a resumed run sees the same
+tasks as an uninterrupted one, and a future split of the meta-batch across workers does not
+change which tasks an iteration draws.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import numpy as np
+import torch
+
+from metarl import algorithms
+from metarl.config import Algorithm, Recipe
+from metarl.errors import UserError
+from metarl.learner import InnerOptimizer, Params, SGDLearner
+from metarl.protocol import Split, SupervisedDistribution
+from metarl.registry import make_distribution
+from metarl.run import Checkpoint, RunDir
+
+SPLIT_STREAM = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
+
+
+def task_rng(seed: int, split: Split, *keys: int) -> np.random.Generator:
+    """The generator for one draw of tasks: a pure function of the seed, split and keys."""
+    return np.random.default_rng([seed, SPLIT_STREAM[split], *keys])
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a stop was requested (Ctrl-C) and the checkpoint was written."""
+
+    def __init__(self, iteration: int, run_dir: Path) -> None:
+        super().__init__(f"interrupted after iteration {iteration}")
+        self.iteration = iteration
+        self.run_dir = run_dir
+
+
+class Callback(Protocol):
+    def on_start(self, trainer: MetaTrainer) -> None: ...
+    def on_iteration(self, trainer: MetaTrainer, metrics: dict[str, float]) -> None: ...
+    def on_end(self, trainer: MetaTrainer) -> None: ...
+
+
+def supervised_distribution(recipe: Recipe) -> SupervisedDistribution:
+    dist = make_distribution(recipe.task_name, **recipe.task_options)
+    if getattr(dist, "kind", None) != "supervised":
+        raise UserError(f"task {recipe.task_name!r} is not a supervised task distribution")
+    return cast(SupervisedDistribution, dist)
+
+
+def build_model(
+    recipe: Recipe, dist: SupervisedDistribution, device: torch.device
+) -> torch.nn.Module:
+    """The recipe's network, initialized from the run's seed."""
+    torch.manual_seed(recipe.train.seed)
+    return dist.build_model(**recipe.model).to(device)
+
+
+def make_learner(
+    recipe: Recipe,
+    model: torch.nn.Module,
+    dist: SupervisedDistribution,
+    *,
+    evaluation: bool = False,
+) -> SGDLearner:
+    t = recipe.train
+    lr = recipe.eval.inner_lr if evaluation and recipe.eval.inner_lr is not None else t.inner_lr
+    batch = recipe.eval.inner_batch if evaluation else t.inner_batch
+    optimizer = InnerOptimizer(t.inner_optimizer, lr, beta1=t.inner_beta1)
+    return SGDLearner(model, dist.loss, optimizer, inner_batch=batch)
+
+
+@dataclass
+class MetaTrainer:
+    """Runs (or continues) a run directory's meta-training."""
+
+    run: RunDir
+    recipe: Recipe
+    device: torch.device
+    callbacks: Sequence[Callback] = ()
+    iteration: int = 0
+    """Meta-iterations completed so far."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    _stop_requested: bool = False
+
+    def __post_init__(self) -> None:
+        self.dist = supervised_distribution(self.recipe)
+        self.model = build_model(self.recipe, self.dist, self.device)
+        self.names = [n for n, _ in self.model.named_parameters()]
+        self.learner = make_learner(self.recipe, self.model, self.dist)
+        t = self.recipe.train
+        self.optimizer = algorithms.outer_optimizer(
+            t.outer_optimizer, list(self.model.parameters()), t.meta_step
+        )
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls, recipe: Recipe, out: Path, device: torch.device, callbacks: Sequence[Callback] = ()
+    ) -> MetaTrainer:
+        """A new run in `out`."""
+        supervised_distribution(recipe)  # fail on a bad task before creating the directory
+        return cls(RunDir.create(out, recipe), recipe, device, callbacks)
+
+    @classmethod
+    def resume(
+        cls, path: Path, device: torch.device, callbacks: Sequence[Callback] = ()
+    ) -> MetaTrainer:
+        """Continue the run in `path` from its last checkpoint (or from scratch if it has none)."""
+        run = RunDir.open(path)
+        recipe = run.recipe()
+        trainer = cls(run, recipe, device, callbacks)
+        if run.checkpoint_path.exists():
+            ckpt = run.load_checkpoint(device)
+            if ckpt.config != recipe.to_dict():
+                raise UserError(
+                    f"{run.config_path} was edited after the checkpoint was written; "
+                    "restore it or start a new run with the edited recipe"
+                )
+            trainer.model.load_state_dict(ckpt.model)
+            trainer.optimizer.load_state_dict(ckpt.optimizer)
+            torch.set_rng_state(ckpt.rng["torch"])
+            trainer.iteration = ckpt.iteration
+        run.truncate_metrics(trainer.iteration)
+        return trainer
+
+    # -- the loop -------------------------------------------------------------------------
+    def phi(self) -> Params:
+        return {n: p.detach() for n, p in self.model.named_parameters()}
+
+    def request_stop(self) -> None:
+        """Finish the current iteration, write a checkpoint, raise `TrainingInterrupted`."""
+        self._stop_requested = True
+
+    def step(self) -> dict[str, float]:
+        """One meta-iteration: sample, adapt, meta-gradient, outer step."""
+        t = self.recipe.train
+        rng = task_rng(t.seed, Split.TRAIN, self.iteration)
+        tasks = self.dist.sample(t.meta_batch, rng, Split.TRAIN)
+        query = t.query_shots if t.algorithm is Algorithm.FOMAML else 0
+        batch = self.dist.episodes(tasks, rng, support=t.support_shots, query=query)
+        batch = batch.to(self.device)
+
+        phi = self.phi()
+        adapted, losses = self.learner.adapt_with_losses(phi, batch, t.inner_steps)
+        metrics: dict[str, float] = {}
+        if t.algorithm is Algorithm.REPTILE:
+            delta = algorithms.reptile_delta(phi, adapted)
+        else:
+            delta, query_losses = algorithms.fomaml_delta(
+                adapted, lambda w: self.learner.query_gradients(w, batch.query_x, batch.query_y)
+            )
+            metrics["query_loss"] = float(query_losses.mean())
+        lr = algorithms.linear_schedule(
+            t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
+        )
+        algorithms.apply_delta(self.optimizer, delta, self.names, lr)
+        self.iteration += 1
+        if len(losses):
+            metrics["loss_before"] = float(losses[0].mean())
+            metrics["loss_last_step"] = float(losses[-1].mean())
+        metrics["meta_step"] = lr
+        return metrics
+
+    def fit(self) -> torch.nn.Module:
+        """Train to `meta_iterations`, writing metrics and checkpoints; returns the model."""
+        t = self.recipe.train
+        for cb in self.callbacks:
+            cb.on_start(self)
+        started = time.perf_counter()
+        first = self.iteration
+        with _stop_on_sigint(self):
+            while self.iteration < t.meta_iterations:
+                metrics = self.step()
+                done = self.iteration
+                elapsed = time.perf_counter() - started
+                metrics["iteration"] = done
+                metrics["elapsed_s"] = elapsed
+                metrics["tasks_per_s"] = (done - first) * t.meta_batch / max(elapsed, 1e-9)
+                for cb in self.callbacks:
+                    cb.on_iteration(self, metrics)
+                if done % t.log_every == 0 or done == t.meta_iterations:
+                    self.run.append_metrics(metrics)
+                    self.history.append(metrics)
+                if done % t.checkpoint_every == 0 or done == t.meta_iterations:
+                    self.save()
+                if self._stop_requested:
+                    self.save()
+                    raise TrainingInterrupted(done, self.run.path)
+        for cb in self.callbacks:
+            cb.on_end(self)
+        return self.model
+
+    def save(self) -> None:
+        self.run.save_checkpoint(
+            Checkpoint(
+                iteration=self.iteration,
+                model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                optimizer=self.optimizer.state_dict(),
+                rng={"torch": torch.get_rng_state(), "task_streams": "seed+iteration"},
+                config=self.recipe.to_dict(),
+            )
+        )
+
+
+@contextmanager
+def _stop_on_sigint(trainer: MetaTrainer) -> Iterator[None]:
+    """Ctrl-C asks the loop to stop after the current iteration instead of killing it
+    mid-update (a second Ctrl-C stops at once)."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGINT, previous)
+            trainer.request_stop()
+
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

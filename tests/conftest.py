@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.config import OptimizerName
+from metarl.learner import InnerOptimizer, SGDLearner
+from metarl.sine import SineDistribution
+
+
+@pytest.fixture
+def sine() -> SineDistribution:
+    return SineDistribution()
+
+
+@pytest.fixture
+def sine_batch(sine: SineDistribution):
+    rng = np.random.default_rng(0)
+    return sine.episodes(sine.sample(6, rng), rng, support=10, query=20)
+
+
+@pytest.fixture
+def small_mlp(sine: SineDistribution) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return sine.build_model(hidden=[16, 16])
+
+
+def learner_for(model: torch.nn.Module, name: str, lr: float, inner_batch: int = 0) -> SGDLearner:
+    return SGDLearner(model, "mse", InnerOptimizer(OptimizerName(name), lr, beta1=0.5), inner_batch)

@@ -1,0 +1,98 @@
+"""The command line as a user meets it: exit codes, one-line errors, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from metarl.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke(
+        "train", "sine", "--out", str(out), "--meta-iterations", "20", "--meta-batch", "4", "-q"
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_a_run(trained_run):
+    assert (trained_run / "config.toml").is_file()
+    assert (trained_run / "checkpoint.pt").is_file()
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 20
+
+
+def test_eval_json_is_one_object_with_the_curve(trained_run):
+    result = invoke("eval", str(trained_run), "--tasks", "50", "--steps", "0,1,5", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["metric"] == "mse" and payload["n_tasks"] == 50
+    assert payload["steps"] == [0, 1, 5]
+    assert [c["step"] for c in payload["curve"]] == [0, 1, 5]
+    assert payload["mean"][2] < payload["mean"][0]  # adaptation helps
+    assert all(c > 0 for c in payload["ci95"])
+
+
+def test_eval_plot_writes_pngs(trained_run, tmp_path):
+    png = tmp_path / "curve.png"
+    result = invoke("eval", str(trained_run), "--tasks", "20", "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    for path in (png, tmp_path / "curve-fits.png"):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_of_a_finished_run_is_a_no_op(trained_run):
+    result = invoke("train", "--resume", str(trained_run), "-q")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "sinus"], "unknown task 'sinus'"),
+        (["train", "sine", "--inner-steps", "-2"], "train.inner_steps = -2"),
+        (["train", "sine", "--device", "tpu"], "--device 'tpu'"),
+        (["eval", "/no/such/run"], "run directory '/no/such/run' does not exist"),
+        (["eval", "RUN", "--steps", "0,-1"], "--steps '0,-1'"),
+        (["eval", "RUN", "--steps", "a,b"], "--steps 'a,b'"),
+        (["train"], "give a TASK"),
+        (["tasks", "show", "nope"], "unknown task 'nope'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(trained_run, tmp_path, args, message):
+    args = [str(trained_run) if a == "RUN" else a for a in args]
+    if args[0] == "train" and len(args) > 1:
+        args += ["--out", str(tmp_path / "x")]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_malformed_recipe_file_exits_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[task]\nname = "sine"\n[train]\nmeta_batch = [')
+    result = invoke("train", str(bad), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert "bad.toml: malformed TOML" in result.stderr
+
+
+def test_tasks_list_and_show():
+    result = invoke("tasks", "list")
+    assert result.exit_code == 0 and "sine" in result.stdout
+    shown = invoke("tasks", "show", "sine")
+    assert shown.exit_code == 0
+    assert 'name = "sine"' in shown.stdout and "meta_batch" in shown.stdout

@@ -1,0 +1,91 @@
+"""Runs: atomic checkpoints, exact resume, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metarl.config import with_overrides
+from metarl.errors import UserError
+from metarl.registry import resolve_recipe
+from metarl.run import RunDir
+from metarl.train import MetaTrainer, TrainingInterrupted
+
+CPU = torch.device("cpu")
+
+
+def tiny_recipe(**train):
+    base = dict(meta_iterations=12, meta_batch=4, inner_steps=3, checkpoint_every=5, log_every=2)
+    base.update(train)
+    return with_overrides(resolve_recipe("sine"), "train", **base)
+
+
+class StopAt:
+    """Asks the trainer to stop at an iteration: the same path as Ctrl-C."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def on_start(self, trainer):
+        pass
+
+    def on_iteration(self, trainer, metrics):
+        if metrics["iteration"] == self.iteration:
+            trainer.request_stop()
+
+    def on_end(self, trainer):
+        pass
+
+
+@pytest.mark.parametrize("algorithm,outer", [("reptile", "adam"), ("fomaml", "sgd")])
+def test_interrupt_and_resume_give_the_same_weights(tmp_path, algorithm, outer):
+    recipe = tiny_recipe(algorithm=algorithm, outer_optimizer=outer, meta_step=0.1)
+    whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)
+    whole.fit()
+
+    with pytest.raises(TrainingInterrupted) as info:
+        MetaTrainer.start(recipe, tmp_path / "cut", CPU, callbacks=[StopAt(7)]).fit()
+    assert info.value.iteration == 7
+    resumed = MetaTrainer.resume(tmp_path / "cut", CPU)
+    assert resumed.iteration == 7
+    resumed.fit()
+
+    for (name, a), (_, b) in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    # metrics.jsonl of the resumed run has the same iterations, once each
+    iters = [r["iteration"] for r in RunDir(tmp_path / "cut").read_metrics()]
+    assert iters == [r["iteration"] for r in RunDir(tmp_path / "whole").read_metrics()]
+    assert iters == [2, 4, 6, 8, 10, 12]
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
+    trainer = MetaTrainer.start(tiny_recipe(meta_iterations=3), tmp_path / "r", CPU)
+    trainer.fit()
+    payload = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert payload["iteration"] == 3
+    assert set(payload) >= {"model", "optimizer", "rng", "config", "metarl_version"}
+    assert not list((tmp_path / "r").glob(".*tmp"))  # no temp files left behind
+
+
+def test_damaged_checkpoint_is_a_clear_error(tmp_path):
+    MetaTrainer.start(tiny_recipe(meta_iterations=2), tmp_path / "r", CPU).fit()
+    path = tmp_path / "r" / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError, match="not a readable metarl checkpoint"):
+        MetaTrainer.resume(tmp_path / "r", CPU)
+
+
+def test_a_run_directory_is_not_overwritten(tmp_path):
+    MetaTrainer.start(tiny_recipe(meta_iterations=1), tmp_path / "r", CPU).fit()
+    with pytest.raises(UserError, match="already holds a run"):
+        MetaTrainer.start(tiny_recipe(meta_iterations=1), tmp_path / "r", CPU)
+
+
+def test_edited_config_is_refused_on_resume(tmp_path):
+    MetaTrainer.start(tiny_recipe(meta_iterations=2), tmp_path / "r", CPU).fit()
+    cfg = tmp_path / "r" / "config.toml"
+    cfg.write_text(cfg.read_text().replace("meta_batch = 4", "meta_batch = 5"))
+    with pytest.raises(UserError, match="edited after the checkpoint"):
+        MetaTrainer.resume(tmp_path / "r", CPU)
