@@ -87,8 +87,9 @@ class SupervisedDistribution(TaskDistribution, Protocol):
         (e.g. sine's fixed query grid) instead of training sampling."""
         ...
 
-    def build_model(self) -> torch.nn.Module:
-        """The network this distribution is meta-learned with."""
+    def build_model(self, **options: Any) -> torch.nn.Module:
+        """The network this distribution is meta-learned with; `options` is the recipe's
+        `[model]` table."""
         ...
 
 
