@@ -48,9 +48,7 @@ class EnvFamilyDistribution:
         self.env_id = family(env_id).env_id
         self._sampler: gymnasium.Env[Any, Any] | None = None
 
-    def sample(
-        self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN
-    ) -> list[EnvTask]:
+    def sample(self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN) -> list[EnvTask]:
         stream = SPLIT_STREAMS[Split(split)]
         split_rng = np.random.default_rng([int(rng.integers(2**63)), stream])
         if self._sampler is None:

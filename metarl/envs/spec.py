@@ -181,7 +181,7 @@ def family_from_dict(data: Mapping[str, Any], source: Path) -> FamilySpec:
     name = data.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise ConfigError(
-            f"{where}: name = {name!r}: expected an identifier such as \"CartPolePhysics\" "
+            f'{where}: name = {name!r}: expected an identifier such as "CartPolePhysics" '
             "(it becomes metarl/<name>-v0)"
         )
     for key in ("description", "base", "entry_point"):
@@ -260,8 +260,7 @@ def check_task(params: Mapping[str, ParamDist], task: Any, family: str) -> dict[
     expected = list(params)
     if set(task) != set(expected):
         raise ConfigError(
-            f"{family}: task keys {sorted(task)} do not match the family's parameters "
-            f"{expected}"
+            f"{family}: task keys {sorted(task)} do not match the family's parameters {expected}"
         )
     clean: dict[str, TaskValue] = {}
     for name, dist in params.items():
