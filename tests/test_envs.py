@@ -3,6 +3,7 @@ anchors for Navigation2D. MuJoCo envs take only a few steps each, to keep the fi
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -28,11 +29,16 @@ MUJOCO = {"metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0", "metarl/AntDir
 NAV = "metarl/Navigation2D-v0"
 
 
-def short(env_id: str) -> str:
-    return env_id.removeprefix("metarl/")
+HAVE_MUJOCO = importlib.util.find_spec("mujoco") is not None
 
 
-envs = pytest.mark.parametrize("env_id", ENV_IDS, ids=short)
+def param(env_id: str):
+    """A readable id (`Navigation2D-v0`); MuJoCo families skip where MuJoCo is not installed."""
+    marks = [] if HAVE_MUJOCO or env_id not in MUJOCO else [pytest.mark.skip("needs mujoco")]
+    return pytest.param(env_id, id=env_id.removeprefix("metarl/"), marks=marks)
+
+
+envs = pytest.mark.parametrize("env_id", [param(e) for e in ENV_IDS])
 
 
 def call(env: gymnasium.Env, method: str, *args):
@@ -140,6 +146,40 @@ def test_pendulum_scale_multiplies_the_default():
     assert call(env, "get_task") == {"m": 1.0, "l": 1.0, "g": 10.0}
     gs = [t["g"] for t in call(env, "sample_tasks", 100, np.random.default_rng(0))]
     assert min(gs) >= 5.0 and max(gs) <= 15.0 and max(gs) > 10.0
+
+
+@pytest.mark.skipif(not HAVE_MUJOCO, reason="needs mujoco")
+@pytest.mark.parametrize(
+    "env_id,task,expected",
+    [
+        (
+            "metarl/HalfCheetahVel-v0",
+            {"velocity": 1.5},
+            lambda a, i: -abs(i["x_velocity"] - 1.5) - 0.05 * float(np.sum(a**2)),
+        ),
+        (
+            "metarl/HalfCheetahDir-v0",
+            {"direction": -1.0},
+            lambda a, i: -i["x_velocity"] - 0.05 * float(np.sum(a**2)),
+        ),
+        # at angle 0 the projected velocity is Ant-v5's forward reward: the base reward
+        ("metarl/AntDir-v0", {"direction": 0.0}, lambda a, i: i["base_reward"]),
+        (
+            "metarl/AntDir-v0",
+            {"direction": math.pi / 2},
+            lambda a, i: i["base_reward"] - i["x_velocity"] + i["y_velocity"],
+        ),
+    ],
+    ids=["cheetah-vel", "cheetah-dir-back", "ant-dir-x", "ant-dir-y"],
+)
+def test_locomotion_rewards_follow_the_task(env_id, task, expected):
+    env = gymnasium.make(env_id)
+    env.reset(seed=0, options={"task": task})
+    env.action_space.seed(0)
+    for _ in range(5):
+        action = env.action_space.sample()
+        _, reward, _, _, info = env.step(action)
+        assert reward == pytest.approx(expected(action.astype(np.float64), info), abs=1e-9)
 
 
 # --- Navigation2D: analytic anchors ---------------------------------------------------------

@@ -56,6 +56,12 @@ class TaskFamily:
         """A copy of the current task."""
         return {k: (list(v) if isinstance(v, list) else v) for k, v in self._task.items()}
 
+    def task_value(self, name: str) -> float:
+        """A scalar parameter of the current task."""
+        value = self._task[name]
+        assert not isinstance(value, list), f"{name} is a vector parameter"
+        return value
+
     def _apply_task(self, task: dict[str, TaskValue]) -> None:
         """Hook for families whose task lives outside `self._task`."""
 

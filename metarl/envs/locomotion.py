@@ -37,7 +37,13 @@ class _Locomotion(TaskWrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         observation, base_reward, terminated, truncated, info = self.env.step(action)
         info = {**info, "base_reward": float(base_reward)}
-        return observation, self.task_reward(np.asarray(action), info), terminated, truncated, info
+        return (
+            observation,
+            self.task_reward(np.asarray(action, dtype=np.float64), info),
+            terminated,
+            truncated,
+            info,
+        )
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
         raise NotImplementedError
@@ -62,7 +68,7 @@ class HalfCheetahVel(_Locomotion):
         super().__init__(base, params, render_mode)
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
-        goal = float(self._task["velocity"])  # type: ignore[arg-type]
+        goal = self.task_value("velocity")
         speed_error = abs(float(info["x_velocity"]) - goal)
         return -speed_error - CTRL_COST * float(np.sum(np.square(action)))
 
@@ -86,7 +92,7 @@ class HalfCheetahDir(_Locomotion):
         super().__init__(base, params, render_mode)
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
-        direction = float(self._task["direction"])  # type: ignore[arg-type]
+        direction = self.task_value("direction")
         return direction * float(info["x_velocity"]) - CTRL_COST * float(np.sum(np.square(action)))
 
 
@@ -112,7 +118,7 @@ class AntDir(_Locomotion):
         super().__init__(base, params, render_mode)
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
-        theta = float(self._task["direction"])  # type: ignore[arg-type]
+        theta = self.task_value("direction")
         projected = math.cos(theta) * info["x_velocity"] + math.sin(theta) * info["y_velocity"]
         kept = info["reward_survive"] + info["reward_ctrl"] + info["reward_contact"]
         return float(projected + kept)
