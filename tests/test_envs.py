@@ -41,6 +41,13 @@ def param(env_id: str):
 envs = pytest.mark.parametrize("env_id", [param(e) for e in ENV_IDS])
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """MuJoCo writes its warnings to MUJOCO_LOG.TXT in the working directory: keep it out of
+    the source tree."""
+    monkeypatch.chdir(tmp_path)
+
+
 def call(env: gymnasium.Env, method: str, *args):
     """A family method through `gymnasium.make`'s wrappers (Gymnasium 1.x does not forward)."""
     return env.get_wrapper_attr(method)(*args)
