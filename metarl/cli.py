@@ -321,10 +321,15 @@ def envs_list() -> None:
 
     from metarl.envs import registered_families
 
+    families = registered_families()
     table = Table(title="environment families (gymnasium.make(ID))")
-    for col in ("id", "base env", "task parameters", "horizon", "task", "source"):
+    # ids are for copying: never cut them short on a narrow terminal
+    table.add_column(
+        "id", no_wrap=True, min_width=max((len(f.env_id) for f in families), default=2)
+    )
+    for col in ("base env", "task parameters", "horizon", "task", "source"):
         table.add_column(col)
-    for fam in registered_families():
+    for fam in families:
         params = "\n".join(f"{name} ~ {dist}" for name, dist in fam.params.items())
         horizon = gymnasium.spec(fam.env_id).max_episode_steps
         table.add_row(

@@ -2,9 +2,10 @@
 goal direction.
 
 Each wraps a Gymnasium MuJoCo env (`HalfCheetah-v5`, `Ant-v5`) and replaces its reward using
-the velocities the base env reports in `info` (`x_velocity`, `y_velocity`: centre-of-mass
-displacement over one control step), so the physics stays Gymnasium's. This module imports
-MuJoCo (through the base env) only when an env is made, never at `import metarl`.
+the velocities the base env reports in `info` (`x_velocity`, `y_velocity`: the displacement
+of the cheetah's root or the ant's torso over one control step, divided by its duration), so
+the physics stays Gymnasium's. This module imports MuJoCo (through the base env) only when an
+env is made, never at `import metarl`.
 """
 
 from __future__ import annotations
