@@ -6,6 +6,7 @@ families of parametrized Gymnasium environments.
 
 __version__ = "0.1.0"
 
+import metarl.envs  # noqa: E402, F401  (registers the metarl/ Gymnasium envs)
 from metarl.registry import make_distribution, register_task  # noqa: E402
 
 __all__ = ["__version__", "make_distribution", "register_task"]

@@ -44,6 +44,10 @@ tasks_app = typer.Typer(
     help="The task catalog and registered task distributions.", no_args_is_help=True
 )
 app.add_typer(tasks_app, name="tasks")
+envs_app = typer.Typer(
+    help="The catalog of parametrized Gymnasium environment families.", no_args_is_help=True
+)
+app.add_typer(envs_app, name="envs")
 
 err = Console(stderr=True)
 out = Console()
@@ -307,6 +311,36 @@ def tasks_show(
 
     recipe = resolve_recipe(name)
     sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
+
+
+@envs_app.command("list")
+@user_errors
+def envs_list() -> None:
+    """Every registered environment family: its id, base env and task distribution."""
+    import gymnasium
+
+    from metarl.envs import registered_families
+
+    families = registered_families()
+    table = Table(title="environment families (gymnasium.make(ID))")
+    # ids are for copying: never cut them short on a narrow terminal
+    table.add_column(
+        "id", no_wrap=True, min_width=max((len(f.env_id) for f in families), default=2)
+    )
+    for col in ("base env", "task parameters", "horizon", "task", "source"):
+        table.add_column(col)
+    for fam in families:
+        params = "\n".join(f"{name} ~ {dist}" for name, dist in fam.params.items())
+        horizon = gymnasium.spec(fam.env_id).max_episode_steps
+        table.add_row(
+            fam.env_id,
+            fam.base or fam.entry_point,
+            params,
+            str(horizon),
+            fam.task_name,
+            fam.source.name,
+        )
+    out.print(table)
 
 
 def main() -> None:

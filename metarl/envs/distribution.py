@@ -1,0 +1,74 @@
+"""Environment families as task distributions, so the outer loop samples them like any task.
+
+Tasks are continuous (goals, velocities, masses): a held-out task is a fresh draw, not a
+member of a fixed list. The three splits still use different random streams, so the same
+generator state gives different train and test tasks, and evaluating with the training seed
+does not replay training tasks. (A family with a `choice` of few values, like
+HalfCheetahDir's two directions, necessarily shares them across splits.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from metarl.envs import family
+from metarl.envs.spec import TaskValue
+from metarl.errors import UserError
+from metarl.protocol import Split
+
+SPLIT_STREAMS = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
+
+
+@dataclass(frozen=True)
+class EnvTask:
+    """One task of an environment family: the env id and its task parameters."""
+
+    env_id: str
+    params: dict[str, TaskValue] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env_id": self.env_id, "params": dict(self.params)}
+
+
+class EnvFamilyDistribution:
+    """The tasks of the registered family `env_id` (e.g. `metarl/Navigation2D-v0`).
+
+    Sampling asks one env of the family (built on first use and kept) for `sample_tasks`, so
+    the distribution is the one its family file declares.
+    """
+
+    kind = "rl"
+
+    def __init__(self, env_id: str) -> None:
+        self.env_id = family(env_id).env_id
+        self._sampler: gymnasium.Env[Any, Any] | None = None
+
+    def sample(self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN) -> list[EnvTask]:
+        stream = SPLIT_STREAMS[Split(split)]
+        split_rng = np.random.default_rng([int(rng.integers(2**63)), stream])
+        if self._sampler is None:
+            self._sampler = gymnasium.make(self.env_id)
+        tasks = self._sampler.get_wrapper_attr("sample_tasks")(n, split_rng)
+        return [EnvTask(self.env_id, t) for t in tasks]
+
+    def make_env(self, task: EnvTask | Mapping[str, Any], **make_kwargs: Any) -> Any:
+        """`gymnasium.make(env_id)` with `task` set (an `EnvTask` or its `params` dict)."""
+        if isinstance(task, EnvTask):
+            if task.env_id != self.env_id:
+                raise UserError(f"task of {task.env_id} given to the {self.env_id} distribution")
+            params: Mapping[str, Any] = task.params
+        else:
+            params = task
+        env = gymnasium.make(self.env_id, **make_kwargs)
+        env.get_wrapper_attr("set_task")(params)
+        return env
+
+    def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
