@@ -14,10 +14,7 @@ at W_i. Either delta can be handed to Adam instead (the paper's "Adam on phi - W
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import Tensor
 
 from metarl.config import Algorithm, OptimizerName
 from metarl.learner import Params
@@ -32,15 +29,6 @@ def linear_schedule(start: float, end: float, iteration: int, total: int) -> flo
 def reptile_delta(phi: Params, adapted: Params) -> Params:
     """phi - mean_i W_i: minus the average direction the tasks moved in."""
     return {k: phi[k] - w.mean(0) for k, w in adapted.items()}
-
-
-def fomaml_delta(
-    adapted: Params, query_gradients: Callable[[Params], tuple[Params, Tensor]]
-) -> tuple[Params, Tensor]:
-    """Mean over tasks of the query-loss gradient at the adapted parameters (second-order
-    terms dropped), and the per-task query losses."""
-    grads, losses = query_gradients(adapted)
-    return {k: g.mean(0) for k, g in grads.items()}, losses
 
 
 def outer_optimizer(
@@ -68,7 +56,6 @@ def apply_delta(
 __all__ = [
     "Algorithm",
     "apply_delta",
-    "fomaml_delta",
     "linear_schedule",
     "outer_optimizer",
     "reptile_delta",

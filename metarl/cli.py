@@ -243,7 +243,7 @@ def eval_(
     device: DeviceOpt = "auto",
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI."""
-    from metarl.evaluate import adaptation_curve, load_run_model
+    from metarl.evaluate import load_run
     from metarl.models import default_device
 
     if tasks is not None and tasks < 1:
@@ -251,9 +251,9 @@ def eval_(
     step_list = parse_steps(steps) if steps is not None else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
-    recipe, model = load_run_model(run_dir, default_device(device))
-    recipe = with_overrides(recipe, "eval", tasks=tasks, steps=step_list)
-    curve = adaptation_curve(recipe, model, recipe.eval.steps, recipe.eval.tasks)
+    recipe, meta = load_run(run_dir, default_device(device))
+    n_tasks = tasks if tasks is not None else recipe.eval.tasks
+    curve = meta.curve(step_list or recipe.eval.steps, n_tasks)
     if as_json:
         payload = {"run": str(run_dir), "task": recipe.task_name, **curve.to_json()}
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -266,12 +266,14 @@ def eval_(
             table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}")
         out.print(table)
     if plot is not None:
+        from metarl.meta_learners import SupervisedMetaLearner
         from metarl.plots import plot_curve, plot_sine_fits
+        from metarl.sine import SineDistribution
 
         written = [plot_curve(curve, plot, title=f"{recipe.task_name}: {run_dir}")]
-        if recipe.task_name == "sine":
+        if isinstance(meta, SupervisedMetaLearner) and isinstance(meta.dist, SineDistribution):
             fits = plot.with_name(plot.stem + "-fits.png")
-            written.append(plot_sine_fits(recipe, model, fits, steps=max(curve.steps)))
+            written.append(plot_sine_fits(meta, fits, steps=max(curve.steps)))
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 

@@ -85,7 +85,7 @@ class InnerOptimizer:
     def step(self, params: Params, grads: Params, state: dict[str, Params], t: int) -> Params:
         """One update; `t` counts from 1 (Adam's bias correction)."""
         if self.name is OptimizerName.SGD:
-            return {k: p - self.lr * grads[k] for k, p in params.items()}
+            return {k: torch.add(p, grads[k], alpha=-self.lr) for k, p in params.items()}
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
         out = {}

@@ -12,11 +12,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from metarl.config import Recipe  # noqa: E402
-from metarl.evaluate import Curve, eval_batch  # noqa: E402
+from metarl.curves import Curve  # noqa: E402
 from metarl.learner import Params  # noqa: E402
+from metarl.meta_learners import SupervisedMetaLearner, sgd_learner  # noqa: E402
 from metarl.tomlio import atomic_write_bytes  # noqa: E402
 
 
@@ -49,17 +48,12 @@ def plot_curve(curve: Curve, path: Path, title: str = "", label: str = "meta-tra
     return _save(fig, path)
 
 
-def plot_sine_fits(
-    recipe: Recipe, model: torch.nn.Module, path: Path, steps: int = 10, n: int = 4
-) -> Path:
+def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
     """A few held-out sine tasks: the true wave, the support points, the prediction before
     adaptation (the meta-learned initialization) and after `steps` adaptation steps."""
-    from metarl.train import make_learner, supervised_distribution
-
-    dist = supervised_distribution(recipe)
-    learner = make_learner(recipe, model, dist, evaluation=True)
-    device = next(model.parameters()).device
-    batch = eval_batch(recipe, n).to(device)
+    recipe, model = meta.recipe, meta.model
+    learner = sgd_learner(recipe, model, meta.dist, evaluation=True)
+    batch = meta.eval_batch(n).to(meta.device)
     phi: Params = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps)
     before = learner.predict({k: v.expand(n, *v.shape) for k, v in phi.items()}, batch.query_x)

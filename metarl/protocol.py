@@ -26,6 +26,15 @@ class Split(str, enum.Enum):
     TEST = "test"
 
 
+SPLIT_STREAM = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
+
+
+def task_rng(seed: int, split: Split, *keys: int) -> np.random.Generator:
+    """The generator for one draw of tasks: a pure function of the seed, the split and the
+    keys (e.g. the iteration), never of global state or of what ran before."""
+    return np.random.default_rng([seed, SPLIT_STREAM[split], *keys])
+
+
 class Task(Protocol):
     """A serializable task description: `to_dict()` gives plain JSON/TOML values."""
 

@@ -14,25 +14,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from metarl import algorithms
 from metarl.config import Algorithm, Recipe
 from metarl.errors import UserError
-from metarl.learner import InnerOptimizer, Params, SGDLearner
-from metarl.protocol import Split, SupervisedDistribution
-from metarl.registry import make_distribution
+from metarl.learner import Params
+from metarl.meta_learners import build_meta_learner, distribution
+from metarl.protocol import Split, task_rng
 from metarl.run import Checkpoint, RunDir
-
-SPLIT_STREAM = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
-
-
-def task_rng(seed: int, split: Split, *keys: int) -> np.random.Generator:
-    """The generator for one draw of tasks: a pure function of the seed, split and keys."""
-    return np.random.default_rng([seed, SPLIT_STREAM[split], *keys])
 
 
 class TrainingInterrupted(Exception):
@@ -50,35 +42,6 @@ class Callback(Protocol):
     def on_end(self, trainer: MetaTrainer) -> None: ...
 
 
-def supervised_distribution(recipe: Recipe) -> SupervisedDistribution:
-    dist = make_distribution(recipe.task_name, **recipe.task_options)
-    if getattr(dist, "kind", None) != "supervised":
-        raise UserError(f"task {recipe.task_name!r} is not a supervised task distribution")
-    return cast(SupervisedDistribution, dist)
-
-
-def build_model(
-    recipe: Recipe, dist: SupervisedDistribution, device: torch.device
-) -> torch.nn.Module:
-    """The recipe's network, initialized from the run's seed."""
-    torch.manual_seed(recipe.train.seed)
-    return dist.build_model(**recipe.model).to(device)
-
-
-def make_learner(
-    recipe: Recipe,
-    model: torch.nn.Module,
-    dist: SupervisedDistribution,
-    *,
-    evaluation: bool = False,
-) -> SGDLearner:
-    t = recipe.train
-    lr = recipe.eval.inner_lr if evaluation and recipe.eval.inner_lr is not None else t.inner_lr
-    batch = recipe.eval.inner_batch if evaluation else t.inner_batch
-    optimizer = InnerOptimizer(t.inner_optimizer, lr, beta1=t.inner_beta1)
-    return SGDLearner(model, dist.loss, optimizer, inner_batch=batch)
-
-
 @dataclass
 class MetaTrainer:
     """Runs (or continues) a run directory's meta-training."""
@@ -93,10 +56,9 @@ class MetaTrainer:
     _stop_requested: bool = False
 
     def __post_init__(self) -> None:
-        self.dist = supervised_distribution(self.recipe)
-        self.model = build_model(self.recipe, self.dist, self.device)
+        self.meta = build_meta_learner(self.recipe, self.device)
+        self.model = self.meta.model
         self.names = [n for n, _ in self.model.named_parameters()]
-        self.learner = make_learner(self.recipe, self.model, self.dist)
         t = self.recipe.train
         self.optimizer = algorithms.outer_optimizer(
             t.outer_optimizer, list(self.model.parameters()), t.meta_step
@@ -108,7 +70,7 @@ class MetaTrainer:
         cls, recipe: Recipe, out: Path, device: torch.device, callbacks: Sequence[Callback] = ()
     ) -> MetaTrainer:
         """A new run in `out`."""
-        supervised_distribution(recipe)  # fail on a bad task before creating the directory
+        distribution(recipe)  # fail on a bad task before creating the directory
         return cls(RunDir.create(out, recipe), recipe, device, callbacks)
 
     @classmethod
@@ -145,29 +107,20 @@ class MetaTrainer:
         """One meta-iteration: sample, adapt, meta-gradient, outer step."""
         t = self.recipe.train
         rng = task_rng(t.seed, Split.TRAIN, self.iteration)
-        tasks = self.dist.sample(t.meta_batch, rng, Split.TRAIN)
-        query = t.query_shots if t.algorithm is Algorithm.FOMAML else 0
-        batch = self.dist.episodes(tasks, rng, support=t.support_shots, query=query)
-        batch = batch.to(self.device)
-
+        tasks = self.meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
         phi = self.phi()
-        adapted, losses = self.learner.adapt_with_losses(phi, batch, t.inner_steps)
-        metrics: dict[str, float] = {}
+        adaptation = self.meta.adapt(phi, tasks, rng)
+        metrics = dict(adaptation.metrics)
         if t.algorithm is Algorithm.REPTILE:
-            delta = algorithms.reptile_delta(phi, adapted)
+            delta = algorithms.reptile_delta(phi, adaptation.params)
         else:
-            delta, query_losses = algorithms.fomaml_delta(
-                adapted, lambda w: self.learner.query_gradients(w, batch.query_x, batch.query_y)
-            )
-            metrics["query_loss"] = float(query_losses.mean())
+            delta, query_metrics = self.meta.query_gradient(adaptation)
+            metrics.update(query_metrics)
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
         algorithms.apply_delta(self.optimizer, delta, self.names, lr)
         self.iteration += 1
-        if len(losses):
-            metrics["loss_before"] = float(losses[0].mean())
-            metrics["loss_last_step"] = float(losses[-1].mean())
         metrics["meta_step"] = lr
         return metrics
 

@@ -34,7 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 from metarl.config import OptimizerName, Recipe, with_overrides
-from metarl.evaluate import Curve, adaptation_curve
+from metarl.curves import Curve
+from metarl.meta_learners import build_meta_learner
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer
 
@@ -109,10 +110,13 @@ def reference_eval_recipe() -> Recipe:
     )
 
 
-def curve_of(recipe: Recipe, weights: dict[str, torch.Tensor], n_tasks: int) -> Curve:
-    model = reference_model()
-    model.load_state_dict(weights)
-    return adaptation_curve(recipe, model, STEPS, n_tasks)
+def curve_of(
+    recipe: Recipe, weights: dict[str, torch.Tensor], n_tasks: int, steps: list[int] = STEPS
+) -> Curve:
+    """The evaluation protocol of `recipe`, adapting from `weights`."""
+    meta = build_meta_learner(recipe, CPU)
+    meta.model.load_state_dict(weights)
+    return meta.curve(steps, n_tasks)
 
 
 def train_metarl(
@@ -190,12 +194,8 @@ def main() -> None:
     ours = train_metarl(recipe, snapshots=10)
     our_points = []
     for _, seconds, weights in ours:
-        model = recipe_model(recipe)
-        model.load_state_dict(weights)
-        our_points.append((seconds, adaptation_curve(recipe, model, [10], args.tasks).mean[0]))
-    model = recipe_model(recipe)
-    model.load_state_dict(ours[-1][2])
-    our_curve = adaptation_curve(recipe, model, STEPS, args.tasks)
+        our_points.append((seconds, curve_of(recipe, weights, args.tasks, [10]).mean[0]))
+    our_curve = curve_of(recipe, ours[-1][2], args.tasks)
     our_time = ours[-1][1]
 
     target = ref_curve.mean[2]
@@ -249,12 +249,6 @@ def main() -> None:
     console.print(
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}, torch {torch.__version__}"
     )
-
-
-def recipe_model(recipe: Recipe) -> torch.nn.Module:
-    from metarl.train import build_model, supervised_distribution
-
-    return build_model(recipe, supervised_distribution(recipe), CPU)
 
 
 def fmt(points: list[tuple[float, float]]) -> str:

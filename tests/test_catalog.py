@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from metarl.config import with_overrides
-from metarl.evaluate import adaptation_curve
 from metarl.registry import catalog_recipes, resolve_recipe
 from metarl.train import MetaTrainer
 
@@ -17,5 +16,5 @@ def test_catalog_recipe_trains_a_few_iterations(name, tmp_path):
     trainer = MetaTrainer.start(recipe, tmp_path / name, torch.device("cpu"))
     trainer.fit()
     assert trainer.iteration == 3
-    curve = adaptation_curve(recipe, trainer.model, [0, 1], n_tasks=8)
+    curve = trainer.meta.curve([0, 1], n_tasks=8)
     assert all(v == v for v in curve.mean)  # finite numbers, no NaN

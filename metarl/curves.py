@@ -1,0 +1,58 @@
+"""Adaptation curves: a metric's mean and 95% confidence interval per number of steps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, math.nan
+    return mean, float(Z95 * np.std(values, ddof=1) / math.sqrt(n))
+
+
+@dataclass
+class Curve:
+    """Mean and 95% confidence half-width of a metric per number of adaptation steps."""
+
+    metric: str
+    steps: list[int]
+    mean: list[float]
+    ci95: list[float]
+    n_tasks: int
+    per_task: np.ndarray
+    """`[len(steps), n_tasks]`: the raw values behind the means."""
+
+    @classmethod
+    def from_values(cls, metric: str, steps: list[int], values: np.ndarray) -> Curve:
+        stats = [mean_ci95(v) for v in values]
+        return cls(
+            metric=metric,
+            steps=list(steps),
+            mean=[m for m, _ in stats],
+            ci95=[c for _, c in stats],
+            n_tasks=int(values.shape[1]),
+            per_task=values,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "n_tasks": self.n_tasks,
+            "steps": self.steps,
+            "mean": self.mean,
+            "ci95": self.ci95,
+            "curve": [
+                {"step": s, "mean": m, "ci95": c}
+                for s, m, c in zip(self.steps, self.mean, self.ci95, strict=True)
+            ],
+        }
