@@ -42,7 +42,10 @@ def conv_classifier(
 
     BatchNorm keeps no running statistics (`track_running_stats=False`): it always normalizes
     with the statistics of the batch it sees, as the paper's networks do, and it has no buffers
-    that tasks adapted side by side under `vmap` would have to share.
+    that tasks adapted side by side under `vmap` would have to share. The convolutions have
+    no bias: BatchNorm subtracts the batch mean right after, so a bias would get a gradient of
+    exactly zero plus rounding noise, which Adam (normalizing by the gradient's size) would
+    turn into steps of size lr in random directions.
     """
     if filters < 1 or layers < 1:
         raise ConfigError(f"model.filters = {filters}, model.layers = {layers}: must be >= 1")
@@ -50,7 +53,7 @@ def conv_classifier(
     width = channels
     for _ in range(layers):
         blocks += [
-            nn.Conv2d(width, filters, kernel_size=3, stride=2, padding=1),
+            nn.Conv2d(width, filters, kernel_size=3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(filters, track_running_stats=False),
             nn.ReLU(),
         ]

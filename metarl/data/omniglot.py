@@ -240,20 +240,28 @@ def import_(
     return verify(root, layout)
 
 
-def fetch(root: Path | None = None, *, url: str = URL, progress: bool = True) -> dict[str, Any]:
+def fetch(
+    root: Path | None = None,
+    *,
+    url: str = URL,
+    md5: dict[str, str] = MD5,
+    layout: Sequence[PartLayout] = LAYOUT,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Download the canonical archives of brendenlake/omniglot, check their md5, verify them.
 
     Args:
         url: a template with `{part}`; a `file://` URL works too (tests, mirrors).
+        md5: the expected md5 of each part's archive.
     """
     folder = dataset_dir(data_root(root))
-    for part in LAYOUT:
+    for part in layout:
         link = url.format(part=part.name)
         fix = f"download {link} yourself and run `metarl data import omniglot FOLDER`"
-        download(link, folder / f"{part.name}.zip", MD5[part.name], fix=fix, progress=progress)
+        download(link, folder / f"{part.name}.zip", md5[part.name], fix=fix, progress=progress)
         remove(folder / part.name)
     _clear_cache(folder)
-    return verify(root)
+    return verify(root, layout)
 
 
 # --- decoding once into a cache -------------------------------------------------------------
@@ -419,7 +427,7 @@ class OmniglotDistribution:
         self.ways = int(ways)
         self.rotations = rotations
         self.names = data.names
-        self._images = torch.from_numpy(np.ascontiguousarray(data.images))
+        self._images = torch.from_numpy(np.array(data.images))  # one read of the memory-map
         splits = _split_characters(
             len(data.names), data.background, split_mode, train_classes, val_classes, split_seed
         )
