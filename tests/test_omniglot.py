@@ -197,12 +197,15 @@ def test_decoded_once_then_memory_mapped(fake_src, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.images, data.images)
 
 
-def test_reimport_invalidates_the_cache(fake_src, tmp_path):
+def test_reimport_invalidates_the_cache_and_damage_rebuilds_it(fake_src, tmp_path):
     root = tmp_path / "root"
     import_(fake_src, root, SMALL)
-    load(root, SMALL, progress=False)
+    first = np.array(load(root, SMALL, progress=False).images)
     import_(fake_src, root, SMALL)
     assert not (root / "omniglot" / "omniglot28.npy").exists()
+    load(root, SMALL, progress=False)
+    (root / "omniglot" / "omniglot28.json").write_text("{not json")
+    np.testing.assert_array_equal(load(root, SMALL, progress=False).images, first)
 
 
 def test_unreadable_png_names_the_file(tmp_path):

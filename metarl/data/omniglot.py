@@ -99,7 +99,8 @@ class _Part:
                 self._zip = zipfile.ZipFile(path)
             except (zipfile.BadZipFile, EOFError) as e:
                 raise UserError(f"{path} is not a readable zip archive ({e}); {FIX}") from None
-            names = [n[len(layout.name) + 1 :] for n in self._zip.namelist()]
+            top = f"{layout.name}/"
+            names = [n[len(top) :] for n in self._zip.namelist() if n.startswith(top)]
         else:
             names = [p.relative_to(path).as_posix() for p in path.rglob("*.png")]
         pattern = re.compile(r"^([^/]+)/([^/]+)/([^/]+\.png)$")
@@ -335,6 +336,23 @@ def _cache_dir(folder: Path) -> Path:
     return user_cache_dir() / SUBDIR
 
 
+def _read_cache(meta_path: Path, npy_path: Path, expected: dict[str, Any]) -> OmniglotImages | None:
+    """The cached decode if it is complete and made from the current files, else None (the
+    caller decodes again and overwrites it)."""
+    if not (meta_path.is_file() and npy_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if {k: meta.get(k) for k in expected} != expected:
+            return None
+        images = np.load(npy_path, mmap_mode="r")
+    except ValueError:  # a damaged JSON or .npy header: rebuild rather than fail
+        return None
+    if images.shape[0] != len(meta["names"]):
+        return None
+    return OmniglotImages(images, int(meta["background"]), list(meta["names"]))
+
+
 def load(
     root: Path | None = None, layout: Sequence[PartLayout] = LAYOUT, progress: bool = True
 ) -> OmniglotImages:
@@ -348,12 +366,9 @@ def load(
         "source": str(folder.resolve()),
         "fingerprint": _fingerprint(folder, layout),
     }
-    if meta_path.is_file() and npy_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in expected} == expected:
-            images = np.load(npy_path, mmap_mode="r")
-            if images.shape[0] == len(meta["names"]):
-                return OmniglotImages(images, int(meta["background"]), list(meta["names"]))
+    cached = _read_cache(meta_path, npy_path, expected)
+    if cached is not None:
+        return cached
     if not folder.is_dir():
         raise UserError(f"no Omniglot data in {folder}; {FIX}")
     data = _decode_all(folder, layout, progress)
