@@ -48,6 +48,11 @@ envs_app = typer.Typer(
     help="The catalog of parametrized Gymnasium environment families.", no_args_is_help=True
 )
 app.add_typer(envs_app, name="envs")
+data_app = typer.Typer(
+    help="Datasets in the data root: download, import and verify (loaders never download).",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
 
 err = Console(stderr=True)
 out = Console()
@@ -343,6 +348,51 @@ def envs_list() -> None:
             fam.source.name,
         )
     out.print(table)
+
+
+DatasetArg = Annotated[str, typer.Argument(help="The dataset, e.g. omniglot.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="The data root (default: $METARL_DATA, else ~/.cache/metarl)."),
+]
+
+
+def _report(name: str, found: dict[str, dict[str, int]]) -> None:
+    """One line per verified file on stdout."""
+    for path, counts in found.items():
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+        out.print(f"{name}: {path} OK ({summary})", highlight=False, soft_wrap=True)
+
+
+@data_app.command("fetch")
+@user_errors
+def data_fetch(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
+    """Download a dataset's canonical files, check their checksums, verify the content."""
+    from metarl.data import dataset_module
+
+    _report(name, dataset_module(name).fetch(data_dir))
+
+
+@data_app.command("import")
+@user_errors
+def data_import(
+    name: DatasetArg,
+    path: Annotated[Path, typer.Argument(help="A folder holding the dataset's files.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Copy dataset files you already have into the data root, then verify them."""
+    from metarl.data import dataset_module
+
+    _report(name, dataset_module(name).import_(path, data_dir))
+
+
+@data_app.command("verify")
+@user_errors
+def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
+    """Check the dataset files in the data root by content (exit 2 naming the bad file)."""
+    from metarl.data import dataset_module
+
+    _report(name, dataset_module(name).verify(data_dir))
 
 
 def main() -> None:

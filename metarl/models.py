@@ -34,6 +34,35 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def conv_classifier(
+    channels: int, size: int, classes: int, filters: int = 64, layers: int = 4
+) -> nn.Sequential:
+    """The Reptile paper's Omniglot classifier: `layers` x [conv 3x3, stride 2, padding 1,
+    BatchNorm, ReLU], flatten, linear to `classes` logits.
+
+    BatchNorm keeps no running statistics (`track_running_stats=False`): it always normalizes
+    with the statistics of the batch it sees, as the paper's networks do, and it has no buffers
+    that tasks adapted side by side under `vmap` would have to share. The convolutions have
+    no bias: BatchNorm subtracts the batch mean right after, so a bias would get a gradient of
+    exactly zero plus rounding noise, which Adam (normalizing by the gradient's size) would
+    turn into steps of size lr in random directions.
+    """
+    if filters < 1 or layers < 1:
+        raise ConfigError(f"model.filters = {filters}, model.layers = {layers}: must be >= 1")
+    blocks: list[nn.Module] = []
+    width = channels
+    for _ in range(layers):
+        blocks += [
+            nn.Conv2d(width, filters, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(filters, track_running_stats=False),
+            nn.ReLU(),
+        ]
+        width = filters
+        size = (size + 1) // 2  # stride 2, padding 1: 28 -> 14 -> 7 -> 4 -> 2
+    blocks += [nn.Flatten(), nn.Linear(filters * size * size, classes)]
+    return nn.Sequential(*blocks)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

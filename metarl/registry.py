@@ -131,3 +131,10 @@ register_task(
     "metarl.sine:SineDistribution",
     description="y = A sin(x + b): A ~ U[0.1, 5], b ~ U[0, 2pi], x in [-5, 5] (Reptile paper)",
 )
+
+register_task(
+    "omniglot",
+    "metarl.data.omniglot:OmniglotDistribution",
+    description="N-way Omniglot characters, 28x28, rotations as new classes (Reptile paper); "
+    "needs `metarl data fetch omniglot` or `metarl data import omniglot PATH`",
+)
