@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000, help="held-out evaluation tasks")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
 
     ref_iters = 3000 if args.quick else 30000
     console.print(f"reference: {ref_iters} tasks, serial Reptile, 1 thread ...")
