@@ -24,7 +24,6 @@ from rich.progress import (
     ProgressColumn,
     Task,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -97,7 +96,7 @@ class RateColumn(ProgressColumn):
         if speed is None:
             return Text("-- it/s", style="progress.data.speed")
         per = task.fields.get("tasks_per_iteration", 1)
-        return Text(f"{speed:,.1f} it/s {speed * per:,.0f} tasks/s", style="progress.data.speed")
+        return Text(f"{speed:,.1f} it/s, {speed * per:,.0f} tasks/s", style="progress.data.speed")
 
 
 class ProgressCallback:
@@ -106,10 +105,9 @@ class ProgressCallback:
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=12),
             MofNCompleteColumn(),
             RateColumn(),
-            TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             TextColumn("loss {task.fields[loss]}"),
@@ -289,7 +287,8 @@ def tasks_list() -> None:
     from metarl.registry import catalog_recipes, registered_tasks, resolve_recipe
 
     table = Table(title="recipes (metarl train NAME)")
-    for col in ("name", "task", "algorithm", "meta-iterations", "description"):
+    table.add_column("name", no_wrap=True)
+    for col in ("task", "algorithm", "meta-iterations", "description"):
         table.add_column(col)
     for name in catalog_recipes():
         r = resolve_recipe(name)
@@ -297,7 +296,7 @@ def tasks_list() -> None:
             name, r.task_name, r.train.algorithm.value, str(r.train.meta_iterations), r.description
         )
     out.print(table)
-    dists = Table(title="task distributions ([task] name = ...)")
+    dists = Table(title="task distributions (\\[task] name = ...)")
     dists.add_column("name")
     dists.add_column("entry point")
     dists.add_column("description")
