@@ -7,8 +7,9 @@
         delta   = meta_gradient(algorithm, phi, adapted, ...)      # mean over tasks
         phi     = outer_optimizer.step(phi, delta, lr=schedule(iteration))
 
-Reptile's delta is phi - mean_i W_i; with plain SGD and lr epsilon the outer step is Reptile's
-interpolation phi + epsilon (mean W - phi). FOMAML's delta is the mean query-loss gradient
+Reptile's delta is phi - mean_i W_i (summed per rank, then over ranks: `metarl.distributed`);
+with plain SGD and lr epsilon the outer step is Reptile's interpolation
+phi + epsilon (mean W - phi). FOMAML's delta is the mean query-loss gradient
 at W_i. Either delta can be handed to Adam instead (the paper's "Adam on phi - W" option).
 """
 
@@ -26,9 +27,11 @@ def linear_schedule(start: float, end: float, iteration: int, total: int) -> flo
     return start + (end - start) * frac
 
 
-def reptile_delta(phi: Params, adapted: Params) -> Params:
-    """phi - mean_i W_i: minus the average direction the tasks moved in."""
-    return {k: phi[k] - w.mean(0) for k, w in adapted.items()}
+def reptile_delta_sum(phi: Params, adapted: Params) -> Params:
+    """sum_i (phi - W_i) over the adapted tasks (stacked on axis 0). Divided by the meta-batch
+    size -- after summing over ranks -- it is Reptile's phi - mean_i W_i, minus the average
+    direction the tasks moved in."""
+    return {k: phi[k] * w.shape[0] - w.sum(0) for k, w in adapted.items()}
 
 
 def outer_optimizer(
@@ -58,5 +61,5 @@ __all__ = [
     "apply_delta",
     "linear_schedule",
     "outer_optimizer",
-    "reptile_delta",
+    "reptile_delta_sum",
 ]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -30,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from metarl.config import Algorithm, OptimizerName, with_overrides
+from metarl.distributed import World
 from metarl.errors import UserError
 
 app = typer.Typer(
@@ -176,13 +178,18 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seeds the model and every task draw.")] = None,
     device: DeviceOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    dist_timeout: Annotated[
+        float, typer.Option(help="Seconds a collective may wait under torchrun before failing.")
+    ] = 300.0,
 ) -> None:
-    """Meta-train a recipe into a run directory, or continue one with --resume."""
-    from metarl.models import default_device
-    from metarl.registry import resolve_recipe
-    from metarl.train import MetaTrainer, TrainingInterrupted
+    """Meta-train a recipe into a run directory, or continue one with --resume.
 
-    dev = default_device(device)
+    Under `torchrun --nproc-per-node N -m metarl train ...` the meta-batch is split across
+    the N ranks; rank 0 writes the run and shows progress.
+    """
+    from metarl.distributed import shutdown, world_from_env
+    from metarl.models import default_device
+
     overrides = dict(
         algorithm=algorithm,
         meta_iterations=meta_iterations,
@@ -195,6 +202,27 @@ def train(
         outer_optimizer=outer_optimizer,
         seed=seed,
     )
+    world, dev = world_from_env(default_device(device), dist_timeout)
+    try:
+        _train(task, out, resume, overrides, dev, quiet or not world.is_main, world)
+    finally:
+        shutdown()
+
+
+def _train(
+    task: str | None,
+    out: Path | None,
+    resume: Path | None,
+    overrides: dict[str, Any],
+    dev: torch.device,
+    quiet: bool,
+    world: World,
+) -> None:
+    """`metarl train` once the process group (if any) is joined."""
+    from metarl.registry import resolve_recipe
+    from metarl.train import MetaTrainer, TrainingInterrupted
+
+    say = err.print if world.is_main else (lambda *a, **k: None)
     callback = ProgressCallback(err)
     callbacks = [] if quiet else [callback]
     if resume is not None:
@@ -203,28 +231,31 @@ def train(
                 "--resume continues a run exactly as configured: give no TASK, --out or "
                 "training options with it"
             )
-        trainer = MetaTrainer.resume(resume, dev, callbacks)
-        err.print(f"resuming {resume} at iteration {trainer.iteration}", highlight=False)
+        trainer = MetaTrainer.resume(resume, dev, callbacks, world)
+        say(f"resuming {resume} at iteration {trainer.iteration}", highlight=False)
     else:
         if task is None:
             raise UserError("give a TASK (e.g. `metarl train sine`) or --resume RUN_DIR")
         recipe = with_overrides(resolve_recipe(task), "train", **overrides)
+        if out is None and world.size > 1:
+            raise UserError("under torchrun give --out RUN_DIR (every rank must name the same)")
         if out is None:
             out = Path("runs") / f"{Path(task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        trainer = MetaTrainer.start(recipe, out, dev, callbacks)
-        err.print(f"run directory: {out}  (device {dev})", highlight=False)
+        trainer = MetaTrainer.start(recipe, out, dev, callbacks, world)
+        ranks = f", {world.size} ranks" if world.size > 1 else ""
+        say(f"run directory: {out}  (device {dev}{ranks})", highlight=False)
     try:
         trainer.fit()
     except TrainingInterrupted as e:
         callback.close()
-        err.print(
+        say(
             f"interrupted after iteration {e.iteration}; checkpoint written. "
             f"Continue with: metarl train --resume {e.run_dir}",
             highlight=False,
         )
         raise typer.Exit(130) from None
     last = trainer.history[-1] if trainer.history else {}
-    err.print(
+    say(
         f"done: {trainer.iteration} meta-iterations in {last.get('elapsed_s', 0.0):.1f} s. "
         f"Evaluate with: metarl eval {trainer.run.path}",
         highlight=False,

@@ -51,13 +51,19 @@ class MetaLearner(Protocol):
     dist: TaskDistribution
     """Where the outer loop draws each meta-batch of tasks from."""
 
-    def adapt(self, phi: Params, tasks: Sequence[Task], rng: np.random.Generator) -> Adaptation:
-        """Adapt phi to each task with the recipe's inner loop."""
+    def adapt(
+        self, phi: Params, tasks: Sequence[Task], rng: np.random.Generator, slots: slice
+    ) -> Adaptation:
+        """Adapt phi to the tasks `tasks[slots]` with the recipe's inner loop.
+
+        `tasks` is the whole meta-batch and `rng` the iteration's generator: whatever a learner
+        draws from `rng` (data, seeds) it draws for every task, then keeps its slots, so a
+        slot's data does not depend on how the meta-batch is split across ranks."""
         ...
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
-        """FOMAML's meta-gradient: the mean over tasks of the query-loss gradient at the
-        adapted parameters (first order), plus metrics."""
+        """FOMAML's meta-gradient: the mean over the adapted tasks of the query-loss gradient
+        at their adapted parameters (first order), plus metrics."""
         ...
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
@@ -76,11 +82,17 @@ class SupervisedMetaLearner:
         self.model = dist.build_model(**recipe.model).to(device)
         self.learner = sgd_learner(recipe, self.model, dist)
 
-    def adapt(self, phi: Params, tasks: Sequence[Task], rng: np.random.Generator) -> Adaptation:
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Task],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation:
         t = self.recipe.train
         query = t.query_shots if t.algorithm.value == "fomaml" else 0
         batch = self.dist.episodes(tasks, rng, support=t.support_shots, query=query)
-        batch = batch.to(self.device)
+        batch = batch.take(slots).to(self.device)
         params, losses = self.learner.adapt_with_losses(phi, batch, t.inner_steps)
         metrics = {}
         if len(losses):

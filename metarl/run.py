@@ -58,8 +58,8 @@ class RunDir:
 
     # -- creation and opening -------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, recipe: Recipe) -> RunDir:
-        """A new run; refuses a directory that already holds one."""
+    def check_new(cls, path: Path) -> None:
+        """Refuse a path that already holds a run or is not a directory."""
         run = cls(path)
         if run.config_path.exists() or run.checkpoint_path.exists():
             raise UserError(
@@ -68,6 +68,12 @@ class RunDir:
             )
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {path}: exists and is not a directory")
+
+    @classmethod
+    def create(cls, path: Path, recipe: Recipe) -> RunDir:
+        """A new run; refuses a directory that already holds one."""
+        cls.check_new(path)
+        run = cls(path)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run.config_path, dumps_toml(recipe.to_dict()).encode())
         return run

@@ -20,6 +20,7 @@ import torch
 
 from metarl import algorithms
 from metarl.config import Algorithm, Recipe
+from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learner import Params
 from metarl.meta_learners import build_meta_learner, distribution
@@ -50,6 +51,8 @@ class MetaTrainer:
     recipe: Recipe
     device: torch.device
     callbacks: Sequence[Callback] = ()
+    world: World = field(default_factory=World)
+    """This process's rank among those sharing the meta-batch (one process: rank 0 of 1)."""
     iteration: int = 0
     """Meta-iterations completed so far."""
     history: list[dict[str, float]] = field(default_factory=list)
@@ -67,20 +70,36 @@ class MetaTrainer:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def start(
-        cls, recipe: Recipe, out: Path, device: torch.device, callbacks: Sequence[Callback] = ()
+        cls,
+        recipe: Recipe,
+        out: Path,
+        device: torch.device,
+        callbacks: Sequence[Callback] = (),
+        world: World | None = None,
     ) -> MetaTrainer:
-        """A new run in `out`."""
+        """A new run in `out` (created by rank 0 once every rank has checked it is free)."""
+        world = world or World()
         distribution(recipe)  # fail on a bad task before creating the directory
-        return cls(RunDir.create(out, recipe), recipe, device, callbacks)
+        RunDir.check_new(out)
+        world.barrier()
+        run = RunDir.create(out, recipe) if world.is_main else RunDir(out)
+        world.barrier()
+        return cls(run, recipe, device, callbacks, world)
 
     @classmethod
     def resume(
-        cls, path: Path, device: torch.device, callbacks: Sequence[Callback] = ()
+        cls,
+        path: Path,
+        device: torch.device,
+        callbacks: Sequence[Callback] = (),
+        world: World | None = None,
     ) -> MetaTrainer:
-        """Continue the run in `path` from its last checkpoint (or from scratch if it has none)."""
+        """Continue the run in `path` from its last checkpoint (or from scratch if it has none),
+        with any number of ranks."""
+        world = world or World()
         run = RunDir.open(path)
         recipe = run.recipe()
-        trainer = cls(run, recipe, device, callbacks)
+        trainer = cls(run, recipe, device, callbacks, world)
         if run.checkpoint_path.exists():
             ckpt = run.load_checkpoint(device)
             if ckpt.config != recipe.to_dict():
@@ -92,7 +111,9 @@ class MetaTrainer:
             trainer.optimizer.load_state_dict(ckpt.optimizer)
             torch.set_rng_state(ckpt.rng["torch"])
             trainer.iteration = ckpt.iteration
-        run.truncate_metrics(trainer.iteration)
+        world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
+        if world.is_main:
+            run.truncate_metrics(trainer.iteration)
         return trainer
 
     # -- the loop -------------------------------------------------------------------------
@@ -104,18 +125,24 @@ class MetaTrainer:
         self._stop_requested = True
 
     def step(self) -> dict[str, float]:
-        """One meta-iteration: sample, adapt, meta-gradient, outer step."""
+        """One meta-iteration: sample, adapt this rank's share, meta-gradient, outer step."""
         t = self.recipe.train
         rng = task_rng(t.seed, Split.TRAIN, self.iteration)
         tasks = self.meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
+        slots = self.world.slots(t.meta_batch)
+        local = slots.stop - slots.start
         phi = self.phi()
-        adaptation = self.meta.adapt(phi, tasks, rng)
+        adaptation = self.meta.adapt(phi, tasks, rng, slots)
         metrics = dict(adaptation.metrics)
+        # Sum of the per-task deltas of this rank's slots; the mean is over the whole meta-batch.
         if t.algorithm is Algorithm.REPTILE:
-            delta = algorithms.reptile_delta(phi, adaptation.params)
+            local_sum = algorithms.reptile_delta_sum(phi, adaptation.params)
         else:
-            delta, query_metrics = self.meta.query_gradient(adaptation)
+            mean_gradient, query_metrics = self.meta.query_gradient(adaptation)
+            local_sum = {k: g * local for k, g in mean_gradient.items()}
             metrics.update(query_metrics)
+        total = self.world.all_reduce_sum(local_sum)
+        delta = {k: v / t.meta_batch for k, v in total.items()}
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
@@ -127,7 +154,9 @@ class MetaTrainer:
     def fit(self) -> torch.nn.Module:
         """Train to `meta_iterations`, writing metrics and checkpoints; returns the model."""
         t = self.recipe.train
-        for cb in self.callbacks:
+        main = self.world.is_main  # rank 0 alone writes files and reports progress
+        callbacks = self.callbacks if main else ()
+        for cb in callbacks:
             cb.on_start(self)
         started = time.perf_counter()
         first = self.iteration
@@ -139,17 +168,21 @@ class MetaTrainer:
                 metrics["iteration"] = done
                 metrics["elapsed_s"] = elapsed
                 metrics["tasks_per_s"] = (done - first) * t.meta_batch / max(elapsed, 1e-9)
-                for cb in self.callbacks:
+                for cb in callbacks:
                     cb.on_iteration(self, metrics)
                 if done % t.log_every == 0 or done == t.meta_iterations:
-                    self.run.append_metrics(metrics)
                     self.history.append(metrics)
-                if done % t.checkpoint_every == 0 or done == t.meta_iterations:
+                    if main:
+                        self.run.append_metrics(metrics)
+                last = done == t.meta_iterations
+                stop = self.world.any(self._stop_requested)  # every rank stops at the same step
+                if main and (done % t.checkpoint_every == 0 or last or stop):
                     self.save()
-                if self._stop_requested:
-                    self.save()
+                if stop:
+                    self.world.barrier()
                     raise TrainingInterrupted(done, self.run.path)
-        for cb in self.callbacks:
+        self.world.barrier()  # the final checkpoint is on disk before any rank returns
+        for cb in callbacks:
             cb.on_end(self)
         return self.model
 

@@ -52,7 +52,7 @@ def test_reptile_outer_step_is_interpolation():
     model = torch.nn.Linear(2, 1)
     phi = {k: v.detach().clone() for k, v in model.named_parameters()}
     adapted = {k: torch.stack([v + 1.0, v + 3.0]) for k, v in phi.items()}  # mean W = phi + 2
-    delta = algorithms.reptile_delta(phi, adapted)
+    delta = {k: v / 2 for k, v in algorithms.reptile_delta_sum(phi, adapted).items()}
     opt = algorithms.outer_optimizer(OptimizerName.SGD, list(model.parameters()), lr=1.0)
     names = [n for n, _ in model.named_parameters()]
     algorithms.apply_delta(opt, delta, names, lr=0.25)  # phi + 0.25 (mean W - phi)

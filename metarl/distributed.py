@@ -1,0 +1,99 @@
+"""Several processes, one meta-batch: torch.distributed under torchrun.
+
+Every rank draws the same tasks and data for an iteration (they are a function of the seed and
+the iteration, not of the rank) and adapts its own contiguous share of the meta-batch slots;
+the sum of the per-task deltas is one `all_reduce`, divided by the global meta-batch. So the
+tasks an iteration sees, and the parameters a run ends with, do not depend on how many ranks
+split the work (up to float summation order). Rank 0 alone writes checkpoints, metrics and
+progress.
+
+    torchrun --nproc-per-node 2 -m metarl train omniglot-5way-1shot --out runs/omni
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR; without them this is one process
+and nothing here does anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from metarl.errors import UserError
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def slots(self, n: int) -> slice:
+        """This rank's contiguous share of `n` meta-batch slots (the first `n % size` ranks
+        take one more)."""
+        base, extra = divmod(n, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (1 if self.rank < extra else 0))
+
+    def all_reduce_sum(self, tensors: Params) -> Params:
+        """Elementwise sum over ranks, as one collective on one flat buffer."""
+        if self.size == 1:
+            return tensors
+        names = list(tensors)
+        flat = torch.cat([tensors[k].reshape(-1) for k in names])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        out, offset = {}, 0
+        for k in names:
+            n = tensors[k].numel()
+            out[k] = flat[offset : offset + n].view_as(tensors[k])
+            offset += n
+        return out
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any rank."""
+        if self.size == 1:
+            return flag
+        t = torch.tensor([float(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+def world_from_env(device: torch.device, timeout_s: float = 300.0) -> tuple[World, torch.device]:
+    """Join the process group torchrun describes in the environment (gloo on CPU, nccl on
+    CUDA), with a timeout on collectives so a dead rank ends the run instead of hanging it.
+    Returns the world and this rank's device (`cuda:LOCAL_RANK` on GPUs)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World(), device
+    rank = int(os.environ["RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(
+                backend, rank=rank, world_size=size, timeout=timedelta(seconds=timeout_s)
+            )
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"could not join the process group ({backend}): {e}") from None
+    return World(rank, size), device
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,114 @@
+"""torch.distributed on CPU: 2 gloo ranks give the run 1 rank gives, resume works for any world
+size, a dead rank is an error and not a hang, and torchrun drives the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from metarl.config import recipe_from_dict, with_overrides
+from metarl.distributed import World
+from metarl.registry import resolve_recipe
+from metarl.train import MetaTrainer, TrainingInterrupted
+from tests.test_run import StopAt
+
+CPU = torch.device("cpu")
+
+
+def small_recipe(**train: Any) -> dict[str, Any]:
+    base = dict(meta_iterations=8, meta_batch=5, inner_steps=3, checkpoint_every=100, log_every=1)
+    base.update(train)
+    return with_overrides(resolve_recipe("sine"), "train", **base).to_dict()
+
+
+def _worker(
+    rank: int, size: int, init: str, out: str, recipe: dict, stop_at: int, crash_rank: int
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=init, rank=rank, world_size=size, timeout=timedelta(seconds=10)
+    )
+    try:
+        if rank == crash_rank:
+            return  # a rank that goes away before its first collective, without a word
+        world = World(rank, size)
+        callbacks = [StopAt(stop_at)] if stop_at else []
+        trainer = MetaTrainer.start(
+            recipe_from_dict(recipe, "test"), Path(out), CPU, callbacks, world
+        )
+        with contextlib.suppress(TrainingInterrupted):
+            trainer.fit()
+    finally:
+        if rank != crash_rank:
+            dist.destroy_process_group()
+
+
+def spawn(tmp_path: Path, out: Path, recipe: dict, stop_at: int = 0, crash_rank: int = -1) -> None:
+    init = f"file://{tmp_path / ('init-' + out.name)}"
+    mp.spawn(_worker, args=(2, init, str(out), recipe, stop_at, crash_rank), nprocs=2)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path / "checkpoint.pt", weights_only=True)["model"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])
+def test_two_ranks_match_one(tmp_path, algorithm):
+    recipe = small_recipe(algorithm=algorithm, outer_optimizer="adam", meta_step=0.01)
+    MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "one", CPU).fit()
+    spawn(tmp_path, tmp_path / "two", recipe)
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    assert (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") == 8  # rank 0 only
+
+
+def test_interrupted_two_rank_run_resumes_on_one(tmp_path):
+    recipe = small_recipe()
+    MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "whole", CPU).fit()
+    spawn(tmp_path, tmp_path / "cut", recipe, stop_at=3)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iteration"] == 3
+    MetaTrainer.resume(tmp_path / "cut", CPU).fit()
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_a_dead_rank_is_an_error_not_a_hang(tmp_path):
+    """Rank 1 leaves; rank 0's next collective times out (10 s here) with an error."""
+    started = time.monotonic()
+    with pytest.raises(mp.ProcessRaisedException, match="Timed out|timed out|Connection"):
+        spawn(tmp_path, tmp_path / "dead", small_recipe(), crash_rank=1)
+    assert time.monotonic() - started < 90
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_torchrun_drives_the_cli(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    cmd += ["--master-port", str(free_port()), "-m", "metarl", "train", "sine"]
+    cmd += ["--out", str(out), "--meta-iterations", "4", "--meta-batch", "4", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 ranks" in result.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 4
