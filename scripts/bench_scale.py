@@ -1,0 +1,106 @@
+"""Scaling across processes: meta-iterations/s with 1 and 2 torchrun ranks, one thread each.
+
+Each world size runs the real CLI under torchrun (`python -m torch.distributed.run
+--nproc-per-node N -m metarl train RECIPE`) on a copy of the recipe with a short budget; the
+rate comes from the run's own metrics.jsonl (the first iterations are warm-up and skipped, so
+process start and data loading are not counted). The final parameters of every world size are
+compared with world size 1's.
+
+    python scripts/bench_scale.py                                  # Omniglot 5-way 1-shot
+    python scripts/bench_scale.py --recipe sine --iterations 300
+
+Omniglot needs its data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from metarl.config import with_overrides
+from metarl.registry import resolve_recipe
+from metarl.tomlio import dumps_toml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(recipe_path: Path, out: Path, world: int) -> float:
+    """Train under torchrun with `world` ranks; return meta-iterations/s after warm-up."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world)]
+    cmd += ["--master-port", str(free_port()), "-m", "metarl", "train", str(recipe_path)]
+    cmd += ["--out", str(out), "-q", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    warm = rows[min(len(rows) // 5, 10)]
+    last = rows[-1]
+    return (last["iteration"] - warm["iteration"]) / (last["elapsed_s"] - warm["elapsed_s"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipe", default="omniglot-5way-1shot")
+    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--worlds", default="1,2")
+    args = parser.parse_args()
+    console = Console(width=120)
+
+    recipe = with_overrides(
+        resolve_recipe(args.recipe),
+        "train",
+        meta_iterations=args.iterations,
+        log_every=1,
+        checkpoint_every=10**9,
+    )
+    worlds = [int(w) for w in args.worlds.split(",")]
+    rates: dict[int, float] = {}
+    params: dict[int, dict[str, torch.Tensor]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "recipe.toml"
+        path.write_text(dumps_toml(recipe.to_dict()))
+        for world in worlds:
+            console.print(f"world size {world} ...")
+            out = Path(tmp) / f"run-{world}"
+            rates[world] = run(path, out, world)
+            params[world] = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+
+    t = recipe.train
+    table = Table(
+        title=f"{args.recipe}: meta-batch {t.meta_batch}, {args.iterations} meta-iterations, "
+        "1 thread per rank"
+    )
+    for col in ("ranks", "meta-it/s", "tasks/s", "speed-up", "efficiency", "max |phi - phi_1|"):
+        table.add_column(col, justify="right")
+    base = rates[worlds[0]]
+    for world in worlds:
+        diff = max(
+            float((params[world][k].float() - params[worlds[0]][k].float()).abs().max())
+            for k in params[world]
+        )
+        table.add_row(
+            str(world),
+            f"{rates[world]:.2f}",
+            f"{rates[world] * t.meta_batch:.1f}",
+            f"{rates[world] / base:.2f}x",
+            f"{rates[world] / base / world:.0%}",
+            f"{diff:.2e}",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
