@@ -30,6 +30,7 @@ from metarl.protocol import (
     task_rng,
 )
 from metarl.registry import make_distribution
+from metarl.validate import check_distribution
 
 
 @dataclass
@@ -170,12 +171,8 @@ def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
     """The meta-learner for the recipe's task distribution, its model initialized from the
     recipe's seed."""
     dist = distribution(recipe)
-    kind = getattr(dist, "kind", None)
-    factory = _FACTORIES.get(str(kind))
-    if factory is None:
-        raise UserError(
-            f"task {recipe.task_name!r} has kind {kind!r}; expected one of {', '.join(_FACTORIES)}"
-        )
+    check_distribution(dist, recipe.task_name)
+    factory = _FACTORIES[str(dist.kind)]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         try:
@@ -184,7 +181,7 @@ def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
             if e.name != module:  # a dependency of the module is missing: not ours to hide
                 raise
             raise UserError(
-                f"task {recipe.task_name!r}: meta-learning on {kind} tasks is not available yet"
+                f"task {recipe.task_name!r}: {dist.kind} meta-learning is not available yet"
             ) from None
     return factory(recipe, dist, device)
 
