@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,31 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+PLUGIN_GROUP = "metarl.tasks"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Register the task distributions that installed packages declare as entry points in
+    the `metarl.tasks` group (`name = "package.module:Class"`), once, without importing them:
+    like any registration, the entry point is imported when the task is first used."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        if ep.name in _REGISTRY:
+            continue  # built-in and explicit registrations win over plugins of the same name
+        register_task(ep.name, ep.value, description=f"plugin from {_distribution_of(ep)}")
+
+
+def _distribution_of(ep: importlib.metadata.EntryPoint) -> str:
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else ep.value
+
+
 def task_spec(name: str) -> TaskSpec:
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -85,6 +110,7 @@ def make_distribution(name: str, **options: Any) -> TaskDistribution:
 
 
 def registered_tasks() -> list[TaskSpec]:
+    load_plugins()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
