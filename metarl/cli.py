@@ -341,13 +341,38 @@ def tasks_list() -> None:
 @user_errors
 def tasks_show(
     name: Annotated[str, typer.Argument(help="A catalog recipe name or a .toml path.")],
+    as_toml: Annotated[bool, typer.Option("--toml", help="Print the recipe as TOML.")] = False,
 ) -> None:
-    """The resolved recipe, every field with its value, as TOML."""
-    from metarl.registry import resolve_recipe
-    from metarl.tomlio import dumps_toml
+    """The resolved recipe: every field, its value and where the value comes from (the
+    catalog file, your file, or a default)."""
+    from metarl.registry import option_defaults, recipe_path, resolve_recipe
+    from metarl.tomlio import dumps_toml, read_toml
 
     recipe = resolve_recipe(name)
-    sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
+    if as_toml:
+        sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
+        return
+    path, in_catalog = recipe_path(name)
+    raw = read_toml(path)
+    origin = f"catalog {path.name}" if in_catalog else f"file {path}"
+    task_defaults, model_defaults, cls = option_defaults(recipe.task_name)
+    data = recipe.to_dict()
+    implicit = {"task": task_defaults, "model": model_defaults}
+    table = Table(title=f"{name}: {recipe.description}")
+    for col in ("field", "value", "from"):
+        table.add_column(col)
+    for section in ("task", "model", "train", "eval"):
+        given = raw.get(section, {})
+        fields = {**implicit.get(section, {}), **data[section]}
+        for key, value in fields.items():
+            if key in given:
+                source = origin
+            elif section in implicit:
+                source = f"default of {cls}"
+            else:
+                source = "default"
+            table.add_row(f"{section}.{key}", repr(value), source)
+    out.print(table)
 
 
 @envs_app.command("list")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,13 +132,14 @@ def catalog_recipes() -> dict[str, Path]:
     return {p.stem: p for p in sorted(catalog_dir("tasks").glob("*.toml"))}
 
 
-def resolve_recipe(name_or_path: str) -> Recipe:
-    """A catalog name (`sine`) or a path to a recipe file (`my/sine.toml`)."""
+def recipe_path(name_or_path: str) -> tuple[Path, bool]:
+    """The file of a catalog name (`sine`) or a path (`my/sine.toml`), and whether it is from
+    the shipped catalog."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise UserError(f"recipe file {name_or_path!r} does not exist")
-        return load_recipe_file(path)
+        return path, False
     recipes = catalog_recipes()
     if name_or_path not in recipes:
         known = sorted(recipes)
@@ -145,9 +147,38 @@ def resolve_recipe(name_or_path: str) -> Recipe:
             f"unknown task {name_or_path!r}; catalog recipes: {', '.join(known)} "
             "(or give a path to a .toml recipe)." + _did_you_mean(name_or_path, known)
         )
-    recipe = load_recipe_file(recipes[name_or_path])
-    recipe.source = name_or_path
+    return recipes[name_or_path], True
+
+
+def resolve_recipe(name_or_path: str) -> Recipe:
+    """A catalog name (`sine`) or a path to a recipe file (`my/sine.toml`)."""
+    path, in_catalog = recipe_path(name_or_path)
+    recipe = load_recipe_file(path)
+    if in_catalog:
+        recipe.source = name_or_path
     return recipe
+
+
+def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The defaults of a registered distribution's options and of its model's options (from
+    their signatures), and the class name: what a recipe gets for the keys it leaves out."""
+    spec = task_spec(name)
+    factory = spec.entry_point
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+
+    def defaults(fn: Any) -> dict[str, Any]:
+        return {
+            k: p.default
+            for k, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty and k not in ("self", "data")
+        }
+
+    task = {**defaults(factory), **spec.kwargs}
+    build = getattr(factory, "build_model", None)
+    model = defaults(build) if build is not None else {}
+    return task, model, getattr(factory, "__qualname__", str(factory))
 
 
 # --- built-in distributions ---------------------------------------------------------------

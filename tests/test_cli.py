@@ -93,6 +93,19 @@ def test_malformed_recipe_file_exits_2(tmp_path):
 def test_tasks_list_and_show():
     result = invoke("tasks", "list")
     assert result.exit_code == 0 and "sine" in result.stdout
-    shown = invoke("tasks", "show", "sine")
+    shown = invoke("tasks", "show", "sine", "--toml")
     assert shown.exit_code == 0
     assert 'name = "sine"' in shown.stdout and "meta_batch" in shown.stdout
+
+
+def test_tasks_show_says_where_each_value_comes_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[task]\nname = "sine"\nphase = [0.0, 3.14]\n[train]\nmeta_batch = 7\n')
+    shown = invoke("tasks", "show", str(mine))
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if "│" in line}
+    assert "file" in rows["train.meta_batch"] and "7" in rows["train.meta_batch"]
+    assert "│ default" in rows["train.inner_steps"]
+    assert "default of SineDistribution" in rows["task.amplitude"]
+    assert "default of SineDistribution" in rows["model.hidden"]
