@@ -1,0 +1,43 @@
+"""The examples of docs/custom-tasks.md run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from metarl.cli import app
+from metarl.registry import _REGISTRY
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "custom-tasks.md"
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def test_the_toml_variant_trains_and_evaluates(tmp_path):
+    recipe = tmp_path / "my-sine.toml"
+    recipe.write_text(blocks("toml")[0])
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run"), "-q"])
+    assert trained.exit_code == 0, trained.output
+    evaluated = runner.invoke(
+        app, ["eval", str(tmp_path / "run"), "--tasks", "100", "--steps", "0,1,10", "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert '"steps": [0, 1, 10]' in evaluated.stdout
+
+
+def test_the_python_class_is_registered_trained_and_evaluated(tmp_path, monkeypatch, capsys):
+    (code,) = blocks("python")
+    assert len(re.search(r"@dataclass.*?build_model.*?\n\n", code, flags=re.S)[0].splitlines()) < 40
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(code, str(DOC), "exec"), {"__name__": "__main__"})
+    finally:
+        _REGISTRY.pop("lines", None)
+    before, after = eval(capsys.readouterr().out)
+    assert after < before
+    assert (tmp_path / "runs" / "lines" / "checkpoint.pt").is_file()
