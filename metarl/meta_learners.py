@@ -79,6 +79,8 @@ class SupervisedMetaLearner:
         self.recipe = recipe
         self.dist = dist
         self.device = device
+        if hasattr(dist, "to"):  # optional: distributions that hold data keep it on the device
+            dist.to(device)
         torch.manual_seed(recipe.train.seed)
         self.model = dist.build_model(**recipe.model).to(device)
         self.learner = sgd_learner(recipe, self.model, dist)

@@ -96,6 +96,9 @@ class SupervisedDistribution(TaskDistribution, Protocol):
         (e.g. sine's fixed query grid) instead of training sampling."""
         ...
 
+    # Optional: `to(device)` moves data the distribution holds (e.g. decoded images) to the
+    # device, so that episodes are assembled there.
+
     def build_model(self, **options: Any) -> torch.nn.Module:
         """The network this distribution is meta-learned with; `options` is the recipe's
         `[model]` table."""

@@ -458,6 +458,12 @@ class OmniglotDistribution:
         if not 1 <= self.ways <= min(sizes.values()):
             raise ConfigError(f"task.ways = {ways}: must be between 1 and the classes {sizes}")
 
+    def to(self, device: torch.device) -> OmniglotDistribution:
+        """Hold the images on `device` (uint8, 25 MB), so episodes are assembled there by
+        indexing, with no host-to-device copy of images per meta-iteration."""
+        self._images = self._images.to(device)
+        return self
+
     @property
     def drawings(self) -> int:
         return int(self._images.shape[1])
@@ -503,22 +509,26 @@ class OmniglotDistribution:
                 f"{self.drawings} drawings per character, so support >= 1 and "
                 f"support + query <= {self.drawings}"
             )
-        chars = torch.tensor([t.characters for t in tasks])  # [T, W]
-        turns = torch.tensor([t.rotations for t in tasks])
-        draws = torch.tensor([[d[: support + query] for d in t.drawings] for t in tasks])
+        device = self._images.device  # episodes are assembled where the images live
+        chars = torch.tensor([t.characters for t in tasks], device=device)  # [T, W]
+        turns = torch.tensor([t.rotations for t in tasks], device=device)
+        draws = torch.tensor(
+            [[d[: support + query] for d in t.drawings] for t in tasks], device=device
+        )
         x = self._images[chars[..., None], draws]  # [T, W, S+Q, 28, 28], an index, no I/O
         for k in (1, 2, 3):
             mask = turns == k
             if mask.any():
                 x[mask] = torch.rot90(x[mask], k, dims=(-2, -1))
         n, ways = chars.shape
-        y = torch.arange(ways).view(1, ways, 1).expand(n, ways, support + query)
+        y = torch.arange(ways, device=device).view(1, ways, 1).expand(n, ways, support + query)
 
         def flat(xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             xs = xs.reshape(n, -1, 1, IMAGE_SIZE, IMAGE_SIZE)
             ys = ys.reshape(n, -1)
             order = torch.from_numpy(rng.permuted(np.tile(np.arange(ys.shape[1]), (n, 1)), axis=1))
-            rows = torch.arange(n)[:, None]
+            order = order.to(device)
+            rows = torch.arange(n, device=device)[:, None]
             return xs[rows, order].float().div_(255.0), ys[rows, order].contiguous()
 
         sx, sy = flat(x[:, :, :support], y[:, :, :support])
