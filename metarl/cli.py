@@ -284,10 +284,10 @@ def eval_(
         payload = {"run": str(run_dir), "task": recipe.task_name, **extra, **curve.to_json()}
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
-        mode = {True: ", transductive", False: ", non-transductive"}.get(extra.get("transductive"))
-        table = Table(
-            title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks{mode or ''}"
-        )
+        mode = ""
+        if "transductive" in extra:
+            mode = ", transductive" if extra["transductive"] else ", non-transductive"
+        table = Table(title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks{mode}")
         table.add_column("steps", justify="right")
         table.add_column(curve.metric, justify="right")
         table.add_column("95% CI", justify="right")

@@ -210,8 +210,7 @@ class SGDLearner:
         each = vmap(vmap(one, in_dims=(None, None, 0)), in_dims=(0, 0, 0))
         with torch.no_grad():
             parts = [
-                each(params, support_x, query_x[:, i : i + group])
-                for i in range(0, queries, group)
+                each(params, support_x, query_x[:, i : i + group]) for i in range(0, queries, group)
             ]
         return torch.cat(parts, dim=1)
 
