@@ -157,8 +157,8 @@ def _read_ravi(src: Path) -> dict[str, SplitSource]:
     """Format (a): `images/` plus `{split}.csv` (the shipped CSVs when the folder has none)."""
     have = [(src / f"{s}.csv").is_file() for s in SPLITS]
     if any(have) and not all(have):
-        missing = [f"{s}.csv" for s, h in zip(SPLITS, have, strict=True) if not h]
-        raise UserError(f"{src}: has images/ but not {', '.join(missing)}; {FIX}")
+        absent = [f"{s}.csv" for s, h in zip(SPLITS, have, strict=True) if not h]
+        raise UserError(f"{src}: has images/ but not {', '.join(absent)}; {FIX}")
     tables = {s: _read_csv(src / f"{s}.csv") for s in SPLITS} if all(have) else benchmark_files()
     images = src / "images"
     out: dict[str, SplitSource] = {}
