@@ -96,3 +96,15 @@ def test_tasks_list_and_show():
     shown = invoke("tasks", "show", "sine")
     assert shown.exit_code == 0
     assert 'name = "sine"' in shown.stdout and "meta_batch" in shown.stdout
+
+
+def test_eval_transductive_flag(trained_run):
+    """The sine MLP has no batch statistics, so both evaluation modes give the same curve."""
+    payloads = []
+    for flag in ("--transductive", "--no-transductive"):
+        result = invoke("eval", str(trained_run), "--tasks", "20", "--steps", "0,3", "--json", flag)
+        assert result.exit_code == 0, result.output
+        payloads.append(json.loads(result.stdout))
+    assert [p["transductive"] for p in payloads] == [True, False]
+    for a, b in zip(payloads[0]["mean"], payloads[1]["mean"], strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
