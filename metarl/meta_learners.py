@@ -65,6 +65,12 @@ class MetaLearner(Protocol):
         ...
 
 
+EVAL_BUDGET = 1 << 24
+"""Input elements (examples x features) one evaluation call batches at most: 64 MB of float32
+inputs and some hundreds of MB of a conv net's activations, whatever the image size (250
+Mini-ImageNet tasks of 25 support images at once would need tens of GB)."""
+
+
 class SupervisedMetaLearner:
     """Few-shot supervised tasks: episodes from the distribution, the vmapped SGD/Adam loop."""
 
@@ -109,11 +115,12 @@ class SupervisedMetaLearner:
         self,
         steps: list[int],
         n_tasks: int,
-        chunk: int = 250,
+        chunk: int | None = None,
         transductive: bool | None = None,
     ) -> Curve:
         """Adapt from the model's parameters with the evaluation inner loop and measure the
-        metric on the query sets after each of `steps` (chunks of tasks bound the memory).
+        metric on the query sets after each of `steps`. Tasks are adapted `chunk` at a time
+        (default: as many as fit `EVAL_BUDGET`, at most 250), which bounds the memory.
 
         `transductive` (default: the recipe's `eval.transductive`) classifies each task's
         query set in one batch; otherwise each query example is classified in a batch of the
@@ -128,12 +135,14 @@ class SupervisedMetaLearner:
         wanted = sorted(set(steps))
         values = np.zeros((len(wanted), n_tasks))
         metric_name = self.dist.metric
+        features = batch.support_x[0, 0].numel()
+        s, q = batch.support_x.shape[1], batch.query_x.shape[1]
+        if chunk is None:
+            chunk = max(1, min(250, EVAL_BUDGET // (max(s, q) * features)))
+        # non-transductive: the [support + 1]-batches of `group` query examples at once
+        group = max(1, min(q, EVAL_BUDGET // (min(chunk, n_tasks) * (s + 1) * features)))
         for start in range(0, n_tasks, chunk):
             part = batch.take(slice(start, start + chunk)).to(self.device)
-            # [support + 1]-batches of `group` query examples at once: at most about 4 times
-            # the images of a transductive pass, so memory stays bounded by `chunk`
-            s, q = part.support_x.shape[1], part.query_x.shape[1]
-            group = max(1, 4 * max(s, q) // (s + 1))
             row = 0
             for t, (params, _) in enumerate(
                 learner.adapt_steps(phi, part.support_x, part.support_y, max(wanted))
