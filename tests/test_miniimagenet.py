@@ -410,3 +410,17 @@ def test_registered_and_the_recipes_are_the_papers():
         10,
     )
     assert twenty.train.meta_iterations == 200_000 and twenty.eval.inner_batch == 10
+
+
+# --- the real dataset (when $METARL_DATA holds it, imported) --------------------------------
+
+REAL = Path(os.environ.get("METARL_DATA", "/nonexistent"))
+
+
+def test_real_data_is_the_benchmark():
+    if not (REAL / "miniimagenet" / "84x84" / "train.json").is_file():
+        pytest.skip("$METARL_DATA holds no imported Mini-ImageNet (miniimagenet/84x84/)")
+    found = verify(REAL)
+    assert [c["classes"] for c in found.values()] == [64, 16, 20]
+    assert all(c["per class"] == "600" for c in found.values())
+    assert all(c["split"] == "Ravi & Larochelle benchmark" for c in found.values())
