@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
 import pickle
 from pathlib import Path
@@ -424,3 +425,27 @@ def test_real_data_is_the_benchmark():
     assert [c["classes"] for c in found.values()] == [64, 16, 20]
     assert all(c["per class"] == "600" for c in found.values())
     assert all(c["split"] == "Ravi & Larochelle benchmark" for c in found.values())
+
+
+def test_cli_train_and_eval_end_to_end(tmp_path):
+    """Import tiny data, meta-train a small recipe on it and evaluate both ways, all by CLI."""
+    root = tmp_path / "root"
+    import_(write_folders(tmp_path / "src"), root, progress=False)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(
+        f'[task]\nname = "miniimagenet"\nways = 3\ndata_dir = "{root}"\n'
+        "[model]\nfilters = 2\nlayers = 1\n"
+        '[train]\nmeta_iterations = 2\nmeta_batch = 2\ninner_steps = 2\ninner_optimizer = "adam"\n'
+        "inner_lr = 0.001\ninner_beta1 = 0.0\nsupport_shots = 2\nquery_shots = 1\n"
+        "[eval]\ntasks = 3\nsteps = [0, 2]\nsupport_shots = 1\nquery_shots = 2\n"
+        "transductive = false\n"
+    )
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    for flag, expected in (([], False), (["--transductive"], True)):
+        result = runner.invoke(app, ["eval", str(run), "--json", *flag])
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.stdout)
+        assert payload["transductive"] is expected and payload["n_tasks"] == 3
+        assert payload["steps"] == [0, 2] and payload["metric"] == "accuracy"
