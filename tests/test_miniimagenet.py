@@ -79,7 +79,7 @@ def write_folders(src: Path, classes: dict[str, list[str]] = CLASSES) -> Path:
     return src
 
 
-def write_pickles(src: Path, size: int = 84) -> Path:
+def write_pickles(src: Path, size: int = 84, protocol: int = 2) -> Path:
     """Format (c): learn2learn's caches, images of each class interleaved with the others'."""
     src.mkdir(parents=True, exist_ok=True)
     for split, names in CLASSES.items():
@@ -91,7 +91,7 @@ def write_pickles(src: Path, size: int = 84) -> Path:
             for i, k in enumerate(class_dict[wnid]):
                 images[k] = color(split, c, i)
         with (src / PICKLE.format(split=split)).open("wb") as f:
-            pickle.dump({"image_data": images, "class_dict": class_dict}, f, protocol=2)
+            pickle.dump({"image_data": images, "class_dict": class_dict}, f, protocol=protocol)
     return src
 
 
@@ -100,6 +100,7 @@ WRITERS = {
     "folders": write_folders,
     "pickle": write_pickles,
     "pickle-32px": lambda src: write_pickles(src, size=32),
+    "pickle-protocol-5": lambda src: write_pickles(src, protocol=5),
 }
 
 

@@ -19,8 +19,6 @@ import numpy as np
 
 from metarl.errors import UserError
 
-_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
-
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     """`_codecs.encode` as protocol-2 pickles use it to store bytes, limited to latin-1."""
@@ -42,12 +40,16 @@ def _allowed() -> dict[tuple[str, str], Any]:
     }
     try:  # numpy >= 2 moved numpy.core to numpy._core; files name either
         multiarray = importlib.import_module("numpy._core.multiarray")
+        numeric = importlib.import_module("numpy._core.numeric")
     except ModuleNotFoundError:
         multiarray = importlib.import_module("numpy.core.multiarray")
-    for module in _NUMPY_MODULES:
-        # array and numpy-scalar reconstruction, whichever numpy wrote the file
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
+        numeric = importlib.import_module("numpy.core.numeric")
+    for core in ("numpy.core", "numpy._core"):
+        # array and numpy-scalar reconstruction, whichever numpy wrote the file: protocols
+        # 2-4 rebuild arrays with _reconstruct, protocol 5 with _frombuffer
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
     return allowed
 
 
