@@ -274,10 +274,20 @@ def eval_(
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
     plot: Annotated[Path | None, typer.Option(help="Save the adaptation curve as a PNG.")] = None,
+    transductive: Annotated[
+        bool | None,
+        typer.Option(
+            "--transductive/--no-transductive",
+            help="Classify the query set in one batch (BatchNorm uses its statistics), or each "
+            "query example with the support set only (default: the recipe's eval.transductive).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI."""
     from metarl.evaluate import load_run
+    from metarl.meta_learners import SupervisedMetaLearner
     from metarl.models import default_device
 
     if tasks is not None and tasks < 1:
@@ -287,12 +297,26 @@ def eval_(
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
     recipe, meta = load_run(run_dir, default_device(device))
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
-    curve = meta.curve(step_list or recipe.eval.steps, n_tasks)
+    extra: dict[str, Any] = {}
+    if isinstance(meta, SupervisedMetaLearner):
+        if transductive is None:
+            transductive = recipe.eval.transductive
+        curve = meta.curve(step_list or recipe.eval.steps, n_tasks, transductive=transductive)
+        extra["transductive"] = transductive
+    elif transductive is not None:
+        raise UserError(
+            f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
+        )
+    else:
+        curve = meta.curve(step_list or recipe.eval.steps, n_tasks)
     if as_json:
-        payload = {"run": str(run_dir), "task": recipe.task_name, **curve.to_json()}
+        payload = {"run": str(run_dir), "task": recipe.task_name, **extra, **curve.to_json()}
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
-        table = Table(title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks")
+        mode = ""
+        if "transductive" in extra:
+            mode = ", transductive" if extra["transductive"] else ", non-transductive"
+        table = Table(title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks{mode}")
         table.add_column("steps", justify="right")
         table.add_column(curve.metric, justify="right")
         table.add_column("95% CI", justify="right")
@@ -300,7 +324,6 @@ def eval_(
             table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}")
         out.print(table)
     if plot is not None:
-        from metarl.meta_learners import SupervisedMetaLearner
         from metarl.plots import plot_curve, plot_sine_fits
         from metarl.sine import SineDistribution
 

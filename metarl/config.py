@@ -93,6 +93,11 @@ class EvalConfig:
     seed: int = 2024
     """Fixes the evaluation tasks, so numbers compare across runs."""
     split: str = "test"
+    transductive: bool = True
+    """Classify the whole query set in one batch, so BatchNorm normalizes with its statistics
+    (the paper's "+ transduction" rows). False classifies each query example in a batch of the
+    support set plus that one example, as the paper's main rows do. Same numbers for networks
+    without BatchNorm."""
 
 
 @dataclass

@@ -190,6 +190,43 @@ class SGDLearner:
         fn = METRICS[metric]
         return vmap(fn)(self.predict(params, x), y)
 
+    def predict_each_with_support(
+        self, params: Params, support_x: Tensor, query_x: Tensor, group: int = 0
+    ) -> Tensor:
+        """Non-transductive outputs, `[tasks, query, ...]`: each query example is run in a
+        batch made of its task's support set plus that one example, and only its own output is
+        kept, so batch statistics (BatchNorm) never mix query examples.
+
+        The `[support + 1]` batches of all query examples of all tasks run in one vmapped call
+        (tasks outer, query examples inner), `group` query examples at a time (0 = all) to
+        bound memory: the work is `query` times a support-set forward pass.
+        """
+        queries = query_x.shape[1]
+        group = queries if group < 1 else group
+
+        def one(p: Params, sx: Tensor, q: Tensor) -> Tensor:
+            return self._predict(p, torch.cat([sx, q.unsqueeze(0)]))[-1]
+
+        each = vmap(vmap(one, in_dims=(None, None, 0)), in_dims=(0, 0, 0))
+        with torch.no_grad():
+            parts = [
+                each(params, support_x, query_x[:, i : i + group]) for i in range(0, queries, group)
+            ]
+        return torch.cat(parts, dim=1)
+
+    def evaluate_non_transductive(
+        self,
+        params: Params,
+        support_x: Tensor,
+        query_x: Tensor,
+        query_y: Tensor,
+        metric: str,
+        group: int = 0,
+    ) -> Tensor:
+        """Per-task metric, `[tasks]`, with `predict_each_with_support`'s outputs."""
+        out = self.predict_each_with_support(params, support_x, query_x, group)
+        return vmap(METRICS[metric])(out, query_y)
+
     def query_gradients(self, params: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
         """Per-task gradient of the query loss at `params` (FOMAML's meta-gradient), and the
         per-task query loss."""

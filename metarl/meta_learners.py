@@ -72,6 +72,12 @@ class MetaLearner(Protocol):
         ...
 
 
+EVAL_BUDGET = 1 << 24
+"""Input elements (examples x features) one evaluation call batches at most: 64 MB of float32
+inputs and some hundreds of MB of a conv net's activations, whatever the image size (250
+Mini-ImageNet tasks of 25 support images at once would need tens of GB)."""
+
+
 class SupervisedMetaLearner:
     """Few-shot supervised tasks: episodes from the distribution, the vmapped SGD/Adam loop."""
 
@@ -120,25 +126,53 @@ class SupervisedMetaLearner:
             tasks, rng, support=e.support_shots, query=e.query_shots, evaluation=True
         )
 
-    def curve(self, steps: list[int], n_tasks: int, chunk: int = 250) -> Curve:
+    def curve(
+        self,
+        steps: list[int],
+        n_tasks: int,
+        chunk: int | None = None,
+        transductive: bool | None = None,
+    ) -> Curve:
         """Adapt from the model's parameters with the evaluation inner loop and measure the
-        metric on the query sets after each of `steps` (chunks of tasks bound the memory)."""
+        metric on the query sets after each of `steps`. Tasks are adapted `chunk` at a time
+        (default: as many as fit `EVAL_BUDGET`, at most 250), which bounds the memory.
+
+        `transductive` (default: the recipe's `eval.transductive`) classifies each task's
+        query set in one batch; otherwise each query example is classified in a batch of the
+        support set plus that example (`SGDLearner.predict_each_with_support`), which only
+        changes the numbers of networks whose output depends on the batch (BatchNorm).
+        """
+        if transductive is None:
+            transductive = self.recipe.eval.transductive
         learner = sgd_learner(self.recipe, self.model, self.dist, evaluation=True)
         phi: Params = {k: v.detach() for k, v in self.model.named_parameters()}
         batch = self.eval_batch(n_tasks)
         wanted = sorted(set(steps))
         values = np.zeros((len(wanted), n_tasks))
+        metric_name = self.dist.metric
+        features = batch.support_x[0, 0].numel()
+        s, q = batch.support_x.shape[1], batch.query_x.shape[1]
+        if chunk is None:
+            chunk = max(1, min(250, EVAL_BUDGET // (max(s, q) * features)))
+        # non-transductive: the [support + 1]-batches of `group` query examples at once
+        group = max(1, min(q, EVAL_BUDGET // (min(chunk, n_tasks) * (s + 1) * features)))
         for start in range(0, n_tasks, chunk):
             part = batch.take(slice(start, start + chunk)).to(self.device)
             row = 0
             for t, (params, _) in enumerate(
                 learner.adapt_steps(phi, part.support_x, part.support_y, max(wanted))
             ):
-                if t in wanted:
-                    metric = learner.evaluate(params, part.query_x, part.query_y, self.dist.metric)
-                    values[row, start : start + part.num_tasks] = metric.cpu().numpy()
-                    row += 1
-        return Curve.from_values(self.dist.metric, wanted, values)
+                if t not in wanted:
+                    continue
+                if transductive:
+                    metric = learner.evaluate(params, part.query_x, part.query_y, metric_name)
+                else:
+                    metric = learner.evaluate_non_transductive(
+                        params, part.support_x, part.query_x, part.query_y, metric_name, group
+                    )
+                values[row, start : start + part.num_tasks] = metric.cpu().numpy()
+                row += 1
+        return Curve.from_values(metric_name, wanted, values)
 
 
 def sgd_learner(

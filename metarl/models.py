@@ -35,10 +35,20 @@ def mlp(
 
 
 def conv_classifier(
-    channels: int, size: int, classes: int, filters: int = 64, layers: int = 4
+    channels: int,
+    size: int,
+    classes: int,
+    filters: int = 64,
+    layers: int = 4,
+    pool: bool = False,
 ) -> nn.Sequential:
-    """The Reptile paper's Omniglot classifier: `layers` x [conv 3x3, stride 2, padding 1,
-    BatchNorm, ReLU], flatten, linear to `classes` logits.
+    """The Reptile paper's conv classifiers, flattened and followed by a linear layer to
+    `classes` logits. Each of the `layers` blocks is
+
+    - `pool=False` (Omniglot): conv 3x3 stride 2 padding 1, BatchNorm, ReLU;
+    - `pool=True` (Mini-ImageNet): conv 3x3 stride 1 padding 1, BatchNorm, max-pool 2, ReLU.
+      The pooling rounds up (`ceil_mode`), as TensorFlow's `padding='same'` pooling of
+      supervised-reptile does, so 84 -> 42 -> 21 -> 11 -> 6 (not 5).
 
     BatchNorm keeps no running statistics (`track_running_stats=False`): it always normalizes
     with the statistics of the batch it sees, as the paper's networks do, and it has no buffers
@@ -52,13 +62,16 @@ def conv_classifier(
     blocks: list[nn.Module] = []
     width = channels
     for _ in range(layers):
+        stride = 1 if pool else 2
         blocks += [
-            nn.Conv2d(width, filters, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.Conv2d(width, filters, kernel_size=3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(filters, track_running_stats=False),
-            nn.ReLU(),
         ]
+        if pool:
+            blocks.append(nn.MaxPool2d(2, ceil_mode=True))
+        blocks.append(nn.ReLU())
         width = filters
-        size = (size + 1) // 2  # stride 2, padding 1: 28 -> 14 -> 7 -> 4 -> 2
+        size = (size + 1) // 2  # stride 2 or ceil-mode pool 2: 28 -> 14 -> 7 -> 4 -> 2
     blocks += [nn.Flatten(), nn.Linear(filters * size * size, classes)]
     return nn.Sequential(*blocks)
 

@@ -195,3 +195,10 @@ register_task(
     description="N-way Omniglot characters, 28x28, rotations as new classes (Reptile paper); "
     "needs `metarl data fetch omniglot` or `metarl data import omniglot PATH`",
 )
+
+register_task(
+    "miniimagenet",
+    "metarl.data.miniimagenet:MiniImageNetDistribution",
+    description="N-way Mini-ImageNet, 84x84 RGB, Ravi & Larochelle 64/16/20 class split "
+    "(Reptile paper); needs `metarl data import miniimagenet PATH`",
+)

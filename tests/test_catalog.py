@@ -23,5 +23,6 @@ def test_catalog_recipe_trains_a_few_iterations(name, tmp_path):
     trainer = MetaTrainer.start(recipe, tmp_path / name, torch.device("cpu"))
     trainer.fit()
     assert trainer.iteration == 3
-    curve = trainer.meta.curve([0, 1], n_tasks=8)
+    # 2 tasks: a smoke test; non-transductive evaluation of 20-way 5-shot runs 20 x 101 images
+    curve = trainer.meta.curve([0, 1], n_tasks=2)
     assert all(v == v for v in curve.mean)  # finite numbers, no NaN

@@ -109,3 +109,15 @@ def test_tasks_show_says_where_each_value_comes_from(tmp_path, monkeypatch):
     assert "│ default" in rows["train.inner_steps"]
     assert "default of SineDistribution" in rows["task.amplitude"]
     assert "default of SineDistribution" in rows["model.hidden"]
+
+
+def test_eval_transductive_flag(trained_run):
+    """The sine MLP has no batch statistics, so both evaluation modes give the same curve."""
+    payloads = []
+    for flag in ("--transductive", "--no-transductive"):
+        result = invoke("eval", str(trained_run), "--tasks", "20", "--steps", "0,3", "--json", flag)
+        assert result.exit_code == 0, result.output
+        payloads.append(json.loads(result.stdout))
+    assert [p["transductive"] for p in payloads] == [True, False]
+    for a, b in zip(payloads[0]["mean"], payloads[1]["mean"], strict=True):
+        assert a == pytest.approx(b, rel=1e-5)

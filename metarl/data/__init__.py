@@ -12,7 +12,10 @@ from types import ModuleType
 
 from metarl.errors import UserError
 
-DATASETS = {"omniglot": "metarl.data.omniglot"}
+DATASETS = {
+    "omniglot": "metarl.data.omniglot",
+    "miniimagenet": "metarl.data.miniimagenet",
+}
 """Dataset name -> module offering `verify(root)`, `import_(src, root)` and `fetch(root)`."""
 
 

@@ -113,3 +113,21 @@ def download(url: str, dest: Path, md5: str, *, fix: str, progress: bool = True)
             reason = getattr(e, "reason", e)
             raise UserError(f"could not download {url} ({reason}); {fix}") from None
         check_md5(tmp, md5, what=f"download of {url}")
+
+
+@contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `dest`; on success it replaces `dest` by two
+    renames (a folder cannot be replaced in one step, so the old one is moved aside first and
+    deleted last). On failure `dest` is untouched and the temporary folder is removed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    old = tmp.with_suffix(".old")
+    try:
+        yield tmp
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
