@@ -245,9 +245,21 @@ def eval_(
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
     plot: Annotated[Path | None, typer.Option(help="Save the adaptation curve as a PNG.")] = None,
+    init: Annotated[
+        str,
+        typer.Option(
+            help="Adapt from: meta (the run's weights), random (the recipe's seed init, "
+            "no training) or joint (the weights of --joint-run)."
+        ),
+    ] = "meta",
+    joint_run: Annotated[
+        Path | None,
+        typer.Option(help="With --init joint: a run of the same recipe trained as a baseline."),
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI."""
+    """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
+    and the gain over the first step count (paired per task)."""
     from metarl.evaluate import load_run
     from metarl.models import default_device
 
@@ -256,19 +268,26 @@ def eval_(
     step_list = parse_steps(steps) if steps is not None else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
-    recipe, meta = load_run(run_dir, default_device(device))
+    recipe, meta = load_run(run_dir, default_device(device), init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     curve = meta.curve(step_list or recipe.eval.steps, n_tasks)
     if as_json:
-        payload = {"run": str(run_dir), "task": recipe.task_name, **curve.to_json()}
+        payload = {"run": str(run_dir), "task": recipe.task_name, "init": init, **curve.to_json()}
+        if joint_run is not None:
+            payload["joint_run"] = str(joint_run)
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
-        table = Table(title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks")
+        table = Table(
+            title=f"{run_dir} (init {init}): {recipe.task_name}, {curve.n_tasks} held-out tasks"
+        )
         table.add_column("steps", justify="right")
         table.add_column(curve.metric, justify="right")
         table.add_column("95% CI", justify="right")
-        for s, m, c in zip(curve.steps, curve.mean, curve.ci95, strict=True):
-            table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}")
+        table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
+        for s, m, c, (g, gc) in zip(
+            curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True
+        ):
+            table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}", f"{g:+.4f} ± {gc:.4f}")
         out.print(table)
     if plot is not None:
         from metarl.meta_learners import SupervisedMetaLearner
