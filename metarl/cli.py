@@ -101,7 +101,8 @@ class RateColumn(ProgressColumn):
 
 
 class ProgressCallback:
-    """Shows a rich progress bar with rate, ETA and the current meta-loss."""
+    """Shows a rich progress bar with rate, ETA and the current meta-loss (for RL with
+    Reptile, which has no loss, the mean return of the meta-batch before adaptation)."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
@@ -112,7 +113,7 @@ class ProgressCallback:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[loss]}"),
             console=console,
             transient=False,
         )
@@ -126,7 +127,7 @@ class ProgressCallback:
             "meta-train",
             total=t.meta_iterations,
             completed=trainer.iteration,
-            loss="--",
+            loss="loss --",
             tasks_per_iteration=t.meta_batch,
         )
 
@@ -136,8 +137,12 @@ class ProgressCallback:
         if now - self._last < 0.1 and not final:  # rich refreshes at 10 Hz anyway
             return
         self._last = now
-        loss = metrics.get("query_loss", metrics.get("loss_last_step", float("nan")))
-        self.progress.update(self.task_id, completed=metrics["iteration"], loss=f"{loss:.4f}")
+        loss = metrics.get("query_loss", metrics.get("loss_last_step"))
+        if loss is None and "return_before" in metrics:  # RL: the pre-adaptation return
+            text = f"return {metrics['return_before']:.2f}"
+        else:
+            text = f"loss {float('nan') if loss is None else loss:.4f}"
+        self.progress.update(self.task_id, completed=metrics["iteration"], loss=text)
 
     def on_end(self, trainer: Any) -> None:
         self.progress.stop()
