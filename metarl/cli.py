@@ -102,7 +102,8 @@ class RateColumn(ProgressColumn):
 
 
 class ProgressCallback:
-    """Shows a rich progress bar with rate, ETA and the current meta-loss."""
+    """Shows a rich progress bar with rate, ETA and the current meta-loss (for RL with
+    Reptile, which has no loss, the mean return of the meta-batch before adaptation)."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
@@ -112,7 +113,7 @@ class ProgressCallback:
             RateColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[loss]}"),
             console=console,
             transient=False,
         )
@@ -126,7 +127,7 @@ class ProgressCallback:
             "meta-train",
             total=t.meta_iterations,
             completed=trainer.iteration,
-            loss="--",
+            loss="loss --",
             tasks_per_iteration=t.meta_batch,
         )
 
@@ -136,8 +137,12 @@ class ProgressCallback:
         if now - self._last < 0.1 and not final:  # rich refreshes at 10 Hz anyway
             return
         self._last = now
-        loss = metrics.get("query_loss", metrics.get("loss_last_step", float("nan")))
-        self.progress.update(self.task_id, completed=metrics["iteration"], loss=f"{loss:.4f}")
+        loss = metrics.get("query_loss", metrics.get("loss_last_step"))
+        if loss is None and "return_before" in metrics:  # RL: the pre-adaptation return
+            text = f"return {metrics['return_before']:.2f}"
+        else:
+            text = f"loss {float('nan') if loss is None else loss:.4f}"
+        self.progress.update(self.task_id, completed=metrics["iteration"], loss=text)
 
     def on_end(self, trainer: Any) -> None:
         self.progress.stop()
@@ -283,9 +288,21 @@ def eval_(
             show_default=False,
         ),
     ] = None,
+    init: Annotated[
+        str,
+        typer.Option(
+            help="Adapt from: meta (the run's weights), random (the recipe's seed init, "
+            "no training) or joint (the weights of --joint-run)."
+        ),
+    ] = "meta",
+    joint_run: Annotated[
+        Path | None,
+        typer.Option(help="With --init joint: a run of the same recipe trained as a baseline."),
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI."""
+    """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
+    and the gain over the first step count (paired per task)."""
     from metarl.evaluate import load_run
     from metarl.meta_learners import SupervisedMetaLearner
     from metarl.models import default_device
@@ -295,7 +312,7 @@ def eval_(
     step_list = parse_steps(steps) if steps is not None else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
-    recipe, meta = load_run(run_dir, default_device(device))
+    recipe, meta = load_run(run_dir, default_device(device), init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     extra: dict[str, Any] = {}
     if isinstance(meta, SupervisedMetaLearner):
@@ -310,18 +327,32 @@ def eval_(
     else:
         curve = meta.curve(step_list or recipe.eval.steps, n_tasks)
     if as_json:
-        payload = {"run": str(run_dir), "task": recipe.task_name, **extra, **curve.to_json()}
+        payload = {
+            "run": str(run_dir),
+            "task": recipe.task_name,
+            "init": init,
+            **extra,
+            **curve.to_json(),
+        }
+        if joint_run is not None:
+            payload["joint_run"] = str(joint_run)
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
         mode = ""
         if "transductive" in extra:
             mode = ", transductive" if extra["transductive"] else ", non-transductive"
-        table = Table(title=f"{run_dir}: {recipe.task_name}, {curve.n_tasks} held-out tasks{mode}")
+        table = Table(
+            title=f"{run_dir} (init {init}): {recipe.task_name}, "
+            f"{curve.n_tasks} held-out tasks{mode}"
+        )
         table.add_column("steps", justify="right")
         table.add_column(curve.metric, justify="right")
         table.add_column("95% CI", justify="right")
-        for s, m, c in zip(curve.steps, curve.mean, curve.ci95, strict=True):
-            table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}")
+        table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
+        for s, m, c, (g, gc) in zip(
+            curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True
+        ):
+            table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}", f"{g:+.4f} ± {gc:.4f}")
         out.print(table)
     if plot is not None:
         from metarl.plots import plot_curve, plot_sine_fits

@@ -109,6 +109,9 @@ class Recipe:
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    learner: dict[str, Any] = field(default_factory=dict)
+    """Settings of the inner loop that only one kind of learner has (PPO's n_steps, gamma,
+    net_arch, ...); the learner validates its keys, since only it knows them."""
     description: str = ""
     source: str = ""
     """Where the recipe came from (a catalog name or a file); not a setting."""
@@ -129,6 +132,7 @@ class Recipe:
             "model": dict(self.model),
             "train": _plain(dataclasses.asdict(self.train)),
             "eval": _plain(dataclasses.asdict(self.eval)),
+            "learner": dict(self.learner),
         }
 
     def validate(self) -> None:
@@ -228,7 +232,7 @@ def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
 
 
-RECIPE_KEYS = ("description", "task", "model", "train", "eval")
+RECIPE_KEYS = ("description", "task", "model", "train", "eval", "learner")
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
@@ -245,9 +249,13 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
         model = data.get("model", {})
         if not isinstance(model, dict):
             raise ConfigError(f"[model] must be a table, got {model!r}")
+        learner = data.get("learner", {})
+        if not isinstance(learner, dict):
+            raise ConfigError(f"[learner] must be a table, got {learner!r}")
         recipe = Recipe(
             task=dict(task),
             model=dict(model),
+            learner=dict(learner),
             train=build_dataclass(TrainConfig, data.get("train", {}), "train"),
             eval=build_dataclass(EvalConfig, data.get("eval", {}), "eval"),
             description=str(data.get("description", "")),
@@ -264,8 +272,8 @@ def load_recipe_file(path: Path) -> Recipe:
 
 
 def with_overrides(recipe: Recipe, section: str, **values: Any) -> Recipe:
-    """A copy of `recipe` with the given fields of `section` ("train" or "eval") replaced;
-    `None` values mean "not given" and are skipped."""
+    """A copy of `recipe` with the given fields of `section` ("train", "eval" or "learner")
+    replaced; `None` values mean "not given" and are skipped."""
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return recipe

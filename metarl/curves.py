@@ -44,15 +44,24 @@ class Curve:
             per_task=values,
         )
 
+    def gains(self) -> list[tuple[float, float]]:
+        """Per step: mean and 95% CI of (metric after these steps - metric at the first
+        step), paired task by task, so the task-to-task spread cancels out of the CI."""
+        base = self.per_task[0]
+        return [mean_ci95(row - base) for row in self.per_task]
+
     def to_json(self) -> dict[str, Any]:
+        gains = self.gains()
         return {
             "metric": self.metric,
             "n_tasks": self.n_tasks,
             "steps": self.steps,
             "mean": self.mean,
             "ci95": self.ci95,
+            "gain": [g for g, _ in gains],
+            "gain_ci95": [c for _, c in gains],
             "curve": [
-                {"step": s, "mean": m, "ci95": c}
-                for s, m, c in zip(self.steps, self.mean, self.ci95, strict=True)
+                {"step": s, "mean": m, "ci95": c, "gain": g, "gain_ci95": gc}
+                for s, m, c, (g, gc) in zip(self.steps, self.mean, self.ci95, gains, strict=True)
             ],
         }

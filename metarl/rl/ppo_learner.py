@@ -1,0 +1,400 @@
+"""The PPO inner loop: adapt a policy to one environment task with stable-baselines3's PPO.
+
+One `PPO` object and its vectorized env are built once and reused for every task: a task is
+set on the env (`env_method("set_task", ...)`), phi is copied into the PPO policy, the Adam
+state of PPO is replaced by a fresh one, and k PPO updates run (k = `train.inner_steps`; one
+update = a rollout of `n_steps` per env, then SB3's own `PPO.train()`: `n_epochs` over
+minibatches of `batch_size`). We drive SB3's `collect_rollouts` / `train` ourselves instead of
+`learn()` so that each rollout can start from a seeded reset and be measured.
+
+Randomness comes only from the generator handed to `adapt` (one seed per task is drawn from
+it). SB3 draws actions from torch's global generator and shuffles minibatches with
+`np.random`; we do not call SB3's `set_random_seed` (which seeds both globally). Instead:
+- torch: each task runs inside `torch.random.fork_rng()` seeded with the task's seed, so
+  action sampling is a function of the seed and the caller's global torch state is restored;
+- numpy: the rollout buffer is `SeededRolloutBuffer`, which shuffles with its own generator;
+- env: every rollout starts with `VecEnv.seed(task seed + rollout index)` and a reset.
+So the adapted parameters are a pure function of (phi, task, seed): the determinism test
+checks this, and a resumed run gets the same weights as an uninterrupted one.
+
+Each rollout starts with fresh episodes (the previous rollout's unfinished episode is
+bootstrapped with the value function, as SB3 does at a rollout boundary), so the return of a
+rollout measures exactly one policy: "the return after t updates" is the mean undiscounted
+return of the episodes of the rollout collected after t updates, as in MAML-RL's protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import RolloutBufferSamples
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from metarl.config import Recipe, build_dataclass
+from metarl.curves import Curve
+from metarl.envs.distribution import EnvFamilyDistribution, EnvTask
+from metarl.errors import ConfigError
+from metarl.learner import Params
+from metarl.meta_learners import Adaptation
+from metarl.protocol import Split, task_rng
+
+ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+
+
+@dataclass
+class PPOSettings:
+    """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
+    except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
+
+    n_steps: int = 1000
+    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
+    n_envs: int = 1
+    """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
+    n_epochs: int = 10
+    batch_size: int = 100
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layers of the policy and (separately) of the value network."""
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    ortho_init: bool = True
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> PPOSettings:
+        settings: PPOSettings = build_dataclass(cls, dict(recipe.learner), "learner")
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(
+                f"learner.batch_size = {self.batch_size}: must be at most n_steps * n_envs "
+                f"= {self.n_steps * self.n_envs}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"learner.activation = {self.activation!r}: expected one of "
+                + ", ".join(ACTIVATIONS)
+            )
+        if not self.net_arch or any(n < 1 for n in self.net_arch):
+            raise ConfigError(f"learner.net_arch = {self.net_arch}: expected positive widths")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
+        if self.clip_range <= 0:
+            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+
+
+class SeededRolloutBuffer(RolloutBuffer):
+    """SB3's rollout buffer with minibatches shuffled by its own generator (`self.rng`)
+    instead of the global `np.random`; otherwise `RolloutBuffer.get` unchanged."""
+
+    rng: np.random.Generator = np.random.default_rng(0)
+
+    def get(self, batch_size: int | None = None) -> Generator[RolloutBufferSamples, None, None]:
+        assert self.full, ""
+        total = self.buffer_size * self.n_envs
+        indices = self.rng.permutation(total)
+        if not self.generator_ready:
+            for name in ("observations", "actions", "values", "log_probs", "advantages", "returns"):
+                self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
+            self.generator_ready = True
+        if batch_size is None:
+            batch_size = total
+        for start in range(0, total, batch_size):
+            yield self._get_samples(indices[start : start + batch_size])
+
+
+@dataclass
+class TaskRun:
+    """What adapting one task produced: the rollout returns and the final parameters."""
+
+    returns: dict[int, float]
+    """Updates done before the rollout -> mean episode return of that rollout."""
+    params: dict[str, torch.Tensor]
+
+
+@dataclass
+class Timers:
+    """Wall-clock seconds spent in each part of the inner loop (for scripts/bench_rl.py)."""
+
+    rollout: float = 0.0
+    update: float = 0.0
+    swap: float = 0.0
+    """Loading phi, fresh optimizer, setting the task, seeding and resetting the env."""
+    env_steps: int = 0
+
+    def reset(self) -> None:
+        self.rollout = self.update = self.swap = 0.0
+        self.env_steps = 0
+
+
+class PPOMetaLearner:
+    """Meta-learning over an environment family with SB3's PPO as the inner loop.
+
+    `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
+    included); the PPO object works on its own copy of the policy, so adapting never touches
+    phi. `train.inner_lr` is PPO's learning rate (`eval.inner_lr` in evaluation);
+    `train.inner_optimizer`, `inner_batch` and the shots do not apply (PPO uses Adam and
+    `[learner]` batch_size / n_steps).
+    """
+
+    def __init__(self, recipe: Recipe, dist: EnvFamilyDistribution, device: torch.device):
+        if recipe.model:
+            raise ConfigError(
+                f"{recipe.source}: [model] is not used by RL recipes; put net_arch, "
+                "activation and log_std_init in [learner]"
+            )
+        self.recipe = recipe
+        self.dist = dist
+        self.device = device
+        self.settings = s = PPOSettings.from_recipe(recipe)
+        self.timers = Timers()
+        self.vec_env = DummyVecEnv([self._make_env for _ in range(s.n_envs)])
+        policy_kwargs: dict[str, Any] = {
+            "net_arch": list(s.net_arch),
+            "activation_fn": ACTIVATIONS[s.activation],
+            "ortho_init": s.ortho_init,
+        }
+        if isinstance(self.vec_env.action_space, spaces.Box):
+            policy_kwargs["log_std_init"] = s.log_std_init
+        # the initialization is a function of train.seed alone, global state left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.train.seed)
+            self.ppo = PPO(
+                "MlpPolicy",
+                self.vec_env,
+                learning_rate=recipe.train.inner_lr,
+                n_steps=s.n_steps,
+                batch_size=s.batch_size,
+                n_epochs=s.n_epochs,
+                gamma=s.gamma,
+                gae_lambda=s.gae_lambda,
+                clip_range=s.clip_range,
+                ent_coef=s.ent_coef,
+                vf_coef=s.vf_coef,
+                max_grad_norm=s.max_grad_norm,
+                normalize_advantage=s.normalize_advantage,
+                rollout_buffer_class=SeededRolloutBuffer,
+                policy_kwargs=policy_kwargs,
+                device=device,
+                verbose=0,
+            )
+        # SB3 would build a logger (and maybe a log folder) in learn(); we log nothing
+        self.ppo.set_logger(Logger(folder=None, output_formats=[]))
+        # what learn()'s _setup_learn would create: the episode-statistics buffers
+        self.ppo.ep_info_buffer = deque(maxlen=10_000)
+        self.ppo.ep_success_buffer = deque(maxlen=10_000)
+        self.policy: ActorCriticPolicy = self.ppo.policy
+        self.model: ActorCriticPolicy = copy.deepcopy(self.policy)
+        self.names = [n for n, _ in self.policy.named_parameters()]
+        self._callback = CallbackList([])
+        self._callback.init_callback(self.ppo)
+
+    def _make_env(self) -> Monitor:
+        import gymnasium
+
+        # Monitor records each episode's return in `info`, where SB3 collects it
+        return Monitor(gymnasium.make(self.dist.env_id))
+
+    # -- one task ---------------------------------------------------------------------------
+    def run_task(
+        self,
+        phi: Params,
+        task: EnvTask,
+        seed: int,
+        updates: int,
+        *,
+        measure: Sequence[int] = (0,),
+        lr: float | None = None,
+        extra_rollout: bool = False,
+    ) -> TaskRun:
+        """Copy phi into the PPO policy, run `updates` PPO updates on `task`, and return the
+        adapted parameters and the returns of the rollouts whose index is in `measure`.
+
+        With `extra_rollout`, one more rollout is collected after the last update (it is left
+        in the rollout buffer, for FOMAML's query gradient) and measured as `updates`.
+        """
+        ppo, timers = self.ppo, self.timers
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            buffer = ppo.rollout_buffer
+            assert isinstance(buffer, SeededRolloutBuffer)
+            buffer.rng = np.random.default_rng(seed)
+            with torch.no_grad():
+                for name, p in self.policy.named_parameters():
+                    p.copy_(phi[name])
+            lr = self.recipe.train.inner_lr if lr is None else lr
+            ppo.learning_rate = lr
+            ppo.lr_schedule = lambda _: lr
+            # fresh Adam state per task: no moment estimates leak from the previous task
+            make_optimizer: Any = self.policy.optimizer_class
+            self.policy.optimizer = make_optimizer(
+                self.policy.parameters(), lr=lr, **self.policy.optimizer_kwargs
+            )
+            self.vec_env.env_method("set_task", dict(task.params))
+            ppo.num_timesteps = 0
+            timers.swap += time.perf_counter() - started
+            returns: dict[int, float] = {}
+            rollouts = updates + 1 if extra_rollout or updates in measure else updates
+            for t in range(rollouts):
+                returns_t = self._rollout(seed + t)
+                if t in measure or (extra_rollout and t == updates):
+                    returns[t] = returns_t
+                if t < updates:
+                    tick = time.perf_counter()
+                    ppo.train()
+                    timers.update += time.perf_counter() - tick
+            params = {n: p.detach().clone() for n, p in self.policy.named_parameters()}
+        return TaskRun(returns, params)
+
+    def _rollout(self, seed: int) -> float:
+        """One rollout from fresh, seeded episodes into the rollout buffer; its mean return."""
+        ppo = self.ppo
+        tick = time.perf_counter()
+        self.vec_env.seed(seed)
+        ppo._last_obs = self.vec_env.reset()  # type: ignore[assignment]
+        ppo._last_episode_starts = np.ones((self.vec_env.num_envs,), dtype=bool)
+        assert ppo.ep_info_buffer is not None
+        ppo.ep_info_buffer.clear()
+        self.timers.swap += time.perf_counter() - tick
+        tick = time.perf_counter()
+        ppo.collect_rollouts(self.vec_env, self._callback, ppo.rollout_buffer, ppo.n_steps)
+        self.timers.rollout += time.perf_counter() - tick
+        self.timers.env_steps += ppo.n_steps * self.vec_env.num_envs
+        episodes = [float(info["r"]) for info in ppo.ep_info_buffer]
+        if episodes:
+            return float(np.mean(episodes))
+        # no episode ended inside the rollout: its reward sum per env (a truncated return)
+        return float(ppo.rollout_buffer.rewards.sum() / self.vec_env.num_envs)
+
+    # -- the MetaLearner interface ----------------------------------------------------------
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[EnvTask],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation:
+        k = self.recipe.train.inner_steps
+        # one seed per meta-batch slot, drawn for all slots: a slot's rollouts do not depend on
+        # how the meta-batch is split across ranks
+        seeds = [int(s) for s in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        tasks = list(tasks)[slots]
+        runs = [self.run_task(phi, task, seed, k) for task, seed in zip(tasks, seeds, strict=True)]
+        params = {n: torch.stack([r.params[n] for r in runs]) for n in self.names}
+        metrics = {
+            "return_before": float(np.mean([r.returns[0] for r in runs])),
+            "env_steps": float(len(tasks) * k * self.ppo.n_steps * self.vec_env.num_envs),
+        }
+        return Adaptation(params, {"tasks": list(tasks), "seeds": seeds}, metrics)
+
+    def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """FOMAML: at each task's adapted parameters W_i, collect a fresh rollout with W_i and
+        take the gradient of PPO's loss on it (one full batch: clipped surrogate, at ratio 1
+        the plain policy gradient of the normalized advantages, plus vf_coef * value loss and
+        ent_coef * entropy loss, so the value network gets a meta-gradient too)."""
+        tasks, seeds = adaptation.context["tasks"], adaptation.context["seeds"]
+        k = self.recipe.train.inner_steps
+        total: dict[str, torch.Tensor] = {}
+        losses, returns = [], []
+        for i, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
+            w = {n: v[i] for n, v in adaptation.params.items()}
+            # a rollout seeded past the k adaptation rollouts: fresh episodes, policy W_i
+            run = self.run_task(w, task, seed + k, 0, measure=(), extra_rollout=True)
+            returns.append(run.returns[0])
+            grads, loss = self._surrogate_gradient(seed + k)
+            losses.append(loss)
+            for n, g in grads.items():
+                total[n] = total[n] + g if n in total else g
+        mean = {n: g / len(tasks) for n, g in total.items()}
+        env_steps = len(tasks) * self.ppo.n_steps * self.vec_env.num_envs
+        return mean, {
+            "query_loss": float(np.mean(losses)),
+            "return_after": float(np.mean(returns)),
+            "query_env_steps": float(env_steps),
+        }
+
+    def _surrogate_gradient(self, seed: int) -> tuple[dict[str, torch.Tensor], float]:
+        """PPO's loss on the whole rollout buffer and its gradient w.r.t. the policy."""
+        ppo, policy = self.ppo, self.policy
+        tick = time.perf_counter()
+        policy.set_training_mode(True)
+        buffer = ppo.rollout_buffer
+        assert isinstance(buffer, SeededRolloutBuffer)
+        buffer.rng = np.random.default_rng(seed)
+        data = next(buffer.get(batch_size=None))
+        actions = data.actions
+        if isinstance(ppo.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        values, log_prob, entropy = policy.evaluate_actions(data.observations, actions)
+        advantages = data.advantages
+        if ppo.normalize_advantage and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        ratio = torch.exp(log_prob - data.old_log_prob)
+        policy_loss = -(advantages * ratio).mean()  # the clip is inactive at ratio 1
+        value_loss = torch.nn.functional.mse_loss(data.returns, values.flatten())
+        entropy_loss = -torch.mean(entropy) if entropy is not None else torch.mean(log_prob)
+        loss = policy_loss + ppo.ent_coef * entropy_loss + ppo.vf_coef * value_loss
+        params = [p for _, p in policy.named_parameters()]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        out = {
+            n: (g if g is not None else torch.zeros_like(p)).detach()
+            for n, p, g in zip(self.names, params, grads, strict=True)
+        }
+        self.timers.update += time.perf_counter() - tick
+        return out, float(loss.detach())
+
+    def phi(self) -> Params:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+    def eval_tasks(self, n_tasks: int) -> tuple[list[EnvTask], list[int]]:
+        """The recipe's fixed held-out tasks and their seeds (functions of eval.seed/split)."""
+        e = self.recipe.eval
+        split = Split(e.split)
+        rng = task_rng(e.seed, split)
+        tasks = self.dist.sample(n_tasks, rng, split)
+        seeds = [int(s) for s in rng.integers(2**31 - 1000, size=n_tasks)]
+        return tasks, seeds
+
+    def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """Mean return over held-out tasks after each number of PPO updates in `steps`,
+        adapting from `model` with eval.inner_lr (default: train.inner_lr)."""
+        wanted = sorted(set(steps))
+        lr = self.recipe.eval.inner_lr
+        phi = self.phi()
+        tasks, seeds = self.eval_tasks(n_tasks)
+        values = np.zeros((len(wanted), n_tasks))
+        for j, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
+            run = self.run_task(phi, task, seed, max(wanted), measure=wanted, lr=lr)
+            for row, t in enumerate(wanted):
+                values[row, j] = run.returns[t]
+        return Curve.from_values("return", wanted, values)
+
+
+__all__ = ["PPOMetaLearner", "PPOSettings", "SeededRolloutBuffer", "TaskRun", "Timers"]
