@@ -296,6 +296,21 @@ def test_paper_network_shape():
     pools = [m for m in net if isinstance(m, torch.nn.MaxPool2d)]
     assert len(pools) == 4 and not list(net.buffers())
     assert net[-1].in_features == 32 * 6 * 6  # 84 -> 42 -> 21 -> 11 -> 6, as TF 'same' pooling
+    # supervised-reptile's order: pool, then BatchNorm; same shapes, other statistics
+    swapped = MiniImageNetDistribution(ways=5, data=synthetic()).build_model(pool_before_norm=True)
+    assert [type(m) for m in swapped[:4]] == [
+        torch.nn.Conv2d,
+        torch.nn.MaxPool2d,
+        torch.nn.BatchNorm2d,
+        torch.nn.ReLU,
+    ]
+    assert [type(m) for m in net[:4]] == [
+        torch.nn.Conv2d,
+        torch.nn.BatchNorm2d,
+        torch.nn.MaxPool2d,
+        torch.nn.ReLU,
+    ]
+    assert swapped[-1].in_features == net[-1].in_features
     # the Omniglot net is unchanged: stride-2 convolutions, no pooling
     omniglot = conv_classifier(1, 28, 5)
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in omniglot)
