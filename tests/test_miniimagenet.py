@@ -418,6 +418,9 @@ def test_registered_and_the_recipes_are_the_papers():
         assert r.task == {"name": "miniimagenet", "ways": 5}
         assert (r.train.inner_lr, r.train.inner_batch, r.train.inner_steps) == (1e-3, 10, 8)
         assert r.train.support_shots == 15 and r.train.meta_iterations == 100_000
+        assert r.eval.transductive is False and r.eval.query_shots == 1
+        net = MiniImageNetDistribution(ways=5, data=synthetic()).build_model(**r.model)
+        assert net[-1].in_features == 32 * 6 * 6
     assert (one.eval.support_shots, one.eval.inner_batch) == (1, 5)
     assert (five.eval.support_shots, five.eval.inner_batch) == (5, 15)
     twenty = resolve_recipe("omniglot-20way-5shot")
