@@ -41,6 +41,7 @@ def conv_classifier(
     filters: int = 64,
     layers: int = 4,
     pool: bool = False,
+    pool_before_norm: bool = False,
 ) -> nn.Sequential:
     """The Reptile paper's conv classifiers, flattened and followed by a linear layer to
     `classes` logits. Each of the `layers` blocks is
@@ -48,7 +49,9 @@ def conv_classifier(
     - `pool=False` (Omniglot): conv 3x3 stride 2 padding 1, BatchNorm, ReLU;
     - `pool=True` (Mini-ImageNet): conv 3x3 stride 1 padding 1, BatchNorm, max-pool 2, ReLU.
       The pooling rounds up (`ceil_mode`), as TensorFlow's `padding='same'` pooling of
-      supervised-reptile does, so 84 -> 42 -> 21 -> 11 -> 6 (not 5).
+      supervised-reptile does, so 84 -> 42 -> 21 -> 11 -> 6 (not 5). That is the paper's
+      order; supervised-reptile's code pools *before* BatchNorm (its batch statistics then
+      come from the pooled map), which `pool_before_norm=True` reproduces.
 
     BatchNorm keeps no running statistics (`track_running_stats=False`): it always normalizes
     with the statistics of the batch it sees, as the paper's networks do, and it has no buffers
@@ -63,13 +66,14 @@ def conv_classifier(
     width = channels
     for _ in range(layers):
         stride = 1 if pool else 2
-        blocks += [
-            nn.Conv2d(width, filters, kernel_size=3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(filters, track_running_stats=False),
-        ]
-        if pool:
-            blocks.append(nn.MaxPool2d(2, ceil_mode=True))
-        blocks.append(nn.ReLU())
+        conv = nn.Conv2d(width, filters, kernel_size=3, stride=stride, padding=1, bias=False)
+        norm = nn.BatchNorm2d(filters, track_running_stats=False)
+        if not pool:
+            blocks += [conv, norm, nn.ReLU()]
+        elif pool_before_norm:
+            blocks += [conv, nn.MaxPool2d(2, ceil_mode=True), norm, nn.ReLU()]
+        else:
+            blocks += [conv, norm, nn.MaxPool2d(2, ceil_mode=True), nn.ReLU()]
         width = filters
         size = (size + 1) // 2  # stride 2 or ceil-mode pool 2: 28 -> 14 -> 7 -> 4 -> 2
     blocks += [nn.Flatten(), nn.Linear(filters * size * size, classes)]

@@ -296,6 +296,21 @@ def test_paper_network_shape():
     pools = [m for m in net if isinstance(m, torch.nn.MaxPool2d)]
     assert len(pools) == 4 and not list(net.buffers())
     assert net[-1].in_features == 32 * 6 * 6  # 84 -> 42 -> 21 -> 11 -> 6, as TF 'same' pooling
+    # supervised-reptile's order: pool, then BatchNorm; same shapes, other statistics
+    swapped = MiniImageNetDistribution(ways=5, data=synthetic()).build_model(pool_before_norm=True)
+    assert [type(m) for m in swapped[:4]] == [
+        torch.nn.Conv2d,
+        torch.nn.MaxPool2d,
+        torch.nn.BatchNorm2d,
+        torch.nn.ReLU,
+    ]
+    assert [type(m) for m in net[:4]] == [
+        torch.nn.Conv2d,
+        torch.nn.BatchNorm2d,
+        torch.nn.MaxPool2d,
+        torch.nn.ReLU,
+    ]
+    assert swapped[-1].in_features == net[-1].in_features
     # the Omniglot net is unchanged: stride-2 convolutions, no pooling
     omniglot = conv_classifier(1, 28, 5)
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in omniglot)
@@ -403,6 +418,9 @@ def test_registered_and_the_recipes_are_the_papers():
         assert r.task == {"name": "miniimagenet", "ways": 5}
         assert (r.train.inner_lr, r.train.inner_batch, r.train.inner_steps) == (1e-3, 10, 8)
         assert r.train.support_shots == 15 and r.train.meta_iterations == 100_000
+        assert r.eval.transductive is False and r.eval.query_shots == 1
+        net = MiniImageNetDistribution(ways=5, data=synthetic()).build_model(**r.model)
+        assert net[-1].in_features == 32 * 6 * 6
     assert (one.eval.support_shots, one.eval.inner_batch) == (1, 5)
     assert (five.eval.support_shots, five.eval.inner_batch) == (5, 15)
     twenty = resolve_recipe("omniglot-20way-5shot")

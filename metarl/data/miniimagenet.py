@@ -513,7 +513,19 @@ class MiniImageNetDistribution:
         qx, qy = flat(x[:, :, support:], y[:, :, support:])
         return TaskBatch(sx, sy, qx, qy)
 
-    def build_model(self, filters: int = 32, layers: int = 4) -> torch.nn.Module:
+    def build_model(
+        self, filters: int = 32, layers: int = 4, pool_before_norm: bool = False
+    ) -> torch.nn.Module:
         """The Reptile paper's Mini-ImageNet network: `layers` x [conv 3x3, BatchNorm with batch
-        statistics only, max-pool 2, ReLU] then a linear layer to `ways` logits."""
-        return conv_classifier(3, IMAGE_SIZE, self.ways, filters=filters, layers=layers, pool=True)
+        statistics only, max-pool 2, ReLU] then a linear layer to `ways` logits.
+        `pool_before_norm=True` swaps pooling and BatchNorm, as supervised-reptile's code has
+        them."""
+        return conv_classifier(
+            3,
+            IMAGE_SIZE,
+            self.ways,
+            filters=filters,
+            layers=layers,
+            pool=True,
+            pool_before_norm=pool_before_norm,
+        )
