@@ -85,6 +85,7 @@ def main() -> None:
         help="FOMAML's outer Adam lr (its delta is a gradient, not phi - W: Reptile's "
         "SGD step of 0.5 on it would throw the value network far away)",
     )
+    parser.add_argument("--seed", type=int, default=None, help="train.seed (init and tasks)")
     parser.add_argument("--eval-tasks", type=int, default=40)
     parser.add_argument("--steps", default="0,1,2,5", help="adaptation updates to report")
     parser.add_argument("--only", default="reptile,fomaml,joint", help="what to train")
@@ -101,6 +102,7 @@ def main() -> None:
         inner_steps=args.inner_steps,
         inner_lr=args.inner_lr,
         meta_step=args.meta_step,
+        seed=args.seed,
     )
     recipe = with_overrides(recipe, "learner", log_std_init=args.log_std, n_steps=args.n_steps)
     steps = [int(s) for s in args.steps.split(",")]

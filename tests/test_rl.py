@@ -13,6 +13,7 @@ from metarl.cli import app
 from metarl.config import recipe_from_dict
 from metarl.errors import ConfigError
 from metarl.meta_learners import build_meta_learner
+from metarl.rl.baselines import joint_recipe, meta_env_steps
 from metarl.rl.ppo_learner import PPOMetaLearner
 from metarl.train import MetaTrainer, TrainingInterrupted
 
@@ -173,3 +174,12 @@ def test_cli_eval_json_from_random_init(tmp_path):
         app, ["eval", str(run), "--init", "joint", "--joint-run", str(run), "--tasks", "2"]
     )
     assert joint.exit_code == 0, joint.output
+
+
+def test_learner_table_round_trips_and_joint_matches_the_env_steps():
+    recipe = nav_recipe(train={"meta_iterations": 10, "meta_batch": 4, "inner_steps": 2})
+    assert recipe_from_dict(recipe.to_dict(), "again").learner == recipe.learner
+    joint = joint_recipe(recipe)
+    assert meta_env_steps(joint) == meta_env_steps(recipe) == 10 * 4 * 2 * 200
+    t = joint.train
+    assert (t.meta_batch, t.inner_steps, t.meta_step, t.meta_step_final) == (1, 1, 1.0, 1.0)
