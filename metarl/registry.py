@@ -184,6 +184,12 @@ def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:
 # --- built-in distributions ---------------------------------------------------------------
 
 register_task(
+    "env-family",
+    "metarl.envs.inline:inline_family",
+    description="a Gymnasium env family declared in the recipe's [task] table (no Python)",
+)
+
+register_task(
     "sine",
     "metarl.sine:SineDistribution",
     description="y = A sin(x + b): A ~ U[0.1, 5], b ~ U[0, 2pi], x in [-5, 5] (Reptile paper)",

@@ -41,3 +41,26 @@ def test_the_python_class_is_registered_trained_and_evaluated(tmp_path, monkeypa
     before, after = eval(capsys.readouterr().out)
     assert after < before
     assert (tmp_path / "runs" / "lines" / "checkpoint.pt").is_file()
+
+
+def test_a_twelve_line_toml_meta_trains_on_a_gymnasium_env(tmp_path):
+    example = DOC.parent / "examples" / "heavy-pendulum.toml"
+    assert example.read_text() in DOC.read_text()  # the docs show the tested file
+    assert len(example.read_text().splitlines()) <= 12
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(example), "--out", str(tmp_path / "run"), "-q"])
+    assert trained.exit_code == 0, trained.output
+    evaluated = runner.invoke(
+        app, ["eval", str(tmp_path / "run"), "--tasks", "3", "--steps", "0,1", "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert '"metric": "return"' in evaluated.stdout
+
+
+def test_an_unknown_env_attribute_is_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    text = (DOC.parent / "examples" / "heavy-pendulum.toml").read_text()
+    bad.write_text(text.replace("l = {", "length = {").replace("HeavyPendulum", "BadPendulum"))
+    result = CliRunner().invoke(app, ["train", str(bad), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "length" in result.stderr
