@@ -52,6 +52,27 @@ def check_distribution(dist: Any, name: str) -> None:
             ) from None
     if kind == "supervised":
         check_batch(dist.episodes(tasks, rng, support=2, query=2), 2, where)
+    else:
+        check_environment(dist, tasks[0], where)
+
+
+def check_environment(dist: Any, task: Any, where: str) -> None:
+    """Gymnasium's own checker on an env of the family with a sampled task set (its warnings
+    stay warnings; a failed check is a `UserError`)."""
+    import warnings
+
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = dist.make_env(task)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # style advice (bounds, normalization), not errors
+            check_env(env, skip_render_check=True)
+    except (AssertionError, gymnasium.error.Error, TypeError, ValueError) as e:
+        raise UserError(f"{where}: the environment fails Gymnasium's env checker: {e}") from None
+    finally:
+        env.close()
 
 
 def check_batch(batch: Any, n: int, where: str) -> None:
