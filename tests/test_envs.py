@@ -54,8 +54,9 @@ def call(env: gymnasium.Env, method: str, *args):
 
 
 def test_every_catalog_family_is_registered():
-    families = {f.env_id for f in registered_families()}
-    assert families == set(ENV_IDS)
+    # other tests register families of their own in this process: compare the catalog's
+    catalog = {f.env_id for f in registered_families() if f.source.parent.name == "envs"}
+    assert catalog == set(ENV_IDS)
     assert {
         "metarl/Navigation2D-v0",
         "metarl/HalfCheetahVel-v0",
@@ -63,7 +64,7 @@ def test_every_catalog_family_is_registered():
         "metarl/AntDir-v0",
         "metarl/CartPolePhysics-v0",
         "metarl/PendulumPhysics-v0",
-    } <= families
+    } <= catalog
 
 
 @envs
