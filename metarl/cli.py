@@ -436,7 +436,9 @@ def envs_list() -> None:
     import gymnasium
 
     from metarl.envs import registered_families
+    from metarl.registry import load_plugins
 
+    load_plugins()
     families = registered_families()
     table = Table(title="environment families (gymnasium.make(ID))")
     # ids are for copying: never cut them short on a narrow terminal

@@ -71,6 +71,7 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
 
 
 PLUGIN_GROUP = "metarl.tasks"
+ENV_PLUGIN_GROUP = "metarl.envs"
 _plugins_loaded = False
 
 
@@ -86,6 +87,16 @@ def load_plugins() -> None:
         if ep.name in _REGISTRY:
             continue  # built-in and explicit registrations win over plugins of the same name
         register_task(ep.name, ep.value, description=f"plugin from {_distribution_of(ep)}")
+    # `metarl.envs` entry points name a function that registers environment families
+    # (`metarl.envs.register_family_file(...)`); families register their tasks too.
+    for ep in importlib.metadata.entry_points(group=ENV_PLUGIN_GROUP):
+        try:
+            register = ep.load()
+        except ImportError as e:
+            raise UserError(
+                f"env plugin {ep.name!r} ({ep.value}) cannot be imported: {e}"
+            ) from None
+        register()
 
 
 def _distribution_of(ep: importlib.metadata.EntryPoint) -> str:

@@ -26,6 +26,10 @@ def test_an_installed_plugin_task_trains_and_evaluates(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "cosine" in listed.stdout and "metarl-cosine 0.1.0" in listed.stdout
 
+    envs = metarl("envs", "list", env=env)
+    assert envs.returncode == 0, envs.stderr
+    assert "metarl/LongPole-v0" in envs.stdout and "longpole" in envs.stdout
+
     recipe = tmp_path / "cosine.toml"
     recipe.write_text(
         '[task]\nname = "cosine"\n[model]\nhidden = [16, 16]\n'

@@ -37,3 +37,18 @@ class CosineDistribution:
 
     def build_model(self, hidden=(32, 32)):
         return mlp(1, 1, hidden, "tanh")
+
+
+def register_envs():
+    """The `metarl.envs` entry point: register this package's environment families."""
+    from pathlib import Path
+
+    from metarl.envs import register_family
+    from metarl.envs.spec import family_from_dict
+
+    declaration = {
+        "name": "LongPole",
+        "base": "CartPole-v1",
+        "params": {"length": {"uniform": [1.0, 2.0]}},
+    }
+    register_family(family_from_dict(declaration, Path("longpole.toml")))
