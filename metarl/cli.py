@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from metarl.config import Algorithm, OptimizerName, with_overrides
+from metarl.config import Algorithm, OptimizerName, recipe_from_dict, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
 
@@ -396,13 +396,26 @@ def tasks_list() -> None:
 def tasks_show(
     name: Annotated[str, typer.Argument(help="A catalog recipe name or a .toml path.")],
     as_toml: Annotated[bool, typer.Option("--toml", help="Print the recipe as TOML.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a field, e.g. --set train.meta_batch=64 (a TOML value)."
+        ),
+    ] = None,
 ) -> None:
     """The resolved recipe: every field, its value and where the value comes from (the
-    catalog file, your file, or a default)."""
+    catalog file, your file, the command line, or a default)."""
     from metarl.registry import option_defaults, recipe_path, resolve_recipe
-    from metarl.tomlio import dumps_toml, read_toml
+    from metarl.tomlio import dumps_toml, parse_assignment, read_toml
 
     recipe = resolve_recipe(name)
+    cli: dict[str, set[str]] = {}
+    for assignment in set_ or []:
+        section, key, value = parse_assignment(assignment)
+        data = recipe.to_dict()
+        data[section][key] = value
+        recipe = recipe_from_dict(data, source=f"{recipe.source} with --set {assignment}")
+        cli.setdefault(section, set()).add(key)
     if as_toml:
         sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
         return
@@ -419,7 +432,9 @@ def tasks_show(
         given = raw.get(section, {})
         fields = {**implicit.get(section, {}), **data[section]}
         for key, value in fields.items():
-            if key in given:
+            if key in cli.get(section, ()):
+                source = "command line"
+            elif key in given:
                 source = origin
             elif section in implicit:
                 source = f"default of {cls}"

@@ -87,3 +87,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+SECTIONS = ("task", "model", "train", "eval", "learner")
+
+
+def parse_assignment(text: str) -> tuple[str, str, Any]:
+    """`"train.meta_batch=64"` -> `("train", "meta_batch", 64)`; the value is a TOML value
+    (a bare word is taken as a string)."""
+    target, sep, raw = text.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not sep or not dot or section not in SECTIONS or not key:
+        raise ConfigError(
+            f"--set {text!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(SECTIONS)}"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key.strip(), value

@@ -68,6 +68,8 @@ def test_resume_of_a_finished_run_is_a_no_op(trained_run):
         (["eval", "RUN", "--steps", "a,b"], "--steps 'a,b'"),
         (["train"], "give a TASK"),
         (["tasks", "show", "nope"], "unknown task 'nope'"),
+        (["tasks", "show", "sine", "--set", "train.meta_batch"], "--set 'train.meta_batch'"),
+        (["tasks", "show", "sine", "--set", "train.bogus=1"], "unknown key 'bogus'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(trained_run, tmp_path, args, message):
@@ -102,11 +104,12 @@ def test_tasks_show_says_where_each_value_comes_from(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     mine = tmp_path / "mine.toml"
     mine.write_text('[task]\nname = "sine"\nphase = [0.0, 3.14]\n[train]\nmeta_batch = 7\n')
-    shown = invoke("tasks", "show", str(mine))
+    shown = invoke("tasks", "show", str(mine), "--set", "train.inner_lr=0.05")
     assert shown.exit_code == 0, shown.output
     rows = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if "│" in line}
     assert "file" in rows["train.meta_batch"] and "7" in rows["train.meta_batch"]
     assert "│ default" in rows["train.inner_steps"]
+    assert "command line" in rows["train.inner_lr"] and "0.05" in rows["train.inner_lr"]
     assert "default of SineDistribution" in rows["task.amplitude"]
     assert "default of SineDistribution" in rows["model.hidden"]
 
