@@ -102,8 +102,7 @@ class MetaTrainer:
         trainer = cls(run, recipe, device, callbacks, world)
         if run.checkpoint_path.exists():
             ckpt = run.load_checkpoint(device)
-            # checkpoints written before recipes had a [learner] table hold none
-            if {"learner": {}, **ckpt.config} != recipe.to_dict():
+            if ckpt.config != recipe.to_dict():
                 raise UserError(
                     f"{run.config_path} was edited after the checkpoint was written; "
                     "restore it or start a new run with the edited recipe"

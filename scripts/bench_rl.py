@@ -36,7 +36,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from metarl.config import Algorithm, Recipe, with_overrides
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import meta_env_steps
-from metarl.rl.ppo_learner import ACTIVATIONS, PPOMetaLearner, PPOSettings
+from metarl.rl.ppo_learner import PPOMetaLearner, PPOSettings
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
@@ -58,27 +58,10 @@ def run_sb3(recipe: Recipe, env_steps: int) -> dict[str, float]:
     s = PPOSettings.from_recipe(recipe)
     env_id = resolve_env_id(recipe)
     vec_env = DummyVecEnv([lambda: Monitor(gymnasium.make(env_id)) for _ in range(s.n_envs)])
-    policy_kwargs: dict[str, Any] = {
-        "net_arch": list(s.net_arch),
-        "activation_fn": ACTIVATIONS[s.activation],
-        "ortho_init": s.ortho_init,
-    }
-    if isinstance(vec_env.action_space, gymnasium.spaces.Box):
-        policy_kwargs["log_std_init"] = s.log_std_init
     ppo = PPO(
         "MlpPolicy",
         vec_env,
-        learning_rate=recipe.train.inner_lr,
-        n_steps=s.n_steps,
-        batch_size=s.batch_size,
-        n_epochs=s.n_epochs,
-        gamma=s.gamma,
-        gae_lambda=s.gae_lambda,
-        clip_range=s.clip_range,
-        ent_coef=s.ent_coef,
-        vf_coef=s.vf_coef,
-        max_grad_norm=s.max_grad_norm,
-        policy_kwargs=policy_kwargs,
+        **s.ppo_kwargs(recipe.train.inner_lr, vec_env.action_space),
         device=CPU,
         seed=0,
         verbose=0,

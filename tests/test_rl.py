@@ -16,6 +16,7 @@ from metarl.meta_learners import build_meta_learner
 from metarl.rl.baselines import joint_recipe, meta_env_steps
 from metarl.rl.ppo_learner import PPOMetaLearner
 from metarl.train import MetaTrainer, TrainingInterrupted
+from tests.test_run import StopAt
 
 CPU = torch.device("cpu")
 
@@ -113,21 +114,6 @@ def test_unknown_learner_key_names_the_known_ones():
         build_meta_learner(nav_recipe(learner={"n_step": 10}), CPU)
     with pytest.raises(ConfigError, match="learner.batch_size = 500"):
         build_meta_learner(nav_recipe(learner={"batch_size": 500}), CPU)
-
-
-class StopAt:
-    def __init__(self, iteration: int) -> None:
-        self.iteration = iteration
-
-    def on_start(self, trainer):
-        pass
-
-    def on_iteration(self, trainer, metrics):
-        if metrics["iteration"] == self.iteration:
-            trainer.request_stop()
-
-    def on_end(self, trainer):
-        pass
 
 
 @pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])

@@ -48,19 +48,9 @@ def install_file(src: Path, dest: Path) -> None:
 
 
 def install_tree(src: Path, dest: Path) -> None:
-    """Copy the folder `src` to `dest`, swapping it in by renames (a folder cannot be replaced
-    in one step, so the old copy is moved aside first and deleted last)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
-    old = tmp.with_suffix(".old")
-    try:
+    """Copy the folder `src` to `dest`, swapped in by renames (see `atomic_dir`)."""
+    with atomic_dir(dest) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def remove(path: Path) -> None:

@@ -86,6 +86,31 @@ class PPOSettings:
         settings.validate()
         return settings
 
+    def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
+        """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
+        benchmark's plain-SB3 baseline build PPO from the same ones)."""
+        policy_kwargs: dict[str, Any] = {
+            "net_arch": list(self.net_arch),
+            "activation_fn": ACTIVATIONS[self.activation],
+            "ortho_init": self.ortho_init,
+        }
+        if isinstance(action_space, spaces.Box):
+            policy_kwargs["log_std_init"] = self.log_std_init
+        return {
+            "learning_rate": learning_rate,
+            "n_steps": self.n_steps,
+            "batch_size": self.batch_size,
+            "n_epochs": self.n_epochs,
+            "gamma": self.gamma,
+            "gae_lambda": self.gae_lambda,
+            "clip_range": self.clip_range,
+            "ent_coef": self.ent_coef,
+            "vf_coef": self.vf_coef,
+            "max_grad_norm": self.max_grad_norm,
+            "normalize_advantage": self.normalize_advantage,
+            "policy_kwargs": policy_kwargs,
+        }
+
     def validate(self) -> None:
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -175,32 +200,14 @@ class PPOMetaLearner:
         self.settings = s = PPOSettings.from_recipe(recipe)
         self.timers = Timers()
         self.vec_env = DummyVecEnv([self._make_env for _ in range(s.n_envs)])
-        policy_kwargs: dict[str, Any] = {
-            "net_arch": list(s.net_arch),
-            "activation_fn": ACTIVATIONS[s.activation],
-            "ortho_init": s.ortho_init,
-        }
-        if isinstance(self.vec_env.action_space, spaces.Box):
-            policy_kwargs["log_std_init"] = s.log_std_init
         # the initialization is a function of train.seed alone, global state left as it was
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.train.seed)
             self.ppo = PPO(
                 "MlpPolicy",
                 self.vec_env,
-                learning_rate=recipe.train.inner_lr,
-                n_steps=s.n_steps,
-                batch_size=s.batch_size,
-                n_epochs=s.n_epochs,
-                gamma=s.gamma,
-                gae_lambda=s.gae_lambda,
-                clip_range=s.clip_range,
-                ent_coef=s.ent_coef,
-                vf_coef=s.vf_coef,
-                max_grad_norm=s.max_grad_norm,
-                normalize_advantage=s.normalize_advantage,
+                **s.ppo_kwargs(recipe.train.inner_lr, self.vec_env.action_space),
                 rollout_buffer_class=SeededRolloutBuffer,
-                policy_kwargs=policy_kwargs,
                 device=device,
                 verbose=0,
             )
