@@ -181,6 +181,10 @@ def train(
     ] = None,
     outer_optimizer: Annotated[OptimizerName | None, typer.Option(help="Outer optimizer.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the model and every task draw.")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(help="bfloat16 autocast in the inner loop (conv nets on a GPU)."),
+    ] = None,
     device: DeviceOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     dist_timeout: Annotated[
@@ -206,6 +210,7 @@ def train(
         meta_step_final=meta_step_final,
         outer_optimizer=outer_optimizer,
         seed=seed,
+        amp=amp,
     )
     world, dev = world_from_env(default_device(device), dist_timeout)
     try:

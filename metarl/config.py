@@ -71,6 +71,9 @@ class TrainConfig:
     outer_optimizer: OptimizerName = OptimizerName.SGD
     """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
     seed: int = 0
+    amp: bool = False
+    """Mixed precision: the inner loop's forward and backward under bfloat16 autocast (for
+    the conv nets on a GPU). Parameters, optimizer states and the meta-update stay float32."""
     checkpoint_every: int = 500
     """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
     log_every: int = 10

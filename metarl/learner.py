@@ -104,12 +104,19 @@ class SGDLearner:
         loss: "mse" or "cross_entropy".
         optimizer: the inner optimizer.
         inner_batch: support examples per step (cycling through the support set); 0 = all.
+        amp: run the network under bfloat16 autocast (outputs are returned as float32).
     """
 
     def __init__(
-        self, model: nn.Module, loss: str, optimizer: InnerOptimizer, inner_batch: int = 0
+        self,
+        model: nn.Module,
+        loss: str,
+        optimizer: InnerOptimizer,
+        inner_batch: int = 0,
+        amp: bool = False,
     ) -> None:
         self.model = model
+        self.amp = amp
         self.loss_fn = LOSSES[loss]
         self.optimizer = optimizer
         self.inner_batch = inner_batch
@@ -119,7 +126,11 @@ class SGDLearner:
 
     # -- one task, unbatched; vmap adds the task axis ------------------------------------
     def _predict(self, params: Params, x: Tensor) -> Tensor:
-        return functional_call(self.model, (params, self.buffers), (x,))
+        if not self.amp:
+            return functional_call(self.model, (params, self.buffers), (x,))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            out = functional_call(self.model, (params, self.buffers), (x,))
+        return out.float()
 
     def _task_loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(self._predict(params, x), y)

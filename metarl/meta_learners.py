@@ -187,7 +187,7 @@ def sgd_learner(
     lr = recipe.eval.inner_lr if evaluation and recipe.eval.inner_lr is not None else t.inner_lr
     batch = recipe.eval.inner_batch if evaluation else t.inner_batch
     optimizer = InnerOptimizer(t.inner_optimizer, lr, beta1=t.inner_beta1)
-    return SGDLearner(model, dist.loss, optimizer, inner_batch=batch)
+    return SGDLearner(model, dist.loss, optimizer, inner_batch=batch, amp=t.amp)
 
 
 # -- which meta-learner for which kind of distribution --------------------------------------

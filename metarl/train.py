@@ -23,7 +23,7 @@ from metarl.config import Algorithm, Recipe
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learner import Params
-from metarl.meta_learners import build_meta_learner, distribution
+from metarl.meta_learners import build_meta_learner
 from metarl.protocol import Split, task_rng
 from metarl.run import Checkpoint, RunDir
 
@@ -77,14 +77,16 @@ class MetaTrainer:
         callbacks: Sequence[Callback] = (),
         world: World | None = None,
     ) -> MetaTrainer:
-        """A new run in `out` (created by rank 0 once every rank has checked it is free)."""
+        """A new run in `out`, created by rank 0 once every rank has checked it is free and
+        built its model and learner (so a bad task or learner setting leaves no directory)."""
         world = world or World()
-        distribution(recipe)  # fail on a bad task before creating the directory
         RunDir.check_new(out)
+        trainer = cls(RunDir(out), recipe, device, callbacks, world)
         world.barrier()
-        run = RunDir.create(out, recipe) if world.is_main else RunDir(out)
+        if world.is_main:
+            RunDir.create(out, recipe)
         world.barrier()
-        return cls(run, recipe, device, callbacks, world)
+        return trainer
 
     @classmethod
     def resume(

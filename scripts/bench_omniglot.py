@@ -11,6 +11,15 @@ meta-learner cannot beat that, since per-task weights only add work.
     python scripts/bench_omniglot.py                 # 100 meta-iterations each
     python scripts/bench_omniglot.py --iterations 300 --threads 2
 
+`--equal-time` then trains both to accuracy (about 30 minutes): the reference for 3,000
+meta-iterations (the meta-step annealed 1 -> 0 over them), metarl for as many as it runs in
+the same wall time at the rates just measured (annealed over those), both evaluated at the
+same fractions of training on the same held-out test tasks (transductive 5-way 1-shot
+accuracy after the recipe's 50 evaluation steps; the clock stops while evaluating). Prints
+the accuracy-against-wall-time table and the peak RSS of the process.
+
+    python scripts/bench_omniglot.py --iterations 60 --equal-time     # the README table
+
 Needs the Omniglot data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
 """
 
@@ -18,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import resource
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -28,21 +40,34 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from metarl.config import with_overrides
+from metarl.config import Recipe, with_overrides
 from metarl.meta_learners import SupervisedMetaLearner, build_meta_learner
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
+err = Console(stderr=True)
 
 
-def reference_rate(meta: SupervisedMetaLearner, iterations: int, seed: int) -> float:
-    """Meta-iterations/s of the deepcopy-per-task Reptile on the recipe's episodes."""
+Checkpoint = Callable[[int, float], None]
+"""Called at a checkpoint with (meta-iterations done, training seconds so far)."""
+
+
+def reference_train(
+    meta: SupervisedMetaLearner,
+    iterations: int,
+    seed: int,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Checkpoint | None = None,
+) -> float:
+    """Train `meta.model` with the deepcopy-per-task Reptile on the recipe's episodes (the
+    meta-step annealed 1 -> 0 over `iterations`); returns the training seconds (the time
+    spent in `on_checkpoint` after each of `checkpoints` iterations is not counted)."""
     t = meta.recipe.train
     model = meta.model
     loss_fn = torch.nn.CrossEntropyLoss()
-    start = time.perf_counter()
+    seconds, start = 0.0, time.perf_counter()
     for iteration in range(iterations):
         rng = task_rng(seed, Split.TRAIN, iteration)
         tasks = meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
@@ -62,21 +87,48 @@ def reference_rate(meta: SupervisedMetaLearner, iterations: int, seed: int) -> f
                 new[k] += v.detach() / t.meta_batch
         eps = 1.0 - iteration / iterations
         model.load_state_dict({k: phi[k] + eps * (new[k] - phi[k]) for k in phi})
-    return iterations / (time.perf_counter() - start)
+        if on_checkpoint is not None and iteration + 1 in checkpoints:
+            seconds += time.perf_counter() - start
+            on_checkpoint(iteration + 1, seconds)
+            start = time.perf_counter()
+    return seconds + time.perf_counter() - start
 
 
-def metarl_rate(recipe_name: str, iterations: int) -> float:
-    """Meta-iterations/s of `metarl train` on the recipe (the trainer's own loop)."""
+def reference_rate(meta: SupervisedMetaLearner, iterations: int, seed: int) -> float:
+    """Meta-iterations/s of the deepcopy-per-task Reptile on the recipe's episodes."""
+    return iterations / reference_train(meta, iterations, seed)
+
+
+def metarl_train(
+    recipe: Recipe,
+    iterations: int,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Callable[[MetaTrainer, int, float], None] | None = None,
+) -> float:
+    """Train `recipe` for `iterations` with the trainer's own loop (no checkpoint files);
+    returns the training seconds, as `reference_train`."""
     recipe = with_overrides(
-        resolve_recipe(recipe_name), "train", meta_iterations=iterations, checkpoint_every=10**9
+        recipe, "train", meta_iterations=iterations, checkpoint_every=10**9, log_every=10**9
     )
     with tempfile.TemporaryDirectory() as tmp:
         trainer = MetaTrainer.start(recipe, Path(tmp) / "run", CPU)
-        trainer.step()  # warm-up (first-call allocations)
-        start = time.perf_counter()
-        for _ in range(iterations - 1):
+        seconds, start = 0.0, time.perf_counter()
+        for iteration in range(iterations):
             trainer.step()
-        return (iterations - 1) / (time.perf_counter() - start)
+            if on_checkpoint is not None and iteration + 1 in checkpoints:
+                seconds += time.perf_counter() - start
+                on_checkpoint(trainer, iteration + 1, seconds)
+                start = time.perf_counter()
+        return seconds + time.perf_counter() - start
+
+
+def metarl_rate(recipe_name: str, iterations: int) -> float:
+    """Meta-iterations/s of `metarl train` on the recipe (the trainer's own loop), after one
+    warm-up iteration (first-call allocations)."""
+    recipe = resolve_recipe(recipe_name)
+    times: list[float] = []
+    total = metarl_train(recipe, iterations, [1], lambda _t, _i, seconds: times.append(seconds))
+    return (iterations - 1) / max(total - times[0], 1e-9)
 
 
 def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, float]:
@@ -103,7 +155,7 @@ def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, floa
     seconds = (time.perf_counter() - start) / repeats
     macs = 0
     size = 28
-    for layer in model:
+    for layer in model.modules():
         if isinstance(layer, torch.nn.Conv2d):
             size = (size + 1) // 2
             macs += layer.in_channels * layer.out_channels * 9 * size * size
@@ -113,11 +165,60 @@ def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, floa
     return 1 / seconds, flops / seconds / 1e9
 
 
+@dataclass
+class Point:
+    """Accuracy at one checkpoint of an equal-time run."""
+
+    iterations: int
+    seconds: float
+    accuracy: float
+    ci95: float
+
+
+def accuracy(meta: SupervisedMetaLearner, tasks: int) -> tuple[float, float]:
+    """Transductive accuracy (mean, 95% CI) after the recipe's last evaluation step, from
+    `meta.model`, on the recipe's fixed held-out tasks."""
+    steps = meta.recipe.eval.steps
+    curve = meta.curve([steps[-1]], tasks, transductive=True)
+    return float(curve.mean[-1]), float(curve.ci95[-1])
+
+
+def equal_time(
+    recipe: Recipe, ref_rate: float, ours_rate: float, ref_iterations: int, tasks: int, parts: int
+) -> dict[str, list[Point]]:
+    """Both loops trained to accuracy in the same wall time (see the module docstring)."""
+    seed = int(np.int64(recipe.train.seed))
+    ours_iterations = round(ref_iterations * ours_rate / ref_rate)
+    curves: dict[str, list[Point]] = {"reference": [], "metarl": []}
+
+    def marks(n: int) -> list[int]:
+        return [round(n * (i + 1) / parts) for i in range(parts)]
+
+    ref_meta = cast(SupervisedMetaLearner, build_meta_learner(recipe, CPU))
+
+    def ref_checkpoint(done: int, seconds: float) -> None:
+        curves["reference"].append(Point(done, seconds, *accuracy(ref_meta, tasks)))
+        err.print(f"reference {done} its {seconds:.0f} s: {curves['reference'][-1]}")
+
+    def ours_checkpoint(trainer: MetaTrainer, done: int, seconds: float) -> None:
+        meta = cast(SupervisedMetaLearner, trainer.meta)
+        curves["metarl"].append(Point(done, seconds, *accuracy(meta, tasks)))
+        err.print(f"metarl {done} its {seconds:.0f} s: {curves['metarl'][-1]}")
+
+    reference_train(ref_meta, ref_iterations, seed, marks(ref_iterations), ref_checkpoint)
+    metarl_train(recipe, ours_iterations, marks(ours_iterations), ours_checkpoint)
+    return curves
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="omniglot-5way-1shot")
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--equal-time", action="store_true", help="then train both to accuracy")
+    parser.add_argument("--reference-iterations", type=int, default=3000)
+    parser.add_argument("--eval-tasks", type=int, default=250, help="test tasks per checkpoint")
+    parser.add_argument("--checkpoints", type=int, default=4, help="evaluations per run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=120)
@@ -145,6 +246,29 @@ def main() -> None:
         "100%",
     )
     console.print(table)
+    if not args.equal_time:
+        return
+
+    curves = equal_time(
+        recipe, ref, ours, args.reference_iterations, args.eval_tasks, args.checkpoints
+    )
+    table = Table(
+        title=f"{args.recipe}: transductive accuracy after {recipe.eval.steps[-1]} steps "
+        f"against training wall time ({args.eval_tasks} test tasks, 95% CI, {args.threads} threads)"
+    )
+    for col in ("", "meta-iterations", "train s", "accuracy"):
+        table.add_column(col, justify="right")
+    for name, points in curves.items():
+        for point in points:
+            table.add_row(
+                name,
+                f"{point.iterations:,}",
+                f"{point.seconds:.0f}",
+                f"{point.accuracy:.1%} ± {point.ci95:.1%}",
+            )
+    console.print(table)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"peak RSS of this process (both trainings and evaluations): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ def train_reference(
         loss = (model(xt) - yt).pow(2).mean()
         loss.backward()
         for param in model.parameters():
+            assert param.grad is not None
             param.data -= inner_step * param.grad.data
 
     snapshots = []

@@ -124,3 +124,14 @@ def test_eval_transductive_flag(trained_run):
     assert [p["transductive"] for p in payloads] == [True, False]
     for a, b in zip(payloads[0]["mean"], payloads[1]["mean"], strict=True):
         assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_amp_is_recorded_in_the_run_and_refused_for_rl(tmp_path):
+    out = tmp_path / "amp"
+    result = invoke("train", "sine", "--out", str(out), "--meta-iterations", "2", "--amp", "-q")
+    assert result.exit_code == 0, result.output
+    assert "amp = true" in (out / "config.toml").read_text()
+    rl = invoke("train", "navigation2d", "--out", str(tmp_path / "rl"), "--amp", "-q")
+    assert rl.exit_code == 2
+    assert "train.amp = true" in rl.output and "amp = false" in rl.output
+    assert not (tmp_path / "rl").exists()

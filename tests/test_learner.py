@@ -73,3 +73,26 @@ def test_adapt_steps_yields_every_step(small_mlp, sine_batch):
     assert seen[-1][1] is None
     losses = torch.stack([loss for _, loss in seen[:-1]])
     assert (losses[-1] < losses[0]).all()  # three SGD steps lower every task's support loss
+
+
+def test_amp_adaptation_tracks_float32_on_a_conv_net():
+    """bfloat16 autocast (train.amp) adapts a BatchNorm conv net like float32 does (within
+    the ~10% that bfloat16 gradients through four BatchNorm layers differ by), and keeps
+    the parameters in float32."""
+    from metarl.learner import InnerOptimizer, SGDLearner
+    from metarl.models import conv_classifier
+    from metarl.protocol import TaskBatch
+
+    torch.manual_seed(0)
+    model = conv_classifier(1, 28, 5, filters=16)
+    x = torch.rand(3, 10, 1, 28, 28)
+    y = torch.randint(0, 5, (3, 10))
+    batch = TaskBatch(x, y, x, y)
+    phi = {k: v.detach() for k, v in model.named_parameters()}
+    optimizer = InnerOptimizer("sgd", 0.01)
+    exact = SGDLearner(model, "cross_entropy", optimizer).adapt(phi, batch, steps=5)
+    mixed = SGDLearner(model, "cross_entropy", optimizer, amp=True).adapt(phi, batch, steps=5)
+    for k, v in exact.items():
+        assert mixed[k].dtype == torch.float32
+        moved = (v - phi[k]).norm()
+        assert moved > 0 and (mixed[k] - v).norm() < 0.25 * moved, k

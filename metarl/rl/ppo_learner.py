@@ -194,6 +194,11 @@ class PPOMetaLearner:
                 f"{recipe.source}: [model] is not used by RL recipes; put net_arch, "
                 "activation and log_std_init in [learner]"
             )
+        if recipe.train.amp:
+            raise ConfigError(
+                f"{recipe.source}: train.amp = true: mixed precision is for the supervised "
+                "conv nets; SB3's PPO runs in float32 (set amp = false)"
+            )
         self.recipe = recipe
         self.dist = dist
         self.device = device

@@ -1,17 +1,21 @@
-"""Navigation2D: does meta-learning a PPO initialization beat the baselines?
+"""Meta-RL: does meta-learning a PPO initialization beat the baselines?
 
-Trains, with the same PPO settings and (for joint) the same number of environment steps:
-Reptile and FOMAML meta-training (`tasks/navigation2d.toml`, levers as options) and the joint
+For one RL recipe (`--recipe`, default `navigation2d`; also `halfcheetah-dir`, ...), trains,
+with the same PPO settings and (for joint) the same number of environment steps:
+Reptile and FOMAML meta-training (the recipe, levers as options) and the joint
 multi-task baseline (`metarl.rl.baselines.joint_recipe`); the random baseline is the seed
 initialization. Each initialization is then adapted with the same budget (at most 5 PPO
 updates) on the same held-out tasks (test split, fixed by eval.seed), and the table reports
-the mean return with its 95% CI after 0, 1, 2 and 5 updates, between two analytic anchors on
-the same tasks:
-- stand still: the point never moves, return = -100 * |goal|;
-- oracle: per axis, the action clip(goal - position, -0.1, 0.1), the fastest way to the goal.
+the mean return with its 95% CI after 0, 1, 2 and 5 updates, beside anchors stepped in the
+env on the same tasks:
+- zero action (every family): the agent does nothing; on Navigation2D the point stands
+  still, return = -100 * |goal|;
+- oracle (Navigation2D): per axis, the action clip(goal - position, -0.1, 0.1), the fastest
+  way to the goal.
 
-    python scripts/rl_navigation.py                      # the README numbers (~25 min, 1 thread)
-    python scripts/rl_navigation.py --iterations 5 --eval-tasks 8    # smoke
+    python scripts/rl_compare.py                                  # Navigation2D (~25 min)
+    python scripts/rl_compare.py --recipe halfcheetah-dir         # HalfCheetahDir
+    python scripts/rl_compare.py --iterations 5 --eval-tasks 8    # smoke
 
 Results are also written to `--out/results.json`.
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -33,6 +39,7 @@ import metarl  # noqa: F401  (registers the environment families)
 from metarl.cli import ProgressCallback
 from metarl.config import Algorithm, OptimizerName, Recipe, with_overrides
 from metarl.curves import Curve, mean_ci95
+from metarl.envs.distribution import EnvTask
 from metarl.envs.navigation import MAX_SPEED
 from metarl.meta_learners import build_meta_learner
 from metarl.registry import resolve_recipe
@@ -44,21 +51,34 @@ CPU = torch.device("cpu")
 err = Console(stderr=True)
 
 
-def anchors(goals: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-task returns of standing still and of the greedy oracle, stepped in the env."""
-    env = gymnasium.make("metarl/Navigation2D-v0")
-    still, oracle = [], []
-    for goal in goals:
-        still.append(-100.0 * float(np.linalg.norm(goal)))
-        obs, _ = env.reset(seed=0, options={"task": {"goal": list(goal)}})
-        total, done = 0.0, False
-        while not done:
-            action = np.clip(goal - obs, -MAX_SPEED, MAX_SPEED).astype(np.float32)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        oracle.append(total)
-    return {"stand still": np.asarray(still), "oracle": np.asarray(oracle)}
+def episode_return(env: gymnasium.Env, task: EnvTask, policy: Callable[[Any], Any]) -> float:
+    """Undiscounted return of one episode of `policy` (observation -> action) on `task`."""
+    obs, _ = env.reset(seed=0, options={"task": task.params})
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        total += float(reward)
+        done = terminated or truncated
+    return total
+
+
+def anchors(meta: PPOMetaLearner, tasks: list[EnvTask]) -> dict[str, np.ndarray]:
+    """Per-task returns of doing nothing and, on Navigation2D, of the greedy oracle."""
+    env = meta.dist.make_env(tasks[0])
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    result = {"zero action": np.asarray([episode_return(env, t, lambda _: zero) for t in tasks])}
+    if "Navigation2D" in tasks[0].env_id:
+        oracle = []
+        for task in tasks:
+            goal = np.asarray(task.params["goal"], dtype=np.float32)
+
+            def toward_goal(obs: Any, goal: np.ndarray = goal) -> np.ndarray:
+                return np.clip(goal - obs, -MAX_SPEED, MAX_SPEED).astype(np.float32)
+
+            oracle.append(episode_return(env, task, toward_goal))
+        result["oracle"] = np.asarray(oracle)
+    env.close()
+    return result
 
 
 def train(recipe: Recipe, out: Path, name: str) -> tuple[dict[str, torch.Tensor], float]:
@@ -71,6 +91,7 @@ def train(recipe: Recipe, out: Path, name: str) -> tuple[dict[str, torch.Tensor]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default="navigation2d", help="an RL recipe (name or path)")
     parser.add_argument("--iterations", type=int, default=None, help="meta-iterations")
     parser.add_argument("--meta-batch", type=int, default=None)
     parser.add_argument("--inner-steps", type=int, default=None, help="PPO updates per task")
@@ -89,11 +110,11 @@ def main() -> None:
     parser.add_argument("--eval-tasks", type=int, default=40)
     parser.add_argument("--steps", default="0,1,2,5", help="adaptation updates to report")
     parser.add_argument("--only", default="reptile,fomaml,joint", help="what to train")
-    parser.add_argument("--out", type=Path, default=Path("runs/rl-navigation"))
+    parser.add_argument("--out", type=Path, default=None, help="default runs/rl-RECIPE")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small MLPs: threads only add overhead (and the box is shared)
 
-    recipe = resolve_recipe("navigation2d")
+    recipe = resolve_recipe(args.recipe)
     recipe = with_overrides(
         recipe,
         "train",
@@ -107,7 +128,7 @@ def main() -> None:
     recipe = with_overrides(recipe, "learner", log_std_init=args.log_std, n_steps=args.n_steps)
     steps = [int(s) for s in args.steps.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out / stamp
+    out = (args.out or Path(f"runs/rl-{Path(args.recipe).stem}")) / stamp
     reptile = with_overrides(recipe, "train", algorithm=Algorithm.REPTILE)
     recipes = {
         "reptile": reptile,
@@ -138,10 +159,10 @@ def main() -> None:
         info[name]["eval_s"] = time.perf_counter() - started
         err.print(f"evaluated {name} in {info[name]['eval_s']:.0f} s", highlight=False)
     tasks, _ = meta.eval_tasks(args.eval_tasks)
-    anchor = anchors([np.asarray(t.params["goal"], dtype=np.float64) for t in tasks])
+    anchor = anchors(meta, tasks)
 
     table = Table(
-        title=f"Navigation2D, {args.eval_tasks} held-out tasks: return after k PPO updates "
+        title=f"{args.recipe}, {args.eval_tasks} held-out tasks: return after k PPO updates "
         f"(mean ± 95% CI); n_steps {recipe.learner['n_steps']}, lr {recipe.train.inner_lr}, "
         f"log_std_init {recipe.learner['log_std_init']}"
     )
