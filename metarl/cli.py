@@ -22,17 +22,15 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
-    Task,
     TextColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
-from rich.text import Text
 
 from metarl.config import Algorithm, OptimizerName, recipe_from_dict, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
+from metarl.progress import RateColumn
 
 app = typer.Typer(
     name="metarl",
@@ -88,17 +86,6 @@ def parse_steps(text: str) -> list[int]:
 
 
 # --- progress ---------------------------------------------------------------------------
-
-
-class RateColumn(ProgressColumn):
-    """Iterations per second and tasks per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None:
-            return Text("-- it/s", style="progress.data.speed")
-        per = task.fields.get("tasks_per_iteration", 1)
-        return Text(f"{speed:,.1f} it/s, {speed * per:,.0f} tasks/s", style="progress.data.speed")
 
 
 class ProgressCallback:

@@ -6,6 +6,11 @@ rate comes from the run's own metrics.jsonl (the first iterations are warm-up an
 process start and data loading are not counted). The final parameters of every world size are
 compared with world size 1's.
 
+To tell the software's overhead from the machine's limit, each world size N > 1 is also run
+without torch.distributed: N ordinary single-process runs at once, each adapting one rank's
+share of the meta-batch (ceil(meta_batch / N) tasks), no collectives. The slowest of them is
+the rate N ranks could reach on this machine with free communication.
+
     python scripts/bench_scale.py                                  # Omniglot 5-way 1-shot
     python scripts/bench_scale.py --recipe sine --iterations 300
 
@@ -27,7 +32,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from metarl.config import with_overrides
+from metarl.config import Recipe, with_overrides
 from metarl.registry import resolve_recipe
 from metarl.tomlio import dumps_toml
 
@@ -38,17 +43,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(recipe_path: Path, out: Path, world: int) -> float:
-    """Train under torchrun with `world` ranks; return meta-iterations/s after warm-up."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world)]
-    cmd += ["--master-port", str(free_port()), "-m", "metarl", "train", str(recipe_path)]
-    cmd += ["--out", str(out), "-q", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run(cmd, check=True, env=env)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def rate(out: Path) -> float:
+    """Meta-iterations/s of a finished run from its metrics.jsonl, after warm-up."""
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     warm = rows[min(len(rows) // 5, 10)]
     last = rows[-1]
     return (last["iteration"] - warm["iteration"]) / (last["elapsed_s"] - warm["elapsed_s"])
+
+
+def train_cmd(recipe_path: Path, out: Path) -> list[str]:
+    return ["-m", "metarl", "train", str(recipe_path), "--out", str(out), "-q", "--device", "cpu"]
+
+
+def run(recipe_path: Path, out: Path, world: int) -> float:
+    """Train under torchrun with `world` ranks; return meta-iterations/s after warm-up."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world)]
+    cmd += ["--master-port", str(free_port()), *train_cmd(recipe_path, out)]
+    subprocess.run(cmd, check=True, env=ENV)
+    return rate(out)
+
+
+def independent(recipe: Recipe, tmp: Path, world: int) -> float:
+    """Meta-iterations/s of the slowest of `world` concurrent single-process runs, each with
+    one rank's share of the meta-batch and no communication (the machine's bound)."""
+    share = -(-recipe.train.meta_batch // world)
+    path = tmp / f"share-{world}.toml"
+    path.write_text(dumps_toml(with_overrides(recipe, "train", meta_batch=share).to_dict()))
+    outs = [tmp / f"independent-{world}-{i}" for i in range(world)]
+    procs = [subprocess.Popen([sys.executable, *train_cmd(path, out)], env=ENV) for out in outs]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"an independent run exited with {proc.returncode}")
+    return min(rate(out) for out in outs)
 
 
 def main() -> None:
@@ -68,6 +97,7 @@ def main() -> None:
     )
     worlds = [int(w) for w in args.worlds.split(",")]
     rates: dict[int, float] = {}
+    bounds: dict[int, float] = {}
     params: dict[int, dict[str, torch.Tensor]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "recipe.toml"
@@ -77,13 +107,17 @@ def main() -> None:
             out = Path(tmp) / f"run-{world}"
             rates[world] = run(path, out, world)
             params[world] = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+            if world > 1:
+                console.print(f"{world} independent processes, no communication ...")
+                bounds[world] = independent(recipe, Path(tmp), world)
 
     t = recipe.train
     table = Table(
         title=f"{args.recipe}: meta-batch {t.meta_batch}, {args.iterations} meta-iterations, "
         "1 thread per rank"
     )
-    for col in ("ranks", "meta-it/s", "tasks/s", "speed-up", "efficiency", "max |phi - phi_1|"):
+    columns = ("ranks", "meta-it/s", "tasks/s", "speed-up", "efficiency", "max |phi - phi_1|")
+    for col in (*columns, "machine bound (no comm.)"):
         table.add_column(col, justify="right")
     base = rates[worlds[0]]
     for world in worlds:
@@ -98,6 +132,7 @@ def main() -> None:
             f"{rates[world] / base:.2f}x",
             f"{rates[world] / base / world:.0%}",
             f"{diff:.2e}",
+            f"{bounds[world]:.2f} it/s = {bounds[world] / base:.2f}x" if world in bounds else "",
         )
     console.print(table)
 

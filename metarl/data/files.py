@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from metarl.errors import UserError
+from metarl.progress import progress_bar
 
 CHUNK = 1 << 20
 
@@ -86,15 +86,7 @@ def download(url: str, dest: Path, md5: str, *, fix: str, progress: bool = True)
         try:
             with urllib.request.urlopen(url, timeout=60) as response, tmp.open("wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with Progress(
-                    TextColumn(f"[bold]{dest.name}"),
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    console=stderr,
-                    transient=True,
-                    disable=not progress,
-                ) as bar:
+                with progress_bar(dest.name, stderr, enabled=progress, download=True) as bar:
                     task = bar.add_task("download", total=total)
                     while chunk := response.read(CHUNK):
                         out.write(chunk)

@@ -35,13 +35,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from metarl.data.episodes import support_and_query
 from metarl.data.files import atomic_dir, stderr
 from metarl.data.root import data_root
 from metarl.data.safe_pickle import load_arrays
 from metarl.errors import ConfigError, UserError
 from metarl.models import conv_classifier
+from metarl.progress import progress_bar
 from metarl.protocol import Split, TaskBatch
 
 SUBDIR = "miniimagenet"
@@ -288,14 +289,8 @@ def import_(src: Path, root: Path | None = None, progress: bool = True) -> dict[
     total = sum(len(v) for classes in splits.values() for v in classes.values())
     with (
         atomic_dir(dataset_dir(root)) as tmp,
-        Progress(
-            TextColumn(f"[bold]importing Mini-ImageNet ({kind})"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=stderr,
-            transient=True,
-            disable=not progress,
+        progress_bar(
+            f"importing Mini-ImageNet ({kind})", stderr, enabled=progress, unit="images"
         ) as bar,
     ):
         task = bar.add_task("import", total=total)
@@ -439,15 +434,25 @@ class MiniImageNetDistribution:
             data = load(Path(data_dir) if data_dir is not None else None)
         self.ways = int(ways)
         self.splits = data
+        self.device = torch.device("cpu")
         self._images: dict[str, torch.Tensor] = {}
         sizes = {s: len(d.classes) for s, d in data.items()}
         if not 1 <= self.ways <= min(sizes.values()):
             raise ConfigError(f"task.ways = {ways}: must be between 1 and the classes {sizes}")
 
+    def to(self, device: torch.device) -> MiniImageNetDistribution:
+        """Hold the images on `device` (uint8; the training split is 813 MB), so episodes are
+        assembled there by indexing, with no host-to-device copy of images per episode."""
+        self.device = torch.device(device)
+        self._images = {s: images.to(self.device) for s, images in self._images.items()}
+        return self
+
     def images(self, split: str) -> torch.Tensor:
-        """The split's images, `uint8 [N, 84, 84, 3]`, read into memory on first use."""
+        """The split's images, `uint8 [N, 84, 84, 3]`, read into memory (on the
+        distribution's device) on first use."""
         if split not in self._images:
-            self._images[split] = torch.from_numpy(np.array(self.splits[split].images))
+            images = torch.from_numpy(np.array(self.splits[split].images))
+            self._images[split] = images.to(self.device)
         return self._images[split]
 
     def sample(
@@ -497,21 +502,9 @@ class MiniImageNetDistribution:
             pick = np.random.default_rng(t.seed)
             for j, c in enumerate(t.classes):
                 index[i, j] = offsets[c] + pick.permutation(data.counts[c])[:shots]
-        x = self.images(split)[torch.from_numpy(index)]  # [T, W, S+Q, 84, 84, 3], no I/O
-        x = x.permute(0, 1, 2, 5, 3, 4)
-        n, ways = len(tasks), self.ways
-        y = torch.arange(ways).view(1, ways, 1).expand(n, ways, shots)
-
-        def flat(xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            xs = xs.reshape(n, -1, 3, IMAGE_SIZE, IMAGE_SIZE)
-            ys = ys.reshape(n, -1)
-            order = torch.from_numpy(rng.permuted(np.tile(np.arange(ys.shape[1]), (n, 1)), axis=1))
-            rows = torch.arange(n)[:, None]
-            return xs[rows, order].float().div_(255.0), ys[rows, order].contiguous()
-
-        sx, sy = flat(x[:, :, :support], y[:, :, :support])
-        qx, qy = flat(x[:, :, support:], y[:, :, support:])
-        return TaskBatch(sx, sy, qx, qy)
+        images = self.images(split)
+        x = images[torch.from_numpy(index).to(images.device)]  # [T, W, S+Q, 84, 84, 3], no I/O
+        return support_and_query(x.permute(0, 1, 2, 5, 3, 4), support, rng, channels=3)
 
     def build_model(
         self, filters: int = 32, layers: int = 4, pool_before_norm: bool = False

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from metarl.data.episodes import support_and_query
 from metarl.data.files import (
     atomic_file,
     download,
@@ -48,6 +48,7 @@ from metarl.data.files import (
 from metarl.data.root import data_root, user_cache_dir
 from metarl.errors import ConfigError, UserError
 from metarl.models import conv_classifier
+from metarl.progress import progress_bar
 from metarl.protocol import Split, TaskBatch
 
 SUBDIR = "omniglot"
@@ -309,15 +310,7 @@ def _decode_all(folder: Path, layout: Sequence[PartLayout], progress: bool) -> O
         drawings = layout[0].drawings
         images = np.empty((n, drawings, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         names: list[str] = []
-        with Progress(
-            TextColumn("[bold]decoding Omniglot once"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=stderr,
-            transient=True,
-            disable=not progress,
-        ) as bar:
+        with progress_bar("decoding Omniglot once", stderr, enabled=progress, unit="images") as bar:
             task = bar.add_task("decode", total=n)
             for p in parts:
                 for character, files in p.characters.items():
@@ -520,20 +513,7 @@ class OmniglotDistribution:
             mask = turns == k
             if mask.any():
                 x[mask] = torch.rot90(x[mask], k, dims=(-2, -1))
-        n, ways = chars.shape
-        y = torch.arange(ways, device=device).view(1, ways, 1).expand(n, ways, support + query)
-
-        def flat(xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            xs = xs.reshape(n, -1, 1, IMAGE_SIZE, IMAGE_SIZE)
-            ys = ys.reshape(n, -1)
-            order = torch.from_numpy(rng.permuted(np.tile(np.arange(ys.shape[1]), (n, 1)), axis=1))
-            order = order.to(device)
-            rows = torch.arange(n, device=device)[:, None]
-            return xs[rows, order].float().div_(255.0), ys[rows, order].contiguous()
-
-        sx, sy = flat(x[:, :, :support], y[:, :, :support])
-        qx, qy = flat(x[:, :, support:], y[:, :, support:])
-        return TaskBatch(sx, sy, qx, qy)
+        return support_and_query(x, support, rng, channels=1)
 
     def build_model(self, filters: int = 64, layers: int = 4) -> torch.nn.Module:
         """The Reptile paper's Omniglot network: `layers` x [conv 3x3 stride 2, BatchNorm with

@@ -25,13 +25,18 @@ CTRL_COST = 0.05
 class _Locomotion(TaskWrapper):
     """Shared step: the base env's transition, the family's reward."""
 
+    default_base: str
+    """The Gymnasium MuJoCo env the family wraps unless `base` is given."""
     default_params: dict[str, Any]
     default_task: dict[str, Any]
 
     def __init__(
-        self, base: str, params: Mapping[str, Any] | None = None, render_mode: str | None = None
+        self,
+        base: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
     ) -> None:
-        super().__init__(make_base(base, render_mode))
+        super().__init__(make_base(base or self.default_base, render_mode))
         self._init_tasks(params, self.default_params, self.family_name)
         self.set_task(self.default_task)
 
@@ -57,16 +62,9 @@ class HalfCheetahVel(_Locomotion):
     """
 
     family_name = "metarl/HalfCheetahVel-v0"
+    default_base = "HalfCheetah-v5"
     default_params = {"velocity": {"uniform": [0.0, 2.0]}}
     default_task = {"velocity": 1.0}
-
-    def __init__(
-        self,
-        base: str = "HalfCheetah-v5",
-        params: Mapping[str, Any] | None = None,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(base, params, render_mode)
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
         goal = self.task_value("velocity")
@@ -81,16 +79,9 @@ class HalfCheetahDir(_Locomotion):
     """
 
     family_name = "metarl/HalfCheetahDir-v0"
+    default_base = "HalfCheetah-v5"
     default_params = {"direction": {"choice": [-1.0, 1.0]}}
     default_task = {"direction": 1.0}
-
-    def __init__(
-        self,
-        base: str = "HalfCheetah-v5",
-        params: Mapping[str, Any] | None = None,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(base, params, render_mode)
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
         direction = self.task_value("direction")
@@ -107,16 +98,9 @@ class AntDir(_Locomotion):
     """
 
     family_name = "metarl/AntDir-v0"
+    default_base = "Ant-v5"
     default_params = {"direction": {"uniform": [0.0, 2 * math.pi]}}
     default_task = {"direction": 0.0}
-
-    def __init__(
-        self,
-        base: str = "Ant-v5",
-        params: Mapping[str, Any] | None = None,
-        render_mode: str | None = None,
-    ) -> None:
-        super().__init__(base, params, render_mode)
 
     def task_reward(self, action: np.ndarray, info: dict[str, Any]) -> float:
         theta = self.task_value("direction")
