@@ -59,14 +59,6 @@ class World:
             offset += n
         return out
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank if `flag` is true on any rank."""
-        if self.size == 1:
-            return flag
-        t = torch.tensor([float(flag)])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

@@ -57,6 +57,8 @@ class MetaTrainer:
     """Meta-iterations completed so far."""
     history: list[dict[str, float]] = field(default_factory=list)
     _stop_requested: bool = False
+    _stop_agreed: bool = False
+    """Some rank had a stop request when the last meta-iteration's deltas were summed."""
 
     def __post_init__(self) -> None:
         self.meta = build_meta_learner(self.recipe, self.device)
@@ -143,7 +145,11 @@ class MetaTrainer:
             mean_gradient, query_metrics = self.meta.query_gradient(adaptation)
             local_sum = {k: g * local for k, g in mean_gradient.items()}
             metrics.update(query_metrics)
+        # The stop request rides along in the same collective: one all-reduce per iteration.
+        device = next(iter(local_sum.values())).device
+        local_sum[_STOP] = torch.tensor([float(self._stop_requested)], device=device)
         total = self.world.all_reduce_sum(local_sum)
+        self._stop_agreed = bool(total.pop(_STOP).item() > 0)
         delta = {k: v / t.meta_batch for k, v in total.items()}
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
@@ -177,7 +183,8 @@ class MetaTrainer:
                     if main:
                         self.run.append_metrics(metrics)
                 last = done == t.meta_iterations
-                stop = self.world.any(self._stop_requested)  # every rank stops at the same step
+                # every rank stops after the same iteration (one process: as soon as asked)
+                stop = self._stop_agreed if self.world.size > 1 else self._stop_requested
                 if main and (done % t.checkpoint_every == 0 or last or stop):
                     self.save()
                 if stop:
@@ -198,6 +205,9 @@ class MetaTrainer:
                 config=self.recipe.to_dict(),
             )
         )
+
+
+_STOP = "__stop_requested__"
 
 
 @contextmanager
