@@ -136,6 +136,9 @@ def test_import_load_and_episodes(fmt, tmp_path):
     assert batch.support_x.dtype == torch.float32 and batch.support_y.dtype == torch.int64
     assert float(batch.query_x.min()) >= 0.0 and float(batch.query_x.max()) <= 1.0
     assert (torch.bincount(batch.query_y[1], minlength=3) == 3).all()
+    # on the CPU the episodes index the memory map itself, not a private copy of the split
+    held = dist.images("val")
+    assert held.data_ptr() == dist.splits["val"].images.ctypes.data
 
 
 def test_ravi_images_without_csvs_use_the_shipped_split(tmp_path):

@@ -328,7 +328,8 @@ def _open_split(folder: Path, split: str) -> SplitImages:
             raise UserError(f"{p} is missing; {FIX}")
     try:
         meta = json.loads(meta_path.read_text())
-        images = np.load(npy_path, mmap_mode="r")
+        # copy-on-write map: writable for torch.from_numpy, never written, never copied
+        images = np.load(npy_path, mmap_mode="c")
     except ValueError as e:
         raise UserError(f"{npy_path} or its .json is damaged ({e}); {FIX}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -411,8 +412,9 @@ class MiniImageNetTask:
 class MiniImageNetDistribution:
     """N-way K-shot Mini-ImageNet episodes, 84x84 RGB in [0, 1], over the imported splits.
 
-    Each split is read into memory once, on first use (the training split is 813 MB), so an
-    episode is an index into a uint8 array, with no file I/O.
+    Each split is the imported uint8 file, memory-mapped (the training split is 813 MB; ranks
+    share it through the page cache instead of holding a copy each), so an episode is an
+    index into a uint8 array, with no file reads once the pages are cached.
 
     Args:
         ways: classes per task (N).
@@ -448,10 +450,13 @@ class MiniImageNetDistribution:
         return self
 
     def images(self, split: str) -> torch.Tensor:
-        """The split's images, `uint8 [N, 84, 84, 3]`, read into memory (on the
-        distribution's device) on first use."""
+        """The split's images, `uint8 [N, 84, 84, 3]`. On the CPU this is the imported file's
+        memory map itself, not a copy: pages are read on first touch and live in the page
+        cache, which every process on the machine (every rank, every worker) shares. On
+        another device the split is copied there once, on first use."""
         if split not in self._images:
-            images = torch.from_numpy(np.array(self.splits[split].images))
+            array = self.splits[split].images
+            images = torch.from_numpy(array if array.flags.writeable else np.array(array))
             self._images[split] = images.to(self.device)
         return self._images[split]
 
