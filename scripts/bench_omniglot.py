@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metarl.config import Recipe, with_overrides
+from metarl.curves import mean_ci95
 from metarl.meta_learners import SupervisedMetaLearner, build_meta_learner
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
@@ -175,39 +176,57 @@ class Point:
     ci95: float
 
 
-def accuracy(meta: SupervisedMetaLearner, tasks: int) -> tuple[float, float]:
-    """Transductive accuracy (mean, 95% CI) after the recipe's last evaluation step, from
-    `meta.model`, on the recipe's fixed held-out tasks."""
+def accuracy(meta: SupervisedMetaLearner, tasks: int) -> np.ndarray:
+    """Per-task transductive accuracy after the recipe's last evaluation step, from
+    `meta.model`, on the recipe's fixed held-out tasks (the same tasks for every model)."""
     steps = meta.recipe.eval.steps
-    curve = meta.curve([steps[-1]], tasks, transductive=True)
-    return float(curve.mean[-1]), float(curve.ci95[-1])
+    return meta.curve([steps[-1]], tasks, transductive=True).per_task[-1]
 
 
 def equal_time(
-    recipe: Recipe, ref_rate: float, ours_rate: float, ref_iterations: int, tasks: int, parts: int
-) -> dict[str, list[Point]]:
-    """Both loops trained to accuracy in the same wall time (see the module docstring)."""
+    recipe: Recipe,
+    ref_rate: float,
+    ours_rate: float,
+    ref_iterations: int,
+    tasks: int,
+    final_tasks: int,
+    parts: int,
+) -> tuple[dict[str, list[Point]], np.ndarray]:
+    """Both loops trained to accuracy in the same wall time (see the module docstring).
+    Returns each side's checkpoints and, on `final_tasks` tasks, the per-task accuracy of
+    metarl's final model minus the reference's (the same tasks: a paired difference)."""
     seed = int(np.int64(recipe.train.seed))
     ours_iterations = round(ref_iterations * ours_rate / ref_rate)
     curves: dict[str, list[Point]] = {"reference": [], "metarl": []}
+    finals: dict[str, np.ndarray] = {}
 
     def marks(n: int) -> list[int]:
         return [round(n * (i + 1) / parts) for i in range(parts)]
 
+    def record(name: str, meta: SupervisedMetaLearner, done: int, total: int, s: float) -> None:
+        values = accuracy(meta, final_tasks if done == total else tasks)
+        if done == total:
+            finals[name] = values
+        curves[name].append(Point(done, s, *mean_ci95(values)))
+        err.print(f"{name} {done} its {s:.0f} s: {curves[name][-1]}")
+
     ref_meta = cast(SupervisedMetaLearner, build_meta_learner(recipe, CPU))
-
-    def ref_checkpoint(done: int, seconds: float) -> None:
-        curves["reference"].append(Point(done, seconds, *accuracy(ref_meta, tasks)))
-        err.print(f"reference {done} its {seconds:.0f} s: {curves['reference'][-1]}")
-
-    def ours_checkpoint(trainer: MetaTrainer, done: int, seconds: float) -> None:
-        meta = cast(SupervisedMetaLearner, trainer.meta)
-        curves["metarl"].append(Point(done, seconds, *accuracy(meta, tasks)))
-        err.print(f"metarl {done} its {seconds:.0f} s: {curves['metarl'][-1]}")
-
-    reference_train(ref_meta, ref_iterations, seed, marks(ref_iterations), ref_checkpoint)
-    metarl_train(recipe, ours_iterations, marks(ours_iterations), ours_checkpoint)
-    return curves
+    reference_train(
+        ref_meta,
+        ref_iterations,
+        seed,
+        marks(ref_iterations),
+        lambda done, s: record("reference", ref_meta, done, ref_iterations, s),
+    )
+    metarl_train(
+        recipe,
+        ours_iterations,
+        marks(ours_iterations),
+        lambda trainer, done, s: record(
+            "metarl", cast(SupervisedMetaLearner, trainer.meta), done, ours_iterations, s
+        ),
+    )
+    return curves, finals["metarl"] - finals["reference"]
 
 
 def main() -> None:
@@ -219,6 +238,9 @@ def main() -> None:
     parser.add_argument("--equal-time", action="store_true", help="then train both to accuracy")
     parser.add_argument("--reference-iterations", type=int, default=3000)
     parser.add_argument("--eval-tasks", type=int, default=250, help="test tasks per checkpoint")
+    parser.add_argument(
+        "--final-eval-tasks", type=int, default=1000, help="test tasks at the last checkpoint"
+    )
     parser.add_argument("--checkpoints", type=int, default=4, help="evaluations per run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -262,12 +284,19 @@ def main() -> None:
     if not args.equal_time:
         return
 
-    curves = equal_time(
-        recipe, ref, ours, args.reference_iterations, args.eval_tasks, args.checkpoints
+    curves, paired = equal_time(
+        recipe,
+        ref,
+        ours,
+        args.reference_iterations,
+        args.eval_tasks,
+        args.final_eval_tasks,
+        args.checkpoints,
     )
     table = Table(
         title=f"{args.recipe}: transductive accuracy after {recipe.eval.steps[-1]} steps "
-        f"against training wall time ({args.eval_tasks} test tasks, 95% CI, {args.threads} threads)"
+        f"against training wall time ({args.eval_tasks} test tasks, the last checkpoint "
+        f"{args.final_eval_tasks}; 95% CI; {args.threads} threads)"
     )
     for col in ("", "meta-iterations", "train s", "accuracy"):
         table.add_column(col, justify="right")
@@ -280,6 +309,11 @@ def main() -> None:
                 f"{point.accuracy:.1%} ± {point.ci95:.1%}",
             )
     console.print(table)
+    diff, diff_ci = mean_ci95(paired)
+    console.print(
+        f"at equal wall time, metarl - reference on the same {len(paired)} test tasks "
+        f"(paired): {diff:+.1%} ± {diff_ci:.1%}"
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     console.print(f"peak RSS of this process (both trainings and evaluations): {peak:.0f} MiB")
 

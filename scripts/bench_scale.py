@@ -13,6 +13,7 @@ the rate N ranks could reach on this machine with free communication.
 
     python scripts/bench_scale.py                                  # Omniglot 5-way 1-shot
     python scripts/bench_scale.py --recipe sine --iterations 300
+    python scripts/bench_scale.py --recipe halfcheetah-vel --iterations 20    # env steps/s
 
 Omniglot needs its data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
 """
@@ -33,7 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 from metarl.config import Recipe, with_overrides
+from metarl.meta_learners import distribution
 from metarl.registry import resolve_recipe
+from metarl.rl.baselines import meta_env_steps
 from metarl.tomlio import dumps_toml
 
 
@@ -116,7 +119,11 @@ def main() -> None:
         title=f"{args.recipe}: meta-batch {t.meta_batch}, {args.iterations} meta-iterations, "
         "1 thread per rank"
     )
-    columns = ("ranks", "meta-it/s", "tasks/s", "speed-up", "efficiency", "max |phi - phi_1|")
+    # RL recipes: environment steps per meta-iteration (adaptation + FOMAML's query rollouts)
+    rl = distribution(recipe).kind == "rl"
+    per_iteration = meta_env_steps(recipe) / t.meta_iterations if rl else float(t.meta_batch)
+    unit = "env steps/s" if rl else "tasks/s"
+    columns = ("ranks", "meta-it/s", unit, "speed-up", "efficiency", "max |phi - phi_1|")
     for col in (*columns, "machine bound (no comm.)"):
         table.add_column(col, justify="right")
     base = rates[worlds[0]]
@@ -128,7 +135,7 @@ def main() -> None:
         table.add_row(
             str(world),
             f"{rates[world]:.2f}",
-            f"{rates[world] * t.meta_batch:.1f}",
+            f"{rates[world] * per_iteration:,.1f}",
             f"{rates[world] / base:.2f}x",
             f"{rates[world] / base / world:.0%}",
             f"{diff:.2e}",
