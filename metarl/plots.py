@@ -48,6 +48,24 @@ def plot_curve(curve: Curve, path: Path, title: str = "", label: str = "meta-tra
     return _save(fig, path)
 
 
+def plot_against_time(
+    series: dict[str, list[tuple[float, float, float]]], path: Path, ylabel: str, title: str
+) -> Path:
+    """One line per name through its (seconds, mean, 95% CI) points, the CI as a band: a
+    metric against training wall time, e.g. two training loops given the same minutes."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in series.items():
+        seconds, mean, ci = (np.array(column) for column in zip(*points, strict=True))
+        ax.plot(seconds, mean, marker="o", label=name)
+        ax.fill_between(seconds, mean - ci, mean + ci, alpha=0.2)
+    ax.set_xlabel("training wall time (s)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
     """A few held-out sine tasks: the true wave, the support points, the prediction before
     adaptation (the meta-learned initialization) and after `steps` adaptation steps."""

@@ -18,7 +18,7 @@ same fractions of training on the same held-out test tasks (transductive 5-way 1
 accuracy after the recipe's 50 evaluation steps; the clock stops while evaluating). Prints
 the accuracy-against-wall-time table and the peak RSS of the process.
 
-    python scripts/bench_omniglot.py --equal-time     # the README tables
+    python scripts/bench_omniglot.py --equal-time --plot omniglot-time.png    # the README
 
 Needs the Omniglot data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
 """
@@ -242,6 +242,7 @@ def main() -> None:
         "--final-eval-tasks", type=int, default=1000, help="test tasks at the last checkpoint"
     )
     parser.add_argument("--checkpoints", type=int, default=4, help="evaluations per run")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of accuracy against time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=120)
@@ -314,6 +315,20 @@ def main() -> None:
         f"at equal wall time, metarl - reference on the same {len(paired)} test tasks "
         f"(paired): {diff:+.1%} ± {diff_ci:.1%}"
     )
+    if args.plot is not None:
+        from metarl.plots import plot_against_time
+
+        series = {
+            name: [(p.seconds, p.accuracy, p.ci95) for p in points]
+            for name, points in curves.items()
+        }
+        plot_against_time(
+            series,
+            args.plot,
+            f"transductive accuracy after {recipe.eval.steps[-1]} steps",
+            f"{args.recipe}: the same wall time, the same test tasks",
+        )
+        console.print(f"wrote {args.plot}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     console.print(f"peak RSS of this process (both trainings and evaluations): {peak:.0f} MiB")
 
