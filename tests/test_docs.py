@@ -17,17 +17,21 @@ def blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
+def train_and_eval(recipe: Path, run: Path, *eval_args: str) -> str:
+    """`metarl train RECIPE --out RUN`, then `metarl eval RUN ... --json`; its stdout."""
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(recipe), "--out", str(run), "-q"])
+    assert trained.exit_code == 0, trained.output
+    evaluated = runner.invoke(app, ["eval", str(run), *eval_args, "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    return evaluated.stdout
+
+
 def test_the_toml_variant_trains_and_evaluates(tmp_path):
     recipe = tmp_path / "my-sine.toml"
     recipe.write_text(blocks("toml")[0])
-    runner = CliRunner()
-    trained = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run"), "-q"])
-    assert trained.exit_code == 0, trained.output
-    evaluated = runner.invoke(
-        app, ["eval", str(tmp_path / "run"), "--tasks", "100", "--steps", "0,1,10", "--json"]
-    )
-    assert evaluated.exit_code == 0, evaluated.output
-    assert '"steps": [0, 1, 10]' in evaluated.stdout
+    out = train_and_eval(recipe, tmp_path / "run", "--tasks", "100", "--steps", "0,1,10")
+    assert '"steps": [0, 1, 10]' in out
 
 
 def test_the_python_class_is_registered_trained_and_evaluated(tmp_path, monkeypatch, capsys):
@@ -47,14 +51,8 @@ def test_a_twelve_line_toml_meta_trains_on_a_gymnasium_env(tmp_path):
     example = DOC.parent / "examples" / "heavy-pendulum.toml"
     assert example.read_text() in DOC.read_text()  # the docs show the tested file
     assert len(example.read_text().splitlines()) <= 12
-    runner = CliRunner()
-    trained = runner.invoke(app, ["train", str(example), "--out", str(tmp_path / "run"), "-q"])
-    assert trained.exit_code == 0, trained.output
-    evaluated = runner.invoke(
-        app, ["eval", str(tmp_path / "run"), "--tasks", "3", "--steps", "0,1", "--json"]
-    )
-    assert evaluated.exit_code == 0, evaluated.output
-    assert '"metric": "return"' in evaluated.stdout
+    out = train_and_eval(example, tmp_path / "run", "--tasks", "3", "--steps", "0,1")
+    assert '"metric": "return"' in out
 
 
 def test_an_unknown_env_attribute_is_named(tmp_path):
