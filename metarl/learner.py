@@ -135,11 +135,9 @@ class SGDLearner:
 
     # -- one task, unbatched; vmap adds the task axis ------------------------------------
     def _predict(self, params: Params, x: Tensor) -> Tensor:
-        if not self.amp:
-            return functional_call(self.model, (params, self.buffers), (x,))
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = functional_call(self.model, (params, self.buffers), (x,))
-        return out.float()
+        return out.float()  # a no-op without amp
 
     def _task_loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(self._predict(params, x), y)

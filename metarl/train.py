@@ -146,8 +146,7 @@ class MetaTrainer:
             local_sum = {k: g * local for k, g in mean_gradient.items()}
             metrics.update(query_metrics)
         # The stop request rides along in the same collective: one all-reduce per iteration.
-        device = next(iter(local_sum.values())).device
-        local_sum[_STOP] = torch.tensor([float(self._stop_requested)], device=device)
+        local_sum[_STOP] = torch.tensor([float(self._stop_requested)], device=self.device)
         total = self.world.all_reduce_sum(local_sum)
         self._stop_agreed = bool(total.pop(_STOP).item() > 0)
         delta = {k: v / t.meta_batch for k, v in total.items()}

@@ -10,6 +10,7 @@ meta-learner cannot beat that, since per-task weights only add work.
 
     python scripts/bench_omniglot.py                 # 3 alternating rounds of 60 its each
     python scripts/bench_omniglot.py --iterations 300 --threads 2
+    python scripts/bench_omniglot.py --rounds 1 --profile --eval-chunks   # where time goes
 
 `--equal-time` then trains both to accuracy (about 30 minutes): the reference for 3,000
 meta-iterations (the meta-step annealed 1 -> 0 over them), metarl for as many as it runs in
@@ -32,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -51,8 +53,23 @@ CPU = torch.device("cpu")
 err = Console(stderr=True)
 
 
-Checkpoint = Callable[[int, float], None]
-"""Called at a checkpoint with (meta-iterations done, training seconds so far)."""
+def timed(
+    iterations: int,
+    step: Callable[[int], object],
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Callable[[int, float], None] | None = None,
+) -> float:
+    """Run `step(i)` for every iteration; after each of `checkpoints` iterations call
+    `on_checkpoint(done, seconds so far)` with the clock stopped. Returns the seconds spent
+    in `step` (evaluations at checkpoints do not count as training time)."""
+    seconds, start = 0.0, time.perf_counter()
+    for iteration in range(iterations):
+        step(iteration)
+        if on_checkpoint is not None and iteration + 1 in checkpoints:
+            seconds += time.perf_counter() - start
+            on_checkpoint(iteration + 1, seconds)
+            start = time.perf_counter()
+    return seconds + time.perf_counter() - start
 
 
 def reference_train(
@@ -60,16 +77,15 @@ def reference_train(
     iterations: int,
     seed: int,
     checkpoints: Sequence[int] = (),
-    on_checkpoint: Checkpoint | None = None,
+    on_checkpoint: Callable[[int, float], None] | None = None,
 ) -> float:
     """Train `meta.model` with the deepcopy-per-task Reptile on the recipe's episodes (the
-    meta-step annealed 1 -> 0 over `iterations`); returns the training seconds (the time
-    spent in `on_checkpoint` after each of `checkpoints` iterations is not counted)."""
+    meta-step annealed 1 -> 0 over `iterations`); returns the training seconds (`timed`)."""
     t = meta.recipe.train
     model = meta.model
     loss_fn = torch.nn.CrossEntropyLoss()
-    seconds, start = 0.0, time.perf_counter()
-    for iteration in range(iterations):
+
+    def step(iteration: int) -> None:
         rng = task_rng(seed, Split.TRAIN, iteration)
         tasks = meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
         batch = meta.dist.episodes(tasks, rng, support=t.support_shots, query=0)
@@ -79,8 +95,8 @@ def reference_train(
             task_model = copy.deepcopy(model)
             opt = torch.optim.Adam(task_model.parameters(), lr=t.inner_lr, betas=(0.0, 0.999))
             x, y = batch.support_x[i], batch.support_y[i]
-            for step in range(t.inner_steps):
-                idx = (torch.arange(t.inner_batch) + step * t.inner_batch) % len(x)
+            for inner in range(t.inner_steps):
+                idx = (torch.arange(t.inner_batch) + inner * t.inner_batch) % len(x)
                 opt.zero_grad()
                 loss_fn(task_model(x[idx]), y[idx]).backward()
                 opt.step()
@@ -88,11 +104,8 @@ def reference_train(
                 new[k] += v.detach() / t.meta_batch
         eps = 1.0 - iteration / iterations
         model.load_state_dict({k: phi[k] + eps * (new[k] - phi[k]) for k in phi})
-        if on_checkpoint is not None and iteration + 1 in checkpoints:
-            seconds += time.perf_counter() - start
-            on_checkpoint(iteration + 1, seconds)
-            start = time.perf_counter()
-    return seconds + time.perf_counter() - start
+
+    return timed(iterations, step, checkpoints, on_checkpoint)
 
 
 def reference_rate(meta: SupervisedMetaLearner, iterations: int, seed: int) -> float:
@@ -107,29 +120,22 @@ def metarl_train(
     on_checkpoint: Callable[[MetaTrainer, int, float], None] | None = None,
 ) -> float:
     """Train `recipe` for `iterations` with the trainer's own loop (no checkpoint files);
-    returns the training seconds, as `reference_train`."""
+    returns the training seconds (`timed`)."""
     recipe = with_overrides(
         recipe, "train", meta_iterations=iterations, checkpoint_every=10**9, log_every=10**9
     )
     with tempfile.TemporaryDirectory() as tmp:
         trainer = MetaTrainer.start(recipe, Path(tmp) / "run", CPU)
-        seconds, start = 0.0, time.perf_counter()
-        for iteration in range(iterations):
-            trainer.step()
-            if on_checkpoint is not None and iteration + 1 in checkpoints:
-                seconds += time.perf_counter() - start
-                on_checkpoint(trainer, iteration + 1, seconds)
-                start = time.perf_counter()
-        return seconds + time.perf_counter() - start
+        report = None if on_checkpoint is None else partial(on_checkpoint, trainer)
+        return timed(iterations, lambda _: trainer.step(), checkpoints, report)
 
 
-def metarl_rate(recipe_name: str, iterations: int) -> float:
-    """Meta-iterations/s of `metarl train` on the recipe (the trainer's own loop), after one
-    warm-up iteration (first-call allocations)."""
-    recipe = resolve_recipe(recipe_name)
-    times: list[float] = []
-    total = metarl_train(recipe, iterations, [1], lambda _t, _i, seconds: times.append(seconds))
-    return (iterations - 1) / max(total - times[0], 1e-9)
+def metarl_rate(recipe: Recipe, iterations: int) -> float:
+    """Meta-iterations/s of the trainer's own loop on the recipe, after one warm-up
+    iteration (first-call allocations)."""
+    first: list[float] = []
+    total = metarl_train(recipe, iterations, [1], lambda _t, _i, seconds: first.append(seconds))
+    return (iterations - 1) / max(total - first[0], 1e-9)
 
 
 def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, float]:
@@ -164,6 +170,34 @@ def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, floa
             macs += layer.in_features * layer.out_features
     flops = 3 * 2 * macs * images * t.inner_steps
     return 1 / seconds, flops / seconds / 1e9
+
+
+def eval_seconds(meta: SupervisedMetaLearner, tasks: int, steps: int, chunk: int | None) -> float:
+    """Seconds to evaluate `tasks` held-out tasks with `steps` adaptation steps, adapting
+    `chunk` tasks at a time (None: the evaluator's own choice, `CHUNK_INPUTS`)."""
+    start = time.perf_counter()
+    meta.curve([steps], tasks, chunk=chunk, transductive=True)
+    return time.perf_counter() - start
+
+
+def profile_shares(recipe: Recipe, iterations: int) -> tuple[float, str]:
+    """torch.profiler over `iterations` of the trainer's loop: the share of CPU time in
+    convolution and BatchNorm ops (forward and backward), and the top ops as a table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def run(trainer: MetaTrainer, _done: int, _seconds: float) -> None:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(iterations):
+                trainer.step()
+        events.extend(prof.key_averages())
+
+    events: list = []
+    metarl_train(recipe, 3, [3], run)  # after 3 warm-up iterations
+    total = sum(e.self_cpu_time_total for e in events)
+    conv_bn = sum(e.self_cpu_time_total for e in events if "conv" in e.key or "batch_norm" in e.key)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:10]
+    lines = [f"  {e.self_cpu_time_total / total:6.1%}  {e.key}" for e in top]
+    return conv_bn / total, "\n".join(lines)
 
 
 @dataclass
@@ -235,6 +269,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=60, help="per side and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--eval-chunks",
+        action="store_true",
+        help="also time evaluation: 250 tasks at once vs default",
+    )
+    parser.add_argument("--profile", action="store_true", help="also profile metarl's step")
     parser.add_argument("--equal-time", action="store_true", help="then train both to accuracy")
     parser.add_argument("--reference-iterations", type=int, default=3000)
     parser.add_argument("--eval-tasks", type=int, default=250, help="test tasks per checkpoint")
@@ -260,7 +300,7 @@ def main() -> None:
         rounds["ceiling"].append(ceiling_round)
         rounds["gflops"].append(gflops_round)
         rounds["reference"].append(reference_rate(meta, args.iterations, seed))
-        rounds["metarl"].append(metarl_rate(args.recipe, args.iterations))
+        rounds["metarl"].append(metarl_rate(recipe, args.iterations))
         err.print({k: [round(v, 2) for v in vs] for k, vs in rounds.items()})
     ceiling, gflops, ref, ours = (
         float(np.median(rounds[k])) for k in ("ceiling", "gflops", "reference", "metarl")
@@ -282,6 +322,22 @@ def main() -> None:
         "100%",
     )
     console.print(table)
+    if args.profile:
+        share, top = profile_shares(recipe, 10)
+        console.print(
+            f"metarl's step, 10 iterations under torch.profiler: {share:.0%} of CPU "
+            f"time in convolution and BatchNorm ops; top ops by self CPU time:\n{top}"
+        )
+    if args.eval_chunks:
+        tasks, steps = 250, 10
+        times: dict[int | None, float] = {}
+        for chunk in (250, None, 250, None):  # alternating; the second run of each counts
+            times[chunk] = eval_seconds(meta, tasks, steps, chunk)
+        console.print(
+            f"evaluation of {tasks} tasks x {steps} steps (second of two runs each): "
+            f"250 tasks at once {times[250]:.1f} s, the default chunks {times[None]:.1f} s "
+            f"({times[250] / times[None]:.2f}x)"
+        )
     if not args.equal_time:
         return
 

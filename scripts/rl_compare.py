@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 from rich.console import Console
@@ -39,8 +37,9 @@ import metarl  # noqa: F401  (registers the environment families)
 from metarl.cli import ProgressCallback
 from metarl.config import Algorithm, OptimizerName, Recipe, with_overrides
 from metarl.curves import Curve, mean_ci95
+from metarl.envs.base import episode_return
 from metarl.envs.distribution import EnvTask
-from metarl.envs.navigation import MAX_SPEED
+from metarl.envs.navigation import oracle_action
 from metarl.meta_learners import build_meta_learner
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import joint_recipe, meta_env_steps
@@ -51,34 +50,18 @@ CPU = torch.device("cpu")
 err = Console(stderr=True)
 
 
-def episode_return(env: gymnasium.Env, task: EnvTask, policy: Callable[[Any], Any]) -> float:
-    """Undiscounted return of one episode of `policy` (observation -> action) on `task`."""
-    obs, _ = env.reset(seed=0, options={"task": task.params})
-    total, done = 0.0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
-        total += float(reward)
-        done = terminated or truncated
-    return total
-
-
 def anchors(meta: PPOMetaLearner, tasks: list[EnvTask]) -> dict[str, np.ndarray]:
     """Per-task returns of doing nothing and, on Navigation2D, of the greedy oracle."""
     env = meta.dist.make_env(tasks[0])
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
-    result = {"zero action": np.asarray([episode_return(env, t, lambda _: zero) for t in tasks])}
+    result = {"zero action": [episode_return(env, t.params, lambda _: zero)[0] for t in tasks]}
     if "Navigation2D" in tasks[0].env_id:
-        oracle = []
-        for task in tasks:
-            goal = np.asarray(task.params["goal"], dtype=np.float32)
-
-            def toward_goal(obs: Any, goal: np.ndarray = goal) -> np.ndarray:
-                return np.clip(goal - obs, -MAX_SPEED, MAX_SPEED).astype(np.float32)
-
-            oracle.append(episode_return(env, task, toward_goal))
-        result["oracle"] = np.asarray(oracle)
+        result["oracle"] = [
+            episode_return(env, t.params, partial(oracle_action, goal=t.params["goal"]))[0]
+            for t in tasks
+        ]
     env.close()
-    return result
+    return {name: np.asarray(values) for name, values in result.items()}
 
 
 def train(recipe: Recipe, out: Path, name: str) -> tuple[dict[str, torch.Tensor], float]:

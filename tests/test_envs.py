@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 import metarl  # noqa: F401  (registers the metarl/ envs)
 from metarl.cli import app
 from metarl.envs import load_family, register_family_file, registered_families
+from metarl.envs.base import episode_return
 from metarl.envs.distribution import EnvFamilyDistribution, EnvTask
+from metarl.envs.navigation import oracle_action
 from metarl.envs.physics import PhysicsFamily
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import RLDistribution, Split
@@ -195,14 +197,7 @@ def test_locomotion_rewards_follow_the_task(env_id, task, expected):
 
 def nav_return(goal: list[float], policy) -> tuple[float, int]:
     env = gymnasium.make(NAV)
-    obs, _ = env.reset(seed=0, options={"task": {"goal": goal}})
-    total, steps, done = 0.0, 0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(policy(obs, np.asarray(goal)))
-        total += float(reward)
-        steps += 1
-        done = terminated or truncated
-    return total, steps
+    return episode_return(env, {"goal": goal}, lambda obs: policy(obs, np.asarray(goal)))
 
 
 @pytest.mark.parametrize("goal", [[0.3, -0.4], [-0.5, 0.5], [0.05, 0.02]])
@@ -210,13 +205,10 @@ def test_navigation_anchors(goal):
     def still(obs, goal):
         return np.zeros(2, dtype=np.float32)
 
-    def oracle(obs, goal):
-        return np.clip(goal - obs, -0.1, 0.1).astype(np.float32)
-
     still_return, still_steps = nav_return(goal, still)
     assert still_steps == 100  # truncated by the TimeLimit, never at the goal
     assert still_return == pytest.approx(-100 * math.hypot(*goal), rel=1e-6)
-    oracle_return, oracle_steps = nav_return(goal, oracle)
+    oracle_return, oracle_steps = nav_return(goal, oracle_action)
     assert oracle_steps < 100  # reaches the goal and terminates
     assert oracle_return > still_return
 

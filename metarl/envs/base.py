@@ -14,7 +14,7 @@ Through `gymnasium.make`'s wrappers, reach the methods with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,3 +68,18 @@ class TaskFamily:
     def _task_from_options(self, options: dict[str, Any] | None) -> None:
         if options and "task" in options:
             self.set_task(options["task"])
+
+
+def episode_return(
+    env: Any, task: Mapping[str, Any], policy: Callable[[Any], Any], seed: int = 0
+) -> tuple[float, int]:
+    """Undiscounted return and length of one episode of `policy` (observation -> action) on
+    `task`, from `reset(seed=seed)`: the anchors a meta-RL result is placed between."""
+    obs, _ = env.reset(seed=seed, options={"task": dict(task)})
+    total, steps, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        total += float(reward)
+        steps += 1
+        done = terminated or truncated
+    return total, steps
