@@ -1,24 +1,28 @@
-"""The outer loop's two ingredients: the meta-gradient and the annealed outer step.
+"""The outer loop's algorithms, each as the paper writes it, and the annealed outer step.
 
     phi = model.init()
     for iteration:
         tasks   = distribution.sample(meta_batch, rng)
-        adapted = learner.adapt(phi, tasks, steps)                 # W_i, stacked
-        delta   = meta_gradient(algorithm, phi, adapted, ...)      # mean over tasks
-        phi     = outer_optimizer.step(phi, delta, lr=schedule(iteration))
+        adapted = learner.adapt(phi, tasks)                      # W_i, stacked on a task axis
+        delta   = sum_i reptile_delta(...) or fomaml_delta(...)   # summed over tasks (and ranks)
+        phi     = outer_optimizer.step(phi, delta / meta_batch, lr=schedule(iteration))
 
-Reptile's delta is phi - mean_i W_i (summed per rank, then over ranks: `metarl.distributed`);
-with plain SGD and lr epsilon the outer step is Reptile's interpolation
-phi + epsilon (mean W - phi). FOMAML's delta is the mean query-loss gradient
-at W_i. Either delta can be handed to Adam instead (the paper's "Adam on phi - W" option).
+Reptile (Nichol et al. 2018, Algorithm 2): phi <- phi + epsilon * mean_i (W_i - phi). Its delta
+is phi - mean_i W_i, so plain SGD with lr epsilon on it is that interpolation; Adam on it is
+the paper's "Adam on phi - W" option. FOMAML (Finn et al. 2017, first order): the delta is the
+mean over tasks of the query-loss gradient at W_i. Both are computed as per-task *sums* here
+(`MetaTrainer.step` sums them over ranks, then divides by the meta-batch), so a rank's share
+of the meta-batch needs no weighting.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from metarl.config import Algorithm, OptimizerName
-from metarl.learner import Params
+from metarl.protocol import Adaptation, MetaLearner, Params
 
 
 def linear_schedule(start: float, end: float, iteration: int, total: int) -> float:
@@ -27,11 +31,24 @@ def linear_schedule(start: float, end: float, iteration: int, total: int) -> flo
     return start + (end - start) * frac
 
 
-def reptile_delta_sum(phi: Params, adapted: Params) -> Params:
-    """sum_i (phi - W_i) over the adapted tasks (stacked on axis 0). Divided by the meta-batch
-    size -- after summing over ranks -- it is Reptile's phi - mean_i W_i, minus the average
-    direction the tasks moved in."""
+def reptile_delta(phi: Params, adapted: Params) -> Params:
+    """Reptile: sum_i (phi - W_i) over the adapted tasks (W_i stacked on axis 0)."""
     return {k: phi[k] * w.shape[0] - w.sum(0) for k, w in adapted.items()}
+
+
+def fomaml_delta(learner: MetaLearner, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+    """First-order MAML: sum_i grad L_query_i(W_i), the query-loss gradient at each task's
+    adapted parameters, treated as a gradient at phi (no second-order terms)."""
+    return learner.query_gradient(adaptation)
+
+
+def meta_delta(
+    algorithm: Algorithm, learner: MetaLearner, phi: Params, adaptation: Adaptation
+) -> tuple[Params, dict[str, Any]]:
+    """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics."""
+    if algorithm is Algorithm.REPTILE:
+        return reptile_delta(phi, adaptation.params), {}
+    return fomaml_delta(learner, adaptation)
 
 
 def outer_optimizer(
@@ -59,7 +76,9 @@ def apply_delta(
 __all__ = [
     "Algorithm",
     "apply_delta",
+    "fomaml_delta",
     "linear_schedule",
+    "meta_delta",
     "outer_optimizer",
-    "reptile_delta_sum",
+    "reptile_delta",
 ]

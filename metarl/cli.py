@@ -18,19 +18,13 @@ from typing import Annotated, Any, TypeVar
 import torch
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.markup import escape
 from rich.table import Table
 
-from metarl.config import Algorithm, OptimizerName, recipe_from_dict, with_overrides
+from metarl.config import Algorithm, OptimizerName, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
-from metarl.progress import RateColumn
+from metarl.progress import ProgressCallback
 
 app = typer.Typer(
     name="metarl",
@@ -67,7 +61,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            # escaped: messages name TOML tables ("[learner]"), which are not rich markup
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -83,59 +78,6 @@ def parse_steps(text: str) -> list[int]:
     if not steps or any(s < 0 for s in steps):
         raise UserError(f"--steps {text!r}: expected integers >= 0, e.g. 0,1,10,32")
     return steps
-
-
-# --- progress ---------------------------------------------------------------------------
-
-
-class ProgressCallback:
-    """Shows a rich progress bar with rate, ETA and the current meta-loss (for RL with
-    Reptile, which has no loss, the mean return of the meta-batch before adaptation)."""
-
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=12),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[loss]}"),
-            console=console,
-            transient=False,
-        )
-        self.task_id: Any = None
-        self._last = 0.0
-
-    def on_start(self, trainer: Any) -> None:
-        t = trainer.recipe.train
-        self.progress.start()
-        self.task_id = self.progress.add_task(
-            "meta-train",
-            total=t.meta_iterations,
-            completed=trainer.iteration,
-            loss="loss --",
-            tasks_per_iteration=t.meta_batch,
-        )
-
-    def on_iteration(self, trainer: Any, metrics: dict[str, float]) -> None:
-        now = time.monotonic()
-        final = metrics["iteration"] == trainer.recipe.train.meta_iterations
-        if now - self._last < 0.1 and not final:  # rich refreshes at 10 Hz anyway
-            return
-        self._last = now
-        loss = metrics.get("query_loss", metrics.get("loss_last_step"))
-        if loss is None and "return_before" in metrics:  # RL: the pre-adaptation return
-            text = f"return {metrics['return_before']:.2f}"
-        else:
-            text = f"loss {float('nan') if loss is None else loss:.4f}"
-        self.progress.update(self.task_id, completed=metrics["iteration"], loss=text)
-
-    def on_end(self, trainer: Any) -> None:
-        self.progress.stop()
-
-    def close(self) -> None:
-        self.progress.stop()
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -295,47 +237,28 @@ def eval_(
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
     and the gain over the first step count (paired per task)."""
-    from metarl.evaluate import load_run
-    from metarl.meta_learners import SupervisedMetaLearner
+    from metarl.evaluate import evaluate_run, plot_evaluation
     from metarl.models import default_device
 
-    if tasks is not None and tasks < 1:
-        raise UserError(f"--tasks {tasks}: must be a positive integer")
     step_list = parse_steps(steps) if steps is not None else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
-    recipe, meta = load_run(run_dir, default_device(device), init=init, joint_run=joint_run)
-    n_tasks = tasks if tasks is not None else recipe.eval.tasks
-    extra: dict[str, Any] = {}
-    if isinstance(meta, SupervisedMetaLearner):
-        if transductive is None:
-            transductive = recipe.eval.transductive
-        curve = meta.curve(step_list or recipe.eval.steps, n_tasks, transductive=transductive)
-        extra["transductive"] = transductive
-    elif transductive is not None:
-        raise UserError(
-            f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
-        )
-    else:
-        curve = meta.curve(step_list or recipe.eval.steps, n_tasks)
+    result = evaluate_run(
+        run_dir,
+        default_device(device),
+        tasks=tasks,
+        steps=step_list,
+        transductive=transductive,
+        init=init,
+        joint_run=joint_run,
+    )
+    curve = result.curve
     if as_json:
-        payload = {
-            "run": str(run_dir),
-            "task": recipe.task_name,
-            "init": init,
-            **extra,
-            **curve.to_json(),
-        }
-        if joint_run is not None:
-            payload["joint_run"] = str(joint_run)
-        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.write(json.dumps(result.to_json(joint_run)) + "\n")
     else:
-        mode = ""
-        if "transductive" in extra:
-            mode = ", transductive" if extra["transductive"] else ", non-transductive"
         table = Table(
-            title=f"{run_dir} (init {init}): {recipe.task_name}, "
-            f"{curve.n_tasks} held-out tasks{mode}"
+            title=f"{run_dir} (init {init}): {result.recipe.task_name}, "
+            f"{curve.n_tasks} held-out tasks{result.mode()}"
         )
         table.add_column("steps", justify="right")
         table.add_column(curve.metric, justify="right")
@@ -347,13 +270,7 @@ def eval_(
             table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}", f"{g:+.4f} ± {gc:.4f}")
         out.print(table)
     if plot is not None:
-        from metarl.plots import plot_curve, plot_sine_fits
-        from metarl.sine import SineDistribution
-
-        written = [plot_curve(curve, plot, title=f"{recipe.task_name}: {run_dir}")]
-        if isinstance(meta, SupervisedMetaLearner) and isinstance(meta.dist, SineDistribution):
-            fits = plot.with_name(plot.stem + "-fits.png")
-            written.append(plot_sine_fits(meta, fits, steps=max(curve.steps)))
+        written = plot_evaluation(result, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 
@@ -397,42 +314,18 @@ def tasks_show(
 ) -> None:
     """The resolved recipe: every field, its value and where the value comes from (the
     catalog file, your file, the command line, or a default)."""
-    from metarl.registry import option_defaults, recipe_path, resolve_recipe
-    from metarl.tomlio import dumps_toml, parse_assignment, read_toml
+    from metarl.provenance import field_sources, resolve_with_sets
+    from metarl.tomlio import dumps_toml
 
-    recipe = resolve_recipe(name)
-    cli: dict[str, set[str]] = {}
-    for assignment in set_ or []:
-        section, key, value = parse_assignment(assignment)
-        data = recipe.to_dict()
-        data[section][key] = value
-        recipe = recipe_from_dict(data, source=f"{recipe.source} with --set {assignment}")
-        cli.setdefault(section, set()).add(key)
+    recipe, cli = resolve_with_sets(name, set_ or [])
     if as_toml:
         sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
         return
-    path, in_catalog = recipe_path(name)
-    raw = read_toml(path)
-    origin = f"catalog {path.name}" if in_catalog else f"file {path}"
-    task_defaults, model_defaults, cls = option_defaults(recipe.task_name)
-    data = recipe.to_dict()
-    implicit = {"task": task_defaults, "model": model_defaults}
     table = Table(title=f"{name}: {recipe.description}")
     for col in ("field", "value", "from"):
         table.add_column(col)
-    for section in ("task", "model", "train", "eval"):
-        given = raw.get(section, {})
-        fields = {**implicit.get(section, {}), **data[section]}
-        for key, value in fields.items():
-            if key in cli.get(section, ()):
-                source = "command line"
-            elif key in given:
-                source = origin
-            elif section in implicit:
-                source = f"default of {cls}"
-            else:
-                source = "default"
-            table.add_row(f"{section}.{key}", repr(value), source)
+    for field, value, source in field_sources(name, recipe, cli):
+        table.add_row(field, repr(value), source)
     out.print(table)
 
 

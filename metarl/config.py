@@ -22,11 +22,12 @@ import dataclasses
 import enum
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metarl.errors import ConfigError
+from metarl.errors import ConfigError, did_you_mean
 from metarl.tomlio import read_toml
 
 
@@ -55,6 +56,32 @@ class TrainConfig:
     inner_steps: int = 5
     """Inner optimizer steps per task."""
     inner_lr: float = 0.02
+    # The supervised learner's settings (`SupervisedSettings` below says what they mean and
+    # gives their defaults). None means "not given": an RL recipe must leave them out.
+    inner_optimizer: OptimizerName | None = None
+    inner_batch: int | None = None
+    inner_beta1: float | None = None
+    support_shots: int | None = None
+    query_shots: int | None = None
+    meta_step: float = 1.0
+    """Outer step size at the first iteration (Reptile's epsilon, or the outer Adam's lr)."""
+    meta_step_final: float = 0.0
+    """Outer step size at the last iteration; annealed linearly in between."""
+    outer_optimizer: OptimizerName = OptimizerName.SGD
+    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
+    seed: int = 0
+    amp: bool | None = None
+    checkpoint_every: int = 500
+    """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
+    log_every: int = 10
+    """Iterations between lines of metrics.jsonl."""
+
+
+@dataclass
+class SupervisedSettings:
+    """The supervised learner's settings, written in `[train]` (the catalog's recipe shape):
+    the vmapped SGD/Adam inner loop and the episodes it adapts to."""
+
     inner_optimizer: OptimizerName = OptimizerName.SGD
     inner_batch: int = 0
     """Support examples per inner step; 0 uses the whole support set each step."""
@@ -64,20 +91,25 @@ class TrainConfig:
     """Support examples per task in training (per class for classification)."""
     query_shots: int = 10
     """Query examples per task in training (used by FOMAML; per class for classification)."""
-    meta_step: float = 1.0
-    """Outer step size at the first iteration (Reptile's epsilon, or the outer Adam's lr)."""
-    meta_step_final: float = 0.0
-    """Outer step size at the last iteration; annealed linearly in between."""
-    outer_optimizer: OptimizerName = OptimizerName.SGD
-    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
-    seed: int = 0
     amp: bool = False
     """Mixed precision: the inner loop's forward and backward under bfloat16 autocast (for
     the conv nets on a GPU). Parameters, optimizer states and the meta-update stay float32."""
-    checkpoint_every: int = 500
-    """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
-    log_every: int = 10
-    """Iterations between lines of metrics.jsonl."""
+
+    def validate(self, needs_query: bool) -> None:
+        """Range checks; `needs_query`: the algorithm uses a query set (FOMAML)."""
+        if self.support_shots < 1:
+            raise ConfigError(f"train.support_shots = {self.support_shots}: must be >= 1")
+        for name in ("inner_batch", "query_shots"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} = {getattr(self, name)}: must be 0 or more")
+        if not 0.0 <= self.inner_beta1 < 1.0:
+            raise ConfigError(f"train.inner_beta1 = {self.inner_beta1}: must be in [0, 1)")
+        if needs_query and self.query_shots < 1:
+            raise ConfigError("train.query_shots = 0: fomaml needs a query set (use >= 1)")
+
+
+SUPERVISED_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(SupervisedSettings))
+"""The `[train]` keys only the supervised learner reads."""
 
 
 @dataclass
@@ -113,8 +145,8 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     learner: dict[str, Any] = field(default_factory=dict)
-    """Settings of the inner loop that only one kind of learner has (PPO's n_steps, gamma,
-    net_arch, ...); the learner validates its keys, since only it knows them."""
+    """The `[learner]` table: the RL learner's PPO settings (n_steps, gamma, net_arch, ...),
+    typed and checked by the learner (`metarl.learners.sb3_ppo.PPOSettings`)."""
     description: str = ""
     source: str = ""
     """Where the recipe came from (a catalog name or a file); not a setting."""
@@ -122,6 +154,22 @@ class Recipe:
     @property
     def task_name(self) -> str:
         return str(self.task["name"])
+
+    def supervised_settings(self) -> SupervisedSettings:
+        """The supervised learner's settings: the `[train]` keys given, defaults for the rest;
+        a `[learner]` table (the RL learner's) is refused, naming its first key."""
+        if self.learner:
+            raise ConfigError(
+                f"learner.{next(iter(self.learner))}: [learner] holds the PPO settings of RL "
+                f"tasks; the supervised learner of task {self.task_name!r} takes its settings "
+                f"in [train] ({', '.join(SUPERVISED_TRAIN_KEYS)})"
+            )
+        given = {k: v for k in SUPERVISED_TRAIN_KEYS if (v := getattr(self.train, k)) is not None}
+        settings: SupervisedSettings = build_dataclass(
+            SupervisedSettings, given, "train", owner="the supervised learner"
+        )
+        settings.validate(needs_query=self.train.algorithm is Algorithm.FOMAML)
+        return settings
 
     @property
     def task_options(self) -> dict[str, Any]:
@@ -144,7 +192,6 @@ class Recipe:
         positive = {
             "train.meta_iterations": t.meta_iterations,
             "train.meta_batch": t.meta_batch,
-            "train.support_shots": t.support_shots,
             "train.checkpoint_every": t.checkpoint_every,
             "train.log_every": t.log_every,
             "eval.tasks": e.tasks,
@@ -156,8 +203,6 @@ class Recipe:
                 raise ConfigError(f"{name} = {value}: must be a positive integer")
         non_negative = {
             "train.inner_steps": t.inner_steps,
-            "train.inner_batch": t.inner_batch,
-            "train.query_shots": t.query_shots,
             "eval.inner_batch": e.inner_batch,
         }
         for name, value in non_negative.items():
@@ -165,15 +210,11 @@ class Recipe:
                 raise ConfigError(f"{name} = {value}: must be 0 or more")
         if t.inner_lr <= 0 or (e.inner_lr is not None and e.inner_lr <= 0):
             raise ConfigError(f"inner_lr = {t.inner_lr}: must be > 0")
-        if not 0.0 <= t.inner_beta1 < 1.0:
-            raise ConfigError(f"train.inner_beta1 = {t.inner_beta1}: must be in [0, 1)")
         if t.meta_step < 0 or t.meta_step_final < 0:
             raise ConfigError(
                 f"train.meta_step = {t.meta_step}, meta_step_final = {t.meta_step_final}: "
                 "must be >= 0"
             )
-        if t.algorithm is Algorithm.FOMAML and t.query_shots < 1:
-            raise ConfigError("train.query_shots = 0: fomaml needs a query set (use >= 1)")
         if not e.steps or any(s < 0 for s in e.steps):
             raise ConfigError(f"eval.steps = {e.steps}: must be a non-empty list of integers >= 0")
         if e.split not in ("train", "val", "test"):
@@ -223,15 +264,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
-    """`cls(**data)` with unknown keys and wrong types reported by name."""
-    if not isinstance(data, dict):
+def build_dataclass(cls: type, data: Mapping[str, Any], where: str, owner: str = "") -> Any:
+    """`cls(**data)` with unknown keys and wrong types reported by name; `where` is the table
+    (or file) the data came from, `owner` who reads it (e.g. "the PPO learner")."""
+    if not isinstance(data, Mapping):
         raise ConfigError(f"[{where}] must be a table, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"[{where}] unknown key {unknown[0]!r}; known keys: {', '.join(names)}")
+        of = f" ({owner}'s settings)" if owner else ""
+        raise ConfigError(
+            f"[{where}]{of} unknown key {unknown[0]!r}; known keys: {', '.join(names)}"
+            + did_you_mean(unknown[0], names)
+        )
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """Bad input: an unknown name, a malformed file, a value out of range.
@@ -13,3 +16,9 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A recipe, config file or option that cannot be used as given."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """ " Did you mean 'x'?" for the closest of `choices` to a mistyped `name`, else ""."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""

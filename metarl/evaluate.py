@@ -5,18 +5,28 @@ across initializations: `load_run(..., init=...)` evaluates a run's recipe from 
 meta-trained weights ("meta"), from the recipe's seed initialization without any training
 ("random"), or from the weights of another run of the same task and model ("joint": a
 multi-task baseline trained with the same budget), always with the run's own protocol.
+
+`evaluate_run` is what `metarl eval` does: the adaptation curve in the recipe's mode (for
+supervised tasks, transductive or not), and `plot_evaluation` its PNGs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from metarl.config import Recipe
+from metarl.curves import Curve
 from metarl.errors import UserError
-from metarl.meta_learners import MetaLearner, build_meta_learner
+from metarl.learners import build_meta_learner
+from metarl.protocol import MetaLearner
 from metarl.run import RunDir
+
+if TYPE_CHECKING:
+    from metarl.learners.supervised import SupervisedMetaLearner
 
 INITS = ("meta", "random", "joint")
 
@@ -47,3 +57,79 @@ def load_run(
             )
         meta.model.load_state_dict(weights)
     return recipe, meta
+
+
+@dataclass
+class Evaluation:
+    """An adaptation curve of a run and how it was measured."""
+
+    run_dir: Path
+    recipe: Recipe
+    meta: MetaLearner
+    curve: Curve
+    init: str
+    transductive: bool | None
+    """The query sets' batching for supervised tasks; None for RL (no such choice)."""
+
+    def mode(self) -> str:
+        """ ", transductive" / ", non-transductive" for a title, "" for RL."""
+        if self.transductive is None:
+            return ""
+        return ", transductive" if self.transductive else ", non-transductive"
+
+    def to_json(self, joint_run: Path | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "run": str(self.run_dir),
+            "task": self.recipe.task_name,
+            "init": self.init,
+        }
+        if self.transductive is not None:
+            payload["transductive"] = self.transductive
+        payload.update(self.curve.to_json())
+        if joint_run is not None:
+            payload["joint_run"] = str(joint_run)
+        return payload
+
+
+def evaluate_run(
+    path: Path,
+    device: torch.device,
+    *,
+    tasks: int | None = None,
+    steps: list[int] | None = None,
+    transductive: bool | None = None,
+    init: str = "meta",
+    joint_run: Path | None = None,
+) -> Evaluation:
+    """The adaptation curve of the run in `path` on `tasks` held-out tasks (default: the
+    recipe's eval settings). `transductive` applies to supervised tasks only (default: the
+    recipe's `eval.transductive`)."""
+    if tasks is not None and tasks < 1:
+        raise UserError(f"--tasks {tasks}: must be a positive integer")
+    recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
+    n_tasks = tasks if tasks is not None else recipe.eval.tasks
+    steps = steps or recipe.eval.steps
+    if meta.dist.kind == "supervised":
+        mode = recipe.eval.transductive if transductive is None else transductive
+        curve = cast("SupervisedMetaLearner", meta).curve(steps, n_tasks, transductive=mode)
+        return Evaluation(path, recipe, meta, curve, init, mode)
+    if transductive is not None:
+        raise UserError(
+            f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
+        )
+    return Evaluation(path, recipe, meta, meta.curve(steps, n_tasks), init, None)
+
+
+def plot_evaluation(evaluation: Evaluation, path: Path) -> list[Path]:
+    """The curve as a PNG at `path`, and for sine regression the fitted waves beside it
+    (`<stem>-fits.png`)."""
+    from metarl.plots import plot_curve, plot_sine_fits
+    from metarl.sine import SineDistribution
+
+    e = evaluation
+    written = [plot_curve(e.curve, path, title=f"{e.recipe.task_name}: {e.run_dir}")]
+    if isinstance(e.meta.dist, SineDistribution):
+        fits = path.with_name(path.stem + "-fits.png")
+        meta = cast("SupervisedMetaLearner", e.meta)
+        written.append(plot_sine_fits(meta, fits, steps=max(e.curve.steps)))
+    return written

@@ -80,10 +80,6 @@ def conv_classifier(
     return nn.Sequential(*blocks)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def default_device(device: str = "auto") -> torch.device:
     """`auto` picks CUDA when present, else the CPU; anything else is checked, not ignored."""
     if device == "auto":

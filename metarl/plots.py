@@ -13,10 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from metarl.atomic import atomic_write_bytes  # noqa: E402
 from metarl.curves import Curve  # noqa: E402
-from metarl.learner import Params  # noqa: E402
-from metarl.meta_learners import SupervisedMetaLearner, sgd_learner  # noqa: E402
-from metarl.tomlio import atomic_write_bytes  # noqa: E402
+from metarl.learners.supervised import SupervisedMetaLearner  # noqa: E402
+from metarl.protocol import Params  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -69,8 +69,8 @@ def plot_against_time(
 def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
     """A few held-out sine tasks: the true wave, the support points, the prediction before
     adaptation (the meta-learned initialization) and after `steps` adaptation steps."""
-    recipe, model = meta.recipe, meta.model
-    learner = sgd_learner(recipe, model, meta.dist, evaluation=True)
+    model = meta.model
+    learner = meta.sgd_learner(evaluation=True)
     batch = meta.eval_batch(n).to(meta.device)
     phi: Params = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps)
@@ -94,5 +94,5 @@ def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: 
         ax.set_xlabel("x")
         ax.grid(True, alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle(f"{recipe.task_name}: {recipe.eval.support_shots}-shot adaptation")
+    fig.suptitle(f"sine: {meta.evaluation.support_shots}-shot adaptation")
     return _save(fig, path)

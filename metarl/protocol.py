@@ -6,16 +6,30 @@ episode, an environment's physics parameters). A *distribution* samples tasks fr
 splits. Supervised distributions then turn tasks into support/query tensors
 (`SupervisedDistribution.episodes`); RL distributions turn a task into a Gymnasium environment
 (`RLDistribution.make_env`). The outer loop sees only `sample`, so both kinds drive it.
+
+The other side of the contract is the `MetaLearner`: the inner loop as the outer loop sees it.
+The trainer hands it phi (a `Params` dict) and a meta-batch of tasks and gets back an
+`Adaptation` (the adapted parameters W_i stacked on a task axis); for FOMAML it also asks for
+the per-task sum of query gradients at W_i. Which learner adapts a distribution is chosen by
+the distribution's `kind` (`metarl.learners.LEARNERS`).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from metarl.curves import Curve
+
+Params = dict[str, torch.Tensor]
+"""Parameters by name, as `named_parameters()` gives them: phi has the model's shapes, adapted
+parameters carry a leading task axis."""
 
 
 class Split(str, enum.Enum):
@@ -114,6 +128,40 @@ class RLDistribution(TaskDistribution, Protocol):
         ...
 
 
-def describe(task: Task) -> Mapping[str, Any]:
-    """A task's description as a plain mapping (for logs, JSON and checks)."""
-    return task.to_dict()
+@dataclass
+class Adaptation:
+    """Adapted parameters of a meta-batch, and what a learner needs to finish the step."""
+
+    params: Params
+    """W_i, stacked: every tensor has a leading task axis."""
+    context: Any = None
+    """Learner-specific (the support/query batch, the tasks and their seeds)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class MetaLearner(Protocol):
+    """The inner loop as the outer loop sees it: parameters in, parameters out."""
+
+    model: torch.nn.Module
+    """Holds phi; its parameters are the ones the outer optimizer steps."""
+    dist: TaskDistribution
+    """Where the outer loop draws each meta-batch of tasks from."""
+
+    def adapt(
+        self, phi: Params, tasks: Sequence[Task], rng: np.random.Generator, slots: slice
+    ) -> Adaptation:
+        """Adapt phi to the tasks `tasks[slots]` with the recipe's inner loop.
+
+        `tasks` is the whole meta-batch and `rng` the iteration's generator: whatever a learner
+        draws from `rng` (data, seeds) it draws for every task, then keeps its slots, so a
+        slot's data does not depend on how the meta-batch is split across ranks."""
+        ...
+
+    def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """FOMAML's ingredient: sum over the adapted tasks of the query-loss gradient at their
+        adapted parameters W_i (first order), plus metrics."""
+        ...
+
+    def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """The evaluation metric on the recipe's held-out tasks after each number of steps."""
+        ...

@@ -7,18 +7,17 @@ catalog (`tasks/*.toml`) or any path a user gives.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import importlib.metadata
+import importlib.resources
 import inspect
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import metarl
 from metarl.config import Recipe, load_recipe_file
-from metarl.errors import UserError
+from metarl.errors import UserError, did_you_mean
 from metarl.protocol import TaskDistribution
 
 
@@ -31,11 +30,15 @@ class TaskSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
+    def factory(self) -> Callable[..., TaskDistribution]:
+        """The entry point, imported now if it is a `"module:attr"` string."""
+        if isinstance(self.entry_point, str):
+            factory: Callable[..., TaskDistribution] = pkgutil.resolve_name(self.entry_point)
+            return factory
+        return self.entry_point
+
     def make(self, **options: Any) -> TaskDistribution:
-        factory = self.entry_point
-        if isinstance(factory, str):
-            module, _, attr = factory.partition(":")
-            factory = getattr(importlib.import_module(module), attr)
+        factory = self.factory()
         try:
             return factory(**{**self.kwargs, **options})
         except TypeError as e:
@@ -63,11 +66,6 @@ def register_task(
     spec = TaskSpec(name, entry_point, dict(kwargs or {}), description)
     _REGISTRY[name] = spec
     return spec
-
-
-def _did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 PLUGIN_GROUP = "metarl.tasks"
@@ -112,7 +110,7 @@ def task_spec(name: str) -> TaskSpec:
         known = sorted(_REGISTRY)
         raise UserError(
             f"unknown task distribution {name!r}; registered: {', '.join(known)}."
-            + _did_you_mean(name, known)
+            + did_you_mean(name, known)
         ) from None
 
 
@@ -131,7 +129,8 @@ def registered_tasks() -> list[TaskSpec]:
 
 def catalog_dir(kind: str = "tasks") -> Path:
     """The shipped catalog folder (`tasks` or `envs`): inside the wheel, or the source tree."""
-    package = Path(metarl.__file__).parent
+    # metarl is imported from files (not a zip), so its resources are a real folder
+    package = Path(str(importlib.resources.files(__package__ or "metarl")))
     for candidate in (package / "catalog" / kind, package.parent / kind):
         if candidate.is_dir():
             return candidate
@@ -156,7 +155,7 @@ def recipe_path(name_or_path: str) -> tuple[Path, bool]:
         known = sorted(recipes)
         raise UserError(
             f"unknown task {name_or_path!r}; catalog recipes: {', '.join(known)} "
-            "(or give a path to a .toml recipe)." + _did_you_mean(name_or_path, known)
+            "(or give a path to a .toml recipe)." + did_you_mean(name_or_path, known)
         )
     return recipes[name_or_path], True
 
@@ -174,10 +173,7 @@ def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     """The defaults of a registered distribution's options and of its model's options (from
     their signatures), and the class name: what a recipe gets for the keys it leaves out."""
     spec = task_spec(name)
-    factory = spec.entry_point
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
+    factory = spec.factory()
 
     def defaults(fn: Any) -> dict[str, Any]:
         return {

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 
 import metarl
+from metarl.atomic import atomic_write_bytes
 from metarl.config import Recipe, recipe_from_dict
 from metarl.errors import UserError
-from metarl.tomlio import atomic_write_bytes, dumps_toml, read_toml
+from metarl.tomlio import dumps_toml, read_toml
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
 
 
-def _value(v: Any) -> str:
+def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -52,7 +50,7 @@ def _value(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v)  # a JSON string is a valid TOML basic string
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -66,27 +64,12 @@ def dumps_toml(data: Mapping[str, Any]) -> str:
         if prefix and (scalars or not tables):
             lines.append(f"\n[{prefix}]")
         for k, v in scalars.items():
-            lines.append(f"{k} = {_value(v)}")
+            lines.append(f"{k} = {toml_value(v)}")
         for k, v in tables.items():
             table(f"{prefix}.{k}" if prefix else k, v)
 
     table("", data)
     return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 SECTIONS = ("task", "model", "train", "eval", "learner")

@@ -19,12 +19,11 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Algorithm, Recipe
+from metarl.config import Recipe
 from metarl.distributed import World
 from metarl.errors import UserError
-from metarl.learner import Params
-from metarl.meta_learners import build_meta_learner
-from metarl.protocol import Split, task_rng
+from metarl.learners import build_meta_learner
+from metarl.protocol import Params, Split, task_rng
 from metarl.run import Checkpoint, RunDir
 
 
@@ -134,17 +133,11 @@ class MetaTrainer:
         rng = task_rng(t.seed, Split.TRAIN, self.iteration)
         tasks = self.meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
         slots = self.world.slots(t.meta_batch)
-        local = slots.stop - slots.start
         phi = self.phi()
         adaptation = self.meta.adapt(phi, tasks, rng, slots)
-        metrics = dict(adaptation.metrics)
-        # Sum of the per-task deltas of this rank's slots; the mean is over the whole meta-batch.
-        if t.algorithm is Algorithm.REPTILE:
-            local_sum = algorithms.reptile_delta_sum(phi, adaptation.params)
-        else:
-            mean_gradient, query_metrics = self.meta.query_gradient(adaptation)
-            local_sum = {k: g * local for k, g in mean_gradient.items()}
-            metrics.update(query_metrics)
+        # the sum of the per-task deltas of this rank's slots; the mean is over the meta-batch
+        local_sum, delta_metrics = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
+        metrics = {**adaptation.metrics, **delta_metrics}
         # The stop request rides along in the same collective: one all-reduce per iteration.
         local_sum[_STOP] = torch.tensor([float(self._stop_requested)], device=self.device)
         total = self.world.all_reduce_sum(local_sum)

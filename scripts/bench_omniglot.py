@@ -44,7 +44,8 @@ from rich.table import Table
 
 from metarl.config import Recipe, with_overrides
 from metarl.curves import mean_ci95
-from metarl.meta_learners import SupervisedMetaLearner, build_meta_learner
+from metarl.learners import build_meta_learner
+from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer
@@ -74,6 +75,7 @@ def timed(
 
 def reference_train(
     meta: SupervisedMetaLearner,
+    recipe: Recipe,
     iterations: int,
     seed: int,
     checkpoints: Sequence[int] = (),
@@ -81,22 +83,22 @@ def reference_train(
 ) -> float:
     """Train `meta.model` with the deepcopy-per-task Reptile on the recipe's episodes (the
     meta-step annealed 1 -> 0 over `iterations`); returns the training seconds (`timed`)."""
-    t = meta.recipe.train
+    t, s = recipe.train, meta.settings
     model = meta.model
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(iteration: int) -> None:
         rng = task_rng(seed, Split.TRAIN, iteration)
         tasks = meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
-        batch = meta.dist.episodes(tasks, rng, support=t.support_shots, query=0)
+        batch = meta.dist.episodes(tasks, rng, support=s.support_shots, query=0)
         phi = {k: v.detach().clone() for k, v in model.state_dict().items()}
         new = {k: torch.zeros_like(v) for k, v in phi.items()}
         for i in range(t.meta_batch):
             task_model = copy.deepcopy(model)
             opt = torch.optim.Adam(task_model.parameters(), lr=t.inner_lr, betas=(0.0, 0.999))
             x, y = batch.support_x[i], batch.support_y[i]
-            for inner in range(t.inner_steps):
-                idx = (torch.arange(t.inner_batch) + inner * t.inner_batch) % len(x)
+            for inner in range(meta.inner_steps):
+                idx = (torch.arange(s.inner_batch) + inner * s.inner_batch) % len(x)
                 opt.zero_grad()
                 loss_fn(task_model(x[idx]), y[idx]).backward()
                 opt.step()
@@ -108,9 +110,11 @@ def reference_train(
     return timed(iterations, step, checkpoints, on_checkpoint)
 
 
-def reference_rate(meta: SupervisedMetaLearner, iterations: int, seed: int) -> float:
+def reference_rate(
+    meta: SupervisedMetaLearner, recipe: Recipe, iterations: int, seed: int
+) -> float:
     """Meta-iterations/s of the deepcopy-per-task Reptile on the recipe's episodes."""
-    return iterations / reference_train(meta, iterations, seed)
+    return iterations / reference_train(meta, recipe, iterations, seed)
 
 
 def metarl_train(
@@ -138,14 +142,13 @@ def metarl_rate(recipe: Recipe, iterations: int) -> float:
     return (iterations - 1) / max(total - first[0], 1e-9)
 
 
-def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, float]:
+def ceiling_rate(meta: SupervisedMetaLearner, meta_batch: int, repeats: int) -> tuple[float, float]:
     """Meta-iterations/s of the shared-weight equivalent: inner_steps x meta_batch x
     inner_batch images per meta-iteration trained as plain Adam steps on one network. Also
     returns its GFLOP/s (forward + backward counted as 3x the forward's multiply-adds x 2)."""
-    t = meta.recipe.train
     model = copy.deepcopy(meta.model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.0, 0.999))
-    images = t.meta_batch * t.inner_batch
+    images = meta_batch * meta.settings.inner_batch
     x = torch.rand(images, 1, 28, 28)
     y = torch.randint(0, 5, (images,))
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -157,7 +160,7 @@ def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, floa
 
     step()
     start = time.perf_counter()
-    for _ in range(repeats * t.inner_steps):
+    for _ in range(repeats * meta.inner_steps):
         step()
     seconds = (time.perf_counter() - start) / repeats
     macs = 0
@@ -168,7 +171,7 @@ def ceiling_rate(meta: SupervisedMetaLearner, repeats: int) -> tuple[float, floa
             macs += layer.in_channels * layer.out_channels * 9 * size * size
         elif isinstance(layer, torch.nn.Linear):
             macs += layer.in_features * layer.out_features
-    flops = 3 * 2 * macs * images * t.inner_steps
+    flops = 3 * 2 * macs * images * meta.inner_steps
     return 1 / seconds, flops / seconds / 1e9
 
 
@@ -213,7 +216,7 @@ class Point:
 def accuracy(meta: SupervisedMetaLearner, tasks: int) -> np.ndarray:
     """Per-task transductive accuracy after the recipe's last evaluation step, from
     `meta.model`, on the recipe's fixed held-out tasks (the same tasks for every model)."""
-    steps = meta.recipe.eval.steps
+    steps = meta.evaluation.steps
     return meta.curve([steps[-1]], tasks, transductive=True).per_task[-1]
 
 
@@ -247,6 +250,7 @@ def equal_time(
     ref_meta = cast(SupervisedMetaLearner, build_meta_learner(recipe, CPU))
     reference_train(
         ref_meta,
+        recipe,
         ref_iterations,
         seed,
         marks(ref_iterations),
@@ -296,10 +300,12 @@ def main() -> None:
     seed = int(np.int64(recipe.train.seed))
     rounds: dict[str, list[float]] = {"ceiling": [], "gflops": [], "reference": [], "metarl": []}
     for _ in range(args.rounds):  # alternating, so a noisy neighbour hits every side alike
-        ceiling_round, gflops_round = ceiling_rate(meta, repeats=max(args.iterations // 5, 5))
+        ceiling_round, gflops_round = ceiling_rate(
+            meta, recipe.train.meta_batch, repeats=max(args.iterations // 5, 5)
+        )
         rounds["ceiling"].append(ceiling_round)
         rounds["gflops"].append(gflops_round)
-        rounds["reference"].append(reference_rate(meta, args.iterations, seed))
+        rounds["reference"].append(reference_rate(meta, recipe, args.iterations, seed))
         rounds["metarl"].append(metarl_rate(recipe, args.iterations))
         err.print({k: [round(v, 2) for v in vs] for k, vs in rounds.items()})
     ceiling, gflops, ref, ours = (

@@ -34,9 +34,9 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.learners.sb3_ppo import PPOMetaLearner, PPOSettings
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import meta_env_steps
-from metarl.rl.ppo_learner import PPOMetaLearner, PPOSettings
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
@@ -76,7 +76,7 @@ def run_sb3(recipe: Recipe, env_steps: int) -> dict[str, float]:
 
 
 def resolve_env_id(recipe: Recipe) -> str:
-    from metarl.meta_learners import distribution
+    from metarl.learners import distribution
 
     return str(distribution(recipe).env_id)  # type: ignore[attr-defined]
 

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metarl.config import Recipe, with_overrides
-from metarl.meta_learners import distribution
+from metarl.learners import distribution
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import meta_env_steps
 from metarl.tomlio import dumps_toml

@@ -35,7 +35,7 @@ from rich.table import Table
 
 from metarl.config import OptimizerName, Recipe, with_overrides
 from metarl.curves import Curve
-from metarl.meta_learners import build_meta_learner
+from metarl.learners import build_meta_learner
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer
 

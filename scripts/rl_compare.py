@@ -34,16 +34,16 @@ from rich.console import Console
 from rich.table import Table
 
 import metarl  # noqa: F401  (registers the environment families)
-from metarl.cli import ProgressCallback
 from metarl.config import Algorithm, OptimizerName, Recipe, with_overrides
 from metarl.curves import Curve, mean_ci95
 from metarl.envs.base import episode_return
 from metarl.envs.distribution import EnvTask
 from metarl.envs.navigation import oracle_action
-from metarl.meta_learners import build_meta_learner
+from metarl.learners import build_meta_learner
+from metarl.learners.sb3_ppo import PPOMetaLearner
+from metarl.progress import ProgressCallback
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import joint_recipe, meta_env_steps
-from metarl.rl.ppo_learner import PPOMetaLearner
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")

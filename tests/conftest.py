@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from metarl.config import OptimizerName
-from metarl.learner import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
 from metarl.sine import SineDistribution
 
 

@@ -7,7 +7,7 @@ import torch
 
 from metarl import algorithms
 from metarl.config import OptimizerName
-from metarl.learner import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
 from metarl.protocol import TaskBatch
 
 
@@ -31,7 +31,7 @@ def test_fomaml_meta_gradient_matches_hand_computation():
     phi = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps=1)
     grads, _ = learner.query_gradients(adapted, batch.query_x, batch.query_y)
-    delta = {k: g.mean(0) for k, g in grads.items()}  # what SupervisedMetaLearner hands on
+    delta = {k: g.mean(0) for k, g in grads.items()}  # the mean of the per-task sum
 
     # by hand: one SGD step on the support MSE, then the query MSE gradient at W
     expected_a, expected_c = 0.0, 0.0
@@ -52,7 +52,7 @@ def test_reptile_outer_step_is_interpolation():
     model = torch.nn.Linear(2, 1)
     phi = {k: v.detach().clone() for k, v in model.named_parameters()}
     adapted = {k: torch.stack([v + 1.0, v + 3.0]) for k, v in phi.items()}  # mean W = phi + 2
-    delta = {k: v / 2 for k, v in algorithms.reptile_delta_sum(phi, adapted).items()}
+    delta = {k: v / 2 for k, v in algorithms.reptile_delta(phi, adapted).items()}
     opt = algorithms.outer_optimizer(OptimizerName.SGD, list(model.parameters()), lr=1.0)
     names = [n for n, _ in model.named_parameters()]
     algorithms.apply_delta(opt, delta, names, lr=0.25)  # phi + 0.25 (mean W - phi)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import functional_call, grad, vmap
 
-from metarl.learner import stack
+from metarl.learners.inner_loop import stack
 from tests.conftest import learner_for
 
 
@@ -79,7 +79,7 @@ def test_amp_adaptation_tracks_float32_on_a_conv_net():
     """bfloat16 autocast (train.amp) adapts a BatchNorm conv net like float32 does (within
     the ~10% that bfloat16 gradients through four BatchNorm layers differ by), and keeps
     the parameters in float32."""
-    from metarl.learner import InnerOptimizer, SGDLearner
+    from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
     from metarl.models import conv_classifier
     from metarl.protocol import TaskBatch
 

@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from metarl import meta_learners
 from metarl.cli import app
 from metarl.config import OptimizerName, recipe_from_dict
 from metarl.data.miniimagenet import (
@@ -33,8 +32,9 @@ from metarl.data.miniimagenet import (
 )
 from metarl.data.safe_pickle import load_arrays
 from metarl.errors import ConfigError, UserError
-from metarl.learner import InnerOptimizer, SGDLearner, stack
-from metarl.meta_learners import SupervisedMetaLearner
+from metarl.learners import supervised as meta_learners
+from metarl.learners.inner_loop import InnerOptimizer, SGDLearner, stack
+from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.models import conv_classifier
 from metarl.protocol import Split
 from metarl.sine import SineDistribution
@@ -383,12 +383,12 @@ def bn_meta_learner(transductive: bool) -> SupervisedMetaLearner:
         source="test",
     )
     dist = MiniImageNetDistribution(ways=3, data=synthetic())
-    return SupervisedMetaLearner(recipe, dist, torch.device("cpu"))
+    return SupervisedMetaLearner.from_recipe(recipe, dist, torch.device("cpu"))
 
 
 def test_modes_differ_for_batchnorm_and_agree_without_it(monkeypatch):
     bn = bn_meta_learner(transductive=False)
-    assert bn.recipe.eval.transductive is False
+    assert bn.evaluation.transductive is False
     non = bn.curve([0, 1], n_tasks=4)  # the recipe's mode
     trans = bn.curve([0, 1], n_tasks=4, transductive=True)
     assert non.steps == trans.steps == [0, 1] and non.n_tasks == trans.n_tasks == 4
@@ -404,7 +404,7 @@ def test_modes_differ_for_batchnorm_and_agree_without_it(monkeypatch):
         {"task": {"name": "sine"}, "model": {"hidden": [8, 8]}, "eval": {"query_shots": 7}},
         source="test",
     )
-    mlp = SupervisedMetaLearner(recipe, SineDistribution(), torch.device("cpu"))
+    mlp = SupervisedMetaLearner.from_recipe(recipe, SineDistribution(), torch.device("cpu"))
     t, n = mlp.curve([0, 1, 3], 10), mlp.curve([0, 1, 3], 10, transductive=False)
     np.testing.assert_allclose(t.mean, n.mean, rtol=1e-5)
 

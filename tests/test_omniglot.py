@@ -32,7 +32,7 @@ from metarl.data.omniglot import (
 )
 from metarl.data.root import data_root
 from metarl.errors import ConfigError, UserError
-from metarl.learner import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
 from metarl.protocol import Split
 from metarl.registry import make_distribution
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from metarl.cli import app
 from metarl.config import recipe_from_dict
 from metarl.errors import ConfigError
-from metarl.meta_learners import build_meta_learner
+from metarl.learners import build_meta_learner
+from metarl.learners.sb3_ppo import PPOMetaLearner
 from metarl.rl.baselines import joint_recipe, meta_env_steps
-from metarl.rl.ppo_learner import PPOMetaLearner
 from metarl.train import MetaTrainer, TrainingInterrupted
 from tests.test_run import StopAt
 

@@ -6,11 +6,10 @@ a user already has, `metarl data verify NAME` checks what is there; loaders only
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from types import ModuleType
 
-from metarl.errors import UserError
+from metarl.errors import UserError, did_you_mean
 
 DATASETS = {
     "omniglot": "metarl.data.omniglot",
@@ -22,7 +21,8 @@ DATASETS = {
 def dataset_module(name: str) -> ModuleType:
     """The module of dataset `name` (imported on first use)."""
     if name not in DATASETS:
-        close = difflib.get_close_matches(name, list(DATASETS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UserError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}.{hint}")
+        raise UserError(
+            f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}."
+            + did_you_mean(name, DATASETS)
+        )
     return importlib.import_module(DATASETS[name])

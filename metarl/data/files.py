@@ -19,26 +19,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from metarl.atomic import atomic_file
 from metarl.errors import UserError
 from metarl.progress import progress_bar
 
 CHUNK = 1 << 20
 
 stderr = Console(stderr=True)
-
-
-@contextmanager
-def atomic_file(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; on success it replaces `dest` in one rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def install_file(src: Path, dest: Path) -> None:

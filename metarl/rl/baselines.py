@@ -15,21 +15,27 @@
 from __future__ import annotations
 
 from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.learners.sb3_ppo import PPOSettings
+
+
+def _steps_per_update(recipe: Recipe) -> int:
+    """Environment steps of one PPO update: a rollout of n_steps in each of n_envs envs."""
+    s = PPOSettings.from_recipe(recipe)
+    return s.n_steps * s.n_envs
 
 
 def meta_env_steps(recipe: Recipe) -> int:
     """Environment steps a meta-training run of `recipe` takes (adaptation rollouts, plus
     FOMAML's one query rollout per task)."""
-    t, learner = recipe.train, recipe.learner
-    per_update = int(learner.get("n_steps", 1000)) * int(learner.get("n_envs", 1))
+    t = recipe.train
     rollouts = t.inner_steps + (1 if t.algorithm is Algorithm.FOMAML else 0)
-    return t.meta_iterations * t.meta_batch * rollouts * per_update
+    return t.meta_iterations * t.meta_batch * rollouts * _steps_per_update(recipe)
 
 
 def joint_recipe(recipe: Recipe, env_steps: int | None = None) -> Recipe:
     """The joint-training baseline of `recipe` with `env_steps` environment steps (default:
     as many as meta-training `recipe` takes), the same PPO settings and seed."""
-    per_update = int(recipe.learner.get("n_steps", 1000)) * int(recipe.learner.get("n_envs", 1))
+    per_update = _steps_per_update(recipe)
     steps = meta_env_steps(recipe) if env_steps is None else env_steps
     updates = max(1, round(steps / per_update))
     return with_overrides(

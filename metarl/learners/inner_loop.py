@@ -6,24 +6,21 @@ model run through `torch.func.functional_call`, and `torch.func.vmap(grad_and_va
 evaluates it and its gradient for every task in one batched call -- the tasks share no
 weights, so this is the per-task loop without the Python loop.
 
-A learner takes parameters in and gives parameters out, so the outer loop (Reptile, FOMAML)
-does not know whether it drives this supervised learner or the PPO one.
+`SupervisedMetaLearner` (`metarl.learners.supervised`) drives this loop for the outer loop;
+tests and benchmarks drive it directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from metarl.config import OptimizerName
-from metarl.protocol import TaskBatch
-
-Params = dict[str, Tensor]
+from metarl.protocol import Params, TaskBatch
 
 
 def mse_loss(out: Tensor, y: Tensor) -> Tensor:
@@ -48,16 +45,6 @@ METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": mse_loss, "accu
 def stack(params: Params, n: int) -> Params:
     """`n` independent copies of `params` along a new leading task axis."""
     return {k: v.detach().unsqueeze(0).expand(n, *v.shape).clone() for k, v in params.items()}
-
-
-def mean_over_tasks(params: Params) -> Params:
-    return {k: v.mean(0) for k, v in params.items()}
-
-
-class Learner(Protocol):
-    """The inner loop as the outer loop sees it: parameters in, adapted parameters out."""
-
-    def adapt(self, phi: Params, batch: TaskBatch, steps: int) -> Params: ...
 
 
 @dataclass

@@ -44,15 +44,22 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from metarl.config import Recipe, build_dataclass
+from metarl.config import SUPERVISED_TRAIN_KEYS, EvalConfig, Recipe, build_dataclass
 from metarl.curves import Curve
 from metarl.envs.distribution import EnvFamilyDistribution, EnvTask
 from metarl.errors import ConfigError
-from metarl.learner import Params
-from metarl.meta_learners import Adaptation
-from metarl.protocol import Split, task_rng
+from metarl.models import ACTIVATIONS
+from metarl.protocol import Adaptation, Params, Split, task_rng
+from metarl.tomlio import toml_value
 
-ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+UNUSED_HINTS = {
+    "amp": "SB3's PPO runs in float32, amp = false is implied",
+    "inner_optimizer": "PPO's optimizer is its own Adam",
+    "inner_batch": "PPO's minibatch is [learner] batch_size",
+    "support_shots": "a task's data is its rollouts: [learner] n_steps",
+    "query_shots": "FOMAML's query set is one more rollout: [learner] n_steps",
+}
+"""Why each of the supervised learner's `[train]` keys has no meaning for PPO."""
 
 
 @dataclass
@@ -82,7 +89,10 @@ class PPOSettings:
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> PPOSettings:
-        settings: PPOSettings = build_dataclass(cls, dict(recipe.learner), "learner")
+        """The recipe's `[learner]` table, typed and checked."""
+        settings: PPOSettings = build_dataclass(
+            cls, recipe.learner, "learner", owner="the PPO learner"
+        )
         settings.validate()
         return settings
 
@@ -183,35 +193,36 @@ class PPOMetaLearner:
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
     included); the PPO object works on its own copy of the policy, so adapting never touches
-    phi. `train.inner_lr` is PPO's learning rate (`eval.inner_lr` in evaluation);
-    `train.inner_optimizer`, `inner_batch` and the shots do not apply (PPO uses Adam and
-    `[learner]` batch_size / n_steps).
+    phi. `inner_lr` (`train.inner_lr`) is PPO's learning rate (`eval.inner_lr` in evaluation);
+    PPO's own settings are `PPOSettings` (the recipe's `[learner]` table).
     """
 
-    def __init__(self, recipe: Recipe, dist: EnvFamilyDistribution, device: torch.device):
-        if recipe.model:
-            raise ConfigError(
-                f"{recipe.source}: [model] is not used by RL recipes; put net_arch, "
-                "activation and log_std_init in [learner]"
-            )
-        if recipe.train.amp:
-            raise ConfigError(
-                f"{recipe.source}: train.amp = true: mixed precision is for the supervised "
-                "conv nets; SB3's PPO runs in float32 (set amp = false)"
-            )
-        self.recipe = recipe
+    def __init__(
+        self,
+        dist: EnvFamilyDistribution,
+        device: torch.device,
+        settings: PPOSettings,
+        *,
+        inner_steps: int,
+        inner_lr: float,
+        evaluation: EvalConfig,
+        seed: int,
+    ) -> None:
         self.dist = dist
         self.device = device
-        self.settings = s = PPOSettings.from_recipe(recipe)
+        self.settings = s = settings
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.evaluation = evaluation
         self.timers = Timers()
         self.vec_env = DummyVecEnv([self._make_env for _ in range(s.n_envs)])
         # the initialization is a function of train.seed alone, global state left as it was
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.train.seed)
+            torch.manual_seed(seed)
             self.ppo = PPO(
                 "MlpPolicy",
                 self.vec_env,
-                **s.ppo_kwargs(recipe.train.inner_lr, self.vec_env.action_space),
+                **s.ppo_kwargs(inner_lr, self.vec_env.action_space),
                 rollout_buffer_class=SeededRolloutBuffer,
                 device=device,
                 verbose=0,
@@ -226,6 +237,36 @@ class PPOMetaLearner:
         self.names = [n for n, _ in self.policy.named_parameters()]
         self._callback = CallbackList([])
         self._callback.init_callback(self.ppo)
+
+    @classmethod
+    def from_recipe(
+        cls, recipe: Recipe, dist: EnvFamilyDistribution, device: torch.device
+    ) -> PPOMetaLearner:
+        """The learner of `recipe`: `[learner]` typed as `PPOSettings`; `[model]` and the
+        supervised learner's `[train]` keys are refused, naming the first one given."""
+        if recipe.model:
+            raise ConfigError(
+                "[model] is not used by RL recipes; put net_arch, "
+                "activation and log_std_init in [learner]"
+            )
+        for key in SUPERVISED_TRAIN_KEYS:
+            value = getattr(recipe.train, key)
+            if value is not None:
+                raise ConfigError(
+                    f"train.{key} = {toml_value(value)}: a setting of the supervised "
+                    f"learner, not used by the PPO learner of task {recipe.task_name!r} "
+                    f"({UNUSED_HINTS[key]}); remove it"
+                )
+        t = recipe.train
+        return cls(
+            dist,
+            device,
+            PPOSettings.from_recipe(recipe),
+            inner_steps=t.inner_steps,
+            inner_lr=t.inner_lr,
+            evaluation=recipe.eval,
+            seed=t.seed,
+        )
 
     def _make_env(self) -> Monitor:
         import gymnasium
@@ -261,7 +302,7 @@ class PPOMetaLearner:
             with torch.no_grad():
                 for name, p in self.policy.named_parameters():
                     p.copy_(phi[name])
-            lr = self.recipe.train.inner_lr if lr is None else lr
+            lr = self.inner_lr if lr is None else lr
             ppo.learning_rate = lr
             ppo.lr_schedule = lambda _: lr
             # fresh Adam state per task: no moment estimates leak from the previous task
@@ -313,7 +354,7 @@ class PPOMetaLearner:
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation:
-        k = self.recipe.train.inner_steps
+        k = self.inner_steps
         # one seed per meta-batch slot, drawn for all slots: a slot's rollouts do not depend on
         # how the meta-batch is split across ranks
         seeds = [int(s) for s in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
@@ -327,12 +368,13 @@ class PPOMetaLearner:
         return Adaptation(params, {"tasks": list(tasks), "seeds": seeds}, metrics)
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
-        """FOMAML: at each task's adapted parameters W_i, collect a fresh rollout with W_i and
-        take the gradient of PPO's loss on it (one full batch: clipped surrogate, at ratio 1
-        the plain policy gradient of the normalized advantages, plus vf_coef * value loss and
-        ent_coef * entropy loss, so the value network gets a meta-gradient too)."""
+        """FOMAML, summed over the tasks: at each task's adapted parameters W_i, collect a
+        fresh rollout with W_i and take the gradient of PPO's loss on it (one full batch:
+        clipped surrogate, at ratio 1 the plain policy gradient of the normalized advantages,
+        plus vf_coef * value loss and ent_coef * entropy loss, so the value network gets a
+        meta-gradient too)."""
         tasks, seeds = adaptation.context["tasks"], adaptation.context["seeds"]
-        k = self.recipe.train.inner_steps
+        k = self.inner_steps
         total: dict[str, torch.Tensor] = {}
         losses, returns = [], []
         for i, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
@@ -344,9 +386,8 @@ class PPOMetaLearner:
             losses.append(loss)
             for n, g in grads.items():
                 total[n] = total[n] + g if n in total else g
-        mean = {n: g / len(tasks) for n, g in total.items()}
         env_steps = len(tasks) * self.ppo.n_steps * self.vec_env.num_envs
-        return mean, {
+        return total, {
             "query_loss": float(np.mean(losses)),
             "return_after": float(np.mean(returns)),
             "query_env_steps": float(env_steps),
@@ -387,7 +428,7 @@ class PPOMetaLearner:
 
     def eval_tasks(self, n_tasks: int) -> tuple[list[EnvTask], list[int]]:
         """The recipe's fixed held-out tasks and their seeds (functions of eval.seed/split)."""
-        e = self.recipe.eval
+        e = self.evaluation
         split = Split(e.split)
         rng = task_rng(e.seed, split)
         tasks = self.dist.sample(n_tasks, rng, split)
@@ -398,7 +439,7 @@ class PPOMetaLearner:
         """Mean return over held-out tasks after each number of PPO updates in `steps`,
         adapting from `model` with eval.inner_lr (default: train.inner_lr)."""
         wanted = sorted(set(steps))
-        lr = self.recipe.eval.inner_lr
+        lr = self.evaluation.inner_lr
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
         values = np.zeros((len(wanted), n_tasks))

@@ -1,0 +1,56 @@
+"""The inner loops behind the `MetaLearner` contract (`metarl.protocol`), one module each.
+
+- `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`SGDLearner`);
+- `supervised`: `SupervisedMetaLearner`, episodes of a supervised distribution adapted by it;
+- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to an environment task by SB3's PPO.
+
+The trainer gets its learner from `build_meta_learner`: the distribution's `kind` picks the
+learner class in `LEARNERS`, and the class reads its typed settings from the recipe
+(`from_recipe`). The RL learner is imported only for RL recipes, so supervised users never
+import stable-baselines3.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+
+import torch
+
+from metarl import validate  # a module: validate imports this package's losses back
+from metarl.config import Recipe
+from metarl.errors import ConfigError, UserError
+from metarl.protocol import MetaLearner, TaskDistribution
+from metarl.registry import make_distribution
+
+LEARNERS: dict[str, str] = {
+    "supervised": "metarl.learners.supervised:SupervisedMetaLearner",
+    "rl": "metarl.learners.sb3_ppo:PPOMetaLearner",
+}
+"""Distribution kind -> the learner class that adapts its tasks (imported when first used)."""
+
+
+def distribution(recipe: Recipe) -> TaskDistribution:
+    """The recipe's task distribution, built from its `[task]` table."""
+    return make_distribution(recipe.task_name, **recipe.task_options)
+
+
+def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
+    """The meta-learner for the recipe's task distribution, its model initialized from the
+    recipe's seed. A setting the chosen learner does not read is a `ConfigError` naming it."""
+    dist = distribution(recipe)
+    validate.check_distribution(dist, recipe.task_name)
+    kind = str(dist.kind)
+    if kind not in LEARNERS:
+        raise UserError(
+            f"task {recipe.task_name!r}: no learner for {kind!r} tasks "
+            f"(known kinds: {', '.join(LEARNERS)})"
+        )
+    learner_cls = pkgutil.resolve_name(LEARNERS[kind])
+    try:
+        learner: MetaLearner = learner_cls.from_recipe(recipe, dist, device)
+    except ConfigError as e:
+        raise ConfigError(f"{recipe.source}: {e}" if recipe.source else str(e)) from None
+    return learner
+
+
+__all__ = ["LEARNERS", "build_meta_learner", "distribution"]
