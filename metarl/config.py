@@ -264,21 +264,28 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def build_dataclass(cls: type, data: Mapping[str, Any], where: str, owner: str = "") -> Any:
-    """`cls(**data)` with unknown keys and wrong types reported by name; `where` is the table
-    (or file) the data came from, `owner` who reads it (e.g. "the PPO learner")."""
+def build_dataclass(
+    cls: type, data: Mapping[str, Any], where: str, owner: str = "", *, table: bool = True
+) -> Any:
+    """`cls(**data)` with unknown keys and wrong types reported by name.
+
+    `where` names the data: a recipe table (`"train"`: messages read `[train] unknown key ...`
+    and `train.key = ...`) or, with `table=False`, a place such as a file and a field
+    (`"f.toml: params.x"`: `f.toml: params.x: unknown key ...`, `f.toml: params.x: key = ...`).
+    `owner` says who reads the data (e.g. "the PPO learner")."""
+    head, field_of = (f"[{where}]", f"{where}.") if table else (f"{where}:", f"{where}: ")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"[{where}] must be a table, got {data!r}")
+        raise ConfigError(f"{head} must be a table, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
         of = f" ({owner}'s settings)" if owner else ""
         raise ConfigError(
-            f"[{where}]{of} unknown key {unknown[0]!r}; known keys: {', '.join(names)}"
+            f"{head}{of} unknown key {unknown[0]!r}; known keys: {', '.join(names)}"
             + did_you_mean(unknown[0], names)
         )
-    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+    return cls(**{k: _coerce(v, hints[k], f"{field_of}{k}") for k, v in data.items()})
 
 
 RECIPE_KEYS = ("description", "task", "model", "train", "eval", "learner")

@@ -33,11 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from metarl.config import build_dataclass
 from metarl.errors import ConfigError
 from metarl.tomlio import read_toml
 
-FAMILY_KEYS = ("name", "description", "base", "entry_point", "max_episode_steps", "params")
-PARAM_KEYS = ("uniform", "choice", "size", "scale")
 PHYSICS_ENTRY_POINT = "metarl.envs.physics:PhysicsFamily"
 NAMESPACE = "metarl"
 
@@ -91,6 +90,16 @@ class ParamDist:
         return f"default x {text}" if self.scale else text
 
 
+@dataclass
+class _ParamEntry:
+    """One `[params]` entry as written, typed by `build_dataclass` (ranges checked after)."""
+
+    uniform: list[float] | None = None
+    choice: list[float] | None = None
+    size: int | None = None
+    scale: bool = False
+
+
 def parse_param(name: str, raw: Any, where: str) -> ParamDist:
     """One `[params]` entry; errors name `where` (file), the parameter and the bad key."""
     field = f"{where}: params.{name}"
@@ -99,33 +108,25 @@ def parse_param(name: str, raw: Any, where: str) -> ParamDist:
             f"{field} = {raw!r}: expected a table such as {{ uniform = [low, high] }} "
             "or { choice = [a, b] }"
         )
-    unknown = sorted(set(raw) - set(PARAM_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{field}: unknown key {unknown[0]!r}; known keys: {', '.join(PARAM_KEYS)}"
-        )
-    if ("uniform" in raw) == ("choice" in raw):
+    entry: _ParamEntry = build_dataclass(_ParamEntry, raw, field, table=False)
+    u, c = entry.uniform, entry.choice
+    if (u is None) == (c is None):
         raise ConfigError(f"{field}: give exactly one of uniform = [low, high] or choice = [...]")
-    uniform = choice = None
-    if "uniform" in raw:
-        u = raw["uniform"]
-        if not (isinstance(u, list) and len(u) == 2 and all(_number(v) for v in u)):
+    if u is not None:
+        if len(u) != 2:
             raise ConfigError(f"{field}.uniform = {u!r}: expected [low, high] (two numbers)")
         if not u[0] <= u[1]:
             raise ConfigError(f"{field}.uniform = {u!r}: low must not exceed high")
-        uniform = (float(u[0]), float(u[1]))
-    else:
-        c = raw["choice"]
-        if not (isinstance(c, list) and c and all(_number(v) for v in c)):
-            raise ConfigError(f"{field}.choice = {c!r}: expected a non-empty list of numbers")
-        choice = tuple(float(v) for v in c)
-    size = raw.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
-        raise ConfigError(f"{field}.size = {size!r}: expected a positive integer")
-    scale = raw.get("scale", False)
-    if not isinstance(scale, bool):
-        raise ConfigError(f"{field}.scale = {scale!r}: expected true or false")
-    return ParamDist(uniform=uniform, choice=choice, size=size, scale=scale)
+    if c is not None and not c:
+        raise ConfigError(f"{field}.choice = {c!r}: expected a non-empty list of numbers")
+    if entry.size is not None and entry.size < 1:
+        raise ConfigError(f"{field}.size = {entry.size!r}: expected a positive integer")
+    return ParamDist(
+        uniform=(u[0], u[1]) if u is not None else None,
+        choice=tuple(c) if c is not None else None,
+        size=entry.size,
+        scale=entry.scale,
+    )
 
 
 def parse_params(raw: Any, where: str) -> dict[str, ParamDist]:
@@ -170,25 +171,28 @@ class FamilySpec:
         return kwargs
 
 
+@dataclass
+class _FamilyFile:
+    """A family file's keys as written, typed by `build_dataclass` (checked further after)."""
+
+    name: str | None = None
+    description: str = ""
+    base: str | None = None
+    entry_point: str = PHYSICS_ENTRY_POINT
+    max_episode_steps: int | None = None
+    params: dict[str, Any] | None = None
+
+
 def family_from_dict(data: Mapping[str, Any], source: Path) -> FamilySpec:
     """Check a family declaration's structure; every error names `source` and the field."""
     where = str(source)
-    unknown = sorted(set(data) - set(FAMILY_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(FAMILY_KEYS)}"
-        )
-    name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+    file: _FamilyFile = build_dataclass(_FamilyFile, data, where, table=False)
+    name, base, entry_point = file.name, file.base, file.entry_point
+    if name is None or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise ConfigError(
             f'{where}: name = {name!r}: expected an identifier such as "CartPolePhysics" '
             "(it becomes metarl/<name>-v0)"
         )
-    for key in ("description", "base", "entry_point"):
-        if key in data and not isinstance(data[key], str):
-            raise ConfigError(f"{where}: {key} = {data[key]!r}: expected a string")
-    base = data.get("base")
-    entry_point = data.get("entry_point", PHYSICS_ENTRY_POINT)
     if entry_point == PHYSICS_ENTRY_POINT and base is None:
         raise ConfigError(
             f'{where}: give base = "<Gymnasium env id>" (a physics family) '
@@ -196,12 +200,12 @@ def family_from_dict(data: Mapping[str, Any], source: Path) -> FamilySpec:
         )
     if ":" not in entry_point:
         raise ConfigError(f"{where}: entry_point = {entry_point!r}: expected package.module:Class")
-    steps = data.get("max_episode_steps")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+    steps = file.max_episode_steps
+    if steps is not None and steps < 1:
         raise ConfigError(f"{where}: max_episode_steps = {steps!r}: expected a positive integer")
-    if "params" not in data:
+    if file.params is None:
         raise ConfigError(f"{where}: missing [params] (which task parameters vary, and how)")
-    params = parse_params(data["params"], where)
+    params = parse_params(file.params, where)
     if entry_point != PHYSICS_ENTRY_POINT:
         scaled = [k for k, p in params.items() if p.scale]
         if scaled:
@@ -216,8 +220,8 @@ def family_from_dict(data: Mapping[str, Any], source: Path) -> FamilySpec:
         base=base,
         max_episode_steps=steps,
         params=params,
-        raw_params=dict(data["params"]),
-        description=str(data.get("description", "")),
+        raw_params=dict(file.params),
+        description=file.description,
         source=source,
     )
 
