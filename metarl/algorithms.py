@@ -17,8 +17,6 @@ of the meta-batch needs no weighting.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from metarl.config import Algorithm, OptimizerName
@@ -44,7 +42,7 @@ def fomaml_delta(learner: MetaLearner, adaptation: Adaptation) -> tuple[Params, 
 
 def meta_delta(
     algorithm: Algorithm, learner: MetaLearner, phi: Params, adaptation: Adaptation
-) -> tuple[Params, dict[str, Any]]:
+) -> tuple[Params, dict[str, float]]:
     """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics."""
     if algorithm is Algorithm.REPTILE:
         return reptile_delta(phi, adaptation.params), {}
