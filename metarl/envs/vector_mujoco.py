@@ -1,0 +1,277 @@
+"""Many HalfCheetah tasks in one process: a `gymnasium.vector.VectorEnv` over `mujoco.batch`.
+
+`n_tasks * envs_per_task` cheetahs step together; sub-env `task * envs_per_task + e` runs task
+slot `task`. The task parameters of these families (a goal velocity, a direction) change only
+the reward, never the physics, so every sub-env simulates the same MjModel. Stepping goes
+through `mujoco.batch.Batch` (MuJoCo >= 4.0): each sub-env is one row of a state array
+(mjSTATE_INTEGRATION: qpos, qvel, warm start, ...) that the batch loads, steps `frame_skip`
+times and saves back on a C thread pool, with no per-env Python. It was the fastest of the
+ways of stepping many models measured by `scripts/bench_mujoco_step.py` (Gymnasium's
+`SyncVectorEnv`, a Python loop over `MjData`, `mujoco.rollout`, `mujoco.batch`).
+
+Transitions, rewards and reset noise are those of the single family env
+(`metarl.envs.locomotion`, wrapping Gymnasium's `HalfCheetah-v5`), which
+`tests/test_vector_mujoco.py` checks step by step: the same MjModel (built by Gymnasium from
+its XML), `x_velocity = (x_after - x_before) / dt`, observation `qpos[1:], qvel`, and the reset
+noise `qpos + U(-0.1, 0.1)`, `qvel + 0.1 N(0, 1)` drawn in Gymnasium's order from a generator
+per sub-env. Observations are float32 (Gymnasium's are float64), as a policy consumes them.
+
+Episodes end only by truncation after `max_episode_steps` (HalfCheetah never terminates);
+a finished sub-env starts its next episode within the same `step` (Gymnasium's SAME_STEP
+autoreset), and `infos["final_obs"]` (masked by `infos["_final_obs"]`) holds the last
+observation of the episode that ended.
+
+MuJoCo is imported when an env is built, never at `import metarl`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from metarl.envs.locomotion import CTRL_COST, HalfCheetahDir, HalfCheetahVel, _Locomotion
+from metarl.envs.spec import TaskValue, check_task, parse_params, sample_params
+from metarl.envs.wrapper import make_base
+from metarl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mujoco.batch import Batch
+
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+"""Threads of the physics pool unless `threads` is given: this machine has 2 cores."""
+
+
+def sub_env_rng(seed: int | None, index: int) -> np.random.Generator:
+    """Sub-env `index`'s generator: a function of `(seed, index)` only (a spawned child of
+    `SeedSequence(seed)`, so no two sub-envs or seeds share a stream); fresh entropy when
+    `seed` is None."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,))))
+
+
+class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
+    """`n_tasks` task slots x `envs_per_task` sub-envs of one MuJoCo family, stepped at once.
+
+    Subclasses name the single-env family (`family`: its parameters, default task, name and
+    registered horizon) and vectorize its reward in `task_reward`.
+
+    Args:
+        n_tasks: task slots; `set_tasks` gives each one a task.
+        envs_per_task: sub-envs per slot; `num_envs = n_tasks * envs_per_task`, row-major.
+        params: the task-parameter distributions, as the single env takes them (default: the
+            registered family's).
+        max_episode_steps: truncation horizon (default: the registered family's, 200).
+        threads: threads of the physics pool (default `DEFAULT_THREADS`).
+    """
+
+    family: ClassVar[type[_Locomotion]]
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        n_tasks: int,
+        envs_per_task: int,
+        params: Mapping[str, Any] | None = None,
+        max_episode_steps: int | None = None,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        from mujoco.batch import Batch
+
+        name = self.family.family_name
+        for label, value in (("n_tasks", n_tasks), ("envs_per_task", envs_per_task)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}: {label} = {value!r}: expected a positive integer")
+        registered = gymnasium.spec(name)
+        horizon = registered.max_episode_steps if max_episode_steps is None else max_episode_steps
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise ConfigError(
+                f"{name}: max_episode_steps = {horizon!r}: expected a positive integer"
+            )
+        threads = DEFAULT_THREADS if threads is None else threads
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ConfigError(f"{name}: threads = {threads!r}: expected a positive integer")
+
+        self.n_tasks, self.envs_per_task = n_tasks, envs_per_task
+        self.num_envs = n_tasks * envs_per_task
+        self.max_episode_steps = horizon
+        self.threads = threads
+        default_params = registered.kwargs.get("params", self.family.default_params)
+        self.params = parse_params(default_params if params is None else params, name)
+
+        # The physics of the single env: Gymnasium builds the model from its own XML.
+        base: Any = make_base(self.family.default_base)
+        self.model = base.model
+        self.frame_skip = int(base.frame_skip)
+        self.dt = float(base.dt)
+        self._noise = float(base._reset_noise_scale)
+        self._init_qpos = np.array(base.init_qpos)
+        self._init_qvel = np.array(base.init_qvel)
+        obs_dim = int(base.observation_space.shape[0])
+        base.close()
+
+        self.single_observation_space = gymnasium.spaces.Box(
+            -np.inf, np.inf, (obs_dim,), np.float32
+        )
+        self.single_action_space = base.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+        self._batch: Batch = Batch(self.model, self.num_envs, nthread=threads)
+        self._qpos = self._batch.bind("qpos")
+        self._qvel = self._batch.bind("qvel")
+        self._ctrl = self._batch.bind("ctrl")
+        self._rngs = [sub_env_rng(None, i) for i in range(self.num_envs)]
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._needs_reset = True
+        self._tasks: list[dict[str, TaskValue]] = []
+        self.set_tasks([self.family.default_task] * n_tasks)
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def set_tasks(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        """Give task slot `k` the task `tasks[k]`, from the next step on (episodes running
+        keep their state; `reset` to start afresh). Each task is checked as the single env's
+        `set_task` checks it."""
+        name = self.family.family_name
+        if isinstance(tasks, Mapping) or len(tasks) != self.n_tasks:
+            raise ConfigError(
+                f"{name}: set_tasks needs one task per slot ({self.n_tasks}), got {tasks!r}"
+            )
+        clean = [check_task(self.params, task, name) for task in tasks]
+        self._tasks = clean
+        self._task_arrays = {
+            key: np.asarray([task[key] for task in clean], dtype=np.float64) for key in self.params
+        }
+
+    def get_tasks(self) -> list[dict[str, TaskValue]]:
+        """A copy of every slot's task."""
+        return [
+            {k: (list(v) if isinstance(v, list) else v) for k, v in t.items()} for t in self._tasks
+        ]
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[dict[str, TaskValue]]:
+        """`n` tasks from this env's parameter distributions, drawn with `rng` only."""
+        return sample_params(self.params, n, rng)
+
+    def task_column(self, key: str) -> np.ndarray:
+        """Parameter `key` of every sub-env's task, `[num_envs]` (or `[num_envs, size]`)."""
+        return np.repeat(self._task_arrays[key], self.envs_per_task, axis=0)
+
+    def task_reward(self, x_velocity: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The family's reward of every sub-env, `[num_envs]` float64."""
+        raise NotImplementedError
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def qpos(self) -> np.ndarray:
+        """Every sub-env's joint positions, `[num_envs, nq]`: a live, writable view."""
+        return self._qpos
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """Every sub-env's joint velocities, `[num_envs, nv]`: a live, writable view."""
+        return self._qvel
+
+    def _observe(self, ids: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return np.concatenate([self._qpos[ids, 1:], self._qvel[ids]], axis=1, dtype=np.float32)
+
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        """Gymnasium's `reset_model` for sub-envs `ids`: `mj_resetData`, then the initial
+        state plus noise drawn from each sub-env's own generator in Gymnasium's order."""
+        import mujoco
+
+        self._batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE.value)
+        nq, nv, scale = self.model.nq, self.model.nv, self._noise
+        for i in ids:
+            rng = self._rngs[i]
+            self._qpos[i] = self._init_qpos + rng.uniform(low=-scale, high=scale, size=nq)
+            self._qvel[i] = self._init_qvel + scale * rng.standard_normal(nv)
+        self._elapsed[ids] = 0
+
+    # --- the VectorEnv API ----------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a fresh episode in every sub-env. With `seed`, sub-env `i` draws its noise
+        (this episode's and its later autoresets') from `sub_env_rng(seed, i)`; without, the
+        generators carry on."""
+        if seed is not None:
+            if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+                raise ConfigError(f"seed = {seed!r}: expected a non-negative integer or None")
+            self._rngs = [sub_env_rng(int(seed), i) for i in range(self.num_envs)]
+        all_ids = np.arange(self.num_envs)
+        self._reset_envs(all_ids)
+        self._needs_reset = False
+        return self._observe(), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One control step (`frame_skip` physics steps) of every sub-env."""
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded("call reset() before step()")
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != self.action_space.shape:
+            raise ValueError(
+                f"actions have shape {actions.shape}: expected {self.action_space.shape}"
+            )
+        x_before = self._qpos[:, 0].copy()
+        self._ctrl[:] = actions
+        self._batch.step(nstep=self.frame_skip)
+        x_velocity = (self._qpos[:, 0] - x_before) / self.dt
+        rewards = self.task_reward(x_velocity, actions)
+        obs = self._observe()
+        self._elapsed += 1
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = self._elapsed >= self.max_episode_steps
+        infos: dict[str, Any] = {
+            "x_velocity": x_velocity,
+            "_x_velocity": np.ones(self.num_envs, dtype=bool),
+        }
+        done = terminated | truncated
+        if done.any():
+            ids = np.flatnonzero(done)
+            infos["final_obs"] = np.where(done[:, None], obs, 0.0).astype(np.float32)
+            infos["_final_obs"] = done
+            self._reset_envs(ids)
+            obs[ids] = self._observe(ids)
+        return obs, rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        del self._batch
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(n_tasks={self.n_tasks}, envs_per_task={self.envs_per_task},"
+            f" threads={self.threads})"
+        )
+
+
+def _control_cost(actions: np.ndarray) -> np.ndarray:
+    return CTRL_COST * np.sum(np.square(actions), axis=1)
+
+
+class HalfCheetahVelVector(MujocoTaskVectorEnv):
+    """`metarl/HalfCheetahVel-v0` vectorized: reward -|v_x - goal| - 0.05 |a|^2."""
+
+    family = HalfCheetahVel
+
+    def task_reward(self, x_velocity: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return -np.abs(x_velocity - self.task_column("velocity")) - _control_cost(actions)
+
+
+class HalfCheetahDirVector(MujocoTaskVectorEnv):
+    """`metarl/HalfCheetahDir-v0` vectorized: reward d * v_x - 0.05 |a|^2."""
+
+    family = HalfCheetahDir
+
+    def task_reward(self, x_velocity: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return self.task_column("direction") * x_velocity - _control_cost(actions)
