@@ -1,0 +1,273 @@
+"""Ways of stepping many HalfCheetah models in one process: env steps/s, same run, same actions.
+
+For each size (tasks x envs per task sub-envs), every method steps the same pre-drawn random
+actions for `--steps` control steps per sub-env (`frame_skip` = 5 physics steps each):
+
+- gymnasium SyncVectorEnv: `gymnasium.make("metarl/HalfCheetahVel-v0")` per sub-env, each with
+  its slot's task (the family env as users make it: reward, TimeLimit, autoreset).
+- MjData loop: one `MjData` per sub-env, `mj_step(nstep=5)` in a Python loop, observation
+  and x velocity read back (the physics a Gymnasium env runs, without its wrappers).
+- mujoco.rollout, 1 control step per call: the full physics state of every sub-env carried
+  from call to call, as a closed loop needs (a policy sees each observation before acting).
+- mujoco.rollout, whole episode per call: open loop (all actions known up front), a bound
+  a policy cannot use.
+- mujoco.batch: `Batch.step(nstep=5)` over state rows, raw (no observation, no reward).
+- TaskVectorEnv: `metarl.envs.vector_mujoco.HalfCheetahVelVector.step` (observation, reward,
+  truncation, same-step autoreset), with fixed actions, and with one vmapped policy forward
+  per step (SB3's 64x64 tanh MLP, per-task weights, `torch.func.functional_call` + `vmap`),
+  whose share of the time is shown.
+
+Methods run interleaved, `--rounds` times; the table shows each method's median rate and its
+CPU seconds per 1,000 env steps (threads count). Timings on a shared machine are noisy: compare
+rows of one run only.
+
+    python scripts/bench_mujoco_step.py                       # 20x5 and 40x5, 400 steps
+    python scripts/bench_mujoco_step.py --sizes 20x5 --steps 100 --rounds 1   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import gymnasium
+import mujoco
+import numpy as np
+import torch
+from mujoco import rollout as mj_rollout
+from mujoco.batch import Batch
+from rich.console import Console
+from rich.table import Table
+
+import metarl  # noqa: F401  (registers the metarl/ envs)
+from metarl.envs.vector_mujoco import HalfCheetahVelVector
+from metarl.progress import progress_bar
+
+FAMILY = "metarl/HalfCheetahVel-v0"
+Runner = Callable[[np.ndarray], None]
+"""Steps every sub-env through `actions [steps, num_envs, act_dim]`."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        tasks, envs = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected TASKSxENVS, e.g. 20x5") from None
+    if tasks < 1 or envs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: both counts must be positive")
+    return tasks, envs
+
+
+def gym_sync(n_tasks: int, per_task: int, goals: np.ndarray) -> Runner:
+    def make(task: int) -> Callable[[], gymnasium.Env]:
+        def thunk() -> gymnasium.Env:
+            env = gymnasium.make(FAMILY)
+            env.get_wrapper_attr("set_task")({"velocity": float(goals[task])})
+            return env
+
+        return thunk
+
+    envs = gymnasium.vector.SyncVectorEnv(
+        [make(k) for k in range(n_tasks) for _ in range(per_task)],
+        autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
+    )
+    envs.reset(seed=0)
+
+    def run(actions: np.ndarray) -> None:
+        for a in actions:
+            envs.step(a)
+
+    return run
+
+
+def mjdata_loop(model: mujoco.MjModel, n: int) -> Runner:
+    datas = [mujoco.MjData(model) for _ in range(n)]
+    obs = np.empty((n, model.nq - 1 + model.nv))
+    nq = model.nq
+
+    def run(actions: np.ndarray) -> None:
+        for a in actions:
+            for i, d in enumerate(datas):
+                x = d.qpos[0]
+                d.ctrl[:] = a[i]
+                mujoco.mj_step(model, d, nstep=5)
+                _ = (d.qpos[0] - x) / 0.05
+                obs[i, : nq - 1] = d.qpos[1:]
+                obs[i, nq - 1 :] = d.qvel
+
+    return run
+
+
+def rollout_runner(model: mujoco.MjModel, n: int, threads: int, per_call: int | None) -> Runner:
+    """`per_call` control steps per `rollout` call (None: all of them, open loop)."""
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
+    nstate = mujoco.mj_stateSize(model, spec)
+    data = mujoco.MjData(model)
+    start = np.empty(nstate)
+    mujoco.mj_getState(model, data, start, spec)
+    datas = [mujoco.MjData(model) for _ in range(threads)]
+    pool = mj_rollout.Rollout(nthread=threads if threads > 1 else 0)
+    models = [model] * n
+    warm = np.zeros((n, model.nv))
+
+    def run(actions: np.ndarray) -> None:
+        steps = len(actions) if per_call is None else per_call
+        state = np.ascontiguousarray(np.tile(start, (n, 1)))
+        out = np.empty((n, 5 * steps, nstate))
+        sensors = np.empty((n, 5 * steps, 0))
+        for k in range(0, len(actions), steps):
+            # [steps, n, nu] -> [n, 5 * steps, nu]: each action held for frame_skip substeps
+            control = np.repeat(actions[k : k + steps].transpose(1, 0, 2), 5, axis=1)
+            pool.rollout(
+                models, datas, state, np.ascontiguousarray(control, np.float64), skip_checks=True,
+                nstep=5 * steps, initial_warmstart=warm, state=out, sensordata=sensors,
+                control_spec=mujoco.mjtState.mjSTATE_CTRL.value, chunk_size=None,
+            )  # fmt: skip
+            state = np.ascontiguousarray(out[:, -1])
+
+    return run
+
+
+def batch_runner(model: mujoco.MjModel, n: int, threads: int) -> Runner:
+    batch = Batch(model, n, nthread=threads)
+    ctrl = batch.bind("ctrl")
+
+    def run(actions: np.ndarray) -> None:
+        for a in actions:
+            ctrl[:] = a
+            batch.step(nstep=5)
+
+    return run
+
+
+class Policy:
+    """SB3's MlpPolicy actor (64x64 tanh) with per-task weights, one vmapped forward."""
+
+    def __init__(self, n_tasks: int, obs_dim: int, act_dim: int) -> None:
+        net = torch.nn.Sequential(
+            torch.nn.Linear(obs_dim, 64), torch.nn.Tanh(),
+            torch.nn.Linear(64, 64), torch.nn.Tanh(),
+            torch.nn.Linear(64, act_dim),
+        )  # fmt: skip
+        self.params = {
+            k: v.detach().unsqueeze(0).repeat(n_tasks, *[1] * v.dim())
+            for k, v in net.named_parameters()
+        }
+        self.forward = torch.func.vmap(
+            lambda p, x: torch.func.functional_call(net, p, (x,)), in_dims=(0, 0)
+        )
+        self.n_tasks = n_tasks
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(obs).view(self.n_tasks, -1, obs.shape[-1])
+        return self.forward(self.params, x).reshape(obs.shape[0], -1).clamp(-1, 1).numpy()
+
+
+def vector_runner(
+    n_tasks: int, per_task: int, goals: np.ndarray, threads: int, policy: bool
+) -> tuple[Runner, list[float]]:
+    """The TaskVectorEnv; with `policy`, actions come from the vmapped MLP (plus the given
+    ones as exploration noise) and the policy's seconds are collected."""
+    env = HalfCheetahVelVector(n_tasks, per_task, threads=threads)
+    env.set_tasks([{"velocity": float(g)} for g in goals])
+    obs, _ = env.reset(seed=0)
+    net = Policy(n_tasks, obs.shape[1], env.single_action_space.shape[0]) if policy else None
+    policy_s: list[float] = []
+
+    def run(actions: np.ndarray) -> None:
+        nonlocal obs
+        spent = 0.0
+        for a in actions:
+            if net is not None:
+                t = time.perf_counter()
+                a = np.clip(net(obs) + 0.1 * a, -1.0, 1.0)
+                spent += time.perf_counter() - t
+            obs, *_ = env.step(a)
+        policy_s.append(spent)
+
+    return run, policy_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(20, 5), (40, 5)])
+    parser.add_argument("--steps", type=int, default=400, help="control steps per sub-env")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.rounds < 1 or min(args.threads) < 1:
+        print("--steps, --rounds and --threads must be positive", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    stderr = Console(stderr=True)
+    model = gymnasium.make("HalfCheetah-v5").unwrapped.model  # type: ignore[attr-defined]
+    rows: list[tuple[str, str, float, float, str]] = []
+
+    for n_tasks, per_task in args.sizes:
+        n = n_tasks * per_task
+        rng = np.random.default_rng(0)
+        goals = rng.uniform(0.0, 2.0, n_tasks)
+        actions = rng.uniform(-1.0, 1.0, (args.steps, n, 6)).astype(np.float32)
+        runners: dict[str, Runner] = {
+            "gymnasium SyncVectorEnv": gym_sync(n_tasks, per_task, goals),
+            "MjData loop, mj_step": mjdata_loop(model, n),
+        }
+        for t in args.threads:
+            runners[f"mujoco.rollout, 1 step/call, {t} thr"] = rollout_runner(model, n, t, 1)
+        for t in args.threads:
+            runners[f"mujoco.rollout, open loop, {t} thr"] = rollout_runner(model, n, t, None)
+        for t in args.threads:
+            runners[f"mujoco.batch raw step, {t} thr"] = batch_runner(model, n, t)
+        policy_seconds: dict[str, list[float]] = {}
+        for t in args.threads:
+            runners[f"HalfCheetahVelVector, {t} thr"], _ = vector_runner(
+                n_tasks, per_task, goals, t, policy=False
+            )
+            name = f"HalfCheetahVelVector + policy, {t} thr"
+            runners[name], policy_seconds[name] = vector_runner(
+                n_tasks, per_task, goals, t, policy=True
+            )
+        wall: dict[str, list[float]] = {k: [] for k in runners}
+        cpu: dict[str, list[float]] = {k: [] for k in runners}
+        with progress_bar(f"{n_tasks}x{per_task}", stderr, unit="env steps") as bar:
+            job = bar.add_task("", total=args.rounds * len(runners) * args.steps * n)
+            for _ in range(args.rounds):
+                for name, run in runners.items():
+                    w, c = time.perf_counter(), time.process_time()
+                    run(actions)
+                    wall[name].append(time.perf_counter() - w)
+                    cpu[name].append(time.process_time() - c)
+                    bar.advance(job, args.steps * n)
+        size = f"{n_tasks}x{per_task} ({n})"
+        for name in runners:
+            seconds = statistics.median(wall[name])
+            share = ""
+            if name in policy_seconds:
+                share = f"policy {statistics.median(policy_seconds[name]) / seconds:.0%}"
+            rate = args.steps * n / seconds
+            cpu_per_k = statistics.median(cpu[name]) / (args.steps * n) * 1000
+            rows.append((size, name, rate, cpu_per_k, share))
+
+    headers = ("size", "method", "env steps/s", "CPU s / 1k steps", "note")
+    if args.markdown:
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "---|" * len(headers))
+        for size, name, rate, cpu_k, note in rows:
+            print(f"| {size} | {name} | {rate:,.0f} | {cpu_k:.3f} | {note} |")
+    else:
+        table = Table(title=f"HalfCheetah stepping, {args.steps} steps/env, median of {args.rounds}")
+        for h in headers:
+            table.add_column(h, justify="right" if h in headers[2:4] else "left")
+        for size, name, rate, cpu_k, note in rows:
+            table.add_row(size, name, f"{rate:,.0f}", f"{cpu_k:.3f}", note)
+        Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
