@@ -28,10 +28,12 @@ rows of one run only.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import gymnasium
 import mujoco
@@ -59,6 +61,20 @@ def parse_size(text: str) -> tuple[int, int]:
     if tasks < 1 or envs < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: both counts must be positive")
     return tasks, envs
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: MuJoCo's compiler warns about HalfCheetah's XML
+    (`settotalmass`) from C once per model built, a hundred lines for a hundred envs."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def gym_sync(n_tasks: int, per_task: int, goals: np.ndarray) -> Runner:
@@ -175,7 +191,7 @@ def vector_runner(
     env = HalfCheetahVelVector(n_tasks, per_task, threads=threads)
     env.set_tasks([{"velocity": float(g)} for g in goals])
     obs, _ = env.reset(seed=0)
-    net = Policy(n_tasks, obs.shape[1], env.single_action_space.shape[0]) if policy else None
+    net = Policy(n_tasks, obs.shape[1], env.model.nu) if policy else None
     policy_s: list[float] = []
 
     def run(actions: np.ndarray) -> None:
@@ -192,6 +208,33 @@ def vector_runner(
     return run, policy_s
 
 
+def build_runners(
+    model: mujoco.MjModel, n_tasks: int, per_task: int, goals: np.ndarray, threads: list[int]
+) -> tuple[dict[str, Runner], dict[str, list[float]]]:
+    """Every method at one size; and, for the rows with a policy, where its seconds go."""
+    n = n_tasks * per_task
+    runners: dict[str, Runner] = {
+        "gymnasium SyncVectorEnv": gym_sync(n_tasks, per_task, goals),
+        "MjData loop, mj_step": mjdata_loop(model, n),
+    }
+    for t in threads:
+        runners[f"mujoco.rollout, 1 step/call, {t} thr"] = rollout_runner(model, n, t, 1)
+    for t in threads:
+        runners[f"mujoco.rollout, open loop, {t} thr"] = rollout_runner(model, n, t, None)
+    for t in threads:
+        runners[f"mujoco.batch raw step, {t} thr"] = batch_runner(model, n, t)
+    policy_seconds: dict[str, list[float]] = {}
+    for t in threads:
+        runners[f"HalfCheetahVelVector, {t} thr"], _ = vector_runner(
+            n_tasks, per_task, goals, t, policy=False
+        )
+        name = f"HalfCheetahVelVector + policy, {t} thr"
+        runners[name], policy_seconds[name] = vector_runner(
+            n_tasks, per_task, goals, t, policy=True
+        )
+    return runners, policy_seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(20, 5), (40, 5)])
@@ -205,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     stderr = Console(stderr=True)
-    model = gymnasium.make("HalfCheetah-v5").unwrapped.model  # type: ignore[attr-defined]
+    with quiet_stderr():
+        model = gymnasium.make("HalfCheetah-v5").unwrapped.model  # type: ignore[attr-defined]
     rows: list[tuple[str, str, float, float, str]] = []
 
     for n_tasks, per_task in args.sizes:
@@ -213,25 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         goals = rng.uniform(0.0, 2.0, n_tasks)
         actions = rng.uniform(-1.0, 1.0, (args.steps, n, 6)).astype(np.float32)
-        runners: dict[str, Runner] = {
-            "gymnasium SyncVectorEnv": gym_sync(n_tasks, per_task, goals),
-            "MjData loop, mj_step": mjdata_loop(model, n),
-        }
-        for t in args.threads:
-            runners[f"mujoco.rollout, 1 step/call, {t} thr"] = rollout_runner(model, n, t, 1)
-        for t in args.threads:
-            runners[f"mujoco.rollout, open loop, {t} thr"] = rollout_runner(model, n, t, None)
-        for t in args.threads:
-            runners[f"mujoco.batch raw step, {t} thr"] = batch_runner(model, n, t)
-        policy_seconds: dict[str, list[float]] = {}
-        for t in args.threads:
-            runners[f"HalfCheetahVelVector, {t} thr"], _ = vector_runner(
-                n_tasks, per_task, goals, t, policy=False
-            )
-            name = f"HalfCheetahVelVector + policy, {t} thr"
-            runners[name], policy_seconds[name] = vector_runner(
-                n_tasks, per_task, goals, t, policy=True
-            )
+        with quiet_stderr():
+            runners, policy_seconds = build_runners(model, n_tasks, per_task, goals, args.threads)
         wall: dict[str, list[float]] = {k: [] for k in runners}
         cpu: dict[str, list[float]] = {k: [] for k in runners}
         with progress_bar(f"{n_tasks}x{per_task}", stderr, unit="env steps") as bar:
@@ -260,12 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         for size, name, rate, cpu_k, note in rows:
             print(f"| {size} | {name} | {rate:,.0f} | {cpu_k:.3f} | {note} |")
     else:
-        table = Table(title=f"HalfCheetah stepping, {args.steps} steps/env, median of {args.rounds}")
+        table = Table(
+            title=f"HalfCheetah stepping, {args.steps} steps/env, median of {args.rounds}"
+        )
         for h in headers:
             table.add_column(h, justify="right" if h in headers[2:4] else "left")
         for size, name, rate, cpu_k, note in rows:
             table.add_row(size, name, f"{rate:,.0f}", f"{cpu_k:.3f}", note)
-        Console().print(table)
+        Console(width=120).print(table)
     return 0
 
 

@@ -81,9 +81,14 @@ class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         *,
         threads: int | None = None,
     ) -> None:
-        from mujoco.batch import Batch
-
         name = self.family.family_name
+        try:
+            from mujoco.batch import Batch
+        except ImportError:
+            raise ConfigError(
+                f"{type(self).__name__} steps through mujoco.batch (MuJoCo >= 4.0): "
+                'pip install "mujoco>=4.0"'
+            ) from None
         for label, value in (("n_tasks", n_tasks), ("envs_per_task", envs_per_task)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}: {label} = {value!r}: expected a positive integer")
