@@ -154,6 +154,10 @@ def test_set_tasks_checks_each_task_as_the_single_env_does() -> None:
     with pytest.raises(ConfigError, match=r"one task per slot \(2\)"):
         vec.set_tasks([{"velocity": 1.0}])
     assert vec.get_tasks() == [{"velocity": 1.0}, {"velocity": 1.0}]  # the default, unchanged
+    vec.reset(seed=0, options={"tasks": [{"velocity": 0.5}, {"velocity": 1.5}]})
+    assert vec.get_tasks() == [{"velocity": 0.5}, {"velocity": 1.5}]
+    with pytest.raises(ConfigError, match=r"reset options \['task'\]: the only option is 'tasks'"):
+        vec.reset(options={"task": {"velocity": 1.0}})
 
 
 def test_spaces_dtypes_and_metadata() -> None:

@@ -207,7 +207,13 @@ class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a fresh episode in every sub-env. With `seed`, sub-env `i` draws its noise
         (this episode's and its later autoresets') from `sub_env_rng(seed, i)`; without, the
-        generators carry on."""
+        generators carry on. `options={"tasks": [...]}` calls `set_tasks` first, as the single
+        env's `options={"task": ...}` sets its task."""
+        unknown = sorted(set(options or {}) - {"tasks"})
+        if unknown:
+            raise ConfigError(f"reset options {unknown}: the only option is 'tasks'")
+        if options and "tasks" in options:
+            self.set_tasks(options["tasks"])
         if seed is not None:
             if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
                 raise ConfigError(f"seed = {seed!r}: expected a non-negative integer or None")
