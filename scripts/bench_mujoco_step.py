@@ -268,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             runners, policy_seconds = build_runners(model, n_tasks, per_task, goals, args.threads)
         for run in runners.values():  # warm-up: first calls, vmap's tracing, caches
             run(actions[:2])
-        for seconds in policy_seconds.values():
-            seconds.clear()
+        for spent in policy_seconds.values():
+            spent.clear()
         wall: dict[str, list[float]] = {k: [] for k in runners}
         cpu: dict[str, list[float]] = {k: [] for k in runners}
         with progress_bar(f"{n_tasks}x{per_task}", stderr, unit="env steps") as bar:
