@@ -15,7 +15,7 @@ actions for `--steps` control steps per sub-env (`frame_skip` = 5 physics steps 
 - TaskVectorEnv: `metarl.envs.vector_mujoco.HalfCheetahVelVector.step` (observation, reward,
   truncation, same-step autoreset), with fixed actions, and with one vmapped policy forward
   per step (SB3's 64x64 tanh MLP, per-task weights, `torch.func.functional_call` + `vmap`),
-  whose share of the time is shown.
+  whose share of the CPU time is shown.
 
 Methods run interleaved, `--rounds` times; the table shows each method's median rate and its
 CPU seconds per 1,000 env steps (threads count). Timings on a shared machine are noisy: compare
@@ -197,7 +197,7 @@ def vector_runner(
     n_tasks: int, per_task: int, goals: np.ndarray, threads: int, policy: bool
 ) -> tuple[Runner, list[float]]:
     """The TaskVectorEnv; with `policy`, actions come from the vmapped MLP (plus the given
-    ones as exploration noise) and the policy's seconds are collected."""
+    ones as exploration noise) and the policy's CPU seconds are collected."""
     env = HalfCheetahVelVector(n_tasks, per_task, threads=threads)
     env.set_tasks([{"velocity": float(g)} for g in goals])
     obs, _ = env.reset(seed=0)
@@ -209,9 +209,9 @@ def vector_runner(
         spent = 0.0
         for a in actions:
             if net is not None:
-                t = time.perf_counter()
+                t = time.thread_time()  # CPU time: robust to other processes
                 a = np.clip(net(obs) + 0.1 * a, -1.0, 1.0)
-                spent += time.perf_counter() - t
+                spent += time.thread_time() - t
             obs, *_ = env.step(a)
         policy_s.append(spent)
 
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     stderr = Console(stderr=True)
     with quiet_stderr():
         model = gymnasium.make("HalfCheetah-v5").unwrapped.model  # type: ignore[attr-defined]
-    rows: list[tuple[str, str, float, float, str]] = []
+    rows: list[list[str]] = []
 
     for n_tasks, per_task in args.sizes:
         n = n_tasks * per_task
@@ -282,30 +282,32 @@ def main(argv: list[str] | None = None) -> int:
                     cpu[name].append(time.process_time() - c)
                     bar.advance(job, args.steps * n)
         size = f"{n_tasks}x{per_task} ({n})"
+        rate = {k: args.steps * n / statistics.median(v) for k, v in wall.items()}
+        cpu_k = {k: statistics.median(v) / (args.steps * n) * 1000 for k, v in cpu.items()}
+        sync = "gymnasium SyncVectorEnv"
         for name in runners:
-            seconds = statistics.median(wall[name])
-            share = ""
+            speedup = f"{rate[name] / rate[sync]:.1f}x / {cpu_k[sync] / cpu_k[name]:.1f}x"
+            note = ""
             if name in policy_seconds:
-                share = f"policy {statistics.median(policy_seconds[name]) / seconds:.0%}"
-            rate = args.steps * n / seconds
-            cpu_per_k = statistics.median(cpu[name]) / (args.steps * n) * 1000
-            rows.append((size, name, rate, cpu_per_k, share))
+                policy_cpu = statistics.median(policy_seconds[name])
+                note = f"policy {policy_cpu / statistics.median(cpu[name]):.0%} of CPU"
+            rows.append([size, name, f"{rate[name]:,.0f}", f"{cpu_k[name]:.3f}", speedup, note])
 
-    headers = ("size", "method", "env steps/s", "CPU s / 1k steps", "note")
+    headers = ("size", "method", "env steps/s", "CPU s / 1k steps", "vs Sync (wall / CPU)", "note")
     if args.markdown:
         print("| " + " | ".join(headers) + " |")
         print("|" + "---|" * len(headers))
-        for size, name, rate, cpu_k, note in rows:
-            print(f"| {size} | {name} | {rate:,.0f} | {cpu_k:.3f} | {note} |")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
     else:
         table = Table(
             title=f"HalfCheetah stepping, {args.steps} steps/env, median of {args.rounds}"
         )
         for h in headers:
-            table.add_column(h, justify="right" if h in headers[2:4] else "left")
-        for size, name, rate, cpu_k, note in rows:
-            table.add_row(size, name, f"{rate:,.0f}", f"{cpu_k:.3f}", note)
-        Console(width=120).print(table)
+            table.add_column(h, justify="left" if h in ("size", "method", "note") else "right")
+        for row in rows:
+            table.add_row(*row)
+        Console(width=140).print(table)
     return 0
 
 
