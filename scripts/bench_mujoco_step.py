@@ -14,8 +14,8 @@ actions for `--steps` control steps per sub-env (`frame_skip` = 5 physics steps 
 - mujoco.batch: `Batch.step(nstep=5)` over state rows, raw (no observation, no reward).
 - TaskVectorEnv: `metarl.envs.vector_mujoco.HalfCheetahVelVector.step` (observation, reward,
   truncation, same-step autoreset), with fixed actions, and with one vmapped policy forward
-  per step (SB3's 64x64 tanh MLP, per-task weights, `torch.func.functional_call` + `vmap`),
-  whose share of the CPU time is shown.
+  per step (SB3's 64x64 tanh MLP, per-task weights, `torch.func.functional_call` + `vmap`;
+  its output dropped so that the motion is the same), whose share of the CPU time is shown.
 
 Methods run interleaved, `--rounds` times; the table shows each method's median rate and its
 CPU seconds per 1,000 env steps (threads count). Timings on a shared machine are noisy: compare
@@ -196,8 +196,10 @@ class Policy:
 def vector_runner(
     n_tasks: int, per_task: int, goals: np.ndarray, threads: int, policy: bool
 ) -> tuple[Runner, list[float]]:
-    """The TaskVectorEnv; with `policy`, actions come from the vmapped MLP (plus the given
-    ones as exploration noise) and the policy's CPU seconds are collected."""
+    """The TaskVectorEnv; with `policy`, the vmapped MLP also runs on every observation and
+    its CPU seconds are collected. Its actions are dropped and the given ones stepped, so both
+    rows simulate the same motion (the physics' cost depends on it: contacts, solver
+    iterations) and differ by the policy's cost alone."""
     env = HalfCheetahVelVector(n_tasks, per_task, threads=threads)
     env.set_tasks([{"velocity": float(g)} for g in goals])
     obs, _ = env.reset(seed=0)
@@ -210,7 +212,7 @@ def vector_runner(
         for a in actions:
             if net is not None:
                 t = time.thread_time()  # CPU time: robust to other processes
-                a = np.clip(net(obs) + 0.1 * a, -1.0, 1.0)
+                net(obs)
                 spent += time.thread_time() - t
             obs, *_ = env.step(a)
         policy_s.append(spent)
