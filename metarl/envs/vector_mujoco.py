@@ -5,9 +5,17 @@ slot `task`. The task parameters of these families (a goal velocity, a direction
 the reward, never the physics, so every sub-env simulates the same MjModel. Stepping goes
 through `mujoco.batch.Batch` (MuJoCo >= 4.0): each sub-env is one row of a state array
 (mjSTATE_INTEGRATION: qpos, qvel, warm start, ...) that the batch loads, steps `frame_skip`
-times and saves back on a C thread pool, with no per-env Python. It was the fastest of the
-ways of stepping many models measured by `scripts/bench_mujoco_step.py` (Gymnasium's
-`SyncVectorEnv`, a Python loop over `MjData`, `mujoco.rollout`, `mujoco.batch`).
+times and saves back on a C thread pool, with no per-env Python. Of the ways of stepping
+many models that `scripts/bench_mujoco_step.py` measures (Gymnasium's `SyncVectorEnv`, a
+Python loop over `MjData`, `mujoco.rollout`, `mujoco.batch`), it and `mujoco.rollout` cost the
+least CPU per step (about a third of `SyncVectorEnv`'s); the batch keeps the state in place
+between calls (rollout copies it in and out) and carries the solver's warm start, so its
+trajectories are bit-identical to Gymnasium's (rollout's FULLPHYSICS state drops the warm start).
+
+AntDir has no vector version: Ant-v5's observation and contact cost read `cfrc_ext`, which
+Gymnasium computes with `mj_rnePostConstraint` after each step and the batch does not (an
+accelerometer added to trigger it inside the step gave other values); per-env Python calls
+would give back what batching gains.
 
 Transitions, rewards and reset noise are those of the single family env
 (`metarl.envs.locomotion`, wrapping Gymnasium's `HalfCheetah-v5`), which
