@@ -14,7 +14,6 @@ from metarl.envs.vector_mujoco import (
     HalfCheetahDirVector,
     HalfCheetahVelVector,
     MujocoTaskVectorEnv,
-    sub_env_rng,
 )
 from metarl.errors import ConfigError
 
@@ -72,9 +71,9 @@ def test_a_full_episode_equals_the_gymnasium_family_env(name: str) -> None:
     assert terminated.dtype == truncated.dtype == np.bool_
 
 
-def test_reset_noise_is_gymnasiums_drawn_from_each_sub_envs_generator() -> None:
-    """Sub-env i's start (and its next episode's start) is what Gymnasium's HalfCheetah
-    `reset` draws from the generator `sub_env_rng(seed, i)`."""
+def test_sub_env_i_starts_where_gymnasium_reset_with_seed_plus_i_starts() -> None:
+    """Reset noise is Gymnasium's HalfCheetah `reset` from the seed `s + i` (SyncVectorEnv's
+    convention), and the autoreset's next start is that env's next `reset()`."""
     vec = HalfCheetahVelVector(2, 3, max_episode_steps=2)
     obs, _ = vec.reset(seed=11)
     for _ in range(2):
@@ -83,8 +82,7 @@ def test_reset_noise_is_gymnasiums_drawn_from_each_sub_envs_generator() -> None:
     after = np.concatenate([vec.qpos[:, 1:], vec.qvel], axis=1).astype(np.float32)
     for i in range(vec.num_envs):
         env = gymnasium.make("metarl/HalfCheetahVel-v0")
-        env.unwrapped.np_random = sub_env_rng(11, i)
-        first, _ = env.reset()
+        first, _ = env.reset(seed=11 + i)
         second, _ = env.reset()
         np.testing.assert_array_equal(obs[i], first.astype(np.float32))
         np.testing.assert_array_equal(after[i], second.astype(np.float32))
@@ -110,6 +108,9 @@ def test_reset_is_a_function_of_seed_and_sub_env_index() -> None:
     np.testing.assert_array_equal(obs_a, obs_b)
     assert len(np.unique(obs_a, axis=0)) == a.num_envs  # sub-envs start apart
     assert not np.array_equal(a.reset(seed=6)[0], obs_a)
+    np.testing.assert_array_equal(a.reset(seed=list(range(5, 11)))[0], obs_a)  # one per sub-env
+    swapped = a.reset(seed=[8, 9, 10, 5, 6, 7])[0]  # task slots swap their seeds
+    np.testing.assert_array_equal(swapped, np.concatenate([obs_a[3:], obs_a[:3]]))
 
     actions = np.random.default_rng(1).uniform(-1, 1, (7, *a.action_space.shape))
     runs = []
@@ -117,6 +118,9 @@ def test_reset_is_a_function_of_seed_and_sub_env_index() -> None:
         a.reset(seed=5)
         runs.append(np.stack([a.step(act)[0] for act in actions]))
     np.testing.assert_array_equal(runs[0], runs[1])
+    for bad in ([1, 2], -1, 1.5, True, "7"):
+        with pytest.raises(ConfigError, match=r"expected a non-negative int or 6 of them"):
+            a.reset(seed=bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

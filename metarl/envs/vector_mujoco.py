@@ -22,7 +22,9 @@ Transitions, rewards and reset noise are those of the single family env
 `tests/test_vector_mujoco.py` checks step by step: the same MjModel (built by Gymnasium from
 its XML), `x_velocity = (x_after - x_before) / dt`, observation `qpos[1:], qvel`, and the reset
 noise `qpos + U(-0.1, 0.1)`, `qvel + 0.1 N(0, 1)` drawn in Gymnasium's order from a generator
-per sub-env. Observations are float32 (Gymnasium's are float64), as a policy consumes them.
+per sub-env, seeded as Gymnasium seeds one (`reset(seed=s)`: sub-env `i` starts where
+`HalfCheetah-v5` reset with seed `s + i` starts). Observations are float32 (Gymnasium's are
+float64), as a policy consumes them.
 
 Episodes end only by truncation after `max_episode_steps` (HalfCheetah never terminates);
 a finished sub-env starts its next episode within the same `step` (Gymnasium's SAME_STEP
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium
 import numpy as np
+from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -55,11 +58,28 @@ DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 """Threads of the physics pool unless `threads` is given: this machine has 2 cores."""
 
 
-def sub_env_rng(seed: int | None, index: int) -> np.random.Generator:
-    """Sub-env `index`'s generator: a function of `(seed, index)` only (a spawned child of
-    `SeedSequence(seed)`, so no two sub-envs or seeds share a stream); fresh entropy when
-    `seed` is None."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,))))
+Seeds = int | Sequence[int] | None
+"""`reset`'s seed: one int for all sub-envs, one int per sub-env, or None."""
+
+
+def sub_env_seeds(seed: Seeds, num_envs: int) -> list[int | None]:
+    """One seed per sub-env, by the convention of `metarl.envs.vector` (and of Gymnasium's
+    `SyncVectorEnv`): an int `s` gives sub-env `i` the seed `s + i`, a list gives each its own,
+    None leaves every sub-env's generator as it is."""
+    if seed is None:
+        return [None] * num_envs
+    seeds: list[Any] = []
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        seeds = [seed + i for i in range(num_envs)]
+    elif isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str):
+        seeds = list(seed)
+    if len(seeds) != num_envs or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in seeds
+    ):
+        raise ConfigError(
+            f"reset: seed = {seed!r}: expected a non-negative int or {num_envs} of them"
+        )
+    return [int(v) for v in seeds]
 
 
 class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
@@ -139,7 +159,7 @@ class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         self._qpos = self._batch.bind("qpos")
         self._qvel = self._batch.bind("qvel")
         self._ctrl = self._batch.bind("ctrl")
-        self._rngs = [sub_env_rng(None, i) for i in range(self.num_envs)]
+        self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = True
         self._tasks: list[dict[str, TaskValue]] = []
@@ -211,21 +231,21 @@ class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     # --- the VectorEnv API ----------------------------------------------------------------
 
     def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+        self, *, seed: Seeds = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start a fresh episode in every sub-env. With `seed`, sub-env `i` draws its noise
-        (this episode's and its later autoresets') from `sub_env_rng(seed, i)`; without, the
-        generators carry on. `options={"tasks": [...]}` calls `set_tasks` first, as the single
-        env's `options={"task": ...}` sets its task."""
+        """Start a fresh episode in every sub-env. A seed gives sub-env `i` Gymnasium's
+        generator for its seed (`s + i`, or the list's `i`-th), from which it draws this
+        episode's noise and its later autoresets', as a Gymnasium env reset with that seed
+        does; without, the generators carry on. `options={"tasks": [...]}` calls `set_tasks`
+        first, as the single env's `options={"task": ...}` sets its task."""
         unknown = sorted(set(options or {}) - {"tasks"})
         if unknown:
             raise ConfigError(f"reset options {unknown}: the only option is 'tasks'")
         if options and "tasks" in options:
             self.set_tasks(options["tasks"])
-        if seed is not None:
-            if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
-                raise ConfigError(f"seed = {seed!r}: expected a non-negative integer or None")
-            self._rngs = [sub_env_rng(int(seed), i) for i in range(self.num_envs)]
+        for i, sub_seed in enumerate(sub_env_seeds(seed, self.num_envs)):
+            if sub_seed is not None:
+                self._rngs[i] = seeding.np_random(sub_seed)[0]
         all_ids = np.arange(self.num_envs)
         self._reset_envs(all_ids)
         self._needs_reset = False
