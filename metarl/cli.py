@@ -204,7 +204,12 @@ def _train(
 @app.command("eval")
 @user_errors
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `metarl train`.")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A run directory written by `metarl train` (optional with --init pretrained:NAME)."
+        ),
+    ] = None,
     tasks: Annotated[
         int | None, typer.Option(help="Held-out tasks (default: the recipe's).")
     ] = None,
@@ -226,7 +231,9 @@ def eval_(
         str,
         typer.Option(
             help="Adapt from: meta (the run's weights), random (the recipe's seed init, "
-            "no training) or joint (the weights of --joint-run)."
+            "no training), joint (the weights of --joint-run) or pretrained:NAME (a model "
+            "shipped with metarl, e.g. pretrained:omniglot-5way-1shot; without RUN_DIR it is "
+            "evaluated with its own recipe)."
         ),
     ] = "meta",
     joint_run: Annotated[
@@ -257,7 +264,8 @@ def eval_(
         sys.stdout.write(json.dumps(result.to_json(joint_run)) + "\n")
     else:
         table = Table(
-            title=f"{run_dir} (init {init}): {result.recipe.task_name}, "
+            title=f"{result.source}{f' (init {init})' if run_dir else ''}: "
+            f"{result.recipe.task_name}, "
             f"{curve.n_tasks} held-out tasks{result.mode()}"
         )
         table.add_column("steps", justify="right")
@@ -272,6 +280,54 @@ def eval_(
     if plot is not None:
         written = plot_evaluation(result, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@app.command()
+@user_errors
+def demo(
+    run: Annotated[
+        Path | None,
+        typer.Option(help="Use this meta-trained Omniglot run instead of the shipped model."),
+    ] = None,
+    model: Annotated[str, typer.Option(help="The shipped model to use.")] = "omniglot-5way-1shot",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (anything but loopback is reachable).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    device: DeviceOpt = "cpu",
+    browser: Annotated[
+        bool, typer.Option("--browser/--no-browser", help="Open the page in a web browser.")
+    ] = True,
+) -> None:
+    """Draw it and see: a local page where you draw one symbol per class and one again, and a
+    meta-trained Omniglot network adapted to your drawings classifies it (Ctrl-C stops)."""
+    import webbrowser
+
+    from metarl.demo import is_loopback, make_server
+    from metarl.models import default_device
+
+    # one thread: adapting one small task gains nothing from a second, and OpenMP threads
+    # spin-waiting on a busy core made it 15x slower on a shared 2-core machine
+    torch.set_num_threads(1)
+    server = make_server(host, port, run, model, default_device(device))
+    if not is_loopback(host):
+        err.print(
+            f"[bold yellow]warning:[/] listening on {host}: other machines can reach the demo",
+            highlight=False,
+        )
+    err.print(
+        f"metarl demo: {server.info['model']} on {server.url}  (Ctrl-C stops)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @tasks_app.command("list")

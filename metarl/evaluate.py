@@ -4,7 +4,9 @@ The evaluation tasks are a pure function of `eval.seed`, so numbers compare acro
 across initializations: `load_run(..., init=...)` evaluates a run's recipe from its
 meta-trained weights ("meta"), from the recipe's seed initialization without any training
 ("random"), or from the weights of another run of the same task and model ("joint": a
-multi-task baseline trained with the same budget), always with the run's own protocol.
+multi-task baseline trained with the same budget), or from a model shipped with metarl
+("pretrained:NAME", `metarl.zoo`), always with the run's own protocol. A pretrained model needs
+no run: without one it is evaluated with the recipe it was trained with.
 
 `evaluate_run` is what `metarl eval` does: the adaptation curve in the recipe's mode (for
 supervised tasks, transductive or not), and `plot_evaluation` its PNGs.
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from metarl.config import Recipe
+from metarl import zoo
+from metarl.config import Recipe, recipe_from_dict
 from metarl.curves import Curve
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -28,18 +31,35 @@ from metarl.run import RunDir
 if TYPE_CHECKING:
     from metarl.learners.supervised import SupervisedMetaLearner
 
-INITS = ("meta", "random", "joint")
+INITS = ("meta", "random", "joint", "pretrained:NAME")
 
 
 def load_run(
-    path: Path, device: torch.device, init: str = "meta", joint_run: Path | None = None
+    path: Path | None,
+    device: torch.device,
+    init: str = "meta",
+    joint_run: Path | None = None,
 ) -> tuple[Recipe, MetaLearner]:
     """The recipe and meta-learner of a run directory, its model holding the initialization
-    `init` (one of `INITS`; "joint" takes its weights from the run directory `joint_run`)."""
-    if init not in INITS:
+    `init` (one of `INITS`; "joint" takes its weights from the run directory `joint_run`,
+    "pretrained:NAME" from the shipped model NAME, whose own recipe is used when `path` is
+    None)."""
+    pretrained = init.removeprefix(zoo.PREFIX) if init.startswith(zoo.PREFIX) else None
+    if init not in INITS[:3] and not pretrained:
         raise UserError(f"--init {init!r}: expected one of {', '.join(INITS)}")
     if (init == "joint") != (joint_run is not None):
         raise UserError("--joint-run DIR goes with --init joint (and only with it)")
+    if pretrained:
+        weights, info = zoo.load_weights(pretrained)
+        if path is None:
+            recipe = recipe_from_dict(info["recipe"], source=init)
+        else:
+            recipe = RunDir.open(path).recipe()
+        meta = build_meta_learner(recipe, device)
+        _load_matching(meta, weights, f"--init {init}", path)
+        return recipe, meta
+    if path is None:
+        raise UserError("give a RUN_DIR (a run directory written by `metarl train`)")
     run = RunDir.open(path)
     recipe = run.recipe()
     meta = build_meta_learner(recipe, device)
@@ -47,23 +67,30 @@ def load_run(
         meta.model.load_state_dict(run.load_checkpoint(device).model)
     elif joint_run is not None:
         weights = RunDir.open(joint_run).load_checkpoint(device).model
-        mine = meta.model.state_dict()
-        if {k: tuple(v.shape) for k, v in weights.items()} != {
-            k: tuple(v.shape) for k, v in mine.items()
-        }:
-            raise UserError(
-                f"--joint-run {joint_run}: its model does not match the one of {path} "
-                "(train it from the same recipe)"
-            )
-        meta.model.load_state_dict(weights)
+        _load_matching(meta, weights, f"--joint-run {joint_run}", path)
     return recipe, meta
+
+
+def _load_matching(
+    meta: MetaLearner, weights: dict[str, torch.Tensor], what: str, path: Path | None
+) -> None:
+    """Load weights from elsewhere into the run's model, refusing other shapes."""
+    mine = meta.model.state_dict()
+    if {k: tuple(v.shape) for k, v in weights.items()} != {
+        k: tuple(v.shape) for k, v in mine.items()
+    }:
+        raise UserError(
+            f"{what}: its model does not match the one of {path} (train it from the same recipe)"
+        )
+    meta.model.load_state_dict(weights)
 
 
 @dataclass
 class Evaluation:
     """An adaptation curve of a run and how it was measured."""
 
-    run_dir: Path
+    run_dir: Path | None
+    """None for a shipped model evaluated with its own recipe (`init` names it)."""
     recipe: Recipe
     meta: MetaLearner
     curve: Curve
@@ -77,9 +104,14 @@ class Evaluation:
             return ""
         return ", transductive" if self.transductive else ", non-transductive"
 
+    @property
+    def source(self) -> str:
+        """The run directory, or the shipped model evaluated without one."""
+        return str(self.run_dir) if self.run_dir is not None else self.init
+
     def to_json(self, joint_run: Path | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {
-            "run": str(self.run_dir),
+            "run": self.source,
             "task": self.recipe.task_name,
             "init": self.init,
         }
@@ -92,7 +124,7 @@ class Evaluation:
 
 
 def evaluate_run(
-    path: Path,
+    path: Path | None,
     device: torch.device,
     *,
     tasks: int | None = None,
@@ -127,7 +159,7 @@ def plot_evaluation(evaluation: Evaluation, path: Path) -> list[Path]:
     from metarl.sine import SineDistribution
 
     e = evaluation
-    written = [plot_curve(e.curve, path, title=f"{e.recipe.task_name}: {e.run_dir}")]
+    written = [plot_curve(e.curve, path, title=f"{e.recipe.task_name}: {e.source}")]
     if isinstance(e.meta.dist, SineDistribution):
         fits = path.with_name(path.stem + "-fits.png")
         meta = cast("SupervisedMetaLearner", e.meta)

@@ -293,13 +293,23 @@ def _fingerprint(folder: Path, layout: Sequence[PartLayout]) -> dict[str, list[i
     return out
 
 
+def preprocess(drawing: Image.Image) -> np.ndarray:
+    """A drawing (dark strokes on a light background, any size, any mode) as the network sees
+    it: `uint8 [28, 28]`, Lanczos-resized, strokes bright. Every Omniglot image goes through
+    this, and so does a drawing from `metarl demo`'s canvas."""
+    if drawing.mode in ("RGBA", "LA") or "transparency" in drawing.info:
+        white = Image.new("RGBA", drawing.size, (255, 255, 255, 255))
+        drawing = Image.alpha_composite(white, drawing.convert("RGBA"))  # transparent = paper
+    small = drawing.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+    return 255 - np.asarray(small, dtype=np.uint8)
+
+
 def _decode(png: bytes, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(png)) as im:
-            small = im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+            return preprocess(im)
     except (OSError, SyntaxError) as e:  # Pillow reports broken PNG data with either
         raise UserError(f"{where}: not a readable PNG ({e}); {FIX}") from None
-    return 255 - np.asarray(small, dtype=np.uint8)
 
 
 def _decode_all(folder: Path, layout: Sequence[PartLayout], progress: bool) -> OmniglotImages:
@@ -518,7 +528,13 @@ class OmniglotDistribution:
     def build_model(self, filters: int = 64, layers: int = 4) -> torch.nn.Module:
         """The Reptile paper's Omniglot network: `layers` x [conv 3x3 stride 2, BatchNorm with
         batch statistics only, ReLU] then a linear layer to `ways` logits."""
-        return conv_classifier(1, IMAGE_SIZE, self.ways, filters=filters, layers=layers)
+        return omniglot_model(self.ways, filters=filters, layers=layers)
+
+
+def omniglot_model(ways: int, filters: int = 64, layers: int = 4) -> torch.nn.Module:
+    """The network of `OmniglotDistribution.build_model`, built without reading the data (for
+    shipped pretrained weights and the demo)."""
+    return conv_classifier(1, IMAGE_SIZE, ways, filters=filters, layers=layers)
 
 
 def _split_characters(

@@ -38,6 +38,23 @@ time (1.8x faster than 250 at a time on a 2-core CPU: `scripts/bench_omniglot.py
 --eval-chunks`), sine regression 250."""
 
 
+def sgd_learner(
+    model: torch.nn.Module,
+    loss: str,
+    settings: SupervisedSettings,
+    inner_lr: float,
+    evaluation: EvalConfig | None = None,
+) -> SGDLearner:
+    """The recipe's inner loop on `model`; with `evaluation`, its held-out variant
+    (eval.inner_lr / eval.inner_batch). Needs no task data, so `metarl demo` builds the
+    evaluation loop of a shipped model with it."""
+    e = evaluation
+    lr = e.inner_lr if e is not None and e.inner_lr is not None else inner_lr
+    batch = e.inner_batch if e is not None else settings.inner_batch
+    optimizer = InnerOptimizer(settings.inner_optimizer, lr, beta1=settings.inner_beta1)
+    return SGDLearner(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
+
+
 class SupervisedMetaLearner:
     """Few-shot supervised tasks: episodes from the distribution, the vmapped SGD/Adam loop.
 
@@ -99,11 +116,8 @@ class SupervisedMetaLearner:
 
     def sgd_learner(self, *, evaluation: bool = False) -> SGDLearner:
         """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch)."""
-        s, e = self.settings, self.evaluation
-        lr = e.inner_lr if evaluation and e.inner_lr is not None else self.inner_lr
-        batch = e.inner_batch if evaluation else s.inner_batch
-        optimizer = InnerOptimizer(s.inner_optimizer, lr, beta1=s.inner_beta1)
-        return SGDLearner(self.model, self.dist.loss, optimizer, inner_batch=batch, amp=s.amp)
+        held_out = self.evaluation if evaluation else None
+        return sgd_learner(self.model, self.dist.loss, self.settings, self.inner_lr, held_out)
 
     def adapt(
         self,

@@ -1,0 +1,119 @@
+"""Pretrained meta-parameters that ship inside the package, loaded by name.
+
+Each model is two files in `metarl/weights/`: `NAME.pt`, a float16 state dict (read with
+`torch.load(weights_only=True)`, so the file cannot run code), and `NAME.json`, its provenance:
+the full recipe it was meta-trained with, the meta-iterations and seed, the sha256 of `NAME.pt`,
+and its accuracy on the held-out test split in both evaluation modes. Loading checks the sha256
+against the provenance before reading the weights, so a damaged or swapped file is refused.
+`scripts/make_pretrained.py` writes both files.
+
+    >>> import metarl
+    >>> model = metarl.pretrained("omniglot-5way-1shot")
+    >>> model.recipe.task_name, model.provenance["meta_iterations"]
+    ('omniglot', 5000)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metarl.atomic import atomic_write_bytes
+from metarl.config import Recipe, recipe_from_dict
+from metarl.errors import UserError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+PREFIX = "pretrained:"
+"""How the CLI names a shipped model where it also accepts other sources (`--init`)."""
+
+
+@dataclass
+class Pretrained:
+    """A shipped model: its recipe, the network holding the weights (float32), and where the
+    weights came from."""
+
+    name: str
+    recipe: Recipe
+    model: nn.Module
+    provenance: dict[str, Any]
+
+
+def available(folder: Path = WEIGHTS_DIR) -> list[str]:
+    """Names of the shipped models (those with both files)."""
+    return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".pt").is_file())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_model(recipe: Recipe) -> nn.Module:
+    """The recipe's network without its task data (the demo must run without the dataset)."""
+    if recipe.task_name != "omniglot":
+        raise UserError(
+            f"task {recipe.task_name!r}: pretrained models exist for omniglot recipes only"
+        )
+    from metarl.data.omniglot import omniglot_model
+
+    return omniglot_model(int(recipe.task_options.get("ways", 5)), **recipe.model)
+
+
+def provenance(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
+    """The provenance JSON of a shipped model; a clear error naming what exists."""
+    path = folder / f"{name}.json"
+    if not path.is_file() or not path.with_suffix(".pt").is_file():
+        names = ", ".join(available(folder)) or "none"
+        raise UserError(f"pretrained model {name!r} does not exist; shipped: {names}")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def load_weights(name: str, folder: Path = WEIGHTS_DIR) -> tuple[dict[str, torch.Tensor], dict]:
+    """The float32 state dict of a shipped model and its provenance, after checking that the
+    weights file's sha256 is the one its provenance records."""
+    info = provenance(name, folder)
+    path = folder / f"{name}.pt"
+    found = sha256(path)
+    if found != info.get("sha256"):
+        raise UserError(
+            f"{path}: sha256 {found} does not match {info.get('sha256')} recorded in "
+            f"{path.with_suffix('.json').name}; the file is damaged or was replaced "
+            "(reinstall metarl)"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.float() for k, v in state.items()}, info
+
+
+def pretrained(
+    name: str, device: torch.device | str = "cpu", folder: Path = WEIGHTS_DIR
+) -> Pretrained:
+    """A shipped model by name, e.g. `pretrained("omniglot-5way-1shot")`, on `device`."""
+    weights, info = load_weights(name, folder)
+    recipe = recipe_from_dict(info["recipe"], source=f"pretrained:{name}")
+    model = build_model(recipe)
+    model.load_state_dict(weights)
+    return Pretrained(name, recipe, model.to(device), info)
+
+
+def write_weights(name: str, state: dict[str, torch.Tensor], folder: Path = WEIGHTS_DIR) -> str:
+    """Write `NAME.pt` as float16 (atomically) and return its sha256."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().half().contiguous() for k, v in state.items()}, buffer)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / f"{name}.pt", buffer.getvalue())
+    (folder / f"{name}.pt").chmod(0o644)  # package data, readable by every user
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def write_provenance(name: str, info: dict[str, Any], folder: Path = WEIGHTS_DIR) -> Path:
+    path = folder / f"{name}.json"
+    atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+    path.chmod(0o644)
+    return path

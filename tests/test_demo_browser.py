@@ -1,0 +1,58 @@
+"""`metarl demo` in a real headless browser (Debian's chromium through selenium): the page
+loads, pointer-event strokes draw on its canvases, and it shows the probabilities the server
+computed. Skipped where chromium, chromedriver or selenium is missing (`.ci/run` installs
+them where it can)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "demo_screenshot.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("demo_screenshot", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = load_script()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    missing = demo.browser_available()
+    if missing:
+        pytest.skip(f"no headless browser: {missing}")
+    with demo.chromium() as d:
+        yield d
+
+
+def test_drawing_in_the_browser_shows_probabilities(driver):
+    names = ["phi", "zigzag", "arrow"]
+    query = demo.jittered(demo.SYMBOLS["zigzag"], dx=-6, dy=5, scale=0.9)
+    with demo.demo_server() as server:
+        probabilities = demo.session(driver, server.url, names, query)
+        status = driver.find_element("id", "status").text
+        drawn = demo.canvas_inputs(driver, len(names))
+    assert len(probabilities) == 3 and abs(sum(probabilities) - 1.0) < 1e-4
+    assert "3-way, 50 adaptation steps in" in status
+    # what the server saw is what was drawn: ink on every canvas, the query like class 2
+    assert all(d.shape == (28, 28) and 0.03 < d.mean() / 255 < 0.2 for d in drawn)
+    best = driver.find_element("css selector", ".card.best h2 span").text
+    assert best == f"class {probabilities.index(max(probabilities)) + 1}"
+
+
+def test_clear_all_empties_the_bars(driver):
+    with demo.demo_server() as server:
+        demo.session(driver, server.url, ["phi", "arrow"], demo.SYMBOLS["arrow"])
+        driver.find_element("id", "clear-all").click()
+        shown = [driver.find_element("id", f"prob-{i}").text for i in range(2)]
+        status = driver.find_element("id", "status").text
+    assert shown == ["", ""] and status.startswith("Draw a symbol in every class box")
