@@ -201,6 +201,19 @@ def _train(
     )
 
 
+@app.command("export")
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="An RL run directory written by `metarl train`.")],
+    out: Annotated[Path, typer.Option(help="The SB3 zip to write, e.g. policy.zip.")],
+) -> None:
+    """Save an RL run's meta-trained policy as a stable-baselines3 PPO zip
+    (`stable_baselines3.PPO.load(OUT)` reads it)."""
+    from metarl.rl.export import export_sb3
+
+    err.print(f"wrote {export_sb3(run_dir, out)}", highlight=False)
+
+
 @app.command("eval")
 @user_errors
 def eval_(

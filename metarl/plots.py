@@ -5,6 +5,7 @@ matplotlib runs with the Agg backend, so figures are drawn without a display.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from metarl.atomic import atomic_write_bytes  # noqa: E402
 from metarl.curves import Curve  # noqa: E402
@@ -32,15 +34,24 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def plot_curve(curve: Curve, path: Path, title: str = "", label: str = "meta-trained") -> Path:
     """Mean metric per number of adaptation steps, with the 95% CI as a band."""
+    return plot_curves({label: curve}, path, title)
+
+
+def plot_curves(curves: Mapping[str, Curve], path: Path, title: str = "") -> Path:
+    """Several initializations' adaptation curves on one axis (e.g. meta-trained, random and
+    joint), each mean with its 95% CI as a band."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps = np.array(curve.steps)
-    mean = np.array(curve.mean)
-    ci = np.nan_to_num(np.array(curve.ci95))
-    ax.plot(steps, mean, marker="o", label=label)
-    ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25)
+    first = next(iter(curves.values()))
+    for label, curve in curves.items():
+        steps = np.array(curve.steps)
+        mean = np.array(curve.mean)
+        ci = np.nan_to_num(np.array(curve.ci95))
+        ax.plot(steps, mean, marker="o", label=label)
+        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25)
     ax.set_xlabel("adaptation steps")
-    ax.set_ylabel(f"{curve.metric} (mean over {curve.n_tasks} tasks, 95% CI)")
-    if curve.metric == "mse" and np.all(mean > 0):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"{first.metric} (mean over {first.n_tasks} tasks, 95% CI)")
+    if first.metric == "mse" and all(np.all(np.array(c.mean) > 0) for c in curves.values()):
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()

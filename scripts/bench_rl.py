@@ -1,48 +1,61 @@
-"""Speed of the PPO inner loop inside meta-training against SB3 PPO's own `learn()`.
+"""Meta-RL throughput: the batched learner against SB3's `PPO.learn()` and the machine's bound.
 
-Both sides run in this process, alternately (rounds), with the same PPO settings (the
-recipe's `[learner]` table and inner lr) and one torch thread each:
-- SB3: `PPO.learn()` on a single task of the family (one env, the family's default task);
-- metarl: `MetaTrainer.fit()` on the recipe (Reptile, or `--algorithm fomaml`), which swaps
-  tasks, copies phi into the policy, resets Adam, seeds and resets the env per rollout and
-  takes outer steps.
-The rate is environment steps per second of wall time, and per second of this process's CPU
-time (on a shared machine the CPU-time rate is the steadier of the two). The breakdown: rollout
-(`collect_rollouts`), PPO update (`train()`, plus FOMAML's query gradients), swaps (loading
-parameters, fresh optimizer, set_task, seeding and resetting the env) and the rest (outer
-step, checkpoints and metrics on metarl's side; logging on SB3's).
+Every side runs in this process, alternately (rounds), with the same PPO settings (the
+recipe's `[learner]` table with the overrides below, and its inner lr) and one torch thread:
+- `sb3-learn`: SB3 `PPO.learn()` on one task of the family (its default task), `n_envs`
+  envs in a `DummyVecEnv`, `--sb3-steps` env steps;
+- `batched`: `MetaTrainer.fit()` of the recipe with `backend = "batched"`: the whole
+  meta-training (rollouts of all `meta_batch x n_envs` sub-envs, inner updates, FOMAML's query
+  rollouts, outer steps, checkpoints);
+- `sb3`: the same meta-training with `backend = "sb3"` (one task after another through SB3's
+  PPO), `--sb3-iterations` meta-iterations (it is slow);
+- `bound`: the batched side's vector env (`meta_batch x n_envs` sub-envs) stepped with fixed
+  actions (the middle of the action space): no policy, no learning.
+The rate is environment steps per second of wall time and per second of this process's CPU
+time (on a shared machine the CPU-time rate is the steadier). The split: env (the vector env's
+or `VecEnv`'s step calls), policy (the rest of the rollout: forwards, sampling, bookkeeping),
+update (inner updates and query gradients) and other (outer steps, checkpoints, logging).
 
-    python scripts/bench_rl.py                          # navigation2d, 2 rounds
-    python scripts/bench_rl.py --task halfcheetah-vel   # MuJoCo (needs gymnasium[mujoco])
+    python scripts/bench_rl.py                                   # navigation2d
+    python scripts/bench_rl.py --task halfcheetah-vel --n-steps 200 --meta-batch 40
+    python scripts/bench_rl.py --sides sb3-learn,batched,sb3,bound --rounds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gymnasium
+import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.config import Algorithm, Recipe, recipe_from_dict
+from metarl.envs.vector import make_task_vector_env
+from metarl.learners import distribution
+from metarl.learners.batched_rl import BatchedRLMetaLearner
 from metarl.learners.sb3_ppo import PPOMetaLearner, PPOSettings
+from metarl.protocol import Split
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import meta_env_steps
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
+SIDES = ("sb3-learn", "batched", "sb3", "bound")
+Result = dict[str, float]
 
 
-def timed(fn: Callable[..., Any], into: dict[str, float], key: str) -> Callable[..., Any]:
+def timed(fn: Callable[..., Any], into: Result, key: str) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         tick = time.perf_counter()
         try:
@@ -53,11 +66,18 @@ def timed(fn: Callable[..., Any], into: dict[str, float], key: str) -> Callable[
     return wrapper
 
 
-def run_sb3(recipe: Recipe, env_steps: int) -> dict[str, float]:
-    """SB3 PPO on one task of the family, `env_steps` steps, with the recipe's settings."""
+def measure(run: Callable[[], Result]) -> Result:
+    tick, cpu = time.perf_counter(), time.process_time()
+    parts = run()
+    return {**parts, "seconds": time.perf_counter() - tick, "cpu": time.process_time() - cpu}
+
+
+def run_sb3_learn(recipe: Recipe, env_steps: int) -> Result:
+    """SB3 PPO on one task of the family with the recipe's settings."""
     s = PPOSettings.from_recipe(recipe)
-    env_id = resolve_env_id(recipe)
-    vec_env = DummyVecEnv([lambda: Monitor(gymnasium.make(env_id)) for _ in range(s.n_envs)])
+    dist: Any = distribution(recipe)
+    task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
+    vec_env = DummyVecEnv([lambda: Monitor(dist.make_env(task)) for _ in range(s.n_envs)])
     ppo = PPO(
         "MlpPolicy",
         vec_env,
@@ -66,106 +86,193 @@ def run_sb3(recipe: Recipe, env_steps: int) -> dict[str, float]:
         seed=0,
         verbose=0,
     )
-    parts = {"rollout": 0.0, "update": 0.0, "swap": 0.0}
+    parts = {"env": 0.0, "rollout": 0.0, "update": 0.0}
+    vec_env.step_wait = timed(vec_env.step_wait, parts, "env")  # type: ignore[method-assign]
     ppo.collect_rollouts = timed(ppo.collect_rollouts, parts, "rollout")  # type: ignore[method-assign]
     ppo.train = timed(ppo.train, parts, "update")  # type: ignore[method-assign]
-    tick, cpu = time.perf_counter(), time.process_time()
-    ppo.learn(total_timesteps=env_steps)
-    total, cpu = time.perf_counter() - tick, time.process_time() - cpu
-    return {"env_steps": float(ppo.num_timesteps), "seconds": total, "cpu": cpu, **parts}
+
+    def run() -> Result:
+        ppo.learn(total_timesteps=env_steps)
+        return {
+            "env_steps": float(ppo.num_timesteps),
+            "env": parts["env"],
+            "policy": parts["rollout"] - parts["env"],
+            "update": parts["update"],
+        }
+
+    return measure(run)
 
 
-def resolve_env_id(recipe: Recipe) -> str:
-    from metarl.learners import distribution
-
-    return str(distribution(recipe).env_id)  # type: ignore[attr-defined]
-
-
-def run_metarl(recipe: Recipe, out: Path) -> dict[str, float]:
+def run_meta(recipe: Recipe, out: Path) -> Result:
+    """Whole meta-training of `recipe` (either backend), with its time split."""
     trainer = MetaTrainer.start(recipe, out, CPU)
     meta = trainer.meta
+    if isinstance(meta, BatchedRLMetaLearner):
+        meta.timers.reset()
+
+        def run() -> Result:
+            trainer.fit()
+            t = meta.timers
+            return {
+                "env_steps": float(t.env_steps),
+                "env": t.rollout.physics,
+                "policy": t.rollout.policy,
+                "update": t.update,
+            }
+
+        return measure(run)
     assert isinstance(meta, PPOMetaLearner)
+    env = {"env": 0.0}
+    meta.vec_env.step_wait = timed(meta.vec_env.step_wait, env, "env")
     meta.timers.reset()
-    tick, cpu = time.perf_counter(), time.process_time()
-    trainer.fit()
-    total, cpu = time.perf_counter() - tick, time.process_time() - cpu
-    t = meta.timers
-    return {
-        "env_steps": float(t.env_steps),
-        "seconds": total,
-        "cpu": cpu,
-        "rollout": t.rollout,
-        "update": t.update,
-        "swap": t.swap,
-    }
+
+    def run_sb3() -> Result:
+        trainer.fit()
+        t = meta.timers
+        return {
+            "env_steps": float(t.env_steps),
+            "env": env["env"],
+            "policy": t.rollout - env["env"] + t.swap,
+            "update": t.update,
+        }
+
+    return measure(run_sb3)
+
+
+def run_bound(recipe: Recipe, env_steps: int) -> Result:
+    """The batched side's vector env stepped with fixed actions, no policy."""
+    s = PPOSettings.from_recipe(recipe)
+    dist: Any = distribution(recipe)
+    tasks = dist.sample(recipe.train.meta_batch, np.random.default_rng(0), Split.TRAIN)
+    env = make_task_vector_env(dist, tasks, s.n_envs)
+    space: Any = env.single_action_space
+    middle = (space.low + space.high) / 2 if hasattr(space, "low") else np.zeros((), np.int64)
+    actions = np.stack([middle] * env.num_envs)
+    steps = max(1, env_steps // env.num_envs)
+
+    def run() -> Result:
+        env.reset(seed=0)
+        for _ in range(steps):
+            env.step(actions)
+        return {"env_steps": float(steps * env.num_envs), "env": 0.0, "policy": 0.0, "update": 0.0}
+
+    result = measure(run)
+    result["env"] = result["seconds"]
+    env.close()
+    return result
+
+
+def with_learner(recipe: Recipe, train: dict[str, Any], learner: dict[str, Any]) -> Recipe:
+    data = recipe.to_dict()
+    data["train"].update(train)
+    data["learner"].update(learner)
+    return recipe_from_dict(data, recipe.source)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="navigation2d", help="an RL recipe of the catalog")
-    parser.add_argument("--iterations", type=int, default=8, help="meta-iterations per round")
+    parser.add_argument("--iterations", type=int, default=3, help="meta-iterations (batched)")
+    parser.add_argument("--meta-batch", type=int, default=20)
+    parser.add_argument("--n-envs", type=int, default=20, help="envs per task")
+    parser.add_argument("--n-steps", type=int, default=100, help="steps per env and rollout")
+    parser.add_argument("--inner-steps", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--algorithm", choices=["reptile", "fomaml"], default="reptile")
+    parser.add_argument("--sb3-steps", type=int, default=20_000, help="env steps of PPO.learn")
+    parser.add_argument("--sb3-iterations", type=int, default=1, help="meta-iterations (sb3)")
+    parser.add_argument("--sides", default="sb3-learn,batched,bound", help=",".join(SIDES))
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    sides = [s for s in args.sides.split(",") if s]
+    bad = [s for s in sides if s not in SIDES]
+    if bad:
+        parser.error(f"--sides {bad[0]!r}: expected a comma-separated list of {', '.join(SIDES)}")
     torch.set_num_threads(1)
 
-    recipe = with_overrides(
-        resolve_recipe(args.task),
-        "train",
-        meta_iterations=args.iterations,
-        algorithm=Algorithm(args.algorithm),
-        checkpoint_every=args.iterations,
+    base = resolve_recipe(args.task)
+    per_update = args.n_steps * args.n_envs
+    batch_size = min(int(base.learner.get("batch_size", 64)), per_update)
+    train: dict[str, Any] = {
+        "meta_iterations": args.iterations,
+        "meta_batch": args.meta_batch,
+        "algorithm": Algorithm(args.algorithm).value,
+        "checkpoint_every": args.iterations,
+    }
+    if args.inner_steps is not None:
+        train["inner_steps"] = args.inner_steps
+    learner = {"n_envs": args.n_envs, "n_steps": args.n_steps, "batch_size": batch_size}
+    batched = with_learner(base, train, {**learner, "backend": "batched"})
+    serial = with_learner(
+        base,
+        {**train, "meta_iterations": args.sb3_iterations, "checkpoint_every": 1},
+        {**learner, "backend": "sb3"},
     )
-    env_steps = meta_env_steps(recipe)
-    rows: dict[str, list[dict[str, float]]] = {"SB3 PPO.learn (1 task)": [], "metarl": []}
-    with tempfile.TemporaryDirectory() as tmp:
+    env_steps = meta_env_steps(batched)
+    rows: dict[str, list[Result]] = {s: [] for s in sides}
+    with tempfile.TemporaryDirectory() as tmp, Progress(transient=True) as progress:
+        job = progress.add_task("rounds x sides", total=args.rounds * len(sides))
         for r in range(args.rounds):
-            rows["SB3 PPO.learn (1 task)"].append(run_sb3(recipe, env_steps))
-            rows["metarl"].append(run_metarl(recipe, Path(tmp) / f"run{r}"))
+            for side in sides:
+                if side == "sb3-learn":
+                    rows[side].append(run_sb3_learn(batched, args.sb3_steps))
+                elif side == "batched":
+                    rows[side].append(run_meta(batched, Path(tmp) / f"batched{r}"))
+                elif side == "sb3":
+                    rows[side].append(run_meta(serial, Path(tmp) / f"sb3{r}"))
+                else:
+                    rows[side].append(run_bound(batched, env_steps))
+                progress.advance(job)
+    print_table(args, batched, rows)
 
-    t = recipe.train
-    learner = PPOSettings.from_recipe(recipe)
+
+def print_table(args: argparse.Namespace, recipe: Recipe, rows: dict[str, list[Result]]) -> None:
+    t, s = recipe.train, PPOSettings.from_recipe(recipe)
     table = Table(
-        title=f"{args.task}: env steps/s, {args.rounds} alternating rounds (median round "
-        "by wall rate shown); "
-        f"{args.algorithm}, meta_batch {t.meta_batch} x {t.inner_steps} PPO updates of "
-        f"n_steps {learner.n_steps}, {learner.n_epochs} epochs, batch {learner.batch_size}"
+        title=f"{args.task}: env steps/s, median of {args.rounds} alternating rounds; "
+        f"{t.algorithm.value}, meta_batch {t.meta_batch} x {s.n_envs} envs, {t.inner_steps} "
+        f"updates of {s.n_steps} steps/env, {s.n_epochs} epochs, minibatch {s.batch_size}; "
+        "one torch thread"
     )
-    for col in ("side", "env steps", "wall s", "steps/s", "vs SB3", "steps/CPU s", "vs SB3 (CPU)"):
+    columns = ("side", "env steps", "wall s", "steps/s", "x SB3", "steps/CPU s", "x SB3 (CPU)")
+    for col in (*columns, "env s", "policy s", "update s", "other s"):
         table.add_column(col, justify="right")
-    for col in ("rollout s", "PPO update s", "swaps s", "other s"):
-        table.add_column(col, justify="right")
-    best = {
+    median = {
         k: sorted(v, key=lambda m: m["env_steps"] / m["seconds"])[len(v) // 2]
         for k, v in rows.items()
     }
-    sb3 = best["SB3 PPO.learn (1 task)"]
-    sb3_rate, sb3_cpu = sb3["env_steps"] / sb3["seconds"], sb3["env_steps"] / sb3["cpu"]
-    for name, m in best.items():
+    ref = median.get("sb3-learn")
+    for name, m in median.items():
         rate, cpu_rate = m["env_steps"] / m["seconds"], m["env_steps"] / m["cpu"]
-        other = m["seconds"] - m["rollout"] - m["update"] - m["swap"]
+        versus = versus_cpu = "-"
+        if ref is not None:
+            versus = f"{rate / (ref['env_steps'] / ref['seconds']):.1f}"
+            versus_cpu = f"{cpu_rate / (ref['env_steps'] / ref['cpu']):.1f}"
+        other = m["seconds"] - m["env"] - m["policy"] - m["update"]
         table.add_row(
             name,
             f"{int(m['env_steps']):,}",
             f"{m['seconds']:.2f}",
             f"{rate:,.0f}",
-            f"{100 * rate / sb3_rate:.0f}%",
+            versus,
             f"{cpu_rate:,.0f}",
-            f"{100 * cpu_rate / sb3_cpu:.0f}%",
-            f"{m['rollout']:.2f}",
+            versus_cpu,
+            f"{m['env']:.2f}",
+            f"{m['policy']:.2f}",
             f"{m['update']:.2f}",
-            f"{m['swap']:.3f}",
             f"{other:.2f}",
         )
-    all_rates = {
+    console = Console(width=170)
+    console.print(table)
+    every = {
         k: [
             f"{m['env_steps'] / m['seconds']:,.0f} ({m['env_steps'] / m['cpu']:,.0f} CPU)"
             for m in v
         ]
         for k, v in rows.items()
     }
-    Console(width=160).print(table)
-    Console(width=160).print(f"every round, steps/s (per CPU s): {all_rates}", highlight=False)
+    console.print(f"every round, steps/s (per CPU s): {every}", highlight=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    console.print(f"peak RSS of this process (all sides): {peak:.2f} GiB", highlight=False)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ env on the same tasks:
     python scripts/rl_compare.py --recipe halfcheetah-dir         # HalfCheetahDir
     python scripts/rl_compare.py --iterations 5 --eval-tasks 8    # smoke
 
-Results are also written to `--out/results.json`.
+Results are also written to `--out/results.json`, the curves to `--out/curves.png`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from metarl.envs.base import episode_return
 from metarl.envs.distribution import EnvTask
 from metarl.envs.navigation import oracle_action
 from metarl.learners import build_meta_learner
+from metarl.learners.batched_rl import BatchedRLMetaLearner
 from metarl.learners.sb3_ppo import PPOMetaLearner
+from metarl.plots import plot_curves
 from metarl.progress import ProgressCallback
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import joint_recipe, meta_env_steps
@@ -50,7 +52,9 @@ CPU = torch.device("cpu")
 err = Console(stderr=True)
 
 
-def anchors(meta: PPOMetaLearner, tasks: list[EnvTask]) -> dict[str, np.ndarray]:
+def anchors(
+    meta: PPOMetaLearner | BatchedRLMetaLearner, tasks: list[EnvTask]
+) -> dict[str, np.ndarray]:
     """Per-task returns of doing nothing and, on Navigation2D, of the greedy oracle."""
     env = meta.dist.make_env(tasks[0])
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
@@ -132,7 +136,7 @@ def main() -> None:
         info[name] = {"env_steps": meta_env_steps(recipes[name]), "train_s": seconds}
 
     meta = build_meta_learner(recipe, CPU)
-    assert isinstance(meta, PPOMetaLearner)
+    assert isinstance(meta, PPOMetaLearner | BatchedRLMetaLearner)
     random_init = {k: v.clone() for k, v in meta.model.state_dict().items()}
     curves: dict[str, Curve] = {}
     for name, weights in inits.items():
@@ -145,7 +149,7 @@ def main() -> None:
     anchor = anchors(meta, tasks)
 
     table = Table(
-        title=f"{args.recipe}, {args.eval_tasks} held-out tasks: return after k PPO updates "
+        title=f"{args.recipe}, {args.eval_tasks} held-out tasks: return after k inner updates "
         f"(mean ± 95% CI); n_steps {recipe.learner['n_steps']}, lr {recipe.train.inner_lr}, "
         f"log_std_init {recipe.learner['log_std_init']}"
     )
@@ -171,9 +175,21 @@ def main() -> None:
             f"{info[name]['train_s']:.0f}",
         )
         results[name] = {**curve.to_json(), **info[name]}
+    # paired over the same held-out tasks (same seeds): meta-trained minus each baseline
+    for name in ("reptile", "fomaml"):
+        for base in ("random", "joint"):
+            if name not in curves or base not in curves:
+                continue
+            diff = curves[name].per_task - curves[base].per_task
+            pairs = [mean_ci95(row) for row in diff]
+            table.add_row(
+                f"{name} − {base} (paired)", *[f"{m:+.1f} ± {c:.1f}" for m, c in pairs], "", "", ""
+            )
+            results[f"{name}-{base}"] = {"steps": steps, "diff": pairs}
     Console(width=160).print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_curves(curves, out / "curves.png", title=f"{args.recipe}: return after k updates")
     err.print(f"wrote {out / 'results.json'}", highlight=False)
 
 

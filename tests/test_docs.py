@@ -35,7 +35,7 @@ def test_the_toml_variant_trains_and_evaluates(tmp_path):
 
 
 def test_the_python_class_is_registered_trained_and_evaluated(tmp_path, monkeypatch, capsys):
-    (code,) = blocks("python")
+    code = blocks("python")[0]
     assert len(re.search(r"@dataclass.*?build_model.*?\n\n", code, flags=re.S)[0].splitlines()) < 40
     monkeypatch.chdir(tmp_path)
     try:
@@ -45,6 +45,19 @@ def test_the_python_class_is_registered_trained_and_evaluated(tmp_path, monkeypa
     before, after = eval(capsys.readouterr().out)
     assert after < before
     assert (tmp_path / "runs" / "lines" / "checkpoint.pt").is_file()
+
+
+def test_a_custom_gymnasium_env_meta_trains_through_the_rl_protocol(tmp_path, monkeypatch, capsys):
+    code = blocks("python")[1]
+    assert "class Corridors" in code and "make_env" in code
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(code, str(DOC), "exec"), {"__name__": "__main__"})
+    finally:
+        _REGISTRY.pop("corridors", None)
+    before, after = eval(capsys.readouterr().out)
+    assert after > before  # three PPO updates move toward the target
+    assert (tmp_path / "runs" / "corridors" / "checkpoint.pt").is_file()
 
 
 def test_a_twelve_line_toml_meta_trains_on_a_gymnasium_env(tmp_path):

@@ -64,7 +64,7 @@ def test_rl_recipe_refuses_the_supervised_settings_by_name(key, value):
         build_meta_learner(recipe, CPU)
     message = str(info.value)
     assert message.startswith("nav.toml: ") and f"train.{key} = " in message
-    assert "not used by the PPO learner" in message
+    assert "not used by the batched RL learner" in message  # RL's default backend
 
 
 def test_supervised_recipe_refuses_a_learner_table():
@@ -76,7 +76,9 @@ def test_supervised_recipe_refuses_a_learner_table():
 def test_unknown_learner_key_names_the_learner():
     data = nav_data()
     data["learner"]["gama"] = 0.9
-    with pytest.raises(ConfigError, match=r"the PPO learner's settings\) unknown key 'gama'"):
+    with pytest.raises(
+        ConfigError, match=r"the batched RL learner's settings\) unknown key 'gama'"
+    ):
         build_meta_learner(recipe_from_dict(data, "test"), CPU)
 
 

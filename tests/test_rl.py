@@ -1,4 +1,5 @@
-"""Meta-RL with SB3's PPO as the inner loop, on Navigation2D (pure numpy, fast)."""
+"""Meta-RL with SB3's PPO as the inner loop (`backend = "sb3"`), on Navigation2D (pure numpy,
+fast). The batched backend is tested in test_rl_batched.py."""
 
 from __future__ import annotations
 
@@ -25,7 +26,13 @@ def nav_recipe(train=None, learner=None, eval_=None):
     data = {
         "task": {"name": "navigation2d"},
         "train": {"inner_steps": 2, "inner_lr": 0.003, "meta_batch": 2, "meta_step": 0.5},
-        "learner": {"n_steps": 200, "batch_size": 50, "n_epochs": 4, "log_std_init": -1.5},
+        "learner": {
+            "backend": "sb3",
+            "n_steps": 200,
+            "batch_size": 50,
+            "n_epochs": 4,
+            "log_std_init": -1.5,
+        },
         "eval": {"tasks": 4, "steps": [0, 1]},
     }
     data["train"].update(train or {})
@@ -110,7 +117,7 @@ def test_fomaml_query_gradient_has_the_policy_shapes_and_is_nonzero(meta):
 
 
 def test_unknown_learner_key_names_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown key 'n_step'; known keys: n_steps"):
+    with pytest.raises(ConfigError, match="unknown key 'n_step'; known keys: backend, n_steps"):
         build_meta_learner(nav_recipe(learner={"n_step": 10}), CPU)
     with pytest.raises(ConfigError, match="learner.batch_size = 500"):
         build_meta_learner(nav_recipe(learner={"batch_size": 500}), CPU)

@@ -68,6 +68,18 @@ class EnvFamilyDistribution:
         env.get_wrapper_attr("set_task")(params)
         return env
 
+    def make_vector_env(self, n_tasks: int, envs_per_task: int) -> Any:
+        """The family's native task vector env (`vector_entry_point` in its family file), or
+        None when it has none (the learner then steps `make_env` envs in a `SyncVectorEnv`)."""
+        spec = family(self.env_id)
+        if spec.vector_entry_point is None:
+            return None
+        from metarl.envs.vector import import_vector_class
+
+        cls = import_vector_class(spec.vector_entry_point, str(spec.source))
+        max_steps = gymnasium.spec(self.env_id).max_episode_steps
+        return cls(n_tasks, envs_per_task, params=spec.raw_params, max_episode_steps=max_steps)
+
     def close(self) -> None:
         if self._sampler is not None:
             self._sampler.close()

@@ -9,6 +9,8 @@ name = "CartPolePhysics"      # registered as metarl/CartPolePhysics-v0
 description = "CartPole with random pole length and mass"
 base = "CartPole-v1"          # the Gymnasium env whose `unwrapped` attributes vary
 # entry_point = "pkg.mod:Class"   # a hand-written family instead of attribute setting
+# vector_entry_point = "pkg.mod:Class"  # optional: all tasks x envs in one process
+#                                       # (a metarl.envs.vector.TaskVectorEnv)
 # max_episode_steps = 500         # default: the base env's
 
 [params]
@@ -146,6 +148,8 @@ class FamilySpec:
     entry_point: str
     base: str | None
     max_episode_steps: int | None
+    vector_entry_point: str | None
+    """A `TaskVectorEnv` class stepping many tasks' sub-envs at once (optional)."""
     params: dict[str, ParamDist]
     raw_params: dict[str, Any]
     """`params` as written (plain TOML values), passed to the env through its EnvSpec kwargs."""
@@ -179,6 +183,7 @@ class _FamilyFile:
     description: str = ""
     base: str | None = None
     entry_point: str = PHYSICS_ENTRY_POINT
+    vector_entry_point: str | None = None
     max_episode_steps: int | None = None
     params: dict[str, Any] | None = None
 
@@ -198,8 +203,10 @@ def family_from_dict(data: Mapping[str, Any], source: Path) -> FamilySpec:
             f'{where}: give base = "<Gymnasium env id>" (a physics family) '
             'or entry_point = "package.module:Class" (a hand-written family)'
         )
-    if ":" not in entry_point:
-        raise ConfigError(f"{where}: entry_point = {entry_point!r}: expected package.module:Class")
+    vector_entry_point = file.vector_entry_point
+    for key, value in (("entry_point", entry_point), ("vector_entry_point", vector_entry_point)):
+        if value is not None and ":" not in value:
+            raise ConfigError(f"{where}: {key} = {value!r}: expected package.module:Class")
     steps = file.max_episode_steps
     if steps is not None and steps < 1:
         raise ConfigError(f"{where}: max_episode_steps = {steps!r}: expected a positive integer")
@@ -219,6 +226,7 @@ def family_from_dict(data: Mapping[str, Any], source: Path) -> FamilySpec:
         entry_point=entry_point,
         base=base,
         max_episode_steps=steps,
+        vector_entry_point=vector_entry_point,
         params=params,
         raw_params=dict(file.params),
         description=file.description,

@@ -2,7 +2,9 @@
 
 - `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`SGDLearner`);
 - `supervised`: `SupervisedMetaLearner`, episodes of a supervised distribution adapted by it;
-- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to an environment task by SB3's PPO.
+- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to an environment task by SB3's PPO;
+- `batched_rl`: `BatchedRLMetaLearner`, every task of a meta-batch rolled out and updated at
+  once (`[learner] backend = "batched"`, the default for RL; "sb3" picks `PPOMetaLearner`).
 
 The trainer gets its learner from `build_meta_learner`: the distribution's `kind` picks the
 learner class in `LEARNERS`, and the class reads its typed settings from the recipe
@@ -24,7 +26,7 @@ from metarl.registry import make_distribution
 
 LEARNERS: dict[str, str] = {
     "supervised": "metarl.learners.supervised:SupervisedMetaLearner",
-    "rl": "metarl.learners.sb3_ppo:PPOMetaLearner",
+    "rl": "metarl.learners.batched_rl:RLLearners",
 }
 """Distribution kind -> the learner class that adapts its tasks (imported when first used)."""
 

@@ -1,11 +1,12 @@
 """The PPO inner loop: adapt a policy to one environment task with stable-baselines3's PPO.
 
 One `PPO` object and its vectorized env are built once and reused for every task: a task is
-set on the env (`env_method("set_task", ...)`), phi is copied into the PPO policy, the Adam
-state of PPO is replaced by a fresh one, and k PPO updates run (k = `train.inner_steps`; one
-update = a rollout of `n_steps` per env, then SB3's own `PPO.train()`: `n_epochs` over
-minibatches of `batch_size`). We drive SB3's `collect_rollouts` / `train` ourselves instead of
-`learn()` so that each rollout can start from a seeded reset and be measured.
+set on the env (through the RL protocol: the env's `set_task`, or `make_env`), phi is copied
+into the PPO policy, the Adam state of PPO is replaced by a fresh one, and k PPO updates run
+(k = `train.inner_steps`; one update = a rollout of `n_steps` per env, then SB3's own
+`PPO.train()`: `n_epochs` over minibatches of `batch_size`). We drive SB3's
+`collect_rollouts` / `train` ourselves instead of `learn()` so that each rollout can start
+from a seeded reset and be measured.
 
 Randomness comes only from the generator handed to `adapt` (one seed per task is drawn from
 it). SB3 draws actions from torch's global generator and shuffles minibatches with
@@ -46,7 +47,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl.config import SUPERVISED_TRAIN_KEYS, EvalConfig, Recipe, build_dataclass
 from metarl.curves import Curve
-from metarl.envs.distribution import EnvFamilyDistribution, EnvTask
+from metarl.envs.distribution import EnvTask
+from metarl.envs.vector import retask
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
 from metarl.protocol import Adaptation, Params, Split, task_rng
@@ -60,6 +62,7 @@ UNUSED_HINTS = {
     "query_shots": "FOMAML's query set is one more rollout: [learner] n_steps",
 }
 """Why each of the supervised learner's `[train]` keys has no meaning for PPO."""
+BACKENDS = ("batched", "sb3")
 
 
 @dataclass
@@ -67,6 +70,10 @@ class PPOSettings:
     """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
+    backend: str = "batched"
+    """"batched": every task of the meta-batch stepped and updated at once
+    (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
+    module, the reference the batched learner is tested against)."""
     n_steps: int = 1000
     """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
     n_envs: int = 1
@@ -122,6 +129,10 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"learner.backend = {self.backend!r}: expected one of {', '.join(BACKENDS)}"
+            )
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -199,7 +210,7 @@ class PPOMetaLearner:
 
     def __init__(
         self,
-        dist: EnvFamilyDistribution,
+        dist: Any,
         device: torch.device,
         settings: PPOSettings,
         *,
@@ -215,6 +226,7 @@ class PPOMetaLearner:
         self.inner_lr = inner_lr
         self.evaluation = evaluation
         self.timers = Timers()
+        self._first_task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
         self.vec_env = DummyVecEnv([self._make_env for _ in range(s.n_envs)])
         # the initialization is a function of train.seed alone, global state left as it was
         with torch.random.fork_rng(devices=[]):
@@ -239,24 +251,10 @@ class PPOMetaLearner:
         self._callback.init_callback(self.ppo)
 
     @classmethod
-    def from_recipe(
-        cls, recipe: Recipe, dist: EnvFamilyDistribution, device: torch.device
-    ) -> PPOMetaLearner:
+    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> PPOMetaLearner:
         """The learner of `recipe`: `[learner]` typed as `PPOSettings`; `[model]` and the
         supervised learner's `[train]` keys are refused, naming the first one given."""
-        if recipe.model:
-            raise ConfigError(
-                "[model] is not used by RL recipes; put net_arch, "
-                "activation and log_std_init in [learner]"
-            )
-        for key in SUPERVISED_TRAIN_KEYS:
-            value = getattr(recipe.train, key)
-            if value is not None:
-                raise ConfigError(
-                    f"train.{key} = {toml_value(value)}: a setting of the supervised "
-                    f"learner, not used by the PPO learner of task {recipe.task_name!r} "
-                    f"({UNUSED_HINTS[key]}); remove it"
-                )
+        refuse_supervised_keys(recipe, "the PPO learner")
         t = recipe.train
         return cls(
             dist,
@@ -269,10 +267,17 @@ class PPOMetaLearner:
         )
 
     def _make_env(self) -> Monitor:
-        import gymnasium
-
         # Monitor records each episode's return in `info`, where SB3 collects it
-        return Monitor(gymnasium.make(self.dist.env_id))
+        return Monitor(self.dist.make_env(self._first_task))
+
+    def _set_task(self, task: Any) -> None:
+        """Set `task` on every env through the RL protocol (`set_task`, or a new env from
+        `make_env`), so any RL distribution works, not only metarl's families."""
+        for i, env in enumerate(self.vec_env.envs):
+            inner = env.env if isinstance(env, Monitor) else env
+            new = retask(self.dist, inner, task)
+            if new is not inner:
+                self.vec_env.envs[i] = Monitor(new)
 
     # -- one task ---------------------------------------------------------------------------
     def run_task(
@@ -310,7 +315,7 @@ class PPOMetaLearner:
             self.policy.optimizer = make_optimizer(
                 self.policy.parameters(), lr=lr, **self.policy.optimizer_kwargs
             )
-            self.vec_env.env_method("set_task", dict(task.params))
+            self._set_task(task)
             ppo.num_timesteps = 0
             timers.swap += time.perf_counter() - started
             returns: dict[int, float] = {}
@@ -428,12 +433,7 @@ class PPOMetaLearner:
 
     def eval_tasks(self, n_tasks: int) -> tuple[list[EnvTask], list[int]]:
         """The recipe's fixed held-out tasks and their seeds (functions of eval.seed/split)."""
-        e = self.evaluation
-        split = Split(e.split)
-        rng = task_rng(e.seed, split)
-        tasks = self.dist.sample(n_tasks, rng, split)
-        seeds = [int(s) for s in rng.integers(2**31 - 1000, size=n_tasks)]
-        return tasks, seeds
+        return held_out_tasks(self.evaluation, self.dist, n_tasks)
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """Mean return over held-out tasks after each number of PPO updates in `steps`,
@@ -450,4 +450,41 @@ class PPOMetaLearner:
         return Curve.from_values("return", wanted, values)
 
 
-__all__ = ["PPOMetaLearner", "PPOSettings", "SeededRolloutBuffer", "TaskRun", "Timers"]
+def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
+    """`[model]` and the supervised learner's `[train]` keys have no meaning for an RL
+    learner: the first one given is a `ConfigError` naming it and why."""
+    if recipe.model:
+        raise ConfigError(
+            "[model] is not used by RL recipes; put net_arch, "
+            "activation and log_std_init in [learner]"
+        )
+    for key in SUPERVISED_TRAIN_KEYS:
+        value = getattr(recipe.train, key)
+        if value is not None:
+            raise ConfigError(
+                f"train.{key} = {toml_value(value)}: a setting of the supervised "
+                f"learner, not used by {learner} of task {recipe.task_name!r} "
+                f"({UNUSED_HINTS[key]}); remove it"
+            )
+
+
+def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:
+    """The recipe's fixed evaluation tasks and one seed each (functions of eval.seed and
+    eval.split alone, so every backend and every init is evaluated on the same ones)."""
+    split = Split(evaluation.split)
+    rng = task_rng(evaluation.seed, split)
+    tasks = list(dist.sample(n_tasks, rng, split))
+    seeds = [int(s) for s in rng.integers(2**31 - 1000, size=n_tasks)]
+    return tasks, seeds
+
+
+__all__ = [
+    "BACKENDS",
+    "PPOMetaLearner",
+    "PPOSettings",
+    "SeededRolloutBuffer",
+    "TaskRun",
+    "Timers",
+    "held_out_tasks",
+    "refuse_supervised_keys",
+]

@@ -1,0 +1,401 @@
+"""The batched RL meta-learner: every task of a meta-batch rolled out and updated at once.
+
+The RL counterpart of the vmapped supervised loop. A meta-batch of T tasks (a rank's slots
+of it) lives in one task vector env of `T x n_envs` sub-envs (`metarl.envs.vector`: the
+family's native one, or `make_env` envs in a `SyncVectorEnv` for any RL distribution); the
+policy is SB3's `MlpPolicy` with per-task weights (`metarl.rl.policy`), run once per env step
+for all sub-envs; the data are `[tasks, envs, time]` arrays (`metarl.rl.rollout`), and the
+inner update is applied to all tasks at once:
+- `inner = "ppo"`: SB3's PPO update (`metarl.rl.batched_ppo`), k updates of one rollout of
+  `n_steps` per env each, fresh Adam per task, as the SB3 backend does one task at a time;
+- `inner = "vpg"`: MAML-RL's vanilla policy gradient with a linear feature baseline
+  (`metarl.rl.vpg`), k steps of plain SGD with `inner_lr`, one episode per env (set
+  `n_envs = 20` and `n_steps` to the episode length for the paper's 20 episodes per task).
+
+Randomness: one seed per meta-batch slot, drawn for every slot from the iteration's generator
+and then cut to this rank's slots, so a slot's rollouts do not depend on the rank split;
+rollout r of a task draws its sub-env reset seeds, action noise and minibatch order from a
+generator seeded by (slot seed, r) alone. The adapted weights are a pure function of phi, the
+task and the seed, and the caller's global random state is not touched.
+
+"The return after t updates" is the mean undiscounted return of the episodes of the rollout
+collected after t updates (each rollout starts from fresh episodes); with `vpg`, of each
+sub-env's one episode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.config import OptimizerName, Recipe, build_dataclass
+from metarl.curves import Curve
+from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
+from metarl.errors import ConfigError
+from metarl.learners.inner_loop import InnerOptimizer, stack
+from metarl.learners.sb3_ppo import (
+    PPOMetaLearner,
+    PPOSettings,
+    held_out_tasks,
+    refuse_supervised_keys,
+)
+from metarl.protocol import Adaptation, Params, Split
+from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
+from metarl.rl.policy import BatchedPolicy, build_sb3_policy
+from metarl.rl.rollout import Rollout, RolloutNoise, RolloutTimers, collect, gae
+from metarl.rl.vpg import vpg_gradient
+
+INNER = ("ppo", "vpg")
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread inside the inner loop, then restore the caller's setting.
+
+    The inner loop is thousands of small ops (a 64x64 MLP on a few hundred rows per env
+    step); torch's intra-op threads cost more in hand-offs than they save there: on this
+    2-core machine under load an adaptation took 20.7 s with 2 threads and 0.66 s with one.
+    More cores are used by running more ranks (torchrun), each on its own slots."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+EVAL_CHUNK = 64
+"""Held-out tasks adapted together in `curve` (bounds the rollout arrays' memory)."""
+
+
+@dataclass
+class BatchedSettings(PPOSettings):
+    """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
+    read as envs per task, plus the inner algorithm."""
+
+    inner: str = "ppo"
+    """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> BatchedSettings:
+        settings: BatchedSettings = build_dataclass(
+            cls, recipe.learner, "learner", owner="the batched RL learner"
+        )
+        settings.validate()
+        if settings.inner not in INNER:
+            raise ConfigError(
+                f"learner.inner = {settings.inner!r}: expected one of {', '.join(INNER)}"
+            )
+        return settings
+
+
+@dataclass
+class Timers:
+    """Seconds per part of the inner loop, and env steps (for scripts/bench_rl_batched.py)."""
+
+    rollout: RolloutTimers
+    update: float = 0.0
+    env_steps: int = 0
+
+    def reset(self) -> None:
+        self.rollout = RolloutTimers()
+        self.update = 0.0
+        self.env_steps = 0
+
+
+@dataclass
+class TasksRun:
+    """What adapting a batch of tasks produced."""
+
+    params: Params
+    """Stacked adapted parameters."""
+    returns: dict[int, np.ndarray]
+    """Updates done before a rollout -> its per-task mean return `[tasks]`."""
+    last: Rollout | None = None
+    """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
+
+
+class BatchedRLMetaLearner:
+    """Meta-learning over an RL task distribution with the whole meta-batch batched.
+
+    `model` is an SB3 `ActorCriticPolicy` holding phi (on `device`: the policy, rollout
+    arrays and updates live there; the envs step in NumPy, so each env step copies the
+    observations in and the actions out). Adaptation never changes its parameters."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> BatchedRLMetaLearner:
+        """The learner of `recipe`: `[learner]` typed as `BatchedSettings`; `[model]` and the
+        supervised learner's `[train]` keys are refused, naming the first one given."""
+        refuse_supervised_keys(recipe, "the batched RL learner")
+        return cls(recipe, dist, device)
+
+    def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
+        self.recipe, self.dist, self.device = recipe, dist, device
+        self.settings = s = BatchedSettings.from_recipe(recipe)
+        probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
+        self.model = build_sb3_policy(
+            probe.observation_space,
+            probe.action_space,
+            net_arch=s.net_arch,
+            activation=s.activation,
+            ortho_init=s.ortho_init,
+            log_std_init=s.log_std_init,
+            seed=recipe.train.seed,
+        ).to(device)
+        probe.close()
+        self.policy = BatchedPolicy(self.model)
+        self.names = self.policy.names
+        self.timers = Timers(RolloutTimers())
+        self._envs: dict[int, TaskVectorEnv] = {}
+
+    # -- envs ---------------------------------------------------------------------------
+    def _env(self, tasks: Sequence[Any]) -> TaskVectorEnv:
+        """A vector env for `len(tasks)` task slots holding `tasks` (kept per size)."""
+        env = self._envs.get(len(tasks))
+        if env is None:
+            env = make_task_vector_env(self.dist, tasks, self.settings.n_envs)
+            self._envs[len(tasks)] = env
+        else:
+            set_vector_tasks(env, tasks)
+        return env
+
+    # -- adapting a batch of tasks --------------------------------------------------------
+    def run(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        seeds: Sequence[int],
+        updates: int,
+        *,
+        measure: Sequence[int] = (0,),
+        lr: float | None = None,
+        extra_rollout: bool = False,
+    ) -> TasksRun:
+        """Adapt phi to every task with `updates` inner updates; measure the returns of the
+        rollouts in `measure` (rollout t = after t updates). With `extra_rollout`, one more
+        rollout is collected after the last update and kept (FOMAML's query rollout)."""
+        with one_torch_thread():
+            return self._run(phi, tasks, seeds, updates, measure, lr, extra_rollout)
+
+    def _run(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        seeds: Sequence[int],
+        updates: int,
+        measure: Sequence[int],
+        lr: float | None,
+        extra_rollout: bool,
+    ) -> TasksRun:
+        s = self.settings
+        lr = self.recipe.train.inner_lr if lr is None else lr
+        env = self._env(tasks)
+        params = stack(phi, len(tasks))
+        seeds = list(seeds)
+        returns: dict[int, np.ndarray] = {}
+        inner = self._inner(lr)
+        state = inner.init(params)
+        rollouts = updates + 1 if extra_rollout or updates in measure else updates
+        last = None
+        for t in range(rollouts):
+            noise = RolloutNoise(seeds, t)
+            rollout = collect(
+                self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout
+            )
+            self.timers.env_steps += rollout.env_steps
+            if t in measure or (extra_rollout and t == updates):
+                returns[t] = self._returns(rollout)
+            if t < updates:
+                tick = time.perf_counter()
+                params = inner.update(params, rollout, noise, state)
+                self.timers.update += time.perf_counter() - tick
+            elif extra_rollout:
+                last = rollout
+        return TasksRun(params, returns, last)
+
+    def _returns(self, rollout: Rollout) -> np.ndarray:
+        if self.settings.inner == "vpg":
+            return rollout.first_returns
+        return rollout.episode_returns
+
+    def _inner(self, lr: float) -> _PPOInner | _VPGInner:
+        s = self.settings
+        if s.inner == "vpg":
+            return _VPGInner(self.policy, lr, s.gamma)
+        ppo = BatchedPPO(
+            self.policy,
+            self._ppo_loss(),
+            lr,
+            n_epochs=s.n_epochs,
+            batch_size=s.batch_size,
+            max_grad_norm=s.max_grad_norm,
+        )
+        return _PPOInner(ppo, s.gamma, s.gae_lambda)
+
+    def _ppo_loss(self) -> PPOLoss:
+        s = self.settings
+        return PPOLoss(s.clip_range, s.ent_coef, s.vf_coef, s.normalize_advantage)
+
+    # -- the MetaLearner interface ----------------------------------------------------------
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation:
+        k = self.recipe.train.inner_steps
+        seeds = [int(x) for x in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        tasks = list(tasks)[slots]
+        run = self.run(phi, tasks, seeds, k)
+        s = self.settings
+        metrics = {
+            "return_before": float(run.returns[0].mean()),
+            "env_steps": float(len(tasks) * k * s.n_steps * s.n_envs),
+        }
+        return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
+
+    def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """FOMAML: at each task's adapted weights W_i, a fresh rollout (rollout index k of
+        its seed) and the gradient of the inner algorithm's loss on it at W_i: PPO's loss on
+        the whole rollout (at ratio 1 the clipped surrogate is the policy gradient of the
+        normalized advantages; plus the value and entropy terms), or the VPG loss."""
+        with one_torch_thread():
+            return self._query_gradient(adaptation)
+
+    def _query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        tasks, seeds = adaptation.context["tasks"], adaptation.context["seeds"]
+        k = self.recipe.train.inner_steps
+        env = self._env(tasks)
+        noise = RolloutNoise(seeds, k)
+        s = self.settings
+        params = adaptation.params
+        rollout = collect(self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout)
+        self.timers.env_steps += rollout.env_steps
+        tick = time.perf_counter()
+        if s.inner == "vpg":
+            grads, losses = vpg_gradient(self.policy, params, rollout, s.gamma)
+        else:
+            batch = _PPOInner.batch(rollout, s.gamma, s.gae_lambda)
+            grads, losses = loss_and_grad(self.policy, self._ppo_loss(), params, batch)
+        self.timers.update += time.perf_counter() - tick
+        total = {n: g.sum(0) for n, g in grads.items()}
+        return total, {
+            "query_loss": float(losses.mean()),
+            "return_after": float(self._returns(rollout).mean()),
+            "query_env_steps": float(rollout.env_steps),
+        }
+
+    def phi(self) -> Params:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+    def eval_tasks(self, n_tasks: int) -> tuple[list[Any], list[int]]:
+        """The recipe's fixed held-out tasks and their seeds (the SB3 backend's too)."""
+        return held_out_tasks(self.recipe.eval, self.dist, n_tasks)
+
+    def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """Mean return over held-out tasks after each number of inner updates in `steps`,
+        adapting from `model` with eval.inner_lr (default: train.inner_lr), `EVAL_CHUNK`
+        tasks at a time."""
+        wanted = sorted(set(steps))
+        phi = self.phi()
+        tasks, seeds = self.eval_tasks(n_tasks)
+        values = np.zeros((len(wanted), n_tasks))
+        for start in range(0, n_tasks, EVAL_CHUNK):
+            part = slice(start, start + EVAL_CHUNK)
+            run = self.run(
+                phi,
+                tasks[part],
+                seeds[part],
+                max(wanted),
+                measure=wanted,
+                lr=self.recipe.eval.inner_lr,
+            )
+            for row, t in enumerate(wanted):
+                values[row, part] = run.returns[t]
+        return Curve.from_values("return", wanted, values)
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
+class _PPOInner:
+    """k PPO updates per task: per-task Adam state kept across a task's updates."""
+
+    def __init__(self, ppo: BatchedPPO, gamma: float, gae_lambda: float) -> None:
+        self.ppo, self.gamma, self.gae_lambda = ppo, gamma, gae_lambda
+
+    def init(self, params: Params) -> dict[str, object]:
+        return self.ppo.init(params)
+
+    @staticmethod
+    def batch(rollout: Rollout, gamma: float, gae_lambda: float) -> PPOBatch:
+        rollout.advantages, rollout.returns = gae(
+            rollout.rewards + rollout.bootstrap,
+            rollout.values,
+            rollout.dones,
+            rollout.last_values,
+            gamma,
+            gae_lambda,
+        )
+        return PPOBatch.from_rollout(rollout)
+
+    def update(
+        self, params: Params, rollout: Rollout, noise: RolloutNoise, state: dict[str, object]
+    ) -> Params:
+        batch = self.batch(rollout, self.gamma, self.gae_lambda)
+        permutations = noise.permutations(self.ppo.n_epochs, batch.obs.shape[1])
+        permutations = permutations.to(batch.obs.device)
+        params, _ = self.ppo.update(params, batch, permutations, state)
+        return params
+
+
+class _VPGInner:
+    """k steps of plain SGD on MAML-RL's policy-gradient loss."""
+
+    def __init__(self, policy: BatchedPolicy, lr: float, gamma: float) -> None:
+        self.policy, self.gamma = policy, gamma
+        self.sgd = InnerOptimizer(OptimizerName.SGD, lr)
+
+    def init(self, params: Params) -> dict[str, object]:
+        return {}
+
+    def update(
+        self, params: Params, rollout: Rollout, noise: RolloutNoise, state: dict[str, object]
+    ) -> Params:
+        grads, _ = vpg_gradient(self.policy, params, rollout, self.gamma)
+        return self.sgd.step(params, grads, {}, 1)
+
+
+class RLLearners:
+    """`LEARNERS["rl"]`: the RL learner that the recipe's `[learner] backend` names
+    ("batched", the default, or "sb3")."""
+
+    @staticmethod
+    def from_recipe(
+        recipe: Recipe, dist: Any, device: torch.device
+    ) -> BatchedRLMetaLearner | PPOMetaLearner:
+        backend = recipe.learner.get("backend", "batched")
+        if backend == "sb3":
+            return PPOMetaLearner.from_recipe(recipe, dist, device)
+        if backend == "batched":
+            return BatchedRLMetaLearner.from_recipe(recipe, dist, device)
+        raise ConfigError(f"learner.backend = {backend!r}: expected batched or sb3")
+
+
+def rl_settings(recipe: Recipe) -> PPOSettings:
+    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
+    if recipe.learner.get("backend", "batched") == "sb3":
+        return PPOSettings.from_recipe(recipe)
+    return BatchedSettings.from_recipe(recipe)
+
+
+__all__ = ["BatchedRLMetaLearner", "BatchedSettings", "RLLearners", "TasksRun", "rl_settings"]

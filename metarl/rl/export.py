@@ -1,0 +1,69 @@
+"""Policies out to stable-baselines3 and back.
+
+A meta-trained (or adapted) RL policy is SB3's own `MlpPolicy` with the same parameter names,
+so it becomes a `stable_baselines3.PPO` zip as it is: `export_sb3` builds a PPO with the
+run's `[learner]` settings on an env of the run's distribution, loads the policy's weights
+and saves it (`PPO.load(path)` reads it; `model.learn(...)` fine-tunes it on one task with
+plain SB3). `load_sb3_policy` reads such a zip's policy weights back as a parameter dict
+(metarl's phi or an adapted policy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.errors import UserError
+from metarl.protocol import Split
+
+CPU = torch.device("cpu")
+
+
+def export_sb3(run_dir: Path, out: Path) -> Path:
+    """Write the meta-trained policy of the RL run `run_dir` as an SB3 PPO zip at `out`."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from metarl.evaluate import load_run
+    from metarl.learners.sb3_ppo import PPOSettings
+
+    if out.suffix != ".zip":
+        raise UserError(f"--out {out}: expected a file name ending in .zip (SB3's format)")
+    recipe, meta = load_run(run_dir, CPU)
+    settings = getattr(meta, "settings", None)
+    if not isinstance(settings, PPOSettings):
+        raise UserError(
+            f"{run_dir}: task {recipe.task_name!r} is not an RL task; only RL policies "
+            "export to stable-baselines3"
+        )
+    dist: Any = meta.dist
+    task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
+    env = DummyVecEnv([lambda: dist.make_env(task)])
+    ppo = PPO(
+        "MlpPolicy",
+        env,
+        **settings.ppo_kwargs(recipe.train.inner_lr, env.action_space),
+        device=CPU,
+        verbose=0,
+    )
+    ppo.policy.load_state_dict(meta.model.state_dict())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ppo.save(out)
+    env.close()
+    return out
+
+
+def load_sb3_policy(path: Path) -> dict[str, torch.Tensor]:
+    """The policy parameters of an SB3 PPO zip (SB3's names: metarl's phi layout)."""
+    from stable_baselines3 import PPO
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    ppo = PPO.load(path, device=CPU)
+    return {k: v.detach().clone() for k, v in ppo.policy.named_parameters()}
+
+
+__all__ = ["export_sb3", "load_sb3_policy"]
