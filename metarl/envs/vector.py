@@ -43,22 +43,30 @@ from metarl.envs.navigation import (
     goal_distance,
 )
 from metarl.envs.spec import ParamDist, TaskValue, check_task, parse_params
-from metarl.errors import UserError
+from metarl.errors import ConfigError, UserError
 
 Seeds = int | Sequence[int] | None
+"""`reset`'s seed: one int for all sub-envs, one int per sub-env, or None."""
 
 
 def sub_env_seeds(seed: Seeds, num_envs: int) -> list[int | None]:
-    """One seed per sub-env from `reset`'s `seed` (Gymnasium's convention: an int `s` gives
-    `s + i`, a list gives each sub-env its own)."""
+    """One seed per sub-env, by Gymnasium's convention (its
+    `SyncVectorEnv`): an int `s` gives sub-env `i` the seed `s + i`, a list gives each its own,
+    None leaves every sub-env's generator as it is."""
     if seed is None:
         return [None] * num_envs
-    if isinstance(seed, int | np.integer):
-        return [int(seed) + i for i in range(num_envs)]
-    seeds = [int(s) for s in seed]
-    if len(seeds) != num_envs:
-        raise ValueError(f"reset: {len(seeds)} seeds for {num_envs} sub-envs")
-    return list(seeds)
+    seeds: list[Any] = []
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        seeds = [seed + i for i in range(num_envs)]
+    elif isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str):
+        seeds = list(seed)
+    if len(seeds) != num_envs or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in seeds
+    ):
+        raise ConfigError(
+            f"reset: seed = {seed!r}: expected a non-negative int or {num_envs} of them"
+        )
+    return [int(v) for v in seeds]
 
 
 class TaskVectorEnv(VectorEnv[Any, Any, Any]):

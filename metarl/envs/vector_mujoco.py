@@ -48,6 +48,7 @@ from gymnasium.vector.utils import batch_space
 
 from metarl.envs.locomotion import CTRL_COST, HalfCheetahDir, HalfCheetahVel, _Locomotion
 from metarl.envs.spec import TaskValue, check_task, parse_params, sample_params
+from metarl.envs.vector import Seeds, sub_env_seeds
 from metarl.envs.wrapper import make_base
 from metarl.errors import ConfigError
 
@@ -56,30 +57,6 @@ if TYPE_CHECKING:
 
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 """Threads of the physics pool unless `threads` is given: this machine has 2 cores."""
-
-
-Seeds = int | Sequence[int] | None
-"""`reset`'s seed: one int for all sub-envs, one int per sub-env, or None."""
-
-
-def sub_env_seeds(seed: Seeds, num_envs: int) -> list[int | None]:
-    """One seed per sub-env, by the convention of `metarl.envs.vector` (and of Gymnasium's
-    `SyncVectorEnv`): an int `s` gives sub-env `i` the seed `s + i`, a list gives each its own,
-    None leaves every sub-env's generator as it is."""
-    if seed is None:
-        return [None] * num_envs
-    seeds: list[Any] = []
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
-        seeds = [seed + i for i in range(num_envs)]
-    elif isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str):
-        seeds = list(seed)
-    if len(seeds) != num_envs or not all(
-        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0 for v in seeds
-    ):
-        raise ConfigError(
-            f"reset: seed = {seed!r}: expected a non-negative int or {num_envs} of them"
-        )
-    return [int(v) for v in seeds]
 
 
 class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
