@@ -1,14 +1,17 @@
 """The `metarl` command line: thin typer commands that build a config and call the library.
 
 Diagnostics and progress go to stderr, results to stdout. Exit codes: 0 success, 2 bad input
-(one line naming the value and what is accepted, no traceback), 1 internal failure, 130 when
-interrupted (after the checkpoint is written).
+(one line naming the value and what is accepted, no traceback), 1 internal failure, 3 when
+numbers went non-finite (`train`: a loss or weight became nan/inf, the run stopped and its last
+finite checkpoint is kept; `eval`: an adapted metric is not finite), 130 when interrupted
+(after the checkpoint is written).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -20,13 +23,55 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import (  # typer >= 0.29 vendors click; no public alias
+    ClickException,
+    NoArgsIsHelpError,
+    UsageError,
+)
+from typer.core import TyperGroup
 
-from metarl.config import Algorithm, OptimizerName, with_overrides
+from metarl.config import MAX_STEPS, MAX_TASKS, Algorithm, OptimizerName, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
+from metarl.jsonio import all_finite
+from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback
 
+
+class OneLineErrors(TyperGroup):
+    """Every usage error (a bad option value, an unknown option) as one line on stderr with
+    exit code 2, instead of typer's usage panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            value = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except NoArgsIsHelpError as e:  # `metarl` alone: the help text, as before
+            e.show()
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            err.print(f"[bold red]error:[/] {escape(_usage_message(e))}", **ONE_LINE)
+            sys.exit(2 if isinstance(e, UsageError) else 1)
+        if not standalone_mode:
+            return value
+        sys.exit(value if isinstance(value, int) else 0)  # an Exit's code, else success
+
+
+ONE_LINE: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+
+
+def _usage_message(e: ClickException) -> str:
+    """typer's message, plus the value that was refused (typer's pydantic check keeps it only
+    in the cause)."""
+    message = e.format_message()
+    errors = getattr(e.__cause__, "errors", None)
+    if callable(errors):
+        with contextlib.suppress(Exception):  # best effort: the message stands without it
+            return f"{message} (got {errors()[0]['input']!r})"
+    return message
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="metarl",
     help="Meta-learning for PyTorch: Reptile and first-order MAML over few-shot tasks.",
     no_args_is_help=True,
@@ -47,6 +92,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
+DIVERGED = 3
+"""Exit code of a run or evaluation whose numbers went non-finite."""
+
 err = Console(stderr=True)
 out = Console()
 
@@ -54,7 +102,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Turn a `UserError` into one line on stderr and exit code 2."""
+    """Turn a `UserError` into one line on stderr and exit code 2, and Ctrl-C outside the
+    training loop (whose own handler writes a checkpoint) into one line and exit code 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -62,8 +111,11 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except UserError as e:
             # escaped: messages name TOML tables ("[learner]"), which are not rich markup
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", **ONE_LINE)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", **ONE_LINE)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -75,12 +127,34 @@ def parse_steps(text: str) -> list[int]:
         raise UserError(
             f"--steps {text!r}: expected comma-separated integers, e.g. 0,1,10,32"
         ) from None
-    if not steps or any(s < 0 for s in steps):
-        raise UserError(f"--steps {text!r}: expected integers >= 0, e.g. 0,1,10,32")
+    if not steps or any(not 0 <= s <= MAX_STEPS for s in steps):
+        raise UserError(
+            f"--steps {text!r}: expected integers from 0 to {MAX_STEPS:,}, e.g. 0,1,10,32"
+        )
     return steps
 
 
 # --- commands ---------------------------------------------------------------------------
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        envvar="METARL_THREADS",
+        help="CPU threads for torch (env METARL_THREADS; default: torch's, one per core). "
+        "Use 1 when other processes share the cores: idle torch threads spin and slow down.",
+        show_default=False,
+    ),
+]
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply --threads (refusing a count torch cannot use)."""
+    if threads is None:
+        return
+    if not 1 <= threads <= 1024:
+        raise UserError(f"--threads {threads}: expected an integer from 1 to 1024")
+    torch.set_num_threads(threads)
+
 
 DeviceOpt = Annotated[
     str, typer.Option(help="auto, cpu, cuda or cuda:N (auto picks CUDA if present).")
@@ -115,6 +189,7 @@ def train(
         typer.Option(help="bfloat16 autocast in the inner loop (conv nets on a GPU)."),
     ] = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     dist_timeout: Annotated[
         float, typer.Option(help="Seconds a collective may wait under torchrun before failing.")
@@ -141,6 +216,9 @@ def train(
         seed=seed,
         amp=amp,
     )
+    set_threads(threads)
+    if not (math.isfinite(dist_timeout) and dist_timeout > 0):
+        raise UserError(f"--dist-timeout {dist_timeout}: expected a number of seconds > 0")
     world, dev = world_from_env(default_device(device), dist_timeout)
     try:
         _train(task, out, resume, overrides, dev, quiet or not world.is_main, world)
@@ -159,7 +237,7 @@ def _train(
 ) -> None:
     """`metarl train` once the process group (if any) is joined."""
     from metarl.registry import resolve_recipe
-    from metarl.train import MetaTrainer, TrainingInterrupted
+    from metarl.train import MetaTrainer, TrainingDiverged, TrainingInterrupted
 
     say = err.print if world.is_main else (lambda *a, **k: None)
     callback = ProgressCallback(err)
@@ -171,7 +249,7 @@ def _train(
                 "training options with it"
             )
         trainer = MetaTrainer.resume(resume, dev, callbacks, world)
-        say(f"resuming {resume} at iteration {trainer.iteration}", highlight=False)
+        say(f"resuming {escape(str(resume))} at iteration {trainer.iteration}", **ONE_LINE)
     else:
         if task is None:
             raise UserError("give a TASK (e.g. `metarl train sine`) or --resume RUN_DIR")
@@ -182,22 +260,37 @@ def _train(
             out = Path("runs") / f"{Path(task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         trainer = MetaTrainer.start(recipe, out, dev, callbacks, world)
         ranks = f", {world.size} ranks" if world.size > 1 else ""
-        say(f"run directory: {out}  (device {dev}{ranks})", highlight=False)
+        say(f"run directory: {escape(str(out))}  (device {dev}{ranks})", **ONE_LINE)
     try:
         trainer.fit()
     except TrainingInterrupted as e:
         callback.close()
         say(
             f"interrupted after iteration {e.iteration}; checkpoint written. "
-            f"Continue with: metarl train --resume {e.run_dir}",
-            highlight=False,
+            f"Continue with: metarl train --resume {escape(str(e.run_dir))}",
+            **ONE_LINE,
         )
         raise typer.Exit(130) from None
+    except TrainingDiverged as e:
+        callback.close()
+        say(f"[bold red]error:[/] {escape(str(e))}", **ONE_LINE)
+        raise typer.Exit(DIVERGED) from None
+    except BaseException as e:
+        callback.close()
+        if resume is None and world.is_main:  # a start that failed leaves no directory behind
+            trainer.run.discard_unstarted()
+        if isinstance(e, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in str(e):
+            t = trainer.recipe.train
+            raise UserError(
+                f"out of memory with train.meta_batch = {t.meta_batch} (support_shots = "
+                f"{t.support_shots}, inner_batch = {t.inner_batch}) on {dev}: lower them"
+            ) from None
+        raise
     last = trainer.history[-1] if trainer.history else {}
     say(
         f"done: {trainer.iteration} meta-iterations in {last.get('elapsed_s', 0.0):.1f} s. "
-        f"Evaluate with: metarl eval {trainer.run.path}",
-        highlight=False,
+        f"Evaluate with: metarl eval {escape(str(trainer.run.path))}",
+        **ONE_LINE,
     )
 
 
@@ -254,15 +347,22 @@ def eval_(
         typer.Option(help="With --init joint: a run of the same recipe trained as a baseline."),
     ] = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
     and the gain over the first step count (paired per task)."""
     from metarl.evaluate import evaluate_run, plot_evaluation
     from metarl.models import default_device
+    from metarl.run import check_writable
 
+    set_threads(threads)
+    if tasks is not None and not 1 <= tasks <= MAX_TASKS:
+        raise UserError(f"--tasks {tasks}: expected an integer from 1 to {MAX_TASKS:,}")
     step_list = parse_steps(steps) if steps is not None else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
+    if plot is not None:  # before the evaluation, not after it
+        check_writable(plot, "--plot")
     result = evaluate_run(
         run_dir,
         default_device(device),
@@ -273,8 +373,10 @@ def eval_(
         joint_run=joint_run,
     )
     curve = result.curve
+    finite = all_finite(curve.mean)  # (a CI is nan, not a failure, with one task)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(joint_run)) + "\n")
+        payload = {**result.to_json(joint_run), "finite": finite}
+        sys.stdout.write(dumps_json(payload) + "\n")
     else:
         table = Table(
             title=f"{result.source}{f' (init {init})' if run_dir else ''}: "
@@ -288,11 +390,28 @@ def eval_(
         for s, m, c, (g, gc) in zip(
             curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True
         ):
-            table.add_row(str(s), f"{m:.4f}", f"± {c:.4f}", f"{g:+.4f} ± {gc:.4f}")
+            if not math.isfinite(m):
+                table.add_row(str(s), "not finite", "--", "--")
+            else:
+                table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}")
         out.print(table)
     if plot is not None:
         written = plot_evaluation(result, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    if not finite:
+        bad = [str(s) for s, m in zip(curve.steps, curve.mean, strict=True) if not math.isfinite(m)]
+        err.print(
+            f"[bold red]error:[/] {escape(curve.metric)} is not finite after "
+            f"{', '.join(bad) or 'some'} steps (adaptation diverged: lower eval.inner_lr)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(DIVERGED)
+
+
+def _num(value: float) -> str:
+    """A CI cell: the number, or "--" where there is none (a single task has no CI)."""
+    return f"{value:.4f}" if math.isfinite(value) else "--"
 
 
 @app.command()
@@ -384,9 +503,11 @@ def tasks_show(
     """The resolved recipe: every field, its value and where the value comes from (the
     catalog file, your file, the command line, or a default)."""
     from metarl.provenance import field_sources, resolve_with_sets
+    from metarl.registry import check_option_names
     from metarl.tomlio import dumps_toml
 
     recipe, cli = resolve_with_sets(name, set_ or [])
+    check_option_names(recipe)  # what `metarl train` refuses, `tasks show` refuses too
     if as_toml:
         sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
         return

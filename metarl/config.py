@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -41,6 +42,15 @@ class Algorithm(str, enum.Enum):
 class OptimizerName(str, enum.Enum):
     SGD = "sgd"
     ADAM = "adam"
+
+
+MAX_ITERATIONS = 100_000_000
+MAX_TASKS = 100_000
+"""Tasks per meta-batch or evaluation: far above any paper's (tens to a thousand)."""
+MAX_STEPS = 100_000
+"""Inner or evaluation adaptation steps: the papers use at most some hundreds."""
+MAX_SEED = 2**64 - 1
+"""torch.manual_seed takes up to 64 bits; numpy's seed sequences take any non-negative int."""
 
 
 @dataclass
@@ -73,6 +83,9 @@ class TrainConfig:
     amp: bool | None = None
     checkpoint_every: int = 500
     """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
+    checkpoint_seconds: float = 60.0
+    """Also checkpoint when this many seconds passed since the last one, so a crash or a kill
+    loses at most this much work whatever the speed of an iteration."""
     log_every: int = 10
     """Iterations between lines of metrics.jsonl."""
 
@@ -201,6 +214,24 @@ class Recipe:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{name} = {value}: must be a positive integer")
+        # A typo (an extra three zeros) should be refused, not run for days or exhaust memory.
+        at_most = {
+            "train.meta_iterations": (t.meta_iterations, MAX_ITERATIONS),
+            "train.meta_batch": (t.meta_batch, MAX_TASKS),
+            "train.inner_steps": (t.inner_steps, MAX_STEPS),
+            "eval.tasks": (e.tasks, MAX_TASKS),
+            "eval.steps": (max(e.steps, default=0), MAX_STEPS),
+        }
+        for name, (value, limit) in at_most.items():
+            if value > limit:
+                raise ConfigError(f"{name} = {value}: must be at most {limit:,}")
+        for name, seed in (("train.seed", t.seed), ("eval.seed", e.seed)):
+            if not 0 <= seed <= MAX_SEED:
+                raise ConfigError(f"{name} = {seed}: expected an integer from 0 to 2**64 - 1")
+        if t.checkpoint_seconds <= 0:
+            raise ConfigError(
+                f"train.checkpoint_seconds = {t.checkpoint_seconds}: must be > 0 (seconds)"
+            )
         non_negative = {
             "train.inner_steps": t.inner_steps,
             "eval.inner_batch": e.inner_batch,
@@ -251,6 +282,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where} = {value!r}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value}: expected a finite number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -291,9 +324,24 @@ def build_dataclass(
 RECIPE_KEYS = ("description", "task", "model", "train", "eval", "learner")
 
 
+def reject_non_finite(value: Any, where: str) -> None:
+    """Refuse nan and inf anywhere in a recipe (TOML reads `nan` and `inf` as floats): no
+    setting of any learner, task or network means anything when it is not finite, and one
+    non-finite step size would only show up later, as a run of NaN weights."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} = {value}: expected a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            reject_non_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            reject_non_finite(v, f"{where}[{i}]")
+
+
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
     """Build and validate a recipe; errors name `source` and the offending key."""
     try:
+        reject_non_finite(data, "")
         unknown = sorted(set(data) - set(RECIPE_KEYS))
         if unknown:
             raise ConfigError(

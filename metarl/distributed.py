@@ -68,12 +68,21 @@ def world_from_env(device: torch.device, timeout_s: float = 300.0) -> tuple[Worl
     """Join the process group torchrun describes in the environment (gloo on CPU, nccl on
     CUDA), with a timeout on collectives so a dead rank ends the run instead of hanging it.
     Returns the world and this rank's device (`cuda:LOCAL_RANK` on GPUs)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = _env_int("WORLD_SIZE", "1", 1)
     if size <= 1:
         return World(), device
-    rank = int(os.environ["RANK"])
+    if "RANK" not in os.environ:
+        raise UserError(f"WORLD_SIZE={size} is set but RANK is not: start ranks with torchrun")
+    rank = _env_int("RANK", "0", 0)
+    if rank >= size:
+        raise UserError(f"RANK={rank}: expected 0 to WORLD_SIZE - 1 = {size - 1}")
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = _env_int("LOCAL_RANK", "0", 0)
+        if local >= torch.cuda.device_count():
+            raise UserError(
+                f"LOCAL_RANK={local}: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
@@ -82,8 +91,22 @@ def world_from_env(device: torch.device, timeout_s: float = 300.0) -> tuple[Worl
                 backend, rank=rank, world_size=size, timeout=timedelta(seconds=timeout_s)
             )
         except (RuntimeError, ValueError) as e:
-            raise UserError(f"could not join the process group ({backend}): {e}") from None
+            # c10 errors append a C++ backtrace to the message: its first line says it all
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"could not join the process group ({backend}): {first}") from None
     return World(rank, size), device
+
+
+def _env_int(name: str, default: str, minimum: int) -> int:
+    """An integer environment variable torchrun sets, checked."""
+    text = os.environ.get(name, default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"{name}={text!r}: expected an integer >= {minimum}") from None
+    if value < minimum:
+        raise UserError(f"{name}={value}: expected an integer >= {minimum}")
+    return value
 
 
 def shutdown() -> None:

@@ -56,7 +56,7 @@ def load_run(
         else:
             recipe = RunDir.open(path).recipe()
         meta = build_meta_learner(recipe, device)
-        _load_matching(meta, weights, f"--init {init}", path)
+        _load_matching(meta, weights, _mismatch(f"--init {init}", path))
         return recipe, meta
     if path is None:
         raise UserError("give a RUN_DIR (a run directory written by `metarl train`)")
@@ -64,24 +64,31 @@ def load_run(
     recipe = run.recipe()
     meta = build_meta_learner(recipe, device)
     if init == "meta":
-        meta.model.load_state_dict(run.load_checkpoint(device).model)
+        weights = run.load_checkpoint(device).model
+        _load_matching(
+            meta,
+            weights,
+            f"{path}: its config.toml describes another model than its checkpoint.pt "
+            "(edited after training?); restore it",
+        )
     elif joint_run is not None:
         weights = RunDir.open(joint_run).load_checkpoint(device).model
-        _load_matching(meta, weights, f"--joint-run {joint_run}", path)
+        _load_matching(meta, weights, _mismatch(f"--joint-run {joint_run}", path))
     return recipe, meta
 
 
-def _load_matching(
-    meta: MetaLearner, weights: dict[str, torch.Tensor], what: str, path: Path | None
-) -> None:
-    """Load weights from elsewhere into the run's model, refusing other shapes."""
+def _mismatch(what: str, path: Path | None) -> str:
+    return f"{what}: its model does not match the one of {path} (train it from the same recipe)"
+
+
+def _load_matching(meta: MetaLearner, weights: dict[str, torch.Tensor], error: str) -> None:
+    """Load weights into the run's model, refusing other names or shapes with `error`
+    (`load_state_dict` would raise a size-mismatch traceback)."""
     mine = meta.model.state_dict()
     if {k: tuple(v.shape) for k, v in weights.items()} != {
         k: tuple(v.shape) for k, v in mine.items()
     }:
-        raise UserError(
-            f"{what}: its model does not match the one of {path} (train it from the same recipe)"
-        )
+        raise UserError(error)
     meta.model.load_state_dict(weights)
 
 

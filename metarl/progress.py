@@ -108,4 +108,5 @@ class ProgressCallback:
         self.progress.stop()
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.task_id is not None:  # never started (--quiet): nothing to stop
+            self.progress.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl.config import Recipe, load_recipe_file
-from metarl.errors import UserError, did_you_mean
+from metarl.errors import ConfigError, UserError, did_you_mean
 from metarl.protocol import TaskDistribution
 
 
@@ -147,6 +147,8 @@ def recipe_path(name_or_path: str) -> tuple[Path, bool]:
     the shipped catalog."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise UserError(f"recipe {name_or_path!r} is a directory; expected a .toml file")
         if not path.is_file():
             raise UserError(f"recipe file {name_or_path!r} does not exist")
         return path, False
@@ -167,6 +169,28 @@ def resolve_recipe(name_or_path: str) -> Recipe:
     if in_catalog:
         recipe.source = name_or_path
     return recipe
+
+
+def check_option_names(recipe: Recipe) -> None:
+    """Refuse `[task]` and `[model]` keys the distribution or its network does not take, by
+    name and before anything is built or loaded: `metarl train` and `metarl tasks show` run
+    this same check (a factory taking **kwargs is left to refuse its own keys)."""
+    factory = task_spec(recipe.task_name).factory()
+    tables: list[tuple[str, Any, dict[str, Any]]] = [("task", factory, recipe.task_options)]
+    build = getattr(factory, "build_model", None)
+    if build is not None:
+        tables.append(("model", build, recipe.model))
+    for table, fn, given in tables:
+        params = inspect.signature(fn).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        known = [k for k in params if k not in ("self", "data")]
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{recipe.source}: [{table}] unknown key {unknown[0]!r} for task "
+                f"{recipe.task_name!r}; known keys: {', '.join(known)}"
+            )
 
 
 def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:

@@ -8,9 +8,12 @@ elsewhere cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import metarl
 from metarl.atomic import atomic_write_bytes
 from metarl.config import Recipe, recipe_from_dict
 from metarl.errors import UserError
+from metarl.jsonio import dumps as dumps_json
 from metarl.tomlio import dumps_toml, read_toml
 
 CONFIG = "config.toml"
@@ -60,7 +64,8 @@ class RunDir:
     # -- creation and opening -------------------------------------------------------------
     @classmethod
     def check_new(cls, path: Path) -> None:
-        """Refuse a path that already holds a run or is not a directory."""
+        """Refuse a path that already holds a run, holds anything else (training would append
+        to its files, and a resume truncate them), or cannot be created."""
         run = cls(path)
         if run.config_path.exists() or run.checkpoint_path.exists():
             raise UserError(
@@ -69,20 +74,43 @@ class RunDir:
             )
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {path}: exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            held = ", ".join(sorted(p.name for p in path.iterdir())[:3])
+            raise UserError(
+                f"--out {path}: a directory that is not a metarl run (holds {held}); "
+                "give a new or empty directory"
+            )
+        check_writable(path, "--out")
 
     @classmethod
     def create(cls, path: Path, recipe: Recipe) -> RunDir:
         """A new run; refuses a directory that already holds one."""
         cls.check_new(path)
         run = cls(path)
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run.config_path, dumps_toml(recipe.to_dict()).encode())
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(run.config_path, dumps_toml(recipe.to_dict()).encode())
+        except OSError as e:
+            raise UserError(f"--out {path}: cannot be written ({e.strerror})") from None
         return run
+
+    def discard_unstarted(self) -> None:
+        """Remove a run that failed before its first checkpoint: its config.toml and
+        metrics.jsonl, then the directory if nothing else is left, so the same --out works
+        again. A run with a checkpoint is never touched."""
+        if self.checkpoint_path.exists():
+            return
+        for path in (self.config_path, self.metrics_path):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: leave it
+            self.path.rmdir()
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
         """An existing run; a clear error when `path` is not one."""
         run = cls(path)
+        if path.is_file():
+            raise UserError(f"run directory {str(path)!r} is a file, not a run directory")
         if not path.is_dir():
             raise UserError(f"run directory {str(path)!r} does not exist")
         if not run.config_path.is_file():
@@ -95,7 +123,7 @@ class RunDir:
     # -- metrics --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(dumps_json(row) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -133,11 +161,16 @@ class RunDir:
         atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
 
     def load_checkpoint(self, map_location: torch.device | str = "cpu") -> Checkpoint:
+        """The checkpoint, its weights and optimizer state on `map_location`. The RNG state
+        stays a CPU ByteTensor whatever the device: `torch.set_rng_state` takes nothing else
+        (loading it onto a GPU was what broke resuming there)."""
         path = self.checkpoint_path
         if not path.is_file():
             raise UserError(f"{self.path} has no {CHECKPOINT} yet (was the run started?)")
         try:
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            with warnings.catch_warnings():  # the refusal below is the whole message
+                warnings.simplefilter("ignore")
+                payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises several types for a damaged or foreign file
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
@@ -148,8 +181,31 @@ class RunDir:
             raise UserError(f"{path}: not a metarl checkpoint of format {CHECKPOINT_FORMAT}")
         return Checkpoint(
             iteration=int(payload["iteration"]),
-            model=payload["model"],
-            optimizer=payload["optimizer"],
+            model=_to_device(payload["model"], map_location),
+            optimizer=_to_device(payload["optimizer"], map_location),
             rng=payload["rng"],
             config=json.loads(payload["config"]),
         )
+
+
+def _to_device(value: Any, device: torch.device | str) -> Any:
+    """`value` with every tensor (in nested dicts and lists) moved to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse a file or directory path that cannot be created: its nearest existing ancestor
+    must be a writable directory. Checked before long work, not after it."""
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor != path and not ancestor.is_dir():
+        raise UserError(f"{what} {path}: cannot be created, {ancestor} is not a directory")
+    if ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: cannot be created, {ancestor} is not writable")

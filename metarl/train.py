@@ -8,6 +8,7 @@ change which tasks an iteration draws.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Recipe
+from metarl.config import Recipe, recipe_from_dict
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -34,6 +35,24 @@ class TrainingInterrupted(Exception):
         super().__init__(f"interrupted after iteration {iteration}")
         self.iteration = iteration
         self.run_dir = run_dir
+
+
+class TrainingDiverged(Exception):
+    """Raised when an outer step left a non-finite loss or parameter; nothing non-finite was
+    written over the last checkpoint, which stays the run's last finite state."""
+
+    def __init__(self, iteration: int, what: str, run_dir: Path, checkpoint: int | None) -> None:
+        kept = (
+            f"the last finite checkpoint (iteration {checkpoint}) is kept"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        super().__init__(
+            f"training diverged at iteration {iteration} (not finite: {what}); lower "
+            f"train.inner_lr or train.meta_step; {kept} in {run_dir}"
+        )
+        self.iteration = iteration
+        self.checkpoint = checkpoint
 
 
 class Callback(Protocol):
@@ -58,6 +77,12 @@ class MetaTrainer:
     _stop_requested: bool = False
     _stop_agreed: bool = False
     """Some rank had a stop request when the last meta-iteration's deltas were summed."""
+    diverged: str | None = None
+    """What was not finite after the last outer step (a loss, a parameter), or None."""
+    checkpoint_iteration: int | None = None
+    """The iteration of the checkpoint on disk (None before the first one)."""
+    _saved_at: float = field(default_factory=time.monotonic)
+    """When the last checkpoint was written (or training started): for checkpoint_seconds."""
 
     def __post_init__(self) -> None:
         self.meta = build_meta_learner(self.recipe, self.device)
@@ -105,7 +130,9 @@ class MetaTrainer:
         trainer = cls(run, recipe, device, callbacks, world)
         if run.checkpoint_path.exists():
             ckpt = run.load_checkpoint(device)
-            if ckpt.config != recipe.to_dict():
+            # both through the same defaults: a field added since the run began is no edit
+            saved = recipe_from_dict(ckpt.config, source=str(run.checkpoint_path)).to_dict()
+            if saved != recipe.to_dict():
                 raise UserError(
                     f"{run.config_path} was edited after the checkpoint was written; "
                     "restore it or start a new run with the edited recipe"
@@ -114,6 +141,7 @@ class MetaTrainer:
             trainer.optimizer.load_state_dict(ckpt.optimizer)
             torch.set_rng_state(ckpt.rng["torch"])
             trainer.iteration = ckpt.iteration
+            trainer.checkpoint_iteration = ckpt.iteration
         world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
         if world.is_main:
             run.truncate_metrics(trainer.iteration)
@@ -138,10 +166,15 @@ class MetaTrainer:
         # the sum of the per-task deltas of this rank's slots; the mean is over the meta-batch
         local_sum, delta_metrics = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
         metrics = {**adaptation.metrics, **delta_metrics}
-        # The stop request rides along in the same collective: one all-reduce per iteration.
-        local_sum[_STOP] = torch.tensor([float(self._stop_requested)], device=self.device)
+        # The stop request and a non-finite loss ride along in the same collective: one
+        # all-reduce per iteration, and every rank agrees on both.
+        bad_losses = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        local_sum[_FLAGS] = torch.tensor(
+            [float(self._stop_requested), float(bool(bad_losses))], device=self.device
+        )
         total = self.world.all_reduce_sum(local_sum)
-        self._stop_agreed = bool(total.pop(_STOP).item() > 0)
+        stop_votes, bad_votes = total.pop(_FLAGS).tolist()
+        self._stop_agreed = stop_votes > 0
         delta = {k: v / t.meta_batch for k, v in total.items()}
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
@@ -149,7 +182,17 @@ class MetaTrainer:
         algorithms.apply_delta(self.optimizer, delta, self.names, lr)
         self.iteration += 1
         metrics["meta_step"] = lr
+        bad_params = self.non_finite_parameters()
+        if bad_losses or bad_votes > 0 or bad_params:
+            names = bad_losses or (["the loss on another rank"] if bad_votes > 0 else [])
+            self.diverged = ", ".join(names + bad_params[:3])
         return metrics
+
+    def non_finite_parameters(self) -> list[str]:
+        """Names of the parameters holding a nan or inf (one device sync)."""
+        params = list(self.model.parameters())
+        finite = torch.stack([torch.isfinite(p.detach()).all() for p in params]).tolist()
+        return [f"parameter {n}" for n, ok in zip(self.names, finite, strict=True) if not ok]
 
     def fit(self) -> torch.nn.Module:
         """Train to `meta_iterations`, writing metrics and checkpoints; returns the model."""
@@ -159,6 +202,7 @@ class MetaTrainer:
         for cb in callbacks:
             cb.on_start(self)
         started = time.perf_counter()
+        self._saved_at = time.monotonic()
         first = self.iteration
         with _stop_on_sigint(self):
             while self.iteration < t.meta_iterations:
@@ -168,6 +212,13 @@ class MetaTrainer:
                 metrics["iteration"] = done
                 metrics["elapsed_s"] = elapsed
                 metrics["tasks_per_s"] = (done - first) * t.meta_batch / max(elapsed, 1e-9)
+                if self.diverged is not None:  # log the bad row, keep the last finite checkpoint
+                    if main:
+                        self.run.append_metrics(metrics)
+                    self.world.barrier()
+                    raise TrainingDiverged(
+                        done, self.diverged, self.run.path, self.checkpoint_iteration
+                    )
                 for cb in callbacks:
                     cb.on_iteration(self, metrics)
                 if done % t.log_every == 0 or done == t.meta_iterations:
@@ -177,7 +228,8 @@ class MetaTrainer:
                 last = done == t.meta_iterations
                 # every rank stops after the same iteration (one process: as soon as asked)
                 stop = self._stop_agreed if self.world.size > 1 else self._stop_requested
-                if main and (done % t.checkpoint_every == 0 or last or stop):
+                due = done % t.checkpoint_every == 0 or last or stop
+                if main and (due or time.monotonic() - self._saved_at >= t.checkpoint_seconds):
                     self.save()
                 if stop:
                     self.world.barrier()
@@ -188,6 +240,11 @@ class MetaTrainer:
         return self.model
 
     def save(self) -> None:
+        """Write the checkpoint (rank 0). Refuses non-finite weights, so whatever is on disk
+        is the last finite state."""
+        bad = self.non_finite_parameters()
+        if bad:
+            raise TrainingDiverged(self.iteration, bad[0], self.run.path, self.checkpoint_iteration)
         self.run.save_checkpoint(
             Checkpoint(
                 iteration=self.iteration,
@@ -197,9 +254,11 @@ class MetaTrainer:
                 config=self.recipe.to_dict(),
             )
         )
+        self.checkpoint_iteration = self.iteration
+        self._saved_at = time.monotonic()
 
 
-_STOP = "__stop_requested__"
+_FLAGS = "__stop_requested_and_non_finite_loss__"
 
 
 @contextmanager

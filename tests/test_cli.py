@@ -57,31 +57,7 @@ def test_resume_of_a_finished_run_is_a_no_op(trained_run):
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["train", "sinus"], "unknown task 'sinus'"),
-        (["train", "sine", "--inner-steps", "-2"], "train.inner_steps = -2"),
-        (["train", "sine", "--device", "tpu"], "--device 'tpu'"),
-        (["eval", "/no/such/run"], "run directory '/no/such/run' does not exist"),
-        (["eval", "RUN", "--steps", "0,-1"], "--steps '0,-1'"),
-        (["eval", "RUN", "--steps", "a,b"], "--steps 'a,b'"),
-        (["train"], "give a TASK"),
-        (["tasks", "show", "nope"], "unknown task 'nope'"),
-        (["tasks", "show", "sine", "--set", "train.meta_batch"], "--set 'train.meta_batch'"),
-        (["tasks", "show", "sine", "--set", "train.bogus=1"], "unknown key 'bogus'"),
-    ],
-)
-def test_bad_input_exits_2_with_one_line(trained_run, tmp_path, args, message):
-    args = [str(trained_run) if a == "RUN" else a for a in args]
-    if args[0] == "train" and len(args) > 1:
-        args += ["--out", str(tmp_path / "x")]
-    result = invoke(*args)
-    assert result.exit_code == 2, result.output
-    assert message in result.stderr
-    assert "Traceback" not in result.output
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "x").exists()  # nothing half-written
+# Bad invocations: tests/test_bad_input.py (one table).
 
 
 def test_malformed_recipe_file_exits_2(tmp_path):

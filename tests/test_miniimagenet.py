@@ -398,7 +398,12 @@ def test_modes_differ_for_batchnorm_and_agree_without_it(monkeypatch):
     batch = bn.eval_batch(4)
     phi = stack({k: v.detach() for k, v in bn.model.named_parameters()}, 4)
     one_by_one = bn.learner.predict_each_with_support(phi, batch.support_x, batch.query_x)
-    assert not torch.allclose(bn.learner.predict(phi, batch.query_x), one_by_one, atol=1e-3)
+    transductive = bn.learner.predict(phi, batch.query_x)
+    assert not torch.allclose(transductive, one_by_one, atol=1e-3)
+    # each mode's step-0 accuracy is the accuracy of that mode's outputs, task by task
+    for outputs, curve in ((one_by_one, non), (transductive, trans)):
+        accuracy = (outputs.argmax(-1) == batch.query_y).float().mean(-1)
+        np.testing.assert_allclose(curve.per_task[0], accuracy.numpy(), atol=1e-6)
 
     recipe = recipe_from_dict(
         {"task": {"name": "sine"}, "model": {"hidden": [8, 8]}, "eval": {"query_shots": 7}},

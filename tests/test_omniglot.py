@@ -208,10 +208,35 @@ def test_reimport_invalidates_the_cache_and_damage_rebuilds_it(fake_src, tmp_pat
     np.testing.assert_array_equal(load(root, SMALL, progress=False).images, first)
 
 
+def test_a_member_that_is_not_a_png_fails_import_and_verify(tmp_path):
+    src = fake_omniglot(tmp_path / "src", zipped=False)
+    bad = next((src / "images_evaluation").rglob("*.png"))
+    good = bad.read_bytes()
+    bad.write_bytes(b"GIF89a, not a png")
+    with pytest.raises(UserError, match=rf"member .*/{bad.name} is not a PNG image"):
+        import_(src, tmp_path / "root", SMALL)
+    bad.write_bytes(good)
+    import_(src, tmp_path / "root", SMALL)
+    installed = tmp_path / "root" / "omniglot" / "images_evaluation"
+    if not installed.is_dir():  # installed as a zip: rewrite that member there
+        archive = installed.with_suffix(".zip")
+        with zipfile.ZipFile(archive) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        name = next(n for n in members if n.endswith(bad.name))
+        members[name] = b"GIF89a, not a png"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+            for n, data in members.items():
+                zf.writestr(n, data)
+    else:
+        next(installed.rglob(bad.name)).write_bytes(b"GIF89a, not a png")
+    with pytest.raises(UserError, match=rf"{bad.name} is not a PNG image"):
+        verify(tmp_path / "root", SMALL)
+
+
 def test_unreadable_png_names_the_file(tmp_path):
     src = fake_omniglot(tmp_path / "src", zipped=False)
     bad = next((src / "images_evaluation").rglob("*.png"))
-    bad.write_bytes(b"not a png")
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but broken")  # the signature, then garbage
     root = tmp_path / "root"
     import_(src, root, SMALL)
     with pytest.raises(UserError, match=rf"{bad.name}: not a readable PNG"):

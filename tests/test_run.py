@@ -89,3 +89,54 @@ def test_edited_config_is_refused_on_resume(tmp_path):
     cfg.write_text(cfg.read_text().replace("meta_batch = 4", "meta_batch = 5"))
     with pytest.raises(UserError, match="edited after the checkpoint"):
         MetaTrainer.resume(tmp_path / "r", CPU)
+
+
+def test_every_checkpoint_field_loads_onto_another_device(tmp_path):
+    """Resuming on a GPU loads with map_location=cuda; the `meta` device stands in for it here.
+    Weights and optimizer state go to the device, the RNG state stays a CPU ByteTensor (all
+    `torch.set_rng_state` takes)."""
+    trainer = MetaTrainer.start(tiny_recipe(meta_iterations=3), tmp_path / "r", CPU)
+    trainer.fit()
+    assert trainer.recipe.train.outer_optimizer.value == "adam"  # optimizer state has tensors
+    ckpt = RunDir(tmp_path / "r").load_checkpoint(torch.device("meta"))
+    assert ckpt.iteration == 3 and ckpt.config == trainer.recipe.to_dict()
+    assert ckpt.model and all(v.device.type == "meta" for v in ckpt.model.values())
+    moments = [t for s in ckpt.optimizer["state"].values() for t in s.values()]
+    assert len(moments) == 3 * len(ckpt.model)  # step, exp_avg, exp_avg_sq per parameter
+    assert all(t.device.type == "meta" for t in moments)
+    rng = ckpt.rng["torch"]
+    assert rng.device.type == "cpu" and rng.dtype == torch.uint8
+    torch.set_rng_state(rng)  # what resume does; it refused the GPU copy before
+    model = trainer.meta.model.to("meta")
+    model.load_state_dict(ckpt.model)
+
+
+class CheckpointSeen:
+    """Records the checkpoint's iteration on disk after each iteration."""
+
+    def __init__(self, run_dir):
+        self.run = RunDir(run_dir)
+        self.seen: list[int | None] = []
+
+    def on_start(self, trainer):
+        pass
+
+    def on_iteration(self, trainer, metrics):
+        path = self.run.checkpoint_path
+        self.seen.append(self.run.load_checkpoint().iteration if path.exists() else None)
+
+    def on_end(self, trainer):
+        pass
+
+
+def test_checkpoints_by_time_as_well_as_by_iteration(tmp_path):
+    """checkpoint_every far beyond the run, checkpoint_seconds tiny: every iteration saves."""
+    recipe = tiny_recipe(meta_iterations=4, checkpoint_every=1000, checkpoint_seconds=1e-6)
+    seen = CheckpointSeen(tmp_path / "r")
+    MetaTrainer.start(recipe, tmp_path / "r", CPU, callbacks=[seen]).fit()
+    # callbacks run before the save of the same iteration: each sees the previous one's
+    assert seen.seen == [None, 1, 2, 3]
+    recipe = tiny_recipe(meta_iterations=4, checkpoint_every=1000)  # the default: 60 s
+    seen = CheckpointSeen(tmp_path / "s")
+    MetaTrainer.start(recipe, tmp_path / "s", CPU, callbacks=[seen]).fit()
+    assert seen.seen == [None, None, None, None]

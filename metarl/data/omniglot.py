@@ -140,6 +140,10 @@ class _Part:
                 bad = f"? ({e})"
             if bad is not None:
                 problems.append(f"member {bad} is corrupt (truncated or damaged archive)")
+        if not problems:
+            not_png = next(self._not_png(), None)
+            if not_png is not None:
+                problems.append(f"member {not_png} is not a PNG image")
         if problems:
             raise UserError(f"{self.path}: {'; '.join(problems)}; {FIX}")
         return {
@@ -148,9 +152,27 @@ class _Part:
             "drawings": sum(len(d) for d in self.characters.values()),
         }
 
+    def _not_png(self) -> Iterator[str]:
+        """Members whose first bytes are not the PNG signature (what training would fail to
+        decode much later)."""
+        for character, drawings in self.characters.items():
+            for drawing in drawings:
+                member = f"{character}/{drawing}"
+                if self._zip is not None:
+                    with self._zip.open(f"{self.layout.name}/{member}") as f:
+                        head = f.read(len(PNG_SIGNATURE))
+                else:
+                    with open(self.path / member, "rb") as f:
+                        head = f.read(len(PNG_SIGNATURE))
+                if head != PNG_SIGNATURE:
+                    yield member
+
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _source(folder: Path, part: PartLayout) -> Path | None:

@@ -22,7 +22,7 @@ from metarl import validate  # a module: validate imports this package's losses 
 from metarl.config import Recipe
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import MetaLearner, TaskDistribution
-from metarl.registry import make_distribution
+from metarl.registry import check_option_names, make_distribution
 
 LEARNERS: dict[str, str] = {
     "supervised": "metarl.learners.supervised:SupervisedMetaLearner",
@@ -39,6 +39,7 @@ def distribution(recipe: Recipe) -> TaskDistribution:
 def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
     """The meta-learner for the recipe's task distribution, its model initialized from the
     recipe's seed. A setting the chosen learner does not read is a `ConfigError` naming it."""
+    check_option_names(recipe)
     dist = distribution(recipe)
     validate.check_distribution(dist, recipe.task_name)
     kind = str(dist.kind)
