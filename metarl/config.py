@@ -81,6 +81,7 @@ class TrainConfig:
     """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
     seed: int = 0
     amp: bool | None = None
+    inner_carry_moments: bool | None = None
     checkpoint_every: int = 500
     """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
     checkpoint_seconds: float = 60.0
@@ -107,6 +108,10 @@ class SupervisedSettings:
     amp: bool = False
     """Mixed precision: the inner loop's forward and backward under bfloat16 autocast (for
     the conv nets on a GPU). Parameters, optimizer states and the meta-update stay float32."""
+    inner_carry_moments: bool = False
+    """Training only: carry the inner Adam's moments from task to task (per meta-batch slot)
+    instead of resetting them for every task, as supervised-reptile does. Evaluation always
+    starts from fresh moments. Needs inner_optimizer = "adam"."""
 
     def validate(self, needs_query: bool) -> None:
         """Range checks; `needs_query`: the algorithm uses a query set (FOMAML)."""
@@ -117,6 +122,11 @@ class SupervisedSettings:
                 raise ConfigError(f"train.{name} = {getattr(self, name)}: must be 0 or more")
         if not 0.0 <= self.inner_beta1 < 1.0:
             raise ConfigError(f"train.inner_beta1 = {self.inner_beta1}: must be in [0, 1)")
+        if self.inner_carry_moments and self.inner_optimizer is not OptimizerName.ADAM:
+            raise ConfigError(
+                'train.inner_carry_moments = true: needs train.inner_optimizer = "adam" '
+                "(SGD has no moments)"
+            )
         if needs_query and self.query_shots < 1:
             raise ConfigError("train.query_shots = 0: fomaml needs a query set (use >= 1)")
 

@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class Checkpoint:
     optimizer: dict[str, Any]
     rng: dict[str, Any]
     config: dict[str, Any]
+    learner: dict[str, Any] = field(default_factory=dict)
+    """The meta-learner's training state beyond the weights (carried inner moments)."""
 
 
 class RunDir:
@@ -153,6 +155,7 @@ class RunDir:
             "model": ckpt.model,
             "optimizer": ckpt.optimizer,
             "rng": ckpt.rng,
+            "learner": ckpt.learner,
             # JSON keeps the checkpoint loadable with weights_only=True whatever the config holds
             "config": json.dumps(ckpt.config),
         }
@@ -183,6 +186,7 @@ class RunDir:
             iteration=int(payload["iteration"]),
             model=_to_device(payload["model"], map_location),
             optimizer=_to_device(payload["optimizer"], map_location),
+            learner=_to_device(payload.get("learner", {}), map_location),
             rng=payload["rng"],
             config=json.loads(payload["config"]),
         )

@@ -140,6 +140,11 @@ class MetaTrainer:
             trainer.model.load_state_dict(ckpt.model)
             trainer.optimizer.load_state_dict(ckpt.optimizer)
             torch.set_rng_state(ckpt.rng["torch"])
+            # One rank's carried inner moments are its slots' (rank 0 writes the checkpoint):
+            # a multi-rank run restarts them (its resume is then not bitwise exact).
+            load_learner_state = getattr(trainer.meta, "load_state_dict", None)
+            if load_learner_state is not None and world.size == 1:
+                load_learner_state(ckpt.learner)
             trainer.iteration = ckpt.iteration
             trainer.checkpoint_iteration = ckpt.iteration
         world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
@@ -252,6 +257,7 @@ class MetaTrainer:
                 optimizer=self.optimizer.state_dict(),
                 rng={"torch": torch.get_rng_state(), "task_streams": "seed+iteration"},
                 config=self.recipe.to_dict(),
+                learner=_cpu(getattr(self.meta, "state_dict", dict)()),
             )
         )
         self.checkpoint_iteration = self.iteration
@@ -259,6 +265,15 @@ class MetaTrainer:
 
 
 _FLAGS = "__stop_requested_and_non_finite_loss__"
+
+
+def _cpu(value: Any) -> Any:
+    """`value` with every tensor (in nested dicts) copied to the CPU, for a checkpoint."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    return value
 
 
 @contextmanager

@@ -299,7 +299,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     console = Console(width=120)
 
-    recipe = resolve_recipe(args.recipe)
+    # The reference starts every task with a fresh Adam: both sides run that protocol (the
+    # paper recipes carry the moments, which the deepcopy reference cannot).
+    recipe = with_overrides(resolve_recipe(args.recipe), "train", inner_carry_moments=False)
     meta = cast(SupervisedMetaLearner, build_meta_learner(recipe, CPU))
     console.print(
         f"{args.recipe}: {args.rounds} alternating rounds of {args.iterations} meta-iterations "

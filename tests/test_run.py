@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -140,3 +142,35 @@ def test_checkpoints_by_time_as_well_as_by_iteration(tmp_path):
     seen = CheckpointSeen(tmp_path / "s")
     MetaTrainer.start(recipe, tmp_path / "s", CPU, callbacks=[seen]).fit()
     assert seen.seen == [None, None, None, None]
+
+
+def test_carried_inner_moments_resume_exactly(tmp_path):
+    """train.inner_carry_moments: the inner Adam's moments live across iterations, so they
+    are training state: the checkpoint holds them and a resumed run ends identical."""
+    recipe = tiny_recipe(
+        inner_optimizer="adam", inner_lr=0.01, inner_carry_moments=True, meta_step=0.1
+    )
+    whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)
+    whole.fit()
+    assert whole.meta.carry.steps == 12 * 3  # one chain per slot, never reset
+    with pytest.raises(TrainingInterrupted):
+        MetaTrainer.start(recipe, tmp_path / "cut", CPU, callbacks=[StopAt(7)]).fit()
+    assert "adam_carry" in RunDir(tmp_path / "cut").load_checkpoint().learner
+    resumed = MetaTrainer.resume(tmp_path / "cut", CPU)
+    assert resumed.meta.carry.steps == 7 * 3
+    resumed.fit()
+    for (name, a), (_, b) in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    # and carrying changes training: fresh moments per task give other weights
+    fresh = MetaTrainer.start(
+        with_overrides(recipe, "train", inner_carry_moments=False), tmp_path / "fresh", CPU
+    )
+    fresh.fit()
+    assert not torch.equal(next(fresh.model.parameters()), next(whole.model.parameters()))
+
+
+def test_carried_moments_need_adam():
+    with pytest.raises(UserError, match="inner_carry_moments = true: needs"):
+        MetaTrainer.start(tiny_recipe(inner_carry_moments=True), Path("/tmp/never"), CPU)

@@ -13,7 +13,7 @@ tests and benchmarks drive it directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +52,7 @@ class InnerOptimizer:
     """SGD or Adam on stacked parameters, written out so that every task has its own state.
 
     Adam's state is reset for every task (each call to `init`): a new task starts from phi with
-    fresh moments, which is also what evaluation does.
+    fresh moments, which is also what evaluation does, unless training hands an `AdamCarry`.
     """
 
     name: OptimizerName
@@ -90,6 +90,18 @@ class InnerOptimizer:
         torch._foreach_add_(denom, self.eps * (1 - b2**t) ** 0.5)
         updates = torch._foreach_div(ms, denom)
         return dict(zip(keys, torch._foreach_add(ps, updates, alpha=-step_size), strict=True))
+
+
+@dataclass
+class AdamCarry:
+    """The inner Adam's moments and step count carried from task to task in training, as
+    supervised-reptile does (one Adam for the whole run, its state never reset). Tasks are
+    adapted side by side here, so each meta-batch slot is one chain: the task in slot i of
+    iteration k + 1 starts from the moments the task in slot i of iteration k ended with."""
+
+    state: dict[str, Params] = field(default_factory=dict)
+    steps: int = 0
+    """Adam steps taken so far along each chain (its bias correction continues)."""
 
 
 class SGDLearner:
@@ -155,16 +167,21 @@ class SGDLearner:
             yield x[:, idx], y[:, idx]
 
     def adapt_steps(
-        self, phi: Params, x: Tensor, y: Tensor, steps: int
+        self, phi: Params, x: Tensor, y: Tensor, steps: int, carry: AdamCarry | None = None
     ) -> Iterator[tuple[Params, Tensor | None]]:
         """Yield `steps + 1` pairs `(params_t, loss_t)`: the parameters after t steps (t = 0 is
-        phi itself) and their loss on the minibatch of step t + 1 (None after the last step)."""
+        phi itself) and their loss on the minibatch of step t + 1 (None after the last step).
+        With `carry`, Adam starts from its moments and leaves its own there."""
         params = stack(phi, x.shape[0])
-        state = self.optimizer.init(params)
-        for t, (bx, by) in enumerate(self.minibatches(x, y, steps), start=1):
+        fresh = carry is None or not carry.state
+        state = self.optimizer.init(params) if fresh else carry.state  # type: ignore[union-attr]
+        start = 0 if carry is None else carry.steps
+        for t, (bx, by) in enumerate(self.minibatches(x, y, steps), start=start + 1):
             grads, loss = self._loss_and_grad(params, bx, by)
             yield params, loss
             params = self.optimizer.step(params, grads, state, t)
+        if carry is not None:
+            carry.state, carry.steps = state, start + steps
         yield params, None
 
     def adapt(self, phi: Params, batch: TaskBatch, steps: int) -> Params:
@@ -172,12 +189,15 @@ class SGDLearner:
         params, _ = self.adapt_with_losses(phi, batch, steps)
         return params
 
-    def adapt_with_losses(self, phi: Params, batch: TaskBatch, steps: int) -> tuple[Params, Tensor]:
+    def adapt_with_losses(
+        self, phi: Params, batch: TaskBatch, steps: int, carry: AdamCarry | None = None
+    ) -> tuple[Params, Tensor]:
         """Adapted parameters and the support loss before each step, `[steps, tasks]`."""
         losses = []
         adapted: Params = phi
+        x, y = batch.support_x, batch.support_y
         with torch.no_grad():
-            for step_params, loss in self.adapt_steps(phi, batch.support_x, batch.support_y, steps):
+            for step_params, loss in self.adapt_steps(phi, x, y, steps, carry):
                 adapted = step_params
                 if loss is not None:
                     losses.append(loss)

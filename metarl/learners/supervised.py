@@ -15,7 +15,7 @@ import torch
 
 from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedSettings
 from metarl.curves import Curve
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import AdamCarry, InnerOptimizer, SGDLearner
 from metarl.protocol import (
     Adaptation,
     Params,
@@ -94,6 +94,7 @@ class SupervisedMetaLearner:
         torch.manual_seed(seed)
         self.model = dist.build_model(**model_options).to(device)
         self.learner = self.sgd_learner()
+        self.carry = AdamCarry() if settings.inner_carry_moments else None
 
     @classmethod
     def from_recipe(
@@ -130,12 +131,24 @@ class SupervisedMetaLearner:
         query = s.query_shots if self.needs_query else 0
         batch = self.dist.episodes(tasks, rng, support=s.support_shots, query=query)
         batch = batch.take(slots).to(self.device)
-        params, losses = self.learner.adapt_with_losses(phi, batch, self.inner_steps)
+        params, losses = self.learner.adapt_with_losses(phi, batch, self.inner_steps, self.carry)
         metrics = {}
         if len(losses):
             metrics["loss_before"] = float(losses[0].mean())
             metrics["loss_last_step"] = float(losses[-1].mean())
         return Adaptation(params, batch, metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state beyond the weights, for the checkpoint: the carried inner moments."""
+        if self.carry is None or not self.carry.state:
+            return {}
+        return {"adam_carry": {**self.carry.state, "steps": self.carry.steps}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        carried = state.get("adam_carry")
+        if self.carry is not None and carried is not None:
+            self.carry.state = {"m": carried["m"], "v": carried["v"]}
+            self.carry.steps = int(carried["steps"])
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """Sum over the tasks of the query-loss gradient at W_i, and the mean query loss."""
