@@ -199,3 +199,42 @@ def test_env_steps_counted_in_the_env_match_the_budget(tmp_path, monkeypatch, al
         trainer.fit()
         expected = 1 * 2 * (2 + (algorithm == "fomaml")) * 200
         assert steps[0] == meta_env_steps(recipe) == expected, name
+
+
+def test_fomaml_query_gradient_equals_a_hand_computed_policy_gradient(meta):
+    """The meta-gradient of one task against the loss written out by hand on its query
+    rollout: a tanh MLP Gaussian policy at the adapted weights W, ratio exp(log p - log p_old)
+    times the normalized advantages, plus vf_coef times the value MSE (ent_coef 0)."""
+    import math
+
+    phi = meta.phi()
+    adaptation = meta.adapt(phi, tasks(meta, 2), np.random.default_rng(3), slice(0, 1))
+    grads, _ = meta.query_gradient(adaptation)
+    buffer = meta.ppo.rollout_buffer  # the query rollout of the one task, collected with W
+    obs = torch.as_tensor(buffer.observations).reshape(-1, buffer.observations.shape[-1])
+    act = torch.as_tensor(buffer.actions).reshape(-1, buffer.actions.shape[-1])
+    adv = torch.as_tensor(buffer.advantages).reshape(-1)
+    ret = torch.as_tensor(buffer.returns).reshape(-1)
+    old = torch.as_tensor(buffer.log_probs).reshape(-1)
+    w = {n: v[0].clone().requires_grad_() for n, v in adaptation.params.items()}
+
+    def mlp(prefix: str, x: torch.Tensor) -> torch.Tensor:
+        layers = sorted({int(n.split(".")[2]) for n in w if n.startswith(prefix)})
+        for i in layers:
+            x = torch.tanh(x @ w[f"{prefix}{i}.weight"].T + w[f"{prefix}{i}.bias"])
+        return x
+
+    mean = mlp("mlp_extractor.policy_net.", obs) @ w["action_net.weight"].T + w["action_net.bias"]
+    value = mlp("mlp_extractor.value_net.", obs) @ w["value_net.weight"].T + w["value_net.bias"]
+    log_std = w["log_std"]
+    log_p = (
+        -((act - mean) ** 2) / (2 * torch.exp(2 * log_std)) - log_std - 0.5 * math.log(2 * math.pi)
+    ).sum(-1)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    loss = -(adv * torch.exp(log_p - old)).mean() + meta.ppo.vf_coef * torch.mean(
+        (ret - value.flatten()) ** 2
+    )
+    assert meta.ppo.ent_coef == 0.0
+    hand = dict(zip(w, torch.autograd.grad(loss, list(w.values())), strict=True))
+    for n, g in grads.items():
+        torch.testing.assert_close(g, hand[n], rtol=1e-4, atol=1e-5, msg=n)
