@@ -280,6 +280,12 @@ def main() -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False  # autotuning picks kernels per run
         torch.backends.cudnn.deterministic = True
+        # fp32 means fp32: cuDNN convolutions default to TF32 on Ampere and later (10-bit
+        # mantissa), which put Omniglot's weights 1e-2 from the CPU run's after 20 iterations
+        # on an H100 (first run of this script, 2026-11-27). metarl leaves torch's defaults to
+        # the user; this check compares full-precision arithmetic.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     rows: list[Row] = []
     notes: list[str] = []
