@@ -72,7 +72,13 @@ def load_run(
             "(edited after training?); restore it",
         )
     elif joint_run is not None:
-        weights = RunDir.open(joint_run).load_checkpoint(device).model
+        joint = RunDir.open(joint_run)
+        if joint.recipe().task != recipe.task:
+            raise UserError(
+                f"--joint-run {joint_run}: its [task] differs from the one of {path} "
+                "(another distribution, or recorded under other versions): not comparable"
+            )
+        weights = joint.load_checkpoint(device).model
         _load_matching(meta, weights, _mismatch(f"--joint-run {joint_run}", path))
     return recipe, meta
 

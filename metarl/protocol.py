@@ -127,6 +127,14 @@ class RLDistribution(TaskDistribution, Protocol):
         """A `gymnasium.Env` with `task` set."""
         ...
 
+    # Optional: `evaluate_policy(task, act) -> dict[str, float]` scores a deterministic policy
+    # (`act`: observations -> actions) on `task` with the benchmark's own protocol (Meta-World:
+    # success rate and return); evaluation then reports those metrics instead of the rollout
+    # return, the first one as the headline.
+    # Optional (any kind): `run_record() -> dict` gives task options a run directory records
+    # in its [task] table (simulator versions) and passes back when the run is reopened, so
+    # the distribution can refuse a run made under other versions.
+
 
 @dataclass
 class Adaptation:

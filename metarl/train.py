@@ -108,9 +108,14 @@ class MetaTrainer:
         world = world or World()
         RunDir.check_new(out)
         trainer = cls(RunDir(out), recipe, device, callbacks, world)
+        # what the numbers depend on beyond the recipe (Meta-World's simulator versions): into
+        # the run's [task], so reopening the run checks it
+        record = getattr(trainer.meta.dist, "run_record", None)
+        if record is not None:
+            trainer.recipe.task.update(record())
         world.barrier()
         if world.is_main:
-            RunDir.create(out, recipe)
+            RunDir.create(out, trainer.recipe)
         world.barrier()
         return trainer
 

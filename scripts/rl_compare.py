@@ -16,6 +16,8 @@ env on the same tasks:
     python scripts/rl_compare.py                                  # Navigation2D (~25 min)
     python scripts/rl_compare.py --recipe halfcheetah-dir         # HalfCheetahDir
     python scripts/rl_compare.py --iterations 5 --eval-tasks 8    # smoke
+    python scripts/rl_compare.py --recipe metaworld-ml1-reach --only reptile,joint \
+        --eval-tasks 8 --steps 0,2     # needs the [metaworld] extra; also prints success rates
 
 Results are also written to `--out/results.json`, the curves to `--out/curves.png`.
 """
@@ -59,7 +61,7 @@ def anchors(
     env = meta.dist.make_env(tasks[0])
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
     result = {"zero action": [episode_return(env, t.params, lambda _: zero)[0] for t in tasks]}
-    if "Navigation2D" in tasks[0].env_id:
+    if "Navigation2D" in getattr(tasks[0], "env_id", ""):
         result["oracle"] = [
             episode_return(env, t.params, partial(oracle_action, goal=t.params["goal"]))[0]
             for t in tasks
@@ -139,10 +141,17 @@ def main() -> None:
     assert isinstance(meta, PPOMetaLearner | BatchedRLMetaLearner)
     random_init = {k: v.clone() for k, v in meta.model.state_dict().items()}
     curves: dict[str, Curve] = {}
+    others: dict[str, dict[str, Curve]] = {}  # metrics a distribution scores besides the return
     for name, weights in inits.items():
         meta.model.load_state_dict(random_init if weights is None else weights)
         started = time.perf_counter()
-        curves[name] = meta.curve(steps, args.eval_tasks)
+        scored = getattr(meta, "curves", None)
+        by_metric = scored(steps, args.eval_tasks) if scored else {}
+        if "return" in by_metric:
+            curves[name] = by_metric.pop("return")
+            others[name] = by_metric
+        else:
+            curves[name] = meta.curve(steps, args.eval_tasks)
         info[name]["eval_s"] = time.perf_counter() - started
         err.print(f"evaluated {name} in {info[name]['eval_s']:.0f} s", highlight=False)
     tasks, _ = meta.eval_tasks(args.eval_tasks)
@@ -187,6 +196,19 @@ def main() -> None:
             )
             results[f"{name}-{base}"] = {"steps": steps, "diff": pairs}
     Console(width=160).print(table)
+    for metric in sorted({m for by_metric in others.values() for m in by_metric}):
+        extra = Table(title=f"{args.recipe}: {metric} after k inner updates (mean ± 95% CI)")
+        extra.add_column("init")
+        for s in steps:
+            extra.add_column(f"k={s}", justify="right")
+        for name, by_metric in others.items():
+            curve = by_metric[metric]
+            cells = [f"{m:.2f} ± {c:.2f}" for m, c in zip(curve.mean, curve.ci95, strict=True)]
+            extra.add_row(name, *cells)
+            entry = results[name]
+            assert isinstance(entry, dict)
+            entry[metric] = curve.to_json()
+        Console(width=160).print(extra)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot_curves(curves, out / "curves.png", title=f"{args.recipe}: return after k updates")

@@ -91,3 +91,13 @@ def _register_catalog() -> None:
 
 
 _register_catalog()
+
+
+def _register_metaworld() -> None:
+    # by name only: Meta-World itself is imported when a distribution is built
+    from metarl.envs.metaworld import register_distributions
+
+    register_distributions()
+
+
+_register_metaworld()

@@ -436,18 +436,45 @@ class PPOMetaLearner:
         return held_out_tasks(self.evaluation, self.dist, n_tasks)
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
-        """Mean return over held-out tasks after each number of PPO updates in `steps`,
-        adapting from `model` with eval.inner_lr (default: train.inner_lr)."""
+        """The headline metric of `curves`: success rate where the distribution scores
+        policies itself (Meta-World), else the return."""
+        return next(iter(self.curves(steps, n_tasks).values()))
+
+    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
+        """Each metric over held-out tasks after each number of PPO updates in `steps`,
+        adapting from `model` with eval.inner_lr (default: train.inner_lr).
+
+        By default the metric is the mean return of the rollout collected after t updates
+        (stochastic policy, fresh episodes). A distribution with `evaluate_policy(task, act)`
+        (optional in the RL protocol) scores the adapted policy with its benchmark's own
+        protocol instead: `act` is the policy after t updates acting deterministically, and
+        every metric it returns (Meta-World: success, return) gets a curve."""
         wanted = sorted(set(steps))
         lr = self.evaluation.inner_lr
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
-        values = np.zeros((len(wanted), n_tasks))
+        score = getattr(self.dist, "evaluate_policy", None)
+        values: dict[str, np.ndarray] = {}
         for j, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
-            run = self.run_task(phi, task, seed, max(wanted), measure=wanted, lr=lr)
-            for row, t in enumerate(wanted):
-                values[row, j] = run.returns[t]
-        return Curve.from_values("return", wanted, values)
+            if score is None:
+                run = self.run_task(phi, task, seed, max(wanted), measure=wanted, lr=lr)
+                scores = [{"return": run.returns[t]} for t in wanted]
+            else:
+                # adapting is a function of (phi, task, seed): each t replays the same updates
+                scores = []
+                for t in wanted:
+                    self.run_task(phi, task, seed, t, measure=(), lr=lr)
+                    scores.append(score(task, self._act))
+            for row, row_scores in enumerate(scores):
+                for name, value in row_scores.items():
+                    values.setdefault(name, np.zeros((len(wanted), n_tasks)))[row, j] = value
+        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
+
+    def _act(self, observations: np.ndarray) -> np.ndarray:
+        """The PPO policy's deterministic action (the Gaussian's mean, clipped to the action
+        space) for a batch of observations."""
+        actions, _ = self.policy.predict(observations, deterministic=True)
+        return np.asarray(actions)
 
 
 def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:

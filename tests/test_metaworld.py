@@ -1,0 +1,171 @@
+"""Meta-World ML1/ML10 behind the `[metaworld]` extra.
+
+The missing-extra error runs everywhere (Meta-World is hidden from the import system when it
+is installed); everything else needs the extra (`pip install -e ".[test,metaworld]"`) and is
+skipped cleanly without it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from metarl.cli import app
+from metarl.config import with_overrides
+from metarl.errors import ConfigError, UserError
+from metarl.protocol import Split
+from metarl.registry import make_distribution, resolve_recipe
+from metarl.run import RunDir
+from metarl.tomlio import dumps_toml, read_toml
+from metarl.train import MetaTrainer
+
+HAVE_METAWORLD = importlib.util.find_spec("metaworld") is not None
+needs_metaworld = pytest.mark.skipif(
+    not HAVE_METAWORLD, reason='Meta-World not installed (pip install -e ".[metaworld]")'
+)
+CPU = torch.device("cpu")
+
+
+def test_a_metaworld_recipe_without_the_extra_is_one_line_and_exit_2(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # `import metaworld` now fails
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "metaworld-ml1-reach", "--out", str(out), "-q"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "Meta-World (for ML1-reach-v3) is not installed" in lines[0]
+    assert 'pip install "metarl[metaworld]"' in lines[0]
+    assert not out.exists()
+
+
+def tiny(recipe_name: str):
+    """The catalog recipe at smoke size: 2 iterations of 2 tasks x 1 PPO update of 250 steps."""
+    recipe = with_overrides(
+        resolve_recipe(recipe_name), "train", meta_iterations=2, meta_batch=2, inner_steps=1
+    )
+    return with_overrides(recipe, "learner", n_steps=250, batch_size=125, n_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def ml1_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mw") / "reach"
+    trainer = MetaTrainer.start(tiny("metaworld-ml1-reach"), out, CPU)
+    trainer.fit()
+    return out, trainer
+
+
+@needs_metaworld
+def test_tiny_ml1_run_trains_and_evaluates_with_metaworlds_protocol(ml1_run):
+    out, trainer = ml1_run
+    assert trainer.iteration == 2 and RunDir(out).checkpoint_path.is_file()
+    curves = trainer.meta.curves([0, 1], n_tasks=2)
+    assert set(curves) == {"success", "return"}
+    success = curves["success"].per_task
+    assert success.shape == (2, 2) and np.all((success >= 0) & (success <= 1))
+    # 3 episodes per goal: a task's success rate is a multiple of 1/3
+    assert np.allclose(success * 3, np.round(success * 3))
+    assert np.all(np.isfinite(curves["return"].per_task))
+    assert trainer.meta.curve([0], n_tasks=2).metric == "success"  # the headline metric
+
+
+@needs_metaworld
+def test_versions_are_recorded_and_a_mismatch_refuses_resume_and_eval(ml1_run, tmp_path):
+    import metaworld  # noqa: F401
+    import mujoco
+
+    out, _ = ml1_run
+    versions = read_toml(out / "config.toml")["task"]["versions"]
+    assert versions == {
+        "metaworld": importlib.metadata.version("metaworld"),
+        "mujoco": mujoco.__version__,
+        "reward": "v2",
+    }
+    # the recorded run resumes (a finished run: nothing to do) under the same versions
+    assert MetaTrainer.resume(out, CPU).iteration == 2
+    # a copy of the run that says it was made under another Meta-World
+    other = tmp_path / "other"
+    other.mkdir()
+    config = read_toml(out / "config.toml")
+    config["task"]["versions"]["metaworld"] = "0.0.1"
+    (other / "config.toml").write_text(dumps_toml(config))
+    (other / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes())
+    with pytest.raises(UserError, match=r"metaworld 0\.0\.1.*not be comparable"):
+        MetaTrainer.resume(other, CPU)
+    result = CliRunner().invoke(app, ["eval", str(other), "--tasks", "1"])
+    assert result.exit_code == 2 and "metaworld 0.0.1" in result.output
+    # and it cannot be compared with the original as a joint baseline
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--tasks", "1", "--init", "joint", "--joint-run", str(other)]
+    )
+    assert result.exit_code == 2 and "not comparable" in result.output
+
+
+@needs_metaworld
+def test_tasks_are_metaworlds_own_and_drawn_with_metarls_generator():
+    import metaworld
+
+    dist = make_distribution("metaworld-ml1-push")
+    a = dist.sample(50, np.random.default_rng(7), Split.TEST)
+    b = dist.sample(50, np.random.default_rng(7), Split.TEST)
+    assert a == b  # a function of the generator: resume and ranks see the same tasks
+    assert sorted(t.index for t in a) == list(range(50))  # 50 distinct held-out goals
+    bench = metaworld.ML1("push-v3", seed=0)
+    for task in a[:3]:
+        assert task.resolve() == bench.test_tasks[task.index]  # Meta-World's own Task object
+        assert type(task).from_dict(task.to_dict()) == task
+    train = dist.sample(3, np.random.default_rng(7), Split.TRAIN)
+    assert train[0].resolve() == bench.train_tasks[train[0].index]
+    with pytest.raises(ConfigError, match="train and test tasks only"):
+        dist.sample(1, np.random.default_rng(0), Split.VAL)
+
+
+@needs_metaworld
+def test_the_evaluator_scores_any_step_success_of_the_adapted_policy():
+    """evaluate_policy (Meta-World's evaluator) agrees with stepping the env by hand: an
+    episode ends at its first success, its return is summed up to there."""
+    dist = make_distribution("metaworld-ml1-reach")
+    task = dist.sample(1, np.random.default_rng(0), Split.TEST)[0]
+    act = lambda obs: np.tile(np.array([0.5, 0.5, 0.0, 0.0], np.float32), (len(obs), 1))  # noqa: E731
+    env = dist.make_env(task)
+    obs, _ = env.reset()
+    total, success = 0.0, False
+    for _ in range(500):
+        obs, reward, _, truncated, info = env.step(act(obs[None])[0])
+        total += float(reward)
+        if info["success"]:
+            success = True
+            break
+    scores = dist.evaluate_policy(task, act)
+    assert scores["success"] == float(success)
+    assert scores["return"] == pytest.approx(total, rel=1e-6)
+
+
+@needs_metaworld
+def test_ml10_env_switches_skill_with_the_task():
+    import metaworld
+
+    dist = make_distribution("metaworld-ml10")
+    tasks = dist.sample(250, np.random.default_rng(0), Split.TEST)
+    assert {t.skill for t in tasks} == {
+        "drawer-open-v3",
+        "door-close-v3",
+        "shelf-place-v3",
+        "sweep-into-v3",
+        "lever-pull-v3",
+    }
+    first = next(t for t in tasks if t.skill == "lever-pull-v3")
+    second = next(t for t in tasks if t.skill == "shelf-place-v3")
+    env = dist.make_env(first)
+    for task in (first, second):
+        obs, _ = env.reset(options={"task": task.to_dict()})
+        assert obs.shape == (39,)
+        assert isinstance(env.unwrapped.skill_env, metaworld.ALL_V3_ENVIRONMENTS[task.skill])
+        assert env.unwrapped.get_task() == task.to_dict()
+        env.step(env.action_space.sample())
+    env.close()
