@@ -31,6 +31,7 @@ from typer._click.exceptions import (  # typer >= 0.29 vendors click; no public 
 from typer.core import TyperGroup
 
 from metarl.config import MAX_STEPS, MAX_TASKS, Algorithm, OptimizerName, with_overrides
+from metarl.curves import Curve
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.jsonio import all_finite
@@ -307,6 +308,21 @@ def export(
     err.print(f"wrote {export_sb3(run_dir, out)}", highlight=False)
 
 
+def curve_table(curve: Curve, title: str) -> Table:
+    """Mean, 95% CI and paired gain per number of steps."""
+    table = Table(title=title)
+    table.add_column("steps", justify="right")
+    table.add_column(curve.metric, justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
+    for s, m, c, (g, gc) in zip(curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True):
+        if not math.isfinite(m):
+            table.add_row(str(s), "not finite", "--", "--")
+        else:
+            table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}")
+    return table
+
+
 @app.command("eval")
 @user_errors
 def eval_(
@@ -378,23 +394,13 @@ def eval_(
         payload = {**result.to_json(joint_run), "finite": finite}
         sys.stdout.write(dumps_json(payload) + "\n")
     else:
-        table = Table(
-            title=f"{result.source}{f' (init {init})' if run_dir else ''}: "
-            f"{result.recipe.task_name}, "
-            f"{curve.n_tasks} held-out tasks{result.mode()}"
+        title = (
+            f"{result.source}{f' (init {init})' if run_dir else ''}: "
+            f"{result.recipe.task_name}, {curve.n_tasks} held-out tasks"
         )
-        table.add_column("steps", justify="right")
-        table.add_column(curve.metric, justify="right")
-        table.add_column("95% CI", justify="right")
-        table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
-        for s, m, c, (g, gc) in zip(
-            curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True
-        ):
-            if not math.isfinite(m):
-                table.add_row(str(s), "not finite", "--", "--")
-            else:
-                table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}")
-        out.print(table)
+        out.print(curve_table(curve, title + result.mode()))
+        for other in result.others:
+            out.print(curve_table(other, title))
     if plot is not None:
         written = plot_evaluation(result, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)

@@ -14,7 +14,7 @@ supervised tasks, transductive or not), and `plot_evaluation` its PNGs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -110,6 +110,8 @@ class Evaluation:
     init: str
     transductive: bool | None
     """The query sets' batching for supervised tasks; None for RL (no such choice)."""
+    others: list[Curve] = field(default_factory=list)
+    """Further metrics beside the headline `curve` (Meta-World: the return beside success)."""
 
     def mode(self) -> str:
         """ ", transductive" / ", non-transductive" for a title, "" for RL."""
@@ -131,6 +133,8 @@ class Evaluation:
         if self.transductive is not None:
             payload["transductive"] = self.transductive
         payload.update(self.curve.to_json())
+        for other in self.others:
+            payload[other.metric] = other.to_json()
         if joint_run is not None:
             payload["joint_run"] = str(joint_run)
         return payload
@@ -162,7 +166,12 @@ def evaluate_run(
         raise UserError(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
         )
-    return Evaluation(path, recipe, meta, meta.curve(steps, n_tasks), init, None)
+    # RL: every metric the distribution scores (Meta-World: success, then return)
+    curves = getattr(meta, "curves", None)
+    if curves is None:
+        return Evaluation(path, recipe, meta, meta.curve(steps, n_tasks), init, None)
+    curve, *others = curves(steps, n_tasks).values()
+    return Evaluation(path, recipe, meta, curve, init, None, others)
 
 
 def plot_evaluation(evaluation: Evaluation, path: Path) -> list[Path]:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-<<<<<<< HEAD
 import math
-=======
 from importlib.util import find_spec
->>>>>>> d74f32f (Meta-World ML1/ML10 families behind the [metaworld] extra: tasks are Meta-World's own (index into the seeded benchmark's train/test list) drawn with metarl's generator; evaluation through metaworld.evaluation; versions recorded in config.toml and checked on resume/eval/joint; recipes and tests)
 
 import pytest
 import torch

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import sys
 
 import numpy as np
@@ -71,7 +72,12 @@ def test_tiny_ml1_run_trains_and_evaluates_with_metaworlds_protocol(ml1_run):
     # 3 episodes per goal: a task's success rate is a multiple of 1/3
     assert np.allclose(success * 3, np.round(success * 3))
     assert np.all(np.isfinite(curves["return"].per_task))
-    assert trainer.meta.curve([0], n_tasks=2).metric == "success"  # the headline metric
+    # `metarl eval` reports the headline metric (success) and the return beside it
+    result = CliRunner().invoke(app, ["eval", str(out), "--tasks", "1", "--steps", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["metric"] == "success" and payload["return"]["metric"] == "return"
+    assert payload["mean"] == curves["success"].mean[:1] or payload["n_tasks"] == 1
 
 
 @needs_metaworld
