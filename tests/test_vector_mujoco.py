@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
@@ -9,7 +10,11 @@ import gymnasium
 import numpy as np
 import pytest
 
-import metarl  # noqa: F401  (registers the metarl/ envs)
+if importlib.util.find_spec("mujoco") is None or importlib.util.find_spec("mujoco.batch") is None:
+    # e.g. beside the [metaworld] extra, which pins mujoco 3.3.0
+    pytest.skip("needs MuJoCo >= 4.0 (mujoco.batch)", allow_module_level=True)
+
+import metarl  # noqa: F401,E402  (registers the metarl/ envs)
 from metarl.envs.vector_mujoco import (
     HalfCheetahDirVector,
     HalfCheetahVelVector,
