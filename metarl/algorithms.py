@@ -10,7 +10,10 @@
 Reptile (Nichol et al. 2018, Algorithm 2): phi <- phi + epsilon * mean_i (W_i - phi). Its delta
 is phi - mean_i W_i, so plain SGD with lr epsilon on it is that interpolation; Adam on it is
 the paper's "Adam on phi - W" option. FOMAML (Finn et al. 2017, first order): the delta is the
-mean over tasks of the query-loss gradient at W_i. Both are computed as per-task *sums* here
+mean over tasks of the query-loss gradient at W_i. MAML (second order), iMAML (implicit) and
+Meta-SGD (MAML with a learned per-parameter inner rate) differentiate the query loss through or
+around the inner loop; the learner computes those while adapting (`metarl.learners.
+second_order`). All are computed as per-task *sums* here
 (`MetaTrainer.step` sums them over ranks, then divides by the meta-batch), so a rank's share
 of the meta-batch needs no weighting.
 """
@@ -46,6 +49,8 @@ def meta_delta(
     """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics."""
     if algorithm is Algorithm.REPTILE:
         return reptile_delta(phi, adaptation.params), {}
+    if algorithm.second_order or algorithm is Algorithm.GRADIENTS:
+        return learner.meta_gradient(adaptation)
     return fomaml_delta(learner, adaptation)
 
 

@@ -37,6 +37,20 @@ class Algorithm(str, enum.Enum):
 
     REPTILE = "reptile"
     FOMAML = "fomaml"
+    MAML = "maml"
+    IMAML = "imaml"
+    METASGD = "metasgd"
+    GRADIENTS = "gradients"
+
+    @property
+    def needs_query(self) -> bool:
+        """Reptile and the gradient combinations take no query set; the others do."""
+        return self not in (Algorithm.REPTILE, Algorithm.GRADIENTS)
+
+    @property
+    def second_order(self) -> bool:
+        """MAML, iMAML and Meta-SGD differentiate through (or around) the inner loop."""
+        return self in (Algorithm.MAML, Algorithm.IMAML, Algorithm.METASGD)
 
 
 class OptimizerName(str, enum.Enum):
@@ -58,7 +72,10 @@ class TrainConfig:
     """How to meta-train."""
 
     algorithm: Algorithm = Algorithm.REPTILE
-    """reptile: meta-gradient phi - W; fomaml: query-loss gradient at W."""
+    """reptile: meta-gradient phi - W; fomaml: query-loss gradient at W; maml: the query loss
+    differentiated through the inner loop; imaml: the implicit gradient of a proximal inner
+    problem; metasgd: maml with a learned per-parameter inner learning rate alpha; gradients:
+    the sum of the inner-loop minibatch gradients named by `combination` (the Reptile blog)."""
     meta_iterations: int = 1000
     """Outer steps."""
     meta_batch: int = 5
@@ -73,6 +90,10 @@ class TrainConfig:
     inner_beta1: float | None = None
     support_shots: int | None = None
     query_shots: int | None = None
+    maml_task_chunk: int | None = None
+    imaml_lambda: float | None = None
+    cg_steps: int | None = None
+    combination: str | None = None
     meta_step: float = 1.0
     """Outer step size at the first iteration (Reptile's epsilon, or the outer Adam's lr)."""
     meta_step_final: float = 0.0
@@ -104,7 +125,22 @@ class SupervisedSettings:
     support_shots: int = 10
     """Support examples per task in training (per class for classification)."""
     query_shots: int = 10
-    """Query examples per task in training (used by FOMAML; per class for classification)."""
+    """Query examples per task in training (used by all but Reptile; per class for
+    classification)."""
+    maml_task_chunk: int = 0
+    """maml/metasgd: tasks whose second-order graph is held in memory at once (0 = all of a
+    rank's tasks). The graph grows with tasks x inner steps; chunks of k tasks bound it to k
+    tasks' worth, the meta-gradient unchanged (the per-task sums are accumulated)."""
+    imaml_lambda: float = 1.0
+    """imaml: the proximal weight lambda of (lambda/2)||theta - phi||^2 in the inner loss."""
+    cg_steps: int = 5
+    """imaml: conjugate-gradient steps solving (I + H/lambda) x = grad L_query (the paper
+    uses 5-20)."""
+    combination: str = "g1+g2+g3+g4"
+    """gradients: which inner-loop minibatch gradients make the meta-gradient, "g1", "g2",
+    "g1+g2", ... -- g_i is the support-loss gradient of the i-th inner step (on its own
+    minibatch, at the parameters after i - 1 steps). g1 alone is joint training; the sum of all
+    k is Reptile's phi - W with SGD; g2 alone is first-order MAML with one step."""
     amp: bool = False
     """Mixed precision: the inner loop's forward and backward under bfloat16 autocast (for
     the conv nets on a GPU). Parameters, optimizer states and the meta-update stay float32."""
@@ -113,8 +149,9 @@ class SupervisedSettings:
     instead of resetting them for every task, as supervised-reptile does. Evaluation always
     starts from fresh moments. Needs inner_optimizer = "adam"."""
 
-    def validate(self, needs_query: bool) -> None:
-        """Range checks; `needs_query`: the algorithm uses a query set (FOMAML)."""
+    def validate(self, algorithm: Algorithm) -> None:
+        """Range checks, and what `algorithm` needs (a query set; plain SGD to differentiate
+        through)."""
         if self.support_shots < 1:
             raise ConfigError(f"train.support_shots = {self.support_shots}: must be >= 1")
         for name in ("inner_batch", "query_shots"):
@@ -127,8 +164,37 @@ class SupervisedSettings:
                 'train.inner_carry_moments = true: needs train.inner_optimizer = "adam" '
                 "(SGD has no moments)"
             )
-        if needs_query and self.query_shots < 1:
-            raise ConfigError("train.query_shots = 0: fomaml needs a query set (use >= 1)")
+        if algorithm.needs_query and self.query_shots < 1:
+            raise ConfigError(
+                f"train.query_shots = 0: {algorithm.value} needs a query set (use >= 1)"
+            )
+        if algorithm in (Algorithm.MAML, Algorithm.METASGD):
+            if self.inner_optimizer is not OptimizerName.SGD:
+                raise ConfigError(
+                    f"train.inner_optimizer = {self.inner_optimizer.value!r}: {algorithm.value} "
+                    'differentiates through plain SGD steps (use "sgd")'
+                )
+            if self.amp:
+                raise ConfigError(f"train.amp = true: {algorithm.value} runs in float32")
+        if algorithm is Algorithm.GRADIENTS:
+            self.combination_indices()
+        if self.maml_task_chunk < 0:
+            raise ConfigError(f"train.maml_task_chunk = {self.maml_task_chunk}: must be >= 0")
+        if self.imaml_lambda <= 0:
+            raise ConfigError(f"train.imaml_lambda = {self.imaml_lambda}: must be > 0")
+        if self.cg_steps < 1:
+            raise ConfigError(f"train.cg_steps = {self.cg_steps}: must be >= 1")
+
+    def combination_indices(self) -> list[int]:
+        """The 1-based inner steps whose gradients `combination` sums (e.g. "g1+g3": [1, 3])."""
+        terms = self.combination.replace(" ", "").split("+")
+        if not all(t[:1] == "g" and t[1:].isdigit() and int(t[1:]) >= 1 for t in terms):
+            raise ConfigError(
+                f"train.combination = {self.combination!r}: expected gradients g1, g2, ... "
+                'joined by "+", e.g. "g1+g2"'
+            )
+        indices = sorted({int(t[1:]) for t in terms})
+        return indices
 
 
 SUPERVISED_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(SupervisedSettings))
@@ -191,7 +257,7 @@ class Recipe:
         settings: SupervisedSettings = build_dataclass(
             SupervisedSettings, given, "train", owner="the supervised learner"
         )
-        settings.validate(needs_query=self.train.algorithm is Algorithm.FOMAML)
+        settings.validate(self.train.algorithm)
         return settings
 
     @property

@@ -93,3 +93,31 @@ def default_device(device: str = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
     return dev
+
+
+class WithLearnedRates(nn.Module):
+    """A network plus Meta-SGD's alpha: one learned inner learning rate per weight entry.
+
+    The rates are parameters of this module (`alpha.0`, `alpha.1`, ... in the order of the
+    network's parameters), so they are meta-parameters like the weights: the outer optimizer
+    steps them, the checkpoint stores them and `metarl eval` adapts with them. The forward
+    pass is the network's alone.
+    """
+
+    def __init__(self, net: nn.Module, init: float) -> None:
+        super().__init__()
+        self.net = net
+        self.alpha = nn.ParameterList(
+            [nn.Parameter(torch.full_like(p.detach(), init)) for p in net.parameters()]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def split(
+        self, params: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(weights, rates) of a parameter dict of this module, both keyed by weight name."""
+        weights = {k: v for k, v in params.items() if not k.startswith("alpha.")}
+        rates = {k: params[f"alpha.{i}"] for i, k in enumerate(weights)}
+        return weights, rates

@@ -18,7 +18,6 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from metarl.atomic import atomic_write_bytes  # noqa: E402
 from metarl.curves import Curve  # noqa: E402
 from metarl.learners.supervised import SupervisedMetaLearner  # noqa: E402
-from metarl.protocol import Params  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -80,10 +79,8 @@ def plot_against_time(
 def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
     """A few held-out sine tasks: the true wave, the support points, the prediction before
     adaptation (the meta-learned initialization) and after `steps` adaptation steps."""
-    model = meta.model
-    learner = meta.sgd_learner(evaluation=True)
+    phi, learner = meta.evaluation_start()
     batch = meta.eval_batch(n).to(meta.device)
-    phi: Params = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps)
     before = learner.predict({k: v.expand(n, *v.shape) for k, v in phi.items()}, batch.query_x)
     after = learner.predict(adapted, batch.query_x)

@@ -10,7 +10,8 @@ splits. Supervised distributions then turn tasks into support/query tensors
 The other side of the contract is the `MetaLearner`: the inner loop as the outer loop sees it.
 The trainer hands it phi (a `Params` dict) and a meta-batch of tasks and gets back an
 `Adaptation` (the adapted parameters W_i stacked on a task axis); for FOMAML it also asks for
-the per-task sum of query gradients at W_i. Which learner adapts a distribution is chosen by
+the per-task sum of query gradients at W_i, and for MAML, iMAML and Meta-SGD for the
+meta-gradient the learner computed while adapting. Which learner adapts a distribution is chosen by
 the distribution's `kind` (`metarl.learners.LEARNERS`).
 """
 
@@ -168,6 +169,11 @@ class MetaLearner(Protocol):
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """FOMAML's ingredient: sum over the adapted tasks of the query-loss gradient at their
         adapted parameters W_i (first order), plus metrics."""
+        ...
+
+    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """MAML's, iMAML's or Meta-SGD's meta-gradient, summed over the adapted tasks and
+        keyed like phi, plus metrics (learners that refuse those algorithms raise)."""
         ...
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:

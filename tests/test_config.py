@@ -25,7 +25,7 @@ def test_unknown_key_names_the_known_ones():
     "train,message",
     [
         ({"meta_batch": "5"}, "train.meta_batch = '5': expected an integer"),
-        ({"algorithm": "maml2"}, "expected one of reptile, fomaml"),
+        ({"algorithm": "maml2"}, "expected one of reptile, fomaml, maml, imaml, metasgd"),
         ({"inner_steps": -1}, "train.inner_steps = -1: must be 0 or more"),
         ({"inner_lr": 0}, "inner_lr = 0.0: must be > 0"),
     ],

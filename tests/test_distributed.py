@@ -70,7 +70,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("algorithm", ["reptile", "fomaml"])
+@pytest.mark.parametrize("algorithm", ["reptile", "fomaml", "maml", "imaml", "metasgd"])
 def test_two_ranks_match_one(tmp_path, algorithm):
     recipe = small_recipe(algorithm=algorithm, outer_optimizer="adam", meta_step=0.01)
     MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "one", CPU).fit()

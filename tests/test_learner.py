@@ -58,7 +58,7 @@ def test_summed_loss_gradients_equal_vmap_grad(small_mlp, sine_batch):
         return ((functional_call(small_mlp, p, (x,)) - y) ** 2).mean()
 
     expected = vmap(grad(loss))(params, sine_batch.support_x, sine_batch.support_y)
-    got, losses = learner._loss_and_grad(params, sine_batch.support_x, sine_batch.support_y)
+    got, losses = learner.loss_and_grad(params, sine_batch.support_x, sine_batch.support_y)
     for k in expected:
         torch.testing.assert_close(got[k], expected[k], rtol=1e-5, atol=1e-6)
     assert losses.shape == (sine_batch.num_tasks,)

@@ -128,3 +128,102 @@ def test_tasks_show_gives_the_supervised_defaults_and_no_supervised_keys_for_rl(
     nav = invoke("tasks", "show", "navigation2d")
     assert nav.exit_code == 0, nav.output
     assert "train.inner_optimizer" not in nav.stdout and "learner.n_steps" in nav.stdout
+
+
+@pytest.mark.parametrize(
+    "train,message",
+    [
+        ({"algorithm": "maml", "inner_optimizer": "adam"}, "maml differentiates through plain SGD"),
+        ({"algorithm": "metasgd", "amp": True}, "train.amp = true: metasgd runs in float32"),
+        ({"algorithm": "imaml", "imaml_lambda": 0.0}, "train.imaml_lambda = 0.0: must be > 0"),
+        ({"algorithm": "imaml", "cg_steps": 0}, "train.cg_steps = 0: must be >= 1"),
+        ({"algorithm": "maml", "maml_task_chunk": -1}, "train.maml_task_chunk = -1: must be"),
+    ],
+)
+def test_second_order_settings_are_checked(train, message):
+    with pytest.raises(ConfigError, match=message):
+        build_meta_learner(sine_recipe(**train), CPU)
+
+
+def test_rl_recipe_refuses_second_order_algorithms():
+    recipe = recipe_from_dict(nav_data(algorithm="maml"), "nav.toml")
+    with pytest.raises(
+        ConfigError,
+        match="nav.toml: train.algorithm = .maml.: the batched RL learner .* takes reptile or",
+    ):
+        build_meta_learner(recipe, CPU)
+
+
+def test_metasgd_rates_are_meta_parameters_used_by_evaluation():
+    meta = build_meta_learner(sine_recipe(algorithm="metasgd", inner_lr=0.05), CPU)
+    assert isinstance(meta, SupervisedMetaLearner)
+    names = dict(meta.model.named_parameters())
+    weights = [k for k in names if not k.startswith("alpha.")]
+    rates = [k for k in names if k.startswith("alpha.")]
+    assert len(rates) == len(weights) and torch.all(names[rates[0]] == 0.05)
+    assert set(rates) <= set(meta.model.state_dict())  # so the checkpoint stores them
+    phi = {k: v.detach() for k, v in names.items()}
+    rng = task_rng(0, Split.TRAIN, 0)
+    adaptation = meta.adapt(phi, meta.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
+    delta, _ = algorithms.meta_delta(meta.algorithm, meta, phi, adaptation)
+    assert set(delta) == set(names)  # the outer step reaches alpha too
+    assert float(delta[rates[0]].abs().sum()) > 0
+    before = meta.curve([1], 5).mean[-1]
+    with torch.no_grad():
+        for k in rates:
+            names[k].zero_()  # alpha = 0: adaptation cannot move the weights
+    after = meta.curve([0, 1], 5)
+    assert after.mean[0] == pytest.approx(after.mean[1]) and after.mean[1] != before
+
+
+def test_gradient_combination_of_all_steps_is_reptile_over_the_inner_lr():
+    """With plain SGD, g1 + ... + gk = (phi - W_k) / lr per task: Reptile's delta scaled."""
+    recipe = sine_recipe(algorithm="gradients", combination="g1+g2", inner_lr=0.05)
+    meta = build_meta_learner(recipe, CPU)
+    assert isinstance(meta, SupervisedMetaLearner)
+    phi = {k: v.detach() for k, v in meta.model.named_parameters()}
+    rng = task_rng(0, Split.TRAIN, 0)
+    adaptation = meta.adapt(phi, meta.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
+    delta, _ = algorithms.meta_delta(meta.algorithm, meta, phi, adaptation)
+    reptile = algorithms.reptile_delta(phi, adaptation.params)
+    for k in phi:
+        torch.testing.assert_close(delta[k] * 0.05, reptile[k], rtol=1e-4, atol=1e-6)
+    # g1 alone: the support-loss gradient at phi (joint training's gradient)
+    meta1 = build_meta_learner(sine_recipe(algorithm="gradients", combination="g1"), CPU)
+    rng = task_rng(0, Split.TRAIN, 0)
+    tasks = meta1.dist.sample(3, rng, Split.TRAIN)
+    batch = meta1.dist.episodes(tasks, rng, support=5, query=0)
+    g1, _ = meta1.learner.loss_and_grad(
+        {k: v.expand(3, *v.shape) for k, v in phi.items()}, batch.support_x, batch.support_y
+    )
+    rng = task_rng(0, Split.TRAIN, 0)
+    adaptation1 = meta1.adapt(phi, meta1.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
+    delta1, _ = algorithms.meta_delta(meta1.algorithm, meta1, phi, adaptation1)
+    for k in phi:
+        torch.testing.assert_close(delta1[k], g1[k].sum(0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "train,message",
+    [
+        ({"combination": "g1+h2"}, r"train.combination = 'g1\+h2': expected gradients g1"),
+        ({"combination": "g3"}, r"needs inner_steps >= 3 \(got 2\)"),
+    ],
+)
+def test_bad_combinations_are_named(train, message):
+    with pytest.raises(ConfigError, match=message):
+        build_meta_learner(sine_recipe(algorithm="gradients", **train), CPU)
+
+
+def test_metasgd_run_trains_resumes_and_evaluates_with_its_rates_from_the_cli(tmp_path):
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--meta-iterations", "3", "--meta-batch", "4", "-q"]
+    result = invoke("train", "sine-metasgd", *args)
+    assert result.exit_code == 0, result.output
+    model = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert "alpha.0" in model and "net.0.weight" in model
+    assert not torch.all(model["alpha.0"] == 0.03)  # stepped by the outer optimizer
+    png = tmp_path / "curve.png"
+    result = invoke("eval", str(out), "--tasks", "10", "--steps", "0,1", "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    assert png.is_file() and (tmp_path / "curve-fits.png").is_file()

@@ -39,7 +39,16 @@ class StopAt:
         pass
 
 
-@pytest.mark.parametrize("algorithm,outer", [("reptile", "adam"), ("fomaml", "sgd")])
+@pytest.mark.parametrize(
+    "algorithm,outer",
+    [
+        ("reptile", "adam"),
+        ("fomaml", "sgd"),
+        ("maml", "adam"),
+        ("imaml", "sgd"),
+        ("metasgd", "adam"),
+    ],
+)
 def test_interrupt_and_resume_give_the_same_weights(tmp_path, algorithm, outer):
     recipe = tiny_recipe(algorithm=algorithm, outer_optimizer=outer, meta_step=0.1)
     whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)

@@ -53,6 +53,8 @@ class InnerOptimizer:
 
     Adam's state is reset for every task (each call to `init`): a new task starts from phi with
     fresh moments, which is also what evaluation does, unless training hands an `AdamCarry`.
+    `rates` (SGD only) replaces the scalar `lr` by one learning rate per parameter entry, keyed
+    like the parameters (Meta-SGD's alpha).
     """
 
     name: OptimizerName
@@ -60,6 +62,7 @@ class InnerOptimizer:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    rates: Params | None = None
 
     def init(self, params: Params) -> dict[str, Params]:
         if self.name is OptimizerName.SGD:
@@ -77,6 +80,8 @@ class InnerOptimizer:
         keys = list(params)
         ps, gs = [params[k] for k in keys], [grads[k] for k in keys]
         if self.name is OptimizerName.SGD:
+            if self.rates is not None:
+                return {k: p - self.rates[k] * g for k, p, g in zip(keys, ps, gs, strict=True)}
             return dict(zip(keys, torch._foreach_add(ps, gs, alpha=-self.lr), strict=True))
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr * (1 - b2**t) ** 0.5 / (1 - b1**t)
@@ -129,7 +134,7 @@ class SGDLearner:
         self.optimizer = optimizer
         self.inner_batch = inner_batch
         self.buffers = {k: b for k, b in model.named_buffers()}
-        self._task_losses = vmap(self._task_loss, in_dims=(0, 0, 0))
+        self.task_losses = vmap(self._task_loss, in_dims=(0, 0, 0))
         self._forward = vmap(self._predict, in_dims=(0, 0))
 
     # -- one task, unbatched; vmap adds the task axis ------------------------------------
@@ -141,14 +146,14 @@ class SGDLearner:
     def _task_loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(self._predict(params, x), y)
 
-    def _loss_and_grad(self, params: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
+    def loss_and_grad(self, params: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
         """Per-task gradients and losses. The tasks share no weights, so the gradient of the
         sum of per-task losses with respect to the stacked parameters *is* the stack of
         per-task gradients; one backward through the vmapped forward is cheaper than
         `vmap(grad(...))`, which re-traces the backward per call (tested equal)."""
         with torch.enable_grad():
             leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-            losses = self._task_losses(leaves, x, y)
+            losses = self.task_losses(leaves, x, y)
             grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
         return dict(zip(leaves, grads, strict=True)), losses.detach()
 
@@ -166,23 +171,51 @@ class SGDLearner:
             idx = (offsets + t * b) % size
             yield x[:, idx], y[:, idx]
 
-    def adapt_steps(
+    def trajectory(
         self, phi: Params, x: Tensor, y: Tensor, steps: int, carry: AdamCarry | None = None
-    ) -> Iterator[tuple[Params, Tensor | None]]:
-        """Yield `steps + 1` pairs `(params_t, loss_t)`: the parameters after t steps (t = 0 is
-        phi itself) and their loss on the minibatch of step t + 1 (None after the last step).
-        With `carry`, Adam starts from its moments and leaves its own there."""
+    ) -> Iterator[tuple[Params, Params | None, Tensor | None]]:
+        """Yield `steps + 1` triples `(params_t, grads_t, loss_t)`: the parameters after t steps
+        (t = 0 is phi itself), and the gradient and loss there on the minibatch of step t + 1
+        (None after the last step). With `carry`, Adam starts from its moments and leaves its
+        own there."""
         params = stack(phi, x.shape[0])
         fresh = carry is None or not carry.state
         state = self.optimizer.init(params) if fresh else carry.state  # type: ignore[union-attr]
         start = 0 if carry is None else carry.steps
         for t, (bx, by) in enumerate(self.minibatches(x, y, steps), start=start + 1):
-            grads, loss = self._loss_and_grad(params, bx, by)
-            yield params, loss
+            grads, loss = self.loss_and_grad(params, bx, by)
+            yield params, grads, loss
             params = self.optimizer.step(params, grads, state, t)
         if carry is not None:
             carry.state, carry.steps = state, start + steps
-        yield params, None
+        yield params, None, None
+
+    def adapt_steps(
+        self, phi: Params, x: Tensor, y: Tensor, steps: int, carry: AdamCarry | None = None
+    ) -> Iterator[tuple[Params, Tensor | None]]:
+        """`trajectory` without the gradients: `(params_t, loss_t)`."""
+        for params, _, loss in self.trajectory(phi, x, y, steps, carry):
+            yield params, loss
+
+    def gradient_combination(
+        self, phi: Params, batch: TaskBatch, steps: int, which: list[int]
+    ) -> tuple[Params, Params, Tensor]:
+        """The Reptile blog's gradient combinations: adapt for `steps` and sum, per task, the
+        minibatch gradients g_i of the inner steps i in `which` (1-based; g1 is at phi).
+        Returns the adapted parameters, that sum (stacked) and the support losses."""
+        total: Params = {}
+        losses = []
+        adapted: Params = phi
+        with torch.no_grad():
+            trajectory = self.trajectory(phi, batch.support_x, batch.support_y, steps)
+            for i, (params, grads, loss) in enumerate(trajectory, start=1):
+                adapted = params
+                if grads is None or loss is None:
+                    continue
+                losses.append(loss)
+                if i in which:
+                    total = {k: total[k] + g if total else g for k, g in grads.items()}
+        return adapted, total, torch.stack(losses)
 
     def adapt(self, phi: Params, batch: TaskBatch, steps: int) -> Params:
         """Parameters after `steps` inner steps on each task's support set (stacked)."""
@@ -256,4 +289,4 @@ class SGDLearner:
         """Per-task gradient of the query loss at `params` (FOMAML's meta-gradient), and the
         per-task query loss."""
         with torch.no_grad():
-            return self._loss_and_grad(params, x, y)
+            return self.loss_and_grad(params, x, y)

@@ -45,7 +45,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from metarl.config import SUPERVISED_TRAIN_KEYS, EvalConfig, Recipe, build_dataclass
+from metarl.config import (
+    SUPERVISED_TRAIN_KEYS,
+    Algorithm,
+    EvalConfig,
+    Recipe,
+    build_dataclass,
+)
 from metarl.curves import Curve
 from metarl.envs.distribution import EnvTask
 from metarl.envs.vector import retask
@@ -60,6 +66,10 @@ UNUSED_HINTS = {
     "inner_batch": "PPO's minibatch is [learner] batch_size",
     "support_shots": "a task's data is its rollouts: [learner] n_steps",
     "query_shots": "FOMAML's query set is one more rollout: [learner] n_steps",
+    "maml_task_chunk": "maml runs on supervised tasks only",
+    "imaml_lambda": "imaml runs on supervised tasks only",
+    "cg_steps": "imaml runs on supervised tasks only",
+    "combination": "gradient combinations run on supervised tasks only",
 }
 """Why each of the supervised learner's `[train]` keys has no meaning for PPO."""
 BACKENDS = ("batched", "sb3")
@@ -372,6 +382,10 @@ class PPOMetaLearner:
         }
         return Adaptation(params, {"tasks": list(tasks), "seeds": seeds}, metrics)
 
+    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """Not offered: `from_recipe` refuses maml, imaml and metasgd for PPO."""
+        raise NotImplementedError("the PPO learner takes reptile or fomaml")
+
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """FOMAML, summed over the tasks: at each task's adapted parameters W_i, collect a
         fresh rollout with W_i and take the gradient of PPO's loss on it (one full batch:
@@ -479,7 +493,14 @@ class PPOMetaLearner:
 
 def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
     """`[model]` and the supervised learner's `[train]` keys have no meaning for an RL
-    learner: the first one given is a `ConfigError` naming it and why."""
+    learner: the first one given is a `ConfigError` naming it and why. So are the
+    supervised-only algorithms (maml, imaml, metasgd, gradients)."""
+    if recipe.train.algorithm not in (Algorithm.REPTILE, Algorithm.FOMAML):
+        raise ConfigError(
+            f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
+            f"{recipe.task_name!r} takes reptile or fomaml (maml, imaml, metasgd and "
+            "gradients are for supervised tasks)"
+        )
     if recipe.model:
         raise ConfigError(
             "[model] is not used by RL recipes; put net_arch, "

@@ -15,7 +15,14 @@ import torch
 
 from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedSettings
 from metarl.curves import Curve
+from metarl.errors import ConfigError
 from metarl.learners.inner_loop import AdamCarry, InnerOptimizer, SGDLearner
+from metarl.learners.second_order import (
+    MetaGradient,
+    implicit_meta_gradient,
+    unrolled_meta_gradient,
+)
+from metarl.models import WithLearnedRates
 from metarl.protocol import (
     Adaptation,
     Params,
@@ -44,14 +51,18 @@ def sgd_learner(
     settings: SupervisedSettings,
     inner_lr: float,
     evaluation: EvalConfig | None = None,
+    rates: Params | None = None,
 ) -> SGDLearner:
     """The recipe's inner loop on `model`; with `evaluation`, its held-out variant
-    (eval.inner_lr / eval.inner_batch). Needs no task data, so `metarl demo` builds the
-    evaluation loop of a shipped model with it."""
+    (eval.inner_lr / eval.inner_batch); `rates` (Meta-SGD's alpha) replace the learning rate.
+    Needs no task data, so `metarl demo` builds the evaluation loop of a shipped model with
+    it."""
     e = evaluation
     lr = e.inner_lr if e is not None and e.inner_lr is not None else inner_lr
     batch = e.inner_batch if e is not None else settings.inner_batch
-    optimizer = InnerOptimizer(settings.inner_optimizer, lr, beta1=settings.inner_beta1)
+    optimizer = InnerOptimizer(
+        settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
+    )
     return SGDLearner(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
 
 
@@ -63,7 +74,10 @@ class SupervisedMetaLearner:
         device: where the model and the episodes live.
         settings: the inner loop's optimizer, minibatch, shots and precision.
         inner_steps, inner_lr: steps and learning rate of the inner loop in training.
-        needs_query: draw query sets in training (FOMAML's meta-gradient needs them).
+        algorithm: the outer loop's meta-gradient: all but Reptile draw query sets in
+            training; MAML, iMAML and Meta-SGD compute their meta-gradient while adapting
+            (`meta_gradient`); Meta-SGD wraps the network in `WithLearnedRates` (alpha starts
+            at `inner_lr`).
         evaluation: the held-out protocol (`[eval]`).
         model_options: the `[model]` table, handed to `dist.build_model`.
         seed: initializes the model.
@@ -77,7 +91,7 @@ class SupervisedMetaLearner:
         *,
         inner_steps: int,
         inner_lr: float,
-        needs_query: bool,
+        algorithm: Algorithm,
         evaluation: EvalConfig,
         model_options: dict[str, Any],
         seed: int,
@@ -87,12 +101,15 @@ class SupervisedMetaLearner:
         self.settings = settings
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
-        self.needs_query = needs_query
+        self.algorithm = algorithm
         self.evaluation = evaluation
         if hasattr(dist, "to"):  # optional: distributions that hold data keep it on the device
             dist.to(device)
         torch.manual_seed(seed)
-        self.model = dist.build_model(**model_options).to(device)
+        net = dist.build_model(**model_options)
+        if algorithm is Algorithm.METASGD:
+            net = WithLearnedRates(net, inner_lr)
+        self.model = net.to(device)
         self.learner = self.sgd_learner()
         self.carry = AdamCarry() if settings.inner_carry_moments else None
 
@@ -103,22 +120,65 @@ class SupervisedMetaLearner:
         """The learner of `recipe`: its `[train]` keys typed and checked (a `[learner]` table,
         the RL learner's, is refused)."""
         t = recipe.train
+        settings = recipe.supervised_settings()
+        if t.algorithm is Algorithm.GRADIENTS and t.inner_steps < max(
+            settings.combination_indices()
+        ):
+            raise ConfigError(
+                f"train.combination = {settings.combination!r} needs inner_steps >= "
+                f"{max(settings.combination_indices())} (got {t.inner_steps})"
+            )
         return cls(
             dist,
             device,
-            recipe.supervised_settings(),
+            settings,
             inner_steps=t.inner_steps,
             inner_lr=t.inner_lr,
-            needs_query=t.algorithm is Algorithm.FOMAML,
+            algorithm=t.algorithm,
             evaluation=recipe.eval,
             model_options=recipe.model,
             seed=t.seed,
         )
 
-    def sgd_learner(self, *, evaluation: bool = False) -> SGDLearner:
-        """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch)."""
+    def sgd_learner(self, *, evaluation: bool = False, rates: Params | None = None) -> SGDLearner:
+        """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch;
+        `rates`, Meta-SGD's alpha, replace the learning rate)."""
         held_out = self.evaluation if evaluation else None
-        return sgd_learner(self.model, self.dist.loss, self.settings, self.inner_lr, held_out)
+        return sgd_learner(
+            self.model, self.dist.loss, self.settings, self.inner_lr, held_out, rates
+        )
+
+    def weights_and_rates(self, phi: Params) -> tuple[Params, Params | None]:
+        """The network's weights in phi and, for Meta-SGD, its learned rates alpha."""
+        if isinstance(self.model, WithLearnedRates):
+            return self.model.split(phi)
+        return phi, None
+
+    def evaluation_start(self) -> tuple[Params, SGDLearner]:
+        """The meta-learned weights phi and the evaluation inner loop that adapts them (for
+        Meta-SGD, stepping with the learned rates alpha)."""
+        phi, rates = self.weights_and_rates(
+            {k: v.detach() for k, v in self.model.named_parameters()}
+        )
+        return phi, self.sgd_learner(evaluation=True, rates=rates)
+
+    def _second_order(self, phi: Params, batch: TaskBatch) -> MetaGradient:
+        s = self.settings
+        if self.algorithm is Algorithm.IMAML:
+            return implicit_meta_gradient(
+                self.learner, phi, batch, self.inner_steps, s.imaml_lambda, s.cg_steps
+            )
+        weights, rates = self.weights_and_rates(phi)
+        result = unrolled_meta_gradient(
+            self.learner, weights, batch, self.inner_steps, self.inner_lr, rates, s.maml_task_chunk
+        )
+        if isinstance(self.model, WithLearnedRates):  # d/d alpha back under alpha's own names
+            names = list(weights)
+            result.grads = {
+                **{k: result.grads[k] for k in names},
+                **{f"alpha.{i}": result.grads[f"rate:{k}"] for i, k in enumerate(names)},
+            }
+        return result
 
     def adapt(
         self,
@@ -127,16 +187,42 @@ class SupervisedMetaLearner:
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation:
+        """Adapt phi to this rank's tasks. For MAML, iMAML and Meta-SGD the meta-gradient is
+        computed here, while the inner loop's graph is alive, and kept in the context."""
         s = self.settings
-        query = s.query_shots if self.needs_query else 0
+        query = s.query_shots if self.algorithm.needs_query else 0
         batch = self.dist.episodes(tasks, rng, support=s.support_shots, query=query)
         batch = batch.take(slots).to(self.device)
-        params, losses = self.learner.adapt_with_losses(phi, batch, self.inner_steps, self.carry)
+        context: TaskBatch | MetaGradient = batch
+        if self.algorithm.second_order:
+            context = self._second_order(phi, batch)
+            params, losses = context.adapted, context.support_losses
+        elif self.algorithm is Algorithm.GRADIENTS:
+            which = s.combination_indices()
+            params, grads, losses = self.learner.gradient_combination(
+                phi, batch, self.inner_steps, which
+            )
+            context = MetaGradient(
+                {k: g.sum(0) for k, g in grads.items()}, params, losses, losses[-1]
+            )
+        else:
+            params, losses = self.learner.adapt_with_losses(
+                phi, batch, self.inner_steps, self.carry
+            )
         metrics = {}
         if len(losses):
             metrics["loss_before"] = float(losses[0].mean())
             metrics["loss_last_step"] = float(losses[-1].mean())
-        return Adaptation(params, batch, metrics)
+        return Adaptation(params, context, metrics)
+
+    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """MAML's, iMAML's, Meta-SGD's or a gradient combination's meta-gradient of the
+        adapted tasks (summed over them, keyed like phi), and the mean query loss (for the
+        combinations, which use no query set: the support loss of the last step)."""
+        result = adaptation.context
+        if not isinstance(result, MetaGradient):
+            raise TypeError(f"{self.algorithm.value} adaptations carry no meta-gradient")
+        return result.grads, {"query_loss": float(result.query_losses.mean())}
 
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond the weights, for the checkpoint: the carried inner moments."""
@@ -186,8 +272,7 @@ class SupervisedMetaLearner:
         """
         if transductive is None:
             transductive = self.evaluation.transductive
-        learner = self.sgd_learner(evaluation=True)
-        phi: Params = {k: v.detach() for k, v in self.model.named_parameters()}
+        phi, learner = self.evaluation_start()
         batch = self.eval_batch(n_tasks)
         wanted = sorted(set(steps))
         values = np.zeros((len(wanted), n_tasks))

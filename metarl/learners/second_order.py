@@ -1,0 +1,182 @@
+"""Meta-gradients that look through the inner loop: MAML, Meta-SGD and iMAML, for all tasks at once.
+
+All three work on the `SGDLearner`'s vmapped per-task loss (`task_losses`), so a meta-batch is
+one batched computation, and return the *sum over tasks* of the per-task meta-gradients (the
+trainer sums over ranks and divides by the meta-batch, as for Reptile and FOMAML).
+
+- MAML (Finn et al. 2017): W_i(phi) is `steps` SGD steps from phi on task i's support set; the
+  meta-gradient is d L_query_i(W_i(phi)) / d phi, obtained by keeping the inner steps'
+  graph (`create_graph=True`) and differentiating the query loss back to phi. Because the tasks
+  share no weights, one backward of the summed query losses to the (unstacked) phi gives the
+  sum of the per-task meta-gradients.
+- Meta-SGD (Li et al. 2017): the same unrolled loop with W <- W - alpha * grad, alpha a tensor
+  of each parameter's shape, differentiated with respect to phi and alpha.
+- iMAML (Rajeswaran et al. 2019): the inner loop minimizes L_support(theta) + (lambda/2)
+  ||theta - phi||^2 without keeping a graph; the meta-gradient is (I + H/lambda)^-1 g, with
+  H the support loss's Hessian and g the query-loss gradient at theta, solved per task by
+  conjugate gradient on Hessian-vector products (double backward through the vmapped loss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from metarl.learners.inner_loop import SGDLearner, stack
+from metarl.protocol import Params, TaskBatch
+
+
+@dataclass
+class MetaGradient:
+    """A meta-batch's summed meta-gradient and what the inner loop reached."""
+
+    grads: Params
+    """Sum over tasks of d L_query_i / d (each meta-parameter)."""
+    adapted: Params
+    """W_i (detached), stacked on the task axis."""
+    support_losses: Tensor
+    """Support loss before each inner step, `[steps, tasks]`."""
+    query_losses: Tensor
+    """Query loss at W_i, `[tasks]`."""
+
+
+def _chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
+    n = batch.num_tasks
+    size = n if size < 1 else size
+    return [batch.take(slice(i, i + size)) for i in range(0, n, size)]
+
+
+def unrolled_meta_gradient(
+    learner: SGDLearner,
+    phi: Params,
+    batch: TaskBatch,
+    steps: int,
+    lr: float,
+    rates: Params | None = None,
+    task_chunk: int = 0,
+) -> MetaGradient:
+    """MAML's meta-gradient (Meta-SGD's when `rates`, the per-parameter alpha keyed like phi,
+    is given: then `grads` also holds d/d alpha under the keys `rate:<name>`).
+
+    `task_chunk` tasks are differentiated at a time (0 = all), which bounds the graph kept in
+    memory to that many tasks; the sums are accumulated, so the result does not depend on it.
+    """
+    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+    rate_leaves = {k: v.detach().requires_grad_() for k, v in (rates or {}).items()}
+    inputs = [*leaves.values(), *rate_leaves.values()]
+    names = [*leaves, *(f"rate:{k}" for k in rate_leaves)]
+    total = [torch.zeros_like(v) for v in inputs]
+    adapted_parts: list[Params] = []
+    support: list[Tensor] = []
+    query: list[Tensor] = []
+    for part in _chunks(batch, task_chunk):
+        n = part.num_tasks
+        with torch.enable_grad():
+            params = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in leaves.items()}
+            losses = []
+            for bx, by in learner.minibatches(part.support_x, part.support_y, steps):
+                loss = learner.task_losses(params, bx, by)
+                losses.append(loss.detach())
+                grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)
+                params = {
+                    k: p - (rate_leaves[k] if rate_leaves else lr) * g
+                    for (k, p), g in zip(params.items(), grads, strict=True)
+                }
+            q = learner.task_losses(params, part.query_x, part.query_y)
+            for acc, g in zip(total, torch.autograd.grad(q.sum(), inputs), strict=True):
+                acc += g
+        adapted_parts.append({k: v.detach() for k, v in params.items()})
+        support.append(torch.stack(losses) if losses else torch.zeros(0, n))
+        query.append(q.detach())
+    return MetaGradient(
+        dict(zip(names, total, strict=True)),
+        {k: torch.cat([a[k] for a in adapted_parts]) for k in phi},
+        torch.cat(support, dim=1),
+        torch.cat(query),
+    )
+
+
+def _dot(a: Params, b: Params) -> Tensor:
+    """Per-task inner product of two stacked parameter sets, `[tasks]`."""
+    return sum((a[k] * b[k]).flatten(1).sum(1) for k in a)  # type: ignore[return-value]
+
+
+def _scale(c: Tensor, v: Tensor) -> Tensor:
+    """Multiply a stacked tensor by a per-task scalar."""
+    return c.view(-1, *([1] * (v.dim() - 1))) * v
+
+
+def conjugate_gradient(
+    apply_a: Callable[[Params], Params],
+    b: Params,
+    steps: int,
+) -> Params:
+    """Solve A x = b for every task at once (A symmetric positive definite, applied by
+    `apply_a` to stacked parameters), `steps` iterations from x = 0. Each task has its own
+    step sizes; a task whose residual reached zero stays where it is."""
+    x = {k: torch.zeros_like(v) for k, v in b.items()}
+    r = {k: v.clone() for k, v in b.items()}
+    p = {k: v.clone() for k, v in b.items()}
+    rs = _dot(r, r)
+    for _ in range(steps):
+        ap = apply_a(p)
+        pap = _dot(p, ap)
+        alpha = torch.where(pap > 0, rs / pap.clamp_min(1e-30), torch.zeros_like(rs))
+        x = {k: x[k] + _scale(alpha, p[k]) for k in x}
+        r = {k: r[k] - _scale(alpha, ap[k]) for k in r}
+        rs_new = _dot(r, r)
+        beta = torch.where(rs > 0, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
+        p = {k: r[k] + _scale(beta, p[k]) for k in p}
+        rs = rs_new
+    return x
+
+
+def implicit_meta_gradient(
+    learner: SGDLearner,
+    phi: Params,
+    batch: TaskBatch,
+    steps: int,
+    lam: float,
+    cg_steps: int,
+) -> MetaGradient:
+    """iMAML's meta-gradient: the proximal inner loop with the learner's optimizer, then
+    (I + H/lambda)^-1 grad L_query(theta) per task by `cg_steps` of conjugate gradient,
+    summed over tasks."""
+    params = stack(phi, batch.num_tasks)
+    state = learner.optimizer.init(params)
+    losses = []
+    for t, (bx, by) in enumerate(learner.minibatches(batch.support_x, batch.support_y, steps), 1):
+        grads, loss = learner.loss_and_grad(params, bx, by)
+        losses.append(loss)
+        grads = {k: g + lam * (params[k] - phi[k]) for k, g in grads.items()}
+        params = learner.optimizer.step(params, grads, state, t)
+    g, query_losses = learner.loss_and_grad(params, batch.query_x, batch.query_y)
+    with torch.enable_grad():
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        loss = learner.task_losses(leaves, batch.support_x, batch.support_y).sum()
+        first = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+
+        def apply_a(v: Params) -> Params:
+            hv = torch.autograd.grad(
+                first, list(leaves.values()), list(v.values()), retain_graph=True
+            )
+            return {k: v[k] + h / lam for k, h in zip(v, hv, strict=True)}
+
+        x = conjugate_gradient(apply_a, g, cg_steps)
+    return MetaGradient(
+        {k: v.sum(0) for k, v in x.items()},
+        params,
+        torch.stack(losses) if losses else torch.zeros(0, batch.num_tasks),
+        query_losses,
+    )
+
+
+__all__ = [
+    "MetaGradient",
+    "conjugate_gradient",
+    "implicit_meta_gradient",
+    "unrolled_meta_gradient",
+]
