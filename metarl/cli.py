@@ -468,30 +468,57 @@ def demo(
         server.server_close()
 
 
+@app.command("runs")
+@user_errors
+def runs(
+    folder: Annotated[Path, typer.Argument(help="A folder of run directories.")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout.")] = False,
+) -> None:
+    """Every run under FOLDER: task, iterations done / planned, the last logged metrics
+    (before -> after adaptation) and whether `metarl train --resume` would continue it."""
+    from metarl.listing import compact_table
+    from metarl.run_status import scan_runs
+
+    found = scan_runs(folder)
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_json() for r in found]) + "\n")
+        return
+    rows = [
+        [r.name, r.task, r.algorithm, f"{r.iteration}/{r.planned}", r.state, r.last_text()]
+        for r in found
+    ]
+    headers = ["run", "task", "algorithm", "done", "resume", "last metrics"]
+    title = f"{len(found)} runs in {folder}"
+    out.print(compact_table(title, headers, rows, free="last metrics", width=out.width))
+
+
 @tasks_app.command("list")
 @user_errors
 def tasks_list() -> None:
-    """The shipped recipes and the registered task distributions."""
+    """The shipped recipes and the registered task distributions, one line each (the full
+    description: `metarl tasks show NAME`)."""
+    from metarl.listing import compact_table
     from metarl.registry import catalog_recipes, registered_tasks, resolve_recipe
 
-    table = Table(title="recipes (metarl train NAME)")
-    table.add_column("name", no_wrap=True)
-    for col in ("task", "algorithm", "meta-iterations", "description"):
-        table.add_column(col)
+    rows = []
     for name in catalog_recipes():
         r = resolve_recipe(name)
-        table.add_row(
-            name, r.task_name, r.train.algorithm.value, str(r.train.meta_iterations), r.description
-        )
-    out.print(table)
-    dists = Table(title="task distributions (\\[task] name = ...)")
-    dists.add_column("name")
-    dists.add_column("entry point")
-    dists.add_column("description")
-    for spec in registered_tasks():
-        ep = spec.entry_point if isinstance(spec.entry_point, str) else repr(spec.entry_point)
-        dists.add_row(spec.name, ep, spec.description)
-    out.print(dists)
+        t = r.train
+        rows.append([name, r.task_name, t.algorithm.value, str(t.meta_iterations), r.description])
+    headers = ["name", "task", "algorithm", "iters", "description"]
+    title = "recipes (metarl train NAME; metarl tasks show NAME for all of it)"
+    out.print(compact_table(title, headers, rows, free="description", width=out.width))
+    out.print()
+    # the entry point only where it fits beside a readable description
+    wide = out.width >= 120
+    dists = [
+        [s.name, s.description]
+        + ([s.entry_point if isinstance(s.entry_point, str) else repr(s.entry_point)] * wide)
+        for s in registered_tasks()
+    ]
+    headers = ["name", "description"] + ["entry point"] * wide
+    title = "task distributions ([task] name = NAME)"
+    out.print(compact_table(title, headers, dists, free="description", width=out.width))
 
 
 @tasks_app.command("show")
@@ -528,33 +555,26 @@ def tasks_show(
 @envs_app.command("list")
 @user_errors
 def envs_list() -> None:
-    """Every registered environment family: its id, base env and task distribution."""
+    """Every registered environment family: its id, base env, task parameters and horizon."""
     import gymnasium
 
     from metarl.envs import registered_families
+    from metarl.listing import base_name, compact_table, param_summary
     from metarl.registry import load_plugins
 
     load_plugins()
-    families = registered_families()
-    table = Table(title="environment families (gymnasium.make(ID))")
-    # ids are for copying: never cut them short on a narrow terminal
-    table.add_column(
-        "id", no_wrap=True, min_width=max((len(f.env_id) for f in families), default=2)
-    )
-    for col in ("base env", "task parameters", "horizon", "task", "source"):
-        table.add_column(col)
-    for fam in families:
-        params = "\n".join(f"{name} ~ {dist}" for name, dist in fam.params.items())
-        horizon = gymnasium.spec(fam.env_id).max_episode_steps
-        table.add_row(
+    rows = [
+        [
             fam.env_id,
-            fam.base or fam.entry_point,
-            params,
-            str(horizon),
-            fam.task_name,
-            fam.source.name,
-        )
-    out.print(table)
+            base_name(fam),
+            str(gymnasium.spec(fam.env_id).max_episode_steps),
+            param_summary(fam.params),
+        ]
+        for fam in registered_families()
+    ]
+    headers = ["id", "base", "horizon", "task parameters"]
+    title = "environment families (gymnasium.make(ID); task distribution of the same name)"
+    out.print(compact_table(title, headers, rows, free="task parameters", width=out.width))
 
 
 DatasetArg = Annotated[str, typer.Argument(help="The dataset, e.g. omniglot.")]

@@ -163,17 +163,20 @@ class RunDir:
         torch.save(payload, buffer)
         atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
 
-    def load_checkpoint(self, map_location: torch.device | str = "cpu") -> Checkpoint:
+    def load_checkpoint(
+        self, map_location: torch.device | str = "cpu", *, lazy: bool = False
+    ) -> Checkpoint:
         """The checkpoint, its weights and optimizer state on `map_location`. The RNG state
         stays a CPU ByteTensor whatever the device: `torch.set_rng_state` takes nothing else
-        (loading it onto a GPU was what broke resuming there)."""
+        (loading it onto a GPU was what broke resuming there). `lazy` memory-maps the file so
+        tensors are read only when touched (to look at its iteration and config)."""
         path = self.checkpoint_path
         if not path.is_file():
             raise UserError(f"{self.path} has no {CHECKPOINT} yet (was the run started?)")
         try:
             with warnings.catch_warnings():  # the refusal below is the whole message
                 warnings.simplefilter("ignore")
-                payload = torch.load(path, map_location="cpu", weights_only=True)
+                payload = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
         except Exception as e:  # torch raises several types for a damaged or foreign file
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
@@ -190,6 +193,13 @@ class RunDir:
             rng=payload["rng"],
             config=json.loads(payload["config"]),
         )
+
+    def edited_since(self, ckpt: Checkpoint) -> bool:
+        """`config.toml` no longer says what the checkpoint was trained with (a resume would
+        silently change the recipe mid-run, so it is refused). Both go through the same
+        defaults: a field added since the run began is no edit."""
+        saved = recipe_from_dict(ckpt.config, source=str(self.checkpoint_path)).to_dict()
+        return saved != self.recipe().to_dict()
 
 
 def _to_device(value: Any, device: torch.device | str) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Recipe, recipe_from_dict
+from metarl.config import Recipe
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -135,9 +135,7 @@ class MetaTrainer:
         trainer = cls(run, recipe, device, callbacks, world)
         if run.checkpoint_path.exists():
             ckpt = run.load_checkpoint(device)
-            # both through the same defaults: a field added since the run began is no edit
-            saved = recipe_from_dict(ckpt.config, source=str(run.checkpoint_path)).to_dict()
-            if saved != recipe.to_dict():
+            if run.edited_since(ckpt):
                 raise UserError(
                     f"{run.config_path} was edited after the checkpoint was written; "
                     "restore it or start a new run with the edited recipe"

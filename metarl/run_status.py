@@ -1,0 +1,103 @@
+"""Where each run under a folder stands (`metarl runs`): its task, iterations done out of
+planned, the last logged metrics and whether `metarl train --resume` would continue it.
+
+A run is read from its `config.toml`, the last line of `metrics.jsonl` and the checkpoint's
+iteration and config; the checkpoint is memory-mapped, so its weights are not read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metarl.errors import UserError
+from metarl.run import CONFIG, RunDir
+
+# (before, after) metric pairs in the order they are looked for in a metrics row
+METRIC_PAIRS = (
+    ("loss_before", "loss_last_step"),
+    ("loss_before", "query_loss"),
+    ("return_before", "return_after"),
+)
+
+
+@dataclass
+class RunStatus:
+    """One run directory as `metarl runs` shows it."""
+
+    name: str
+    """The path relative to the folder listed."""
+    task: str
+    algorithm: str
+    iteration: int
+    """Meta-iterations done: the checkpoint's (what a resume continues from), else the last
+    logged row's."""
+    planned: int
+    last: dict[str, float] = field(default_factory=dict)
+    """The last metrics row's before/after values (losses, or returns for RL)."""
+    resumable: bool = False
+    state: str = ""
+    """yes, finished, or why not (no checkpoint, config edited, unreadable ...)."""
+
+    def last_text(self) -> str:
+        """`loss 1.88 -> 0.513`, `return -30.1`, or '-'."""
+        for before, after in METRIC_PAIRS:
+            if before in self.last and after in self.last:
+                kind = before.split("_")[0]
+                return f"{kind} {self.last[before]:.4g} -> {self.last[after]:.4g}"
+        for key, value in self.last.items():
+            return f"{key.split('_')[0]} {value:.4g}"
+        return "-"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_status(path: Path, root: Path) -> RunStatus:
+    """The status of the run in `path` (which holds a `config.toml`)."""
+    run = RunDir(path)
+    name = str(path.relative_to(root)) if path != root else path.name
+    try:
+        recipe = run.recipe()
+    except UserError as e:
+        return RunStatus(name, "?", "?", 0, 0, state=f"no: bad {CONFIG} ({e})")
+    rows = run.read_metrics()
+    last = rows[-1] if rows else {}
+    status = RunStatus(
+        name=name,
+        task=recipe.task_name,
+        algorithm=recipe.train.algorithm.value,
+        iteration=int(last.get("iteration", 0)),
+        planned=recipe.train.meta_iterations,
+        last={
+            k: float(last[k])
+            for pair in METRIC_PAIRS
+            for k in pair
+            if isinstance(last.get(k), float)
+        },
+    )
+    if not run.checkpoint_path.is_file():
+        status.iteration = 0  # a resume would start over
+        status.state = "no: no checkpoint"
+        return status
+    try:
+        ckpt = run.load_checkpoint(lazy=True)
+    except UserError:
+        status.state = "no: unreadable checkpoint"
+        return status
+    status.iteration = ckpt.iteration
+    if run.edited_since(ckpt):
+        status.state = f"no: {CONFIG} edited"
+    elif ckpt.iteration >= status.planned:
+        status.state = "finished"
+    else:
+        status.resumable, status.state = True, "yes"
+    return status
+
+
+def scan_runs(root: Path) -> list[RunStatus]:
+    """Every run directory under `root` (any depth; `root` itself if it is one), by path."""
+    if not root.is_dir():
+        raise UserError(f"runs {str(root)!r}: not a directory (give a folder of run directories)")
+    return [run_status(p.parent, root) for p in sorted(root.rglob(CONFIG))]

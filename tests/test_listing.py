@@ -1,0 +1,118 @@
+"""`metarl tasks list`, `envs list` and `runs`: one line per row at 80 and 120 columns, names
+never cut, descriptions cut at a word; `runs` says where each run stands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metarl.config import with_overrides
+from metarl.listing import shorten
+from metarl.registry import catalog_recipes, resolve_recipe
+from metarl.train import MetaTrainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    """The CLI as a pipe sees it (`... | cat`): not a terminal, width from $COLUMNS."""
+    env = {"COLUMNS": str(columns), "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "metarl", *args], capture_output=True, text=True, env=env
+    )
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_tasks_list_fits_the_width_one_line_per_recipe(columns):
+    result = cli("tasks", "list", columns=columns)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    recipes = lines[: lines.index("")]  # the distributions' table follows a blank line
+    for name in catalog_recipes():
+        (row,) = [line for line in recipes if line.startswith(name + " ")]
+        recipe = resolve_recipe(name)
+        assert row.split()[1:4] == [
+            recipe.task_name,
+            recipe.train.algorithm.value,
+            str(recipe.train.meta_iterations),
+        ]
+        # the description starts on the same line, cut after a whole word
+        words = row.split()[4:]
+        assert len(words) >= (1 if columns < 120 else 4)
+        assert recipe.description.startswith(" ".join(words).rstrip("…"))
+    assert "[task] name = NAME" in result.stdout  # a TOML table name is not eaten as markup
+    assert ("entry point" in result.stdout) == (columns >= 120)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_envs_list_fits_the_width(columns):
+    result = cli("envs", "list", columns=columns)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    (row,) = [line for line in lines if line.startswith("metarl/Navigation2D-v0 ")]
+    assert row.split() == [
+        "metarl/Navigation2D-v0",
+        "Navigation2D",
+        "100",
+        "goal",
+        "U[-0.5,",
+        "0.5]^2",
+    ]
+    wide = [line for line in lines if line.startswith("metarl/PendulumPhysics-v0 ")][0]
+    assert wide.rstrip().endswith("g x U[0.5, 1.5]" if columns >= 120 else "…")
+
+
+def test_shorten_cuts_at_a_word():
+    assert shorten("Sine regression, y = A sin(x + b)", 20) == "Sine regression, y…"
+    assert shorten("short", 20) == "short"
+    assert len(shorten("x" * 50, 12)) == 12
+
+
+def _partial_run(path: Path) -> None:
+    """A run stopped after 2 of 5 iterations, as after Ctrl-C."""
+    recipe = with_overrides(resolve_recipe("sine"), "train", meta_iterations=5, meta_batch=2)
+    trainer = MetaTrainer.start(recipe, path, __import__("torch").device("cpu"))
+    for _ in range(2):
+        trainer.run.append_metrics({**trainer.step(), "iteration": trainer.iteration})
+    trainer.save()
+
+
+def test_runs_lists_each_run_and_whether_it_resumes(tmp_path):
+    _partial_run(tmp_path / "a")
+    _partial_run(tmp_path / "nested" / "edited")
+    config = tmp_path / "nested" / "edited" / "config.toml"
+    config.write_text(config.read_text().replace("meta_batch = 2", "meta_batch = 3"))
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "config.toml").write_text((tmp_path / "a" / "config.toml").read_text())
+    (tmp_path / "not-a-run").mkdir()
+
+    result = cli("runs", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"a", "nested/edited", "fresh"}
+    a = rows["a"]
+    assert (a["task"], a["algorithm"], a["iteration"], a["planned"]) == ("sine", "reptile", 2, 5)
+    assert a["resumable"] and a["state"] == "yes"
+    assert a["last"]["loss_last_step"] < a["last"]["loss_before"]
+    assert rows["nested/edited"]["state"] == "no: config.toml edited"
+    assert not rows["nested/edited"]["resumable"]
+    assert rows["fresh"]["state"] == "no: no checkpoint" and rows["fresh"]["iteration"] == 0
+
+    table = cli("runs", str(tmp_path))
+    assert table.returncode == 0, table.stderr
+    (line,) = [x for x in table.stdout.splitlines() if x.startswith("a ")]
+    assert line.split()[:5] == ["a", "sine", "reptile", "2/5", "yes"]
+    assert "loss" in line and "->" in line
+
+
+def test_runs_of_a_missing_folder_is_one_line_exit_2(tmp_path):
+    result = cli("runs", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "nope" in result.stderr
+    assert "Traceback" not in result.stderr
