@@ -563,6 +563,7 @@ def envs_list() -> None:
     from metarl.registry import load_plugins
 
     load_plugins()
+    wide = out.width >= 120  # the family file only where it fits beside the parameters
     rows = [
         [
             fam.env_id,
@@ -570,9 +571,10 @@ def envs_list() -> None:
             str(gymnasium.spec(fam.env_id).max_episode_steps),
             param_summary(fam.params),
         ]
+        + [fam.source.name] * wide
         for fam in registered_families()
     ]
-    headers = ["id", "base", "horizon", "task parameters"]
+    headers = ["id", "base", "horizon", "task parameters"] + ["source"] * wide
     title = "environment families (gymnasium.make(ID); task distribution of the same name)"
     out.print(compact_table(title, headers, rows, free="task parameters", width=out.width))
 
