@@ -64,8 +64,11 @@ def test_envs_list_fits_the_width(columns):
         "U[-0.5,",
         "0.5]^2",
     ]
-    wide = [line for line in lines if line.startswith("metarl/PendulumPhysics-v0 ")][0]
-    assert wide.rstrip().endswith("g x U[0.5, 1.5]" if columns >= 120 else "…")
+    (pendulum,) = [line for line in lines if line.startswith("metarl/PendulumPhysics-v0 ")]
+    if columns >= 120:  # all three parameters, then the family file
+        assert "g x U[0.5, 1.5]  pendulum-physics.toml" in pendulum
+    else:
+        assert pendulum.rstrip().endswith("…")
 
 
 def test_shorten_cuts_at_a_word():
