@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import torch
 import typer
@@ -70,6 +70,9 @@ def _usage_message(e: ClickException) -> str:
             return f"{message} (got {errors()[0]['input']!r})"
     return message
 
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -326,10 +329,12 @@ def curve_table(curve: Curve, title: str) -> Table:
 @app.command("eval")
 @user_errors
 def eval_(
-    run_dir: Annotated[
-        Path | None,
+    run_dirs: Annotated[
+        list[Path] | None,
         typer.Argument(
-            help="A run directory written by `metarl train` (optional with --init pretrained:NAME)."
+            help="A run directory written by `metarl train`; several (of one task) are "
+            "compared on the same held-out tasks (none with --init pretrained:NAME).",
+            show_default=False,
         ),
     ] = None,
     tasks: Annotated[
@@ -339,7 +344,17 @@ def eval_(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
-    plot: Annotated[Path | None, typer.Option(help="Save the adaptation curve as a PNG.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Save the adaptation curves (and the baselines) as a PNG."),
+    ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline/--no-baseline",
+            help="With --plot: also evaluate the random init on the same tasks and draw it.",
+        ),
+    ] = True,
     transductive: Annotated[
         bool | None,
         typer.Option(
@@ -360,14 +375,17 @@ def eval_(
     ] = "meta",
     joint_run: Annotated[
         Path | None,
-        typer.Option(help="With --init joint: a run of the same recipe trained as a baseline."),
+        typer.Option(
+            help="A run of the same recipe trained as a multi-task baseline: evaluated beside "
+            "the run (or, with --init joint, instead of it)."
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
     and the gain over the first step count (paired per task)."""
-    from metarl.evaluate import evaluate_run, plot_evaluation
+    from metarl.evaluate import compare_runs, plot_comparison
     from metarl.models import default_device
     from metarl.run import check_writable
 
@@ -379,30 +397,33 @@ def eval_(
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
     if plot is not None:  # before the evaluation, not after it
         check_writable(plot, "--plot")
-    result = evaluate_run(
-        run_dir,
+    comparison = compare_runs(
+        list(run_dirs) if run_dirs else [None],
         default_device(device),
         tasks=tasks,
         steps=step_list,
         transductive=transductive,
         init=init,
         joint_run=joint_run,
+        random_baseline=plot is not None and baseline,
     )
-    curve = result.curve
-    finite = all_finite(curve.mean)  # (a CI is nan, not a failure, with one task)
+    curve = comparison.runs[0].curve
+    # (a CI is nan, not a failure, with one task; a diverging baseline is no failure either)
+    finite = all(all_finite(e.curve.mean) for e in comparison.runs)
     if as_json:
-        payload = {**result.to_json(joint_run), "finite": finite}
+        payload = {**comparison.to_json(), "finite": finite}
         sys.stdout.write(dumps_json(payload) + "\n")
     else:
-        title = (
-            f"{result.source}{f' (init {init})' if run_dir else ''}: "
-            f"{result.recipe.task_name}, {curve.n_tasks} held-out tasks"
-        )
-        out.print(curve_table(curve, title + result.mode()))
-        for other in result.others:
-            out.print(curve_table(other, title))
+        for e in comparison.runs + comparison.baselines:
+            title = escape(
+                f"{e.source}{f' (init {e.init})' if e.run_dir else ''}: "
+                f"{e.recipe.task_name}, {e.curve.n_tasks} held-out tasks"
+            )
+            out.print(curve_table(e.curve, title + e.mode()))
+            for other in e.others:
+                out.print(curve_table(other, title))
     if plot is not None:
-        written = plot_evaluation(result, plot)
+        written = plot_comparison(comparison, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     if not finite:
         bad = [str(s) for s, m in zip(curve.steps, curve.mean, strict=True) if not math.isfinite(m)]
@@ -481,7 +502,7 @@ def runs(
 
     found = scan_runs(folder)
     if as_json:
-        sys.stdout.write(json.dumps([r.to_json() for r in found]) + "\n")
+        sys.stdout.write(dumps_json([r.to_json() for r in found]) + "\n")
         return
     rows = [
         [r.name, r.task, r.algorithm, f"{r.iteration}/{r.planned}", r.state, r.last_text()]

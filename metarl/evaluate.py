@@ -9,7 +9,8 @@ multi-task baseline trained with the same budget), or from a model shipped with 
 no run: without one it is evaluated with the recipe it was trained with.
 
 `evaluate_run` is what `metarl eval` does: the adaptation curve in the recipe's mode (for
-supervised tasks, transductive or not), and `plot_evaluation` its PNGs.
+supervised tasks, transductive or not); `compare_runs` evaluates several runs of a task and
+the baselines beside them, and `plot_comparison` draws them on one PNG.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def load_run(
     pretrained = init.removeprefix(zoo.PREFIX) if init.startswith(zoo.PREFIX) else None
     if init not in INITS[:3] and not pretrained:
         raise UserError(f"--init {init!r}: expected one of {', '.join(INITS)}")
-    if (init == "joint") != (joint_run is not None):
-        raise UserError("--joint-run DIR goes with --init joint (and only with it)")
+    if init == "joint" and joint_run is None:
+        raise UserError(
+            "--init joint needs --joint-run DIR (a run of the same recipe trained as a baseline)"
+        )
     if pretrained:
         weights, info = zoo.load_weights(pretrained)
         if path is None:
@@ -71,7 +74,7 @@ def load_run(
             f"{path}: its config.toml describes another model than its checkpoint.pt "
             "(edited after training?); restore it",
         )
-    elif joint_run is not None:
+    elif init == "joint" and joint_run is not None:
         joint = RunDir.open(joint_run)
         if joint.recipe().task != recipe.task:
             raise UserError(
@@ -174,16 +177,103 @@ def evaluate_run(
     return Evaluation(path, recipe, meta, curve, init, None, others)
 
 
-def plot_evaluation(evaluation: Evaluation, path: Path) -> list[Path]:
-    """The curve as a PNG at `path`, and for sine regression the fitted waves beside it
+@dataclass
+class Comparison:
+    """The curves `metarl eval` shows together: one per run (all of one task, same protocol),
+    and the baselines of the first run on the same tasks (random init, joint training)."""
+
+    runs: list[Evaluation]
+    baselines: list[Evaluation]
+    joint_run: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One run: its object, plus `baselines` when any; several: `task`, `runs`, ..."""
+        joint = self.joint_run
+        baselines = [b.to_json(joint if b.init == "joint" else None) for b in self.baselines]
+        if len(self.runs) == 1:
+            first = self.runs[0]
+            payload = first.to_json(joint if first.init == "joint" else None)
+        else:
+            payload = {
+                "task": self.runs[0].recipe.task_name,
+                "runs": [e.to_json(joint if e.init == "joint" else None) for e in self.runs],
+            }
+        if baselines:
+            payload["baselines"] = baselines
+        return payload
+
+
+def compare_runs(
+    paths: list[Path | None],
+    device: torch.device,
+    *,
+    tasks: int | None = None,
+    steps: list[int] | None = None,
+    transductive: bool | None = None,
+    init: str = "meta",
+    joint_run: Path | None = None,
+    random_baseline: bool = False,
+) -> Comparison:
+    """Evaluate every run in `paths` from `init` on the same held-out tasks, and for the first
+    the baselines: random init when `random_baseline`, the weights of `joint_run` when given
+    (each unless it is `init` itself). Runs of different tasks are refused before any work.
+    `paths` may be `[None]` with `init` "pretrained:NAME" (the shipped model with its own
+    recipe; no baselines then, as they need a run)."""
+    tasks_of = [RunDir.open(p).recipe().task_name if p is not None else "" for p in paths]
+    for p, task in zip(paths[1:], tasks_of[1:], strict=True):
+        if task != tasks_of[0]:
+            raise UserError(
+                f"{p}: its task {task!r} differs from {tasks_of[0]!r} of {paths[0]}; "
+                "compare runs of one task"
+            )
+    kwargs: dict[str, Any] = dict(tasks=tasks, steps=steps, transductive=transductive)
+    runs = [
+        evaluate_run(
+            p, device, init=init, joint_run=joint_run if init == "joint" else None, **kwargs
+        )
+        for p in paths
+    ]
+    # the baselines on exactly the first run's tasks and steps
+    first = runs[0]
+    kwargs.update(tasks=first.curve.n_tasks, steps=first.curve.steps)
+    others: list[tuple[str, Path | None]] = [("random", None)] if random_baseline else []
+    others += [("joint", joint_run)] if joint_run is not None else []
+    if paths[0] is None:
+        others = []
+    baselines = [
+        evaluate_run(paths[0], device, init=b_init, joint_run=b_run, **kwargs)
+        for b_init, b_run in others
+        if b_init != init
+    ]
+    return Comparison(runs, baselines, joint_run)
+
+
+INIT_LABELS = {"meta": "meta-trained", "random": "random init", "joint": "joint training"}
+
+
+def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
+    """All curves of `comparison` on one PNG at `path` (the metric against inner steps, or
+    against policy updates for RL); for one sine run the fitted waves beside it
     (`<stem>-fits.png`)."""
-    from metarl.plots import plot_curve, plot_sine_fits
+    from metarl.plots import plot_curves, plot_sine_fits
     from metarl.sine import SineDistribution
 
-    e = evaluation
-    written = [plot_curve(e.curve, path, title=f"{e.recipe.task_name}: {e.source}")]
-    if isinstance(e.meta.dist, SineDistribution):
+    runs, first = comparison.runs, comparison.runs[0]
+    series = []
+    for e in runs:
+        what = f"{INIT_LABELS.get(e.init, e.init)}, {e.recipe.train.algorithm.value}"
+        name = e.run_dir.name if e.run_dir is not None else e.init
+        series.append((f"{name} ({what})" if len(runs) > 1 else what, e.curve))
+    for b in comparison.baselines:
+        extra = f" ({comparison.joint_run})" if b.init == "joint" else " (no meta-training)"
+        series.append((INIT_LABELS[b.init] + extra, b.curve))
+    rl = first.meta.dist.kind == "rl"
+    xlabel = "policy-gradient updates on the task" if rl else "inner steps on the support set"
+    where = first.source if len(runs) == 1 else f"{len(runs)} runs"
+    title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
+    written = [plot_curves(series, path, title=title, xlabel=xlabel)]
+    if len(runs) == 1 and isinstance(first.meta.dist, SineDistribution):
         fits = path.with_name(path.stem + "-fits.png")
-        meta = cast("SupervisedMetaLearner", e.meta)
-        written.append(plot_sine_fits(meta, fits, steps=max(e.curve.steps)))
+        meta = cast("SupervisedMetaLearner", first.meta)
+        written.append(plot_sine_fits(meta, fits, steps=max(first.curve.steps)))
     return written

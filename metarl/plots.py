@@ -5,7 +5,7 @@ matplotlib runs with the Agg backend, so figures are drawn without a display.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from metarl.atomic import atomic_write_bytes  # noqa: E402
 from metarl.curves import Curve  # noqa: E402
@@ -31,31 +31,45 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_curve(curve: Curve, path: Path, title: str = "", label: str = "meta-trained") -> Path:
-    """Mean metric per number of adaptation steps, with the 95% CI as a band."""
-    return plot_curves({label: curve}, path, title)
-
-
-def plot_curves(curves: Mapping[str, Curve], path: Path, title: str = "") -> Path:
-    """Several initializations' adaptation curves on one axis (e.g. meta-trained, random and
-    joint), each mean with its 95% CI as a band."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    first = next(iter(curves.values()))
-    for label, curve in curves.items():
+def plot_curves(
+    series: Mapping[str, Curve] | Sequence[tuple[str, Curve]],
+    path: Path,
+    title: str = "",
+    xlabel: str = "adaptation steps",
+) -> Path:
+    """Several adaptation curves of one metric on the same axes (e.g. meta-trained against
+    random init, or two runs of a task), each with its 95% CI as a band. Curves whose label
+    starts with "random" or "joint" are baselines: drawn dashed, in fixed colours."""
+    items = list(series.items()) if isinstance(series, Mapping) else list(series)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    metric, n_tasks = items[0][1].metric, items[0][1].n_tasks
+    colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for label, curve in items:
         steps = np.array(curve.steps)
         mean = np.array(curve.mean)
         ci = np.nan_to_num(np.array(curve.ci95))
-        ax.plot(steps, mean, marker="o", label=label)
-        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.25)
-    ax.set_xlabel("adaptation steps")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{first.metric} (mean over {first.n_tasks} tasks, 95% CI)")
-    if first.metric == "mse" and all(np.all(np.array(c.mean) > 0) for c in curves.values()):
+        style = BASELINE_STYLES.get(label.split()[0], {})
+        colour = style.get("color") or next(colours)
+        ax.plot(steps, mean, marker="o", label=label, color=colour, linestyle=style.get("ls", "-"))
+        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2, color=colour, linewidth=0)
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
+    ax.set_ylabel(f"{metric} (mean over {n_tasks} tasks, 95% CI)")
+    if metric == "mse" and all(min(c.mean) > 0 for _, c in items):
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 2 rather than 5x10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(title or "adaptation curve")
     return _save(fig, path)
+
+
+BASELINE_STYLES = {
+    "random": {"color": "tab:gray", "ls": "--"},
+    "joint": {"color": "tab:brown", "ls": "--"},
+}
 
 
 def plot_against_time(
