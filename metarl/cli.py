@@ -192,6 +192,15 @@ def train(
         bool | None,
         typer.Option(help="bfloat16 autocast in the inner loop (conv nets on a GPU)."),
     ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="TensorBoard event files in the run directory (default: the recipe's "
+            "train.tensorboard, else when the tensorboard package is installed).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -219,6 +228,7 @@ def train(
         outer_optimizer=outer_optimizer,
         seed=seed,
         amp=amp,
+        tensorboard=tensorboard,
     )
     set_threads(threads)
     if not (math.isfinite(dist_timeout) and dist_timeout > 0):
@@ -388,6 +398,7 @@ def eval_(
     from metarl.evaluate import compare_runs, plot_comparison
     from metarl.models import default_device
     from metarl.run import check_writable
+    from metarl.tensorboard_log import log_evaluation
 
     set_threads(threads)
     if tasks is not None and not 1 <= tasks <= MAX_TASKS:
@@ -422,6 +433,8 @@ def eval_(
             out.print(curve_table(e.curve, title + e.mode()))
             for other in e.others:
                 out.print(curve_table(other, title))
+    for e in comparison.runs + comparison.baselines:
+        log_evaluation(e)  # TensorBoard, when the run writes it
     if plot is not None:
         written = plot_comparison(comparison, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)

@@ -110,6 +110,9 @@ class TrainConfig:
     loses at most this much work whatever the speed of an iteration."""
     log_every: int = 10
     """Iterations between lines of metrics.jsonl."""
+    tensorboard: bool | None = None
+    """Also write metrics.jsonl's rows as TensorBoard event files in the run directory; by
+    default when the `tensorboard` package is installed (`false` turns it off)."""
 
 
 @dataclass

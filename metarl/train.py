@@ -26,6 +26,8 @@ from metarl.errors import UserError
 from metarl.learners import build_meta_learner
 from metarl.protocol import Params, Split, task_rng
 from metarl.run import Checkpoint, RunDir
+from metarl.tensorboard_log import ScalarLog
+from metarl.tensorboard_log import enabled as tensorboard_enabled
 
 
 class TrainingInterrupted(Exception):
@@ -88,6 +90,7 @@ class MetaTrainer:
         self.meta = build_meta_learner(self.recipe, self.device)
         self.model = self.meta.model
         self.names = [n for n, _ in self.model.named_parameters()]
+        self.tensorboard = tensorboard_enabled(self.recipe)  # refused before a run is created
         t = self.recipe.train
         self.optimizer = algorithms.outer_optimizer(
             t.outer_optimizer, list(self.model.parameters()), t.meta_step
@@ -212,7 +215,9 @@ class MetaTrainer:
         started = time.perf_counter()
         self._saved_at = time.monotonic()
         first = self.iteration
-        with _stop_on_sigint(self):
+        # events past the checkpoint (an interrupted session's) are purged: no step twice
+        scalars = ScalarLog(self.run.path, first + 1) if main and self.tensorboard else None
+        with _stop_on_sigint(self), closing_log(scalars):
             while self.iteration < t.meta_iterations:
                 metrics = self.step()
                 done = self.iteration
@@ -233,6 +238,8 @@ class MetaTrainer:
                     self.history.append(metrics)
                     if main:
                         self.run.append_metrics(metrics)
+                    if scalars is not None:
+                        scalars.add_row(metrics)
                 last = done == t.meta_iterations
                 # every rank stops after the same iteration (one process: as soon as asked)
                 stop = self._stop_agreed if self.world.size > 1 else self._stop_requested
@@ -277,6 +284,16 @@ def _cpu(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _cpu(v) for k, v in value.items()}
     return value
+
+
+@contextmanager
+def closing_log(log: ScalarLog | None) -> Iterator[None]:
+    """Close the event files however the loop ends (finished, interrupted, failed)."""
+    try:
+        yield
+    finally:
+        if log is not None:
+            log.close()
 
 
 @contextmanager
