@@ -56,14 +56,43 @@ def plot_curves(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
     ax.set_ylabel(f"{metric} (mean over {n_tasks} tasks, 95% CI)")
     if metric == "mse" and all(min(c.mean) > 0 for _, c in items):
-        ax.set_yscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 2 rather than 5x10^-1
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        _log_axis(ax, items)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    # below the axes: the curves fill the plot where a legend inside would go
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title or "adaptation curve")
     return _save(fig, path)
+
+
+def _log_axis(ax: plt.Axes, series: Sequence[tuple[str, Curve]]) -> None:
+    """A log error axis with plain tick labels, cut at 3x the highest band of the non-baseline
+    curves: a baseline that diverges (a random init blowing up under the run's inner lr) is
+    marked with its value at the top edge instead of squashing the curves being compared."""
+    ax.set_yscale("log")
+    runs = [c for label, c in series if label.split()[0] not in BASELINE_STYLES] or [
+        c for _, c in series
+    ]
+    cap = 3 * max(m + np.nan_to_num(ci) for c in runs for m, ci in zip(c.mean, c.ci95, strict=True))
+    bottom = min(min(c.mean) for _, c in series) / 1.5
+    if max(max(c.mean) for _, c in series) > cap:
+        ax.set_ylim(bottom, cap)
+        for label, c in series:
+            for step, m in zip(c.steps, c.mean, strict=True):
+                if m > cap:
+                    ax.annotate(
+                        f"{m:.3g} ↑",
+                        (step, cap),
+                        xytext=(0, -12),
+                        textcoords="offset points",
+                        ha="center",
+                        fontsize=8,
+                        color=BASELINE_STYLES.get(label.split()[0], {}).get("color", "k"),
+                    )
+    low, high = ax.get_ylim()
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 2 rather than 5x10^-1
+    ax.yaxis.set_major_formatter(plain)
+    if high / low < 30:  # minor labels only where they do not crowd
+        ax.yaxis.set_minor_formatter(plain)
 
 
 BASELINE_STYLES = {
