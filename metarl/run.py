@@ -97,12 +97,12 @@ class RunDir:
         return run
 
     def discard_unstarted(self) -> None:
-        """Remove a run that failed before its first checkpoint: its config.toml and
-        metrics.jsonl, then the directory if nothing else is left, so the same --out works
-        again. A run with a checkpoint is never touched."""
+        """Remove a run that failed before its first checkpoint: its config.toml,
+        metrics.jsonl and TensorBoard event files, then the directory if nothing else is left,
+        so the same --out works again. A run with a checkpoint is never touched."""
         if self.checkpoint_path.exists():
             return
-        for path in (self.config_path, self.metrics_path):
+        for path in (self.config_path, self.metrics_path, *self.path.glob("events.out.tfevents.*")):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: leave it
             self.path.rmdir()
