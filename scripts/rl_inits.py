@@ -5,7 +5,8 @@
 Adapts the run's meta-trained init, the recipe's random init and (with `--joint-run`) a joint
 baseline's weights to the recipe's held-out tasks (eval.seed, eval.split: the same tasks and
 seeds for every init), and prints a markdown table: mean return ± 95% CI after each number of
-updates, and the paired difference (meta minus each baseline, per task) with its 95% CI. Writes `inits.json` (per-task values) and `inits.png` in the run directory.
+updates, and the paired difference (meta minus each baseline, per task) with its 95% CI. Writes
+`inits.json` (per-task values) and `inits.png` in the run directory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from metarl.curves import Curve, mean_ci95
