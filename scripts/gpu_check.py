@@ -9,8 +9,9 @@ On a machine with CUDA this meta-trains, each for a short budget and through the
   ends with the same weights as the uninterrupted one;
 - the same with `--amp` (bfloat16 autocast in the inner loop; its weights differ from the fp32
   CPU run by bfloat16 rounding, so that difference is reported, not judged);
-- the RL recipe navigation2d (SB3 PPO) for 2 iterations (actions are sampled from the device's
-  random stream, so CPU and CUDA runs see different trajectories: difference reported only);
+- the RL recipe navigation2d (the batched RL learner) for 2 iterations (actions are sampled
+  from the device's random stream, so CPU and CUDA runs see different trajectories:
+  difference reported only);
 - 2 nccl ranks under torchrun when there are 2 or more GPUs (its weights against 1 rank's).
 
 It prints a markdown table and exits 1 if any check failed. Without CUDA it says so and exits 0.
