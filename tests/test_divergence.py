@@ -12,27 +12,17 @@ from typer.testing import CliRunner
 from metarl.cli import DIVERGED, app
 from metarl.run import RunDir
 from metarl.train import MetaTrainer, TrainingDiverged
-from tests.test_run import CPU, tiny_recipe
+from tests.test_run import CPU, AtIteration, tiny_recipe
 
 runner = CliRunner()
 
 
-class PoisonAt:
+class PoisonAt(AtIteration):
     """Sets one weight to nan after an iteration, as an exploding outer step would."""
 
-    def __init__(self, iteration: int) -> None:
-        self.iteration = iteration
-
-    def on_start(self, trainer):
-        pass
-
-    def on_iteration(self, trainer, metrics):
-        if metrics["iteration"] == self.iteration:
-            with torch.no_grad():
-                next(trainer.model.parameters())[0] = float("nan")
-
-    def on_end(self, trainer):
-        pass
+    def act(self, trainer):
+        with torch.no_grad():
+            next(trainer.model.parameters())[0] = float("nan")
 
 
 def test_a_huge_inner_lr_stops_the_run_with_exit_3(tmp_path):

@@ -22,8 +22,8 @@ def tiny_recipe(**train):
     return with_overrides(resolve_recipe("sine"), "train", **base)
 
 
-class StopAt:
-    """Asks the trainer to stop at an iteration: the same path as Ctrl-C."""
+class AtIteration:
+    """A training callback that acts once, after iteration `iteration` (`act` says how)."""
 
     def __init__(self, iteration: int) -> None:
         self.iteration = iteration
@@ -33,10 +33,20 @@ class StopAt:
 
     def on_iteration(self, trainer, metrics):
         if metrics["iteration"] == self.iteration:
-            trainer.request_stop()
+            self.act(trainer)
 
     def on_end(self, trainer):
         pass
+
+    def act(self, trainer):
+        raise NotImplementedError
+
+
+class StopAt(AtIteration):
+    """Asks the trainer to stop at an iteration: the same path as Ctrl-C."""
+
+    def act(self, trainer):
+        trainer.request_stop()
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from metarl.cli import app
 from metarl.config import with_overrides
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer
+from tests.test_run import AtIteration
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
@@ -30,21 +31,11 @@ def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
 
 
-class CrashAt:
+class CrashAt(AtIteration):
     """A callback that fails at one iteration, as a killed process would stop."""
 
-    def __init__(self, iteration: int) -> None:
-        self.iteration = iteration
-
-    def on_start(self, trainer):
-        pass
-
-    def on_iteration(self, trainer, metrics):
-        if metrics["iteration"] == self.iteration:
-            raise RuntimeError("crash")
-
-    def on_end(self, trainer):
-        pass
+    def act(self, trainer):
+        raise RuntimeError("crash")
 
 
 def small_recipe(**train):
