@@ -541,7 +541,9 @@ def tasks_list() -> None:
         rows.append([name, r.task_name, t.algorithm.value, str(t.meta_iterations), r.description])
     headers = ["name", "task", "algorithm", "iters", "description"]
     title = "recipes (metarl train NAME; metarl tasks show NAME for all of it)"
-    out.print(compact_table(title, headers, rows, free="description", width=out.width))
+    out.print(
+        compact_table(title, headers, rows, free="description", width=out.width, optional=["task"])
+    )
     out.print()
     # the entry point only where it fits beside a readable description
     wide = out.width >= 120

@@ -17,10 +17,26 @@ from metarl.envs.spec import FamilySpec, ParamDist
 
 
 def compact_table(
-    title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], *, free: str, width: int
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    free: str,
+    width: int,
+    optional: Sequence[str] = (),
 ) -> Table:
     """A borderless table of `rows` that fits `width` columns without wrapping: every column
-    but `free` keeps its full width, `free` is cut at a word with an ellipsis to what is left."""
+    but `free` keeps its full width, `free` is cut at a word with an ellipsis to what is left.
+    The `optional` columns are dropped, in order, while `free` would get fewer than
+    `READABLE_FREE` characters (e.g. a recipe's task name, which mostly repeats its name)."""
+    for name in optional:
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        fixed = sum(w for h, w in zip(headers, widths, strict=True) if h != free)
+        if width - fixed - GAP * (len(headers) - 1) >= READABLE_FREE or name not in headers:
+            break
+        at = list(headers).index(name)
+        headers = [h for i, h in enumerate(headers) if i != at]
+        rows = [[c for i, c in enumerate(r) if i != at] for r in rows]
     table = Table(
         title=escape(title),
         box=None,
@@ -49,6 +65,8 @@ GAP = 2
 """Characters between two columns (right and left padding)."""
 MIN_FREE = 12
 """The free column never shrinks below this (on a very narrow terminal the table overflows)."""
+READABLE_FREE = 24
+"""Below this many characters for the free column, optional columns make room for it."""
 
 
 def shorten(text: str, width: int) -> str:
