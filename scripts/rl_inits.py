@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from metarl.curves import Curve, mean_ci95
-from metarl.evaluate import load_run
+from metarl.evaluate import compare_runs
 from metarl.plots import plot_curves
 
 
@@ -30,17 +30,18 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cpu = torch.device("cpu")
-    inits = [("meta", None), ("random", None)]
-    if args.joint_run is not None:
-        inits.append(("joint", args.joint_run))
-    curves: dict[str, Curve] = {}
-    for init, joint in inits:
-        recipe, meta = load_run(args.run, cpu, init=init, joint_run=joint)
-        steps = [int(s) for s in args.steps.split(",")] if args.steps else recipe.eval.steps
-        n = args.tasks or recipe.eval.tasks
-        curves[init] = meta.curve(steps, n)
-        print(f"evaluated {init}", flush=True)
+    steps = [int(s) for s in args.steps.split(",")] if args.steps else None
+    # the run and its baselines on the same held-out tasks and seeds
+    comparison = compare_runs(
+        [args.run],
+        torch.device("cpu"),
+        tasks=args.tasks,
+        steps=steps,
+        joint_run=args.joint_run,
+        random_baseline=True,
+    )
+    curves: dict[str, Curve] = {"meta": comparison.runs[0].curve}
+    curves.update({b.init: b.curve for b in comparison.baselines})
     first = curves["meta"]
     header = "| init | " + " | ".join(f"k={k}" for k in first.steps) + " |"
     print(header)

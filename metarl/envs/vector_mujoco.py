@@ -43,12 +43,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium
 import numpy as np
 from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
 
 from metarl.envs.locomotion import CTRL_COST, HalfCheetahDir, HalfCheetahVel, _Locomotion
 from metarl.envs.spec import TaskValue, check_task, parse_params, sample_params
-from metarl.envs.vector import Seeds, sub_env_seeds
+from metarl.envs.vector import Seeds, TaskVectorEnv, sub_env_seeds
 from metarl.envs.wrapper import make_base
 from metarl.errors import ConfigError
 
@@ -59,7 +57,7 @@ DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 """Threads of the physics pool unless `threads` is given: this machine has 2 cores."""
 
 
-class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
+class MujocoTaskVectorEnv(TaskVectorEnv):
     """`n_tasks` task slots x `envs_per_task` sub-envs of one MuJoCo family, stepped at once.
 
     Subclasses name the single-env family (`family`: its parameters, default task, name and
@@ -75,7 +73,6 @@ class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     """
 
     family: ClassVar[type[_Locomotion]]
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
@@ -125,12 +122,8 @@ class MujocoTaskVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         obs_dim = int(base.observation_space.shape[0])
         base.close()
 
-        self.single_observation_space = gymnasium.spaces.Box(
-            -np.inf, np.inf, (obs_dim,), np.float32
-        )
-        self.single_action_space = base.action_space
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        observation = gymnasium.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self._init_spaces(observation, base.action_space)
 
         self._batch: Batch = Batch(self.model, self.num_envs, nthread=threads)
         self._qpos = self._batch.bind("qpos")
