@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import torch
 import typer
@@ -71,13 +71,13 @@ def _usage_message(e: ClickException) -> str:
     return message
 
 
-if TYPE_CHECKING:
-    pass
-
 app = typer.Typer(
     cls=OneLineErrors,
     name="metarl",
-    help="Meta-learning for PyTorch: Reptile and first-order MAML over few-shot tasks.",
+    help=(
+        "Meta-learning for PyTorch: Reptile, first- and second-order MAML, Meta-SGD and iMAML "
+        "over few-shot tasks and Gymnasium environment families."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -86,6 +86,28 @@ tasks_app = typer.Typer(
     help="The task catalog and registered task distributions.", no_args_is_help=True
 )
 app.add_typer(tasks_app, name="tasks")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from metarl import __version__
+
+        out.print(f"metarl {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Meta-learning for PyTorch."""
+
+
 envs_app = typer.Typer(
     help="The catalog of parametrized Gymnasium environment families.", no_args_is_help=True
 )

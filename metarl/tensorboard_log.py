@@ -7,7 +7,7 @@ that checkpoint (and re-run now) are not shown twice. `metarl eval` writes each 
 curve into `eval-<init>/` beside them (the step is the number of adaptation steps; a new
 evaluation replaces the last one).
 
-The `tensorboard` package is optional (`pip install "metarl[tensorboard]"`): without it
+The `tensorboard` package is optional (`pip install "metarl-torch[tensorboard]"`): without it
 nothing is written, unless the recipe asks for it (`train.tensorboard = true`).
 """
 
@@ -23,7 +23,7 @@ from metarl.errors import UserError
 if TYPE_CHECKING:
     from metarl.evaluate import Evaluation
 
-INSTALL = 'pip install "metarl[tensorboard]"'
+INSTALL = 'pip install "metarl-torch[tensorboard]"'
 
 
 def enabled(recipe: Recipe) -> bool:
@@ -69,9 +69,9 @@ class ScalarLog:
 
 def log_evaluation(evaluation: Evaluation) -> Path | None:
     """Write an adaptation curve (mean and 95% CI per step count) to `eval-<init>/` in the
-    run directory, replacing an earlier one; None when TensorBoard is off for the run."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    run directory, replacing an earlier one; None when TensorBoard is off for the run or
+    the package is not installed (the import comes after that check: without the optional
+    extra, `metarl eval` must still work)."""
     # not `enabled`: a run trained where tensorboard was installed evaluates anywhere
     if (
         evaluation.run_dir is None  # a shipped model evaluated without a run
@@ -79,6 +79,8 @@ def log_evaluation(evaluation: Evaluation) -> Path | None:
         or evaluation.recipe.train.tensorboard is False
     ):
         return None
+    from torch.utils.tensorboard import SummaryWriter
+
     log_dir = evaluation.run_dir / f"eval-{evaluation.init}"
     curve = evaluation.curve
     # purge_step=0: TensorBoard drops the previous evaluation's points from this folder

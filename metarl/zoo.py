@@ -5,7 +5,7 @@ Each model is two files in `metarl/weights/`: `NAME.pt`, a float16 state dict (r
 the full recipe it was meta-trained with, the meta-iterations and seed, the sha256 of `NAME.pt`,
 and its accuracy on the held-out test split in both evaluation modes. Loading checks the sha256
 against the provenance before reading the weights, so a damaged or swapped file is refused.
-`scripts/make_pretrained.py` writes both files.
+`scripts/tools/make_pretrained.py` writes both files.
 
     >>> import metarl
     >>> model = metarl.pretrained("omniglot-5way-1shot")

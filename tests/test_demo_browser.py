@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "demo_screenshot.py"
+SCRIPT = Path(__file__).parent.parent / "scripts" / "tools" / "demo_screenshot.py"
 
 
 def load_script() -> ModuleType:

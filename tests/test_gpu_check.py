@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py: its logic runs here with the CPU in the GPU's place."""
+"""scripts/tools/gpu_check.py: its logic runs here with the CPU in the GPU's place."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "tools" / "gpu_check.py"
 ENV = {**os.environ, "PYTHONPATH": str(SCRIPT.parent.parent)}
 
 

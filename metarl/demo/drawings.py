@@ -6,7 +6,7 @@ it did to every Omniglot image (Lanczos to 28x28, inverted so that strokes are b
 page's stroke width (`PEN`, which the page reads from `/api/info`) is chosen so that the 28x28
 result has the dataset's stroke width: Omniglot's strokes are 5-6 pixels thick at 105 (the
 median over 220 test drawings of each ink pixel's shorter horizontal or vertical run is 6),
-so 11 pixels at the canvas's 210. `scripts/demo_screenshot.py --inputs F.png` shows both at
+so 11 pixels at the canvas's 210. `scripts/tools/demo_screenshot.py --inputs F.png` shows both at
 28x28 side by side.
 """
 

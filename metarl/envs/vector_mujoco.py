@@ -6,7 +6,7 @@ the reward, never the physics, so every sub-env simulates the same MjModel. Step
 through `mujoco.batch.Batch` (MuJoCo >= 4.0): each sub-env is one row of a state array
 (mjSTATE_INTEGRATION: qpos, qvel, warm start, ...) that the batch loads, steps `frame_skip`
 times and saves back on a C thread pool, with no per-env Python. Of the ways of stepping
-many models that `scripts/bench_mujoco_step.py` measures (Gymnasium's `SyncVectorEnv`, a
+many models that `scripts/benchmarks/bench_mujoco_step.py` measures (Gymnasium's `SyncVectorEnv`, a
 Python loop over `MjData`, `mujoco.rollout`, `mujoco.batch`), it and `mujoco.rollout` cost the
 least CPU per step (about a third of `SyncVectorEnv`'s); the batch keeps the state in place
 between calls (rollout copies it in and out) and carries the solver's warm start, so its

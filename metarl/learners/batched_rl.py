@@ -97,7 +97,7 @@ class BatchedSettings(PPOSettings):
 
 @dataclass
 class Timers:
-    """Seconds per part of the inner loop, and env steps (for scripts/bench_rl_batched.py)."""
+    """Seconds per part of the inner loop, and env steps (for scripts/benchmarks/bench_rl.py)."""
 
     rollout: RolloutTimers
     update: float = 0.0

@@ -196,7 +196,7 @@ class TaskRun:
 
 @dataclass
 class Timers:
-    """Wall-clock seconds spent in each part of the inner loop (for scripts/bench_rl.py)."""
+    """Wall-clock seconds spent in each part of the inner loop (bench_rl.py)."""
 
     rollout: float = 0.0
     update: float = 0.0

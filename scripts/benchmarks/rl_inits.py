@@ -1,6 +1,6 @@
 """Evaluate a meta-RL run against its baselines on the same held-out tasks, with paired gains.
 
-    python scripts/rl_inits.py RUN [--joint-run JOINT] [--steps 0,1,2,3] [--tasks 40]
+    python scripts/benchmarks/rl_inits.py RUN [--joint-run JOINT] [--steps 0,1,2,3] [--tasks 40]
 
 Adapts the run's meta-trained init, the recipe's random init and (with `--joint-run`) a joint
 baseline's weights to the recipe's held-out tasks (eval.seed, eval.split: the same tasks and

@@ -21,8 +21,8 @@ Methods run interleaved, `--rounds` times; the table shows each method's median 
 CPU seconds per 1,000 env steps (threads count). Timings on a shared machine are noisy: compare
 rows of one run only.
 
-    python scripts/bench_mujoco_step.py                       # 20x5 and 40x5, 400 steps
-    python scripts/bench_mujoco_step.py --sizes 20x5 --steps 100 --rounds 1   # quick check
+    python scripts/benchmarks/bench_mujoco_step.py                       # 20x5 and 40x5, 400 steps
+    python scripts/benchmarks/bench_mujoco_step.py --sizes 20x5 --steps 100 --rounds 1 # quick
 """
 
 from __future__ import annotations

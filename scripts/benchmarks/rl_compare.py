@@ -13,10 +13,10 @@ env on the same tasks:
 - oracle (Navigation2D): per axis, the action clip(goal - position, -0.1, 0.1), the fastest
   way to the goal.
 
-    python scripts/rl_compare.py                                  # Navigation2D (~25 min)
-    python scripts/rl_compare.py --recipe halfcheetah-dir         # HalfCheetahDir
-    python scripts/rl_compare.py --iterations 5 --eval-tasks 8    # smoke
-    python scripts/rl_compare.py --recipe metaworld-ml1-reach --only reptile,joint \
+    python scripts/benchmarks/rl_compare.py                                 # Navigation2D (~25 min)
+    python scripts/benchmarks/rl_compare.py --recipe halfcheetah-dir         # HalfCheetahDir
+    python scripts/benchmarks/rl_compare.py --iterations 5 --eval-tasks 8    # smoke
+    python scripts/benchmarks/rl_compare.py --recipe metaworld-ml1-reach --only reptile,joint \
         --eval-tasks 8 --steps 0,2     # needs the [metaworld] extra; also prints success rates
 
 Results are also written to `--out/results.json`, the curves to `--out/curves.png`.

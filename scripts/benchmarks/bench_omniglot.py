@@ -8,9 +8,9 @@ threads, side by side in one run. The ceiling is the same network trained with o
 set of weights on one batch of 250 images (the image-steps of one meta-iteration): a
 meta-learner cannot beat that, since per-task weights only add work.
 
-    python scripts/bench_omniglot.py                 # 3 alternating rounds of 60 its each
-    python scripts/bench_omniglot.py --iterations 300 --threads 2
-    python scripts/bench_omniglot.py --rounds 1 --profile --eval-chunks   # where time goes
+    python scripts/benchmarks/bench_omniglot.py                # 3 alternating rounds of 60 its each
+    python scripts/benchmarks/bench_omniglot.py --iterations 300 --threads 2
+    python scripts/benchmarks/bench_omniglot.py --rounds 1 --profile --eval-chunks # where time goes
 
 `--equal-time` then trains both to accuracy (about 30 minutes): the reference for 3,000
 meta-iterations (the meta-step annealed 1 -> 0 over them), metarl for as many as it runs in
@@ -19,7 +19,7 @@ same fractions of training on the same held-out test tasks (transductive 5-way 1
 accuracy after the recipe's 50 evaluation steps; the clock stops while evaluating). Prints
 the accuracy-against-wall-time table and the peak RSS of the process.
 
-    python scripts/bench_omniglot.py --equal-time --plot omniglot-time.png    # the README
+    python scripts/benchmarks/bench_omniglot.py --equal-time --plot omniglot-time.png   # the README
 
 Needs the Omniglot data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
 """

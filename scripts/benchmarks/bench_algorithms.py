@@ -16,8 +16,8 @@ bytes autograd saves for the backward, counted with `saved_tensors_hooks`) with 
 once and with `maml_task_chunk` tasks at a time. The networks are the sine MLP and the Omniglot
 conv net (on random 28x28 inputs: the cost depends on shapes only).
 
-    python scripts/bench_algorithms.py                     # 2000 meta-iterations each
-    python scripts/bench_algorithms.py --iterations 200 --speed-repeats 3   # smoke
+    python scripts/benchmarks/bench_algorithms.py                     # 2000 meta-iterations each
+    python scripts/benchmarks/bench_algorithms.py --iterations 200 --speed-repeats 3   # smoke
 """
 
 from __future__ import annotations

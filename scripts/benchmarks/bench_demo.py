@@ -2,7 +2,7 @@
 and the whole HTTP round trip (PNG decoding included), for N = 2..5 classes and a few step
 counts, median of `--repeats` requests, one torch thread as `metarl demo` runs.
 
-    python scripts/bench_demo.py                 # the shipped model, steps 10, 50, 100
+    python scripts/benchmarks/bench_demo.py                 # the shipped model, steps 10, 50, 100
 """
 
 from __future__ import annotations

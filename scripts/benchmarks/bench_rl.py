@@ -16,9 +16,9 @@ time (on a shared machine the CPU-time rate is the steadier). The split: env (th
 or `VecEnv`'s step calls), policy (the rest of the rollout: forwards, sampling, bookkeeping),
 update (inner updates and query gradients) and other (outer steps, checkpoints, logging).
 
-    python scripts/bench_rl.py                                   # navigation2d
-    python scripts/bench_rl.py --task halfcheetah-vel --n-steps 200 --meta-batch 40
-    python scripts/bench_rl.py --sides sb3-learn,batched,sb3,bound --rounds 1
+    python scripts/benchmarks/bench_rl.py                                   # navigation2d
+    python scripts/benchmarks/bench_rl.py --task halfcheetah-vel --n-steps 200 --meta-batch 40
+    python scripts/benchmarks/bench_rl.py --sides sb3-learn,batched,sb3,bound --rounds 1
 """
 
 from __future__ import annotations

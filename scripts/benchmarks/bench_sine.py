@@ -11,8 +11,8 @@ protocols: the reference's inner SGD lr 0.02, and metarl's recipe's inner lr (0.
 side is evaluated with a learning rate the other was not. Time to quality compares both under
 the reference's protocol. Evaluation time is not training time.
 
-    python scripts/bench_sine.py              # full: reference 30,000 tasks (~90 s) + metarl
-    python scripts/bench_sine.py --quick      # smoke: reference 3,000 tasks
+    python scripts/benchmarks/bench_sine.py          # full: reference 30,000 tasks (~90 s) + metarl
+    python scripts/benchmarks/bench_sine.py --quick      # smoke: reference 3,000 tasks
 
 Prints a table: wall time, tasks/s, MSE after 1 / 10 / 32 steps, the time each needs to reach
 the reference's final 10-step quality, the speed-up, and the peak RSS of `metarl train sine`.

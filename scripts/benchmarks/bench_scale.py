@@ -11,9 +11,9 @@ without torch.distributed: N ordinary single-process runs at once, each adapting
 share of the meta-batch (ceil(meta_batch / N) tasks), no collectives. The slowest of them is
 the rate N ranks could reach on this machine with free communication.
 
-    python scripts/bench_scale.py                                  # Omniglot 5-way 1-shot
-    python scripts/bench_scale.py --recipe sine --iterations 300
-    python scripts/bench_scale.py --recipe halfcheetah-vel --iterations 20    # env steps/s
+    python scripts/benchmarks/bench_scale.py                                 # Omniglot 5-way 1-shot
+    python scripts/benchmarks/bench_scale.py --recipe sine --iterations 300
+    python scripts/benchmarks/bench_scale.py --recipe halfcheetah-vel --iterations 20  # env steps/s
 
 Omniglot needs its data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
 """

@@ -13,7 +13,7 @@ number of meta-iterations; every `--eval-every` iterations it is evaluated on th
 tasks (fixed by the recipe's eval seed) after `--eval-steps` adaptation steps. The script draws
 accuracy against meta-iterations, one line per combination, and writes the numbers as JSON.
 
-    python scripts/gradient_combinations.py --data-dir /tmp/data --iterations 300 \
+    python scripts/benchmarks/gradient_combinations.py --data-dir /tmp/data --iterations 300 \
         --out runs/gradient-combinations.png
 """
 

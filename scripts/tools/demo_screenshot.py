@@ -5,7 +5,7 @@ network's 28x28 view of the drawings next to Omniglot test images (`docs/demo-in
 Needs Debian's `chromium` and `chromium-driver` and `pip install selenium`; the test suite's
 browser test (`tests/test_demo_browser.py`) uses the same functions.
 
-    python scripts/demo_screenshot.py --out docs/demo.png --inputs docs/demo-inputs.png
+    python scripts/tools/demo_screenshot.py --out docs/demo.png --inputs docs/demo-inputs.png
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ It prints a markdown table and exits 1 if any check failed. Without CUDA it says
 run of the script's logic on any machine. Needs no network. Omniglot's data is looked for in
 --data-dir, $METARL_DATA, ./shared/data and ../shared/data.
 
-    python scripts/gpu_check.py                  # on a GPU machine, about 2-4 minutes
-    python scripts/gpu_check.py --device cpu     # dry run
+    python scripts/tools/gpu_check.py                  # on a GPU machine, about 2-4 minutes
+    python scripts/tools/gpu_check.py --device cpu     # dry run
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from metarl.registry import resolve_recipe
 from metarl.run import RunDir
 from metarl.train import MetaTrainer, TrainingInterrupted
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FP32_TOLERANCE = 1e-3
 """Largest accepted |w_device - w_cpu| after the fp32 budget: float reordering on the GPU
 (cuDNN, reductions) grows over iterations but stays orders of magnitude below this."""

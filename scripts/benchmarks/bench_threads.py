@@ -8,8 +8,8 @@ costs here, so the README can say which `--threads` (or METARL_THREADS) to use o
 machine. Both settings are measured in the same run, alternating, and the table reports the
 median of the rounds.
 
-    python scripts/bench_threads.py                      # sine, 150 iterations, 3 rounds
-    python scripts/bench_threads.py --iterations 40 --rounds 1
+    python scripts/benchmarks/bench_threads.py                      # sine, 150 iterations, 3 rounds
+    python scripts/benchmarks/bench_threads.py --iterations 40 --rounds 1
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The provenance (`NAME.json`) records the recipe and its overrides, the meta-iter
 training time and device, the sha256 of `NAME.pt`, both accuracies with 95% CIs, the date and
 the torch version.
 
-    python scripts/make_pretrained.py --meta-iterations 5000 --threads 1   # the shipped model
-    python scripts/make_pretrained.py --meta-iterations 200 --run runs/p --out-dir /tmp/w
+    python scripts/tools/make_pretrained.py --meta-iterations 5000 --threads 1   # the shipped model
+    python scripts/tools/make_pretrained.py --meta-iterations 200 --run runs/p --out-dir /tmp/w
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
         "torch_version": str(torch.__version__),
         "metarl_version": metarl.__version__,
         "python": platform.python_version(),
-        "command": "python scripts/make_pretrained.py " + " ".join(sys.argv[1:]),
+        "command": "python scripts/tools/make_pretrained.py " + " ".join(sys.argv[1:]),
         "recipe": recipe.to_dict(),
     }
     zoo.write_provenance(args.name, info, args.out_dir)
