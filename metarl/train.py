@@ -1,8 +1,9 @@
-"""Meta-training: the one loop of Reptile / FOMAML over a run directory.
+"""Meta-training: the one loop of every algorithm (Reptile, first-order MAML, MAML, Meta-SGD
+and iMAML) over a run directory.
 
 The loop emits events to callbacks (progress bars live in the CLI, not here). Tasks of
 iteration `i` come from a generator seeded by `(seed, i)` alone, so a resumed run sees the same
-tasks as an uninterrupted one, and a future split of the meta-batch across workers does not
+tasks as an uninterrupted one, and splitting the meta-batch across torchrun ranks does not
 change which tasks an iteration draws.
 """
 
