@@ -338,7 +338,7 @@ def export(
 ) -> None:
     """Save an RL run's meta-trained policy as a stable-baselines3 PPO zip
     (`stable_baselines3.PPO.load(OUT)` reads it)."""
-    from metarl.rl.export import export_sb3
+    from metarl.export import export_sb3
 
     err.print(f"wrote {export_sb3(run_dir, out)}", highlight=False)
 

@@ -59,7 +59,9 @@ def register_task(
     """Register a task distribution under `name`.
 
     Example:
-        >>> register_task("my-sine", "metarl.sine:SineDistribution", kwargs={"phase": [0, 3.14]})
+        >>> register_task(
+        ...     "my-sine", "metarl.distributions.sine:SineDistribution", kwargs={"phase": [0, 3.14]}
+        ... )
     """
     if name in _REGISTRY and not overwrite:
         raise UserError(f"task {name!r} is already registered (pass overwrite=True to replace)")
@@ -222,20 +224,20 @@ register_task(
 
 register_task(
     "sine",
-    "metarl.sine:SineDistribution",
+    "metarl.distributions.sine:SineDistribution",
     description="y = A sin(x + b): A ~ U[0.1, 5], b ~ U[0, 2pi], x in [-5, 5] (Reptile paper)",
 )
 
 register_task(
     "omniglot",
-    "metarl.data.omniglot:OmniglotDistribution",
+    "metarl.distributions.omniglot:OmniglotDistribution",
     description="N-way Omniglot characters, 28x28, rotations as new classes (Reptile paper); "
     "needs `metarl data fetch omniglot` or `metarl data import omniglot PATH`",
 )
 
 register_task(
     "miniimagenet",
-    "metarl.data.miniimagenet:MiniImageNetDistribution",
+    "metarl.distributions.miniimagenet:MiniImageNetDistribution",
     description="N-way Mini-ImageNet, 84x84 RGB, Ravi & Larochelle 64/16/20 class split "
     "(Reptile paper); needs `metarl data import miniimagenet PATH`",
 )

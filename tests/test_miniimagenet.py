@@ -22,7 +22,6 @@ from metarl.config import OptimizerName, recipe_from_dict
 from metarl.data.miniimagenet import (
     PICKLE,
     SPLITS,
-    MiniImageNetDistribution,
     SplitImages,
     benchmark_classes,
     fetch,
@@ -31,13 +30,14 @@ from metarl.data.miniimagenet import (
     verify,
 )
 from metarl.data.safe_pickle import load_arrays
+from metarl.distributions.miniimagenet import MiniImageNetDistribution
+from metarl.distributions.sine import SineDistribution
 from metarl.errors import ConfigError, UserError
 from metarl.learners import supervised as meta_learners
 from metarl.learners.inner_loop import InnerOptimizer, SGDLearner, stack
 from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.models import conv_classifier
 from metarl.protocol import Split
-from metarl.sine import SineDistribution
 
 CLASSES = {s: benchmark_classes()[s][:3] for s in SPLITS}  # real WordNet IDs, right splits
 PER_CLASS = 4

@@ -16,13 +16,14 @@ import torch
 from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedSettings
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.learners.inner_loop import AdamCarry, InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import SGDLearner
 from metarl.learners.second_order import (
     MetaGradient,
     implicit_meta_gradient,
     unrolled_meta_gradient,
 )
 from metarl.models import WithLearnedRates
+from metarl.optim import AdamCarry, InnerOptimizer
 from metarl.protocol import (
     Adaptation,
     Params,
