@@ -162,7 +162,7 @@ def evaluate_run(
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
     if meta.dist.kind == "supervised":
-        mode = recipe.eval.transductive if transductive is None else transductive
+        mode = recipe.supervised_eval().transductive if transductive is None else transductive
         curve = cast("SupervisedMetaLearner", meta).curve(steps, n_tasks, transductive=mode)
         return Evaluation(path, recipe, meta, curve, init, mode)
     if transductive is not None:

@@ -369,8 +369,9 @@ def test_omniglot_is_registered_and_the_recipe_resolves():
 
     assert task_spec("omniglot").entry_point == "metarl.distributions.omniglot:OmniglotDistribution"
     recipe = resolve_recipe("omniglot-5way-1shot")
-    assert recipe.task["ways"] == 5 and recipe.train.inner_beta1 == 0.0
-    assert recipe.eval.support_shots == 1 and recipe.eval.inner_batch == 5
+    assert recipe.task["ways"] == 5 and recipe.supervised_settings().inner_beta1 == 0.0
+    held_out = recipe.supervised_eval()
+    assert held_out.support_shots == 1 and held_out.inner_batch == 5
 
 
 # --- the real dataset (when $METARL_DATA holds it) ----------------------------------------

@@ -46,7 +46,6 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl.config import (
-    SUPERVISED_TRAIN_KEYS,
     Algorithm,
     EvalConfig,
     Recipe,
@@ -57,20 +56,6 @@ from metarl.envs.vector import retask
 from metarl.errors import ConfigError
 from metarl.protocol import Adaptation, Params, Split, task_rng
 from metarl.rl.settings import BACKENDS, PPOSettings
-from metarl.tomlio import toml_value
-
-UNUSED_HINTS = {
-    "amp": "SB3's PPO runs in float32, amp = false is implied",
-    "inner_optimizer": "PPO's optimizer is its own Adam",
-    "inner_batch": "PPO's minibatch is [learner] batch_size",
-    "support_shots": "a task's data is its rollouts: [learner] n_steps",
-    "query_shots": "FOMAML's query set is one more rollout: [learner] n_steps",
-    "maml_task_chunk": "maml runs on supervised tasks only",
-    "imaml_lambda": "imaml runs on supervised tasks only",
-    "cg_steps": "imaml runs on supervised tasks only",
-    "combination": "gradient combinations run on supervised tasks only",
-}
-"""Why each of the supervised learner's `[train]` keys has no meaning for PPO."""
 
 
 class SeededRolloutBuffer(RolloutBuffer):
@@ -414,14 +399,7 @@ def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
             "[model] is not used by RL recipes; put net_arch, "
             "activation and log_std_init in [learner]"
         )
-    for key in SUPERVISED_TRAIN_KEYS:
-        value = getattr(recipe.train, key)
-        if value is not None:
-            raise ConfigError(
-                f"train.{key} = {toml_value(value)}: a setting of the supervised "
-                f"learner, not used by {learner} of task {recipe.task_name!r} "
-                f"({UNUSED_HINTS[key]}); remove it"
-            )
+    recipe.refuse_supervised(learner)
 
 
 def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:

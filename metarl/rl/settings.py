@@ -132,11 +132,14 @@ class BatchedSettings(PPOSettings):
         return settings
 
 
+def settings_class(recipe: Recipe) -> type[PPOSettings]:
+    """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
+    return PPOSettings if recipe.learner.get("backend", "batched") == "sb3" else BatchedSettings
+
+
 def rl_settings(recipe: Recipe) -> PPOSettings:
     """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
-    if recipe.learner.get("backend", "batched") == "sb3":
-        return PPOSettings.from_recipe(recipe)
-    return BatchedSettings.from_recipe(recipe)
+    return settings_class(recipe).from_recipe(recipe)
 
 
-__all__ = ["BACKENDS", "INNER", "BatchedSettings", "PPOSettings", "rl_settings"]
+__all__ = ["BACKENDS", "INNER", "BatchedSettings", "PPOSettings", "rl_settings", "settings_class"]
