@@ -196,7 +196,8 @@ def check_option_names(recipe: Recipe) -> None:
                 f"{recipe.task_name!r}; known keys: {', '.join(known)}"
             )
         try:
-            hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
+            signature_of = fn.__init__ if isinstance(fn, type) else fn  # type: ignore[misc]
+            hints = typing.get_type_hints(signature_of)
         except (NameError, TypeError):  # annotations naming what only a type checker imports
             hints = {}
         for key, value in given.items():
