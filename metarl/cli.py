@@ -316,10 +316,11 @@ def _train(
         if resume is None and world.is_main:  # a start that failed leaves no directory behind
             trainer.run.discard_unstarted()
         if isinstance(e, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in str(e):
-            t = trainer.recipe.train
+            t, given = trainer.recipe.train, trainer.recipe.supervised.get("train", {})
+            sizes = [f"{k} = {given[k]}" for k in ("support_shots", "inner_batch") if k in given]
             raise UserError(
-                f"out of memory with train.meta_batch = {t.meta_batch} (support_shots = "
-                f"{t.support_shots}, inner_batch = {t.inner_batch}) on {dev}: lower them"
+                f"out of memory with train.meta_batch = {t.meta_batch}"
+                f"{' (' + ', '.join(sizes) + ')' if sizes else ''} on {dev}: lower them"
             ) from None
         raise
     last = trainer.history[-1] if trainer.history else {}
@@ -338,7 +339,7 @@ def export(
 ) -> None:
     """Save an RL run's meta-trained policy as a stable-baselines3 PPO zip
     (`stable_baselines3.PPO.load(OUT)` reads it)."""
-    from metarl.rl.export import export_sb3
+    from metarl.export import export_sb3
 
     err.print(f"wrote {export_sb3(run_dir, out)}", highlight=False)
 

@@ -162,7 +162,7 @@ def evaluate_run(
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
     if meta.dist.kind == "supervised":
-        mode = recipe.eval.transductive if transductive is None else transductive
+        mode = recipe.supervised_eval().transductive if transductive is None else transductive
         curve = cast("SupervisedMetaLearner", meta).curve(steps, n_tasks, transductive=mode)
         return Evaluation(path, recipe, meta, curve, init, mode)
     if transductive is not None:
@@ -255,8 +255,8 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     """All curves of `comparison` on one PNG at `path` (the metric against inner steps, or
     against policy updates for RL); for one sine run the fitted waves beside it
     (`<stem>-fits.png`)."""
-    from metarl.plots import plot_curves, plot_sine_fits
-    from metarl.sine import SineDistribution
+    from metarl.distributions.sine import SineDistribution
+    from metarl.plots import plot_curves
 
     runs, first = comparison.runs, comparison.runs[0]
     series = []
@@ -275,5 +275,18 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     if len(runs) == 1 and isinstance(first.meta.dist, SineDistribution):
         fits = path.with_name(path.stem + "-fits.png")
         meta = cast("SupervisedMetaLearner", first.meta)
-        written.append(plot_sine_fits(meta, fits, steps=max(first.curve.steps)))
+        written.append(sine_fits(meta, fits, steps=max(first.curve.steps)))
     return written
+
+
+def sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
+    """`n` held-out sine tasks adapted `steps` steps from the run's phi, drawn by
+    `plots.plot_sine_fits` (the predictions before and after beside the true waves)."""
+    from metarl.plots import plot_sine_fits
+
+    phi, learner = meta.evaluation_start()
+    batch = meta.eval_batch(n).to(meta.device)
+    adapted = learner.adapt(phi, batch, steps)
+    before = learner.predict({k: v.expand(n, *v.shape) for k, v in phi.items()}, batch.query_x)
+    after = learner.predict(adapted, batch.query_x)
+    return plot_sine_fits(batch, before, after, path, steps)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from metarl.config import OptimizerName
+from metarl.distributions.sine import SineDistribution
 from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
-from metarl.sine import SineDistribution
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ chosen learner does not read is refused by name), and per-task sums for the oute
 
 from __future__ import annotations
 
+import dataclasses
 import pkgutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from metarl.errors import ConfigError
 from metarl.learners import LEARNERS, build_meta_learner
 from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.protocol import Split, task_rng
+from metarl.rl.settings import BatchedSettings
 from tests.test_cli import invoke
 
 CPU = torch.device("cpu")
@@ -128,6 +130,22 @@ def test_tasks_show_gives_the_supervised_defaults_and_no_supervised_keys_for_rl(
     nav = invoke("tasks", "show", "navigation2d")
     assert nav.exit_code == 0, nav.output
     assert "train.inner_optimizer" not in nav.stdout and "learner.n_steps" in nav.stdout
+    rows = {line.split("│")[1].strip(): line for line in nav.stdout.splitlines() if "│" in line}
+    for f in dataclasses.fields(BatchedSettings):  # every effective PPO value, defaults too
+        assert f"learner.{f.name}" in rows
+    assert "default of BatchedSettings" in rows["learner.ent_coef"]
+    assert "train.inner_lr" in rows["eval.inner_lr"]  # the effective value, and whence
+    assert "eval.transductive" not in rows and "eval.support_shots" not in rows
+
+
+def test_an_rl_recipe_with_eval_transductive_exits_2_naming_the_key(tmp_path):
+    recipe = tmp_path / "nav.toml"
+    recipe.write_text('[task]\nname = "navigation2d"\n[eval]\ntransductive = true\n')
+    result = invoke("train", str(recipe), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "eval.transductive = true" in result.stderr and "RL learner" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,8 @@ class FewShotClassifier:
             self.model,
             "cross_entropy",
             recipe.supervised_settings(),
-            recipe.train.inner_lr,
-            recipe.eval,
+            recipe.eval_inner_lr,
+            recipe.supervised_eval().inner_batch,
         )
         self.phi: Params = {k: v.detach() for k, v in self.model.named_parameters()}
         linear = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)]

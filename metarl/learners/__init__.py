@@ -18,7 +18,7 @@ import pkgutil
 
 import torch
 
-from metarl import validate  # a module: validate imports this package's losses back
+from metarl import validate
 from metarl.config import Recipe
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import MetaLearner, TaskDistribution

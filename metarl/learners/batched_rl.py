@@ -34,24 +34,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.config import OptimizerName, Recipe, build_dataclass
+from metarl.config import OptimizerName, Recipe
 from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
 from metarl.errors import ConfigError
-from metarl.learners.inner_loop import InnerOptimizer, stack
-from metarl.learners.sb3_ppo import (
-    PPOMetaLearner,
-    PPOSettings,
-    held_out_tasks,
-    refuse_supervised_keys,
-)
+from metarl.learners.sb3_ppo import PPOMetaLearner, held_out_tasks, refuse_supervised_keys
+from metarl.optim import InnerOptimizer, stack
 from metarl.protocol import Adaptation, Params, Split
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy, build_sb3_policy
 from metarl.rl.rollout import Rollout, RolloutNoise, RolloutTimers, collect, gae
+from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
-
-INNER = ("ppo", "vpg")
 
 
 @contextmanager
@@ -72,27 +66,6 @@ def one_torch_thread() -> Iterator[None]:
 
 EVAL_CHUNK = 64
 """Held-out tasks adapted together in `curve` (bounds the rollout arrays' memory)."""
-
-
-@dataclass
-class BatchedSettings(PPOSettings):
-    """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
-    read as envs per task, plus the inner algorithm."""
-
-    inner: str = "ppo"
-    """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> BatchedSettings:
-        settings: BatchedSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the batched RL learner"
-        )
-        settings.validate()
-        if settings.inner not in INNER:
-            raise ConfigError(
-                f"learner.inner = {settings.inner!r}: expected one of {', '.join(INNER)}"
-            )
-        return settings
 
 
 @dataclass
@@ -389,13 +362,6 @@ class RLLearners:
         if backend == "batched":
             return BatchedRLMetaLearner.from_recipe(recipe, dist, device)
         raise ConfigError(f"learner.backend = {backend!r}: expected batched or sb3")
-
-
-def rl_settings(recipe: Recipe) -> PPOSettings:
-    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
-    if recipe.learner.get("backend", "batched") == "sb3":
-        return PPOSettings.from_recipe(recipe)
-    return BatchedSettings.from_recipe(recipe)
 
 
 __all__ = ["BatchedRLMetaLearner", "BatchedSettings", "RLLearners", "TasksRun", "rl_settings"]

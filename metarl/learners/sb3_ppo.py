@@ -30,7 +30,7 @@ import copy
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,123 +46,16 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl.config import (
-    SUPERVISED_TRAIN_KEYS,
     Algorithm,
     EvalConfig,
     Recipe,
-    build_dataclass,
 )
 from metarl.curves import Curve
 from metarl.envs.distribution import EnvTask
 from metarl.envs.vector import retask
 from metarl.errors import ConfigError
-from metarl.models import ACTIVATIONS
 from metarl.protocol import Adaptation, Params, Split, task_rng
-from metarl.tomlio import toml_value
-
-UNUSED_HINTS = {
-    "amp": "SB3's PPO runs in float32, amp = false is implied",
-    "inner_optimizer": "PPO's optimizer is its own Adam",
-    "inner_batch": "PPO's minibatch is [learner] batch_size",
-    "support_shots": "a task's data is its rollouts: [learner] n_steps",
-    "query_shots": "FOMAML's query set is one more rollout: [learner] n_steps",
-    "maml_task_chunk": "maml runs on supervised tasks only",
-    "imaml_lambda": "imaml runs on supervised tasks only",
-    "cg_steps": "imaml runs on supervised tasks only",
-    "combination": "gradient combinations run on supervised tasks only",
-}
-"""Why each of the supervised learner's `[train]` keys has no meaning for PPO."""
-BACKENDS = ("batched", "sb3")
-
-
-@dataclass
-class PPOSettings:
-    """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
-    except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
-
-    backend: str = "batched"
-    """"batched": every task of the meta-batch stepped and updated at once
-    (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
-    module, the reference the batched learner is tested against)."""
-    n_steps: int = 1000
-    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
-    n_envs: int = 1
-    """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
-    n_epochs: int = 10
-    batch_size: int = 100
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = True
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    """Hidden layers of the policy and (separately) of the value network."""
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
-    ortho_init: bool = True
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> PPOSettings:
-        """The recipe's `[learner]` table, typed and checked."""
-        settings: PPOSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the PPO learner"
-        )
-        settings.validate()
-        return settings
-
-    def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
-        """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
-        benchmark's plain-SB3 baseline build PPO from the same ones)."""
-        policy_kwargs: dict[str, Any] = {
-            "net_arch": list(self.net_arch),
-            "activation_fn": ACTIVATIONS[self.activation],
-            "ortho_init": self.ortho_init,
-        }
-        if isinstance(action_space, spaces.Box):
-            policy_kwargs["log_std_init"] = self.log_std_init
-        return {
-            "learning_rate": learning_rate,
-            "n_steps": self.n_steps,
-            "batch_size": self.batch_size,
-            "n_epochs": self.n_epochs,
-            "gamma": self.gamma,
-            "gae_lambda": self.gae_lambda,
-            "clip_range": self.clip_range,
-            "ent_coef": self.ent_coef,
-            "vf_coef": self.vf_coef,
-            "max_grad_norm": self.max_grad_norm,
-            "normalize_advantage": self.normalize_advantage,
-            "policy_kwargs": policy_kwargs,
-        }
-
-    def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"learner.backend = {self.backend!r}: expected one of {', '.join(BACKENDS)}"
-            )
-        for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
-        if self.batch_size > self.n_steps * self.n_envs:
-            raise ConfigError(
-                f"learner.batch_size = {self.batch_size}: must be at most n_steps * n_envs "
-                f"= {self.n_steps * self.n_envs}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"learner.activation = {self.activation!r}: expected one of "
-                + ", ".join(ACTIVATIONS)
-            )
-        if not self.net_arch or any(n < 1 for n in self.net_arch):
-            raise ConfigError(f"learner.net_arch = {self.net_arch}: expected positive widths")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
-        if self.clip_range <= 0:
-            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+from metarl.rl.settings import BACKENDS, PPOSettings
 
 
 class SeededRolloutBuffer(RolloutBuffer):
@@ -506,14 +399,7 @@ def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
             "[model] is not used by RL recipes; put net_arch, "
             "activation and log_std_init in [learner]"
         )
-    for key in SUPERVISED_TRAIN_KEYS:
-        value = getattr(recipe.train, key)
-        if value is not None:
-            raise ConfigError(
-                f"train.{key} = {toml_value(value)}: a setting of the supervised "
-                f"learner, not used by {learner} of task {recipe.task_name!r} "
-                f"({UNUSED_HINTS[key]}); remove it"
-            )
+    recipe.refuse_supervised(learner)
 
 
 def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:

@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedSettings
+from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedEval, SupervisedSettings
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.learners.inner_loop import AdamCarry, InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import SGDLearner
 from metarl.learners.second_order import (
     MetaGradient,
     implicit_meta_gradient,
     unrolled_meta_gradient,
 )
 from metarl.models import WithLearnedRates
+from metarl.optim import AdamCarry, InnerOptimizer
 from metarl.protocol import (
     Adaptation,
     Params,
@@ -49,17 +50,15 @@ def sgd_learner(
     model: torch.nn.Module,
     loss: str,
     settings: SupervisedSettings,
-    inner_lr: float,
-    evaluation: EvalConfig | None = None,
+    lr: float,
+    inner_batch: int | None = None,
     rates: Params | None = None,
 ) -> SGDLearner:
-    """The recipe's inner loop on `model`; with `evaluation`, its held-out variant
-    (eval.inner_lr / eval.inner_batch); `rates` (Meta-SGD's alpha) replace the learning rate.
-    Needs no task data, so `metarl demo` builds the evaluation loop of a shipped model with
-    it."""
-    e = evaluation
-    lr = e.inner_lr if e is not None and e.inner_lr is not None else inner_lr
-    batch = e.inner_batch if e is not None else settings.inner_batch
+    """The recipe's inner loop on `model` with step size `lr` (for evaluation, the recipe's
+    `eval_inner_lr`) and `inner_batch` support examples per step (default: the training
+    one); `rates` (Meta-SGD's alpha) replace the learning rate. Needs no task data, so
+    `metarl demo` builds the evaluation loop of a shipped model with it."""
+    batch = settings.inner_batch if inner_batch is None else inner_batch
     optimizer = InnerOptimizer(
         settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
     )
@@ -78,7 +77,9 @@ class SupervisedMetaLearner:
             training; MAML, iMAML and Meta-SGD compute their meta-gradient while adapting
             (`meta_gradient`); Meta-SGD wraps the network in `WithLearnedRates` (alpha starts
             at `inner_lr`).
-        evaluation: the held-out protocol (`[eval]`).
+        evaluation: the held-out protocol (`[eval]`): the tasks' seed and split, and the
+            supervised keys (shots, minibatch, transduction).
+        eval_lr: the inner learning rate of evaluation.
         model_options: the `[model]` table, handed to `dist.build_model`.
         seed: initializes the model.
     """
@@ -93,6 +94,8 @@ class SupervisedMetaLearner:
         inner_lr: float,
         algorithm: Algorithm,
         evaluation: EvalConfig,
+        held_out: SupervisedEval,
+        eval_lr: float,
         model_options: dict[str, Any],
         seed: int,
     ) -> None:
@@ -103,6 +106,8 @@ class SupervisedMetaLearner:
         self.inner_lr = inner_lr
         self.algorithm = algorithm
         self.evaluation = evaluation
+        self.held_out = held_out
+        self.eval_lr = eval_lr
         if hasattr(dist, "to"):  # optional: distributions that hold data keep it on the device
             dist.to(device)
         torch.manual_seed(seed)
@@ -136,6 +141,8 @@ class SupervisedMetaLearner:
             inner_lr=t.inner_lr,
             algorithm=t.algorithm,
             evaluation=recipe.eval,
+            held_out=recipe.supervised_eval(),
+            eval_lr=recipe.eval_inner_lr,
             model_options=recipe.model,
             seed=t.seed,
         )
@@ -143,10 +150,12 @@ class SupervisedMetaLearner:
     def sgd_learner(self, *, evaluation: bool = False, rates: Params | None = None) -> SGDLearner:
         """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch;
         `rates`, Meta-SGD's alpha, replace the learning rate)."""
-        held_out = self.evaluation if evaluation else None
-        return sgd_learner(
-            self.model, self.dist.loss, self.settings, self.inner_lr, held_out, rates
-        )
+        if not evaluation:
+            return sgd_learner(
+                self.model, self.dist.loss, self.settings, self.inner_lr, None, rates
+            )
+        batch = self.held_out.inner_batch
+        return sgd_learner(self.model, self.dist.loss, self.settings, self.eval_lr, batch, rates)
 
     def weights_and_rates(self, phi: Params) -> tuple[Params, Params | None]:
         """The network's weights in phi and, for Meta-SGD, its learned rates alpha."""
@@ -246,12 +255,12 @@ class SupervisedMetaLearner:
 
     def eval_batch(self, n_tasks: int) -> TaskBatch:
         """The recipe's fixed evaluation tasks (a function of eval.seed and eval.split)."""
-        e = self.evaluation
+        e, h = self.evaluation, self.held_out
         split = Split(e.split)
         rng = task_rng(e.seed, split)
         tasks = self.dist.sample(n_tasks, rng, split)
         return self.dist.episodes(
-            tasks, rng, support=e.support_shots, query=e.query_shots, evaluation=True
+            tasks, rng, support=h.support_shots, query=h.query_shots, evaluation=True
         )
 
     def curve(
@@ -271,7 +280,7 @@ class SupervisedMetaLearner:
         changes the numbers of networks whose output depends on the batch (BatchNorm).
         """
         if transductive is None:
-            transductive = self.evaluation.transductive
+            transductive = self.held_out.transductive
         phi, learner = self.evaluation_start()
         batch = self.eval_batch(n_tasks)
         wanted = sorted(set(steps))

@@ -15,12 +15,11 @@
 from __future__ import annotations
 
 from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.rl.settings import rl_settings
 
 
 def _steps_per_update(recipe: Recipe) -> int:
     """Environment steps of one PPO update: a rollout of n_steps in each of n_envs envs."""
-    from metarl.learners.batched_rl import rl_settings
-
     s = rl_settings(recipe)
     return s.n_steps * s.n_envs
 

@@ -28,7 +28,7 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from metarl.evaluate import load_run
-    from metarl.learners.sb3_ppo import PPOSettings
+    from metarl.rl.settings import PPOSettings
 
     if out.suffix != ".zip":
         raise UserError(f"--out {out}: expected a file name ending in .zip (SB3's format)")

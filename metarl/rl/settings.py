@@ -1,0 +1,145 @@
+"""The RL learners' settings: the recipe's `[learner]` table, typed and checked.
+
+`PPOSettings` holds PPO's own settings (SB3's names and defaults) read by both RL engines;
+`BatchedSettings` adds what only the batched engine reads. Both live here, below the learners,
+so that recipe tools (`metarl.rl.baselines`, `metarl tasks show`) read them without building
+a learner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gymnasium import spaces
+
+from metarl.config import Recipe, build_dataclass
+from metarl.errors import ConfigError
+from metarl.models import ACTIVATIONS
+
+INNER = ("ppo", "vpg")
+BACKENDS = ("batched", "sb3")
+
+
+@dataclass
+class PPOSettings:
+    """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
+    except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
+
+    backend: str = "batched"
+    """"batched": every task of the meta-batch stepped and updated at once
+    (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
+    module, the reference the batched learner is tested against)."""
+    n_steps: int = 1000
+    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
+    n_envs: int = 1
+    """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
+    n_epochs: int = 10
+    batch_size: int = 100
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layers of the policy and (separately) of the value network."""
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    ortho_init: bool = True
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> PPOSettings:
+        """The recipe's `[learner]` table, typed and checked."""
+        settings: PPOSettings = build_dataclass(
+            cls, recipe.learner, "learner", owner="the PPO learner"
+        )
+        settings.validate()
+        return settings
+
+    def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
+        """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
+        benchmark's plain-SB3 baseline build PPO from the same ones)."""
+        policy_kwargs: dict[str, Any] = {
+            "net_arch": list(self.net_arch),
+            "activation_fn": ACTIVATIONS[self.activation],
+            "ortho_init": self.ortho_init,
+        }
+        if isinstance(action_space, spaces.Box):
+            policy_kwargs["log_std_init"] = self.log_std_init
+        return {
+            "learning_rate": learning_rate,
+            "n_steps": self.n_steps,
+            "batch_size": self.batch_size,
+            "n_epochs": self.n_epochs,
+            "gamma": self.gamma,
+            "gae_lambda": self.gae_lambda,
+            "clip_range": self.clip_range,
+            "ent_coef": self.ent_coef,
+            "vf_coef": self.vf_coef,
+            "max_grad_norm": self.max_grad_norm,
+            "normalize_advantage": self.normalize_advantage,
+            "policy_kwargs": policy_kwargs,
+        }
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"learner.backend = {self.backend!r}: expected one of {', '.join(BACKENDS)}"
+            )
+        for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(
+                f"learner.batch_size = {self.batch_size}: must be at most n_steps * n_envs "
+                f"= {self.n_steps * self.n_envs}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"learner.activation = {self.activation!r}: expected one of "
+                + ", ".join(ACTIVATIONS)
+            )
+        if not self.net_arch or any(n < 1 for n in self.net_arch):
+            raise ConfigError(f"learner.net_arch = {self.net_arch}: expected positive widths")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
+        if self.clip_range <= 0:
+            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+
+
+@dataclass
+class BatchedSettings(PPOSettings):
+    """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
+    read as envs per task, plus the inner algorithm."""
+
+    inner: str = "ppo"
+    """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> BatchedSettings:
+        settings: BatchedSettings = build_dataclass(
+            cls, recipe.learner, "learner", owner="the batched RL learner"
+        )
+        settings.validate()
+        if settings.inner not in INNER:
+            raise ConfigError(
+                f"learner.inner = {settings.inner!r}: expected one of {', '.join(INNER)}"
+            )
+        return settings
+
+
+def settings_class(recipe: Recipe) -> type[PPOSettings]:
+    """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
+    return PPOSettings if recipe.learner.get("backend", "batched") == "sb3" else BatchedSettings
+
+
+def rl_settings(recipe: Recipe) -> PPOSettings:
+    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
+    return settings_class(recipe).from_recipe(recipe)
+
+
+__all__ = ["BACKENDS", "INNER", "BatchedSettings", "PPOSettings", "rl_settings", "settings_class"]
