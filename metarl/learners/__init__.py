@@ -15,6 +15,7 @@ import stable-baselines3.
 from __future__ import annotations
 
 import pkgutil
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,7 +37,7 @@ def distribution(recipe: Recipe) -> TaskDistribution:
     return make_distribution(recipe.task_name, **recipe.task_options)
 
 
-def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
+def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner[Any]:
     """The meta-learner for the recipe's task distribution, its model initialized from the
     recipe's seed. A setting the chosen learner does not read is a `ConfigError` naming it."""
     check_option_names(recipe)
@@ -50,10 +51,22 @@ def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
         )
     learner_cls = pkgutil.resolve_name(LEARNERS[kind])
     try:
-        learner: MetaLearner = learner_cls.from_recipe(recipe, dist, device)
+        learner: MetaLearner[Any] = learner_cls.from_recipe(recipe, dist, device)
     except ConfigError as e:
         raise ConfigError(f"{recipe.source}: {e}" if recipe.source else str(e)) from None
     return learner
+
+
+if TYPE_CHECKING:  # mypy checks here that every learner meets the whole contract
+
+    def _contract(
+        supervised: supervised.SupervisedMetaLearner,
+        sb3: sb3_ppo.PPOMetaLearner,
+        batched: batched_rl.BatchedRLMetaLearner,
+    ) -> list[MetaLearner[Any]]:
+        return [supervised, sb3, batched]
+
+    from metarl.learners import batched_rl, sb3_ppo, supervised
 
 
 __all__ = ["LEARNERS", "build_meta_learner", "distribution"]

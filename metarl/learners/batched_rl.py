@@ -40,7 +40,7 @@ from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_t
 from metarl.errors import ConfigError
 from metarl.learners.sb3_ppo import PPOMetaLearner, held_out_tasks, refuse_supervised_keys
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, Params, Split
+from metarl.protocol import Adaptation, MetaLearnerBase, Params, RolloutContext, Split
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy, build_sb3_policy
 from metarl.rl.rollout import Rollout, RolloutNoise, RolloutTimers, collect, gae
@@ -94,7 +94,7 @@ class TasksRun:
     """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
 
 
-class BatchedRLMetaLearner:
+class BatchedRLMetaLearner(MetaLearnerBase[RolloutContext, Any]):
     """Meta-learning over an RL task distribution with the whole meta-batch batched.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (on `device`: the policy, rollout

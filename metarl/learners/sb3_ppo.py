@@ -54,7 +54,14 @@ from metarl.curves import Curve
 from metarl.envs.distribution import EnvTask
 from metarl.envs.vector import retask
 from metarl.errors import ConfigError
-from metarl.protocol import Adaptation, Params, Split, task_rng
+from metarl.protocol import (
+    Adaptation,
+    MetaLearnerBase,
+    Params,
+    RolloutContext,
+    Split,
+    task_rng,
+)
 from metarl.rl.settings import BACKENDS, PPOSettings
 
 
@@ -102,7 +109,7 @@ class Timers:
         self.env_steps = 0
 
 
-class PPOMetaLearner:
+class PPOMetaLearner(MetaLearnerBase[RolloutContext, Any]):
     """Meta-learning over an environment family with SB3's PPO as the inner loop.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
@@ -258,7 +265,7 @@ class PPOMetaLearner:
     def adapt(
         self,
         phi: Params,
-        tasks: Sequence[EnvTask],
+        tasks: Sequence[Any],
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation:

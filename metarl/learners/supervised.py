@@ -26,6 +26,7 @@ from metarl.models import WithLearnedRates
 from metarl.optim import AdamCarry, InnerOptimizer
 from metarl.protocol import (
     Adaptation,
+    MetaLearnerBase,
     Params,
     Split,
     SupervisedDistribution,
@@ -65,7 +66,7 @@ def sgd_learner(
     return SGDLearner(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
 
 
-class SupervisedMetaLearner:
+class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", SupervisedDistribution]):
     """Few-shot supervised tasks: episodes from the distribution, the vmapped SGD/Adam loop.
 
     Args:

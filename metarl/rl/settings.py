@@ -8,8 +8,9 @@ a learner.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gymnasium import spaces
 
@@ -17,8 +18,12 @@ from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
 
-INNER = ("ppo", "vpg")
-BACKENDS = ("batched", "sb3")
+Backend = Literal["batched", "sb3"]
+"""The RL engine: every task of a meta-batch at once, or SB3's PPO one task after another."""
+Inner = Literal["ppo", "vpg"]
+"""The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
+INNER: tuple[str, ...] = typing.get_args(Inner)
 
 
 @dataclass
@@ -26,7 +31,7 @@ class PPOSettings:
     """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
-    backend: str = "batched"
+    backend: Backend = "batched"
     """"batched": every task of the meta-batch stepped and updated at once
     (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
     module, the reference the batched learner is tested against)."""
@@ -85,10 +90,6 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"learner.backend = {self.backend!r}: expected one of {', '.join(BACKENDS)}"
-            )
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -116,7 +117,7 @@ class BatchedSettings(PPOSettings):
     """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
     read as envs per task, plus the inner algorithm."""
 
-    inner: str = "ppo"
+    inner: Inner = "ppo"
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
 
     @classmethod
@@ -125,10 +126,6 @@ class BatchedSettings(PPOSettings):
             cls, recipe.learner, "learner", owner="the batched RL learner"
         )
         settings.validate()
-        if settings.inner not in INNER:
-            raise ConfigError(
-                f"learner.inner = {settings.inner!r}: expected one of {', '.join(INNER)}"
-            )
         return settings
 
 
@@ -142,4 +139,13 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
     return settings_class(recipe).from_recipe(recipe)
 
 
-__all__ = ["BACKENDS", "INNER", "BatchedSettings", "PPOSettings", "rl_settings", "settings_class"]
+__all__ = [
+    "BACKENDS",
+    "INNER",
+    "Backend",
+    "Inner",
+    "BatchedSettings",
+    "PPOSettings",
+    "rl_settings",
+    "settings_class",
+]
