@@ -2,13 +2,17 @@
 
 - `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`SGDLearner`);
 - `supervised`: `SupervisedMetaLearner`, episodes of a supervised distribution adapted by it;
-- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to an environment task by SB3's PPO;
+- `rl_core`: the RL meta-learner's shared part (settings, seeds, held-out tasks, rollout
+  schedule, phi, metrics, timers) and `RLLearners`, which picks the engine that
+  `[learner] backend` names (`metarl.rl.settings.ENGINES`):
 - `batched_rl`: `BatchedRLMetaLearner`, every task of a meta-batch rolled out and updated at
-  once (`[learner] backend = "batched"`, the default for RL; "sb3" picks `PPOMetaLearner`).
+  once (`backend = "batched"`, the default);
+- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to one task after another by SB3's PPO
+  (`backend = "sb3"`, the reference).
 
 The trainer gets its learner from `build_meta_learner`: the distribution's `kind` picks the
 learner class in `LEARNERS`, and the class reads its typed settings from the recipe
-(`from_recipe`). The RL learner is imported only for RL recipes, so supervised users never
+(`from_recipe`). The RL engines are imported only for RL recipes, so supervised users never
 import stable-baselines3.
 """
 
@@ -27,7 +31,7 @@ from metarl.registry import check_option_names, make_distribution
 
 LEARNERS: dict[str, str] = {
     "supervised": "metarl.learners.supervised:SupervisedMetaLearner",
-    "rl": "metarl.learners.batched_rl:RLLearners",
+    "rl": "metarl.learners.rl_core:RLLearners",
 }
 """Distribution kind -> the learner class that adapts its tasks (imported when first used)."""
 

@@ -18,11 +18,16 @@ from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
 
-Backend = Literal["batched", "sb3"]
-"""The RL engine: every task of a meta-batch at once, or SB3's PPO one task after another."""
+ENGINES: dict[str, str] = {
+    "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
+    "sb3": "metarl.learners.sb3_ppo:PPOMetaLearner",
+}
+"""`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
+task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
+a new engine is one module and one entry here."""
 Inner = Literal["ppo", "vpg"]
 """The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
-BACKENDS: tuple[str, ...] = typing.get_args(Backend)
+BACKENDS: tuple[str, ...] = tuple(ENGINES)
 INNER: tuple[str, ...] = typing.get_args(Inner)
 
 
@@ -31,7 +36,7 @@ class PPOSettings:
     """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
-    backend: Backend = "batched"
+    backend: str = "batched"
     """"batched": every task of the meta-batch stepped and updated at once
     (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
     module, the reference the batched learner is tested against)."""
@@ -90,6 +95,10 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
+        if self.backend not in ENGINES:
+            raise ConfigError(
+                f"learner.backend = {self.backend!r}: expected one of {', '.join(ENGINES)}"
+            )
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -129,9 +138,13 @@ class BatchedSettings(PPOSettings):
         return settings
 
 
+SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
+"""The `[learner]` declaration of an engine that does not read `BatchedSettings`."""
+
+
 def settings_class(recipe: Recipe) -> type[PPOSettings]:
     """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
-    return PPOSettings if recipe.learner.get("backend", "batched") == "sb3" else BatchedSettings
+    return SETTINGS.get(recipe.learner.get("backend", "batched"), BatchedSettings)
 
 
 def rl_settings(recipe: Recipe) -> PPOSettings:
@@ -142,7 +155,8 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
 __all__ = [
     "BACKENDS",
     "INNER",
-    "Backend",
+    "ENGINES",
+    "SETTINGS",
     "Inner",
     "BatchedSettings",
     "PPOSettings",

@@ -132,7 +132,7 @@ def run_meta(recipe: Recipe, out: Path) -> Result:
         return {
             "env_steps": float(t.env_steps),
             "env": env["env"],
-            "policy": t.rollout - env["env"] + t.swap,
+            "policy": t.collect - env["env"] + t.swap,
             "update": t.update,
         }
 
