@@ -60,9 +60,10 @@ def one_torch_thread() -> Iterator[None]:
     """Run torch on one thread inside the inner loop, then restore the caller's setting.
 
     The inner loop is thousands of small ops (a 64x64 MLP on a few hundred rows per env
-    step); torch's intra-op threads cost more in hand-offs than they save there: on this
-    2-core machine under load an adaptation took 20.7 s with 2 threads and 0.66 s with one.
-    More cores are used by running more ranks (torchrun), each on its own slots."""
+    step); torch's intra-op threads cost more in hand-offs than they save there, many times
+    more when other processes share the cores (`scripts/benchmarks/bench_threads.py`
+    measures it). More cores are used by running more ranks (torchrun), each on its own
+    slots."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

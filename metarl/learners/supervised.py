@@ -43,8 +43,8 @@ Mini-ImageNet tasks of 25 support images at once would need tens of GB)."""
 CHUNK_INPUTS = 1 << 17
 """Input elements per task chunk adapted together in evaluation (at most 250 tasks): small
 chunks keep a conv net's activations in cache. Omniglot 5-way 1-shot evaluates 33 tasks at a
-time (1.8x faster than 250 at a time on a 2-core CPU: `scripts/benchmarks/bench_omniglot.py
---eval-chunks`), sine regression 250."""
+time, sine regression 250 (`scripts/benchmarks/bench_omniglot.py --eval-chunks` compares
+chunk sizes)."""
 
 
 def sgd_learner(
