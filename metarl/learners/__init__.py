@@ -1,6 +1,6 @@
 """The inner loops behind the `MetaLearner` contract (`metarl.protocol`), one module each.
 
-- `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`SGDLearner`);
+- `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`InnerLoop`);
 - `supervised`: `SupervisedMetaLearner`, episodes of a supervised distribution adapted by it;
 - `rl_core`: the RL meta-learner's shared part (settings, seeds, held-out tasks, rollout
   schedule, phi, metrics, timers) and `RLLearners`, which picks the engine that
