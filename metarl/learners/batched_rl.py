@@ -43,13 +43,14 @@ from metarl.learners.rl_core import (
     RolloutSchedule,
     Timers,
     adaptation_metrics,
+    initial_policy,
     query_metrics,
     slot_seeds,
 )
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, Params, Split
+from metarl.protocol import Adaptation, Params
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
-from metarl.rl.policy import BatchedPolicy, build_sb3_policy
+from metarl.rl.policy import BatchedPolicy
 from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae
 from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
@@ -100,17 +101,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
         self.settings = s = BatchedSettings.from_recipe(recipe)
-        probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
-        self.model = build_sb3_policy(
-            probe.observation_space,
-            probe.action_space,
-            net_arch=s.net_arch,
-            activation=s.activation,
-            ortho_init=s.ortho_init,
-            log_std_init=s.log_std_init,
-            seed=recipe.train.seed,
-        ).to(device)
-        probe.close()
+        self.model = initial_policy(dist, s, recipe.train.seed, device)
         self.policy = BatchedPolicy(self.model)
         self.names = self.policy.names
         self.timers = Timers()

@@ -9,9 +9,9 @@ engine (`metarl.learners.batched_rl`, every task of a meta-batch at once) or SB3
   keys and algorithms (`refuse_supervised_keys`), construction from a recipe (`from_recipe`);
 - randomness: one seed per meta-batch slot (`slot_seeds`), the held-out tasks and their seeds
   (`held_out_tasks`), and which rollouts a run collects and measures (`RolloutSchedule`);
-- phi, the names of the metrics the trainer logs (`adaptation_metrics`, `query_metrics`),
-  the timers the benchmark reads (`Timers`), and the benchmark's own score of a policy
-  (`policy_scorer`: Meta-World's success rate).
+- phi at the start (`initial_policy`), the names of the metrics the trainer logs
+  (`adaptation_metrics`, `query_metrics`), the timers the benchmark reads (`Timers`), and
+  the benchmark's own score of a policy (`policy_scorer`: Meta-World's success rate).
 
 A new engine is one module with a `RLMetaLearnerBase` subclass and one entry in `ENGINES`.
 """
@@ -25,12 +25,14 @@ from typing import Any, ClassVar, SupportsFloat
 
 import numpy as np
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from metarl.config import Algorithm, EvalConfig, Recipe
 from metarl.errors import ConfigError
 from metarl.protocol import MetaLearnerBase, Params, RolloutContext, Split, task_rng
+from metarl.rl.policy import build_sb3_policy
 from metarl.rl.rollout import RolloutTimers
-from metarl.rl.settings import ENGINES
+from metarl.rl.settings import ENGINES, PPOSettings
 
 Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 """A distribution's `evaluate_policy(task, act)`: metrics of a deterministic policy `act`."""
@@ -52,6 +54,25 @@ def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
             "activation and log_std_init in [learner]"
         )
     recipe.refuse_supervised(learner)
+
+
+def initial_policy(
+    dist: Any, settings: PPOSettings, seed: int, device: torch.device
+) -> ActorCriticPolicy:
+    """phi at the start: SB3's `MlpPolicy` for the spaces of the distribution's envs, shaped
+    by the `[learner]` settings and initialized from `seed` (train.seed) alone."""
+    probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
+    policy = build_sb3_policy(
+        probe.observation_space,
+        probe.action_space,
+        net_arch=settings.net_arch,
+        activation=settings.activation,
+        ortho_init=settings.ortho_init,
+        log_std_init=settings.log_std_init,
+        seed=seed,
+    ).to(device)
+    probe.close()
+    return policy
 
 
 def slot_seeds(rng: np.random.Generator, n_tasks: int, rollouts: int, slots: slice) -> list[int]:
@@ -186,6 +207,7 @@ __all__ = [
     "Timers",
     "adaptation_metrics",
     "held_out_tasks",
+    "initial_policy",
     "policy_scorer",
     "query_metrics",
     "refuse_supervised_keys",
