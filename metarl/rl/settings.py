@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from gymnasium import spaces
 
@@ -60,12 +60,13 @@ class PPOSettings:
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
     ortho_init: bool = True
 
+    owner: ClassVar[str] = "the PPO learner"
+    """Who reads these settings (for messages)."""
+
     @classmethod
-    def from_recipe(cls, recipe: Recipe) -> PPOSettings:
+    def from_recipe(cls, recipe: Recipe) -> Self:
         """The recipe's `[learner]` table, typed and checked."""
-        settings: PPOSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the PPO learner"
-        )
+        settings: Self = build_dataclass(cls, recipe.learner, "learner", owner=cls.owner)
         settings.validate()
         return settings
 
@@ -129,13 +130,7 @@ class BatchedSettings(PPOSettings):
     inner: Inner = "ppo"
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
 
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> BatchedSettings:
-        settings: BatchedSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the batched RL learner"
-        )
-        settings.validate()
-        return settings
+    owner: ClassVar[str] = "the batched RL learner"
 
 
 SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
