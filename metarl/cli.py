@@ -502,7 +502,7 @@ def demo(
     from metarl.models import default_device
 
     # one thread: adapting one small task gains nothing from a second, and OpenMP threads
-    # spin-waiting on a busy core made it 15x slower on a shared 2-core machine
+    # spin-waiting on cores that other processes keep busy slow it down many times over
     torch.set_num_threads(1)
     server = make_server(host, port, run, model, default_device(device))
     if not is_loopback(host):

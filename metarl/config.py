@@ -26,7 +26,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from metarl.errors import ConfigError, did_you_mean
 from metarl.tomlio import read_toml, toml_value
@@ -209,7 +209,7 @@ class EvalConfig:
     """Defaults to the training inner lr (`Recipe.eval_inner_lr` resolves it)."""
     seed: int = 2024
     """Fixes the evaluation tasks, so numbers compare across runs."""
-    split: str = "test"
+    split: Literal["train", "val", "test"] = "test"
 
 
 @dataclass
@@ -367,8 +367,6 @@ class Recipe:
             )
         if not e.steps or any(s < 0 for s in e.steps):
             raise ConfigError(f"eval.steps = {e.steps}: must be a non-empty list of integers >= 0")
-        if e.split not in ("train", "val", "test"):
-            raise ConfigError(f"eval.split = {e.split!r}: expected one of train, val, test")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -385,6 +383,13 @@ def coerce_value(value: Any, annotation: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return coerce_value(value, inner[0], where)
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed or not isinstance(value, type(allowed[0])):
+            raise ConfigError(
+                f"{where} = {value!r}: expected one of {', '.join(map(str, allowed))}"
+            )
+        return value
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         try:
             return annotation(value)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import torch
 
@@ -26,11 +26,9 @@ from metarl.config import Recipe, recipe_from_dict
 from metarl.curves import Curve
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
+from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.protocol import MetaLearner
 from metarl.run import RunDir
-
-if TYPE_CHECKING:
-    from metarl.learners.supervised import SupervisedMetaLearner
 
 INITS = ("meta", "random", "joint", "pretrained:NAME")
 
@@ -161,19 +159,16 @@ def evaluate_run(
     recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
-    if meta.dist.kind == "supervised":
+    if isinstance(meta, SupervisedMetaLearner):
         mode = recipe.supervised_eval().transductive if transductive is None else transductive
-        curve = cast("SupervisedMetaLearner", meta).curve(steps, n_tasks, transductive=mode)
+        curve = meta.curve(steps, n_tasks, transductive=mode)
         return Evaluation(path, recipe, meta, curve, init, mode)
     if transductive is not None:
         raise UserError(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
         )
     # RL: every metric the distribution scores (Meta-World: success, then return)
-    curves = getattr(meta, "curves", None)
-    if curves is None:
-        return Evaluation(path, recipe, meta, meta.curve(steps, n_tasks), init, None)
-    curve, *others = curves(steps, n_tasks).values()
+    curve, *others = meta.curves(steps, n_tasks).values()
     return Evaluation(path, recipe, meta, curve, init, None, others)
 
 
@@ -272,9 +267,13 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     where = first.source if len(runs) == 1 else f"{len(runs)} runs"
     title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
     written = [plot_curves(series, path, title=title, xlabel=xlabel)]
-    if len(runs) == 1 and isinstance(first.meta.dist, SineDistribution):
+    meta = first.meta
+    if (
+        len(runs) == 1
+        and isinstance(meta, SupervisedMetaLearner)
+        and isinstance(meta.dist, SineDistribution)
+    ):
         fits = path.with_name(path.stem + "-fits.png")
-        meta = cast("SupervisedMetaLearner", first.meta)
         written.append(sine_fits(meta, fits, steps=max(first.curve.steps)))
     return written
 

@@ -114,9 +114,7 @@ class MetaTrainer:
         trainer = cls(RunDir(out), recipe, device, callbacks, world)
         # what the numbers depend on beyond the recipe (Meta-World's simulator versions): into
         # the run's [task], so reopening the run checks it
-        record = getattr(trainer.meta.dist, "run_record", None)
-        if record is not None:
-            trainer.recipe.task.update(record())
+        trainer.recipe.task.update(trainer.meta.run_record())
         world.barrier()
         if world.is_main:
             RunDir.create(out, trainer.recipe)
@@ -149,9 +147,8 @@ class MetaTrainer:
             torch.set_rng_state(ckpt.rng["torch"])
             # One rank's carried inner moments are its slots' (rank 0 writes the checkpoint):
             # a multi-rank run restarts them (its resume is then not bitwise exact).
-            load_learner_state = getattr(trainer.meta, "load_state_dict", None)
-            if load_learner_state is not None and world.size == 1:
-                load_learner_state(ckpt.learner)
+            if world.size == 1:
+                trainer.meta.load_state_dict(ckpt.learner)
             trainer.iteration = ckpt.iteration
             trainer.checkpoint_iteration = ckpt.iteration
         world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
@@ -268,7 +265,7 @@ class MetaTrainer:
                 optimizer=self.optimizer.state_dict(),
                 rng={"torch": torch.get_rng_state(), "task_streams": "seed+iteration"},
                 config=self.recipe.to_dict(),
-                learner=_cpu(getattr(self.meta, "state_dict", dict)()),
+                learner=_cpu(self.meta.state_dict()),
             )
         )
         self.checkpoint_iteration = self.iteration

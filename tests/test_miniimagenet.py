@@ -34,7 +34,7 @@ from metarl.distributions.miniimagenet import MiniImageNetDistribution
 from metarl.distributions.sine import SineDistribution
 from metarl.errors import ConfigError, UserError
 from metarl.learners import supervised as meta_learners
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner, stack
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer, stack
 from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.models import conv_classifier
 from metarl.protocol import Split
@@ -330,7 +330,7 @@ def test_vmapped_adaptation_equals_per_task_loop(dist):
     batch = d2.episodes(d2.sample(2, rng, Split.TRAIN), rng, support=1, query=1)
     lr, steps = 1e-3, 2
     opt = InnerOptimizer(OptimizerName.ADAM, lr, beta1=0.0)
-    learner = SGDLearner(model, "cross_entropy", opt)
+    learner = InnerLoop(model, "cross_entropy", opt)
     phi = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps)
     for i in range(2):
@@ -348,10 +348,10 @@ def test_vmapped_adaptation_equals_per_task_loop(dist):
 # --- transductive and non-transductive evaluation -------------------------------------------
 
 
-def tiny_bn_learner() -> tuple[SGDLearner, dict[str, torch.Tensor]]:
+def tiny_bn_learner() -> tuple[InnerLoop, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     model = conv_classifier(3, 8, 3, filters=4, layers=2, pool=True)
-    learner = SGDLearner(model, "cross_entropy", InnerOptimizer(OptimizerName.SGD, 0.1))
+    learner = InnerLoop(model, "cross_entropy", InnerOptimizer(OptimizerName.SGD, 0.1))
     return learner, {k: v.detach() for k, v in model.named_parameters()}
 
 

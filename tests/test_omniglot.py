@@ -32,7 +32,7 @@ from metarl.data.omniglot import (
 from metarl.data.root import data_root
 from metarl.distributions.omniglot import OmniglotDistribution
 from metarl.errors import ConfigError, UserError
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.protocol import Split
 from metarl.registry import make_distribution
 
@@ -325,7 +325,7 @@ def test_vmapped_conv_adaptation_equals_per_task_loop(dist):
     rng = np.random.default_rng(2)
     batch = dist.episodes(dist.sample(3, rng, Split.TRAIN), rng, support=2, query=1)
     lr, steps, inner_batch = 1e-3, 4, 5
-    learner = SGDLearner(
+    learner = InnerLoop(
         model, "cross_entropy", InnerOptimizer(OptimizerName.ADAM, lr, beta1=0.0), inner_batch
     )
     phi = {k: v.detach() for k, v in model.named_parameters()}

@@ -37,13 +37,21 @@ import torch
 from metarl.config import OptimizerName, Recipe
 from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
-from metarl.errors import ConfigError
-from metarl.learners.sb3_ppo import PPOMetaLearner, held_out_tasks, refuse_supervised_keys
+from metarl.learners.rl_core import (
+    RLLearners,
+    RLMetaLearnerBase,
+    RolloutSchedule,
+    Timers,
+    adaptation_metrics,
+    initial_policy,
+    query_metrics,
+    slot_seeds,
+)
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, Params, Split
+from metarl.protocol import Adaptation, Params
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
-from metarl.rl.policy import BatchedPolicy, build_sb3_policy
-from metarl.rl.rollout import Rollout, RolloutNoise, RolloutTimers, collect, gae
+from metarl.rl.policy import BatchedPolicy
+from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae
 from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
 
@@ -53,9 +61,10 @@ def one_torch_thread() -> Iterator[None]:
     """Run torch on one thread inside the inner loop, then restore the caller's setting.
 
     The inner loop is thousands of small ops (a 64x64 MLP on a few hundred rows per env
-    step); torch's intra-op threads cost more in hand-offs than they save there: on this
-    2-core machine under load an adaptation took 20.7 s with 2 threads and 0.66 s with one.
-    More cores are used by running more ranks (torchrun), each on its own slots."""
+    step); torch's intra-op threads cost more in hand-offs than they save there, many times
+    more when other processes share the cores (`scripts/benchmarks/bench_threads.py`
+    measures it). More cores are used by running more ranks (torchrun), each on its own
+    slots."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -66,20 +75,6 @@ def one_torch_thread() -> Iterator[None]:
 
 EVAL_CHUNK = 64
 """Held-out tasks adapted together in `curve` (bounds the rollout arrays' memory)."""
-
-
-@dataclass
-class Timers:
-    """Seconds per part of the inner loop, and env steps (for scripts/benchmarks/bench_rl.py)."""
-
-    rollout: RolloutTimers
-    update: float = 0.0
-    env_steps: int = 0
-
-    def reset(self) -> None:
-        self.rollout = RolloutTimers()
-        self.update = 0.0
-        self.env_steps = 0
 
 
 @dataclass
@@ -94,37 +89,22 @@ class TasksRun:
     """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
 
 
-class BatchedRLMetaLearner:
+class BatchedRLMetaLearner(RLMetaLearnerBase):
     """Meta-learning over an RL task distribution with the whole meta-batch batched.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (on `device`: the policy, rollout
     arrays and updates live there; the envs step in NumPy, so each env step copies the
     observations in and the actions out). Adaptation never changes its parameters."""
 
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> BatchedRLMetaLearner:
-        """The learner of `recipe`: `[learner]` typed as `BatchedSettings`; `[model]` and the
-        supervised learner's `[train]` keys are refused, naming the first one given."""
-        refuse_supervised_keys(recipe, "the batched RL learner")
-        return cls(recipe, dist, device)
+    name = "the batched RL learner"
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
         self.settings = s = BatchedSettings.from_recipe(recipe)
-        probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
-        self.model = build_sb3_policy(
-            probe.observation_space,
-            probe.action_space,
-            net_arch=s.net_arch,
-            activation=s.activation,
-            ortho_init=s.ortho_init,
-            log_std_init=s.log_std_init,
-            seed=recipe.train.seed,
-        ).to(device)
-        probe.close()
+        self.model = initial_policy(dist, s, recipe.train.seed, device)
         self.policy = BatchedPolicy(self.model)
         self.names = self.policy.names
-        self.timers = Timers(RolloutTimers())
+        self.timers = Timers()
         self._envs: dict[int, TaskVectorEnv] = {}
 
     # -- envs ---------------------------------------------------------------------------
@@ -174,15 +154,15 @@ class BatchedRLMetaLearner:
         returns: dict[int, np.ndarray] = {}
         inner = self._inner(lr)
         state = inner.init(params)
-        rollouts = updates + 1 if extra_rollout or updates in measure else updates
+        schedule = RolloutSchedule(updates, measure, extra_rollout)
         last = None
-        for t in range(rollouts):
+        for t in range(schedule.rollouts):
             noise = RolloutNoise(seeds, t)
             rollout = collect(
                 self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout
             )
             self.timers.env_steps += rollout.env_steps
-            if t in measure or (extra_rollout and t == updates):
+            if schedule.measured(t):
                 returns[t] = self._returns(rollout)
             if t < updates:
                 tick = time.perf_counter()
@@ -224,14 +204,11 @@ class BatchedRLMetaLearner:
         slots: slice = slice(None),
     ) -> Adaptation:
         k = self.recipe.train.inner_steps
-        seeds = [int(x) for x in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
         run = self.run(phi, tasks, seeds, k)
         s = self.settings
-        metrics = {
-            "return_before": float(run.returns[0].mean()),
-            "env_steps": float(len(tasks) * k * s.n_steps * s.n_envs),
-        }
+        metrics = adaptation_metrics(run.returns[0].mean(), len(tasks) * k * s.n_steps * s.n_envs)
         return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
@@ -259,18 +236,7 @@ class BatchedRLMetaLearner:
             grads, losses = loss_and_grad(self.policy, self._ppo_loss(), params, batch)
         self.timers.update += time.perf_counter() - tick
         total = {n: g.sum(0) for n, g in grads.items()}
-        return total, {
-            "query_loss": float(losses.mean()),
-            "return_after": float(self._returns(rollout).mean()),
-            "query_env_steps": float(rollout.env_steps),
-        }
-
-    def phi(self) -> Params:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
-
-    def eval_tasks(self, n_tasks: int) -> tuple[list[Any], list[int]]:
-        """The recipe's fixed held-out tasks and their seeds (the SB3 backend's too)."""
-        return held_out_tasks(self.recipe.eval, self.dist, n_tasks)
+        return total, query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """Mean return over held-out tasks after each number of inner updates in `steps`,
@@ -288,7 +254,7 @@ class BatchedRLMetaLearner:
                 seeds[part],
                 max(wanted),
                 measure=wanted,
-                lr=self.recipe.eval.inner_lr,
+                lr=self.recipe.eval_inner_lr,
             )
             for row, t in enumerate(wanted):
                 values[row, part] = run.returns[t]
@@ -346,22 +312,6 @@ class _VPGInner:
     ) -> Params:
         grads, _ = vpg_gradient(self.policy, params, rollout, self.gamma)
         return self.sgd.step(params, grads, {}, 1)
-
-
-class RLLearners:
-    """`LEARNERS["rl"]`: the RL learner that the recipe's `[learner] backend` names
-    ("batched", the default, or "sb3")."""
-
-    @staticmethod
-    def from_recipe(
-        recipe: Recipe, dist: Any, device: torch.device
-    ) -> BatchedRLMetaLearner | PPOMetaLearner:
-        backend = recipe.learner.get("backend", "batched")
-        if backend == "sb3":
-            return PPOMetaLearner.from_recipe(recipe, dist, device)
-        if backend == "batched":
-            return BatchedRLMetaLearner.from_recipe(recipe, dist, device)
-        raise ConfigError(f"learner.backend = {backend!r}: expected batched or sb3")
 
 
 __all__ = ["BatchedRLMetaLearner", "BatchedSettings", "RLLearners", "TasksRun", "rl_settings"]

@@ -23,8 +23,9 @@ from metarl.optim import AdamCarry, InnerOptimizer, stack
 from metarl.protocol import Params, TaskBatch
 
 
-class SGDLearner:
-    """Adapts a model to many supervised tasks at once with SGD or Adam (vmapped).
+class InnerLoop:
+    """Adapts a model to many supervised tasks at once with SGD or Adam (vmapped): the
+    inner loop, whichever optimizer steps it.
 
     Args:
         model: the network; its parameters are only read for their names and shapes.
@@ -206,6 +207,10 @@ class SGDLearner:
             return self.loss_and_grad(params, x, y)
 
 
-__all__ = ["AdamCarry", "InnerOptimizer", "SGDLearner", "stack"]
+SGDLearner = InnerLoop
+"""The old name of `InnerLoop` (it runs Adam too), kept while branches written against it are
+merged; new code says `InnerLoop`."""
+
+__all__ = ["AdamCarry", "InnerLoop", "InnerOptimizer", "SGDLearner", "stack"]
 """`AdamCarry`, `InnerOptimizer` and `stack` live in `metarl.optim`; named here too for callers
 that import them with the inner loop."""

@@ -46,15 +46,25 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl.config import (
-    Algorithm,
-    EvalConfig,
     Recipe,
 )
 from metarl.curves import Curve
 from metarl.envs.distribution import EnvTask
 from metarl.envs.vector import retask
-from metarl.errors import ConfigError
-from metarl.protocol import Adaptation, Params, Split, task_rng
+from metarl.learners.rl_core import (
+    RLMetaLearnerBase,
+    RolloutSchedule,
+    Timers,
+    adaptation_metrics,
+    policy_scorer,
+    query_metrics,
+    slot_seeds,
+)
+from metarl.protocol import (
+    Adaptation,
+    Params,
+    Split,
+)
 from metarl.rl.settings import BACKENDS, PPOSettings
 
 
@@ -87,22 +97,7 @@ class TaskRun:
     params: dict[str, torch.Tensor]
 
 
-@dataclass
-class Timers:
-    """Wall-clock seconds spent in each part of the inner loop (bench_rl.py)."""
-
-    rollout: float = 0.0
-    update: float = 0.0
-    swap: float = 0.0
-    """Loading phi, fresh optimizer, setting the task, seeding and resetting the env."""
-    env_steps: int = 0
-
-    def reset(self) -> None:
-        self.rollout = self.update = self.swap = 0.0
-        self.env_steps = 0
-
-
-class PPOMetaLearner:
+class PPOMetaLearner(RLMetaLearnerBase):
     """Meta-learning over an environment family with SB3's PPO as the inner loop.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
@@ -111,23 +106,15 @@ class PPOMetaLearner:
     PPO's own settings are `PPOSettings` (the recipe's `[learner]` table).
     """
 
-    def __init__(
-        self,
-        dist: Any,
-        device: torch.device,
-        settings: PPOSettings,
-        *,
-        inner_steps: int,
-        inner_lr: float,
-        evaluation: EvalConfig,
-        seed: int,
-    ) -> None:
-        self.dist = dist
-        self.device = device
-        self.settings = s = settings
-        self.inner_steps = inner_steps
-        self.inner_lr = inner_lr
-        self.evaluation = evaluation
+    name = "the PPO learner"
+
+    def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
+        self.recipe, self.dist, self.device = recipe, dist, device
+        self.settings = s = PPOSettings.from_recipe(recipe)
+        self.inner_steps = recipe.train.inner_steps
+        self.inner_lr = inner_lr = recipe.train.inner_lr
+        self.eval_lr = recipe.eval_inner_lr
+        seed = recipe.train.seed
         self.timers = Timers()
         self._first_task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
         self.vec_env = DummyVecEnv([self._make_env for _ in range(s.n_envs)])
@@ -152,22 +139,6 @@ class PPOMetaLearner:
         self.names = [n for n, _ in self.policy.named_parameters()]
         self._callback = CallbackList([])
         self._callback.init_callback(self.ppo)
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> PPOMetaLearner:
-        """The learner of `recipe`: `[learner]` typed as `PPOSettings`; `[model]` and the
-        supervised learner's `[train]` keys are refused, naming the first one given."""
-        refuse_supervised_keys(recipe, "the PPO learner")
-        t = recipe.train
-        return cls(
-            dist,
-            device,
-            PPOSettings.from_recipe(recipe),
-            inner_steps=t.inner_steps,
-            inner_lr=t.inner_lr,
-            evaluation=recipe.eval,
-            seed=t.seed,
-        )
 
     def _make_env(self) -> Monitor:
         # Monitor records each episode's return in `info`, where SB3 collects it
@@ -222,10 +193,10 @@ class PPOMetaLearner:
             ppo.num_timesteps = 0
             timers.swap += time.perf_counter() - started
             returns: dict[int, float] = {}
-            rollouts = updates + 1 if extra_rollout or updates in measure else updates
-            for t in range(rollouts):
+            schedule = RolloutSchedule(updates, measure, extra_rollout)
+            for t in range(schedule.rollouts):
                 returns_t = self._rollout(seed + t)
-                if t in measure or (extra_rollout and t == updates):
+                if schedule.measured(t):
                     returns[t] = returns_t
                 if t < updates:
                     tick = time.perf_counter()
@@ -246,7 +217,7 @@ class PPOMetaLearner:
         self.timers.swap += time.perf_counter() - tick
         tick = time.perf_counter()
         ppo.collect_rollouts(self.vec_env, self._callback, ppo.rollout_buffer, ppo.n_steps)
-        self.timers.rollout += time.perf_counter() - tick
+        self.timers.collect += time.perf_counter() - tick
         self.timers.env_steps += ppo.n_steps * self.vec_env.num_envs
         episodes = [float(info["r"]) for info in ppo.ep_info_buffer]
         if episodes:
@@ -258,26 +229,20 @@ class PPOMetaLearner:
     def adapt(
         self,
         phi: Params,
-        tasks: Sequence[EnvTask],
+        tasks: Sequence[Any],
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation:
         k = self.inner_steps
-        # one seed per meta-batch slot, drawn for all slots: a slot's rollouts do not depend on
-        # how the meta-batch is split across ranks
-        seeds = [int(s) for s in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
         runs = [self.run_task(phi, task, seed, k) for task, seed in zip(tasks, seeds, strict=True)]
         params = {n: torch.stack([r.params[n] for r in runs]) for n in self.names}
-        metrics = {
-            "return_before": float(np.mean([r.returns[0] for r in runs])),
-            "env_steps": float(len(tasks) * k * self.ppo.n_steps * self.vec_env.num_envs),
-        }
+        metrics = adaptation_metrics(
+            np.mean([r.returns[0] for r in runs]),
+            len(tasks) * k * self.ppo.n_steps * self.vec_env.num_envs,
+        )
         return Adaptation(params, {"tasks": list(tasks), "seeds": seeds}, metrics)
-
-    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
-        """Not offered: `from_recipe` refuses maml, imaml and metasgd for PPO."""
-        raise NotImplementedError("the PPO learner takes reptile or fomaml")
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """FOMAML, summed over the tasks: at each task's adapted parameters W_i, collect a
@@ -299,11 +264,7 @@ class PPOMetaLearner:
             for n, g in grads.items():
                 total[n] = total[n] + g if n in total else g
         env_steps = len(tasks) * self.ppo.n_steps * self.vec_env.num_envs
-        return total, {
-            "query_loss": float(np.mean(losses)),
-            "return_after": float(np.mean(returns)),
-            "query_env_steps": float(env_steps),
-        }
+        return total, query_metrics(np.mean(losses), np.mean(returns), env_steps)
 
     def _surrogate_gradient(self, seed: int) -> tuple[dict[str, torch.Tensor], float]:
         """PPO's loss on the whole rollout buffer and its gradient w.r.t. the policy."""
@@ -335,13 +296,6 @@ class PPOMetaLearner:
         self.timers.update += time.perf_counter() - tick
         return out, float(loss.detach())
 
-    def phi(self) -> Params:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
-
-    def eval_tasks(self, n_tasks: int) -> tuple[list[EnvTask], list[int]]:
-        """The recipe's fixed held-out tasks and their seeds (functions of eval.seed/split)."""
-        return held_out_tasks(self.evaluation, self.dist, n_tasks)
-
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """The headline metric of `curves`: success rate where the distribution scores
         policies itself (Meta-World), else the return."""
@@ -357,10 +311,10 @@ class PPOMetaLearner:
         protocol instead: `act` is the policy after t updates acting deterministically, and
         every metric it returns (Meta-World: success, return) gets a curve."""
         wanted = sorted(set(steps))
-        lr = self.evaluation.inner_lr
+        lr = self.eval_lr
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
-        score = getattr(self.dist, "evaluate_policy", None)
+        score = policy_scorer(self.dist)
         values: dict[str, np.ndarray] = {}
         for j, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
             if score is None:
@@ -384,41 +338,10 @@ class PPOMetaLearner:
         return np.asarray(actions)
 
 
-def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
-    """`[model]` and the supervised learner's `[train]` keys have no meaning for an RL
-    learner: the first one given is a `ConfigError` naming it and why. So are the
-    supervised-only algorithms (maml, imaml, metasgd, gradients)."""
-    if recipe.train.algorithm not in (Algorithm.REPTILE, Algorithm.FOMAML):
-        raise ConfigError(
-            f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
-            f"{recipe.task_name!r} takes reptile or fomaml (maml, imaml, metasgd and "
-            "gradients are for supervised tasks)"
-        )
-    if recipe.model:
-        raise ConfigError(
-            "[model] is not used by RL recipes; put net_arch, "
-            "activation and log_std_init in [learner]"
-        )
-    recipe.refuse_supervised(learner)
-
-
-def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:
-    """The recipe's fixed evaluation tasks and one seed each (functions of eval.seed and
-    eval.split alone, so every backend and every init is evaluated on the same ones)."""
-    split = Split(evaluation.split)
-    rng = task_rng(evaluation.seed, split)
-    tasks = list(dist.sample(n_tasks, rng, split))
-    seeds = [int(s) for s in rng.integers(2**31 - 1000, size=n_tasks)]
-    return tasks, seeds
-
-
 __all__ = [
     "BACKENDS",
     "PPOMetaLearner",
     "PPOSettings",
     "SeededRolloutBuffer",
     "TaskRun",
-    "Timers",
-    "held_out_tasks",
-    "refuse_supervised_keys",
 ]

@@ -1,7 +1,7 @@
 """The supervised meta-learner: episodes from the distribution, adapted by the vmapped loop.
 
 A `SupervisedDistribution` turns each meta-batch of tasks into support/query tensors; the
-`SGDLearner` (`metarl.learners.inner_loop`) adapts phi to all of them at once. Its settings are
+`InnerLoop` (`metarl.learners.inner_loop`) adapts phi to all of them at once. Its settings are
 `SupervisedSettings` (written in the recipe's `[train]` table); evaluation follows `[eval]`.
 """
 
@@ -16,7 +16,7 @@ import torch
 from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedEval, SupervisedSettings
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.learners.inner_loop import SGDLearner
+from metarl.learners.inner_loop import InnerLoop
 from metarl.learners.second_order import (
     MetaGradient,
     implicit_meta_gradient,
@@ -26,6 +26,7 @@ from metarl.models import WithLearnedRates
 from metarl.optim import AdamCarry, InnerOptimizer
 from metarl.protocol import (
     Adaptation,
+    MetaLearnerBase,
     Params,
     Split,
     SupervisedDistribution,
@@ -42,18 +43,18 @@ Mini-ImageNet tasks of 25 support images at once would need tens of GB)."""
 CHUNK_INPUTS = 1 << 17
 """Input elements per task chunk adapted together in evaluation (at most 250 tasks): small
 chunks keep a conv net's activations in cache. Omniglot 5-way 1-shot evaluates 33 tasks at a
-time (1.8x faster than 250 at a time on a 2-core CPU: `scripts/benchmarks/bench_omniglot.py
---eval-chunks`), sine regression 250."""
+time, sine regression 250 (`scripts/benchmarks/bench_omniglot.py --eval-chunks` compares
+chunk sizes)."""
 
 
-def sgd_learner(
+def build_inner_loop(
     model: torch.nn.Module,
     loss: str,
     settings: SupervisedSettings,
     lr: float,
     inner_batch: int | None = None,
     rates: Params | None = None,
-) -> SGDLearner:
+) -> InnerLoop:
     """The recipe's inner loop on `model` with step size `lr` (for evaluation, the recipe's
     `eval_inner_lr`) and `inner_batch` support examples per step (default: the training
     one); `rates` (Meta-SGD's alpha) replace the learning rate. Needs no task data, so
@@ -62,10 +63,10 @@ def sgd_learner(
     optimizer = InnerOptimizer(
         settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
     )
-    return SGDLearner(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
+    return InnerLoop(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
 
 
-class SupervisedMetaLearner:
+class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", SupervisedDistribution]):
     """Few-shot supervised tasks: episodes from the distribution, the vmapped SGD/Adam loop.
 
     Args:
@@ -115,7 +116,7 @@ class SupervisedMetaLearner:
         if algorithm is Algorithm.METASGD:
             net = WithLearnedRates(net, inner_lr)
         self.model = net.to(device)
-        self.learner = self.sgd_learner()
+        self.learner = self.make_inner_loop()
         self.carry = AdamCarry() if settings.inner_carry_moments else None
 
     @classmethod
@@ -147,15 +148,19 @@ class SupervisedMetaLearner:
             seed=t.seed,
         )
 
-    def sgd_learner(self, *, evaluation: bool = False, rates: Params | None = None) -> SGDLearner:
+    def make_inner_loop(
+        self, *, evaluation: bool = False, rates: Params | None = None
+    ) -> InnerLoop:
         """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch;
         `rates`, Meta-SGD's alpha, replace the learning rate)."""
         if not evaluation:
-            return sgd_learner(
+            return build_inner_loop(
                 self.model, self.dist.loss, self.settings, self.inner_lr, None, rates
             )
         batch = self.held_out.inner_batch
-        return sgd_learner(self.model, self.dist.loss, self.settings, self.eval_lr, batch, rates)
+        return build_inner_loop(
+            self.model, self.dist.loss, self.settings, self.eval_lr, batch, rates
+        )
 
     def weights_and_rates(self, phi: Params) -> tuple[Params, Params | None]:
         """The network's weights in phi and, for Meta-SGD, its learned rates alpha."""
@@ -163,13 +168,13 @@ class SupervisedMetaLearner:
             return self.model.split(phi)
         return phi, None
 
-    def evaluation_start(self) -> tuple[Params, SGDLearner]:
+    def evaluation_start(self) -> tuple[Params, InnerLoop]:
         """The meta-learned weights phi and the evaluation inner loop that adapts them (for
         Meta-SGD, stepping with the learned rates alpha)."""
         phi, rates = self.weights_and_rates(
             {k: v.detach() for k, v in self.model.named_parameters()}
         )
-        return phi, self.sgd_learner(evaluation=True, rates=rates)
+        return phi, self.make_inner_loop(evaluation=True, rates=rates)
 
     def _second_order(self, phi: Params, batch: TaskBatch) -> MetaGradient:
         s = self.settings
@@ -276,7 +281,7 @@ class SupervisedMetaLearner:
 
         `transductive` (default: the recipe's `eval.transductive`) classifies each task's
         query set in one batch; otherwise each query example is classified in a batch of the
-        support set plus that example (`SGDLearner.predict_each_with_support`), which only
+        support set plus that example (`InnerLoop.predict_each_with_support`), which only
         changes the numbers of networks whose output depends on the batch (BatchNorm).
         """
         if transductive is None:
@@ -311,4 +316,4 @@ class SupervisedMetaLearner:
         return Curve.from_values(metric_name, wanted, values)
 
 
-__all__ = ["SupervisedMetaLearner"]
+__all__ = ["SupervisedMetaLearner", "build_inner_loop"]

@@ -8,8 +8,9 @@ a learner.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal, Self
 
 from gymnasium import spaces
 
@@ -17,8 +18,17 @@ from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
 
-INNER = ("ppo", "vpg")
-BACKENDS = ("batched", "sb3")
+ENGINES: dict[str, str] = {
+    "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
+    "sb3": "metarl.learners.sb3_ppo:PPOMetaLearner",
+}
+"""`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
+task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
+a new engine is one module and one entry here."""
+Inner = Literal["ppo", "vpg"]
+"""The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
+BACKENDS: tuple[str, ...] = tuple(ENGINES)
+INNER: tuple[str, ...] = typing.get_args(Inner)
 
 
 @dataclass
@@ -50,12 +60,13 @@ class PPOSettings:
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
     ortho_init: bool = True
 
+    owner: ClassVar[str] = "the PPO learner"
+    """Who reads these settings (for messages)."""
+
     @classmethod
-    def from_recipe(cls, recipe: Recipe) -> PPOSettings:
+    def from_recipe(cls, recipe: Recipe) -> Self:
         """The recipe's `[learner]` table, typed and checked."""
-        settings: PPOSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the PPO learner"
-        )
+        settings: Self = build_dataclass(cls, recipe.learner, "learner", owner=cls.owner)
         settings.validate()
         return settings
 
@@ -85,9 +96,9 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
-        if self.backend not in BACKENDS:
+        if self.backend not in ENGINES:
             raise ConfigError(
-                f"learner.backend = {self.backend!r}: expected one of {', '.join(BACKENDS)}"
+                f"learner.backend = {self.backend!r}: expected one of {', '.join(ENGINES)}"
             )
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -116,25 +127,19 @@ class BatchedSettings(PPOSettings):
     """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
     read as envs per task, plus the inner algorithm."""
 
-    inner: str = "ppo"
+    inner: Inner = "ppo"
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
 
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> BatchedSettings:
-        settings: BatchedSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the batched RL learner"
-        )
-        settings.validate()
-        if settings.inner not in INNER:
-            raise ConfigError(
-                f"learner.inner = {settings.inner!r}: expected one of {', '.join(INNER)}"
-            )
-        return settings
+    owner: ClassVar[str] = "the batched RL learner"
+
+
+SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
+"""The `[learner]` declaration of an engine that does not read `BatchedSettings`."""
 
 
 def settings_class(recipe: Recipe) -> type[PPOSettings]:
     """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
-    return PPOSettings if recipe.learner.get("backend", "batched") == "sb3" else BatchedSettings
+    return SETTINGS.get(recipe.learner.get("backend", "batched"), BatchedSettings)
 
 
 def rl_settings(recipe: Recipe) -> PPOSettings:
@@ -142,4 +147,14 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
     return settings_class(recipe).from_recipe(recipe)
 
 
-__all__ = ["BACKENDS", "INNER", "BatchedSettings", "PPOSettings", "rl_settings", "settings_class"]
+__all__ = [
+    "BACKENDS",
+    "INNER",
+    "ENGINES",
+    "SETTINGS",
+    "Inner",
+    "BatchedSettings",
+    "PPOSettings",
+    "rl_settings",
+    "settings_class",
+]
