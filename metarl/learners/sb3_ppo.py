@@ -491,15 +491,20 @@ class PPOMetaLearner:
         return np.asarray(actions)
 
 
-def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
+def refuse_supervised_keys(
+    recipe: Recipe,
+    learner: str,
+    algorithms: tuple[Algorithm, ...] = (Algorithm.REPTILE, Algorithm.FOMAML),
+) -> None:
     """`[model]` and the supervised learner's `[train]` keys have no meaning for an RL
-    learner: the first one given is a `ConfigError` naming it and why. So are the
-    supervised-only algorithms (maml, imaml, metasgd, gradients)."""
-    if recipe.train.algorithm not in (Algorithm.REPTILE, Algorithm.FOMAML):
+    learner: the first one given is a `ConfigError` naming it and why. So are the algorithms
+    the learner does not run (not in `algorithms`)."""
+    if recipe.train.algorithm not in algorithms:
+        names = ", ".join(a.value for a in algorithms)
         raise ConfigError(
             f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
-            f"{recipe.task_name!r} takes reptile or fomaml (maml, imaml, metasgd and "
-            "gradients are for supervised tasks)"
+            f"{recipe.task_name!r} takes {names} (imaml, metasgd and gradients are for "
+            'supervised tasks; maml for RL needs the batched learner with inner = "vpg")'
         )
     if recipe.model:
         raise ConfigError(
