@@ -258,3 +258,28 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer):
 def test_settings_maml_rl_cannot_run_are_refused_by_name(recipe, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         build_meta_learner(recipe(), CPU)
+
+
+def test_kl_hessian_product_equals_double_backprop_through_the_adaptation(adapted):
+    """`MetaObjective.kl_hessian` (J^T F J) against differentiating the KL's gradient with
+    respect to phi, taken through the adaptation with create_graph, a second time (what
+    pytorch-maml-rl's `hessian_vector_product` does), on random vectors."""
+    meta, phi, adaptation, _, _ = adapted
+    objective = adaptation.context["objective"]
+    product = objective.kl_hessian(phi)
+    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+    kl = objective.losses(leaves, create_graph=True).kl.sum()
+    used = [
+        k for k in leaves if k.startswith(("mlp_extractor.policy_net", "action_net", "log_std"))
+    ]
+    grads = torch.autograd.grad(kl, [leaves[k] for k in used], create_graph=True)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        v = {k: torch.randn(x.shape, generator=gen) for k, x in phi.items()}
+        dot = sum((g * v[k]).sum() for g, k in zip(grads, used, strict=True))
+        direct = torch.autograd.grad(dot, [leaves[k] for k in used], retain_graph=True)
+        fast = product(v)
+        for k, d in zip(used, direct, strict=True):
+            torch.testing.assert_close(fast[k], d, rtol=1e-3, atol=1e-6 * d.abs().max().item())
+        for k in set(phi) - set(used):
+            assert not fast[k].any(), k

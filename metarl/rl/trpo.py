@@ -90,36 +90,19 @@ def trust_region_step(
     rank's tasks; `reduce` sums a dict of tensors over ranks (identity for one process)."""
     s = settings
     names = list(phi)
-    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
 
     def mean_over_batch(values: dict[str, Tensor]) -> dict[str, Tensor]:
         return {k: v / meta_batch for k, v in reduce(values).items()}
 
-    with torch.enable_grad():
-        kl = objective.losses(leaves, create_graph=True).kl.sum()
-        kl_grads = torch.autograd.grad(
-            kl, list(leaves.values()), create_graph=True, allow_unused=True
-        )
-        # the parameters the policy uses (not the value head): the KL's curvature lives there
-        used = [k for k, g in zip(names, kl_grads, strict=True) if g is not None]
-        flat_kl_grad = _flat([g for g in kl_grads if g is not None])
+    kl_hessian = objective.kl_hessian(phi)
 
-        def fisher_vector(v: Tensor) -> Tensor:
-            parts = _unflat(v, phi)
-            v_used = _flat([parts[k] for k in used])
-            hv = torch.autograd.grad(
-                flat_kl_grad @ v_used, [leaves[k] for k in used], retain_graph=True
-            )
-            by_name = dict(zip(used, hv, strict=True))
-            local = {
-                k: by_name[k].detach() if k in by_name else torch.zeros_like(phi[k]) for k in names
-            }
-            total = mean_over_batch(local)
-            return _flat([total[k] for k in names]) + s.cg_damping * v
+    def fisher_vector(v: Tensor) -> Tensor:
+        total = mean_over_batch({k: x.detach() for k, x in kl_hessian(_unflat(v, phi)).items()})
+        return _flat([total[k] for k in names]) + s.cg_damping * v
 
-        g = _flat([gradient[k] for k in names]).detach()
-        direction = conjugate_gradient(fisher_vector, g, s.cg_iters)
-        shs = 0.5 * (direction @ fisher_vector(direction))
+    g = _flat([gradient[k] for k in names]).detach()
+    direction = conjugate_gradient(fisher_vector, g, s.cg_iters)
+    shs = 0.5 * (direction @ fisher_vector(direction))
     step = direction * torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
     old = _flat([phi[k] for k in names]).detach()
     with torch.no_grad():
