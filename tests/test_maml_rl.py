@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Independent, Normal
@@ -20,6 +21,7 @@ from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
 from metarl.rl.maml import Samples, adapt, lvc_loss, meta_gradient, reinforce_loss
 from metarl.rl.policy import per_task_gradients
+from metarl.rl.rollout import RolloutNoise, collect
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
 from metarl.train import MetaTrainer, TrainingInterrupted
@@ -283,3 +285,49 @@ def test_kl_hessian_product_equals_double_backprop_through_the_adaptation(adapte
             torch.testing.assert_close(fast[k], d, rtol=1e-3, atol=1e-6 * d.abs().max().item())
         for k in set(phi) - set(used):
             assert not fast[k].any(), k
+
+
+# -- forward velocity beside the return (locomotion) -------------------------------------------
+def hc_dir_recipe():
+    return recipe_from_dict(
+        {
+            "task": {"name": "halfcheetah-dir"},
+            "train": {"algorithm": "fomaml", "meta_batch": 2, "inner_steps": 1, "inner_lr": 0.1},
+            "learner": {"inner": "vpg", "n_envs": 3, "n_steps": 30, "batch_size": 30},
+            "eval": {"tasks": 4, "steps": [0, 1]},
+        },
+        "test",
+    )
+
+
+def test_rollout_velocity_is_the_one_in_the_reward(one_thread):
+    """HalfCheetahDir's reward is d * v - 0.05 |clip(a)|^2 per step: the recorded per-episode
+    mean forward velocity equals the one recovered from the rewards and actions."""
+    meta = build_meta_learner(hc_dir_recipe(), CPU)
+    tasks = meta.dist.sample(2, np.random.default_rng(3), Split.TRAIN)
+    env = meta._env(tasks)
+    rollout = collect(meta.policy, stack(meta.phi(), 2), env, RolloutNoise([5, 6], 0), 30, 0.99)
+    direction = torch.tensor([t.params["direction"] for t in tasks]).view(2, 1, 1)
+    ctrl = 0.05 * (rollout.actions.clamp(-1, 1) ** 2).sum(-1)
+    velocity = ((rollout.rewards + ctrl) / direction).mean(-1)  # episodes of 30 steps
+    np.testing.assert_allclose(rollout.first_velocities, velocity.numpy(), rtol=1e-4, atol=1e-4)
+    assert np.abs(rollout.first_velocities).max() > 1e-3
+
+
+def test_locomotion_curves_report_velocity_and_direction(one_thread):
+    """HalfCheetahDir's evaluation: the return, the mean forward velocity and the fraction of
+    episodes running the asked way (in [0, 1], a multiple of 1/n_envs per task), consistent
+    with each other: a task whose every episode runs its way has a velocity of its sign."""
+    meta = build_meta_learner(hc_dir_recipe(), CPU)
+    curves = meta.curves([0, 1], 4)
+    assert list(curves) == ["return", "forward_velocity", "runs_asked_way"]
+    way = curves["runs_asked_way"].per_task
+    assert ((way >= 0) & (way <= 1)).all()
+    np.testing.assert_allclose(way * 3, np.round(way * 3), atol=1e-9)
+    tasks, _ = meta.eval_tasks(4)
+    d = np.array([t.params["direction"] for t in tasks])
+    v = curves["forward_velocity"].per_task
+    assert (np.sign(v[way == 1]) == np.broadcast_to(d, v.shape)[way == 1]).all()
+    assert (np.sign(v[way == 0]) == -np.broadcast_to(d, v.shape)[way == 0]).all()
+    nav = build_meta_learner(maml_recipe(), CPU)
+    assert list(nav.curves([0], 2)) == ["return"]
