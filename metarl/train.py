@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Recipe
+from metarl.config import OuterOptimizerName, Recipe
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -188,7 +188,14 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        algorithms.apply_delta(self.optimizer, delta, self.names, lr)
+        if t.outer_optimizer is OuterOptimizerName.TRPO:
+            metrics.update(
+                algorithms.trust_region_step(
+                    self.meta, adaptation, delta, self.world.all_reduce_sum, t.meta_batch
+                )
+            )
+        else:
+            algorithms.apply_delta(self.optimizer, delta, self.names, lr)
         self.iteration += 1
         metrics["meta_step"] = lr
         bad_params = self.non_finite_parameters()
