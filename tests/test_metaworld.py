@@ -204,3 +204,32 @@ def test_metaworld_on_this_mujoco_matches_its_pinned_mujoco(skill):
     assert shift.max() <= 3, shift
     gap = np.abs(np.array(got["obs_reset"]) - np.array(expected["obs_reset"])).max()
     assert gap < 2e-3, gap
+
+
+@needs_metaworld
+def test_the_batched_engine_reports_metaworlds_success_with_its_evaluator(tmp_path):
+    """Meta-World on the batched engine: training rows carry the success rate of phi's
+    episodes (info["success"], any step); evaluation scores each task's policy with
+    Meta-World's own evaluator, giving the numbers it gives SB3's deterministic policy."""
+    from metarl.learners.rl_core import policy_scorer
+
+    recipe = with_overrides(tiny("metaworld-ml1-reach"), "learner", backend="batched", n_envs=1)
+    trainer = MetaTrainer.start(recipe, tmp_path / "run", CPU)
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert all(0.0 <= row["success_before"] <= 1.0 for row in rows)
+    meta = trainer.meta
+    curves = meta.curves([0], n_tasks=2)
+    assert list(curves)[:2] == ["success", "return"] and "rollout_return" in curves
+    assert meta.curve([0], n_tasks=2).metric == "success"
+    score = policy_scorer(meta.dist)
+    tasks, _ = meta.eval_tasks(2)
+
+    def sb3_act(observations):  # the official evaluator's input: SB3's deterministic policy
+        actions, _ = meta.model.predict(observations, deterministic=True)
+        return actions
+
+    for j, task in enumerate(tasks):
+        official = score(task, sb3_act)
+        assert curves["success"].per_task[0, j] == official["success"]
+        assert curves["return"].per_task[0, j] == pytest.approx(official["return"], rel=1e-6)

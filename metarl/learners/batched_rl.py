@@ -26,7 +26,7 @@ sub-env's one episode.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,7 @@ from metarl.learners.rl_core import (
     Timers,
     adaptation_metrics,
     initial_policy,
+    policy_scorer,
     query_metrics,
     slot_seeds,
 )
@@ -87,6 +88,9 @@ class TasksRun:
     """Updates done before a rollout -> its per-task mean return `[tasks]`."""
     last: Rollout | None = None
     """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
+    successes: dict[int, np.ndarray] = field(default_factory=dict)
+    """Like `returns`, for envs that report `info["success"]` (Meta-World): each task's
+    fraction of first episodes with a success, `[tasks]` (`Rollout.first_successes`)."""
     velocities: dict[int, np.ndarray] = field(default_factory=dict)
     """Like `returns`, for envs that report `x_velocity`: each episode's mean forward
     velocity, `[tasks, envs]` (`Rollout.first_velocities`)."""
@@ -156,6 +160,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         seeds = list(seeds)
         returns: dict[int, np.ndarray] = {}
         velocities: dict[int, np.ndarray] = {}
+        successes: dict[int, np.ndarray] = {}
         inner = self._inner(lr)
         state = inner.init(params)
         schedule = RolloutSchedule(updates, measure, extra_rollout)
@@ -170,13 +175,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 returns[t] = self._returns(rollout)
                 if rollout.first_velocities is not None:
                     velocities[t] = rollout.first_velocities
+                if rollout.first_successes is not None:
+                    successes[t] = rollout.first_successes.mean(1)
             if t < updates:
                 tick = time.perf_counter()
                 params = inner.update(params, rollout, noise, state)
                 self.timers.update += time.perf_counter() - tick
             elif extra_rollout:
                 last = rollout
-        return TasksRun(params, returns, last, velocities)
+        return TasksRun(params, returns, last, successes, velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
         if self.settings.inner == "vpg":
@@ -215,6 +222,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         run = self.run(phi, tasks, seeds, k)
         s = self.settings
         metrics = adaptation_metrics(run.returns[0].mean(), len(tasks) * k * s.n_steps * s.n_envs)
+        if 0 in run.successes:  # Meta-World: the fraction of phi's episodes that succeed
+            metrics["success_before"] = float(run.successes[0].mean())
         return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
@@ -242,11 +251,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             grads, losses = loss_and_grad(self.policy, self._ppo_loss(), params, batch)
         self.timers.update += time.perf_counter() - tick
         total = {n: g.sum(0) for n, g in grads.items()}
-        return total, query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
+        metrics = query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
+        if rollout.first_successes is not None:  # Meta-World: of the adapted policies' episodes
+            metrics["success_after"] = float(rollout.first_successes.mean())
+        return total, metrics
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
-        """The return's curve of `curves`."""
-        return self.curves(steps, n_tasks)["return"]
+        """The headline metric of `curves`: success rate where the distribution scores
+        policies itself (Meta-World), else the return."""
+        return next(iter(self.curves(steps, n_tasks).values()))
 
     def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
         """Mean return over held-out tasks after each number of inner updates in `steps`,
@@ -278,6 +291,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                         velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
                     velocity[row, part] = run.velocities[t]
         curves = {"return": Curve.from_values("return", wanted, values)}
+        scored = self._scored_curves(phi, tasks, seeds, wanted)
+        if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
+            curves = {**scored, "rollout_return": curves["return"]}
         if velocity is not None:
             curves["forward_velocity"] = Curve.from_values(
                 "forward_velocity", wanted, velocity.mean(-1)
@@ -289,6 +305,48 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                     "runs_asked_way", wanted, asked.mean(-1)
                 )
         return curves
+
+    def _scored_curves(
+        self, phi: Params, tasks: list[Any], seeds: list[int], wanted: list[int]
+    ) -> dict[str, Curve]:
+        """The distribution's own score (`policy_scorer`: Meta-World's evaluator, success
+        rate and return) of each task's policy after each t in `wanted` updates, acting
+        deterministically (the Gaussian's mean, clipped to the action space), as the SB3
+        engine scores its policies: the same protocol, so both engines' numbers compare.
+        Adapting is a function of (phi, task, seed), so each t replays the same updates.
+        Empty where the distribution has no score of its own."""
+        score = policy_scorer(self.dist)
+        if score is None:
+            return {}
+        values: dict[str, np.ndarray] = {}
+        for row, t in enumerate(wanted):
+            for start in range(0, len(tasks), EVAL_CHUNK):
+                part = slice(start, start + EVAL_CHUNK)
+                run = self.run(
+                    phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
+                )
+                for offset, task in enumerate(tasks[part]):
+                    act = self._deterministic_act(run.params, offset)
+                    for name, value in score(task, act).items():
+                        table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
+                        table[row, start + offset] = value
+        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
+
+    def _deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Task `index`'s policy in `params` as a deterministic act(observations)."""
+        mine = {name: value[index : index + 1] for name, value in params.items()}
+        space: Any = self.model.action_space
+        device = next(iter(mine.values())).device
+
+        def act(observations: np.ndarray) -> np.ndarray:
+            obs = torch.as_tensor(observations, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                out, _ = self.policy.heads(mine, obs.unsqueeze(0))
+            if self.policy.discrete:
+                return out[0].argmax(-1).cpu().numpy()
+            return np.clip(out[0].cpu().numpy(), space.low, space.high)
+
+        return act
 
     def close(self) -> None:
         for env in self._envs.values():

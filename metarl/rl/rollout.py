@@ -54,6 +54,10 @@ class Rollout:
     first_velocities: np.ndarray | None = None
     """`[tasks, envs]`: the mean forward (x) velocity over each sub-env's first episode, when
     the env reports `x_velocity` in its info (the locomotion families), else None."""
+    first_successes: np.ndarray | None = None
+    """`[tasks, envs]`: 1 where the env reported `info["success"]` at any step of the
+    sub-env's first episode (Meta-World's criterion), 0 elsewhere; None for envs that do not
+    report it."""
     advantages: Tensor = field(default_factory=lambda: torch.zeros(0))
     returns: Tensor = field(default_factory=lambda: torch.zeros(0))
 
@@ -128,6 +132,7 @@ def collect(
     running = np.zeros(n_tasks * n_envs)
     first_return = np.zeros(n_tasks * n_envs)
     velocity_sum: np.ndarray | None = None
+    succeeded: np.ndarray | None = None
     first_length = np.zeros(n_tasks * n_envs)
     finished: list[list[float]] = [[] for _ in range(n_tasks)]
     low = high = None
@@ -167,6 +172,9 @@ def collect(
             if "x_velocity" in infos:
                 velocity = np.where(alive, np.asarray(infos["x_velocity"], dtype=np.float64), 0.0)
                 velocity_sum = velocity if velocity_sum is None else velocity_sum + velocity
+            if "success" in infos:
+                hit = alive & (np.asarray(infos["success"], dtype=np.float64) > 0)
+                succeeded = hit if succeeded is None else succeeded | hit
             for i in np.flatnonzero(done):
                 finished[i // n_envs].append(float(running[i]))
                 running[i] = 0.0
@@ -199,6 +207,9 @@ def collect(
         first_velocities=None
         if velocity_sum is None
         else (velocity_sum / np.maximum(first_length, 1)).reshape(n_tasks, n_envs),
+        first_successes=None
+        if succeeded is None
+        else succeeded.astype(np.float64).reshape(n_tasks, n_envs),
     )
 
 
