@@ -91,6 +91,7 @@ class TrainConfig:
     outer_optimizer: OptimizerName = OptimizerName.SGD
     """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
     seed: int = 0
+    """Seeds the model's initialization and every meta-batch's tasks and data."""
     checkpoint_every: int = 500
     """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
     checkpoint_seconds: float = 60.0
@@ -203,6 +204,7 @@ class EvalConfig:
     """How to measure fast adaptation on held-out tasks (every learner's `[eval]` keys)."""
 
     tasks: int = 1000
+    """Held-out tasks the metric is averaged over."""
     steps: list[int] = field(default_factory=lambda: [0, 1, 10, 32])
     """Numbers of adaptation steps at which the metric is reported."""
     inner_lr: float | None = None
@@ -210,6 +212,7 @@ class EvalConfig:
     seed: int = 2024
     """Fixes the evaluation tasks, so numbers compare across runs."""
     split: Literal["train", "val", "test"] = "test"
+    """The split the held-out tasks are drawn from."""
 
 
 @dataclass
