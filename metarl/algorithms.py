@@ -20,9 +20,13 @@ of the meta-batch needs no weighting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
 import torch
 
-from metarl.config import Algorithm, OptimizerName
+from metarl.config import Algorithm, OuterOptimizerName
+from metarl.errors import ConfigError
 from metarl.protocol import Adaptation, MetaLearner, Params
 
 
@@ -55,11 +59,13 @@ def meta_delta(
 
 
 def outer_optimizer(
-    name: OptimizerName, params: list[torch.nn.Parameter], lr: float
+    name: OuterOptimizerName, params: list[torch.nn.Parameter], lr: float
 ) -> torch.optim.Optimizer:
     """SGD without momentum is Reptile's interpolation; Adam (default betas) is the paper's
-    alternative. Either way the learning rate follows the meta-step schedule."""
-    if name is OptimizerName.SGD:
+    alternative. Either way the learning rate follows the meta-step schedule. TRPO takes its
+    step itself (`trust_region_step`): it gets a plain SGD, which holds no state and is never
+    stepped, so checkpoints keep one shape."""
+    if name is not OuterOptimizerName.ADAM:
         return torch.optim.SGD(params, lr=lr)
     return torch.optim.Adam(params, lr=lr)
 
@@ -76,7 +82,39 @@ def apply_delta(
     optimizer.step()
 
 
+@runtime_checkable
+class TrustRegionLearner(Protocol):
+    """A learner that takes the outer step itself (MAML-RL's TRPO, `metarl.rl.trpo`)."""
+
+    def trust_region_step(
+        self,
+        adaptation: Adaptation,
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]: ...
+
+
+def trust_region_step(
+    learner: MetaLearner,
+    adaptation: Adaptation,
+    gradient: Params,
+    reduce: Callable[[Params], Params],
+    meta_batch: int,
+) -> dict[str, float]:
+    """The outer step `outer_optimizer = "trpo"`: the learner moves its model's phi within
+    the trust region; `gradient` is the meta-batch mean, `reduce` sums over ranks."""
+    if not isinstance(learner, TrustRegionLearner):
+        raise ConfigError(
+            f'train.outer_optimizer = "trpo": {type(learner).__name__} has no trust-region '
+            'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
+        )
+    return learner.trust_region_step(adaptation, gradient, reduce, meta_batch)
+
+
 __all__ = [
+    "TrustRegionLearner",
+    "trust_region_step",
     "Algorithm",
     "apply_delta",
     "fomaml_delta",

@@ -30,7 +30,14 @@ from typer._click.exceptions import (  # typer >= 0.29 vendors click; no public 
 )
 from typer.core import TyperGroup
 
-from metarl.config import MAX_STEPS, MAX_TASKS, Algorithm, OptimizerName, with_overrides
+from metarl.config import (
+    MAX_STEPS,
+    MAX_TASKS,
+    Algorithm,
+    OptimizerName,
+    OuterOptimizerName,
+    with_overrides,
+)
 from metarl.curves import Curve
 from metarl.distributed import World
 from metarl.errors import UserError
@@ -208,7 +215,9 @@ def train(
     meta_step_final: Annotated[
         float | None, typer.Option(help="Outer step size at the end.")
     ] = None,
-    outer_optimizer: Annotated[OptimizerName | None, typer.Option(help="Outer optimizer.")] = None,
+    outer_optimizer: Annotated[
+        OuterOptimizerName | None, typer.Option(help="Outer optimizer (trpo: RL maml).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the model and every task draw.")] = None,
     amp: Annotated[
         bool | None,

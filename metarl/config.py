@@ -58,6 +58,14 @@ class OptimizerName(str, enum.Enum):
     ADAM = "adam"
 
 
+class OuterOptimizerName(str, enum.Enum):
+    """The outer step: an optimizer on the meta-gradient, or TRPO's trust region (RL, maml)."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+    TRPO = "trpo"
+
+
 MAX_ITERATIONS = 100_000_000
 MAX_TASKS = 100_000
 """Tasks per meta-batch or evaluation: far above any paper's (tens to a thousand)."""
@@ -88,8 +96,10 @@ class TrainConfig:
     """Outer step size at the first iteration (Reptile's epsilon, or the outer Adam's lr)."""
     meta_step_final: float = 0.0
     """Outer step size at the last iteration; annealed linearly in between."""
-    outer_optimizer: OptimizerName = OptimizerName.SGD
-    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
+    outer_optimizer: OuterOptimizerName = OuterOptimizerName.SGD
+    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient;
+    trpo: MAML-RL's trust-region step (RL recipes with algorithm = "maml" only; `meta_step`
+    is then unused: the step length comes from the KL bound, `metarl.rl.trpo`)."""
     seed: int = 0
     """Seeds the model's initialization and every meta-batch's tasks and data."""
     checkpoint_every: int = 500
@@ -280,6 +290,11 @@ class Recipe:
                 f"learner.{next(iter(self.learner))}: [learner] holds the PPO settings of RL "
                 f"tasks; the supervised learner of task {self.task_name!r} takes its settings "
                 f"in [train] ({', '.join(SUPERVISED_TRAIN_KEYS)})"
+            )
+        if self.train.outer_optimizer is OuterOptimizerName.TRPO:
+            raise ConfigError(
+                'train.outer_optimizer = "trpo": a trust region on the policies\' KL, for RL '
+                f'recipes; the supervised learner of task {self.task_name!r} takes "sgd" or "adam"'
             )
         settings: SupervisedSettings = build_dataclass(
             SupervisedSettings, self.supervised.get("train", {}), "train"

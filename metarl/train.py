@@ -1,8 +1,9 @@
-"""Meta-training: the one loop of Reptile / FOMAML over a run directory.
+"""Meta-training: the one loop of every algorithm (Reptile, first-order MAML, MAML, Meta-SGD
+and iMAML) over a run directory.
 
 The loop emits events to callbacks (progress bars live in the CLI, not here). Tasks of
 iteration `i` come from a generator seeded by `(seed, i)` alone, so a resumed run sees the same
-tasks as an uninterrupted one, and a future split of the meta-batch across workers does not
+tasks as an uninterrupted one, and splitting the meta-batch across torchrun ranks does not
 change which tasks an iteration draws.
 """
 
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Recipe
+from metarl.config import OuterOptimizerName, Recipe
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -187,7 +188,14 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        algorithms.apply_delta(self.optimizer, delta, self.names, lr)
+        if t.outer_optimizer is OuterOptimizerName.TRPO:
+            metrics.update(
+                algorithms.trust_region_step(
+                    self.meta, adaptation, delta, self.world.all_reduce_sum, t.meta_batch
+                )
+            )
+        else:
+            algorithms.apply_delta(self.optimizer, delta, self.names, lr)
         self.iteration += 1
         metrics["meta_step"] = lr
         bad_params = self.non_finite_parameters()

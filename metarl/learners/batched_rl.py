@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,9 @@ class TasksRun:
     """Updates done before a rollout -> its per-task mean return `[tasks]`."""
     last: Rollout | None = None
     """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
+    velocities: dict[int, np.ndarray] = field(default_factory=dict)
+    """Like `returns`, for envs that report `x_velocity`: each episode's mean forward
+    velocity, `[tasks, envs]` (`Rollout.first_velocities`)."""
 
 
 class BatchedRLMetaLearner(RLMetaLearnerBase):
@@ -152,6 +155,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         params = stack(phi, len(tasks))
         seeds = list(seeds)
         returns: dict[int, np.ndarray] = {}
+        velocities: dict[int, np.ndarray] = {}
         inner = self._inner(lr)
         state = inner.init(params)
         schedule = RolloutSchedule(updates, measure, extra_rollout)
@@ -164,13 +168,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             self.timers.env_steps += rollout.env_steps
             if schedule.measured(t):
                 returns[t] = self._returns(rollout)
+                if rollout.first_velocities is not None:
+                    velocities[t] = rollout.first_velocities
             if t < updates:
                 tick = time.perf_counter()
                 params = inner.update(params, rollout, noise, state)
                 self.timers.update += time.perf_counter() - tick
             elif extra_rollout:
                 last = rollout
-        return TasksRun(params, returns, last)
+        return TasksRun(params, returns, last, velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
         if self.settings.inner == "vpg":
@@ -239,13 +245,22 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return total, query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """The return's curve of `curves`."""
+        return self.curves(steps, n_tasks)["return"]
+
+    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
         """Mean return over held-out tasks after each number of inner updates in `steps`,
         adapting from `model` with eval.inner_lr (default: train.inner_lr), `EVAL_CHUNK`
-        tasks at a time."""
+        tasks at a time. Locomotion envs (those reporting `x_velocity`) add the tasks' mean
+        per-episode forward velocity and, for families with a `direction` of +-1
+        (HalfCheetahDir), the fraction of each task's episodes whose mean forward velocity
+        has the direction's sign (`runs_asked_way`): "runs the asked way" measured, not read
+        off the sign of a return that includes control costs."""
         wanted = sorted(set(steps))
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
         values = np.zeros((len(wanted), n_tasks))
+        velocity: np.ndarray | None = None
         for start in range(0, n_tasks, EVAL_CHUNK):
             part = slice(start, start + EVAL_CHUNK)
             run = self.run(
@@ -258,7 +273,22 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             )
             for row, t in enumerate(wanted):
                 values[row, part] = run.returns[t]
-        return Curve.from_values("return", wanted, values)
+                if t in run.velocities:
+                    if velocity is None:
+                        velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
+                    velocity[row, part] = run.velocities[t]
+        curves = {"return": Curve.from_values("return", wanted, values)}
+        if velocity is not None:
+            curves["forward_velocity"] = Curve.from_values(
+                "forward_velocity", wanted, velocity.mean(-1)
+            )
+            signs = [getattr(task, "params", {}).get("direction") for task in tasks]
+            if all(d in (-1, 1, -1.0, 1.0) for d in signs):
+                asked = np.sign(velocity) == np.asarray(signs, dtype=float)[None, :, None]
+                curves["runs_asked_way"] = Curve.from_values(
+                    "runs_asked_way", wanted, asked.mean(-1)
+                )
+        return curves
 
     def close(self) -> None:
         for env in self._envs.values():

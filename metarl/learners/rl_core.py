@@ -27,26 +27,31 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from metarl.config import Algorithm, EvalConfig, Recipe
+from metarl.config import Algorithm, EvalConfig, OuterOptimizerName, Recipe
 from metarl.errors import ConfigError
 from metarl.protocol import MetaLearnerBase, Params, RolloutContext, Split, task_rng
 from metarl.rl.policy import build_sb3_policy
 from metarl.rl.rollout import RolloutTimers
-from metarl.rl.settings import ENGINES, PPOSettings
+from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings
 
 Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 """A distribution's `evaluate_policy(task, act)`: metrics of a deterministic policy `act`."""
 
 
-def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
+def refuse_supervised_keys(
+    recipe: Recipe,
+    learner: str,
+    algorithms: tuple[Algorithm, ...] = (Algorithm.REPTILE, Algorithm.FOMAML),
+) -> None:
     """`[model]` and the supervised learner's `[train]`/`[eval]` keys have no meaning for an
     RL learner: the first one given is a `ConfigError` naming it and why. So are the
-    supervised-only algorithms (maml, imaml, metasgd, gradients)."""
-    if recipe.train.algorithm not in (Algorithm.REPTILE, Algorithm.FOMAML):
+    algorithms the learner does not run (not in `algorithms`)."""
+    if recipe.train.algorithm not in algorithms:
+        names = ", ".join(a.value for a in algorithms)
         raise ConfigError(
             f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
-            f"{recipe.task_name!r} takes reptile or fomaml (maml, imaml, metasgd and "
-            "gradients are for supervised tasks)"
+            f"{recipe.task_name!r} takes {names} (imaml, metasgd and gradients are for "
+            'supervised tasks; maml for RL needs the batched learner with inner = "vpg")'
         )
     if recipe.model:
         raise ConfigError(
@@ -196,7 +201,18 @@ class RLLearners:
             raise ConfigError(
                 f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}"
             )
-        engine: type[RLMetaLearnerBase] = pkgutil.resolve_name(ENGINES[backend])
+        second_order = recipe.train.algorithm is Algorithm.MAML
+        if recipe.train.outer_optimizer is OuterOptimizerName.TRPO and not (
+            second_order and backend in SECOND_ORDER_ENGINES
+        ):
+            raise ConfigError(
+                'train.outer_optimizer = "trpo": MAML-RL\'s trust region needs algorithm = '
+                '"maml" on the batched learner (learner.backend = "batched", inner = "vpg")'
+            )
+        target = ENGINES[backend]
+        if second_order and backend in SECOND_ORDER_ENGINES:
+            target = SECOND_ORDER_ENGINES[backend]
+        engine: type[RLMetaLearnerBase] = pkgutil.resolve_name(target)
         return engine.from_recipe(recipe, dist, device)
 
 

@@ -26,9 +26,9 @@ def _steps_per_update(recipe: Recipe) -> int:
 
 def meta_env_steps(recipe: Recipe) -> int:
     """Environment steps a meta-training run of `recipe` takes (adaptation rollouts, plus
-    FOMAML's one query rollout per task)."""
+    FOMAML's and MAML's one post-update rollout per task)."""
     t = recipe.train
-    rollouts = t.inner_steps + (1 if t.algorithm is Algorithm.FOMAML else 0)
+    rollouts = t.inner_steps + (1 if t.algorithm in (Algorithm.FOMAML, Algorithm.MAML) else 0)
     return t.meta_iterations * t.meta_batch * rollouts * _steps_per_update(recipe)
 
 

@@ -51,6 +51,9 @@ class Rollout:
     first_returns: np.ndarray
     """`[tasks]`: mean undiscounted return of each sub-env's first episode (or its reward sum
     if it outlasts the rollout)."""
+    first_velocities: np.ndarray | None = None
+    """`[tasks, envs]`: the mean forward (x) velocity over each sub-env's first episode, when
+    the env reports `x_velocity` in its info (the locomotion families), else None."""
     advantages: Tensor = field(default_factory=lambda: torch.zeros(0))
     returns: Tensor = field(default_factory=lambda: torch.zeros(0))
 
@@ -124,6 +127,8 @@ def collect(
     alive = np.ones(n_tasks * n_envs, dtype=bool)
     running = np.zeros(n_tasks * n_envs)
     first_return = np.zeros(n_tasks * n_envs)
+    velocity_sum: np.ndarray | None = None
+    first_length = np.zeros(n_tasks * n_envs)
     finished: list[list[float]] = [[] for _ in range(n_tasks)]
     low = high = None
     if isinstance(action_space, spaces.Box):
@@ -158,6 +163,10 @@ def collect(
             first[t] = torch.from_numpy(alive.astype(np.float32)).to(device).view(n_tasks, n_envs)
             running += np.asarray(reward, dtype=np.float64)
             first_return += np.where(alive, reward, 0.0)
+            first_length += alive
+            if "x_velocity" in infos:
+                velocity = np.where(alive, np.asarray(infos["x_velocity"], dtype=np.float64), 0.0)
+                velocity_sum = velocity if velocity_sum is None else velocity_sum + velocity
             for i in np.flatnonzero(done):
                 finished[i // n_envs].append(float(running[i]))
                 running[i] = 0.0
@@ -187,6 +196,9 @@ def collect(
         first_episode=tet(first),
         episode_returns=episode_returns,
         first_returns=first_return.reshape(n_tasks, n_envs).mean(1),
+        first_velocities=None
+        if velocity_sum is None
+        else (velocity_sum / np.maximum(first_length, 1)).reshape(n_tasks, n_envs),
     )
 
 

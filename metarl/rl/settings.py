@@ -25,6 +25,11 @@ ENGINES: dict[str, str] = {
 """`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
 task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
 a new engine is one module and one entry here."""
+SECOND_ORDER_ENGINES: dict[str, str] = {
+    "batched": "metarl.learners.maml_rl:MAMLRLMetaLearner",
+}
+"""`[learner] backend` -> the engine that runs MAML-RL's second-order step (`algorithm =
+"maml"`, `metarl.rl.maml`) on it; a backend without an entry refuses maml."""
 Inner = Literal["ppo", "vpg"]
 """The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
 BACKENDS: tuple[str, ...] = tuple(ENGINES)

@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -37,7 +38,7 @@ def make_env(skill: str, index: int) -> MetaWorldEnv:
     return env
 
 
-def rate(step: Callable[[np.ndarray], None], envs: int, steps: int) -> float:
+def rate(step: Callable[[np.ndarray], Any], envs: int, steps: int) -> float:
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, envs, 4)).astype(np.float32)
     start = time.perf_counter()
@@ -46,7 +47,7 @@ def rate(step: Callable[[np.ndarray], None], envs: int, steps: int) -> float:
     return envs * steps / (time.perf_counter() - start)
 
 
-def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], None], int]]:
+def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], Any], int]]:
     import mujoco
 
     envs = [make_env(skill, i % 50) for i in range(n)]
@@ -64,11 +65,14 @@ def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], None], i
             if term or trunc:
                 env.reset()
 
-    vec = gymnasium.vector.SyncVectorEnv([lambda i=i: make_env(skill, i % 50) for i in range(n)])
+    def maker(index: int) -> Callable[[], gymnasium.Env]:
+        return lambda: make_env(skill, index % 50)
+
+    vec = gymnasium.vector.SyncVectorEnv([maker(i) for i in range(n)])
     vec.reset(seed=0)
-    two = gymnasium.vector.AsyncVectorEnv([lambda i=i: make_env(skill, i) for i in range(2)])
+    two = gymnasium.vector.AsyncVectorEnv([maker(i) for i in range(2)])
     two.reset(seed=0)
-    out: dict[str, tuple[Callable[[np.ndarray], None], int]] = {
+    out: dict[str, tuple[Callable[[np.ndarray], Any], int]] = {
         "physics": (physics, n),
         "loop": (loop, n),
         "sync": (lambda a: vec.step(a), n),
@@ -84,7 +88,7 @@ def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], None], i
             f"MetaWorld/{camel}-v3", num_envs=n, num_threads=threads, seed=0
         )
         pool.reset()
-        out[f"envpool{threads}"] = (lambda a, pool=pool: pool.step(a), n)
+        out[f"envpool{threads}"] = (pool.step, n)
     return out
 
 

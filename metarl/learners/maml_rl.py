@@ -1,0 +1,148 @@
+"""Second-order MAML-RL on the batched learner (`algorithm = "maml"`, `[learner] inner = "vpg"`).
+
+Per meta-iteration, for this rank's tasks at once: pre-update rollouts from phi (no graph),
+one VPG step to theta_i' (MAML-RL's protocol: `inner_steps = 1`), post-update rollouts from
+theta_i' (no graph), then the outer objective of `metarl.rl.maml` (ProMP's LVC inner loss,
+the importance-weighted surrogate outside): its gradient with respect to phi through the
+adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
+`outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
+(`trust_region_step`, `metarl.rl.trpo`). The rollouts use the seeds and rollout indices of
+the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and fomaml see
+the same episodes up to the policies that act in them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.config import Algorithm, Recipe
+from metarl.errors import ConfigError
+from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
+from metarl.learners.rl_core import refuse_supervised_keys
+from metarl.protocol import Adaptation, Params
+from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
+from metarl.rl.rollout import RolloutNoise, collect
+from metarl.rl.trpo import trust_region_step
+
+
+class MAMLRLMetaLearner(BatchedRLMetaLearner):
+    """The batched learner with MAML-RL's second-order meta-gradient (see the module)."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> MAMLRLMetaLearner:
+        refuse_supervised_keys(recipe, "the batched RL learner", (Algorithm.MAML,))
+        learner = cls(recipe, dist, device)
+        if learner.settings.inner != "vpg":
+            raise ConfigError(
+                f'learner.inner = "{learner.settings.inner}": train.algorithm = "maml" '
+                'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
+            )
+        if recipe.train.inner_steps != 1:
+            raise ConfigError(
+                f"train.inner_steps = {recipe.train.inner_steps}: second-order MAML-RL takes "
+                "one policy-gradient step (MAML-RL's protocol), use 1"
+            )
+        return learner
+
+    def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
+        super().__init__(recipe, dist, device)
+        self.policy_fn = policy_function(self.policy)
+
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation:
+        """Pre-update rollouts from phi and theta_i' for this rank's slots."""
+        k = self.recipe.train.inner_steps
+        seeds = [int(x) for x in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        tasks = list(tasks)[slots]
+        with one_torch_thread():
+            pre = self._rollout(phi, tasks, seeds, 0, stacked=False)
+            samples = Samples.from_rollout(pre, self.settings.gamma)
+            tick = time.perf_counter()
+            params = adapt(
+                self.policy_fn, phi, samples, self.recipe.train.inner_lr, create_graph=False
+            )
+            self.timers.update += time.perf_counter() - tick
+        metrics = {
+            "return_before": float(pre.first_returns.mean()),
+            "env_steps": float(pre.env_steps),
+        }
+        context = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": samples}
+        return Adaptation(params, context, metrics)
+
+    def _rollout(
+        self, params: Params, tasks: list[Any], seeds: list[int], index: int, *, stacked: bool
+    ) -> Any:
+        s = self.settings
+        if not stacked:
+            params = {k: v.unsqueeze(0).expand(len(tasks), *v.shape) for k, v in params.items()}
+        rollout = collect(
+            self.policy,
+            params,
+            self._env(tasks),
+            RolloutNoise(seeds, index),
+            s.n_steps,
+            s.gamma,
+            self.timers.rollout,
+        )
+        self.timers.env_steps += rollout.env_steps
+        return rollout
+
+    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """Post-update rollouts from theta_i', then the sum over this rank's tasks of the
+        outer surrogate's gradient with respect to phi through the adaptation. The objective
+        is kept in the adaptation's context for the trust-region step."""
+        ctx = adaptation.context
+        with one_torch_thread():
+            post = self._rollout(adaptation.params, ctx["tasks"], ctx["seeds"], 1, stacked=True)
+            tick = time.perf_counter()
+            objective = MetaObjective(
+                self.policy_fn,
+                ctx["phi"],
+                ctx["pre"],
+                Samples.from_rollout(post, self.settings.gamma),
+                self.recipe.train.inner_lr,
+            )
+            grads, losses = objective.gradient(ctx["phi"])
+            self.timers.update += time.perf_counter() - tick
+        ctx["objective"] = objective
+        return grads, {
+            "query_loss": float(losses.surrogate.mean()),
+            "return_after": float(post.first_returns.mean()),
+            "query_env_steps": float(post.env_steps),
+        }
+
+    def trust_region_step(
+        self,
+        adaptation: Adaptation,
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]:
+        """MAML-RL's TRPO step on the model's phi (`metarl.rl.trpo`)."""
+        with one_torch_thread():
+            tick = time.perf_counter()
+            phi, metrics = trust_region_step(
+                adaptation.context["phi"],
+                adaptation.context["objective"],
+                gradient,
+                reduce,
+                meta_batch,
+            )
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    p.copy_(phi[name])
+            self.timers.update += time.perf_counter() - tick
+        return metrics
+
+
+__all__ = ["MAMLRLMetaLearner"]
