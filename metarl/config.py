@@ -101,6 +101,7 @@ class TrainConfig:
     trpo: MAML-RL's trust-region step (RL recipes with algorithm = "maml" only; `meta_step`
     is then unused: the step length comes from the KL bound, `metarl.rl.trpo`)."""
     seed: int = 0
+    """Seeds the model's initialization and every meta-batch's tasks and data."""
     checkpoint_every: int = 500
     """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
     checkpoint_seconds: float = 60.0
@@ -213,6 +214,7 @@ class EvalConfig:
     """How to measure fast adaptation on held-out tasks (every learner's `[eval]` keys)."""
 
     tasks: int = 1000
+    """Held-out tasks the metric is averaged over."""
     steps: list[int] = field(default_factory=lambda: [0, 1, 10, 32])
     """Numbers of adaptation steps at which the metric is reported."""
     inner_lr: float | None = None
@@ -220,6 +222,7 @@ class EvalConfig:
     seed: int = 2024
     """Fixes the evaluation tasks, so numbers compare across runs."""
     split: Literal["train", "val", "test"] = "test"
+    """The split the held-out tasks are drawn from."""
 
 
 @dataclass

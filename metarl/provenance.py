@@ -4,13 +4,25 @@ supervised learner's settings, or of metarl's config). `metarl tasks show` print
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
+import inspect
+import textwrap
+import typing
 from typing import Any
 
-from metarl.config import SUPERVISED, Recipe, recipe_from_dict
+from metarl.config import (
+    SUPERVISED,
+    EvalConfig,
+    Recipe,
+    SupervisedEval,
+    SupervisedSettings,
+    TrainConfig,
+    recipe_from_dict,
+)
 from metarl.registry import option_defaults, recipe_path, resolve_recipe, task_spec
-from metarl.rl.settings import settings_class
+from metarl.rl.settings import BatchedSettings, PPOSettings, settings_class
 from metarl.tomlio import SECTIONS, parse_assignment, read_toml
 
 
@@ -81,8 +93,73 @@ def field_sources(
     return rows
 
 
+READERS: list[tuple[str, type, str]] = [
+    ("train", TrainConfig, "every learner"),
+    ("train", SupervisedSettings, "supervised"),
+    ("eval", EvalConfig, "every learner"),
+    ("eval", SupervisedEval, "supervised"),
+    ("learner", PPOSettings, "RL (both engines)"),
+    ("learner", BatchedSettings, "RL, batched engine"),
+]
+"""Every declaration of recipe keys, by table, with who reads its keys (a subclass adds only
+the keys it declares itself)."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under a dataclass's fields (`x: int = 0` then `\"\"\"...\"\"\"`)."""
+    docs: dict[str, str] = {}
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    for field, doc in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            docs[field.target.id] = " ".join(doc.value.value.split())
+    return docs
+
+
+def settings_reference() -> str:
+    """The reference of every recipe key outside `[task]` and `[model]` (whose keys are the
+    distribution's and network's parameters), as a Markdown table made from the declarations
+    the parser reads: key, type, default, who reads it and what it means."""
+    lines = ["| key | type | default | read by | meaning |", "|---|---|---|---|---|"]
+    for section, cls, reader in READERS:
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        own = [f for f in dataclasses.fields(cls) if f.name in vars(cls).get("__annotations__", {})]
+        for f in own:
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            hint = hints[f.name]
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            meaning = docs.get(f.name, "")
+            if not meaning and issubclass(cls, PPOSettings):
+                meaning = "SB3's `PPO(...)` argument of this name."
+            if f.metadata.get("why_not_rl"):
+                meaning += f" (RL: {f.metadata['why_not_rl']})"
+            cells = [
+                f"`{section}.{f.name}`",
+                f"`{kind}`",
+                f"`{_plain(default)!r}`",
+                reader,
+                meaning,
+            ]
+            lines.append("| " + " | ".join(c.replace("|", "\\|").strip() for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-__all__ = ["field_sources", "learner_tables", "resolve_with_sets"]
+__all__ = [
+    "READERS",
+    "field_docs",
+    "field_sources",
+    "learner_tables",
+    "resolve_with_sets",
+    "settings_reference",
+]

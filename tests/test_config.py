@@ -136,3 +136,28 @@ def test_model_and_task_values_of_the_wrong_type_are_refused_naming_key_value_an
     with pytest.raises(ConfigError, match=r"task.phase\[1\] = 'pi': expected a number"):
         check_option_names(recipe)
     check_option_names(recipe_from_dict({"task": {"name": "sine", "phase": [0, 3]}}, "x"))
+
+
+def test_the_settings_reference_is_made_from_the_declarations_the_parser_reads():
+    """Every key a recipe's [train], [eval] and [learner] accept appears once, with its
+    default and its reader, and each row is a well-formed five-cell Markdown row."""
+    import re
+
+    from metarl.provenance import READERS, settings_reference
+    from metarl.rl.settings import BatchedSettings
+
+    reference = settings_reference()
+    rows = reference.splitlines()[2:]
+    keys = [row.split("`")[1] for row in rows]
+    declared = [
+        f"{section}.{f.name}"
+        for section, cls in (("train", TrainConfig), ("eval", EvalConfig), *SUPERVISED.items())
+        for f in dataclasses.fields(cls)
+    ] + [f"learner.{f.name}" for f in dataclasses.fields(BatchedSettings)]
+    assert sorted(keys) == sorted(declared)
+    for row in rows:
+        assert len(re.split(r"(?<!\\)\|", row)) == 7, row  # 5 cells between 6 bars
+    inner = next(r for r in rows if r.startswith("| `learner.inner`"))
+    assert "RL, batched engine" in inner and "'ppo'" in inner
+    assert "(RL: a policy acts on one observation at a time)" in reference
+    assert {reader for _, _, reader in READERS} >= {"every learner", "supervised"}

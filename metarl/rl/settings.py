@@ -42,9 +42,9 @@ class PPOSettings:
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
     backend: str = "batched"
-    """"batched": every task of the meta-batch stepped and updated at once
-    (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
-    module, the reference the batched learner is tested against)."""
+    """The engine (`ENGINES`): "batched", every task of the meta-batch stepped and updated at
+    once (`metarl.learners.batched_rl`); "sb3", one task after another through SB3's PPO
+    (`metarl.learners.sb3_ppo`, the reference the batched engine is tested against)."""
     n_steps: int = 1000
     """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
     n_envs: int = 1
@@ -61,9 +61,11 @@ class PPOSettings:
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layers of the policy and (separately) of the value network."""
     activation: str = "tanh"
+    """The hidden layers' activation (`metarl.models.ACTIVATIONS`)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
     ortho_init: bool = True
+    """SB3's orthogonal initialization of the policy and value networks."""
 
     owner: ClassVar[str] = "the PPO learner"
     """Who reads these settings (for messages)."""
