@@ -52,7 +52,7 @@ from metarl.optim import InnerOptimizer, stack
 from metarl.protocol import Adaptation, Params
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
-from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae
+from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae, runs_asked_way
 from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
 
@@ -298,9 +298,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             curves["forward_velocity"] = Curve.from_values(
                 "forward_velocity", wanted, velocity.mean(-1)
             )
-            signs = [getattr(task, "params", {}).get("direction") for task in tasks]
-            if all(d in (-1, 1, -1.0, 1.0) for d in signs):
-                asked = np.sign(velocity) == np.asarray(signs, dtype=float)[None, :, None]
+            asked = runs_asked_way(velocity, tasks)
+            if asked is not None:
                 curves["runs_asked_way"] = Curve.from_values(
                     "runs_asked_way", wanted, asked.mean(-1)
                 )

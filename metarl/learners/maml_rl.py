@@ -26,8 +26,21 @@ from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
 from metarl.learners.rl_core import refuse_supervised_keys
 from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
-from metarl.rl.rollout import RolloutNoise, collect
+from metarl.rl.rollout import Rollout, RolloutNoise, collect, runs_asked_way
 from metarl.rl.trpo import trust_region_step
+
+
+def locomotion_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[str, float]:
+    """The mean forward velocity of the episodes (`forward_velocity_<when>`) and, for
+    HalfCheetahDir, the fraction running their task's way (`runs_asked_way_<when>`), for envs
+    that report `x_velocity`; nothing otherwise."""
+    if rollout.first_velocities is None:
+        return {}
+    out = {f"forward_velocity_{when}": float(rollout.first_velocities.mean())}
+    asked = runs_asked_way(rollout.first_velocities, tasks)
+    if asked is not None:
+        out[f"runs_asked_way_{when}"] = float(asked.mean())
+    return out
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
@@ -75,6 +88,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         metrics = {
             "return_before": float(pre.first_returns.mean()),
             "env_steps": float(pre.env_steps),
+            **locomotion_metrics(pre, tasks, "before"),
         }
         context = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": samples}
         return Adaptation(params, context, metrics)
@@ -119,6 +133,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             "query_loss": float(losses.surrogate.mean()),
             "return_after": float(post.first_returns.mean()),
             "query_env_steps": float(post.env_steps),
+            **locomotion_metrics(post, ctx["tasks"], "after"),
         }
 
     def trust_region_step(

@@ -16,6 +16,7 @@ task (a task whose episodes all outlast the rollout reports its reward sum per e
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +214,17 @@ def collect(
     )
 
 
+def runs_asked_way(velocities: np.ndarray, tasks: Sequence[Any]) -> np.ndarray | None:
+    """`[..., tasks, envs]`: 1.0 where an episode's mean forward velocity has the sign of its
+    task's `direction` (HalfCheetahDir's +-1), else 0.0; None when the tasks have no such
+    direction (AntDir's is an angle, the other families have none)."""
+    signs = [getattr(task, "params", {}).get("direction") for task in tasks]
+    if not all(d in (-1, 1) for d in signs):
+        return None
+    wanted = np.asarray(signs, dtype=float)[:, None]
+    return (np.sign(velocities) == wanted).astype(float)
+
+
 def gae(
     rewards: Tensor, values: Tensor, dones: Tensor, last_values: Tensor, gamma: float, lam: float
 ) -> tuple[Tensor, Tensor]:
@@ -232,4 +244,4 @@ def gae(
     return advantages, advantages + values
 
 
-__all__ = ["Rollout", "RolloutNoise", "RolloutTimers", "collect", "gae"]
+__all__ = ["Rollout", "RolloutNoise", "RolloutTimers", "collect", "gae", "runs_asked_way"]
