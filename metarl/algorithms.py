@@ -21,12 +21,10 @@ of the meta-batch needs no weighting.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 import torch
 
 from metarl.config import Algorithm, OuterOptimizerName
-from metarl.errors import ConfigError
 from metarl.protocol import Adaptation, MetaLearner, Params
 
 
@@ -82,19 +80,6 @@ def apply_delta(
     optimizer.step()
 
 
-@runtime_checkable
-class TrustRegionLearner(Protocol):
-    """A learner that takes the outer step itself (MAML-RL's TRPO, `metarl.rl.trpo`)."""
-
-    def trust_region_step(
-        self,
-        adaptation: Adaptation,
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-    ) -> dict[str, float]: ...
-
-
 def trust_region_step(
     learner: MetaLearner,
     adaptation: Adaptation,
@@ -103,17 +88,12 @@ def trust_region_step(
     meta_batch: int,
 ) -> dict[str, float]:
     """The outer step `outer_optimizer = "trpo"`: the learner moves its model's phi within
-    the trust region; `gradient` is the meta-batch mean, `reduce` sums over ranks."""
-    if not isinstance(learner, TrustRegionLearner):
-        raise ConfigError(
-            f'train.outer_optimizer = "trpo": {type(learner).__name__} has no trust-region '
-            'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
-        )
+    the trust region; `gradient` is the meta-batch mean, `reduce` sums over ranks. A learner
+    without a trust-region step refuses (`MetaLearnerBase`'s default)."""
     return learner.trust_region_step(adaptation, gradient, reduce, meta_batch)
 
 
 __all__ = [
-    "TrustRegionLearner",
     "trust_region_step",
     "Algorithm",
     "apply_delta",

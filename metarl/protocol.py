@@ -18,7 +18,7 @@ the distribution's `kind` (`metarl.learners.LEARNERS`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -34,6 +34,8 @@ from typing import (
 
 import numpy as np
 import torch
+
+from metarl.errors import ConfigError
 
 if TYPE_CHECKING:
     from metarl.curves import Curve
@@ -232,6 +234,18 @@ class MetaLearner(Protocol[C]):
         behind the numbers; {} when there are none)."""
         ...
 
+    def trust_region_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]:
+        """The outer step `outer_optimizer = "trpo"`: move the model's phi within the trust
+        region; `gradient` is the meta-batch mean, `reduce` sums over ranks (learners without
+        one raise a `ConfigError`)."""
+        ...
+
 
 class MetaLearnerBase(Generic[C, D]):
     """The defaults of `MetaLearner`'s optional parts: one metric, no state beyond the
@@ -256,6 +270,18 @@ class MetaLearnerBase(Generic[C, D]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+    def trust_region_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]:
+        raise ConfigError(
+            f'train.outer_optimizer = "trpo": {type(self).__name__} has no trust-region '
+            'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
+        )
 
     def run_record(self) -> dict[str, Any]:
         """The distribution's `run_record()`, the one optional method of the Task protocol

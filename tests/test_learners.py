@@ -164,11 +164,16 @@ def test_second_order_settings_are_checked(train, message):
 
 
 def test_rl_recipe_refuses_second_order_algorithms():
-    recipe = recipe_from_dict(nav_data(algorithm="maml"), "nav.toml")
+    """imaml (and metasgd, gradients) are for supervised tasks; maml for RL differentiates
+    through MAML-RL's policy-gradient step, so it needs inner = "vpg"."""
+    recipe = recipe_from_dict(nav_data(algorithm="imaml"), "nav.toml")
     with pytest.raises(
         ConfigError,
-        match="nav.toml: train.algorithm = .maml.: the batched RL learner .* takes reptile or",
+        match="nav.toml: train.algorithm = .imaml.: the batched RL learner .* takes reptile",
     ):
+        build_meta_learner(recipe, CPU)
+    recipe = recipe_from_dict(nav_data(algorithm="maml"), "nav.toml")
+    with pytest.raises(ConfigError, match='nav.toml: learner.inner = "ppo": .*use inner = "vpg"'):
         build_meta_learner(recipe, CPU)
 
 
@@ -245,3 +250,16 @@ def test_metasgd_run_trains_resumes_and_evaluates_with_its_rates_from_the_cli(tm
     result = invoke("eval", str(out), "--tasks", "10", "--steps", "0,1", "--plot", str(png))
     assert result.exit_code == 0, result.output
     assert png.is_file() and (tmp_path / "curve-fits.png").is_file()
+
+
+def test_a_learner_without_a_trust_region_step_refuses_it_by_name():
+    """The contract's default: only learners that take the outer step themselves (MAML-RL's
+    TRPO) have one; the trainer's call reaches every learner without probing it."""
+    meta = build_meta_learner(sine_recipe(), CPU)
+    phi = {k: v.detach() for k, v in meta.model.named_parameters()}
+    rng = task_rng(0, Split.TRAIN, 0)
+    adaptation = meta.adapt(phi, meta.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
+    with pytest.raises(ConfigError, match='"trpo": SupervisedMetaLearner has no trust-region'):
+        algorithms.trust_region_step(meta, adaptation, phi, lambda g: g, 3)
+    assert meta.state_dict() == {} and meta.run_record() == {}
+    assert list(meta.curves([0, 1], 4)) == ["mse"]

@@ -67,10 +67,11 @@ if TYPE_CHECKING:  # mypy checks here that every learner meets the whole contrac
         supervised: supervised.SupervisedMetaLearner,
         sb3: sb3_ppo.PPOMetaLearner,
         batched: batched_rl.BatchedRLMetaLearner,
+        maml: maml_rl.MAMLRLMetaLearner,
     ) -> list[MetaLearner[Any]]:
-        return [supervised, sb3, batched]
+        return [supervised, sb3, batched, maml]
 
-    from metarl.learners import batched_rl, sb3_ppo, supervised
+    from metarl.learners import batched_rl, maml_rl, sb3_ppo, supervised
 
 
 __all__ = ["LEARNERS", "build_meta_learner", "distribution"]

@@ -23,7 +23,12 @@ import torch
 from metarl.config import Algorithm, Recipe
 from metarl.errors import ConfigError
 from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
-from metarl.learners.rl_core import refuse_supervised_keys
+from metarl.learners.rl_core import (
+    adaptation_metrics,
+    query_metrics,
+    refuse_supervised_keys,
+    slot_seeds,
+)
 from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
 from metarl.rl.rollout import Rollout, RolloutNoise, collect, runs_asked_way
@@ -75,7 +80,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     ) -> Adaptation:
         """Pre-update rollouts from phi and theta_i' for this rank's slots."""
         k = self.recipe.train.inner_steps
-        seeds = [int(x) for x in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
         with one_torch_thread():
             pre = self._rollout(phi, tasks, seeds, 0, stacked=False)
@@ -86,8 +91,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             )
             self.timers.update += time.perf_counter() - tick
         metrics = {
-            "return_before": float(pre.first_returns.mean()),
-            "env_steps": float(pre.env_steps),
+            **adaptation_metrics(pre.first_returns.mean(), pre.env_steps),
             **locomotion_metrics(pre, tasks, "before"),
         }
         context = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": samples}
@@ -130,9 +134,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             self.timers.update += time.perf_counter() - tick
         ctx["objective"] = objective
         return grads, {
-            "query_loss": float(losses.surrogate.mean()),
-            "return_after": float(post.first_returns.mean()),
-            "query_env_steps": float(post.env_steps),
+            **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
             **locomotion_metrics(post, ctx["tasks"], "after"),
         }
 
