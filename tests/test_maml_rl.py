@@ -358,12 +358,15 @@ def test_two_ranks_take_the_trust_region_step_one_rank_takes(tmp_path):
 
 def test_maml_training_logs_velocity_and_direction_on_halfcheetah_dir(tmp_path, one_thread):
     """One smoke iteration of maml + trpo on HalfCheetahDir: the training metrics carry the
-    forward velocity and the asked-way fraction before and after the update."""
+    forward velocity and the asked-way fraction before and after the update, and where the
+    time went (physics, policy, updates: together less than the iteration)."""
     data = hc_dir_recipe().to_dict()
     data["train"].update(algorithm="maml", outer_optimizer="trpo", meta_iterations=1)
     trainer = MetaTrainer.start(recipe_from_dict(data, "t"), tmp_path / "hc", CPU)
     trainer.fit()
     row = trainer.history[-1]
+    parts = [row[f"seconds_{k}"] for k in ("physics", "policy", "update")]
+    assert all(p > 0 for p in parts) and sum(parts) <= row["elapsed_s"]
     for when in ("before", "after"):
         assert math.isfinite(row[f"forward_velocity_{when}"])
         assert 0.0 <= row[f"runs_asked_way_{when}"] <= 1.0

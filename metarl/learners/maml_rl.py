@@ -134,6 +134,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             "return_after": float(post.first_returns.mean()),
             "query_env_steps": float(post.env_steps),
             **locomotion_metrics(post, ctx["tasks"], "after"),
+            **self.seconds(),
         }
 
     def trust_region_step(
@@ -157,7 +158,18 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 for name, p in self.model.named_parameters():
                     p.copy_(phi[name])
             self.timers.update += time.perf_counter() - tick
-        return metrics
+        return {**metrics, **self.seconds()}
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds spent so far (since the learner was built) stepping the envs, running the
+        policy in the rollouts, and in the updates (adaptation, meta-gradient, TRPO): the
+        physics share of a run is `seconds_physics / elapsed_s`."""
+        t = self.timers
+        return {
+            "seconds_physics": t.rollout.physics,
+            "seconds_policy": t.rollout.policy,
+            "seconds_update": t.update,
+        }
 
 
 __all__ = ["MAMLRLMetaLearner"]
