@@ -64,8 +64,8 @@ def outer_optimizer(
     """SGD without momentum is Reptile's interpolation; Adam (default betas) is the paper's
     alternative. Either way the learning rate follows the meta-step schedule. TRPO takes its
     step itself (`trust_region_step`): it gets a plain SGD, which holds no state and is never
-    stepped, so checkpoints keep one shape."""
-    if name is not OuterOptimizerName.ADAM:
+    stepped, so checkpoints keep one shape. ProMP's steps are Adam's (this one's state)."""
+    if name not in (OuterOptimizerName.ADAM, OuterOptimizerName.PROMP):
         return torch.optim.SGD(params, lr=lr)
     return torch.optim.Adam(params, lr=lr)
 
@@ -83,8 +83,9 @@ def apply_delta(
 
 
 @runtime_checkable
-class TrustRegionLearner(Protocol):
-    """A learner that takes the outer step itself (MAML-RL's TRPO, `metarl.rl.trpo`)."""
+class SteppingLearner(Protocol):
+    """A learner that takes the outer step itself: MAML-RL's TRPO (`metarl.rl.trpo`) or
+    ProMP's Adam steps on its clipped objective (`metarl.rl.promp`)."""
 
     def trust_region_step(
         self,
@@ -94,27 +95,42 @@ class TrustRegionLearner(Protocol):
         meta_batch: int,
     ) -> dict[str, float]: ...
 
+    def promp_step(
+        self,
+        adaptation: Adaptation,
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]: ...
 
-def trust_region_step(
+
+def learner_step(
+    name: OuterOptimizerName,
     learner: MetaLearner,
     adaptation: Adaptation,
     gradient: Params,
     reduce: Callable[[Params], Params],
     meta_batch: int,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
 ) -> dict[str, float]:
-    """The outer step `outer_optimizer = "trpo"`: the learner moves its model's phi within
-    the trust region; `gradient` is the meta-batch mean, `reduce` sums over ranks."""
-    if not isinstance(learner, TrustRegionLearner):
+    """The outer steps `outer_optimizer = "trpo"` / `"promp"`, which the learner takes on its
+    model's phi; `gradient` is the meta-batch mean, `reduce` sums over ranks."""
+    if not isinstance(learner, SteppingLearner):
         raise ConfigError(
-            f'train.outer_optimizer = "trpo": {type(learner).__name__} has no trust-region '
+            f'train.outer_optimizer = "{name.value}": {type(learner).__name__} takes no such '
             'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
         )
-    return learner.trust_region_step(adaptation, gradient, reduce, meta_batch)
+    if name is OuterOptimizerName.TRPO:
+        return learner.trust_region_step(adaptation, gradient, reduce, meta_batch)
+    return learner.promp_step(adaptation, gradient, reduce, meta_batch, optimizer, lr)
 
 
 __all__ = [
-    "TrustRegionLearner",
-    "trust_region_step",
+    "SteppingLearner",
+    "learner_step",
     "Algorithm",
     "apply_delta",
     "fomaml_delta",

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.config import Algorithm, OptimizerName, OuterOptimizerName, Recipe, build_dataclass
+from metarl.config import Algorithm, OptimizerName, Recipe, build_dataclass
 from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
 from metarl.errors import ConfigError
@@ -420,12 +420,13 @@ class RLLearners:
         recipe: Recipe, dist: Any, device: torch.device
     ) -> BatchedRLMetaLearner | PPOMetaLearner:
         backend = recipe.learner.get("backend", "batched")
-        if recipe.train.outer_optimizer is OuterOptimizerName.TRPO and (
+        outer = recipe.train.outer_optimizer
+        if outer.learner_steps and (
             backend != "batched" or recipe.train.algorithm is not Algorithm.MAML
         ):
             raise ConfigError(
-                'train.outer_optimizer = "trpo": MAML-RL\'s trust region needs algorithm = '
-                '"maml" on the batched learner (learner.backend = "batched", inner = "vpg")'
+                f'train.outer_optimizer = "{outer.value}": needs algorithm = "maml" on the '
+                'batched learner (learner.backend = "batched", inner = "vpg")'
             )
         if backend == "batched" and recipe.train.algorithm is Algorithm.MAML:
             from metarl.learners.maml_rl import MAMLRLMetaLearner
