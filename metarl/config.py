@@ -59,11 +59,18 @@ class OptimizerName(str, enum.Enum):
 
 
 class OuterOptimizerName(str, enum.Enum):
-    """The outer step: an optimizer on the meta-gradient, or TRPO's trust region (RL, maml)."""
+    """The outer step: an optimizer on the meta-gradient, or one the RL maml learner takes
+    itself (MAML-RL's TRPO trust region, ProMP's clipped objective)."""
 
     SGD = "sgd"
     ADAM = "adam"
     TRPO = "trpo"
+    PROMP = "promp"
+
+    @property
+    def learner_steps(self) -> bool:
+        """TRPO and ProMP: the learner takes the step (`metarl.rl.trpo`, `metarl.rl.promp`)."""
+        return self in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
 
 
 MAX_ITERATIONS = 100_000_000
@@ -99,7 +106,9 @@ class TrainConfig:
     outer_optimizer: OuterOptimizerName = OuterOptimizerName.SGD
     """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient;
     trpo: MAML-RL's trust-region step (RL recipes with algorithm = "maml" only; `meta_step`
-    is then unused: the step length comes from the KL bound, `metarl.rl.trpo`)."""
+    is then unused: the step length comes from the KL bound, `metarl.rl.trpo`); promp:
+    ProMP's clipped objective, 5 Adam steps of `meta_step` per batch (RL maml only,
+    `metarl.rl.promp`)."""
     seed: int = 0
     """Seeds the model's initialization and every meta-batch's tasks and data."""
     checkpoint_every: int = 500
@@ -291,10 +300,11 @@ class Recipe:
                 f"tasks; the supervised learner of task {self.task_name!r} takes its settings "
                 f"in [train] ({', '.join(SUPERVISED_TRAIN_KEYS)})"
             )
-        if self.train.outer_optimizer is OuterOptimizerName.TRPO:
+        if self.train.outer_optimizer.learner_steps:
             raise ConfigError(
-                'train.outer_optimizer = "trpo": a trust region on the policies\' KL, for RL '
-                f'recipes; the supervised learner of task {self.task_name!r} takes "sgd" or "adam"'
+                f'train.outer_optimizer = "{self.train.outer_optimizer.value}": an outer step of '
+                "RL recipes (maml on policies); the supervised learner of task "
+                f'{self.task_name!r} takes "sgd" or "adam"'
             )
         settings: SupervisedSettings = build_dataclass(
             SupervisedSettings, self.supervised.get("train", {}), "train"

@@ -246,6 +246,19 @@ class MetaLearner(Protocol[C]):
         one raise a `ConfigError`)."""
         ...
 
+    def promp_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]:
+        """The outer step `outer_optimizer = "promp"`: ProMP's steps on its clipped objective
+        with the trainer's `optimizer` at `lr` (learners without one raise a `ConfigError`)."""
+        ...
+
 
 class MetaLearnerBase(Generic[C, D]):
     """The defaults of `MetaLearner`'s optional parts: one metric, no state beyond the
@@ -281,6 +294,20 @@ class MetaLearnerBase(Generic[C, D]):
         raise ConfigError(
             f'train.outer_optimizer = "trpo": {type(self).__name__} has no trust-region '
             'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
+        )
+
+    def promp_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]:
+        raise ConfigError(
+            f'train.outer_optimizer = "promp": {type(self).__name__} has no ProMP step '
+            '(RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
         )
 
     def run_record(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import OuterOptimizerName, Recipe
+from metarl.config import Recipe
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -188,10 +188,17 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        if t.outer_optimizer is OuterOptimizerName.TRPO:
+        if t.outer_optimizer.learner_steps:  # TRPO, ProMP
             metrics.update(
-                algorithms.trust_region_step(
-                    self.meta, adaptation, delta, self.world.all_reduce_sum, t.meta_batch
+                algorithms.learner_step(
+                    t.outer_optimizer,
+                    self.meta,
+                    adaptation,
+                    delta,
+                    self.world.all_reduce_sum,
+                    t.meta_batch,
+                    self.optimizer,
+                    lr,
                 )
             )
         else:

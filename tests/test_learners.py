@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from metarl import algorithms
-from metarl.config import recipe_from_dict
+from metarl.config import OuterOptimizerName, recipe_from_dict
 from metarl.errors import ConfigError
 from metarl.learners import LEARNERS, build_meta_learner
 from metarl.learners.supervised import SupervisedMetaLearner
@@ -259,7 +259,14 @@ def test_a_learner_without_a_trust_region_step_refuses_it_by_name():
     phi = {k: v.detach() for k, v in meta.model.named_parameters()}
     rng = task_rng(0, Split.TRAIN, 0)
     adaptation = meta.adapt(phi, meta.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
+    optimizer = torch.optim.SGD(list(meta.model.parameters()), lr=0.1)
     with pytest.raises(ConfigError, match='"trpo": SupervisedMetaLearner has no trust-region'):
-        algorithms.trust_region_step(meta, adaptation, phi, lambda g: g, 3)
+        algorithms.learner_step(
+            OuterOptimizerName.TRPO, meta, adaptation, phi, lambda g: g, 3, optimizer, 0.1
+        )
+    with pytest.raises(ConfigError, match='"promp": SupervisedMetaLearner has no ProMP step'):
+        algorithms.learner_step(
+            OuterOptimizerName.PROMP, meta, adaptation, phi, lambda g: g, 3, optimizer, 0.1
+        )
     assert meta.state_dict() == {} and meta.run_record() == {}
     assert list(meta.curves([0, 1], 4)) == ["mse"]

@@ -3,6 +3,7 @@ its pieces against the VPG code, and the learner that uses it."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -22,6 +23,7 @@ from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
 from metarl.rl.maml import Samples, adapt, lvc_loss, meta_gradient, reinforce_loss
 from metarl.rl.policy import per_task_gradients
+from metarl.rl.promp import promp_step
 from metarl.rl.rollout import RolloutNoise, collect
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
@@ -225,11 +227,11 @@ def test_trpo_step_keeps_the_kl_under_the_bound_and_improves_the_surrogate(adapt
     assert metrics["trpo_loss_after"] == pytest.approx(float(after.surrogate.mean()), rel=1e-5)
 
 
-@pytest.mark.parametrize("outer", ["trpo", "adam"])
+@pytest.mark.parametrize("outer", ["trpo", "adam", "promp"])
 def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer):
     """4 iterations in one go equal 2, a stop (the Ctrl-C path) and a resume of 2: the same
     weights bit for bit; the run trains (weights move, returns finite)."""
-    recipe = maml_recipe(train={"meta_iterations": 4, "outer_optimizer": outer})
+    recipe = maml_recipe(train={"meta_iterations": 4, "outer_optimizer": outer, "meta_step": 1e-3})
     whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)
     start = {k: v.clone() for k, v in whole.model.state_dict().items()}
     whole.fit()
@@ -254,10 +256,23 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer):
         (lambda: maml_recipe(learner={"backend": "sb3"}), 'algorithm = "maml"'),
         (
             lambda: with_overrides(resolve_recipe("sine"), "train", outer_optimizer="trpo"),
-            "for RL recipes",
+            "an outer step of RL recipes",
         ),
+        (
+            lambda: with_overrides(resolve_recipe("sine"), "train", outer_optimizer="promp"),
+            "an outer step of RL recipes",
+        ),
+        (lambda: maml_recipe(train={"algorithm": "fomaml", "outer_optimizer": "promp"}), "maml"),
     ],
-    ids=["ppo-inner", "two-steps", "trpo-fomaml", "trpo-sb3", "trpo-supervised"],
+    ids=[
+        "ppo-inner",
+        "two-steps",
+        "trpo-fomaml",
+        "trpo-sb3",
+        "trpo-supervised",
+        "promp-supervised",
+        "promp-fomaml",
+    ],
 )
 def test_settings_maml_rl_cannot_run_are_refused_by_name(recipe, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
@@ -358,12 +373,35 @@ def test_two_ranks_take_the_trust_region_step_one_rank_takes(tmp_path):
 
 def test_maml_training_logs_velocity_and_direction_on_halfcheetah_dir(tmp_path, one_thread):
     """One smoke iteration of maml + trpo on HalfCheetahDir: the training metrics carry the
-    forward velocity and the asked-way fraction before and after the update."""
+    forward velocity and the asked-way fraction before and after the update, and where the
+    time went (physics, policy, updates: together less than the iteration)."""
     data = hc_dir_recipe().to_dict()
     data["train"].update(algorithm="maml", outer_optimizer="trpo", meta_iterations=1)
     trainer = MetaTrainer.start(recipe_from_dict(data, "t"), tmp_path / "hc", CPU)
     trainer.fit()
     row = trainer.history[-1]
+    parts = [row[f"seconds_{k}"] for k in ("physics", "policy", "update")]
+    assert all(p > 0 for p in parts) and sum(parts) <= row["elapsed_s"]
     for when in ("before", "after"):
         assert math.isfinite(row[f"forward_velocity_{when}"])
         assert 0.0 <= row[f"runs_asked_way_{when}"] <= 1.0
+
+
+def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
+    """ProMP's 5 Adam steps (lr 1e-3) on one batch: its clipped objective, measured on the
+    same samples after the steps, is lower than at phi_old; the coefficient moves by ProMP's
+    rule (halved below target / 1.5, doubled above target * 1.5)."""
+    meta, phi, adaptation, grads, _ = adapted
+    model = copy.deepcopy(meta.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    delta = {k: v / 4 for k, v in grads.items()}
+    coeff, metrics = promp_step(
+        model, adaptation.context["objective"], delta, lambda x: x, 4, optimizer, 1e-3, 0.01
+    )
+    assert metrics["promp_loss_after"] < metrics["promp_loss_before"]
+    kl = metrics["promp_inner_kl"]
+    assert kl > 0
+    expected = 0.005 if kl < 0.01 / 1.5 else 0.02 if kl > 0.015 else 0.01
+    assert coeff == expected
+    moved = model.state_dict()["action_net.bias"] - phi["action_net.bias"]
+    assert moved.abs().max() > 1e-4

@@ -6,7 +6,8 @@ theta_i' (no graph), then the outer objective of `metarl.rl.maml` (ProMP's LVC i
 the importance-weighted surrogate outside): its gradient with respect to phi through the
 adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
 `outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
-(`trust_region_step`, `metarl.rl.trpo`). The rollouts use the seeds and rollout indices of
+(`trust_region_step`, `metarl.rl.trpo`), with "promp" ProMP's Adam steps on its clipped
+objective (`promp_step`, `metarl.rl.promp`). The rollouts use the seeds and rollout indices of
 the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and fomaml see
 the same episodes up to the policies that act in them.
 """
@@ -31,6 +32,7 @@ from metarl.learners.rl_core import (
 )
 from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
+from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.rollout import Rollout, RolloutNoise, collect, runs_asked_way
 from metarl.rl.trpo import trust_region_step
 
@@ -70,6 +72,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         super().__init__(recipe, dist, device)
         self.policy_fn = policy_function(self.policy)
+        self.promp_kl_coeff = ProMPSettings().init_inner_kl_coeff
 
     def adapt(
         self,
@@ -136,6 +139,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         return grads, {
             **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
             **locomotion_metrics(post, ctx["tasks"], "after"),
+            **self.seconds(),
         }
 
     def trust_region_step(
@@ -159,7 +163,52 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 for name, p in self.model.named_parameters():
                     p.copy_(phi[name])
             self.timers.update += time.perf_counter() - tick
-        return metrics
+        return {**metrics, **self.seconds()}
+
+    def promp_step(
+        self,
+        adaptation: Adaptation,
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]:
+        """ProMP's outer steps on the model's phi with the trainer's Adam (`metarl.rl.promp`);
+        the inner KL's coefficient is carried in the learner's state (checkpointed)."""
+        with one_torch_thread():
+            tick = time.perf_counter()
+            self.promp_kl_coeff, metrics = promp_step(
+                self.model,
+                adaptation.context["objective"],
+                gradient,
+                reduce,
+                meta_batch,
+                optimizer,
+                lr,
+                self.promp_kl_coeff,
+            )
+            self.timers.update += time.perf_counter() - tick
+        return {**metrics, **self.seconds()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """ProMP's inner-KL coefficient (a resumed run continues with it)."""
+        return {"promp_kl_coeff": torch.tensor(self.promp_kl_coeff, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "promp_kl_coeff" in state:
+            self.promp_kl_coeff = float(state["promp_kl_coeff"])
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds spent so far (since the learner was built) stepping the envs, running the
+        policy in the rollouts, and in the updates (adaptation, meta-gradient, TRPO): the
+        physics share of a run is `seconds_physics / elapsed_s`."""
+        t = self.timers
+        return {
+            "seconds_physics": t.rollout.physics,
+            "seconds_policy": t.rollout.policy,
+            "seconds_update": t.update,
+        }
 
 
 __all__ = ["MAMLRLMetaLearner"]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from metarl.config import Algorithm, EvalConfig, OuterOptimizerName, Recipe
+from metarl.config import Algorithm, EvalConfig, Recipe
 from metarl.errors import ConfigError
 from metarl.protocol import MetaLearnerBase, Params, RolloutContext, Split, task_rng
 from metarl.rl.policy import build_sb3_policy
@@ -202,12 +202,11 @@ class RLLearners:
                 f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}"
             )
         second_order = recipe.train.algorithm is Algorithm.MAML
-        if recipe.train.outer_optimizer is OuterOptimizerName.TRPO and not (
-            second_order and backend in SECOND_ORDER_ENGINES
-        ):
+        outer = recipe.train.outer_optimizer
+        if outer.learner_steps and not (second_order and backend in SECOND_ORDER_ENGINES):
             raise ConfigError(
-                'train.outer_optimizer = "trpo": MAML-RL\'s trust region needs algorithm = '
-                '"maml" on the batched learner (learner.backend = "batched", inner = "vpg")'
+                f'train.outer_optimizer = "{outer.value}": needs algorithm = "maml" on the '
+                'batched learner (learner.backend = "batched", inner = "vpg")'
             )
         target = ENGINES[backend]
         if second_order and backend in SECOND_ORDER_ENGINES:

@@ -58,6 +58,8 @@ class Samples:
     """Constants (no gradient flows into them)."""
     mask: Tensor
     """1 on the steps that count (MAML-RL: each sub-env's first episode)."""
+    log_prob_old: Tensor | None = None
+    """Log-probabilities of the actions under the policy that sampled them (`ratio_loss`)."""
 
     @classmethod
     def from_rollout(cls, rollout: Rollout, gamma: float) -> Samples:
@@ -92,6 +94,19 @@ def reinforce_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Ten
     the tests, that a meta-gradient through it is wrong."""
     log_prob = policy_fn(params, samples.obs).log_prob(samples.actions)
     return -episode_mean(log_prob * samples.advantages, samples.mask)
+
+
+def ratio_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Tensor:
+    """ProMP's inner loss as its code writes it: minus the episode mean of
+    `pi(a|s) / pi_sampling(a|s) * A`, the ratio to the sampling policy (`log_prob_old`). At
+    the sampling parameters it is `lvc_loss` (value and every derivative); elsewhere it is
+    the importance-weighted policy gradient, which ProMP's several outer steps per batch
+    re-adapt with."""
+    if samples.log_prob_old is None:
+        raise ValueError("ratio_loss needs the samples' log_prob_old")
+    log_prob = policy_fn(params, samples.obs).log_prob(samples.actions)
+    ratio = torch.exp(log_prob - samples.log_prob_old)
+    return -episode_mean(ratio * samples.advantages, samples.mask)
 
 
 InnerLoss = Callable[[PolicyFn, Params, Samples], Tensor]
@@ -167,6 +182,11 @@ class MetaObjective:
         with torch.no_grad():
             self.old = policy_fn(adapted, post.obs)
             self.old_log_prob = self.old.log_prob(post.actions)
+            stacked = {
+                k: v.detach().unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in phi.items()
+            }
+            # the pre-update policies that sampled `pre` (ProMP's ratios and inner KL)
+            self.pre_old = policy_fn(stacked, pre.obs)
 
     @property
     def n_tasks(self) -> int:
@@ -189,6 +209,32 @@ class MetaObjective:
             surrogate = -episode_mean(ratio * self.post.advantages, self.post.mask)
             kl = episode_mean(kl_divergence(dist, self.old), self.post.mask)
         return OuterLosses(surrogate, kl)
+
+    def promp_losses(self, phi: Params, clip_eps: float) -> tuple[Tensor, Tensor]:
+        """ProMP's outer objective per task at `phi` (Rothfuss et al. 2019; its code's
+        `pro_mp.py`): minus the episode mean of `min(r A', clip(r, 1 - eps, 1 + eps) A')`, r
+        the ratio of the re-adapted post-update policy to the one that sampled, and the inner
+        KL `KL(pi_phi_old || pi_phi)` on the pre-update states (the penalty term). The
+        re-adaptation uses `ratio_loss` (the importance weights to the pre-update sampling
+        policy). Differentiable to phi through the adaptation."""
+        pre = Samples(
+            self.pre.obs,
+            self.pre.actions,
+            self.pre.advantages,
+            self.pre.mask,
+            self.pre_old.log_prob(self.pre.actions),
+        )
+        adapted = adapt(self.policy_fn, phi, pre, self.lr, create_graph=True, inner_loss=ratio_loss)
+        dist = self.policy_fn(adapted, self.post.obs)
+        ratio = torch.exp(dist.log_prob(self.post.actions) - self.old_log_prob)
+        a = self.post.advantages
+        clipped = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+        surrogate = -episode_mean(clipped, self.post.mask)
+        base = {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in phi.items()}
+        inner_kl = episode_mean(
+            kl_divergence(self.pre_old, self.policy_fn(base, self.pre.obs)), self.pre.mask
+        )
+        return surrogate, inner_kl
 
     def kl_hessian(self, phi: Params) -> Callable[[Params], Params]:
         """`v -> sum_i Hess_phi KL_i(phi) v` at phi = phi_old (the policies that sampled the
@@ -318,5 +364,6 @@ __all__ = [
     "lvc_loss",
     "meta_gradient",
     "policy_function",
+    "ratio_loss",
     "reinforce_loss",
 ]
