@@ -15,6 +15,8 @@ the baselines beside them, and `plot_comparison` draws them on one PNG.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
     from metarl.learners.supervised import SupervisedMetaLearner
 
 INITS = ("meta", "random", "joint", "pretrained:NAME")
+
+Progress = Callable[[str, float, float], None]
+"""`progress(label, done, total)`: how far the evaluation `label` is, in tasks."""
 
 
 def load_run(
@@ -72,7 +77,7 @@ def load_run(
             meta,
             weights,
             f"{path}: its config.toml describes another model than its checkpoint.pt "
-            "(edited after training?); restore it",
+            "(config.toml edited after training, or the checkpoint damaged); restore it",
         )
     elif init == "joint" and joint_run is not None:
         joint = RunDir.open(joint_run)
@@ -152,10 +157,12 @@ def evaluate_run(
     transductive: bool | None = None,
     init: str = "meta",
     joint_run: Path | None = None,
+    progress: Progress | None = None,
 ) -> Evaluation:
     """The adaptation curve of the run in `path` on `tasks` held-out tasks (default: the
     recipe's eval settings). `transductive` applies to supervised tasks only (default: the
-    recipe's `eval.transductive`)."""
+    recipe's `eval.transductive`). `progress(label, done, total)` hears how many of the
+    tasks are adapted (supervised tasks)."""
     if tasks is not None and tasks < 1:
         raise UserError(f"--tasks {tasks}: must be a positive integer")
     recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
@@ -163,7 +170,11 @@ def evaluate_run(
     steps = steps or recipe.eval.steps
     if meta.dist.kind == "supervised":
         mode = recipe.eval.transductive if transductive is None else transductive
-        curve = cast("SupervisedMetaLearner", meta).curve(steps, n_tasks, transductive=mode)
+        label = f"{init}" if path is None else f"{path.name} ({init})"
+        report = None if progress is None else functools.partial(progress, label)
+        curve = cast("SupervisedMetaLearner", meta).curve(
+            steps, n_tasks, transductive=mode, progress=report
+        )
         return Evaluation(path, recipe, meta, curve, init, mode)
     if transductive is not None:
         raise UserError(
@@ -213,6 +224,7 @@ def compare_runs(
     init: str = "meta",
     joint_run: Path | None = None,
     random_baseline: bool = False,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Evaluate every run in `paths` from `init` on the same held-out tasks, and for the first
     the baselines: random init when `random_baseline`, the weights of `joint_run` when given
@@ -226,7 +238,9 @@ def compare_runs(
                 f"{p}: its task {task!r} differs from {tasks_of[0]!r} of {paths[0]}; "
                 "compare runs of one task"
             )
-    kwargs: dict[str, Any] = dict(tasks=tasks, steps=steps, transductive=transductive)
+    kwargs: dict[str, Any] = dict(
+        tasks=tasks, steps=steps, transductive=transductive, progress=progress
+    )
     runs = [
         evaluate_run(
             p, device, init=init, joint_run=joint_run if init == "joint" else None, **kwargs
