@@ -375,11 +375,17 @@ def curve_table(curve: Curve, title: str) -> Table:
     table.add_column(curve.metric, justify="right")
     table.add_column("95% CI", justify="right")
     table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
-    for s, m, c, (g, gc) in zip(curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True):
+    diverged = curve.diverged()
+    if any(diverged):  # only where some task blew up: the usual table keeps its shape
+        table.add_column("diverged", justify="right")
+    for s, m, c, (g, gc), d in zip(
+        curve.steps, curve.mean, curve.ci95, curve.gains(), diverged, strict=True
+    ):
+        extra = [f"{d}/{curve.n_tasks}"] if any(diverged) else []
         if not math.isfinite(m):
-            table.add_row(str(s), "not finite", "--", "--")
+            table.add_row(str(s), "not finite", "--", "--", *extra)
         else:
-            table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}")
+            table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}", *extra)
     return table
 
 
@@ -468,7 +474,7 @@ def eval_(
     # on a terminal only (a log gets no bar), and started with the first adapted task: a
     # refusal before it stays one line
     shown = not quiet and err.is_terminal
-    bar = progress_bar("evaluate {task.description}", err, enabled=shown, unit="tasks")
+    bar = progress_bar("{task.description}", err, enabled=shown, unit="tasks", bar_width=12)
     bars: dict[str, Any] = {}
 
     def report(label: str, done: float, total: float) -> None:

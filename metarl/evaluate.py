@@ -122,8 +122,9 @@ class Evaluation:
     """Further metrics beside the headline `curve` (Meta-World: the return beside success)."""
 
     def mode(self) -> str:
-        """ ", transductive" / ", non-transductive" for a title, "" for RL."""
-        if self.transductive is None:
+        """ ", transductive" / ", non-transductive" for a title of a classification; "" for
+        regression and RL, where the query batching changes nothing."""
+        if self.transductive is None or self.curve.metric != "accuracy":
             return ""
         return ", transductive" if self.transductive else ", non-transductive"
 
@@ -278,12 +279,15 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
         what = f"{INIT_LABELS.get(e.init, e.init)}, {e.recipe.train.algorithm.value}"
         name = e.run_dir.name if e.run_dir is not None else e.init
         series.append((f"{name} ({what})" if len(runs) > 1 else what, e.curve))
+    # names, not absolute paths, in a figure that is shared
     for b in comparison.baselines:
-        extra = f" ({comparison.joint_run})" if b.init == "joint" else " (no meta-training)"
+        joint = comparison.joint_run
+        extra = f" ({joint.name})" if b.init == "joint" and joint else " (no meta-training)"
         series.append((INIT_LABELS[b.init] + extra, b.curve))
     rl = first.meta.dist.kind == "rl"
     xlabel = "policy-gradient updates on the task" if rl else "inner steps on the support set"
-    where = first.source if len(runs) == 1 else f"{len(runs)} runs"
+    one = first.run_dir.name if first.run_dir is not None else first.init
+    where = one if len(runs) == 1 else f"{len(runs)} runs"
     title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
     written = [plot_curves(series, path, title=title, xlabel=xlabel)]
     if len(runs) == 1 and isinstance(first.meta.dist, SineDistribution):

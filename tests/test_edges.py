@@ -509,3 +509,57 @@ def test_fit_shows_progress_when_asked_and_not_by_default(tmp_path, capsys):
     MetaTrainer.start(recipe, tmp_path / "shown", torch.device("cpu")).fit(progress=True)
     err = capsys.readouterr().err
     assert "meta-train" in err and "2/2" in err and "it/s" in err
+
+
+# --- a plot hidden by its baseline ----------------------------------------------------------
+
+
+def _curve(values: list[list[float]], metric: str = "mse") -> Any:
+    from metarl.curves import Curve
+
+    return Curve.from_values(metric, [0, 10, 32], np.array(values, dtype=float))
+
+
+def test_diverged_tasks_are_counted_per_step():
+    rng = np.random.default_rng(0)
+    before = rng.uniform(1, 5, 50)
+    after = before / 2
+    blown = after.copy()
+    blown[:3] = before[:3] * 100  # three tasks blow up past 10x their loss before adaptation
+    blown[3] = np.nan  # one is not finite
+    curve = _curve([before, after, blown])
+    assert curve.diverged() == [0, 0, 4]
+    payload = curve.to_json()
+    assert payload["diverged"] == [0, 0, 4] and payload["curve"][2]["diverged"] == 4
+    accuracy = _curve([before / 10, after / 10, after / 10], "accuracy")
+    assert accuracy.diverged() == [0, 0, 0]  # a rate does not diverge by growing
+
+
+def test_a_diverging_baseline_does_not_set_the_axis(tmp_path):
+    from metarl.plots import _limits, plot_curves
+
+    rng = np.random.default_rng(1)
+    before = rng.uniform(3, 6, 200)
+    run = _curve([before, before / 4, before / 5])
+    blown = before.copy()
+    blown[:4] = 40_000.0  # a mean of ~800 with a CI band of +-1,200 (the figure)
+    random = _curve([before, before * 0.9, blown])
+    items = [("meta-trained", run), ("random init (no meta-training)", random)]
+    low, high = _limits(items, log=True)
+    run_top = max(m + c for m, c in zip(run.mean, run.ci95, strict=True))
+    assert run_top < high <= 3 * run_top < random.mean[2]
+    assert 0 < low < min(run.mean)
+    path = plot_curves(items, tmp_path / "curves.png", title="sine: run, held-out tasks")
+    assert path.stat().st_size > 10_000
+
+
+def test_eval_reports_diverged_tasks_in_the_table_and_the_json(paths):
+    result = runner.invoke(
+        app, ["eval", str(paths["RUN"]), "--init", "random", "--tasks", "200", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert len(payload["diverged"]) == len(payload["steps"])
+    assert payload["diverged"][-1] > 0  # the random init under lr 0.03 at 32 steps
+    table = runner.invoke(app, ["eval", str(paths["RUN"]), "--init", "random", "--tasks", "200"])
+    assert "diverged" in table.stdout and f"{payload['diverged'][-1]}/200" in table.stdout
