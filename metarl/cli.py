@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -593,7 +594,14 @@ def demo(
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        server.server_close()
+        err.print("metarl demo: stopped", highlight=False)
+        if server.busy():
+            # an adaptation still runs in a request thread: end now, as asked (letting the
+            # interpreter tear down torch under it aborted the process)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     finally:
         server.server_close()
 

@@ -19,6 +19,7 @@ of ENTRY_POINTS).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -563,3 +564,119 @@ def test_eval_reports_diverged_tasks_in_the_table_and_the_json(paths):
     assert payload["diverged"][-1] > 0  # the random init under lr 0.03 at 32 steps
     table = runner.invoke(app, ["eval", str(paths["RUN"]), "--init", "random", "--tasks", "200"])
     assert "diverged" in table.stdout and f"{payload['diverged'][-1]}/200" in table.stdout
+
+
+# --- the demo server under hostile or heavy use -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+        (b'{"steps": ' + b"9" * 100_000 + b"}", "not valid JSON"),
+        (b'{"support": [' + b"1" * 5_000 + b"]}", "not valid JSON"),
+    ],
+    ids=["deep-array", "deep-object", "100000-digits", "5000-digits"],
+)
+def test_malformed_bodies_are_a_clients_error(body, message):
+    from http import HTTPStatus
+
+    from metarl.demo.server import BadRequest, parse_classify
+
+    with pytest.raises(BadRequest, match=message) as info:
+        parse_classify(body, 5)
+    assert info.value.status == HTTPStatus.BAD_REQUEST
+
+
+def _demo() -> tuple[subprocess.Popen, str, int]:
+    import re
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "metarl", "demo", "--no-browser"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert demo.stderr is not None
+    found = re.search(r"http://([\d.]+):(\d+)/", demo.stderr.readline())
+    assert found is not None
+    return demo, found.group(1), int(found.group(2))
+
+
+def _post(host: str, port: int, body: bytes) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        conn.request("POST", "/api/classify", body)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_the_demo_serves_a_burst_and_stops_on_ctrl_c_while_adapting():
+    """200 concurrent requests (150 pages, 50 classifications) all answered, clients that
+    reset their connection leave no traceback, and Ctrl-C with adaptations in flight ends
+    the server at once (exit 0, no abort)."""
+    import http.client
+    import signal
+    import socket
+    import struct
+    import threading
+    import time
+
+    from tests.test_demo import SHAPES, canvas
+
+    demo, host, port = _demo()
+    try:
+        support = [canvas(SHAPES[k]) for k in SHAPES]
+        quick = json.dumps({"support": support, "query": support[0], "steps": 1}).encode()
+        assert _post(host, port, b"[" * 100_000) == 400
+        results: list[object] = []
+
+        def one(i: int) -> None:
+            try:
+                if i % 4 == 0:
+                    results.append(_post(host, port, quick))
+                else:
+                    conn = http.client.HTTPConnection(host, port, timeout=120)
+                    conn.request("GET", "/")
+                    results.append(conn.getresponse().status)
+                    conn.close()
+            except OSError as e:
+                results.append(type(e).__name__)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert results == [200] * 200
+        for _ in range(10):  # clients that go away with a reset mid-answer
+            s = socket.create_connection((host, port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        slow = json.dumps({"support": support, "query": support[0], "steps": 200}).encode()
+
+        def in_flight() -> None:
+            with contextlib.suppress(OSError, http.client.HTTPException):  # the server ends
+                _post(host, port, slow)
+
+        for _ in range(3):
+            threading.Thread(target=in_flight, daemon=True).start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        demo.kill()
+        demo.wait()
+    assert demo.stderr is not None
+    log = demo.stderr.read()
+    assert demo.returncode == 0, log
+    assert "Traceback" not in log and "Error" not in log, log
+    assert log.strip().splitlines() == ["metarl demo: stopped"]
