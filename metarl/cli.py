@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -40,10 +41,10 @@ from metarl.config import (
 )
 from metarl.curves import Curve
 from metarl.distributed import World
-from metarl.errors import UserError
+from metarl.errors import UserError, os_error_message
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
-from metarl.progress import ProgressCallback
+from metarl.progress import ProgressCallback, progress_bar
 
 
 class OneLineErrors(TyperGroup):
@@ -136,7 +137,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def user_errors(fn: F) -> F:
     """Turn a `UserError` into one line on stderr and exit code 2, and Ctrl-C outside the
-    training loop (whose own handler writes a checkpoint) into one line and exit code 130."""
+    training loop (whose own handler writes a checkpoint) into one line and exit code 130.
+    An `OSError` (on a path the user gave: a full disk, a read-only file system, a name too
+    long, a folder where a file is expected) is one line naming the path, exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -145,6 +148,9 @@ def user_errors(fn: F) -> F:
         except UserError as e:
             # escaped: messages name TOML tables ("[learner]"), which are not rich markup
             err.print(f"[bold red]error:[/] {escape(str(e))}", **ONE_LINE)
+            raise typer.Exit(2) from None
+        except OSError as e:  # on a path the user gave: a full disk, a name too long, ...
+            err.print(f"[bold red]error:[/] {escape(os_error_message(e))}", **ONE_LINE)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted", **ONE_LINE)
@@ -155,7 +161,7 @@ def user_errors(fn: F) -> F:
 
 def parse_steps(text: str) -> list[int]:
     try:
-        steps = [int(s) for s in text.split(",") if s.strip()]
+        steps = [int(s) for s in text.split(",")]  # an empty entry ("1,,2") is a typo
     except ValueError:
         raise UserError(
             f"--steps {text!r}: expected comma-separated integers, e.g. 0,1,10,32"
@@ -187,6 +193,12 @@ def set_threads(threads: int | None) -> None:
     if not 1 <= threads <= 1024:
         raise UserError(f"--threads {threads}: expected an integer from 1 to 1024")
     torch.set_num_threads(threads)
+
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="The data root (default: $METARL_DATA, else ~/.cache/metarl)."),
+]
 
 
 DeviceOpt = Annotated[
@@ -234,6 +246,7 @@ def train(
     ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    data_dir: DataDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     dist_timeout: Annotated[
         float, typer.Option(help="Seconds a collective may wait under torchrun before failing.")
@@ -244,6 +257,7 @@ def train(
     Under `torchrun --nproc-per-node N -m metarl train ...` the meta-batch is split across
     the N ranks; rank 0 writes the run and shows progress.
     """
+    from metarl.data import root as data_root
     from metarl.distributed import shutdown, world_from_env
     from metarl.models import default_device
 
@@ -266,7 +280,8 @@ def train(
         raise UserError(f"--dist-timeout {dist_timeout}: expected a number of seconds > 0")
     world, dev = world_from_env(default_device(device), dist_timeout)
     try:
-        _train(task, out, resume, overrides, dev, quiet or not world.is_main, world)
+        with data_root.using(data_dir):
+            _train(task, out, resume, overrides, dev, quiet or not world.is_main, world)
     finally:
         shutdown()
 
@@ -307,7 +322,7 @@ def _train(
         ranks = f", {world.size} ranks" if world.size > 1 else ""
         say(f"run directory: {escape(str(out))}  (device {dev}{ranks})", **ONE_LINE)
     try:
-        trainer.fit()
+        trainer.fit(progress=False)  # the CLI's own callback, or none with -q
     except TrainingInterrupted as e:
         callback.close()
         say(
@@ -324,6 +339,17 @@ def _train(
         callback.close()
         if resume is None and world.is_main:  # a start that failed leaves no directory behind
             trainer.run.discard_unstarted()
+        if isinstance(e, OSError):  # a full disk, a file system gone read-only
+            kept = trainer.checkpoint_iteration
+            raise UserError(
+                os_error_message(e)
+                + (
+                    f"; the last checkpoint (iteration {kept}) is kept: "
+                    f"`metarl train --resume {trainer.run.path}` continues from it"
+                    if kept is not None and trainer.run.checkpoint_path.exists()
+                    else ""
+                )
+            ) from None
         if isinstance(e, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in str(e):
             t, given = trainer.recipe.train, trainer.recipe.supervised.get("train", {})
             sizes = [f"{k} = {given[k]}" for k in ("support_shots", "inner_batch") if k in given]
@@ -360,11 +386,17 @@ def curve_table(curve: Curve, title: str) -> Table:
     table.add_column(curve.metric, justify="right")
     table.add_column("95% CI", justify="right")
     table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
-    for s, m, c, (g, gc) in zip(curve.steps, curve.mean, curve.ci95, curve.gains(), strict=True):
+    diverged = curve.diverged()
+    if any(diverged):  # only where some task blew up: the usual table keeps its shape
+        table.add_column("diverged", justify="right")
+    for s, m, c, (g, gc), d in zip(
+        curve.steps, curve.mean, curve.ci95, curve.gains(), diverged, strict=True
+    ):
+        extra = [f"{d}/{curve.n_tasks}"] if any(diverged) else []
         if not math.isfinite(m):
-            table.add_row(str(s), "not finite", "--", "--")
+            table.add_row(str(s), "not finite", "--", "--", *extra)
         else:
-            table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}")
+            table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}", *extra)
     return table
 
 
@@ -424,9 +456,13 @@ def eval_(
     ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    data_dir: DataDirOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
     and the gain over the first step count (paired per task)."""
+    from metarl import zoo
+    from metarl.data import root as data_root
     from metarl.evaluate import compare_runs, plot_comparison
     from metarl.models import default_device
     from metarl.run import check_writable
@@ -440,16 +476,37 @@ def eval_(
         raise UserError(f"--plot {plot}: expected a file name ending in .png")
     if plot is not None:  # before the evaluation, not after it
         check_writable(plot, "--plot")
-    comparison = compare_runs(
-        list(run_dirs) if run_dirs else [None],
-        default_device(device),
-        tasks=tasks,
-        steps=step_list,
-        transductive=transductive,
-        init=init,
-        joint_run=joint_run,
-        random_baseline=plot is not None and baseline,
-    )
+    for r in run_dirs or []:
+        if str(r).startswith(zoo.PREFIX) and not r.exists():
+            raise UserError(
+                f"{str(r)!r} is not a run directory; evaluate a shipped model with "
+                f"`metarl eval --init {r}`"
+            )
+    # on a terminal only (a log gets no bar), and started with the first adapted task: a
+    # refusal before it stays one line
+    shown = not quiet and err.is_terminal
+    bar = progress_bar("{task.description}", err, enabled=shown, unit="tasks", bar_width=12)
+    bars: dict[str, Any] = {}
+
+    def report(label: str, done: float, total: float) -> None:
+        if not bars:
+            bar.start()
+        if label not in bars:
+            bars[label] = bar.add_task(escape(label), total=total)
+        bar.update(bars[label], completed=done)
+
+    with data_root.using(data_dir), _stopping(bar):
+        comparison = compare_runs(
+            list(run_dirs) if run_dirs else [None],
+            default_device(device),
+            tasks=tasks,
+            steps=step_list,
+            transductive=transductive,
+            init=init,
+            joint_run=joint_run,
+            random_baseline=plot is not None and baseline,
+            progress=report,
+        )
     curve = comparison.runs[0].curve
     # (a CI is nan, not a failure, with one task; a diverging baseline is no failure either)
     finite = all(all_finite(e.curve.mean) for e in comparison.runs)
@@ -466,7 +523,17 @@ def eval_(
             for other in e.others:
                 out.print(curve_table(other, title))
     for e in comparison.runs + comparison.baselines:
-        log_evaluation(e)  # TensorBoard, when the run writes it
+        # TensorBoard, when the run writes it: an evaluation of a run it cannot write to
+        # (a read-only mount, another user's folder) still evaluates
+        try:
+            log_evaluation(e)
+        except OSError as x:
+            err.print(
+                f"note: TensorBoard curves not written into {escape(str(e.run_dir))} "
+                f"({escape(x.strerror or type(x).__name__)}); the results above are complete",
+                **ONE_LINE,
+            )
+            break
     if plot is not None:
         written = plot_comparison(comparison, plot)
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
@@ -479,6 +546,14 @@ def eval_(
             soft_wrap=True,
         )
         raise typer.Exit(DIVERGED)
+
+
+@contextlib.contextmanager
+def _stopping(bar: Any) -> Any:
+    try:
+        yield
+    finally:
+        bar.stop()
 
 
 def _num(value: float) -> str:
@@ -529,7 +604,14 @@ def demo(
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        server.server_close()
+        err.print("metarl demo: stopped", highlight=False)
+        if server.busy():
+            # an adaptation still runs in a request thread: end now, as asked (letting the
+            # interpreter tear down torch under it aborted the process)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     finally:
         server.server_close()
 
@@ -648,10 +730,6 @@ def envs_list() -> None:
 
 
 DatasetArg = Annotated[str, typer.Argument(help="The dataset, e.g. omniglot.")]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(help="The data root (default: $METARL_DATA, else ~/.cache/metarl)."),
-]
 
 
 def _report(name: str, found: dict[str, dict[str, int]]) -> None:

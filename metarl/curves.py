@@ -9,6 +9,10 @@ from typing import Any
 import numpy as np
 
 Z95 = 1.959963984540054
+DIVERGED_FACTOR = 10.0
+"""A task's loss diverged at a step count when it is not finite or more than this many
+times its loss at the first step count (before adaptation, usually): a rate that makes the
+loss blow up, not noise."""
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
@@ -50,8 +54,25 @@ class Curve:
         base = self.per_task[0]
         return [mean_ci95(row - base) for row in self.per_task]
 
+    @property
+    def lower_is_better(self) -> bool:
+        """A loss (mse, cross-entropy), not an accuracy, success rate or return."""
+        return self.metric in ("mse", "cross_entropy") or self.metric.endswith("loss")
+
+    def diverged(self) -> list[int]:
+        """Per step count: how many tasks diverged there (a non-finite value; for a loss
+        also more than `DIVERGED_FACTOR` times the task's loss at the first step count)."""
+        values = np.asarray(self.per_task, dtype=float)
+        bad = ~np.isfinite(values)
+        if self.lower_is_better and len(values):
+            base = values[0]
+            with np.errstate(invalid="ignore"):
+                bad |= np.isfinite(base) & (values > DIVERGED_FACTOR * np.abs(base))
+        return [int(n) for n in bad.sum(axis=1)]
+
     def to_json(self) -> dict[str, Any]:
         gains = self.gains()
+        diverged = self.diverged()
         return {
             "metric": self.metric,
             "n_tasks": self.n_tasks,
@@ -60,8 +81,11 @@ class Curve:
             "ci95": self.ci95,
             "gain": [g for g, _ in gains],
             "gain_ci95": [c for _, c in gains],
+            "diverged": diverged,
             "curve": [
-                {"step": s, "mean": m, "ci95": c, "gain": g, "gain_ci95": gc}
-                for s, m, c, (g, gc) in zip(self.steps, self.mean, self.ci95, gains, strict=True)
+                {"step": s, "mean": m, "ci95": c, "gain": g, "gain_ci95": gc, "diverged": d}
+                for s, m, c, (g, gc), d in zip(
+                    self.steps, self.mean, self.ci95, gains, diverged, strict=True
+                )
             ],
         }

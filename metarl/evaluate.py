@@ -15,6 +15,8 @@ the baselines beside them, and `plot_comparison` draws them on one PNG.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ from metarl.protocol import MetaLearner
 from metarl.run import RunDir
 
 INITS = ("meta", "random", "joint", "pretrained:NAME")
+
+Progress = Callable[[str, float, float], None]
+"""`progress(label, done, total)`: how far the evaluation `label` is, in tasks."""
 
 
 def load_run(
@@ -70,7 +75,7 @@ def load_run(
             meta,
             weights,
             f"{path}: its config.toml describes another model than its checkpoint.pt "
-            "(edited after training?); restore it",
+            "(config.toml edited after training, or the checkpoint damaged); restore it",
         )
     elif init == "joint" and joint_run is not None:
         joint = RunDir.open(joint_run)
@@ -115,8 +120,9 @@ class Evaluation:
     """Further metrics beside the headline `curve` (Meta-World: the return beside success)."""
 
     def mode(self) -> str:
-        """ ", transductive" / ", non-transductive" for a title, "" for RL."""
-        if self.transductive is None:
+        """ ", transductive" / ", non-transductive" for a title of a classification; "" for
+        regression and RL, where the query batching changes nothing."""
+        if self.transductive is None or self.curve.metric != "accuracy":
             return ""
         return ", transductive" if self.transductive else ", non-transductive"
 
@@ -150,10 +156,12 @@ def evaluate_run(
     transductive: bool | None = None,
     init: str = "meta",
     joint_run: Path | None = None,
+    progress: Progress | None = None,
 ) -> Evaluation:
     """The adaptation curve of the run in `path` on `tasks` held-out tasks (default: the
     recipe's eval settings). `transductive` applies to supervised tasks only (default: the
-    recipe's `eval.transductive`)."""
+    recipe's `eval.transductive`). `progress(label, done, total)` hears how many of the
+    tasks are adapted (supervised tasks)."""
     if tasks is not None and tasks < 1:
         raise UserError(f"--tasks {tasks}: must be a positive integer")
     recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
@@ -161,7 +169,9 @@ def evaluate_run(
     steps = steps or recipe.eval.steps
     if isinstance(meta, SupervisedMetaLearner):
         mode = recipe.supervised_eval().transductive if transductive is None else transductive
-        curve = meta.curve(steps, n_tasks, transductive=mode)
+        label = f"{init}" if path is None else f"{path.name} ({init})"
+        report = None if progress is None else functools.partial(progress, label)
+        curve = meta.curve(steps, n_tasks, transductive=mode, progress=report)
         return Evaluation(path, recipe, meta, curve, init, mode)
     if transductive is not None:
         raise UserError(
@@ -208,6 +218,7 @@ def compare_runs(
     init: str = "meta",
     joint_run: Path | None = None,
     random_baseline: bool = False,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Evaluate every run in `paths` from `init` on the same held-out tasks, and for the first
     the baselines: random init when `random_baseline`, the weights of `joint_run` when given
@@ -221,7 +232,9 @@ def compare_runs(
                 f"{p}: its task {task!r} differs from {tasks_of[0]!r} of {paths[0]}; "
                 "compare runs of one task"
             )
-    kwargs: dict[str, Any] = dict(tasks=tasks, steps=steps, transductive=transductive)
+    kwargs: dict[str, Any] = dict(
+        tasks=tasks, steps=steps, transductive=transductive, progress=progress
+    )
     runs = [
         evaluate_run(
             p, device, init=init, joint_run=joint_run if init == "joint" else None, **kwargs
@@ -259,12 +272,15 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
         what = f"{INIT_LABELS.get(e.init, e.init)}, {e.recipe.train.algorithm.value}"
         name = e.run_dir.name if e.run_dir is not None else e.init
         series.append((f"{name} ({what})" if len(runs) > 1 else what, e.curve))
+    # names, not absolute paths, in a figure that is shared
     for b in comparison.baselines:
-        extra = f" ({comparison.joint_run})" if b.init == "joint" else " (no meta-training)"
+        joint = comparison.joint_run
+        extra = f" ({joint.name})" if b.init == "joint" and joint else " (no meta-training)"
         series.append((INIT_LABELS[b.init] + extra, b.curve))
     rl = first.meta.dist.kind == "rl"
     xlabel = "policy-gradient updates on the task" if rl else "inner steps on the support set"
-    where = first.source if len(runs) == 1 else f"{len(runs)} runs"
+    one = first.run_dir.name if first.run_dir is not None else first.init
+    where = one if len(runs) == 1 else f"{len(runs)} runs"
     title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
     written = [plot_curves(series, path, title=title, xlabel=xlabel)]
     meta = first.meta

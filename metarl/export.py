@@ -29,9 +29,13 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
 
     from metarl.evaluate import load_run
     from metarl.rl.settings import rl_settings
+    from metarl.run import check_writable
 
     if out.suffix != ".zip":
         raise UserError(f"--out {out}: expected a file name ending in .zip (SB3's format)")
+    check_writable(out, "--out")
+    if out.is_dir():  # SB3 would write OUT_2 beside it and say nothing
+        raise UserError(f"--out {out}: is a directory; give the path of a .zip file to write")
     recipe, meta = load_run(run_dir, CPU)
     if meta.dist.kind != "rl":
         raise UserError(

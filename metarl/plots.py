@@ -5,6 +5,7 @@ matplotlib runs with the Agg backend, so figures are drawn without a display.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -40,57 +41,109 @@ def plot_curves(
 ) -> Path:
     """Several adaptation curves of one metric on the same axes (e.g. meta-trained against
     random init, or two runs of a task), each with its 95% CI as a band. Curves whose label
-    starts with "random" or "joint" are baselines: drawn dashed, in fixed colours."""
+    starts with "random" or "joint" are baselines: drawn dashed, in fixed colours.
+
+    A curve that diverges never hides the others: the axis is fitted to the curves being
+    compared (the baselines too, unless they blow up past 3x their top), bands are clipped to
+    it, and a point beyond it is marked at the top edge with its value and how many tasks
+    diverged there (`Curve.diverged`)."""
     items = list(series.items()) if isinstance(series, Mapping) else list(series)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     metric, n_tasks = items[0][1].metric, items[0][1].n_tasks
-    colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    log = items[0][1].lower_is_better and all(
+        m > 0 for _, c in items for m in c.mean if np.isfinite(m)
+    )
+    low, high = _limits(items, log)
+    colours = iter(COLOURS)
     for label, curve in items:
         steps = np.array(curve.steps)
-        mean = np.array(curve.mean)
-        ci = np.nan_to_num(np.array(curve.ci95))
+        mean = np.array(curve.mean, dtype=float)
+        ci = np.nan_to_num(np.array(curve.ci95, dtype=float))
         style = BASELINE_STYLES.get(label.split()[0], {})
         colour = style.get("color") or next(colours)
         ax.plot(steps, mean, marker="o", label=label, color=colour, linestyle=style.get("ls", "-"))
-        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2, color=colour, linewidth=0)
-    ax.set_xlabel(xlabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
+        inside = np.isfinite(mean) & (mean <= high)
+        ax.fill_between(
+            steps,
+            np.clip(mean - ci, low, high),
+            np.clip(mean + ci, low, high),
+            where=inside,
+            alpha=0.2,
+            color=colour,
+            linewidth=0,
+        )
+        diverged = curve.diverged()
+        for i in np.flatnonzero(~inside):
+            value = "not finite" if not np.isfinite(mean[i]) else f"{mean[i]:.3g}"
+            count = f", {diverged[i]}/{curve.n_tasks} diverged" if diverged[i] else ""
+            ax.plot(steps[i], high, marker="^", color=colour, clip_on=False, zorder=4)
+            ax.annotate(
+                f"{value}{count}",
+                (steps[i], high),
+                xytext=(-6, -12),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+                color=colour,
+            )
+    ax.set_ylim(low, high)
+    if log:
+        _log_axis(ax)
     ax.set_ylabel(f"{metric} (mean over {n_tasks} tasks, 95% CI)")
-    if metric == "mse" and all(min(c.mean) > 0 for _, c in items):
-        _log_axis(ax, items)
-    ax.grid(True, alpha=0.3)
-    # below the axes: the curves fill the plot where a legend inside would go
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
-    ax.set_title(title or "adaptation curve")
+    _finish(ax, xlabel, title or "adaptation curve")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
     return _save(fig, path)
 
 
-def _log_axis(ax: plt.Axes, series: Sequence[tuple[str, Curve]]) -> None:
-    """A log error axis with plain tick labels, cut at 3x the highest band of the non-baseline
-    curves: a baseline that diverges (a random init blowing up under the run's inner lr) is
-    marked with its value at the top edge instead of squashing the curves being compared."""
-    ax.set_yscale("log")
-    runs = [c for label, c in series if label.split()[0] not in BASELINE_STYLES] or [
-        c for _, c in series
-    ]
-    cap = 3 * max(m + np.nan_to_num(ci) for c in runs for m, ci in zip(c.mean, c.ci95, strict=True))
-    bottom = min(min(c.mean) for _, c in series) / 1.5
-    if max(max(c.mean) for _, c in series) > cap:
-        ax.set_ylim(bottom, cap)
-        for label, c in series:
-            for step, m in zip(c.steps, c.mean, strict=True):
-                if m > cap:
-                    ax.annotate(
-                        f"{m:.3g} ↑",
-                        (step, cap),
-                        xytext=(0, -12),
-                        textcoords="offset points",
-                        ha="center",
-                        fontsize=8,
-                        color=BASELINE_STYLES.get(label.split()[0], {}).get("color", "k"),
-                    )
+FIGSIZE = (6.4, 4.2)
+COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:olive"]
+"""The runs' colours, in order, in every figure (the baselines have their own)."""
+
+
+def _finish(ax: plt.Axes, xlabel: str, title: str) -> None:
+    """What every figure shares: grid, legend below the axes (the curves fill the plot
+    where a legend inside would go), the title."""
+    ax.set_xlabel(xlabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=11)
+
+
+def _limits(items: Sequence[tuple[str, Curve]], log: bool) -> tuple[float, float]:
+    """The y range: every band, except where a curve goes past 3x the top of the runs' bands
+    (a baseline blowing up under the run's inner lr): the axis is cut there."""
+
+    def ends(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray]:
+        mean = np.array([m for c in curves for m in c.mean], dtype=float)
+        ci = np.nan_to_num(np.array([x for c in curves for x in c.ci95], dtype=float))
+        ok = np.isfinite(mean)
+        return mean[ok] - ci[ok], mean[ok] + ci[ok]
+
+    runs = [c for label, c in items if label.split()[0] not in BASELINE_STYLES]
+    _, runs_top = ends(runs or [c for _, c in items])
+    lows, tops = ends([c for _, c in items])
+    if not len(tops):  # nothing finite to show
+        return (0.1, 10.0) if log else (0.0, 1.0)
+    cap = math.inf
+    if items[0][1].lower_is_better and len(runs_top):  # a loss blows up upwards only
+        cap = 3 * float(runs_top.max())
+    means = np.array([m for _, c in items for m in c.mean if np.isfinite(m) and m <= cap])
+    if log:
+        bottom = float(means.min()) / 1.5 if len(means) else cap / 100
+        return bottom, min(cap, float(tops.max()) * 1.3)
+    bottom, top = float(lows.min()), min(cap, float(tops.max()))
+    if items[0][1].metric in ("accuracy", "success"):  # a rate: the band stays in [0, 1]
+        bottom, top = max(bottom, 0.0), min(top, 1.0)
+    margin = 0.05 * (top - bottom or 1.0)
+    return bottom - margin, top + margin
+
+
+def _log_axis(ax: plt.Axes) -> None:
+    """A log error axis with plain tick labels (0.5, 1, 2 rather than 5x10^-1)."""
     low, high = ax.get_ylim()
-    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 1, 2 rather than 5x10^-1
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(plain)
     if high / low < 30:  # minor labels only where they do not crowd
         ax.yaxis.set_minor_formatter(plain)
@@ -107,16 +160,13 @@ def plot_against_time(
 ) -> Path:
     """One line per name through its (seconds, mean, 95% CI) points, the CI as a band: a
     metric against training wall time, e.g. two training loops given the same minutes."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in series.items():
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for (name, points), colour in zip(series.items(), COLOURS * 4, strict=False):
         seconds, mean, ci = (np.array(column) for column in zip(*points, strict=True))
-        ax.plot(seconds, mean, marker="o", label=name)
-        ax.fill_between(seconds, mean - ci, mean + ci, alpha=0.2)
-    ax.set_xlabel("training wall time (s)")
+        ax.plot(seconds, mean, marker="o", label=name, color=colour)
+        ax.fill_between(seconds, mean - ci, mean + ci, alpha=0.2, color=colour, linewidth=0)
     ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
+    _finish(ax, "training wall time (s)", title)
     return _save(fig, path)
 
 

@@ -41,7 +41,13 @@ class RateColumn(ProgressColumn):
 
 
 def progress_bar(
-    label: str, console: Console, *, enabled: bool = True, unit: str = "it", download: bool = False
+    label: str,
+    console: Console,
+    *,
+    enabled: bool = True,
+    unit: str = "it",
+    download: bool = False,
+    bar_width: int | None = 40,
 ) -> Progress:
     """A transient bar: `label`, done/total (bytes for a download), the rate and the ETA."""
     counts: tuple[ProgressColumn, ...] = (
@@ -51,7 +57,7 @@ def progress_bar(
     )
     return Progress(
         TextColumn(f"[bold]{label}"),
-        BarColumn(),
+        BarColumn(bar_width=bar_width),
         *counts,
         TextColumn("eta"),
         TimeRemainingColumn(),

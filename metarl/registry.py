@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from metarl.config import Recipe, coerce_value, load_recipe_file
 from metarl.errors import ConfigError, UserError, did_you_mean
@@ -34,8 +34,13 @@ class TaskSpec:
     def factory(self) -> Callable[..., TaskDistribution]:
         """The entry point, imported now if it is a `"module:attr"` string."""
         if isinstance(self.entry_point, str):
-            factory: Callable[..., TaskDistribution] = pkgutil.resolve_name(self.entry_point)
-            return factory
+            factory = import_entry_point(self.entry_point, f"task {self.name!r}: entry_point")
+            if not callable(factory):
+                raise UserError(
+                    f"task {self.name!r}: entry_point = {self.entry_point!r} is a "
+                    f"{type(factory).__name__}, not a class or function"
+                )
+            return cast("Callable[..., TaskDistribution]", factory)
         return self.entry_point
 
     def make(self, **options: Any) -> TaskDistribution:
@@ -47,6 +52,41 @@ class TaskSpec:
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
+
+
+def import_entry_point(value: str, what: str) -> Any:
+    """The object `"package.module:attr"` names, imported now; a `UserError` naming `what`
+    and the value when the module or attribute does not exist or the module fails on import
+    (whatever it raises: it is someone else's code)."""
+    try:
+        return pkgutil.resolve_name(value)
+    except ModuleNotFoundError as e:
+        reason = f"no module named {e.name!r}"
+    except AttributeError as e:
+        reason = f"not found ({e})"
+    except ValueError as e:
+        reason = f"expected package.module:Class ({e})"
+    except Exception as e:  # noqa: BLE001 -- an import runs arbitrary code
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        reason = f"importing it raised {type(e).__name__}: {first}"
+    raise UserError(f"{what} = {value!r}: cannot be imported, {reason}")
+
+
+def check_env_entry_point(value: str, where: str) -> None:
+    """Refuse a family's `entry_point` that cannot be imported or is not a Gymnasium env
+    class (or a function making one), before `gymnasium.make` fails with a traceback."""
+    import gymnasium
+
+    target = import_entry_point(value, f"{where}: entry_point")
+    if isinstance(target, type) and not issubclass(target, gymnasium.Env):
+        raise UserError(
+            f"{where}: entry_point = {value!r} is the class {target.__qualname__}, "
+            "not a gymnasium.Env"
+        )
+    if not callable(target):
+        raise UserError(
+            f"{where}: entry_point = {value!r} is a {type(target).__name__}, not an env class"
+        )
 
 
 def register_task(

@@ -9,10 +9,12 @@ elsewhere cannot run code.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
 import platform
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,9 @@ CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+LOCK = ".lock"
+"""Held (flock) by the process training the run; holds its pid. The kernel drops the lock
+when that process dies, so a stale file is simply taken over."""
 
 
 @dataclass
@@ -50,6 +55,35 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # -- the lock: one process trains a run at a time -------------------------------------
+    def lock(self) -> None:
+        """Hold the run's lock until `unlock` (or this process ends); refuse, naming the
+        holder's pid, when another process holds it. Holding it already is fine."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"{self.path} is being trained by another process (pid {holder}); wait for it "
+                "to finish or stop it (Ctrl-C writes a checkpoint), then resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the file drops the flock
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        self.unlock()
 
     @property
     def config_path(self) -> Path:
@@ -68,6 +102,7 @@ class RunDir:
     def check_new(cls, path: Path) -> None:
         """Refuse a path that already holds a run, holds anything else (training would append
         to its files, and a resume truncate them), or cannot be created."""
+        check_length(path, "--out")
         run = cls(path)
         if run.config_path.exists() or run.checkpoint_path.exists():
             raise UserError(
@@ -89,10 +124,13 @@ class RunDir:
         """A new run; refuses a directory that already holds one."""
         cls.check_new(path)
         run = cls(path)
+        created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(run.config_path, dumps_toml(recipe.to_dict()).encode())
         except OSError as e:
+            if created:  # nothing of it is left: the same --out works again
+                run.discard_unstarted()
             raise UserError(f"--out {path}: cannot be written ({e.strerror})") from None
         return run
 
@@ -102,7 +140,9 @@ class RunDir:
         so the same --out works again. A run with a checkpoint is never touched."""
         if self.checkpoint_path.exists():
             return
-        for path in (self.config_path, self.metrics_path, *self.path.glob("events.out.tfevents.*")):
+        self.unlock()
+        stale = (self.config_path, self.metrics_path, self.path / LOCK)
+        for path in (*stale, *self.path.glob("events.out.tfevents.*")):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: leave it
             self.path.rmdir()
@@ -128,15 +168,30 @@ class RunDir:
             f.write(dumps_json(row) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The logged rows, up to the first line that is not one (a line cut short by a
+        crash, or damage: everything before it is good)."""
+        return self.read_metrics_checked()[0]
+
+    def read_metrics_checked(self) -> tuple[list[dict[str, Any]], bool]:
+        """The logged rows, and whether the file is damaged beyond a last line cut short by
+        a crash (binary junk, a complete line that is not a JSON object)."""
         if not self.metrics_path.exists():
-            return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
+            return [], False
+        data = self.metrics_path.read_bytes()
+        rows: list[dict[str, Any]] = []
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by a crash: everything before it is good
-        return rows
+                row = json.loads(line.decode())
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                row = None
+            if not isinstance(row, dict):
+                cut_short = i == len(lines) - 1  # no newline after it: the write was cut
+                return rows, not cut_short or not _is_text(line)
+            rows.append(row)
+        return rows, False
 
     def truncate_metrics(self, iteration: int) -> None:
         """Drop rows past `iteration` (logged after the checkpoint a resume starts from)."""
@@ -185,13 +240,14 @@ class RunDir:
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"{path}: not a metarl checkpoint of format {CHECKPOINT_FORMAT}")
+        config = check_payload(payload, path)
         return Checkpoint(
-            iteration=int(payload["iteration"]),
+            iteration=payload["iteration"],
             model=_to_device(payload["model"], map_location),
             optimizer=_to_device(payload["optimizer"], map_location),
             learner=_to_device(payload.get("learner", {}), map_location),
             rng=payload["rng"],
-            config=json.loads(payload["config"]),
+            config=config,
         )
 
     def edited_since(self, ckpt: Checkpoint) -> bool:
@@ -200,6 +256,98 @@ class RunDir:
         defaults: a field added since the run began is no edit."""
         saved = recipe_from_dict(ckpt.config, source=str(self.checkpoint_path)).to_dict()
         return saved != self.recipe().to_dict()
+
+
+def _is_text(line: bytes) -> bool:
+    try:
+        return line.decode().isprintable()
+    except UnicodeDecodeError:
+        return False
+
+
+def check_payload(payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Check a loaded checkpoint's structure as a whole, before any of it is used (a resume
+    truncates metrics.jsonl to the checkpoint's iteration: a bad iteration must not get that
+    far); returns its config. Shapes are checked against the model by `check_shapes`."""
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: damaged checkpoint ({what}); restore it or start a new run")
+
+    missing = [k for k in ("iteration", "model", "optimizer", "rng", "config") if k not in payload]
+    if missing:
+        raise bad(f"no {', '.join(missing)}")
+    iteration = payload["iteration"]
+    if type(iteration) is not int or iteration < 0:
+        raise bad(f"iteration = {iteration!r}, expected an integer >= 0")
+    model = payload["model"]
+    if not (
+        isinstance(model, dict)
+        and model
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items())
+    ):
+        raise bad("model is not a dict of named tensors")
+    optimizer = payload["optimizer"]
+    if not (
+        isinstance(optimizer, dict)
+        and isinstance(optimizer.get("state"), dict)
+        and isinstance(optimizer.get("param_groups"), list)
+    ):
+        raise bad("optimizer is not an optimizer state dict")
+    rng = payload["rng"]
+    if not (
+        isinstance(rng, dict)
+        and isinstance(rng.get("torch"), torch.Tensor)
+        and rng["torch"].dtype == torch.uint8
+    ):
+        raise bad("rng has no torch generator state")
+    if not isinstance(payload.get("learner", {}), dict):
+        raise bad("learner is not a dict")
+    try:
+        config = json.loads(payload["config"])
+    except (TypeError, ValueError):
+        raise bad("config is not a JSON text") from None
+    if not isinstance(config, dict):
+        raise bad("config is not a JSON object")
+    recipe_from_dict(config, source=f"{path} (its config)")  # a UserError naming the key
+    return config
+
+
+def check_shapes(
+    ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Path
+) -> None:
+    """Refuse a checkpoint whose weights or optimizer state do not fit `model` and its
+    `optimizer` (names, shapes, parameter groups), before anything is loaded:
+    `load_state_dict` would fail half-way, with a traceback."""
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in ckpt.model.items()}
+    if mine != theirs:
+        name = sorted(set(mine.items()) ^ set(theirs.items()))[0][0]
+        raise UserError(
+            f"{path}: its weights do not fit the run's model ({name}: "
+            f"{theirs.get(name, 'missing')} in the checkpoint, {mine.get(name, 'absent')} in "
+            "the model); restore it or start a new run"
+        )
+    shapes = {
+        i: tuple(p.shape)
+        for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])
+    }
+    expected = [len(g["params"]) for g in optimizer.param_groups]
+    groups = ckpt.optimizer["param_groups"]
+    found = [
+        len(g["params"]) if isinstance(g, dict) and isinstance(g.get("params"), list) else -1
+        for g in groups
+    ]
+    states = ckpt.optimizer["state"]
+    if found != expected or not all(k in shapes and isinstance(v, dict) for k, v in states.items()):
+        raise UserError(f"{path}: its optimizer state does not fit the run's model")
+    for index, state in states.items():
+        for key, value in state.items():
+            bad = isinstance(value, torch.Tensor) and value.dim() > 0
+            if bad and tuple(value.shape) != shapes[index]:
+                raise UserError(
+                    f"{path}: its optimizer state {key!r} of parameter {index} has shape "
+                    f"{tuple(value.shape)}; the model's is {shapes[index]}"
+                )
 
 
 def _to_device(value: Any, device: torch.device | str) -> Any:
@@ -213,13 +361,40 @@ def _to_device(value: Any, device: torch.device | str) -> Any:
     return value
 
 
+def check_length(path: Path, what: str) -> None:
+    """Refuse a path with a name longer than the file system takes, or longer as a whole."""
+    too_long = next((p for p in path.parts if len(os.fsencode(p)) > NAME_MAX), None)
+    if too_long is not None:
+        raise UserError(
+            f"{what} {path}: the name {too_long[:40]}... is {len(os.fsencode(too_long))} bytes; "
+            f"a file name is limited to {NAME_MAX}"
+        )
+    if len(os.fsencode(str(path.absolute()))) >= PATH_MAX:
+        raise UserError(f"{what} {path}: the path is longer than {PATH_MAX - 1} bytes")
+
+
 def check_writable(path: Path, what: str) -> None:
-    """Refuse a file or directory path that cannot be created: its nearest existing ancestor
-    must be a writable directory. Checked before long work, not after it."""
+    """Refuse a file or directory path that cannot be created: every name in it must fit the
+    file system's limit, and its nearest existing ancestor must be a directory where a file
+    can be created (tried, so a read-only mount or /proc is refused as such, even for root).
+    Checked before long work, not after it."""
+    check_length(path, what)
     ancestor = path
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if ancestor != path and not ancestor.is_dir():
         raise UserError(f"{what} {path}: cannot be created, {ancestor} is not a directory")
-    if ancestor.is_dir() and not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path}: cannot be created, {ancestor} is not writable")
+    if ancestor.is_dir():
+        try:
+            tempfile.TemporaryFile(dir=ancestor).close()
+        except OSError as e:
+            raise UserError(
+                f"{what} {path}: cannot be created, no file can be made in {ancestor} "
+                f"({e.strerror})"
+            ) from None
+
+
+NAME_MAX = 255
+"""Bytes in one file name (ext4, xfs, btrfs, tmpfs)."""
+PATH_MAX = 4096
+"""Bytes in a path, with its terminating NUL (Linux)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl.errors import UserError
-from metarl.run import CONFIG, RunDir
+from metarl.run import CONFIG, METRICS, RunDir
 
 # (before, after) metric pairs in the order they are looked for in a metrics row
 METRIC_PAIRS = (
@@ -60,9 +60,15 @@ def run_status(path: Path, root: Path) -> RunStatus:
     name = str(path.relative_to(root)) if path != root else path.name
     try:
         recipe = run.recipe()
-    except UserError as e:
+    except (UserError, OSError) as e:
         return RunStatus(name, "?", "?", 0, 0, state=f"no: bad {CONFIG} ({e})")
-    rows = run.read_metrics()
+    try:
+        rows, damaged = run.read_metrics_checked()
+    except OSError as e:
+        rows, damaged = [], True
+        damage = e.strerror
+    else:
+        damage = "not JSON lines"
     last = rows[-1] if rows else {}
     status = RunStatus(
         name=name,
@@ -77,13 +83,16 @@ def run_status(path: Path, root: Path) -> RunStatus:
             if isinstance(last.get(k), float)
         },
     )
+    if damaged:
+        status.state = f"no: damaged {METRICS} ({damage})"
+        return status
     if not run.checkpoint_path.is_file():
         status.iteration = 0  # a resume would start over
         status.state = "no: no checkpoint"
         return status
     try:
         ckpt = run.load_checkpoint(lazy=True)
-    except UserError:
+    except (UserError, OSError):
         status.state = "no: unreadable checkpoint"
         return status
     status.iteration = ckpt.iteration

@@ -14,6 +14,7 @@ nothing is written, unless the recipe asks for it (`train.tensorboard = true`).
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ def log_evaluation(evaluation: Evaluation) -> Path | None:
     """Write an adaptation curve (mean and 95% CI per step count) to `eval-<init>/` in the
     run directory, replacing an earlier one; None when TensorBoard is off for the run or
     the package is not installed (the import comes after that check: without the optional
-    extra, `metarl eval` must still work)."""
+    extra, `metarl eval` must still work). An `OSError` when the run cannot be written to."""
     # not `enabled`: a run trained where tensorboard was installed evaluates anywhere
     if (
         evaluation.run_dir is None  # a shipped model evaluated without a run
@@ -82,6 +83,9 @@ def log_evaluation(evaluation: Evaluation) -> Path | None:
     from torch.utils.tensorboard import SummaryWriter
 
     log_dir = evaluation.run_dir / f"eval-{evaluation.init}"
+    # tried first: SummaryWriter reports a write that fails from its own thread
+    log_dir.mkdir(exist_ok=True)
+    tempfile.TemporaryFile(dir=log_dir).close()
     curve = evaluation.curve
     # purge_step=0: TensorBoard drops the previous evaluation's points from this folder
     with SummaryWriter(log_dir=str(log_dir), purge_step=0) as writer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
 from metarl.protocol import Params, Split, task_rng
-from metarl.run import Checkpoint, RunDir
+from metarl.run import Checkpoint, RunDir, check_shapes
 from metarl.tensorboard_log import ScalarLog
 from metarl.tensorboard_log import enabled as tensorboard_enabled
 
@@ -46,13 +47,14 @@ class TrainingDiverged(Exception):
 
     def __init__(self, iteration: int, what: str, run_dir: Path, checkpoint: int | None) -> None:
         kept = (
-            f"the last finite checkpoint (iteration {checkpoint}) is kept"
+            f"the last finite checkpoint (iteration {checkpoint}) is kept in {run_dir}"
             if checkpoint is not None
-            else "no checkpoint had been written yet"
+            else f"no checkpoint had been written yet: lower them in {run_dir / 'config.toml'}, "
+            f"then `metarl train --resume {run_dir}` starts the run over"
         )
         super().__init__(
             f"training diverged at iteration {iteration} (not finite: {what}); lower "
-            f"train.inner_lr or train.meta_step; {kept} in {run_dir}"
+            f"train.inner_lr or train.meta_step; {kept}"
         )
         self.iteration = iteration
         self.checkpoint = checkpoint
@@ -118,6 +120,7 @@ class MetaTrainer:
         world.barrier()
         if world.is_main:
             RunDir.create(out, trainer.recipe)
+            trainer.run.lock()
         world.barrier()
         return trainer
 
@@ -133,27 +136,44 @@ class MetaTrainer:
         with any number of ranks."""
         world = world or World()
         run = RunDir.open(path)
-        recipe = run.recipe()
-        trainer = cls(run, recipe, device, callbacks, world)
-        if run.checkpoint_path.exists():
-            ckpt = run.load_checkpoint(device)
-            if run.edited_since(ckpt):
-                raise UserError(
-                    f"{run.config_path} was edited after the checkpoint was written; "
-                    "restore it or start a new run with the edited recipe"
-                )
-            trainer.model.load_state_dict(ckpt.model)
-            trainer.optimizer.load_state_dict(ckpt.optimizer)
-            torch.set_rng_state(ckpt.rng["torch"])
-            # One rank's carried inner moments are its slots' (rank 0 writes the checkpoint):
-            # a multi-rank run restarts them (its resume is then not bitwise exact).
-            if world.size == 1:
-                trainer.meta.load_state_dict(ckpt.learner)
-            trainer.iteration = ckpt.iteration
-            trainer.checkpoint_iteration = ckpt.iteration
-        world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
-        if world.is_main:
-            run.truncate_metrics(trainer.iteration)
+        if world.is_main:  # before anything is read: a second resume must not truncate
+            run.lock()
+        try:
+            recipe = run.recipe()
+            trainer = cls(run, recipe, device, callbacks, world)
+            if run.checkpoint_path.exists():
+                # the whole checkpoint is checked (structure, then shapes) before any of it is
+                # used; metrics.jsonl is truncated only after it has all been loaded
+                ckpt = run.load_checkpoint(device)
+                if run.edited_since(ckpt):
+                    raise UserError(
+                        f"{run.config_path} was edited after the checkpoint was written; "
+                        "restore it or start a new run with the edited recipe"
+                    )
+                check_shapes(ckpt, trainer.model, trainer.optimizer, run.checkpoint_path)
+                try:
+                    trainer.model.load_state_dict(ckpt.model)
+                    trainer.optimizer.load_state_dict(ckpt.optimizer)
+                    torch.set_rng_state(ckpt.rng["torch"])
+                    # One rank's carried inner moments are its slots' (rank 0 writes the
+                    # checkpoint): a multi-rank run restarts them (its resume is then not
+                    # bitwise exact).
+                    if world.size == 1:
+                        trainer.meta.load_state_dict(ckpt.learner)
+                except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+                    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+                    raise UserError(
+                        f"{run.checkpoint_path}: damaged checkpoint ({type(e).__name__}: {first}); "
+                        "restore it or start a new run"
+                    ) from None
+                trainer.iteration = ckpt.iteration
+                trainer.checkpoint_iteration = ckpt.iteration
+            world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
+            if world.is_main:
+                run.truncate_metrics(trainer.iteration)
+        except BaseException:
+            run.unlock()
+            raise
         return trainer
 
     # -- the loop -------------------------------------------------------------------------
@@ -217,11 +237,23 @@ class MetaTrainer:
         finite = torch.stack([torch.isfinite(p.detach()).all() for p in params]).tolist()
         return [f"parameter {n}" for n, ok in zip(self.names, finite, strict=True) if not ok]
 
-    def fit(self) -> torch.nn.Module:
-        """Train to `meta_iterations`, writing metrics and checkpoints; returns the model."""
+    def fit(self, progress: bool | None = None) -> torch.nn.Module:
+        """Train to `meta_iterations`, writing metrics and checkpoints; returns the model.
+
+        `progress` shows a progress bar (rate, ETA, loss) on stderr: True always, False
+        never, None (default) when stderr is a terminal and no callback shows one already.
+        """
         t = self.recipe.train
         main = self.world.is_main  # rank 0 alone writes files and reports progress
-        callbacks = self.callbacks if main else ()
+        callbacks = list(self.callbacks) if main else []
+        own_bar = None
+        if main and _wants_bar(progress, callbacks):
+            from rich.console import Console
+
+            from metarl.progress import ProgressCallback
+
+            own_bar = ProgressCallback(Console(stderr=True))
+            callbacks.append(own_bar)
         for cb in callbacks:
             cb.on_start(self)
         started = time.perf_counter()
@@ -229,7 +261,14 @@ class MetaTrainer:
         first = self.iteration
         # events past the checkpoint (an interrupted session's) are purged: no step twice
         scalars = ScalarLog(self.run.path, first + 1) if main and self.tensorboard else None
-        with _stop_on_sigint(self), closing_log(scalars):
+        if main:
+            self.run.lock()  # released when fit returns or fails: resume may follow
+        with (
+            _stop_on_sigint(self),
+            closing_log(scalars),
+            _unlocking(self.run if main else None),
+            closing_bar(own_bar),
+        ):
             while self.iteration < t.meta_iterations:
                 metrics = self.step()
                 done = self.iteration
@@ -289,6 +328,16 @@ class MetaTrainer:
 _FLAGS = "__stop_requested_and_non_finite_loss__"
 
 
+def _wants_bar(progress: bool | None, callbacks: Sequence[Callback]) -> bool:
+    """Whether `fit` adds a progress bar of its own (see `fit`)."""
+    if progress is not None:
+        return progress
+    from metarl.progress import ProgressCallback
+
+    shown = any(isinstance(cb, ProgressCallback) for cb in callbacks)
+    return not shown and sys.stderr.isatty()
+
+
 def _cpu(value: Any) -> Any:
     """`value` with every tensor (in nested dicts) copied to the CPU, for a checkpoint."""
     if isinstance(value, torch.Tensor):
@@ -306,6 +355,25 @@ def closing_log(log: ScalarLog | None) -> Iterator[None]:
     finally:
         if log is not None:
             log.close()
+
+
+@contextmanager
+def closing_bar(bar: Any) -> Iterator[None]:
+    """Stop a progress bar `fit` added itself however the loop ends."""
+    try:
+        yield
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@contextmanager
+def _unlocking(run: RunDir | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if run is not None:
+            run.unlock()
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from metarl.config import Recipe, recipe_from_dict
 from metarl.errors import UserError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
+"""A shipped model's name: no '/', no '..', no leading dot."""
 PREFIX = "pretrained:"
 """How the CLI names a shipped model where it also accepts other sources (`--init`)."""
 
@@ -67,6 +70,12 @@ def build_model(recipe: Recipe) -> nn.Module:
 
 def provenance(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
     """The provenance JSON of a shipped model; a clear error naming what exists."""
+    if not NAME.fullmatch(name):  # a name, never a path out of the weights folder
+        names = ", ".join(available(folder)) or "none"
+        raise UserError(
+            f"pretrained model {name!r}: expected a name (letters, digits, '.', '_', '-'), "
+            f"not a path; shipped: {names}"
+        )
     path = folder / f"{name}.json"
     if not path.is_file() or not path.with_suffix(".pt").is_file():
         names = ", ".join(available(folder)) or "none"

@@ -56,3 +56,48 @@ def test_clear_all_empties_the_bars(driver):
         shown = [driver.find_element("id", f"prob-{i}").text for i in range(2)]
         status = driver.find_element("id", "status").text
     assert shown == ["", ""] and status.startswith("Draw a symbol in every class box")
+
+
+def _idle(driver, timeout: float = 120) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while driver.execute_script("return document.body.dataset.busy") != "0":
+        assert time.monotonic() < deadline, "the page stayed busy"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("button", ["clear-all", "clear-query"])
+def test_a_late_answer_after_clear_is_not_painted(driver, button):
+    """Clear while a request is in flight: the answer that arrives after it is for drawings
+    that are gone, so the bars stay empty."""
+    with demo.demo_server() as server:
+        demo.session(driver, server.url, ["phi", "arrow"], demo.SYMBOLS["arrow"])
+        driver.execute_script(  # a slow request in flight, then Clear at once
+            "const s = document.getElementById('steps'); s.value = 200;"
+            "s.dispatchEvent(new Event('change'));"
+            "document.getElementById(arguments[0]).click();",
+            button,
+        )
+        _idle(driver)
+        shown = [driver.find_element("id", f"prob-{i}").text for i in range(2)]
+        best = driver.find_elements("css selector", ".card.best")
+        status = driver.find_element("id", "status").text
+    assert shown == ["", ""] and not best
+    assert status.startswith("Draw a symbol in every class box")
+
+
+@pytest.mark.parametrize("steps", ["999", "-1"])
+def test_out_of_range_steps_show_the_error_and_no_old_bars(driver, steps):
+    with demo.demo_server() as server:
+        demo.session(driver, server.url, ["phi", "arrow"], demo.SYMBOLS["arrow"])
+        driver.execute_script(
+            "const s = document.getElementById('steps'); s.value = arguments[0];"
+            "s.dispatchEvent(new Event('change'));",
+            steps,
+        )
+        _idle(driver)
+        shown = [driver.find_element("id", f"prob-{i}").text for i in range(2)]
+        status = driver.find_element("id", "status").text
+    assert shown == ["", ""]
+    assert status.startswith("error: steps: expected an integer 0 to 200"), status

@@ -364,14 +364,18 @@ def _read_cache(meta_path: Path, npy_path: Path, expected: dict[str, Any]) -> Om
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in expected} != expected:
+        if not isinstance(meta, dict) or {k: meta.get(k) for k in expected} != expected:
             return None
         images = np.load(npy_path, mmap_mode="r")
-    except ValueError:  # a damaged JSON or .npy header: rebuild rather than fail
+        names, background = list(meta["names"]), int(meta["background"])
+    except (ValueError, KeyError, TypeError, OSError):  # damaged: rebuild rather than fail
         return None
-    if images.shape[0] != len(meta["names"]):
+    # written by another version or damaged in place: the shape and type are those decoded
+    if images.dtype != np.uint8 or images.shape[0] != len(names) or images.ndim != 4:
         return None
-    return OmniglotImages(images, int(meta["background"]), list(meta["names"]))
+    if images.shape[2:] != (IMAGE_SIZE, IMAGE_SIZE) or images.shape[1] < 1:
+        return None
+    return OmniglotImages(images, background, names)
 
 
 def load(

@@ -7,7 +7,8 @@
 
 Bad requests get a JSON `{"error": ...}` with a 4xx status and never reach the model: 413 for a
 body over `MAX_BODY` (not read), 411 without a Content-Length, 400 for malformed JSON, drawings
-or fields, 404 for other paths, 405 for other methods. Requests run in threads
+or fields (a JSON nested too deeply or an integer too long included), 404 for other paths,
+405 for other methods. Requests run in threads
 (`ThreadingHTTPServer`), adaptation one at a time behind a lock; a request that waits more than
 `LOCK_WAIT` seconds for it gets 503 instead of queueing forever, and a client that stalls
 mid-request is dropped after `Handler.timeout` seconds. An unexpected failure is a 500 for that
@@ -49,6 +50,9 @@ class DemoServer(ThreadingHTTPServer):
     """Serves the page for one classifier; `info` is what `/api/info` answers."""
 
     daemon_threads = True
+    request_queue_size = 1024
+    """The listen backlog (socketserver's default of 5 reset connections under a burst of a
+    few hundred requests; Linux caps it at net.core.somaxconn)."""
 
     def __init__(
         self, address: tuple[str, int], classifier: FewShotClassifier, info: dict[str, Any]
@@ -69,6 +73,28 @@ class DemoServer(ThreadingHTTPServer):
         }
         self.lock = threading.Lock()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (closed the tab, timed out) is no error of the server's:
+        nothing is logged. Anything else is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        print(f"metarl demo: request from {client_address[0]} failed: {error!r}", file=sys.stderr)
+
+    def busy(self) -> bool:
+        """Whether a request is being answered (adapting, or waiting to)."""
+        return any(t.name.startswith("metarl-demo-request") for t in threading.enumerate())
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """As ThreadingMixIn does, with the thread named (for `busy`)."""
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"metarl-demo-request-{client_address[1]}",
+            daemon=True,
+        )
+        thread.start()
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -81,8 +107,10 @@ def parse_classify(body: bytes, max_ways: int) -> tuple[list[Any], Any, int]:
     wrong."""
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError, or an integer too long
         raise BadRequest(HTTPStatus.BAD_REQUEST, "the body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "the body's JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(HTTPStatus.BAD_REQUEST, "expected a JSON object")
     support = data.get("support")

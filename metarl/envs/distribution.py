@@ -20,6 +20,7 @@ from metarl.envs import family
 from metarl.envs.spec import TaskValue
 from metarl.errors import UserError
 from metarl.protocol import Split
+from metarl.registry import check_env_entry_point
 
 SPLIT_STREAMS = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
 
@@ -45,7 +46,10 @@ class EnvFamilyDistribution:
     kind = "rl"
 
     def __init__(self, env_id: str) -> None:
-        self.env_id = family(env_id).env_id
+        spec = family(env_id)
+        if not spec.is_physics:  # imported on first use, as Gymnasium would
+            check_env_entry_point(spec.entry_point, str(spec.source))
+        self.env_id = spec.env_id
         self._sampler: gymnasium.Env[Any, Any] | None = None
 
     def sample(self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN) -> list[EnvTask]:

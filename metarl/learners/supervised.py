@@ -7,7 +7,7 @@ A `SupervisedDistribution` turns each meta-batch of tasks into support/query ten
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -274,6 +274,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         n_tasks: int,
         chunk: int | None = None,
         transductive: bool | None = None,
+        progress: Callable[[float, float], None] | None = None,
     ) -> Curve:
         """Adapt from the model's parameters with the evaluation inner loop and measure the
         metric on the query sets after each of `steps`. Tasks are adapted `chunk` at a time
@@ -283,6 +284,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         query set in one batch; otherwise each query example is classified in a batch of the
         support set plus that example (`InnerLoop.predict_each_with_support`), which only
         changes the numbers of networks whose output depends on the batch (BatchNorm).
+        `progress(done, total)` hears of each adaptation step, in tasks (fractions of them).
         """
         if transductive is None:
             transductive = self.held_out.transductive
@@ -303,6 +305,9 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             for t, (params, _) in enumerate(
                 learner.adapt_steps(phi, part.support_x, part.support_y, max(wanted))
             ):
+                if progress is not None:
+                    done = start + part.num_tasks * (t + 1) / (max(wanted) + 1)
+                    progress(done, n_tasks)
                 if t not in wanted:
                     continue
                 if transductive:
