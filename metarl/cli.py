@@ -400,6 +400,21 @@ def curve_table(curve: Curve, title: str) -> Table:
     return table
 
 
+def paired_table(paired: dict[str, list[tuple[float, float]]], curve: Curve) -> Table:
+    """The first run minus each other curve, per task: mean ± 95% CI per number of steps."""
+    table = Table(title=f"paired difference in {curve.metric} (per task, same tasks and seeds)")
+    table.add_column("steps", justify="right")
+    for label in paired:
+        table.add_column(escape(label), justify="right")
+    for row, step in enumerate(curve.steps):
+        cells = []
+        for diffs in paired.values():
+            m, c = diffs[row]
+            cells.append(f"{m:+.4f} ± {_num(c)}" if math.isfinite(m) else "not finite")
+        table.add_row(str(step), *cells)
+    return table
+
+
 @app.command("eval")
 @user_errors
 def eval_(
@@ -522,6 +537,9 @@ def eval_(
             out.print(curve_table(e.curve, title + e.mode()))
             for other in e.others:
                 out.print(curve_table(other, title))
+        paired = comparison.paired()
+        if paired:
+            out.print(paired_table(paired, comparison.runs[0].curve))
     for e in comparison.runs + comparison.baselines:
         # TensorBoard, when the run writes it: an evaluation of a run it cannot write to
         # (a read-only mount, another user's folder) still evaluates

@@ -191,8 +191,21 @@ class Comparison:
     baselines: list[Evaluation]
     joint_run: Path | None = None
 
+    def paired(self) -> dict[str, list[tuple[float, float]]]:
+        """The first run's curve minus each other run's and each baseline's, task by task
+        (all were adapted on the same held-out tasks and seeds): `label -> [(mean, ci95)]`
+        per step. A difference whose CI excludes 0 is a difference, not task-to-task noise."""
+        first = self.runs[0]
+        others = [(e.source, e) for e in self.runs[1:]]
+        others += [(INIT_LABELS.get(b.init, b.init), b) for b in self.baselines]
+        return {
+            f"{first.source} - {label}": first.curve.paired_difference(e.curve)
+            for label, e in others
+        }
+
     def to_json(self) -> dict[str, Any]:
-        """One run: its object, plus `baselines` when any; several: `task`, `runs`, ..."""
+        """One run: its object, plus `baselines` when any; several: `task`, `runs`, ...;
+        `paired`: the first run minus each other curve, per task (mean, 95% CI per step)."""
         joint = self.joint_run
         baselines = [b.to_json(joint if b.init == "joint" else None) for b in self.baselines]
         if len(self.runs) == 1:
@@ -205,6 +218,12 @@ class Comparison:
             }
         if baselines:
             payload["baselines"] = baselines
+        paired = self.paired()
+        if paired:
+            payload["paired"] = {
+                label: {"mean": [m for m, _ in d], "ci95": [c for _, c in d]}
+                for label, d in paired.items()
+            }
         return payload
 
 
