@@ -52,7 +52,7 @@ from metarl.optim import InnerOptimizer, stack
 from metarl.protocol import Adaptation, Params
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
-from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae, runs_asked_way
+from metarl.rl.rollout import Rollout, RolloutNoise, collect, episode_metrics, gae, runs_asked_way
 from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
 
@@ -223,7 +223,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         s = self.settings
         metrics = adaptation_metrics(run.returns[0].mean(), len(tasks) * k * s.n_steps * s.n_envs)
         if 0 in run.successes:  # Meta-World: the fraction of phi's episodes that succeed
-            metrics["success_before"] = float(run.successes[0].mean())
+            metrics["success_before"] = float(run.successes[0].mean())  # (as episode_metrics)
         return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
@@ -252,8 +252,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         self.timers.update += time.perf_counter() - tick
         total = {n: g.sum(0) for n, g in grads.items()}
         metrics = query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
-        if rollout.first_successes is not None:  # Meta-World: of the adapted policies' episodes
-            metrics["success_after"] = float(rollout.first_successes.mean())
+        metrics.update(episode_metrics(rollout, tasks, "after"))
         return total, metrics
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:

@@ -33,21 +33,8 @@ from metarl.learners.rl_core import (
 from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
 from metarl.rl.promp import ProMPSettings, promp_step
-from metarl.rl.rollout import Rollout, RolloutNoise, collect, runs_asked_way
+from metarl.rl.rollout import RolloutNoise, collect, episode_metrics
 from metarl.rl.trpo import trust_region_step
-
-
-def locomotion_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[str, float]:
-    """The mean forward velocity of the episodes (`forward_velocity_<when>`) and, for
-    HalfCheetahDir, the fraction running their task's way (`runs_asked_way_<when>`), for envs
-    that report `x_velocity`; nothing otherwise."""
-    if rollout.first_velocities is None:
-        return {}
-    out = {f"forward_velocity_{when}": float(rollout.first_velocities.mean())}
-    asked = runs_asked_way(rollout.first_velocities, tasks)
-    if asked is not None:
-        out[f"runs_asked_way_{when}"] = float(asked.mean())
-    return out
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
@@ -95,7 +82,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             self.timers.update += time.perf_counter() - tick
         metrics = {
             **adaptation_metrics(pre.first_returns.mean(), pre.env_steps),
-            **locomotion_metrics(pre, tasks, "before"),
+            **episode_metrics(pre, tasks, "before"),
         }
         context = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": samples}
         return Adaptation(params, context, metrics)
@@ -138,7 +125,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         ctx["objective"] = objective
         return grads, {
             **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
-            **locomotion_metrics(post, ctx["tasks"], "after"),
+            **episode_metrics(post, ctx["tasks"], "after"),
             **self.seconds(),
         }
 

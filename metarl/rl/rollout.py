@@ -225,6 +225,23 @@ def runs_asked_way(velocities: np.ndarray, tasks: Sequence[Any]) -> np.ndarray |
     return (np.sign(velocities) == wanted).astype(float)
 
 
+def episode_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[str, float]:
+    """What the env's info says about the rollout's first episodes, for the training log:
+    the success rate where the env reports `success` (Meta-World: `success_<when>`), the mean
+    forward velocity where it reports `x_velocity` (`forward_velocity_<when>`) and, for
+    HalfCheetahDir, the fraction running their task's way (`runs_asked_way_<when>`); nothing
+    for envs that report neither."""
+    out: dict[str, float] = {}
+    if rollout.first_successes is not None:
+        out[f"success_{when}"] = float(rollout.first_successes.mean())
+    if rollout.first_velocities is not None:
+        out[f"forward_velocity_{when}"] = float(rollout.first_velocities.mean())
+        asked = runs_asked_way(rollout.first_velocities, tasks)
+        if asked is not None:
+            out[f"runs_asked_way_{when}"] = float(asked.mean())
+    return out
+
+
 def gae(
     rewards: Tensor, values: Tensor, dones: Tensor, last_values: Tensor, gamma: float, lam: float
 ) -> tuple[Tensor, Tensor]:
