@@ -1,4 +1,4 @@
-"""metarl: meta-learning (Reptile, first-order MAML) for PyTorch.
+"""metarl: meta-learning (Reptile, first- and second-order MAML, Meta-SGD, iMAML) for PyTorch.
 
 Learns an initialization that adapts fast to new tasks: few-shot supervised problems and
 families of parametrized Gymnasium environments.

@@ -680,3 +680,21 @@ def test_the_demo_serves_a_burst_and_stops_on_ctrl_c_while_adapting():
     assert demo.returncode == 0, log
     assert "Traceback" not in log and "Error" not in log, log
     assert log.strip().splitlines() == ["metarl demo: stopped"]
+
+
+# --- 80 columns -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["demo"], ["runs"], ["export"], ["data", "fetch"]]
+)
+def test_help_fits_80_columns_without_cutting_flags(command):
+    result = runner.invoke(app, [*command, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.output
+    if command == ["train"]:
+        assert "--tensorboard / --no-tensorboard" in result.output
+        assert "<reptile|fomaml|maml|imaml|metasgd|gradients>" in result.output
+        assert len(lines) < 50
