@@ -83,7 +83,8 @@ class RunDir:
             self._lock_fd = None
 
     def __del__(self) -> None:
-        self.unlock()
+        if getattr(self, "_lock_fd", None) is not None:
+            self.unlock()
 
     @property
     def config_path(self) -> Path:

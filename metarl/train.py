@@ -137,45 +137,40 @@ class MetaTrainer:
         with any number of ranks."""
         world = world or World()
         run = RunDir.open(path)
-        if world.is_main:  # before anything is read: a second resume must not truncate
-            run.lock()
-        try:
-            recipe = run.recipe()
-            trainer = cls(run, recipe, device, callbacks, world)
-            if run.checkpoint_path.exists():
-                # the whole checkpoint is checked (structure, then shapes) before any of it is
-                # used; metrics.jsonl is truncated only after it has all been loaded
-                ckpt = run.load_checkpoint(device)
-                if run.edited_since(ckpt):
-                    raise UserError(
-                        f"{run.config_path} was edited after the checkpoint was written; "
-                        "restore it or start a new run with the edited recipe"
-                    )
-                check_shapes(ckpt, trainer.model, trainer.optimizer, run.checkpoint_path)
-                try:
-                    trainer.model.load_state_dict(ckpt.model)
-                    trainer.optimizer.load_state_dict(ckpt.optimizer)
-                    torch.set_rng_state(ckpt.rng["torch"])
-                    # One rank's carried inner moments are its slots' (rank 0 writes the
-                    # checkpoint): a multi-rank run restarts them (its resume is then not
-                    # bitwise exact).
-                    load_learner_state = getattr(trainer.meta, "load_state_dict", None)
-                    if load_learner_state is not None and world.size == 1:
-                        load_learner_state(ckpt.learner)
-                except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-                    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-                    raise UserError(
-                        f"{run.checkpoint_path}: damaged checkpoint ({type(e).__name__}: {first}); "
-                        "restore it or start a new run"
-                    ) from None
-                trainer.iteration = ckpt.iteration
-                trainer.checkpoint_iteration = ckpt.iteration
-            world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
-            if world.is_main:
-                run.truncate_metrics(trainer.iteration)
-        except BaseException:
-            run.unlock()
-            raise
+        recipe = run.recipe()
+        trainer = cls(run, recipe, device, callbacks, world)
+        if run.checkpoint_path.exists():
+            # the whole checkpoint is checked (structure, then shapes) before any of it is
+            # used; metrics.jsonl is truncated only after it has all been loaded
+            ckpt = run.load_checkpoint(device)
+            if run.edited_since(ckpt):
+                raise UserError(
+                    f"{run.config_path} was edited after the checkpoint was written; "
+                    "restore it or start a new run with the edited recipe"
+                )
+            check_shapes(ckpt, trainer.model, trainer.optimizer, run.checkpoint_path)
+            try:
+                trainer.model.load_state_dict(ckpt.model)
+                trainer.optimizer.load_state_dict(ckpt.optimizer)
+                torch.set_rng_state(ckpt.rng["torch"])
+                # One rank's carried inner moments are its slots' (rank 0 writes the
+                # checkpoint): a multi-rank run restarts them (its resume is then not
+                # bitwise exact).
+                load_learner_state = getattr(trainer.meta, "load_state_dict", None)
+                if load_learner_state is not None and world.size == 1:
+                    load_learner_state(ckpt.learner)
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+                raise UserError(
+                    f"{run.checkpoint_path}: damaged checkpoint ({type(e).__name__}: {first}); "
+                    "restore it or start a new run"
+                ) from None
+            trainer.iteration = ckpt.iteration
+            trainer.checkpoint_iteration = ckpt.iteration
+        world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
+        if world.is_main:
+            run.lock()  # a second process resuming this run stops here, before truncating
+            run.truncate_metrics(trainer.iteration)
         return trainer
 
     # -- the loop -------------------------------------------------------------------------
