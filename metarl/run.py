@@ -165,8 +165,11 @@ class RunDir:
 
     # -- metrics --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a") as f:
-            f.write(dumps_json(row) + "\n")
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(dumps_json(row) + "\n")
+        except OSError as e:  # a full disk fails the write, which names no file
+            raise type(e)(e.errno, e.strerror, str(self.metrics_path)) from None
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The logged rows, up to the first line that is not one (a line cut short by a

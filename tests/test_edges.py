@@ -347,6 +347,22 @@ def test_a_full_disk_at_start_up_is_one_line_and_leaves_nothing(tmpfs):
     assert not out.exists()
 
 
+def test_a_full_disk_at_the_first_metrics_row_is_one_line_naming_the_file(tmpfs, tmp_path):
+    disk = tmpfs(256)
+    recipe = tmp_path / "sine.toml"
+    recipe.write_text('[task]\nname = "sine"\n[train]\nmeta_iterations = 3\nlog_every = 1\n')
+    _fill(disk, 8)  # the config and the lock fit, the first metrics row does not
+    out = disk / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "-q", "--no-tensorboard"])
+    assert result.exit_code == 2, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error")]
+    assert errors == [
+        f"error: {out / 'metrics.jsonl'}: No space left on device (free some space, or write "
+        "somewhere else)"
+    ], result.stderr
+    assert not out.exists()  # a start that failed leaves nothing: the same --out works again
+
+
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one(tmpfs, tmp_path):
     disk = tmpfs(512)
     recipe = tmp_path / "sine.toml"
