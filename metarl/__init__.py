@@ -1,7 +1,8 @@
-"""metarl: meta-learning (Reptile, first- and second-order MAML, Meta-SGD, iMAML) for PyTorch.
+"""metarl: meta-learning for PyTorch (Reptile, first-order MAML, MAML, Meta-SGD and iMAML).
 
 Learns an initialization that adapts fast to new tasks: few-shot supervised problems and
-families of parametrized Gymnasium environments.
+families of parametrized Gymnasium environments (Reptile and first-order MAML; the others on
+supervised tasks).
 """
 
 __version__ = "0.1.0"

@@ -20,9 +20,11 @@ of the meta-batch needs no weighting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from metarl.config import Algorithm, OptimizerName
+from metarl.config import Algorithm, OuterOptimizerName
 from metarl.protocol import Adaptation, MetaLearner, Params
 
 
@@ -55,11 +57,13 @@ def meta_delta(
 
 
 def outer_optimizer(
-    name: OptimizerName, params: list[torch.nn.Parameter], lr: float
+    name: OuterOptimizerName, params: list[torch.nn.Parameter], lr: float
 ) -> torch.optim.Optimizer:
     """SGD without momentum is Reptile's interpolation; Adam (default betas) is the paper's
-    alternative. Either way the learning rate follows the meta-step schedule."""
-    if name is OptimizerName.SGD:
+    alternative. Either way the learning rate follows the meta-step schedule. TRPO takes its
+    step itself (`trust_region_step`): it gets a plain SGD, which holds no state and is never
+    stepped, so checkpoints keep one shape. ProMP's steps are Adam's (this one's state)."""
+    if name not in (OuterOptimizerName.ADAM, OuterOptimizerName.PROMP):
         return torch.optim.SGD(params, lr=lr)
     return torch.optim.Adam(params, lr=lr)
 
@@ -76,7 +80,27 @@ def apply_delta(
     optimizer.step()
 
 
+def learner_step(
+    name: OuterOptimizerName,
+    learner: MetaLearner,
+    adaptation: Adaptation,
+    gradient: Params,
+    reduce: Callable[[Params], Params],
+    meta_batch: int,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+) -> dict[str, float]:
+    """The outer steps `outer_optimizer = "trpo"` / `"promp"`, which the learner takes on its
+    model's phi (`trust_region_step`, `promp_step` of the learner contract); `gradient` is the
+    meta-batch mean, `reduce` sums over ranks. A learner without such a step refuses
+    (`MetaLearnerBase`'s defaults)."""
+    if name is OuterOptimizerName.TRPO:
+        return learner.trust_region_step(adaptation, gradient, reduce, meta_batch)
+    return learner.promp_step(adaptation, gradient, reduce, meta_batch, optimizer, lr)
+
+
 __all__ = [
+    "learner_step",
     "Algorithm",
     "apply_delta",
     "fomaml_delta",

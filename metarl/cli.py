@@ -31,7 +31,14 @@ from typer._click.exceptions import (  # typer >= 0.29 vendors click; no public 
 )
 from typer.core import TyperGroup
 
-from metarl.config import MAX_STEPS, MAX_TASKS, Algorithm, OptimizerName, with_overrides
+from metarl.config import (
+    MAX_STEPS,
+    MAX_TASKS,
+    Algorithm,
+    OptimizerName,
+    OuterOptimizerName,
+    with_overrides,
+)
 from metarl.curves import Curve
 from metarl.distributed import World
 from metarl.errors import UserError, os_error_message
@@ -228,7 +235,9 @@ def train(
     meta_step_final: Annotated[
         float | None, typer.Option(help="Outer step size at the end.")
     ] = None,
-    outer_optimizer: Annotated[OptimizerName | None, typer.Option(help="Outer optimizer.")] = None,
+    outer_optimizer: Annotated[
+        OuterOptimizerName | None, typer.Option(help="Outer optimizer (trpo: RL maml).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the model and every task draw.")] = None,
     amp: Annotated[
         bool | None,
@@ -350,10 +359,11 @@ def _train(
                 )
             ) from None
         if isinstance(e, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in str(e):
-            t = trainer.recipe.train
+            t, given = trainer.recipe.train, trainer.recipe.supervised.get("train", {})
+            sizes = [f"{k} = {given[k]}" for k in ("support_shots", "inner_batch") if k in given]
             raise UserError(
-                f"out of memory with train.meta_batch = {t.meta_batch} (support_shots = "
-                f"{t.support_shots}, inner_batch = {t.inner_batch}) on {dev}: lower them"
+                f"out of memory with train.meta_batch = {t.meta_batch}"
+                f"{' (' + ', '.join(sizes) + ')' if sizes else ''} on {dev}: lower them"
             ) from None
         raise
     last = trainer.history[-1] if trainer.history else {}
@@ -372,7 +382,7 @@ def export(
 ) -> None:
     """Save an RL run's meta-trained policy as a stable-baselines3 PPO zip
     (`stable_baselines3.PPO.load(OUT)` reads it)."""
-    from metarl.rl.export import export_sb3
+    from metarl.export import export_sb3
 
     err.print(f"wrote {export_sb3(run_dir, out)}", highlight=False)
 
@@ -395,6 +405,21 @@ def curve_table(curve: Curve, title: str) -> Table:
             table.add_row(str(s), "not finite", "--", "--", *extra)
         else:
             table.add_row(str(s), f"{m:.4f}", f"± {_num(c)}", f"{g:+.4f} ± {_num(gc)}", *extra)
+    return table
+
+
+def paired_table(paired: dict[str, list[tuple[float, float]]], curve: Curve) -> Table:
+    """The first run minus each other curve, per task: mean ± 95% CI per number of steps."""
+    table = Table(title=f"paired difference in {curve.metric} (per task, same tasks and seeds)")
+    table.add_column("steps", justify="right")
+    for label in paired:
+        table.add_column(escape(label), justify="right")
+    for row, step in enumerate(curve.steps):
+        cells = []
+        for diffs in paired.values():
+            m, c = diffs[row]
+            cells.append(f"{m:+.4f} ± {_num(c)}" if math.isfinite(m) else "not finite")
+        table.add_row(str(step), *cells)
     return table
 
 
@@ -520,6 +545,9 @@ def eval_(
             out.print(curve_table(e.curve, title + e.mode()))
             for other in e.others:
                 out.print(curve_table(other, title))
+        paired = comparison.paired()
+        if paired:
+            out.print(paired_table(paired, comparison.runs[0].curve))
     for e in comparison.runs + comparison.baselines:
         # TensorBoard, when the run writes it: an evaluation of a run it cannot write to
         # (a read-only mount, another user's folder) still evaluates
@@ -584,7 +612,7 @@ def demo(
     from metarl.models import default_device
 
     # one thread: adapting one small task gains nothing from a second, and OpenMP threads
-    # spin-waiting on a busy core made it 15x slower on a shared 2-core machine
+    # spin-waiting on cores that other processes keep busy slow it down many times over
     torch.set_num_threads(1)
     server = make_server(host, port, run, model, default_device(device))
     if not is_loopback(host):

@@ -23,13 +23,13 @@ import enum
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from metarl.errors import ConfigError, did_you_mean
-from metarl.tomlio import read_toml
+from metarl.tomlio import read_toml, toml_value
 
 
 class Algorithm(str, enum.Enum):
@@ -58,6 +58,21 @@ class OptimizerName(str, enum.Enum):
     ADAM = "adam"
 
 
+class OuterOptimizerName(str, enum.Enum):
+    """The outer step: an optimizer on the meta-gradient, or one the RL maml learner takes
+    itself (MAML-RL's TRPO trust region, ProMP's clipped objective)."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+    TRPO = "trpo"
+    PROMP = "promp"
+
+    @property
+    def learner_steps(self) -> bool:
+        """TRPO and ProMP: the learner takes the step (`metarl.rl.trpo`, `metarl.rl.promp`)."""
+        return self in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
+
+
 MAX_ITERATIONS = 100_000_000
 MAX_TASKS = 100_000
 """Tasks per meta-batch or evaluation: far above any paper's (tens to a thousand)."""
@@ -83,26 +98,19 @@ class TrainConfig:
     inner_steps: int = 5
     """Inner optimizer steps per task."""
     inner_lr: float = 0.02
-    # The supervised learner's settings (`SupervisedSettings` below says what they mean and
-    # gives their defaults). None means "not given": an RL recipe must leave them out.
-    inner_optimizer: OptimizerName | None = None
-    inner_batch: int | None = None
-    inner_beta1: float | None = None
-    support_shots: int | None = None
-    query_shots: int | None = None
-    maml_task_chunk: int | None = None
-    imaml_lambda: float | None = None
-    cg_steps: int | None = None
-    combination: str | None = None
+    """The inner loop's step size (PPO's learning rate for RL)."""
     meta_step: float = 1.0
     """Outer step size at the first iteration (Reptile's epsilon, or the outer Adam's lr)."""
     meta_step_final: float = 0.0
     """Outer step size at the last iteration; annealed linearly in between."""
-    outer_optimizer: OptimizerName = OptimizerName.SGD
-    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient."""
+    outer_optimizer: OuterOptimizerName = OuterOptimizerName.SGD
+    """sgd: phi <- phi - step * delta (Reptile's interpolation); adam: delta as Adam's gradient;
+    trpo: MAML-RL's trust-region step (RL recipes with algorithm = "maml" only; `meta_step`
+    is then unused: the step length comes from the KL bound, `metarl.rl.trpo`); promp:
+    ProMP's clipped objective, 5 Adam steps of `meta_step` per batch (RL maml only,
+    `metarl.rl.promp`)."""
     seed: int = 0
-    amp: bool | None = None
-    inner_carry_moments: bool | None = None
+    """Seeds the model's initialization and every meta-batch's tasks and data."""
     checkpoint_every: int = 500
     """Iterations between checkpoints (a checkpoint is also written at the end and on Ctrl-C)."""
     checkpoint_seconds: float = 60.0
@@ -115,39 +123,49 @@ class TrainConfig:
     default when the `tensorboard` package is installed (`false` turns it off)."""
 
 
+def _supervised(default: Any, why_not_rl: str) -> Any:
+    """A setting only the supervised learner reads: its default, and why an RL learner has no
+    use for it (the RL learners refuse it with this reason)."""
+    return field(default=default, metadata={"why_not_rl": why_not_rl})
+
+
 @dataclass
 class SupervisedSettings:
     """The supervised learner's settings, written in `[train]` (the catalog's recipe shape):
     the vmapped SGD/Adam inner loop and the episodes it adapts to."""
 
-    inner_optimizer: OptimizerName = OptimizerName.SGD
-    inner_batch: int = 0
+    inner_optimizer: OptimizerName = _supervised(
+        OptimizerName.SGD, "PPO's optimizer is its own Adam"
+    )
+    inner_batch: int = _supervised(0, "PPO's minibatch is [learner] batch_size")
     """Support examples per inner step; 0 uses the whole support set each step."""
-    inner_beta1: float = 0.9
+    inner_beta1: float = _supervised(0.9, "PPO's Adam uses its own betas")
     """Adam's beta1 in the inner loop (the Reptile paper uses 0 for classification)."""
-    support_shots: int = 10
+    support_shots: int = _supervised(10, "a task's data is its rollouts: [learner] n_steps")
     """Support examples per task in training (per class for classification)."""
-    query_shots: int = 10
+    query_shots: int = _supervised(10, "FOMAML's query set is one more rollout: [learner] n_steps")
     """Query examples per task in training (used by all but Reptile; per class for
     classification)."""
-    maml_task_chunk: int = 0
+    maml_task_chunk: int = _supervised(0, "maml runs on supervised tasks only")
     """maml/metasgd: tasks whose second-order graph is held in memory at once (0 = all of a
     rank's tasks). The graph grows with tasks x inner steps; chunks of k tasks bound it to k
     tasks' worth, the meta-gradient unchanged (the per-task sums are accumulated)."""
-    imaml_lambda: float = 1.0
+    imaml_lambda: float = _supervised(1.0, "imaml runs on supervised tasks only")
     """imaml: the proximal weight lambda of (lambda/2)||theta - phi||^2 in the inner loss."""
-    cg_steps: int = 5
+    cg_steps: int = _supervised(5, "imaml runs on supervised tasks only")
     """imaml: conjugate-gradient steps solving (I + H/lambda) x = grad L_query (the paper
     uses 5-20)."""
-    combination: str = "g1+g2+g3+g4"
+    combination: str = _supervised(
+        "g1+g2+g3+g4", "gradient combinations run on supervised tasks only"
+    )
     """gradients: which inner-loop minibatch gradients make the meta-gradient, "g1", "g2",
     "g1+g2", ... -- g_i is the support-loss gradient of the i-th inner step (on its own
     minibatch, at the parameters after i - 1 steps). g1 alone is joint training; the sum of all
     k is Reptile's phi - W with SGD; g2 alone is first-order MAML with one step."""
-    amp: bool = False
+    amp: bool = _supervised(False, "SB3's PPO runs in float32, amp = false is implied")
     """Mixed precision: the inner loop's forward and backward under bfloat16 autocast (for
     the conv nets on a GPU). Parameters, optimizer states and the meta-update stay float32."""
-    inner_carry_moments: bool = False
+    inner_carry_moments: bool = _supervised(False, "PPO starts every task with fresh Adam")
     """Training only: carry the inner Adam's moments from task to task (per meta-batch slot)
     instead of resetting them for every task, as supervised-reptile does. Evaluation always
     starts from fresh moments. Needs inner_optimizer = "adam"."""
@@ -200,31 +218,53 @@ class SupervisedSettings:
         return indices
 
 
-SUPERVISED_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(SupervisedSettings))
-"""The `[train]` keys only the supervised learner reads."""
+@dataclass
+class EvalConfig:
+    """How to measure fast adaptation on held-out tasks (every learner's `[eval]` keys)."""
+
+    tasks: int = 1000
+    """Held-out tasks the metric is averaged over."""
+    steps: list[int] = field(default_factory=lambda: [0, 1, 10, 32])
+    """Numbers of adaptation steps at which the metric is reported."""
+    inner_lr: float | None = None
+    """Defaults to the training inner lr (`Recipe.eval_inner_lr` resolves it)."""
+    seed: int = 2024
+    """Fixes the evaluation tasks, so numbers compare across runs."""
+    split: Literal["train", "val", "test"] = "test"
+    """The split the held-out tasks are drawn from."""
 
 
 @dataclass
-class EvalConfig:
-    """How to measure fast adaptation on held-out tasks."""
+class SupervisedEval:
+    """The supervised learner's `[eval]` keys: the held-out episodes and how they are
+    adapted and classified."""
 
-    tasks: int = 1000
-    steps: list[int] = field(default_factory=lambda: [0, 1, 10, 32])
-    """Numbers of adaptation steps at which the metric is reported."""
-    support_shots: int = 10
-    query_shots: int = 100
-    inner_lr: float | None = None
-    """Defaults to the training inner lr."""
-    inner_batch: int = 0
+    support_shots: int = _supervised(10, "RL tasks adapt on rollouts: [learner] n_steps")
+    """Support examples per held-out task (per class for classification)."""
+    query_shots: int = _supervised(100, "RL tasks are scored on the rollout after adapting")
+    """Query examples per held-out task (per class for classification)."""
+    inner_batch: int = _supervised(0, "PPO's minibatch is [learner] batch_size")
     """Support examples per adaptation step; 0 uses the whole support set."""
-    seed: int = 2024
-    """Fixes the evaluation tasks, so numbers compare across runs."""
-    split: str = "test"
-    transductive: bool = True
+    transductive: bool = _supervised(True, "a policy acts on one observation at a time")
     """Classify the whole query set in one batch, so BatchNorm normalizes with its statistics
     (the paper's "+ transduction" rows). False classifies each query example in a batch of the
     support set plus that one example, as the paper's main rows do. Same numbers for networks
     without BatchNorm."""
+
+    def validate(self) -> None:
+        for name in ("support_shots", "query_shots"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"eval.{name} = {getattr(self, name)}: must be a positive integer"
+                )
+        if self.inner_batch < 0:
+            raise ConfigError(f"eval.inner_batch = {self.inner_batch}: must be 0 or more")
+
+
+SUPERVISED: dict[str, type] = {"train": SupervisedSettings, "eval": SupervisedEval}
+"""The keys of `[train]` and `[eval]` that only the supervised learner reads, by table: each
+declared once, with its default and why an RL learner has no use for it (field metadata)."""
+SUPERVISED_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(SupervisedSettings))
 
 
 @dataclass
@@ -238,7 +278,11 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     learner: dict[str, Any] = field(default_factory=dict)
     """The `[learner]` table: the RL learner's PPO settings (n_steps, gamma, net_arch, ...),
-    typed and checked by the learner (`metarl.learners.sb3_ppo.PPOSettings`)."""
+    typed and checked by the learner (`metarl.rl.settings.PPOSettings`)."""
+    supervised: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The keys of `[train]` and `[eval]` that only the supervised learner reads (`SUPERVISED`),
+    as given (typed when parsed); absent keys take `SupervisedSettings`' and `SupervisedEval`'s
+    defaults. An RL learner refuses any of them (`refuse_supervised`)."""
     description: str = ""
     source: str = ""
     """Where the recipe came from (a catalog name or a file); not a setting."""
@@ -256,12 +300,42 @@ class Recipe:
                 f"tasks; the supervised learner of task {self.task_name!r} takes its settings "
                 f"in [train] ({', '.join(SUPERVISED_TRAIN_KEYS)})"
             )
-        given = {k: v for k in SUPERVISED_TRAIN_KEYS if (v := getattr(self.train, k)) is not None}
+        if self.train.outer_optimizer.learner_steps:
+            raise ConfigError(
+                f'train.outer_optimizer = "{self.train.outer_optimizer.value}": an outer step of '
+                "RL recipes (maml on policies); the supervised learner of task "
+                f'{self.task_name!r} takes "sgd" or "adam"'
+            )
         settings: SupervisedSettings = build_dataclass(
-            SupervisedSettings, given, "train", owner="the supervised learner"
+            SupervisedSettings, self.supervised.get("train", {}), "train"
         )
         settings.validate(self.train.algorithm)
         return settings
+
+    def supervised_eval(self) -> SupervisedEval:
+        """The supervised learner's `[eval]` settings: the keys given, defaults for the rest."""
+        settings: SupervisedEval = build_dataclass(
+            SupervisedEval, self.supervised.get("eval", {}), "eval"
+        )
+        return settings
+
+    def refuse_supervised(self, learner: str) -> None:
+        """Refuse the supervised learner's `[train]`/`[eval]` keys for an RL `learner`: the
+        first one given is a `ConfigError` naming it, the learner, and why it has no use."""
+        for section, cls in SUPERVISED.items():
+            given = self.supervised.get(section, {})
+            why = {f.name: f.metadata["why_not_rl"] for f in dataclasses.fields(cls)}
+            for key, value in given.items():
+                raise ConfigError(
+                    f"{section}.{key} = {toml_value(value)}: a setting of the supervised "
+                    f"learner, not used by {learner} of task {self.task_name!r} "
+                    f"({why[key]}); remove it"
+                )
+
+    @property
+    def eval_inner_lr(self) -> float:
+        """The inner learning rate of evaluation: `eval.inner_lr`, else `train.inner_lr`."""
+        return self.train.inner_lr if self.eval.inner_lr is None else self.eval.inner_lr
 
     @property
     def task_options(self) -> dict[str, Any]:
@@ -273,8 +347,8 @@ class Recipe:
             "description": self.description,
             "task": dict(self.task),
             "model": dict(self.model),
-            "train": _plain(dataclasses.asdict(self.train)),
-            "eval": _plain(dataclasses.asdict(self.eval)),
+            "train": _plain({**dataclasses.asdict(self.train), **self.supervised.get("train", {})}),
+            "eval": _plain({**dataclasses.asdict(self.eval), **self.supervised.get("eval", {})}),
             "learner": dict(self.learner),
         }
 
@@ -287,8 +361,6 @@ class Recipe:
             "train.checkpoint_every": t.checkpoint_every,
             "train.log_every": t.log_every,
             "eval.tasks": e.tasks,
-            "eval.support_shots": e.support_shots,
-            "eval.query_shots": e.query_shots,
         }
         for name, value in positive.items():
             if value < 1:
@@ -311,13 +383,9 @@ class Recipe:
             raise ConfigError(
                 f"train.checkpoint_seconds = {t.checkpoint_seconds}: must be > 0 (seconds)"
             )
-        non_negative = {
-            "train.inner_steps": t.inner_steps,
-            "eval.inner_batch": e.inner_batch,
-        }
-        for name, value in non_negative.items():
-            if value < 0:
-                raise ConfigError(f"{name} = {value}: must be 0 or more")
+        if t.inner_steps < 0:
+            raise ConfigError(f"train.inner_steps = {t.inner_steps}: must be 0 or more")
+        self.supervised_eval().validate()
         if t.inner_lr <= 0 or (e.inner_lr is not None and e.inner_lr <= 0):
             raise ConfigError(f"inner_lr = {t.inner_lr}: must be > 0")
         if t.meta_step < 0 or t.meta_step_final < 0:
@@ -327,23 +395,29 @@ class Recipe:
             )
         if not e.steps or any(s < 0 for s in e.steps):
             raise ConfigError(f"eval.steps = {e.steps}: must be a non-empty list of integers >= 0")
-        if e.split not in ("train", "val", "test"):
-            raise ConfigError(f"eval.split = {e.split!r}: expected one of train, val, test")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in d.items()}
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check `value` against a field's type annotation (the few types configs use)."""
+def coerce_value(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a field's or parameter's type annotation (the few types configs
+    use; others pass unchecked) and return it typed (an enum member, an int as a float)."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(annotation)
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        return coerce_value(value, inner[0], where)
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed or not isinstance(value, type(allowed[0])):
+            raise ConfigError(
+                f"{where} = {value!r}: expected one of {', '.join(map(str, allowed))}"
+            )
+        return value
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         try:
             return annotation(value)
@@ -368,11 +442,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where} = {value!r}: expected a string")
         return value
-    if origin is list:
-        (item,) = typing.get_args(annotation)
-        if not isinstance(value, list):
+    if origin in (list, tuple, Sequence):
+        items = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} = {value!r}: expected a list")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        item = items[0] if len(set(items)) == 1 else Any
+        return [coerce_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, Mapping) and not isinstance(value, Mapping):
+        raise ConfigError(f"{where} = {value!r}: expected a table")
     return value
 
 
@@ -397,7 +474,7 @@ def build_dataclass(
             f"{head}{of} unknown key {unknown[0]!r}; known keys: {', '.join(names)}"
             + did_you_mean(unknown[0], names)
         )
-    return cls(**{k: _coerce(v, hints[k], f"{field_of}{k}") for k, v in data.items()})
+    return cls(**{k: coerce_value(v, hints[k], f"{field_of}{k}") for k, v in data.items()})
 
 
 RECIPE_KEYS = ("description", "task", "model", "train", "eval", "learner")
@@ -415,6 +492,29 @@ def reject_non_finite(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             reject_non_finite(v, f"{where}[{i}]")
+
+
+def split_table(data: Any, section: str, common: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`[train]` or `[eval]` split into the keys every learner reads (fields of `common`) and
+    the supervised learner's (`SUPERVISED[section]`, type-checked here, so a wrong type is
+    refused when the recipe is read whatever the learner). An unknown key is refused with
+    both lists of known keys."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{section}] must be a table, got {data!r}")
+    own = SUPERVISED[section]
+    own_names = {f.name for f in dataclasses.fields(own)}
+    known = [f.name for f in dataclasses.fields(common)] + sorted(own_names)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"[{section}] unknown key {unknown[0]!r}; known keys: {', '.join(known)}"
+            + did_you_mean(unknown[0], known)
+        )
+    hints = typing.get_type_hints(own)
+    given = {
+        k: coerce_value(v, hints[k], f"{section}.{k}") for k, v in data.items() if k in own_names
+    }
+    return {k: v for k, v in data.items() if k not in own_names}, given
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
@@ -435,12 +535,15 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
         learner = data.get("learner", {})
         if not isinstance(learner, dict):
             raise ConfigError(f"[learner] must be a table, got {learner!r}")
+        common = {"train": TrainConfig, "eval": EvalConfig}
+        tables = {name: split_table(data.get(name, {}), name, cls) for name, cls in common.items()}
         recipe = Recipe(
             task=dict(task),
             model=dict(model),
             learner=dict(learner),
-            train=build_dataclass(TrainConfig, data.get("train", {}), "train"),
-            eval=build_dataclass(EvalConfig, data.get("eval", {}), "eval"),
+            train=build_dataclass(TrainConfig, tables["train"][0], "train"),
+            eval=build_dataclass(EvalConfig, tables["eval"][0], "eval"),
+            supervised={name: given for name, (_, given) in tables.items() if given},
             description=str(data.get("description", "")),
             source=source,
         )

@@ -54,6 +54,16 @@ class Curve:
         base = self.per_task[0]
         return [mean_ci95(row - base) for row in self.per_task]
 
+    def paired_difference(self, other: Curve) -> list[tuple[float, float]]:
+        """Per step: mean and 95% CI of (this curve - `other`), task by task: the two curves
+        must come from the same held-out tasks (as `metarl eval`'s comparisons do)."""
+        if self.steps != other.steps or self.n_tasks != other.n_tasks:
+            raise ValueError(
+                f"paired curves need the same steps and tasks: {self.steps} x {self.n_tasks} "
+                f"against {other.steps} x {other.n_tasks}"
+            )
+        return [mean_ci95(a - b) for a, b in zip(self.per_task, other.per_task, strict=True)]
+
     @property
     def lower_is_better(self) -> bool:
         """A loss (mse, cross-entropy), not an accuracy, success rate or return."""

@@ -19,7 +19,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import torch
 
@@ -28,11 +28,9 @@ from metarl.config import Recipe, recipe_from_dict
 from metarl.curves import Curve
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
+from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.protocol import MetaLearner
 from metarl.run import RunDir
-
-if TYPE_CHECKING:
-    from metarl.learners.supervised import SupervisedMetaLearner
 
 INITS = ("meta", "random", "joint", "pretrained:NAME")
 
@@ -169,23 +167,18 @@ def evaluate_run(
     recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
-    if meta.dist.kind == "supervised":
-        mode = recipe.eval.transductive if transductive is None else transductive
+    if isinstance(meta, SupervisedMetaLearner):
+        mode = recipe.supervised_eval().transductive if transductive is None else transductive
         label = f"{init}" if path is None else f"{path.name} ({init})"
         report = None if progress is None else functools.partial(progress, label)
-        curve = cast("SupervisedMetaLearner", meta).curve(
-            steps, n_tasks, transductive=mode, progress=report
-        )
+        curve = meta.curve(steps, n_tasks, transductive=mode, progress=report)
         return Evaluation(path, recipe, meta, curve, init, mode)
     if transductive is not None:
         raise UserError(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
         )
     # RL: every metric the distribution scores (Meta-World: success, then return)
-    curves = getattr(meta, "curves", None)
-    if curves is None:
-        return Evaluation(path, recipe, meta, meta.curve(steps, n_tasks), init, None)
-    curve, *others = curves(steps, n_tasks).values()
+    curve, *others = meta.curves(steps, n_tasks).values()
     return Evaluation(path, recipe, meta, curve, init, None, others)
 
 
@@ -198,8 +191,21 @@ class Comparison:
     baselines: list[Evaluation]
     joint_run: Path | None = None
 
+    def paired(self) -> dict[str, list[tuple[float, float]]]:
+        """The first run's curve minus each other run's and each baseline's, task by task
+        (all were adapted on the same held-out tasks and seeds): `label -> [(mean, ci95)]`
+        per step. A difference whose CI excludes 0 is a difference, not task-to-task noise."""
+        first = self.runs[0]
+        others = [(e.source, e) for e in self.runs[1:]]
+        others += [(INIT_LABELS.get(b.init, b.init), b) for b in self.baselines]
+        return {
+            f"{first.source} - {label}": first.curve.paired_difference(e.curve)
+            for label, e in others
+        }
+
     def to_json(self) -> dict[str, Any]:
-        """One run: its object, plus `baselines` when any; several: `task`, `runs`, ..."""
+        """One run: its object, plus `baselines` when any; several: `task`, `runs`, ...;
+        `paired`: the first run minus each other curve, per task (mean, 95% CI per step)."""
         joint = self.joint_run
         baselines = [b.to_json(joint if b.init == "joint" else None) for b in self.baselines]
         if len(self.runs) == 1:
@@ -212,6 +218,12 @@ class Comparison:
             }
         if baselines:
             payload["baselines"] = baselines
+        paired = self.paired()
+        if paired:
+            payload["paired"] = {
+                label: {"mean": [m for m, _ in d], "ci95": [c for _, c in d]}
+                for label, d in paired.items()
+            }
         return payload
 
 
@@ -270,8 +282,8 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     """All curves of `comparison` on one PNG at `path` (the metric against inner steps, or
     against policy updates for RL); for one sine run the fitted waves beside it
     (`<stem>-fits.png`)."""
-    from metarl.plots import plot_curves, plot_sine_fits
-    from metarl.sine import SineDistribution
+    from metarl.distributions.sine import SineDistribution
+    from metarl.plots import plot_curves
 
     runs, first = comparison.runs, comparison.runs[0]
     series = []
@@ -290,8 +302,25 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     where = one if len(runs) == 1 else f"{len(runs)} runs"
     title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
     written = [plot_curves(series, path, title=title, xlabel=xlabel)]
-    if len(runs) == 1 and isinstance(first.meta.dist, SineDistribution):
+    meta = first.meta
+    if (
+        len(runs) == 1
+        and isinstance(meta, SupervisedMetaLearner)
+        and isinstance(meta.dist, SineDistribution)
+    ):
         fits = path.with_name(path.stem + "-fits.png")
-        meta = cast("SupervisedMetaLearner", first.meta)
-        written.append(plot_sine_fits(meta, fits, steps=max(first.curve.steps)))
+        written.append(sine_fits(meta, fits, steps=max(first.curve.steps)))
     return written
+
+
+def sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
+    """`n` held-out sine tasks adapted `steps` steps from the run's phi, drawn by
+    `plots.plot_sine_fits` (the predictions before and after beside the true waves)."""
+    from metarl.plots import plot_sine_fits
+
+    phi, learner = meta.evaluation_start()
+    batch = meta.eval_batch(n).to(meta.device)
+    adapted = learner.adapt(phi, batch, steps)
+    before = learner.predict({k: v.expand(n, *v.shape) for k, v in phi.items()}, batch.query_x)
+    after = learner.predict(adapted, batch.query_x)
+    return plot_sine_fits(batch, before, after, path, steps)

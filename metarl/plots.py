@@ -14,11 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from metarl.atomic import atomic_write_bytes  # noqa: E402
 from metarl.curves import Curve  # noqa: E402
-from metarl.learners.supervised import SupervisedMetaLearner  # noqa: E402
+from metarl.protocol import TaskBatch  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -169,14 +170,13 @@ def plot_against_time(
     return _save(fig, path)
 
 
-def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: int = 4) -> Path:
-    """A few held-out sine tasks: the true wave, the support points, the prediction before
-    adaptation (the meta-learned initialization) and after `steps` adaptation steps."""
-    phi, learner = meta.evaluation_start()
-    batch = meta.eval_batch(n).to(meta.device)
-    adapted = learner.adapt(phi, batch, steps)
-    before = learner.predict({k: v.expand(n, *v.shape) for k, v in phi.items()}, batch.query_x)
-    after = learner.predict(adapted, batch.query_x)
+def plot_sine_fits(
+    batch: TaskBatch, before: torch.Tensor, after: torch.Tensor, path: Path, steps: int
+) -> Path:
+    """A few held-out sine tasks (`batch`): the true wave, the support points, the prediction
+    `before` adaptation (the meta-learned initialization) and `after` `steps` adaptation steps
+    (both `[tasks, query, 1]`, on the query inputs)."""
+    n = batch.num_tasks
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), sharey=True)
     for i, ax in enumerate(np.atleast_1d(axes)):
         qx = batch.query_x[i, :, 0].cpu().numpy()
@@ -195,5 +195,5 @@ def plot_sine_fits(meta: SupervisedMetaLearner, path: Path, steps: int = 10, n: 
         ax.set_xlabel("x")
         ax.grid(True, alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle(f"sine: {meta.evaluation.support_shots}-shot adaptation")
+    fig.suptitle(f"sine: {batch.support_x.shape[1]}-shot adaptation")
     return _save(fig, path)

@@ -18,12 +18,24 @@ the distribution's `kind` (`metarl.learners.LEARNERS`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    runtime_checkable,
+)
 
 import numpy as np
 import torch
+
+from metarl.errors import ConfigError
 
 if TYPE_CHECKING:
     from metarl.curves import Curve
@@ -80,11 +92,15 @@ class TaskBatch(NamedTuple):
         return int(self.support_x.shape[0])
 
 
+Kind = Literal["supervised", "rl"]
+"""Which learner adapts a distribution's tasks (`metarl.learners.LEARNERS`)."""
+
+
 @runtime_checkable
 class TaskDistribution(Protocol):
     """Anything that samples tasks. `kind` says which learner can adapt to them."""
 
-    kind: str  # "supervised" or "rl"
+    kind: Kind
 
     def sample(self, n: int, rng: np.random.Generator, split: Split) -> Sequence[Task]:
         """Draw `n` tasks of `split` using only `rng`."""
@@ -137,28 +153,49 @@ class RLDistribution(TaskDistribution, Protocol):
     # the distribution can refuse a run made under other versions.
 
 
+C = TypeVar("C")
+"""A learner's adaptation context: what it keeps from `adapt` to finish the step."""
+D = TypeVar("D", bound=TaskDistribution)
+"""The kind of distribution a learner adapts to."""
+
+
+class RolloutContext(TypedDict):
+    """The context of an RL adaptation: the tasks of this rank's slots and each one's seed
+    (a task's rollouts are a function of its seed)."""
+
+    tasks: list[Any]
+    seeds: list[int]
+
+
 @dataclass
-class Adaptation:
+class Adaptation(Generic[C]):
     """Adapted parameters of a meta-batch, and what a learner needs to finish the step."""
 
     params: Params
     """W_i, stacked: every tensor has a leading task axis."""
-    context: Any = None
-    """Learner-specific (the support/query batch, the tasks and their seeds)."""
+    context: C
+    """Learner-specific, typed by the learner: the supervised learner's `TaskBatch` (or its
+    second-order `MetaGradient`), the RL learners' `RolloutContext`."""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class MetaLearner(Protocol):
-    """The inner loop as the outer loop sees it: parameters in, parameters out."""
+class MetaLearner(Protocol[C]):
+    """The inner loop as the trainer, evaluation, export and the CLI see it: parameters in,
+    parameters out. `MetaLearnerBase` gives the optional parts their defaults."""
 
-    model: torch.nn.Module
-    """Holds phi; its parameters are the ones the outer optimizer steps."""
-    dist: TaskDistribution
-    """Where the outer loop draws each meta-batch of tasks from."""
+    @property
+    def model(self) -> torch.nn.Module:
+        """Holds phi; its parameters are the ones the outer optimizer steps."""
+        ...
+
+    @property
+    def dist(self) -> TaskDistribution:
+        """Where the outer loop draws each meta-batch of tasks from."""
+        ...
 
     def adapt(
         self, phi: Params, tasks: Sequence[Task], rng: np.random.Generator, slots: slice
-    ) -> Adaptation:
+    ) -> Adaptation[C]:
         """Adapt phi to the tasks `tasks[slots]` with the recipe's inner loop.
 
         `tasks` is the whole meta-batch and `rng` the iteration's generator: whatever a learner
@@ -166,12 +203,12 @@ class MetaLearner(Protocol):
         slot's data does not depend on how the meta-batch is split across ranks."""
         ...
 
-    def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+    def query_gradient(self, adaptation: Adaptation[C]) -> tuple[Params, dict[str, float]]:
         """FOMAML's ingredient: sum over the adapted tasks of the query-loss gradient at their
         adapted parameters W_i (first order), plus metrics."""
         ...
 
-    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation[C]) -> tuple[Params, dict[str, float]]:
         """MAML's, iMAML's or Meta-SGD's meta-gradient, summed over the adapted tasks and
         keyed like phi, plus metrics (learners that refuse those algorithms raise)."""
         ...
@@ -179,3 +216,102 @@ class MetaLearner(Protocol):
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """The evaluation metric on the recipe's held-out tasks after each number of steps."""
         ...
+
+    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
+        """Every metric the evaluation reports, the headline (`curve`'s) first."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training state beyond the weights, for the checkpoint ({} when there is none)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` gave (from a checkpoint)."""
+        ...
+
+    def run_record(self) -> dict[str, Any]:
+        """Task options a run directory records in its [task] table (the simulator versions
+        behind the numbers; {} when there are none)."""
+        ...
+
+    def trust_region_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]:
+        """The outer step `outer_optimizer = "trpo"`: move the model's phi within the trust
+        region; `gradient` is the meta-batch mean, `reduce` sums over ranks (learners without
+        one raise a `ConfigError`)."""
+        ...
+
+    def promp_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]:
+        """The outer step `outer_optimizer = "promp"`: ProMP's steps on its clipped objective
+        with the trainer's `optimizer` at `lr` (learners without one raise a `ConfigError`)."""
+        ...
+
+
+class MetaLearnerBase(Generic[C, D]):
+    """The defaults of `MetaLearner`'s optional parts: one metric, no state beyond the
+    weights, nothing to record. Learners subclass it (`C`: their adaptation context, `D`:
+    their distribution type) and override what they have."""
+
+    model: torch.nn.Module
+    dist: D
+
+    def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        raise NotImplementedError
+
+    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
+        curve = self.curve(steps, n_tasks)
+        return {curve.metric: curve}
+
+    def meta_gradient(self, adaptation: Adaptation[C]) -> tuple[Params, dict[str, float]]:
+        raise NotImplementedError(f"{type(self).__name__} computes no second-order meta-gradient")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def trust_region_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]:
+        raise ConfigError(
+            f'train.outer_optimizer = "trpo": {type(self).__name__} has no trust-region '
+            'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
+        )
+
+    def promp_step(
+        self,
+        adaptation: Adaptation[C],
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]:
+        raise ConfigError(
+            f'train.outer_optimizer = "promp": {type(self).__name__} has no ProMP step '
+            '(RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
+        )
+
+    def run_record(self) -> dict[str, Any]:
+        """The distribution's `run_record()`, the one optional method of the Task protocol
+        that a run directory keeps (Meta-World's simulator versions)."""
+        record = getattr(self.dist, "run_record", None)
+        return dict(record()) if record is not None else {}

@@ -4,11 +4,25 @@ supervised learner's settings, or of metarl's config). `metarl tasks show` print
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import enum
+import inspect
+import textwrap
+import typing
 from typing import Any
 
-from metarl.config import SUPERVISED_TRAIN_KEYS, Recipe, SupervisedSettings, recipe_from_dict
+from metarl.config import (
+    SUPERVISED,
+    EvalConfig,
+    Recipe,
+    SupervisedEval,
+    SupervisedSettings,
+    TrainConfig,
+    recipe_from_dict,
+)
 from metarl.registry import option_defaults, recipe_path, resolve_recipe, task_spec
+from metarl.rl.settings import BatchedSettings, PPOSettings, settings_class
 from metarl.tomlio import SECTIONS, parse_assignment, read_toml
 
 
@@ -26,44 +40,126 @@ def resolve_with_sets(name: str, assignments: list[str]) -> tuple[Recipe, dict[s
     return recipe, cli
 
 
+def learner_tables(recipe: Recipe, kind: str) -> dict[str, tuple[type, dict[str, Any]]]:
+    """The tables whose keys belong to the recipe's learner: table -> (the declaration of
+    its keys, the values the recipe gives)."""
+    if kind == "supervised":
+        return {t: (cls, recipe.supervised.get(t, {})) for t, cls in SUPERVISED.items()}
+    return {"learner": (settings_class(recipe), recipe.learner)}
+
+
 def field_sources(
     name: str, recipe: Recipe, cli: dict[str, set[str]] | None = None
 ) -> list[tuple[str, Any, str]]:
-    """`(section.key, value, source)` for every field of `recipe` (resolved from `name`),
-    the options its distribution and model take by default included."""
+    """`(section.key, value, source)` for every effective value of `recipe` (resolved from
+    `name`): what the recipe gives, and the defaults of its distribution, its model, its
+    learner's settings (the supervised keys, or every PPO setting for RL) and metarl's
+    config for the rest."""
     cli = cli or {}
     path, in_catalog = recipe_path(name)
     raw = read_toml(path)
     origin = f"catalog {path.name}" if in_catalog else f"file {path}"
     task_defaults, model_defaults, cls = option_defaults(recipe.task_name)
-    data = recipe.to_dict()
-    implicit: dict[str, dict[str, Any]] = {"task": task_defaults, "model": model_defaults}
-    supervised = getattr(task_spec(recipe.task_name).factory(), "kind", None) == "supervised"
-    learner_defaults = {
-        k: (v.value if hasattr(v, "value") else v)
-        for k, v in dataclasses.asdict(SupervisedSettings()).items()
+    kind = getattr(task_spec(recipe.task_name).factory(), "kind", "rl")
+    common = {"train": dataclasses.asdict(recipe.train), "eval": dataclasses.asdict(recipe.eval)}
+    tables: dict[str, dict[str, tuple[Any, str]]] = {
+        "task": {k: (v, f"default of {cls}") for k, v in task_defaults.items()},
+        "model": {k: (v, f"default of {cls}") for k, v in model_defaults.items()},
     }
+    for section, values in common.items():
+        tables[section] = {k: (v, "default") for k, v in values.items()}
+    tables["eval"]["inner_lr"] = (recipe.eval_inner_lr, "train.inner_lr (eval.inner_lr not given)")
+    for section, (declared, _) in learner_tables(recipe, kind).items():
+        defaults = {f.name: getattr(declared(), f.name) for f in dataclasses.fields(declared)}
+        tables.setdefault(section, {}).update(
+            {k: (v, f"default of {declared.__name__}") for k, v in defaults.items()}
+        )
+    data = recipe.to_dict()
     rows = []
     for section in SECTIONS:
         given = raw.get(section, {})
-        fields = {**implicit.get(section, {}), **data[section]}
-        for key, value in fields.items():
-            if section == "train" and key in SUPERVISED_TRAIN_KEYS and value is None:
-                if not supervised:
-                    continue  # a setting this recipe's learner does not have
-                default = learner_defaults[key]
-                rows.append((f"train.{key}", default, "default of SupervisedSettings"))
-                continue
+        fields = tables.get(section, {})
+        for key, value in data[section].items():
+            if value is not None or key not in fields:  # None: "not given", the default stands
+                fields[key] = (value, fields.get(key, (None, "default"))[1])
+        for key, (value, default_source) in fields.items():
             if key in cli.get(section, ()):
                 source = "command line"
             elif key in given:
                 source = origin
-            elif section in implicit:
-                source = f"default of {cls}"
             else:
-                source = "default"
-            rows.append((f"{section}.{key}", value, source))
+                source = default_source
+            rows.append((f"{section}.{key}", _plain(value), source))
     return rows
 
 
-__all__ = ["field_sources", "resolve_with_sets"]
+READERS: list[tuple[str, type, str]] = [
+    ("train", TrainConfig, "every learner"),
+    ("train", SupervisedSettings, "supervised"),
+    ("eval", EvalConfig, "every learner"),
+    ("eval", SupervisedEval, "supervised"),
+    ("learner", PPOSettings, "RL (both engines)"),
+    ("learner", BatchedSettings, "RL, batched engine"),
+]
+"""Every declaration of recipe keys, by table, with who reads its keys (a subclass adds only
+the keys it declares itself)."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under a dataclass's fields (`x: int = 0` then `\"\"\"...\"\"\"`)."""
+    docs: dict[str, str] = {}
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    for field, doc in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            docs[field.target.id] = " ".join(doc.value.value.split())
+    return docs
+
+
+def settings_reference() -> str:
+    """The reference of every recipe key outside `[task]` and `[model]` (whose keys are the
+    distribution's and network's parameters), as a Markdown table made from the declarations
+    the parser reads: key, type, default, who reads it and what it means."""
+    lines = ["| key | type | default | read by | meaning |", "|---|---|---|---|---|"]
+    for section, cls, reader in READERS:
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        own = [f for f in dataclasses.fields(cls) if f.name in vars(cls).get("__annotations__", {})]
+        for f in own:
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            hint = hints[f.name]
+            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            meaning = docs.get(f.name, "")
+            if not meaning and issubclass(cls, PPOSettings):
+                meaning = "SB3's `PPO(...)` argument of this name."
+            if f.metadata.get("why_not_rl"):
+                meaning += f" (RL: {f.metadata['why_not_rl']})"
+            cells = [
+                f"`{section}.{f.name}`",
+                f"`{kind}`",
+                f"`{_plain(default)!r}`",
+                reader,
+                meaning,
+            ]
+            lines.append("| " + " | ".join(c.replace("|", "\\|").strip() for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+__all__ = [
+    "READERS",
+    "field_docs",
+    "field_sources",
+    "learner_tables",
+    "resolve_with_sets",
+    "settings_reference",
+]

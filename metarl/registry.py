@@ -11,12 +11,13 @@ import importlib.metadata
 import importlib.resources
 import inspect
 import pkgutil
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from metarl.config import Recipe, load_recipe_file
+from metarl.config import Recipe, coerce_value, load_recipe_file
 from metarl.errors import ConfigError, UserError, did_you_mean
 from metarl.protocol import TaskDistribution
 
@@ -99,7 +100,9 @@ def register_task(
     """Register a task distribution under `name`.
 
     Example:
-        >>> register_task("my-sine", "metarl.sine:SineDistribution", kwargs={"phase": [0, 3.14]})
+        >>> register_task(
+        ...     "my-sine", "metarl.distributions.sine:SineDistribution", kwargs={"phase": [0, 3.14]}
+        ... )
     """
     if name in _REGISTRY and not overwrite:
         raise UserError(f"task {name!r} is already registered (pass overwrite=True to replace)")
@@ -212,8 +215,9 @@ def resolve_recipe(name_or_path: str) -> Recipe:
 
 
 def check_option_names(recipe: Recipe) -> None:
-    """Refuse `[task]` and `[model]` keys the distribution or its network does not take, by
-    name and before anything is built or loaded: `metarl train` and `metarl tasks show` run
+    """Refuse `[task]` and `[model]` keys the distribution or its network does not take, and
+    values of another type than their parameter's annotation, by name and before anything is
+    built or loaded: `metarl train` and `metarl tasks show` run
     this same check (a factory taking **kwargs is left to refuse its own keys)."""
     factory = task_spec(recipe.task_name).factory()
     tables: list[tuple[str, Any, dict[str, Any]]] = [("task", factory, recipe.task_options)]
@@ -231,6 +235,17 @@ def check_option_names(recipe: Recipe) -> None:
                 f"{recipe.source}: [{table}] unknown key {unknown[0]!r} for task "
                 f"{recipe.task_name!r}; known keys: {', '.join(known)}"
             )
+        try:
+            signature_of = fn.__init__ if isinstance(fn, type) else fn  # type: ignore[misc]
+            hints = typing.get_type_hints(signature_of)
+        except (NameError, TypeError):  # annotations naming what only a type checker imports
+            hints = {}
+        for key, value in given.items():
+            if key in hints:
+                try:
+                    coerce_value(value, hints[key], f"{table}.{key}")
+                except ConfigError as e:
+                    raise ConfigError(f"{recipe.source}: {e}") from None
 
 
 def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -262,20 +277,20 @@ register_task(
 
 register_task(
     "sine",
-    "metarl.sine:SineDistribution",
+    "metarl.distributions.sine:SineDistribution",
     description="y = A sin(x + b): A ~ U[0.1, 5], b ~ U[0, 2pi], x in [-5, 5] (Reptile paper)",
 )
 
 register_task(
     "omniglot",
-    "metarl.data.omniglot:OmniglotDistribution",
+    "metarl.distributions.omniglot:OmniglotDistribution",
     description="N-way Omniglot characters, 28x28, rotations as new classes (Reptile paper); "
     "needs `metarl data fetch omniglot` or `metarl data import omniglot PATH`",
 )
 
 register_task(
     "miniimagenet",
-    "metarl.data.miniimagenet:MiniImageNetDistribution",
+    "metarl.distributions.miniimagenet:MiniImageNetDistribution",
     description="N-way Mini-ImageNet, 84x84 RGB, Ravi & Larochelle 64/16/20 class split "
     "(Reptile paper); needs `metarl data import miniimagenet PATH`",
 )

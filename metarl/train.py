@@ -1,8 +1,9 @@
-"""Meta-training: the one loop of Reptile / FOMAML over a run directory.
+"""Meta-training: the one loop of every algorithm (Reptile, first-order MAML, MAML, Meta-SGD
+and iMAML) over a run directory.
 
 The loop emits events to callbacks (progress bars live in the CLI, not here). Tasks of
 iteration `i` come from a generator seeded by `(seed, i)` alone, so a resumed run sees the same
-tasks as an uninterrupted one, and a future split of the meta-batch across workers does not
+tasks as an uninterrupted one, and splitting the meta-batch across torchrun ranks does not
 change which tasks an iteration draws.
 """
 
@@ -115,9 +116,7 @@ class MetaTrainer:
         trainer = cls(RunDir(out), recipe, device, callbacks, world)
         # what the numbers depend on beyond the recipe (Meta-World's simulator versions): into
         # the run's [task], so reopening the run checks it
-        record = getattr(trainer.meta.dist, "run_record", None)
-        if record is not None:
-            trainer.recipe.task.update(record())
+        trainer.recipe.task.update(trainer.meta.run_record())
         world.barrier()
         if world.is_main:
             RunDir.create(out, trainer.recipe)
@@ -137,40 +136,44 @@ class MetaTrainer:
         with any number of ranks."""
         world = world or World()
         run = RunDir.open(path)
-        recipe = run.recipe()
-        trainer = cls(run, recipe, device, callbacks, world)
-        if run.checkpoint_path.exists():
-            # the whole checkpoint is checked (structure, then shapes) before any of it is
-            # used; metrics.jsonl is truncated only after it has all been loaded
-            ckpt = run.load_checkpoint(device)
-            if run.edited_since(ckpt):
-                raise UserError(
-                    f"{run.config_path} was edited after the checkpoint was written; "
-                    "restore it or start a new run with the edited recipe"
-                )
-            check_shapes(ckpt, trainer.model, trainer.optimizer, run.checkpoint_path)
-            try:
-                trainer.model.load_state_dict(ckpt.model)
-                trainer.optimizer.load_state_dict(ckpt.optimizer)
-                torch.set_rng_state(ckpt.rng["torch"])
-                # One rank's carried inner moments are its slots' (rank 0 writes the
-                # checkpoint): a multi-rank run restarts them (its resume is then not
-                # bitwise exact).
-                load_learner_state = getattr(trainer.meta, "load_state_dict", None)
-                if load_learner_state is not None and world.size == 1:
-                    load_learner_state(ckpt.learner)
-            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-                raise UserError(
-                    f"{run.checkpoint_path}: damaged checkpoint ({type(e).__name__}: {first}); "
-                    "restore it or start a new run"
-                ) from None
-            trainer.iteration = ckpt.iteration
-            trainer.checkpoint_iteration = ckpt.iteration
-        world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
-        if world.is_main:
-            run.lock()  # a second process resuming this run stops here, before truncating
-            run.truncate_metrics(trainer.iteration)
+        if world.is_main:  # before anything is read: a second resume must not truncate
+            run.lock()
+        try:
+            recipe = run.recipe()
+            trainer = cls(run, recipe, device, callbacks, world)
+            if run.checkpoint_path.exists():
+                # the whole checkpoint is checked (structure, then shapes) before any of it is
+                # used; metrics.jsonl is truncated only after it has all been loaded
+                ckpt = run.load_checkpoint(device)
+                if run.edited_since(ckpt):
+                    raise UserError(
+                        f"{run.config_path} was edited after the checkpoint was written; "
+                        "restore it or start a new run with the edited recipe"
+                    )
+                check_shapes(ckpt, trainer.model, trainer.optimizer, run.checkpoint_path)
+                try:
+                    trainer.model.load_state_dict(ckpt.model)
+                    trainer.optimizer.load_state_dict(ckpt.optimizer)
+                    torch.set_rng_state(ckpt.rng["torch"])
+                    # One rank's carried inner moments are its slots' (rank 0 writes the
+                    # checkpoint): a multi-rank run restarts them (its resume is then not
+                    # bitwise exact).
+                    if world.size == 1:
+                        trainer.meta.load_state_dict(ckpt.learner)
+                except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+                    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+                    raise UserError(
+                        f"{run.checkpoint_path}: damaged checkpoint ({type(e).__name__}: {first}); "
+                        "restore it or start a new run"
+                    ) from None
+                trainer.iteration = ckpt.iteration
+                trainer.checkpoint_iteration = ckpt.iteration
+            world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
+            if world.is_main:
+                run.truncate_metrics(trainer.iteration)
+        except BaseException:
+            run.unlock()
+            raise
         return trainer
 
     # -- the loop -------------------------------------------------------------------------
@@ -205,7 +208,21 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        algorithms.apply_delta(self.optimizer, delta, self.names, lr)
+        if t.outer_optimizer.learner_steps:  # TRPO, ProMP
+            metrics.update(
+                algorithms.learner_step(
+                    t.outer_optimizer,
+                    self.meta,
+                    adaptation,
+                    delta,
+                    self.world.all_reduce_sum,
+                    t.meta_batch,
+                    self.optimizer,
+                    lr,
+                )
+            )
+        else:
+            algorithms.apply_delta(self.optimizer, delta, self.names, lr)
         self.iteration += 1
         metrics["meta_step"] = lr
         bad_params = self.non_finite_parameters()
@@ -301,7 +318,7 @@ class MetaTrainer:
                 optimizer=self.optimizer.state_dict(),
                 rng={"torch": torch.get_rng_state(), "task_streams": "seed+iteration"},
                 config=self.recipe.to_dict(),
-                learner=_cpu(getattr(self.meta, "state_dict", dict)()),
+                learner=_cpu(self.meta.state_dict()),
             )
         )
         self.checkpoint_iteration = self.iteration

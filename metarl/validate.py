@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from metarl.errors import UserError
-from metarl.learners.inner_loop import LOSSES, METRICS
+from metarl.losses import LOSSES, METRICS
 from metarl.protocol import Split, TaskBatch
 
 REQUIRED = {

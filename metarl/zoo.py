@@ -63,7 +63,7 @@ def build_model(recipe: Recipe) -> nn.Module:
         raise UserError(
             f"task {recipe.task_name!r}: pretrained models exist for omniglot recipes only"
         )
-    from metarl.data.omniglot import omniglot_model
+    from metarl.distributions.omniglot import omniglot_model
 
     return omniglot_model(int(recipe.task_options.get("ways", 5)), **recipe.model)
 

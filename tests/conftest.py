@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from metarl.config import OptimizerName
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
-from metarl.sine import SineDistribution
+from metarl.distributions.sine import SineDistribution
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 
 
 @pytest.fixture
@@ -26,5 +26,5 @@ def small_mlp(sine: SineDistribution) -> torch.nn.Module:
     return sine.build_model(hidden=[16, 16])
 
 
-def learner_for(model: torch.nn.Module, name: str, lr: float, inner_batch: int = 0) -> SGDLearner:
-    return SGDLearner(model, "mse", InnerOptimizer(OptimizerName(name), lr, beta1=0.5), inner_batch)
+def learner_for(model: torch.nn.Module, name: str, lr: float, inner_batch: int = 0) -> InnerLoop:
+    return InnerLoop(model, "mse", InnerOptimizer(OptimizerName(name), lr, beta1=0.5), inner_batch)

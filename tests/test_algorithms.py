@@ -7,7 +7,7 @@ import torch
 
 from metarl import algorithms
 from metarl.config import OptimizerName
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.protocol import TaskBatch
 
 
@@ -26,7 +26,7 @@ def test_fomaml_meta_gradient_matches_hand_computation():
         model.weight.fill_(0.5)
         model.bias.fill_(0.1)
     lr = 0.1
-    learner = SGDLearner(model, "mse", InnerOptimizer(OptimizerName.SGD, lr))
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, lr))
     batch = tiny_batch()
     phi = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps=1)

@@ -242,7 +242,8 @@ def test_loopback_and_bad_ports():
 def test_omniglot_test_drawings_are_classified_right_in_a_clear_majority(server):
     if not (REAL / "images_evaluation.zip").is_file():
         pytest.skip("$METARL_DATA holds no omniglot/images_evaluation.zip")
-    from metarl.data.omniglot import LAYOUT, _open_parts, _split_characters
+    from metarl.data.omniglot import LAYOUT, _open_parts
+    from metarl.distributions.omniglot import _split_characters
     from metarl.protocol import Split
 
     recipe = metarl.pretrained(NAME).recipe.task_options

@@ -1,4 +1,4 @@
-"""The examples of docs/custom-tasks.md run as written."""
+"""The examples of docs/custom-tasks.md run as written; every script is named in the docs."""
 
 from __future__ import annotations
 
@@ -75,3 +75,15 @@ def test_an_unknown_env_attribute_is_named(tmp_path):
     result = CliRunner().invoke(app, ["train", str(bad), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "length" in result.stderr
+
+
+def test_every_script_is_named_on_a_docs_page():
+    """Each benchmark and tool under scripts/ is named (by its path) on the page whose table
+    or picture it produces."""
+    root = DOC.parent.parent
+    pages = "\n".join(p.read_text() for p in DOC.parent.glob("*.md"))
+    scripts = sorted(root.glob("scripts/*/*.py"))
+    assert scripts
+    unnamed = [s.relative_to(root).as_posix() for s in scripts]
+    unnamed = [s for s in unnamed if s not in pages and not s.endswith("__init__.py")]
+    assert not unnamed, f"scripts not named in docs/*.md: {unnamed}"

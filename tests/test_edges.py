@@ -94,10 +94,10 @@ EVAL_DAMAGE = [d for d in CHECKPOINT_DAMAGE if d not in ("adam-moment-shape", "p
 
 ENTRY_POINTS = [
     ("nope_metarl_missing.mod:Env", "no module named 'nope_metarl_missing'"),
-    ("metarl.sine:NoSuchEnv", "cannot be imported, not found"),
+    ("metarl.distributions.sine:NoSuchEnv", "cannot be imported, not found"),
     ("boom_on_import:Env", "importing it raised RuntimeError: boom at import"),
     ("builtins:dict", "is the class dict, not a gymnasium.Env"),
-    ("metarl.sine:__doc__", "is a str, not an env class"),
+    ("metarl.distributions.sine:__doc__", "is a str, not an env class"),
 ]
 
 # kind -> (arguments, fragment of the one line)

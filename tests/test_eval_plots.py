@@ -83,3 +83,34 @@ def test_runs_of_different_tasks_are_refused_with_one_line(two_runs, tmp_path):
     assert result.stderr.count("\n") == 1
     assert str(other) in result.stderr and "'navigation2d'" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_paired_differences_against_each_baseline_are_reported(two_runs, tmp_path):
+    """`metarl eval RUN --joint-run J --plot P` is the whole comparison (what
+    scripts/benchmarks/rl_inits.py used to print): the run minus each baseline, task by task,
+    in the JSON and as a table."""
+    import numpy as np
+
+    from metarl.curves import mean_ci95
+    from metarl.evaluate import compare_runs
+
+    a, b = two_runs
+    png = str(tmp_path / "p.png")
+    payload = evaluate(str(a), "--joint-run", str(b), "--plot", png)
+    paired = payload["paired"]
+    assert list(paired) == [f"{a} - random init", f"{a} - joint training"]
+    comparison = compare_runs(
+        [a], torch.device("cpu"), tasks=20, steps=[0, 1, 5], joint_run=b, random_baseline=True
+    )
+    run, (random, joint) = comparison.runs[0].curve, comparison.baselines
+    for label, other in zip(paired, (random, joint), strict=True):
+        expected = [mean_ci95(d) for d in run.per_task - other.curve.per_task]
+        assert np.allclose(paired[label]["mean"], [m for m, _ in expected])
+        assert np.allclose(paired[label]["ci95"], [c for _, c in expected])
+    # meta-training beats the random init after 5 steps, with the CI clear of zero
+    m5, c5 = paired[f"{a} - random init"]["mean"][2], paired[f"{a} - random init"]["ci95"][2]
+    assert m5 + c5 < 0
+    text = runner.invoke(
+        app, ["eval", str(a), "--joint-run", str(b), "--plot", png, "--tasks", "20"]
+    )
+    assert text.exit_code == 0 and "paired difference in mse" in text.stdout

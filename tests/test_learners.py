@@ -3,6 +3,7 @@ chosen learner does not read is refused by name), and per-task sums for the oute
 
 from __future__ import annotations
 
+import dataclasses
 import pkgutil
 import subprocess
 import sys
@@ -12,11 +13,12 @@ import pytest
 import torch
 
 from metarl import algorithms
-from metarl.config import recipe_from_dict
+from metarl.config import OuterOptimizerName, recipe_from_dict
 from metarl.errors import ConfigError
 from metarl.learners import LEARNERS, build_meta_learner
 from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.protocol import Split, task_rng
+from metarl.rl.settings import BatchedSettings
 from tests.test_cli import invoke
 
 CPU = torch.device("cpu")
@@ -128,6 +130,22 @@ def test_tasks_show_gives_the_supervised_defaults_and_no_supervised_keys_for_rl(
     nav = invoke("tasks", "show", "navigation2d")
     assert nav.exit_code == 0, nav.output
     assert "train.inner_optimizer" not in nav.stdout and "learner.n_steps" in nav.stdout
+    rows = {line.split("│")[1].strip(): line for line in nav.stdout.splitlines() if "│" in line}
+    for f in dataclasses.fields(BatchedSettings):  # every effective PPO value, defaults too
+        assert f"learner.{f.name}" in rows
+    assert "default of BatchedSettings" in rows["learner.ent_coef"]
+    assert "train.inner_lr" in rows["eval.inner_lr"]  # the effective value, and whence
+    assert "eval.transductive" not in rows and "eval.support_shots" not in rows
+
+
+def test_an_rl_recipe_with_eval_transductive_exits_2_naming_the_key(tmp_path):
+    recipe = tmp_path / "nav.toml"
+    recipe.write_text('[task]\nname = "navigation2d"\n[eval]\ntransductive = true\n')
+    result = invoke("train", str(recipe), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "eval.transductive = true" in result.stderr and "RL learner" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -146,11 +164,16 @@ def test_second_order_settings_are_checked(train, message):
 
 
 def test_rl_recipe_refuses_second_order_algorithms():
-    recipe = recipe_from_dict(nav_data(algorithm="maml"), "nav.toml")
+    """imaml (and metasgd, gradients) are for supervised tasks; maml for RL differentiates
+    through MAML-RL's policy-gradient step, so it needs inner = "vpg"."""
+    recipe = recipe_from_dict(nav_data(algorithm="imaml"), "nav.toml")
     with pytest.raises(
         ConfigError,
-        match="nav.toml: train.algorithm = .maml.: the batched RL learner .* takes reptile or",
+        match="nav.toml: train.algorithm = .imaml.: the batched RL learner .* takes reptile",
     ):
+        build_meta_learner(recipe, CPU)
+    recipe = recipe_from_dict(nav_data(algorithm="maml"), "nav.toml")
+    with pytest.raises(ConfigError, match='nav.toml: learner.inner = "ppo": .*use inner = "vpg"'):
         build_meta_learner(recipe, CPU)
 
 
@@ -227,3 +250,23 @@ def test_metasgd_run_trains_resumes_and_evaluates_with_its_rates_from_the_cli(tm
     result = invoke("eval", str(out), "--tasks", "10", "--steps", "0,1", "--plot", str(png))
     assert result.exit_code == 0, result.output
     assert png.is_file() and (tmp_path / "curve-fits.png").is_file()
+
+
+def test_a_learner_without_a_trust_region_step_refuses_it_by_name():
+    """The contract's default: only learners that take the outer step themselves (MAML-RL's
+    TRPO) have one; the trainer's call reaches every learner without probing it."""
+    meta = build_meta_learner(sine_recipe(), CPU)
+    phi = {k: v.detach() for k, v in meta.model.named_parameters()}
+    rng = task_rng(0, Split.TRAIN, 0)
+    adaptation = meta.adapt(phi, meta.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
+    optimizer = torch.optim.SGD(list(meta.model.parameters()), lr=0.1)
+    with pytest.raises(ConfigError, match='"trpo": SupervisedMetaLearner has no trust-region'):
+        algorithms.learner_step(
+            OuterOptimizerName.TRPO, meta, adaptation, phi, lambda g: g, 3, optimizer, 0.1
+        )
+    with pytest.raises(ConfigError, match='"promp": SupervisedMetaLearner has no ProMP step'):
+        algorithms.learner_step(
+            OuterOptimizerName.PROMP, meta, adaptation, phi, lambda g: g, 3, optimizer, 0.1
+        )
+    assert meta.state_dict() == {} and meta.run_record() == {}
+    assert list(meta.curves([0, 1], 4)) == ["mse"]

@@ -22,7 +22,6 @@ from metarl.config import OptimizerName, recipe_from_dict
 from metarl.data.miniimagenet import (
     PICKLE,
     SPLITS,
-    MiniImageNetDistribution,
     SplitImages,
     benchmark_classes,
     fetch,
@@ -31,13 +30,14 @@ from metarl.data.miniimagenet import (
     verify,
 )
 from metarl.data.safe_pickle import load_arrays
+from metarl.distributions.miniimagenet import MiniImageNetDistribution
+from metarl.distributions.sine import SineDistribution
 from metarl.errors import ConfigError, UserError
 from metarl.learners import supervised as meta_learners
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner, stack
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer, stack
 from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.models import conv_classifier
 from metarl.protocol import Split
-from metarl.sine import SineDistribution
 
 CLASSES = {s: benchmark_classes()[s][:3] for s in SPLITS}  # real WordNet IDs, right splits
 PER_CLASS = 4
@@ -330,7 +330,7 @@ def test_vmapped_adaptation_equals_per_task_loop(dist):
     batch = d2.episodes(d2.sample(2, rng, Split.TRAIN), rng, support=1, query=1)
     lr, steps = 1e-3, 2
     opt = InnerOptimizer(OptimizerName.ADAM, lr, beta1=0.0)
-    learner = SGDLearner(model, "cross_entropy", opt)
+    learner = InnerLoop(model, "cross_entropy", opt)
     phi = {k: v.detach() for k, v in model.named_parameters()}
     adapted = learner.adapt(phi, batch, steps)
     for i in range(2):
@@ -348,10 +348,10 @@ def test_vmapped_adaptation_equals_per_task_loop(dist):
 # --- transductive and non-transductive evaluation -------------------------------------------
 
 
-def tiny_bn_learner() -> tuple[SGDLearner, dict[str, torch.Tensor]]:
+def tiny_bn_learner() -> tuple[InnerLoop, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     model = conv_classifier(3, 8, 3, filters=4, layers=2, pool=True)
-    learner = SGDLearner(model, "cross_entropy", InnerOptimizer(OptimizerName.SGD, 0.1))
+    learner = InnerLoop(model, "cross_entropy", InnerOptimizer(OptimizerName.SGD, 0.1))
     return learner, {k: v.detach() for k, v in model.named_parameters()}
 
 
@@ -388,7 +388,7 @@ def bn_meta_learner(transductive: bool) -> SupervisedMetaLearner:
 
 def test_modes_differ_for_batchnorm_and_agree_without_it(monkeypatch):
     bn = bn_meta_learner(transductive=False)
-    assert bn.evaluation.transductive is False
+    assert bn.held_out.transductive is False
     non = bn.curve([0, 1], n_tasks=4)  # the recipe's mode
     trans = bn.curve([0, 1], n_tasks=4, transductive=True)
     assert non.steps == trans.steps == [0, 1] and non.n_tasks == trans.n_tasks == 4
@@ -424,20 +424,28 @@ def test_registered_and_the_recipes_are_the_papers():
     one, five = resolve_recipe("miniimagenet-5way-1shot"), resolve_recipe("miniimagenet-5way-5shot")
     for r in (one, five):
         assert r.task == {"name": "miniimagenet", "ways": 5}
-        assert (r.train.inner_lr, r.train.inner_batch, r.train.inner_steps) == (1e-3, 10, 8)
-        assert r.train.support_shots == 15 and r.train.meta_iterations == 100_000
-        assert r.eval.transductive is False and r.eval.query_shots == 1
+        assert (r.train.inner_lr, r.supervised_settings().inner_batch, r.train.inner_steps) == (
+            1e-3,
+            10,
+            8,
+        )
+        assert r.supervised_settings().support_shots == 15 and r.train.meta_iterations == 100_000
+        assert r.supervised_eval().transductive is False and r.supervised_eval().query_shots == 1
         net = MiniImageNetDistribution(ways=5, data=synthetic()).build_model(**r.model)
         assert net[-1].in_features == 32 * 6 * 6
-    assert (one.eval.support_shots, one.eval.inner_batch) == (1, 5)
-    assert (five.eval.support_shots, five.eval.inner_batch) == (5, 15)
+    assert (one.supervised_eval().support_shots, one.supervised_eval().inner_batch) == (1, 5)
+    assert (five.supervised_eval().support_shots, five.supervised_eval().inner_batch) == (5, 15)
     twenty = resolve_recipe("omniglot-20way-5shot")
-    assert (twenty.train.inner_lr, twenty.train.inner_batch, twenty.train.inner_steps) == (
+    assert (
+        twenty.train.inner_lr,
+        twenty.supervised_settings().inner_batch,
+        twenty.train.inner_steps,
+    ) == (
         5e-4,
         20,
         10,
     )
-    assert twenty.train.meta_iterations == 200_000 and twenty.eval.inner_batch == 10
+    assert twenty.train.meta_iterations == 200_000 and twenty.supervised_eval().inner_batch == 10
 
 
 # --- the real dataset (when $METARL_DATA holds it, imported) --------------------------------

@@ -22,7 +22,6 @@ from metarl.data import omniglot
 from metarl.data.files import md5sum
 from metarl.data.omniglot import (
     LAYOUT,
-    OmniglotDistribution,
     OmniglotImages,
     PartLayout,
     fetch,
@@ -31,8 +30,9 @@ from metarl.data.omniglot import (
     verify,
 )
 from metarl.data.root import data_root
+from metarl.distributions.omniglot import OmniglotDistribution
 from metarl.errors import ConfigError, UserError
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.protocol import Split
 from metarl.registry import make_distribution
 
@@ -325,7 +325,7 @@ def test_vmapped_conv_adaptation_equals_per_task_loop(dist):
     rng = np.random.default_rng(2)
     batch = dist.episodes(dist.sample(3, rng, Split.TRAIN), rng, support=2, query=1)
     lr, steps, inner_batch = 1e-3, 4, 5
-    learner = SGDLearner(
+    learner = InnerLoop(
         model, "cross_entropy", InnerOptimizer(OptimizerName.ADAM, lr, beta1=0.0), inner_batch
     )
     phi = {k: v.detach() for k, v in model.named_parameters()}
@@ -367,10 +367,11 @@ def test_data_cli_bad_input_exits_2_with_one_line(fake_src, tmp_path, args, mess
 def test_omniglot_is_registered_and_the_recipe_resolves():
     from metarl.registry import resolve_recipe, task_spec
 
-    assert task_spec("omniglot").entry_point == "metarl.data.omniglot:OmniglotDistribution"
+    assert task_spec("omniglot").entry_point == "metarl.distributions.omniglot:OmniglotDistribution"
     recipe = resolve_recipe("omniglot-5way-1shot")
-    assert recipe.task["ways"] == 5 and recipe.train.inner_beta1 == 0.0
-    assert recipe.eval.support_shots == 1 and recipe.eval.inner_batch == 5
+    assert recipe.task["ways"] == 5 and recipe.supervised_settings().inner_beta1 == 0.0
+    held_out = recipe.supervised_eval()
+    assert held_out.support_shots == 1 and held_out.inner_batch == 5
 
 
 # --- the real dataset (when $METARL_DATA holds it) ----------------------------------------

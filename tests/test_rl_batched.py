@@ -397,7 +397,7 @@ def test_export_to_sb3_and_back(tmp_path):
     from typer.testing import CliRunner
 
     from metarl.cli import app
-    from metarl.rl.export import load_sb3_policy
+    from metarl.export import load_sb3_policy
 
     run = tmp_path / "run"
     MetaTrainer.start(nav_recipe(train={"meta_iterations": 1, "inner_steps": 1}), run, CPU).fit()

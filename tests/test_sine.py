@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from metarl.distributions.sine import SineDistribution
 from metarl.errors import ConfigError
-from metarl.sine import SineDistribution
 
 
 def test_tasks_follow_the_papers_ranges(sine):

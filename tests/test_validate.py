@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from metarl.distributions.sine import SineDistribution
 from metarl.errors import UserError
 from metarl.protocol import TaskBatch
-from metarl.sine import SineDistribution
 from metarl.validate import check_distribution
 
 

@@ -185,6 +185,26 @@ def test_spaces_dtypes_and_metadata() -> None:
     assert infos["x_velocity"].shape == (6,)
 
 
+def test_the_physics_pool_defaults_to_the_cores_this_process_may_use() -> None:
+    """No core count written into the library: the default follows the process's affinity,
+    so a narrower affinity (a container, taskset) gives fewer threads."""
+    import os
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    vec = HalfCheetahVelVector(1, 1)
+    assert vec.threads == allowed
+    vec.close()
+    if hasattr(os, "sched_setaffinity") and allowed > 1:
+        before = os.sched_getaffinity(0)
+        try:
+            os.sched_setaffinity(0, {min(before)})
+            one = HalfCheetahVelVector(1, 1)
+            assert one.threads == 1
+            one.close()
+        finally:
+            os.sched_setaffinity(0, before)
+
+
 def test_bad_arguments_say_what_is_accepted() -> None:
     with pytest.raises(ConfigError, match="n_tasks = 0: expected a positive integer"):
         HalfCheetahVelVector(0, 2)

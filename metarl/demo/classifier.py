@@ -1,7 +1,7 @@
 """One-shot classification of drawings: adapt a meta-trained Omniglot network to N drawings
 (one per class) with the recipe's evaluation inner loop, then classify a query drawing.
 
-This is `metarl eval`'s code path for one task: the same `SGDLearner` built by `sgd_learner`
+This is `metarl eval`'s code path for one task: the same `InnerLoop` built by `build_inner_loop`
 with the recipe's `[eval]` (eval.inner_lr, eval.inner_batch, the recipe's inner optimizer), and
 the same non-transductive prediction (`predict_each_with_support`): BatchNorm normalizes with the
 statistics of the support set plus the one query drawing. Transductive prediction would put
@@ -26,7 +26,7 @@ from torch import nn
 
 from metarl.config import Recipe
 from metarl.errors import UserError
-from metarl.learners.supervised import sgd_learner
+from metarl.learners.supervised import build_inner_loop
 from metarl.protocol import Params, TaskBatch
 
 MIN_WAYS = 2
@@ -57,12 +57,12 @@ class FewShotClassifier:
         self.recipe = recipe
         self.device = device
         self.model = model.to(device)
-        self.learner = sgd_learner(
+        self.learner = build_inner_loop(
             self.model,
             "cross_entropy",
             recipe.supervised_settings(),
-            recipe.train.inner_lr,
-            recipe.eval,
+            recipe.eval_inner_lr,
+            recipe.supervised_eval().inner_batch,
         )
         self.phi: Params = {k: v.detach() for k, v in self.model.named_parameters()}
         linear = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)]

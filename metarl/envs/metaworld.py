@@ -33,6 +33,7 @@ from typing import Any, SupportsFloat
 import gymnasium
 import numpy as np
 
+from metarl.envs.metaworld_compat import patch_for_mujoco
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import Split
 from metarl.registry import register_task
@@ -46,7 +47,10 @@ MAX_EPISODE_STEPS = 500
 """Meta-World's `max_path_length`: every env truncates itself at this step."""
 EVAL_EPISODES = 3
 """Episodes per test goal in Meta-World's meta-learning evaluation."""
-INSTALL = 'pip install "metarl[metaworld]" (from a checkout: pip install -e ".[metaworld]")'
+INSTALL = (
+    'pip install "metarl-torch[metaworld]" (from a checkout: pip install -e ".[metaworld]"; '
+    "beside MuJoCo 4: pip install --no-deps metaworld==3.1.1 scipy imageio)"
+)
 
 Act = Callable[[np.ndarray], np.ndarray]
 """A deterministic policy: a batch of observations to a batch of actions."""
@@ -61,6 +65,7 @@ def require_metaworld(what: str = "these tasks") -> Any:
         import metaworld
     except ImportError as e:
         raise UserError(f"Meta-World ({what}) is not installed ({e}); {INSTALL}") from None
+    patch_for_mujoco(metaworld)  # MuJoCo 4's wider weld rows (metaworld_compat.py)
     return metaworld
 
 

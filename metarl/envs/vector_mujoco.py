@@ -53,8 +53,14 @@ from metarl.errors import ConfigError
 if TYPE_CHECKING:
     from mujoco.batch import Batch
 
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
-"""Threads of the physics pool unless `threads` is given: this machine has 2 cores."""
+
+def default_threads() -> int:
+    """Threads of the physics pool unless `threads` is given: the cores this process may run
+    on (its CPU affinity, which a container or `taskset` narrows; else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 class MujocoTaskVectorEnv(TaskVectorEnv):
@@ -69,7 +75,7 @@ class MujocoTaskVectorEnv(TaskVectorEnv):
         params: the task-parameter distributions, as the single env takes them (default: the
             registered family's).
         max_episode_steps: truncation horizon (default: the registered family's, 200).
-        threads: threads of the physics pool (default `DEFAULT_THREADS`).
+        threads: threads of the physics pool (default `default_threads()`).
     """
 
     family: ClassVar[type[_Locomotion]]
@@ -100,7 +106,7 @@ class MujocoTaskVectorEnv(TaskVectorEnv):
             raise ConfigError(
                 f"{name}: max_episode_steps = {horizon!r}: expected a positive integer"
             )
-        threads = DEFAULT_THREADS if threads is None else threads
+        threads = default_threads() if threads is None else threads
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ConfigError(f"{name}: threads = {threads!r}: expected a positive integer")
 

@@ -1,24 +1,29 @@
 """The inner loops behind the `MetaLearner` contract (`metarl.protocol`), one module each.
 
-- `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`SGDLearner`);
+- `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`InnerLoop`);
 - `supervised`: `SupervisedMetaLearner`, episodes of a supervised distribution adapted by it;
-- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to an environment task by SB3's PPO;
+- `rl_core`: the RL meta-learner's shared part (settings, seeds, held-out tasks, rollout
+  schedule, phi, metrics, timers) and `RLLearners`, which picks the engine that
+  `[learner] backend` names (`metarl.rl.settings.ENGINES`):
 - `batched_rl`: `BatchedRLMetaLearner`, every task of a meta-batch rolled out and updated at
-  once (`[learner] backend = "batched"`, the default for RL; "sb3" picks `PPOMetaLearner`).
+  once (`backend = "batched"`, the default);
+- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to one task after another by SB3's PPO
+  (`backend = "sb3"`, the reference).
 
 The trainer gets its learner from `build_meta_learner`: the distribution's `kind` picks the
 learner class in `LEARNERS`, and the class reads its typed settings from the recipe
-(`from_recipe`). The RL learner is imported only for RL recipes, so supervised users never
+(`from_recipe`). The RL engines are imported only for RL recipes, so supervised users never
 import stable-baselines3.
 """
 
 from __future__ import annotations
 
 import pkgutil
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from metarl import validate  # a module: validate imports this package's losses back
+from metarl import validate
 from metarl.config import Recipe
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import MetaLearner, TaskDistribution
@@ -26,7 +31,7 @@ from metarl.registry import check_option_names, make_distribution
 
 LEARNERS: dict[str, str] = {
     "supervised": "metarl.learners.supervised:SupervisedMetaLearner",
-    "rl": "metarl.learners.batched_rl:RLLearners",
+    "rl": "metarl.learners.rl_core:RLLearners",
 }
 """Distribution kind -> the learner class that adapts its tasks (imported when first used)."""
 
@@ -36,7 +41,7 @@ def distribution(recipe: Recipe) -> TaskDistribution:
     return make_distribution(recipe.task_name, **recipe.task_options)
 
 
-def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
+def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner[Any]:
     """The meta-learner for the recipe's task distribution, its model initialized from the
     recipe's seed. A setting the chosen learner does not read is a `ConfigError` naming it."""
     check_option_names(recipe)
@@ -50,10 +55,23 @@ def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner:
         )
     learner_cls = pkgutil.resolve_name(LEARNERS[kind])
     try:
-        learner: MetaLearner = learner_cls.from_recipe(recipe, dist, device)
+        learner: MetaLearner[Any] = learner_cls.from_recipe(recipe, dist, device)
     except ConfigError as e:
         raise ConfigError(f"{recipe.source}: {e}" if recipe.source else str(e)) from None
     return learner
+
+
+if TYPE_CHECKING:  # mypy checks here that every learner meets the whole contract
+
+    def _contract(
+        supervised: supervised.SupervisedMetaLearner,
+        sb3: sb3_ppo.PPOMetaLearner,
+        batched: batched_rl.BatchedRLMetaLearner,
+        maml: maml_rl.MAMLRLMetaLearner,
+    ) -> list[MetaLearner[Any]]:
+        return [supervised, sb3, batched, maml]
+
+    from metarl.learners import batched_rl, maml_rl, sb3_ppo, supervised
 
 
 __all__ = ["LEARNERS", "build_meta_learner", "distribution"]

@@ -26,32 +26,35 @@ sub-env's one episode.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from metarl.config import OptimizerName, Recipe, build_dataclass
+from metarl.config import OptimizerName, Recipe
 from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
-from metarl.errors import ConfigError
-from metarl.learners.inner_loop import InnerOptimizer, stack
-from metarl.learners.sb3_ppo import (
-    PPOMetaLearner,
-    PPOSettings,
-    held_out_tasks,
-    refuse_supervised_keys,
+from metarl.learners.rl_core import (
+    RLLearners,
+    RLMetaLearnerBase,
+    RolloutSchedule,
+    Timers,
+    adaptation_metrics,
+    initial_policy,
+    policy_scorer,
+    query_metrics,
+    slot_seeds,
 )
-from metarl.protocol import Adaptation, Params, Split
+from metarl.optim import InnerOptimizer, stack
+from metarl.protocol import Adaptation, Params
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
-from metarl.rl.policy import BatchedPolicy, build_sb3_policy
-from metarl.rl.rollout import Rollout, RolloutNoise, RolloutTimers, collect, gae
+from metarl.rl.policy import BatchedPolicy
+from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae, runs_asked_way
+from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
-
-INNER = ("ppo", "vpg")
 
 
 @contextmanager
@@ -59,9 +62,10 @@ def one_torch_thread() -> Iterator[None]:
     """Run torch on one thread inside the inner loop, then restore the caller's setting.
 
     The inner loop is thousands of small ops (a 64x64 MLP on a few hundred rows per env
-    step); torch's intra-op threads cost more in hand-offs than they save there: on this
-    2-core machine under load an adaptation took 20.7 s with 2 threads and 0.66 s with one.
-    More cores are used by running more ranks (torchrun), each on its own slots."""
+    step); torch's intra-op threads cost more in hand-offs than they save there, many times
+    more when other processes share the cores (`scripts/benchmarks/bench_threads.py`
+    measures it). More cores are used by running more ranks (torchrun), each on its own
+    slots."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -75,41 +79,6 @@ EVAL_CHUNK = 64
 
 
 @dataclass
-class BatchedSettings(PPOSettings):
-    """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
-    read as envs per task, plus the inner algorithm."""
-
-    inner: str = "ppo"
-    """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> BatchedSettings:
-        settings: BatchedSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the batched RL learner"
-        )
-        settings.validate()
-        if settings.inner not in INNER:
-            raise ConfigError(
-                f"learner.inner = {settings.inner!r}: expected one of {', '.join(INNER)}"
-            )
-        return settings
-
-
-@dataclass
-class Timers:
-    """Seconds per part of the inner loop, and env steps (for scripts/benchmarks/bench_rl.py)."""
-
-    rollout: RolloutTimers
-    update: float = 0.0
-    env_steps: int = 0
-
-    def reset(self) -> None:
-        self.rollout = RolloutTimers()
-        self.update = 0.0
-        self.env_steps = 0
-
-
-@dataclass
 class TasksRun:
     """What adapting a batch of tasks produced."""
 
@@ -119,39 +88,30 @@ class TasksRun:
     """Updates done before a rollout -> its per-task mean return `[tasks]`."""
     last: Rollout | None = None
     """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
+    successes: dict[int, np.ndarray] = field(default_factory=dict)
+    """Like `returns`, for envs that report `info["success"]` (Meta-World): each task's
+    fraction of first episodes with a success, `[tasks]` (`Rollout.first_successes`)."""
+    velocities: dict[int, np.ndarray] = field(default_factory=dict)
+    """Like `returns`, for envs that report `x_velocity`: each episode's mean forward
+    velocity, `[tasks, envs]` (`Rollout.first_velocities`)."""
 
 
-class BatchedRLMetaLearner:
+class BatchedRLMetaLearner(RLMetaLearnerBase):
     """Meta-learning over an RL task distribution with the whole meta-batch batched.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (on `device`: the policy, rollout
     arrays and updates live there; the envs step in NumPy, so each env step copies the
     observations in and the actions out). Adaptation never changes its parameters."""
 
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> BatchedRLMetaLearner:
-        """The learner of `recipe`: `[learner]` typed as `BatchedSettings`; `[model]` and the
-        supervised learner's `[train]` keys are refused, naming the first one given."""
-        refuse_supervised_keys(recipe, "the batched RL learner")
-        return cls(recipe, dist, device)
+    name = "the batched RL learner"
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
         self.settings = s = BatchedSettings.from_recipe(recipe)
-        probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
-        self.model = build_sb3_policy(
-            probe.observation_space,
-            probe.action_space,
-            net_arch=s.net_arch,
-            activation=s.activation,
-            ortho_init=s.ortho_init,
-            log_std_init=s.log_std_init,
-            seed=recipe.train.seed,
-        ).to(device)
-        probe.close()
+        self.model = initial_policy(dist, s, recipe.train.seed, device)
         self.policy = BatchedPolicy(self.model)
         self.names = self.policy.names
-        self.timers = Timers(RolloutTimers())
+        self.timers = Timers()
         self._envs: dict[int, TaskVectorEnv] = {}
 
     # -- envs ---------------------------------------------------------------------------
@@ -199,25 +159,31 @@ class BatchedRLMetaLearner:
         params = stack(phi, len(tasks))
         seeds = list(seeds)
         returns: dict[int, np.ndarray] = {}
+        velocities: dict[int, np.ndarray] = {}
+        successes: dict[int, np.ndarray] = {}
         inner = self._inner(lr)
         state = inner.init(params)
-        rollouts = updates + 1 if extra_rollout or updates in measure else updates
+        schedule = RolloutSchedule(updates, measure, extra_rollout)
         last = None
-        for t in range(rollouts):
+        for t in range(schedule.rollouts):
             noise = RolloutNoise(seeds, t)
             rollout = collect(
                 self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout
             )
             self.timers.env_steps += rollout.env_steps
-            if t in measure or (extra_rollout and t == updates):
+            if schedule.measured(t):
                 returns[t] = self._returns(rollout)
+                if rollout.first_velocities is not None:
+                    velocities[t] = rollout.first_velocities
+                if rollout.first_successes is not None:
+                    successes[t] = rollout.first_successes.mean(1)
             if t < updates:
                 tick = time.perf_counter()
                 params = inner.update(params, rollout, noise, state)
                 self.timers.update += time.perf_counter() - tick
             elif extra_rollout:
                 last = rollout
-        return TasksRun(params, returns, last)
+        return TasksRun(params, returns, last, successes, velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
         if self.settings.inner == "vpg":
@@ -251,14 +217,13 @@ class BatchedRLMetaLearner:
         slots: slice = slice(None),
     ) -> Adaptation:
         k = self.recipe.train.inner_steps
-        seeds = [int(x) for x in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
         run = self.run(phi, tasks, seeds, k)
         s = self.settings
-        metrics = {
-            "return_before": float(run.returns[0].mean()),
-            "env_steps": float(len(tasks) * k * s.n_steps * s.n_envs),
-        }
+        metrics = adaptation_metrics(run.returns[0].mean(), len(tasks) * k * s.n_steps * s.n_envs)
+        if 0 in run.successes:  # Meta-World: the fraction of phi's episodes that succeed
+            metrics["success_before"] = float(run.successes[0].mean())
         return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
@@ -286,27 +251,29 @@ class BatchedRLMetaLearner:
             grads, losses = loss_and_grad(self.policy, self._ppo_loss(), params, batch)
         self.timers.update += time.perf_counter() - tick
         total = {n: g.sum(0) for n, g in grads.items()}
-        return total, {
-            "query_loss": float(losses.mean()),
-            "return_after": float(self._returns(rollout).mean()),
-            "query_env_steps": float(rollout.env_steps),
-        }
-
-    def phi(self) -> Params:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
-
-    def eval_tasks(self, n_tasks: int) -> tuple[list[Any], list[int]]:
-        """The recipe's fixed held-out tasks and their seeds (the SB3 backend's too)."""
-        return held_out_tasks(self.recipe.eval, self.dist, n_tasks)
+        metrics = query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
+        if rollout.first_successes is not None:  # Meta-World: of the adapted policies' episodes
+            metrics["success_after"] = float(rollout.first_successes.mean())
+        return total, metrics
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """The headline metric of `curves`: success rate where the distribution scores
+        policies itself (Meta-World), else the return."""
+        return next(iter(self.curves(steps, n_tasks).values()))
+
+    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
         """Mean return over held-out tasks after each number of inner updates in `steps`,
         adapting from `model` with eval.inner_lr (default: train.inner_lr), `EVAL_CHUNK`
-        tasks at a time."""
+        tasks at a time. Locomotion envs (those reporting `x_velocity`) add the tasks' mean
+        per-episode forward velocity and, for families with a `direction` of +-1
+        (HalfCheetahDir), the fraction of each task's episodes whose mean forward velocity
+        has the direction's sign (`runs_asked_way`): "runs the asked way" measured, not read
+        off the sign of a return that includes control costs."""
         wanted = sorted(set(steps))
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
         values = np.zeros((len(wanted), n_tasks))
+        velocity: np.ndarray | None = None
         for start in range(0, n_tasks, EVAL_CHUNK):
             part = slice(start, start + EVAL_CHUNK)
             run = self.run(
@@ -315,11 +282,70 @@ class BatchedRLMetaLearner:
                 seeds[part],
                 max(wanted),
                 measure=wanted,
-                lr=self.recipe.eval.inner_lr,
+                lr=self.recipe.eval_inner_lr,
             )
             for row, t in enumerate(wanted):
                 values[row, part] = run.returns[t]
-        return Curve.from_values("return", wanted, values)
+                if t in run.velocities:
+                    if velocity is None:
+                        velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
+                    velocity[row, part] = run.velocities[t]
+        curves = {"return": Curve.from_values("return", wanted, values)}
+        scored = self._scored_curves(phi, tasks, seeds, wanted)
+        if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
+            curves = {**scored, "rollout_return": curves["return"]}
+        if velocity is not None:
+            curves["forward_velocity"] = Curve.from_values(
+                "forward_velocity", wanted, velocity.mean(-1)
+            )
+            asked = runs_asked_way(velocity, tasks)
+            if asked is not None:
+                curves["runs_asked_way"] = Curve.from_values(
+                    "runs_asked_way", wanted, asked.mean(-1)
+                )
+        return curves
+
+    def _scored_curves(
+        self, phi: Params, tasks: list[Any], seeds: list[int], wanted: list[int]
+    ) -> dict[str, Curve]:
+        """The distribution's own score (`policy_scorer`: Meta-World's evaluator, success
+        rate and return) of each task's policy after each t in `wanted` updates, acting
+        deterministically (the Gaussian's mean, clipped to the action space), as the SB3
+        engine scores its policies: the same protocol, so both engines' numbers compare.
+        Adapting is a function of (phi, task, seed), so each t replays the same updates.
+        Empty where the distribution has no score of its own."""
+        score = policy_scorer(self.dist)
+        if score is None:
+            return {}
+        values: dict[str, np.ndarray] = {}
+        for row, t in enumerate(wanted):
+            for start in range(0, len(tasks), EVAL_CHUNK):
+                part = slice(start, start + EVAL_CHUNK)
+                run = self.run(
+                    phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
+                )
+                for offset, task in enumerate(tasks[part]):
+                    act = self._deterministic_act(run.params, offset)
+                    for name, value in score(task, act).items():
+                        table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
+                        table[row, start + offset] = value
+        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
+
+    def _deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Task `index`'s policy in `params` as a deterministic act(observations)."""
+        mine = {name: value[index : index + 1] for name, value in params.items()}
+        space: Any = self.model.action_space
+        device = next(iter(mine.values())).device
+
+        def act(observations: np.ndarray) -> np.ndarray:
+            obs = torch.as_tensor(observations, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                out, _ = self.policy.heads(mine, obs.unsqueeze(0))
+            if self.policy.discrete:
+                return out[0].argmax(-1).cpu().numpy()
+            return np.clip(out[0].cpu().numpy(), space.low, space.high)
+
+        return act
 
     def close(self) -> None:
         for env in self._envs.values():
@@ -373,29 +399,6 @@ class _VPGInner:
     ) -> Params:
         grads, _ = vpg_gradient(self.policy, params, rollout, self.gamma)
         return self.sgd.step(params, grads, {}, 1)
-
-
-class RLLearners:
-    """`LEARNERS["rl"]`: the RL learner that the recipe's `[learner] backend` names
-    ("batched", the default, or "sb3")."""
-
-    @staticmethod
-    def from_recipe(
-        recipe: Recipe, dist: Any, device: torch.device
-    ) -> BatchedRLMetaLearner | PPOMetaLearner:
-        backend = recipe.learner.get("backend", "batched")
-        if backend == "sb3":
-            return PPOMetaLearner.from_recipe(recipe, dist, device)
-        if backend == "batched":
-            return BatchedRLMetaLearner.from_recipe(recipe, dist, device)
-        raise ConfigError(f"learner.backend = {backend!r}: expected batched or sb3")
-
-
-def rl_settings(recipe: Recipe) -> PPOSettings:
-    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
-    if recipe.learner.get("backend", "batched") == "sb3":
-        return PPOSettings.from_recipe(recipe)
-    return BatchedSettings.from_recipe(recipe)
 
 
 __all__ = ["BatchedRLMetaLearner", "BatchedSettings", "RLLearners", "TasksRun", "rl_settings"]

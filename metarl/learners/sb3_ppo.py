@@ -30,7 +30,7 @@ import copy
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,123 +46,26 @@ from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from metarl.config import (
-    SUPERVISED_TRAIN_KEYS,
-    Algorithm,
-    EvalConfig,
     Recipe,
-    build_dataclass,
 )
 from metarl.curves import Curve
 from metarl.envs.distribution import EnvTask
 from metarl.envs.vector import retask
-from metarl.errors import ConfigError
-from metarl.models import ACTIVATIONS
-from metarl.protocol import Adaptation, Params, Split, task_rng
-from metarl.tomlio import toml_value
-
-UNUSED_HINTS = {
-    "amp": "SB3's PPO runs in float32, amp = false is implied",
-    "inner_optimizer": "PPO's optimizer is its own Adam",
-    "inner_batch": "PPO's minibatch is [learner] batch_size",
-    "support_shots": "a task's data is its rollouts: [learner] n_steps",
-    "query_shots": "FOMAML's query set is one more rollout: [learner] n_steps",
-    "maml_task_chunk": "maml runs on supervised tasks only",
-    "imaml_lambda": "imaml runs on supervised tasks only",
-    "cg_steps": "imaml runs on supervised tasks only",
-    "combination": "gradient combinations run on supervised tasks only",
-}
-"""Why each of the supervised learner's `[train]` keys has no meaning for PPO."""
-BACKENDS = ("batched", "sb3")
-
-
-@dataclass
-class PPOSettings:
-    """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
-    except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
-
-    backend: str = "batched"
-    """"batched": every task of the meta-batch stepped and updated at once
-    (`metarl.learners.batched_rl`); "sb3": one task after another through SB3's PPO (this
-    module, the reference the batched learner is tested against)."""
-    n_steps: int = 1000
-    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
-    n_envs: int = 1
-    """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
-    n_epochs: int = 10
-    batch_size: int = 100
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = True
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    """Hidden layers of the policy and (separately) of the value network."""
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
-    ortho_init: bool = True
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe) -> PPOSettings:
-        """The recipe's `[learner]` table, typed and checked."""
-        settings: PPOSettings = build_dataclass(
-            cls, recipe.learner, "learner", owner="the PPO learner"
-        )
-        settings.validate()
-        return settings
-
-    def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
-        """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
-        benchmark's plain-SB3 baseline build PPO from the same ones)."""
-        policy_kwargs: dict[str, Any] = {
-            "net_arch": list(self.net_arch),
-            "activation_fn": ACTIVATIONS[self.activation],
-            "ortho_init": self.ortho_init,
-        }
-        if isinstance(action_space, spaces.Box):
-            policy_kwargs["log_std_init"] = self.log_std_init
-        return {
-            "learning_rate": learning_rate,
-            "n_steps": self.n_steps,
-            "batch_size": self.batch_size,
-            "n_epochs": self.n_epochs,
-            "gamma": self.gamma,
-            "gae_lambda": self.gae_lambda,
-            "clip_range": self.clip_range,
-            "ent_coef": self.ent_coef,
-            "vf_coef": self.vf_coef,
-            "max_grad_norm": self.max_grad_norm,
-            "normalize_advantage": self.normalize_advantage,
-            "policy_kwargs": policy_kwargs,
-        }
-
-    def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"learner.backend = {self.backend!r}: expected one of {', '.join(BACKENDS)}"
-            )
-        for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
-        if self.batch_size > self.n_steps * self.n_envs:
-            raise ConfigError(
-                f"learner.batch_size = {self.batch_size}: must be at most n_steps * n_envs "
-                f"= {self.n_steps * self.n_envs}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"learner.activation = {self.activation!r}: expected one of "
-                + ", ".join(ACTIVATIONS)
-            )
-        if not self.net_arch or any(n < 1 for n in self.net_arch):
-            raise ConfigError(f"learner.net_arch = {self.net_arch}: expected positive widths")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
-        if self.clip_range <= 0:
-            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+from metarl.learners.rl_core import (
+    RLMetaLearnerBase,
+    RolloutSchedule,
+    Timers,
+    adaptation_metrics,
+    policy_scorer,
+    query_metrics,
+    slot_seeds,
+)
+from metarl.protocol import (
+    Adaptation,
+    Params,
+    Split,
+)
+from metarl.rl.settings import BACKENDS, PPOSettings
 
 
 class SeededRolloutBuffer(RolloutBuffer):
@@ -194,22 +97,7 @@ class TaskRun:
     params: dict[str, torch.Tensor]
 
 
-@dataclass
-class Timers:
-    """Wall-clock seconds spent in each part of the inner loop (bench_rl.py)."""
-
-    rollout: float = 0.0
-    update: float = 0.0
-    swap: float = 0.0
-    """Loading phi, fresh optimizer, setting the task, seeding and resetting the env."""
-    env_steps: int = 0
-
-    def reset(self) -> None:
-        self.rollout = self.update = self.swap = 0.0
-        self.env_steps = 0
-
-
-class PPOMetaLearner:
+class PPOMetaLearner(RLMetaLearnerBase):
     """Meta-learning over an environment family with SB3's PPO as the inner loop.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
@@ -218,23 +106,15 @@ class PPOMetaLearner:
     PPO's own settings are `PPOSettings` (the recipe's `[learner]` table).
     """
 
-    def __init__(
-        self,
-        dist: Any,
-        device: torch.device,
-        settings: PPOSettings,
-        *,
-        inner_steps: int,
-        inner_lr: float,
-        evaluation: EvalConfig,
-        seed: int,
-    ) -> None:
-        self.dist = dist
-        self.device = device
-        self.settings = s = settings
-        self.inner_steps = inner_steps
-        self.inner_lr = inner_lr
-        self.evaluation = evaluation
+    name = "the PPO learner"
+
+    def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
+        self.recipe, self.dist, self.device = recipe, dist, device
+        self.settings = s = PPOSettings.from_recipe(recipe)
+        self.inner_steps = recipe.train.inner_steps
+        self.inner_lr = inner_lr = recipe.train.inner_lr
+        self.eval_lr = recipe.eval_inner_lr
+        seed = recipe.train.seed
         self.timers = Timers()
         self._first_task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
         self.vec_env = DummyVecEnv([self._make_env for _ in range(s.n_envs)])
@@ -259,22 +139,6 @@ class PPOMetaLearner:
         self.names = [n for n, _ in self.policy.named_parameters()]
         self._callback = CallbackList([])
         self._callback.init_callback(self.ppo)
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> PPOMetaLearner:
-        """The learner of `recipe`: `[learner]` typed as `PPOSettings`; `[model]` and the
-        supervised learner's `[train]` keys are refused, naming the first one given."""
-        refuse_supervised_keys(recipe, "the PPO learner")
-        t = recipe.train
-        return cls(
-            dist,
-            device,
-            PPOSettings.from_recipe(recipe),
-            inner_steps=t.inner_steps,
-            inner_lr=t.inner_lr,
-            evaluation=recipe.eval,
-            seed=t.seed,
-        )
 
     def _make_env(self) -> Monitor:
         # Monitor records each episode's return in `info`, where SB3 collects it
@@ -329,10 +193,10 @@ class PPOMetaLearner:
             ppo.num_timesteps = 0
             timers.swap += time.perf_counter() - started
             returns: dict[int, float] = {}
-            rollouts = updates + 1 if extra_rollout or updates in measure else updates
-            for t in range(rollouts):
+            schedule = RolloutSchedule(updates, measure, extra_rollout)
+            for t in range(schedule.rollouts):
                 returns_t = self._rollout(seed + t)
-                if t in measure or (extra_rollout and t == updates):
+                if schedule.measured(t):
                     returns[t] = returns_t
                 if t < updates:
                     tick = time.perf_counter()
@@ -353,7 +217,7 @@ class PPOMetaLearner:
         self.timers.swap += time.perf_counter() - tick
         tick = time.perf_counter()
         ppo.collect_rollouts(self.vec_env, self._callback, ppo.rollout_buffer, ppo.n_steps)
-        self.timers.rollout += time.perf_counter() - tick
+        self.timers.collect += time.perf_counter() - tick
         self.timers.env_steps += ppo.n_steps * self.vec_env.num_envs
         episodes = [float(info["r"]) for info in ppo.ep_info_buffer]
         if episodes:
@@ -365,26 +229,20 @@ class PPOMetaLearner:
     def adapt(
         self,
         phi: Params,
-        tasks: Sequence[EnvTask],
+        tasks: Sequence[Any],
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation:
         k = self.inner_steps
-        # one seed per meta-batch slot, drawn for all slots: a slot's rollouts do not depend on
-        # how the meta-batch is split across ranks
-        seeds = [int(s) for s in rng.integers(2**31 - 1 - k, size=len(tasks))][slots]
+        seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
         runs = [self.run_task(phi, task, seed, k) for task, seed in zip(tasks, seeds, strict=True)]
         params = {n: torch.stack([r.params[n] for r in runs]) for n in self.names}
-        metrics = {
-            "return_before": float(np.mean([r.returns[0] for r in runs])),
-            "env_steps": float(len(tasks) * k * self.ppo.n_steps * self.vec_env.num_envs),
-        }
+        metrics = adaptation_metrics(
+            np.mean([r.returns[0] for r in runs]),
+            len(tasks) * k * self.ppo.n_steps * self.vec_env.num_envs,
+        )
         return Adaptation(params, {"tasks": list(tasks), "seeds": seeds}, metrics)
-
-    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
-        """Not offered: `from_recipe` refuses maml, imaml and metasgd for PPO."""
-        raise NotImplementedError("the PPO learner takes reptile or fomaml")
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """FOMAML, summed over the tasks: at each task's adapted parameters W_i, collect a
@@ -406,11 +264,7 @@ class PPOMetaLearner:
             for n, g in grads.items():
                 total[n] = total[n] + g if n in total else g
         env_steps = len(tasks) * self.ppo.n_steps * self.vec_env.num_envs
-        return total, {
-            "query_loss": float(np.mean(losses)),
-            "return_after": float(np.mean(returns)),
-            "query_env_steps": float(env_steps),
-        }
+        return total, query_metrics(np.mean(losses), np.mean(returns), env_steps)
 
     def _surrogate_gradient(self, seed: int) -> tuple[dict[str, torch.Tensor], float]:
         """PPO's loss on the whole rollout buffer and its gradient w.r.t. the policy."""
@@ -442,13 +296,6 @@ class PPOMetaLearner:
         self.timers.update += time.perf_counter() - tick
         return out, float(loss.detach())
 
-    def phi(self) -> Params:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
-
-    def eval_tasks(self, n_tasks: int) -> tuple[list[EnvTask], list[int]]:
-        """The recipe's fixed held-out tasks and their seeds (functions of eval.seed/split)."""
-        return held_out_tasks(self.evaluation, self.dist, n_tasks)
-
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """The headline metric of `curves`: success rate where the distribution scores
         policies itself (Meta-World), else the return."""
@@ -464,10 +311,10 @@ class PPOMetaLearner:
         protocol instead: `act` is the policy after t updates acting deterministically, and
         every metric it returns (Meta-World: success, return) gets a curve."""
         wanted = sorted(set(steps))
-        lr = self.evaluation.inner_lr
+        lr = self.eval_lr
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
-        score = getattr(self.dist, "evaluate_policy", None)
+        score = policy_scorer(self.dist)
         values: dict[str, np.ndarray] = {}
         for j, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
             if score is None:
@@ -491,48 +338,10 @@ class PPOMetaLearner:
         return np.asarray(actions)
 
 
-def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
-    """`[model]` and the supervised learner's `[train]` keys have no meaning for an RL
-    learner: the first one given is a `ConfigError` naming it and why. So are the
-    supervised-only algorithms (maml, imaml, metasgd, gradients)."""
-    if recipe.train.algorithm not in (Algorithm.REPTILE, Algorithm.FOMAML):
-        raise ConfigError(
-            f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
-            f"{recipe.task_name!r} takes reptile or fomaml (maml, imaml, metasgd and "
-            "gradients are for supervised tasks)"
-        )
-    if recipe.model:
-        raise ConfigError(
-            "[model] is not used by RL recipes; put net_arch, "
-            "activation and log_std_init in [learner]"
-        )
-    for key in SUPERVISED_TRAIN_KEYS:
-        value = getattr(recipe.train, key)
-        if value is not None:
-            raise ConfigError(
-                f"train.{key} = {toml_value(value)}: a setting of the supervised "
-                f"learner, not used by {learner} of task {recipe.task_name!r} "
-                f"({UNUSED_HINTS[key]}); remove it"
-            )
-
-
-def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:
-    """The recipe's fixed evaluation tasks and one seed each (functions of eval.seed and
-    eval.split alone, so every backend and every init is evaluated on the same ones)."""
-    split = Split(evaluation.split)
-    rng = task_rng(evaluation.seed, split)
-    tasks = list(dist.sample(n_tasks, rng, split))
-    seeds = [int(s) for s in rng.integers(2**31 - 1000, size=n_tasks)]
-    return tasks, seeds
-
-
 __all__ = [
     "BACKENDS",
     "PPOMetaLearner",
     "PPOSettings",
     "SeededRolloutBuffer",
     "TaskRun",
-    "Timers",
-    "held_out_tasks",
-    "refuse_supervised_keys",
 ]

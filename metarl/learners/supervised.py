@@ -1,7 +1,7 @@
 """The supervised meta-learner: episodes from the distribution, adapted by the vmapped loop.
 
 A `SupervisedDistribution` turns each meta-batch of tasks into support/query tensors; the
-`SGDLearner` (`metarl.learners.inner_loop`) adapts phi to all of them at once. Its settings are
+`InnerLoop` (`metarl.learners.inner_loop`) adapts phi to all of them at once. Its settings are
 `SupervisedSettings` (written in the recipe's `[train]` table); evaluation follows `[eval]`.
 """
 
@@ -13,18 +13,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedSettings
+from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedEval, SupervisedSettings
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.learners.inner_loop import AdamCarry, InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerLoop
 from metarl.learners.second_order import (
     MetaGradient,
     implicit_meta_gradient,
     unrolled_meta_gradient,
 )
 from metarl.models import WithLearnedRates
+from metarl.optim import AdamCarry, InnerOptimizer
 from metarl.protocol import (
     Adaptation,
+    MetaLearnerBase,
     Params,
     Split,
     SupervisedDistribution,
@@ -41,32 +43,30 @@ Mini-ImageNet tasks of 25 support images at once would need tens of GB)."""
 CHUNK_INPUTS = 1 << 17
 """Input elements per task chunk adapted together in evaluation (at most 250 tasks): small
 chunks keep a conv net's activations in cache. Omniglot 5-way 1-shot evaluates 33 tasks at a
-time (1.8x faster than 250 at a time on a 2-core CPU: `scripts/benchmarks/bench_omniglot.py
---eval-chunks`), sine regression 250."""
+time, sine regression 250 (`scripts/benchmarks/bench_omniglot.py --eval-chunks` compares
+chunk sizes)."""
 
 
-def sgd_learner(
+def build_inner_loop(
     model: torch.nn.Module,
     loss: str,
     settings: SupervisedSettings,
-    inner_lr: float,
-    evaluation: EvalConfig | None = None,
+    lr: float,
+    inner_batch: int | None = None,
     rates: Params | None = None,
-) -> SGDLearner:
-    """The recipe's inner loop on `model`; with `evaluation`, its held-out variant
-    (eval.inner_lr / eval.inner_batch); `rates` (Meta-SGD's alpha) replace the learning rate.
-    Needs no task data, so `metarl demo` builds the evaluation loop of a shipped model with
-    it."""
-    e = evaluation
-    lr = e.inner_lr if e is not None and e.inner_lr is not None else inner_lr
-    batch = e.inner_batch if e is not None else settings.inner_batch
+) -> InnerLoop:
+    """The recipe's inner loop on `model` with step size `lr` (for evaluation, the recipe's
+    `eval_inner_lr`) and `inner_batch` support examples per step (default: the training
+    one); `rates` (Meta-SGD's alpha) replace the learning rate. Needs no task data, so
+    `metarl demo` builds the evaluation loop of a shipped model with it."""
+    batch = settings.inner_batch if inner_batch is None else inner_batch
     optimizer = InnerOptimizer(
         settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
     )
-    return SGDLearner(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
+    return InnerLoop(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
 
 
-class SupervisedMetaLearner:
+class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", SupervisedDistribution]):
     """Few-shot supervised tasks: episodes from the distribution, the vmapped SGD/Adam loop.
 
     Args:
@@ -78,7 +78,9 @@ class SupervisedMetaLearner:
             training; MAML, iMAML and Meta-SGD compute their meta-gradient while adapting
             (`meta_gradient`); Meta-SGD wraps the network in `WithLearnedRates` (alpha starts
             at `inner_lr`).
-        evaluation: the held-out protocol (`[eval]`).
+        evaluation: the held-out protocol (`[eval]`): the tasks' seed and split, and the
+            supervised keys (shots, minibatch, transduction).
+        eval_lr: the inner learning rate of evaluation.
         model_options: the `[model]` table, handed to `dist.build_model`.
         seed: initializes the model.
     """
@@ -93,6 +95,8 @@ class SupervisedMetaLearner:
         inner_lr: float,
         algorithm: Algorithm,
         evaluation: EvalConfig,
+        held_out: SupervisedEval,
+        eval_lr: float,
         model_options: dict[str, Any],
         seed: int,
     ) -> None:
@@ -103,6 +107,8 @@ class SupervisedMetaLearner:
         self.inner_lr = inner_lr
         self.algorithm = algorithm
         self.evaluation = evaluation
+        self.held_out = held_out
+        self.eval_lr = eval_lr
         if hasattr(dist, "to"):  # optional: distributions that hold data keep it on the device
             dist.to(device)
         torch.manual_seed(seed)
@@ -110,7 +116,7 @@ class SupervisedMetaLearner:
         if algorithm is Algorithm.METASGD:
             net = WithLearnedRates(net, inner_lr)
         self.model = net.to(device)
-        self.learner = self.sgd_learner()
+        self.learner = self.make_inner_loop()
         self.carry = AdamCarry() if settings.inner_carry_moments else None
 
     @classmethod
@@ -136,16 +142,24 @@ class SupervisedMetaLearner:
             inner_lr=t.inner_lr,
             algorithm=t.algorithm,
             evaluation=recipe.eval,
+            held_out=recipe.supervised_eval(),
+            eval_lr=recipe.eval_inner_lr,
             model_options=recipe.model,
             seed=t.seed,
         )
 
-    def sgd_learner(self, *, evaluation: bool = False, rates: Params | None = None) -> SGDLearner:
+    def make_inner_loop(
+        self, *, evaluation: bool = False, rates: Params | None = None
+    ) -> InnerLoop:
         """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch;
         `rates`, Meta-SGD's alpha, replace the learning rate)."""
-        held_out = self.evaluation if evaluation else None
-        return sgd_learner(
-            self.model, self.dist.loss, self.settings, self.inner_lr, held_out, rates
+        if not evaluation:
+            return build_inner_loop(
+                self.model, self.dist.loss, self.settings, self.inner_lr, None, rates
+            )
+        batch = self.held_out.inner_batch
+        return build_inner_loop(
+            self.model, self.dist.loss, self.settings, self.eval_lr, batch, rates
         )
 
     def weights_and_rates(self, phi: Params) -> tuple[Params, Params | None]:
@@ -154,13 +168,13 @@ class SupervisedMetaLearner:
             return self.model.split(phi)
         return phi, None
 
-    def evaluation_start(self) -> tuple[Params, SGDLearner]:
+    def evaluation_start(self) -> tuple[Params, InnerLoop]:
         """The meta-learned weights phi and the evaluation inner loop that adapts them (for
         Meta-SGD, stepping with the learned rates alpha)."""
         phi, rates = self.weights_and_rates(
             {k: v.detach() for k, v in self.model.named_parameters()}
         )
-        return phi, self.sgd_learner(evaluation=True, rates=rates)
+        return phi, self.make_inner_loop(evaluation=True, rates=rates)
 
     def _second_order(self, phi: Params, batch: TaskBatch) -> MetaGradient:
         s = self.settings
@@ -246,12 +260,12 @@ class SupervisedMetaLearner:
 
     def eval_batch(self, n_tasks: int) -> TaskBatch:
         """The recipe's fixed evaluation tasks (a function of eval.seed and eval.split)."""
-        e = self.evaluation
+        e, h = self.evaluation, self.held_out
         split = Split(e.split)
         rng = task_rng(e.seed, split)
         tasks = self.dist.sample(n_tasks, rng, split)
         return self.dist.episodes(
-            tasks, rng, support=e.support_shots, query=e.query_shots, evaluation=True
+            tasks, rng, support=h.support_shots, query=h.query_shots, evaluation=True
         )
 
     def curve(
@@ -268,12 +282,12 @@ class SupervisedMetaLearner:
 
         `transductive` (default: the recipe's `eval.transductive`) classifies each task's
         query set in one batch; otherwise each query example is classified in a batch of the
-        support set plus that example (`SGDLearner.predict_each_with_support`), which only
+        support set plus that example (`InnerLoop.predict_each_with_support`), which only
         changes the numbers of networks whose output depends on the batch (BatchNorm).
         `progress(done, total)` hears of each adaptation step, in tasks (fractions of them).
         """
         if transductive is None:
-            transductive = self.evaluation.transductive
+            transductive = self.held_out.transductive
         phi, learner = self.evaluation_start()
         batch = self.eval_batch(n_tasks)
         wanted = sorted(set(steps))
@@ -307,4 +321,4 @@ class SupervisedMetaLearner:
         return Curve.from_values(metric_name, wanted, values)
 
 
-__all__ = ["SupervisedMetaLearner"]
+__all__ = ["SupervisedMetaLearner", "build_inner_loop"]

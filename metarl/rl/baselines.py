@@ -15,21 +15,20 @@
 from __future__ import annotations
 
 from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.rl.settings import rl_settings
 
 
 def _steps_per_update(recipe: Recipe) -> int:
     """Environment steps of one PPO update: a rollout of n_steps in each of n_envs envs."""
-    from metarl.learners.batched_rl import rl_settings
-
     s = rl_settings(recipe)
     return s.n_steps * s.n_envs
 
 
 def meta_env_steps(recipe: Recipe) -> int:
     """Environment steps a meta-training run of `recipe` takes (adaptation rollouts, plus
-    FOMAML's one query rollout per task)."""
+    FOMAML's and MAML's one post-update rollout per task)."""
     t = recipe.train
-    rollouts = t.inner_steps + (1 if t.algorithm is Algorithm.FOMAML else 0)
+    rollouts = t.inner_steps + (1 if t.algorithm in (Algorithm.FOMAML, Algorithm.MAML) else 0)
     return t.meta_iterations * t.meta_batch * rollouts * _steps_per_update(recipe)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from metarl.config import OptimizerName
-from metarl.learners.inner_loop import InnerOptimizer
+from metarl.optim import InnerOptimizer
 from metarl.rl.policy import BatchedPolicy, Params, per_task_gradients
 from metarl.rl.rollout import Rollout
 

@@ -16,6 +16,7 @@ task (a task whose episodes all outlast the rollout reports its reward sum per e
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,13 @@ class Rollout:
     first_returns: np.ndarray
     """`[tasks]`: mean undiscounted return of each sub-env's first episode (or its reward sum
     if it outlasts the rollout)."""
+    first_velocities: np.ndarray | None = None
+    """`[tasks, envs]`: the mean forward (x) velocity over each sub-env's first episode, when
+    the env reports `x_velocity` in its info (the locomotion families), else None."""
+    first_successes: np.ndarray | None = None
+    """`[tasks, envs]`: 1 where the env reported `info["success"]` at any step of the
+    sub-env's first episode (Meta-World's criterion), 0 elsewhere; None for envs that do not
+    report it."""
     advantages: Tensor = field(default_factory=lambda: torch.zeros(0))
     returns: Tensor = field(default_factory=lambda: torch.zeros(0))
 
@@ -124,6 +132,9 @@ def collect(
     alive = np.ones(n_tasks * n_envs, dtype=bool)
     running = np.zeros(n_tasks * n_envs)
     first_return = np.zeros(n_tasks * n_envs)
+    velocity_sum: np.ndarray | None = None
+    succeeded: np.ndarray | None = None
+    first_length = np.zeros(n_tasks * n_envs)
     finished: list[list[float]] = [[] for _ in range(n_tasks)]
     low = high = None
     if isinstance(action_space, spaces.Box):
@@ -158,6 +169,13 @@ def collect(
             first[t] = torch.from_numpy(alive.astype(np.float32)).to(device).view(n_tasks, n_envs)
             running += np.asarray(reward, dtype=np.float64)
             first_return += np.where(alive, reward, 0.0)
+            first_length += alive
+            if "x_velocity" in infos:
+                velocity = np.where(alive, np.asarray(infos["x_velocity"], dtype=np.float64), 0.0)
+                velocity_sum = velocity if velocity_sum is None else velocity_sum + velocity
+            if "success" in infos:
+                hit = alive & (np.asarray(infos["success"], dtype=np.float64) > 0)
+                succeeded = hit if succeeded is None else succeeded | hit
             for i in np.flatnonzero(done):
                 finished[i // n_envs].append(float(running[i]))
                 running[i] = 0.0
@@ -187,7 +205,24 @@ def collect(
         first_episode=tet(first),
         episode_returns=episode_returns,
         first_returns=first_return.reshape(n_tasks, n_envs).mean(1),
+        first_velocities=None
+        if velocity_sum is None
+        else (velocity_sum / np.maximum(first_length, 1)).reshape(n_tasks, n_envs),
+        first_successes=None
+        if succeeded is None
+        else succeeded.astype(np.float64).reshape(n_tasks, n_envs),
     )
+
+
+def runs_asked_way(velocities: np.ndarray, tasks: Sequence[Any]) -> np.ndarray | None:
+    """`[..., tasks, envs]`: 1.0 where an episode's mean forward velocity has the sign of its
+    task's `direction` (HalfCheetahDir's +-1), else 0.0; None when the tasks have no such
+    direction (AntDir's is an angle, the other families have none)."""
+    signs = [getattr(task, "params", {}).get("direction") for task in tasks]
+    if not all(d in (-1, 1) for d in signs):
+        return None
+    wanted = np.asarray(signs, dtype=float)[:, None]
+    return (np.sign(velocities) == wanted).astype(float)
 
 
 def gae(
@@ -209,4 +244,4 @@ def gae(
     return advantages, advantages + values
 
 
-__all__ = ["Rollout", "RolloutNoise", "RolloutTimers", "collect", "gae"]
+__all__ = ["Rollout", "RolloutNoise", "RolloutTimers", "collect", "gae", "runs_asked_way"]

@@ -36,7 +36,7 @@ from torch.func import functional_call
 
 from metarl.config import OptimizerName, with_overrides
 from metarl.curves import Curve
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.learners.second_order import unrolled_meta_gradient
 from metarl.models import conv_classifier, mlp
 from metarl.progress import ProgressCallback
@@ -137,7 +137,7 @@ def speed_case(
     chunk: int,
 ) -> list[str]:
     phi = {k: v.detach() for k, v in model.named_parameters()}
-    learner = SGDLearner(model, loss_name, InnerOptimizer(OptimizerName.SGD, lr))
+    learner = InnerLoop(model, loss_name, InnerOptimizer(OptimizerName.SGD, lr))
     loss = nn.functional.mse_loss if loss_name == "mse" else nn.functional.cross_entropy
     batched = unrolled_meta_gradient(learner, phi, batch, steps, lr).grads
     looped = per_task_maml(model, loss, phi, batch, steps, lr)

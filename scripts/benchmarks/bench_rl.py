@@ -123,7 +123,7 @@ def run_meta(recipe: Recipe, out: Path) -> Result:
         return measure(run)
     assert isinstance(meta, PPOMetaLearner)
     env = {"env": 0.0}
-    meta.vec_env.step_wait = timed(meta.vec_env.step_wait, env, "env")
+    meta.vec_env.step_wait = timed(meta.vec_env.step_wait, env, "env")  # type: ignore[method-assign]
     meta.timers.reset()
 
     def run_sb3() -> Result:
@@ -132,7 +132,7 @@ def run_meta(recipe: Recipe, out: Path) -> Result:
         return {
             "env_steps": float(t.env_steps),
             "env": env["env"],
-            "policy": t.rollout - env["env"] + t.swap,
+            "policy": t.collect - env["env"] + t.swap,
             "update": t.update,
         }
 

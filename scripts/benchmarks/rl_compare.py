@@ -98,7 +98,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="train.seed (init and tasks)")
     parser.add_argument("--eval-tasks", type=int, default=40)
     parser.add_argument("--steps", default="0,1,2,5", help="adaptation updates to report")
-    parser.add_argument("--only", default="reptile,fomaml,joint", help="what to train")
+    parser.add_argument(
+        "--only", default="reptile,fomaml,joint", help="what to train (also: maml, with TRPO)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default runs/rl-RECIPE")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small MLPs: threads only add overhead (and the box is shared)
@@ -118,8 +120,11 @@ def main() -> None:
     steps = [int(s) for s in args.steps.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = (args.out or Path(f"runs/rl-{Path(args.recipe).stem}")) / stamp
-    reptile = with_overrides(recipe, "train", algorithm=Algorithm.REPTILE)
+    # Reptile (and the joint baseline built from it) step with SGD/Adam, never TRPO
+    outer = "sgd" if recipe.train.outer_optimizer.value == "trpo" else None
+    reptile = with_overrides(recipe, "train", algorithm=Algorithm.REPTILE, outer_optimizer=outer)
     recipes = {
+        "maml": with_overrides(recipe, "train", algorithm=Algorithm.MAML, outer_optimizer="trpo"),
         "reptile": reptile,
         "fomaml": with_overrides(
             recipe,

@@ -79,7 +79,7 @@ def test_amp_adaptation_tracks_float32_on_a_conv_net():
     """bfloat16 autocast (train.amp) adapts a BatchNorm conv net like float32 does (within
     the ~10% that bfloat16 gradients through four BatchNorm layers differ by), and keeps
     the parameters in float32."""
-    from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+    from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
     from metarl.models import conv_classifier
     from metarl.protocol import TaskBatch
 
@@ -90,8 +90,8 @@ def test_amp_adaptation_tracks_float32_on_a_conv_net():
     batch = TaskBatch(x, y, x, y)
     phi = {k: v.detach() for k, v in model.named_parameters()}
     optimizer = InnerOptimizer("sgd", 0.01)
-    exact = SGDLearner(model, "cross_entropy", optimizer).adapt(phi, batch, steps=5)
-    mixed = SGDLearner(model, "cross_entropy", optimizer, amp=True).adapt(phi, batch, steps=5)
+    exact = InnerLoop(model, "cross_entropy", optimizer).adapt(phi, batch, steps=5)
+    mixed = InnerLoop(model, "cross_entropy", optimizer, amp=True).adapt(phi, batch, steps=5)
     for k, v in exact.items():
         assert mixed[k].dtype == torch.float32
         moved = (v - phi[k]).norm()

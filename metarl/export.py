@@ -28,7 +28,7 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from metarl.evaluate import load_run
-    from metarl.learners.sb3_ppo import PPOSettings
+    from metarl.rl.settings import rl_settings
     from metarl.run import check_writable
 
     if out.suffix != ".zip":
@@ -37,12 +37,12 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
     if out.is_dir():  # SB3 would write OUT_2 beside it and say nothing
         raise UserError(f"--out {out}: is a directory; give the path of a .zip file to write")
     recipe, meta = load_run(run_dir, CPU)
-    settings = getattr(meta, "settings", None)
-    if not isinstance(settings, PPOSettings):
+    if meta.dist.kind != "rl":
         raise UserError(
             f"{run_dir}: task {recipe.task_name!r} is not an RL task; only RL policies "
             "export to stable-baselines3"
         )
+    settings = rl_settings(recipe)
     dist: Any = meta.dist
     task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
     env = DummyVecEnv([lambda: dist.make_env(task)])

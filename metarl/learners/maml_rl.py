@@ -1,0 +1,214 @@
+"""Second-order MAML-RL on the batched learner (`algorithm = "maml"`, `[learner] inner = "vpg"`).
+
+Per meta-iteration, for this rank's tasks at once: pre-update rollouts from phi (no graph),
+one VPG step to theta_i' (MAML-RL's protocol: `inner_steps = 1`), post-update rollouts from
+theta_i' (no graph), then the outer objective of `metarl.rl.maml` (ProMP's LVC inner loss,
+the importance-weighted surrogate outside): its gradient with respect to phi through the
+adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
+`outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
+(`trust_region_step`, `metarl.rl.trpo`), with "promp" ProMP's Adam steps on its clipped
+objective (`promp_step`, `metarl.rl.promp`). The rollouts use the seeds and rollout indices of
+the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and fomaml see
+the same episodes up to the policies that act in them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.config import Algorithm, Recipe
+from metarl.errors import ConfigError
+from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
+from metarl.learners.rl_core import (
+    adaptation_metrics,
+    query_metrics,
+    refuse_supervised_keys,
+    slot_seeds,
+)
+from metarl.protocol import Adaptation, Params
+from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
+from metarl.rl.promp import ProMPSettings, promp_step
+from metarl.rl.rollout import Rollout, RolloutNoise, collect, runs_asked_way
+from metarl.rl.trpo import trust_region_step
+
+
+def locomotion_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[str, float]:
+    """The mean forward velocity of the episodes (`forward_velocity_<when>`) and, for
+    HalfCheetahDir, the fraction running their task's way (`runs_asked_way_<when>`), for envs
+    that report `x_velocity`; nothing otherwise."""
+    if rollout.first_velocities is None:
+        return {}
+    out = {f"forward_velocity_{when}": float(rollout.first_velocities.mean())}
+    asked = runs_asked_way(rollout.first_velocities, tasks)
+    if asked is not None:
+        out[f"runs_asked_way_{when}"] = float(asked.mean())
+    return out
+
+
+class MAMLRLMetaLearner(BatchedRLMetaLearner):
+    """The batched learner with MAML-RL's second-order meta-gradient (see the module)."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> MAMLRLMetaLearner:
+        refuse_supervised_keys(recipe, "the batched RL learner", (Algorithm.MAML,))
+        learner = cls(recipe, dist, device)
+        if learner.settings.inner != "vpg":
+            raise ConfigError(
+                f'learner.inner = "{learner.settings.inner}": train.algorithm = "maml" '
+                'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
+            )
+        if recipe.train.inner_steps != 1:
+            raise ConfigError(
+                f"train.inner_steps = {recipe.train.inner_steps}: second-order MAML-RL takes "
+                "one policy-gradient step (MAML-RL's protocol), use 1"
+            )
+        return learner
+
+    def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
+        super().__init__(recipe, dist, device)
+        self.policy_fn = policy_function(self.policy)
+        self.promp_kl_coeff = ProMPSettings().init_inner_kl_coeff
+
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation:
+        """Pre-update rollouts from phi and theta_i' for this rank's slots."""
+        k = self.recipe.train.inner_steps
+        seeds = slot_seeds(rng, len(tasks), k, slots)
+        tasks = list(tasks)[slots]
+        with one_torch_thread():
+            pre = self._rollout(phi, tasks, seeds, 0, stacked=False)
+            samples = Samples.from_rollout(pre, self.settings.gamma)
+            tick = time.perf_counter()
+            params = adapt(
+                self.policy_fn, phi, samples, self.recipe.train.inner_lr, create_graph=False
+            )
+            self.timers.update += time.perf_counter() - tick
+        metrics = {
+            **adaptation_metrics(pre.first_returns.mean(), pre.env_steps),
+            **locomotion_metrics(pre, tasks, "before"),
+        }
+        context = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": samples}
+        return Adaptation(params, context, metrics)
+
+    def _rollout(
+        self, params: Params, tasks: list[Any], seeds: list[int], index: int, *, stacked: bool
+    ) -> Any:
+        s = self.settings
+        if not stacked:
+            params = {k: v.unsqueeze(0).expand(len(tasks), *v.shape) for k, v in params.items()}
+        rollout = collect(
+            self.policy,
+            params,
+            self._env(tasks),
+            RolloutNoise(seeds, index),
+            s.n_steps,
+            s.gamma,
+            self.timers.rollout,
+        )
+        self.timers.env_steps += rollout.env_steps
+        return rollout
+
+    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+        """Post-update rollouts from theta_i', then the sum over this rank's tasks of the
+        outer surrogate's gradient with respect to phi through the adaptation. The objective
+        is kept in the adaptation's context for the trust-region step."""
+        ctx = adaptation.context
+        with one_torch_thread():
+            post = self._rollout(adaptation.params, ctx["tasks"], ctx["seeds"], 1, stacked=True)
+            tick = time.perf_counter()
+            objective = MetaObjective(
+                self.policy_fn,
+                ctx["phi"],
+                ctx["pre"],
+                Samples.from_rollout(post, self.settings.gamma),
+                self.recipe.train.inner_lr,
+            )
+            grads, losses = objective.gradient(ctx["phi"])
+            self.timers.update += time.perf_counter() - tick
+        ctx["objective"] = objective
+        return grads, {
+            **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
+            **locomotion_metrics(post, ctx["tasks"], "after"),
+            **self.seconds(),
+        }
+
+    def trust_region_step(
+        self,
+        adaptation: Adaptation,
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+    ) -> dict[str, float]:
+        """MAML-RL's TRPO step on the model's phi (`metarl.rl.trpo`)."""
+        with one_torch_thread():
+            tick = time.perf_counter()
+            phi, metrics = trust_region_step(
+                adaptation.context["phi"],
+                adaptation.context["objective"],
+                gradient,
+                reduce,
+                meta_batch,
+            )
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    p.copy_(phi[name])
+            self.timers.update += time.perf_counter() - tick
+        return {**metrics, **self.seconds()}
+
+    def promp_step(
+        self,
+        adaptation: Adaptation,
+        gradient: Params,
+        reduce: Callable[[Params], Params],
+        meta_batch: int,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+    ) -> dict[str, float]:
+        """ProMP's outer steps on the model's phi with the trainer's Adam (`metarl.rl.promp`);
+        the inner KL's coefficient is carried in the learner's state (checkpointed)."""
+        with one_torch_thread():
+            tick = time.perf_counter()
+            self.promp_kl_coeff, metrics = promp_step(
+                self.model,
+                adaptation.context["objective"],
+                gradient,
+                reduce,
+                meta_batch,
+                optimizer,
+                lr,
+                self.promp_kl_coeff,
+            )
+            self.timers.update += time.perf_counter() - tick
+        return {**metrics, **self.seconds()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """ProMP's inner-KL coefficient (a resumed run continues with it)."""
+        return {"promp_kl_coeff": torch.tensor(self.promp_kl_coeff, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "promp_kl_coeff" in state:
+            self.promp_kl_coeff = float(state["promp_kl_coeff"])
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds spent so far (since the learner was built) stepping the envs, running the
+        policy in the rollouts, and in the updates (adaptation, meta-gradient, TRPO): the
+        physics share of a run is `seconds_physics / elapsed_s`."""
+        t = self.timers
+        return {
+            "seconds_physics": t.rollout.physics,
+            "seconds_policy": t.rollout.policy,
+            "seconds_update": t.update,
+        }
+
+
+__all__ = ["MAMLRLMetaLearner"]

@@ -1,0 +1,104 @@
+"""ProMP's outer step (Rothfuss et al. 2019): several Adam steps per batch on a clipped objective.
+
+As the authors' code (`meta_policy_search/meta_algos/pro_mp.py`, its class defaults) does it:
+on one batch of pre- and post-update episodes, `steps` full-batch Adam steps (the trainer's
+outer Adam, lr `train.meta_step`; ProMP uses 1e-3) on the mean over tasks of
+
+    -min(r A', clip(r, 1 - clip_eps, 1 + clip_eps) A') + kl_coeff * KL(pi_phi_old || pi_phi)
+
+(`MetaObjective.promp_losses`: r the ratio of the re-adapted post-update policy to the
+sampling one, the KL on the pre-update states), re-adapting at every step on the same
+pre-update episodes. After the steps, the inner KL's coefficient is halved when the KL is
+below target / 1.5 and doubled above target * 1.5. At phi_old the clipped term's gradient is
+the surrogate's (r = 1) and the KL's is zero, so the first step is the meta-gradient the
+trainer already summed over ranks; each later step's gradient is summed over ranks by
+`reduce`, so every rank takes the same steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from metarl.rl.maml import MetaObjective
+from metarl.rl.policy import Params
+
+
+@dataclass(frozen=True)
+class ProMPSettings:
+    """ProMP's class defaults (`ProMP.__init__`)."""
+
+    steps: int = 5
+    clip_eps: float = 0.2
+    target_inner_kl: float = 0.01
+    init_inner_kl_coeff: float = 1e-2
+
+
+def _step(optimizer: torch.optim.Optimizer, names: list[str], grads: Params, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    for name, p in zip(names, optimizer.param_groups[0]["params"], strict=True):
+        p.grad = grads[name].to(p.dtype).clone()
+    optimizer.step()
+
+
+def promp_step(
+    model: torch.nn.Module,
+    objective: MetaObjective,
+    gradient: Params,
+    reduce: Callable[[Params], Params],
+    meta_batch: int,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    kl_coeff: float,
+    settings: ProMPSettings = ProMPSettings(),
+) -> tuple[float, dict[str, float]]:
+    """Take ProMP's steps on `model`'s parameters (those `optimizer` holds, in
+    `named_parameters` order); returns the next KL coefficient and metrics."""
+    s = settings
+    names = [n for n, _ in model.named_parameters()]
+
+    def losses(create_graph: bool) -> tuple[Params, Tensor]:
+        """The local losses' sums at the model's phi and, with `create_graph`, their
+        gradient; summed over ranks and divided by the meta-batch."""
+        leaves = {n: p.detach().requires_grad_() for n, p in model.named_parameters()}
+        with torch.enable_grad():
+            surrogate, inner_kl = objective.promp_losses(leaves, s.clip_eps)
+            values = torch.stack([surrogate.sum(), inner_kl.sum()])
+            grads: Params = {}
+            if create_graph:
+                total = values[0] + kl_coeff * values[1]
+                found = torch.autograd.grad(total, list(leaves.values()), allow_unused=True)
+                grads = {
+                    n: torch.zeros_like(leaves[n]) if g is None else g
+                    for n, g in zip(names, found, strict=True)
+                }
+        reduced = reduce({**grads, "__values__": values.detach()})
+        mean = {k: v / meta_batch for k, v in reduced.items()}
+        return {n: mean[n] for n in grads}, mean["__values__"]
+
+    _, before = losses(create_graph=False)
+    _step(optimizer, names, gradient, lr)  # at phi_old: the trainer's meta-gradient
+    for _ in range(s.steps - 1):
+        grads, _ = losses(create_graph=True)
+        _step(optimizer, names, grads, lr)
+    _, after = losses(create_graph=False)
+    inner_kl = float(after[1])
+    if inner_kl < s.target_inner_kl / 1.5:
+        next_coeff = kl_coeff / 2
+    elif inner_kl > s.target_inner_kl * 1.5:
+        next_coeff = kl_coeff * 2
+    else:
+        next_coeff = kl_coeff
+    return next_coeff, {
+        "promp_loss_before": float(before[0]),
+        "promp_loss_after": float(after[0]),
+        "promp_inner_kl": inner_kl,
+        "promp_kl_coeff": kl_coeff,
+    }
+
+
+__all__ = ["ProMPSettings", "promp_step"]

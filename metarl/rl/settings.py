@@ -1,0 +1,167 @@
+"""The RL learners' settings: the recipe's `[learner]` table, typed and checked.
+
+`PPOSettings` holds PPO's own settings (SB3's names and defaults) read by both RL engines;
+`BatchedSettings` adds what only the batched engine reads. Both live here, below the learners,
+so that recipe tools (`metarl.rl.baselines`, `metarl tasks show`) read them without building
+a learner.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self
+
+from gymnasium import spaces
+
+from metarl.config import Recipe, build_dataclass
+from metarl.errors import ConfigError
+from metarl.models import ACTIVATIONS
+
+ENGINES: dict[str, str] = {
+    "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
+    "sb3": "metarl.learners.sb3_ppo:PPOMetaLearner",
+}
+"""`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
+task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
+a new engine is one module and one entry here."""
+SECOND_ORDER_ENGINES: dict[str, str] = {
+    "batched": "metarl.learners.maml_rl:MAMLRLMetaLearner",
+}
+"""`[learner] backend` -> the engine that runs MAML-RL's second-order step (`algorithm =
+"maml"`, `metarl.rl.maml`) on it; a backend without an entry refuses maml."""
+Inner = Literal["ppo", "vpg"]
+"""The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
+BACKENDS: tuple[str, ...] = tuple(ENGINES)
+INNER: tuple[str, ...] = typing.get_args(Inner)
+
+
+@dataclass
+class PPOSettings:
+    """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
+    except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
+
+    backend: str = "batched"
+    """The engine (`ENGINES`): "batched", every task of the meta-batch stepped and updated at
+    once (`metarl.learners.batched_rl`); "sb3", one task after another through SB3's PPO
+    (`metarl.learners.sb3_ppo`, the reference the batched engine is tested against)."""
+    n_steps: int = 1000
+    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
+    n_envs: int = 1
+    """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
+    n_epochs: int = 10
+    batch_size: int = 100
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layers of the policy and (separately) of the value network."""
+    activation: str = "tanh"
+    """The hidden layers' activation (`metarl.models.ACTIVATIONS`)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    ortho_init: bool = True
+    """SB3's orthogonal initialization of the policy and value networks."""
+
+    owner: ClassVar[str] = "the PPO learner"
+    """Who reads these settings (for messages)."""
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> Self:
+        """The recipe's `[learner]` table, typed and checked."""
+        settings: Self = build_dataclass(cls, recipe.learner, "learner", owner=cls.owner)
+        settings.validate()
+        return settings
+
+    def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
+        """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
+        benchmark's plain-SB3 baseline build PPO from the same ones)."""
+        policy_kwargs: dict[str, Any] = {
+            "net_arch": list(self.net_arch),
+            "activation_fn": ACTIVATIONS[self.activation],
+            "ortho_init": self.ortho_init,
+        }
+        if isinstance(action_space, spaces.Box):
+            policy_kwargs["log_std_init"] = self.log_std_init
+        return {
+            "learning_rate": learning_rate,
+            "n_steps": self.n_steps,
+            "batch_size": self.batch_size,
+            "n_epochs": self.n_epochs,
+            "gamma": self.gamma,
+            "gae_lambda": self.gae_lambda,
+            "clip_range": self.clip_range,
+            "ent_coef": self.ent_coef,
+            "vf_coef": self.vf_coef,
+            "max_grad_norm": self.max_grad_norm,
+            "normalize_advantage": self.normalize_advantage,
+            "policy_kwargs": policy_kwargs,
+        }
+
+    def validate(self) -> None:
+        if self.backend not in ENGINES:
+            raise ConfigError(
+                f"learner.backend = {self.backend!r}: expected one of {', '.join(ENGINES)}"
+            )
+        for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(
+                f"learner.batch_size = {self.batch_size}: must be at most n_steps * n_envs "
+                f"= {self.n_steps * self.n_envs}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"learner.activation = {self.activation!r}: expected one of "
+                + ", ".join(ACTIVATIONS)
+            )
+        if not self.net_arch or any(n < 1 for n in self.net_arch):
+            raise ConfigError(f"learner.net_arch = {self.net_arch}: expected positive widths")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
+        if self.clip_range <= 0:
+            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+
+
+@dataclass
+class BatchedSettings(PPOSettings):
+    """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
+    read as envs per task, plus the inner algorithm."""
+
+    inner: Inner = "ppo"
+    """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
+
+    owner: ClassVar[str] = "the batched RL learner"
+
+
+SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
+"""The `[learner]` declaration of an engine that does not read `BatchedSettings`."""
+
+
+def settings_class(recipe: Recipe) -> type[PPOSettings]:
+    """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
+    return SETTINGS.get(recipe.learner.get("backend", "batched"), BatchedSettings)
+
+
+def rl_settings(recipe: Recipe) -> PPOSettings:
+    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
+    return settings_class(recipe).from_recipe(recipe)
+
+
+__all__ = [
+    "BACKENDS",
+    "INNER",
+    "ENGINES",
+    "SETTINGS",
+    "Inner",
+    "BatchedSettings",
+    "PPOSettings",
+    "rl_settings",
+    "settings_class",
+]

@@ -1,0 +1,137 @@
+"""TRPO as MAML-RL's outer step: a trust region on the KL between the post-update policies.
+
+pytorch-maml-rl's `MAMLTRPO.step` (maml_rl/metalearners/maml_trpo.py), with its settings for
+the MAML paper's experiments: maximize the mean over tasks of the importance-weighted
+post-update advantage subject to the mean KL between the policies that sampled the post-update
+episodes and the re-adapted ones staying under `max_kl`:
+
+1. g = grad of the mean surrogate loss at phi (the second-order meta-gradient);
+2. x ~= F^-1 g by `cg_iters` of conjugate gradient, F v the Hessian-vector product of the
+   mean KL at phi (double backprop through the adaptation) plus `cg_damping * v`;
+3. the full step s = x / sqrt(x.F x / (2 max_kl)); backtracking line search from phi - s,
+   shrinking by `ls_backtrack_ratio` up to `ls_max_steps` times, re-adapting at each candidate
+   on the same pre-update samples (no new env steps), accepting the first candidate whose
+   surrogate loss is below the old one and whose KL is below `max_kl`; none: phi unchanged.
+
+Under torch.distributed every rank holds the objective of its own tasks: the gradient (summed
+before this step), each Fisher-vector product and each line-search pair (surrogate, KL) are
+summed over ranks by `reduce` and divided by the meta-batch, so every rank takes the same step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from metarl.rl.maml import MetaObjective
+from metarl.rl.policy import Params
+
+Reduce = Callable[[Params], Params]
+
+
+@dataclass(frozen=True)
+class TRPOSettings:
+    """pytorch-maml-rl's settings for the MAML paper's experiments (its configs and
+    REFERENCE.md)."""
+
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_backtrack_ratio: float = 0.8
+    ls_max_steps: int = 15
+
+
+def conjugate_gradient(
+    apply_a: Callable[[Tensor], Tensor], b: Tensor, iters: int, residual_tol: float = 1e-10
+) -> Tensor:
+    """pytorch-maml-rl's `conjugate_gradient`: x with A x ~= b, from x = 0."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rdotr = r @ r
+    for _ in range(iters):
+        z = apply_a(p)
+        alpha = rdotr / (p @ z)
+        x = x + alpha * p
+        r = r - alpha * z
+        new = r @ r
+        p = r + (new / rdotr) * p
+        rdotr = new
+        if rdotr.item() < residual_tol:
+            break
+    return x
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflat(flat: Tensor, like: Params) -> Params:
+    out, offset = {}, 0
+    for k, v in like.items():
+        out[k] = flat[offset : offset + v.numel()].view_as(v)
+        offset += v.numel()
+    return out
+
+
+def trust_region_step(
+    phi: Params,
+    objective: MetaObjective,
+    gradient: Params,
+    reduce: Reduce,
+    meta_batch: int,
+    settings: TRPOSettings = TRPOSettings(),
+) -> tuple[Params, dict[str, float]]:
+    """The new phi and metrics. `gradient` is the gradient of the mean (over the whole
+    meta-batch) surrogate loss at `phi`, already summed over ranks; `objective` holds this
+    rank's tasks; `reduce` sums a dict of tensors over ranks (identity for one process)."""
+    s = settings
+    names = list(phi)
+
+    def mean_over_batch(values: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v / meta_batch for k, v in reduce(values).items()}
+
+    kl_hessian = objective.kl_hessian(phi)
+
+    def fisher_vector(v: Tensor) -> Tensor:
+        total = mean_over_batch({k: x.detach() for k, x in kl_hessian(_unflat(v, phi)).items()})
+        return _flat([total[k] for k in names]) + s.cg_damping * v
+
+    g = _flat([gradient[k] for k in names]).detach()
+    direction = conjugate_gradient(fisher_vector, g, s.cg_iters)
+    shs = 0.5 * (direction @ fisher_vector(direction))
+    step = direction * torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
+    old = _flat([phi[k] for k in names]).detach()
+    with torch.no_grad():
+        at_phi = objective.losses(phi, create_graph=False)
+    before = mean_over_batch({"surrogate": at_phi.surrogate.sum()})["surrogate"].item()
+    metrics = {"trpo_loss_before": before, "trpo_shs": float(shs)}
+    fraction = 1.0
+    for tried in range(1, s.ls_max_steps + 1):
+        candidate = _unflat(old - fraction * step, phi)
+        with torch.no_grad():
+            losses = objective.losses(candidate, create_graph=False)
+        both = mean_over_batch({"v": torch.stack([losses.surrogate.sum(), losses.kl.sum()])})
+        loss, kl_value = both["v"].tolist()
+        if math.isfinite(loss) and loss < before and kl_value < s.max_kl:
+            metrics.update(
+                trpo_loss_after=loss,
+                trpo_kl=kl_value,
+                trpo_step_fraction=fraction,
+                trpo_line_search_steps=float(tried),
+            )
+            return candidate, metrics
+        fraction *= s.ls_backtrack_ratio
+    metrics.update(
+        trpo_loss_after=before,
+        trpo_kl=0.0,
+        trpo_step_fraction=0.0,
+        trpo_line_search_steps=float(s.ls_max_steps),
+    )
+    return dict(phi), metrics
+
+
+__all__ = ["TRPOSettings", "conjugate_gradient", "trust_region_step"]
