@@ -286,6 +286,8 @@ def test_a_second_resume_of_a_run_in_use_is_refused_naming_the_holder(paths, tmp
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and f"(pid {holder.pid})" in lines[0], result.stderr
         assert (run / "metrics.jsonl").read_bytes() == metrics  # not truncated
+        listed = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+        assert json.loads(listed.stdout)[0]["state"] == f"no: being trained (pid {holder.pid})"
     finally:
         holder.kill()
         holder.wait()
@@ -293,6 +295,8 @@ def test_a_second_resume_of_a_run_in_use_is_refused_naming_the_holder(paths, tmp
     assert (run / LOCK).read_text().strip() == str(holder.pid)
     result = runner.invoke(app, ["train", "--resume", str(run)])
     assert result.exit_code == 0, result.output
+    listed = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+    assert json.loads(listed.stdout)[0]["state"] == "finished"
 
 
 def test_the_lock_is_released_when_training_ends(tmp_path):
