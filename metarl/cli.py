@@ -89,9 +89,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # click's plain help: at 80 columns rich's option panels cut flags and wrap every
+    # description into a narrow column (`metarl train --help` was 86 lines)
+    rich_markup_mode=None,
 )
 tasks_app = typer.Typer(
-    help="The task catalog and registered task distributions.", no_args_is_help=True
+    help="The task catalog and registered task distributions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(tasks_app, name="tasks")
 
@@ -117,12 +122,15 @@ def _root(
 
 
 envs_app = typer.Typer(
-    help="The catalog of parametrized Gymnasium environment families.", no_args_is_help=True
+    help="The catalog of parametrized Gymnasium environment families.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(envs_app, name="envs")
 data_app = typer.Typer(
     help="Datasets in the data root: download, import and verify (loaders never download).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
 

@@ -67,7 +67,8 @@ class RunDir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            written = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            holder = written or str(self.holder() or "unknown")
             os.close(fd)
             raise UserError(
                 f"{self.path} is being trained by another process (pid {holder}); wait for it "
@@ -77,13 +78,32 @@ class RunDir:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
+    def holder(self) -> int | None:
+        """The pid of the process holding this run's lock, from the kernel's table of locks
+        (Linux's /proc/locks: reading it takes no lock, so a trainer starting meanwhile is
+        not disturbed); None if none holds it or the table cannot be read."""
+        try:
+            st = os.stat(self.path / LOCK)
+            with open("/proc/locks") as f:
+                table = f.read()
+        except OSError:
+            return None
+        device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in table.splitlines():
+            fields = line.split()
+            if "FLOCK" in fields and device in fields and "->" not in fields:
+                with contextlib.suppress(ValueError, IndexError):
+                    return int(fields[fields.index(device) - 1])
+        return None
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the file drops the flock
             self._lock_fd = None
 
     def __del__(self) -> None:
-        self.unlock()
+        if getattr(self, "_lock_fd", None) is not None:
+            self.unlock()
 
     @property
     def config_path(self) -> Path:
@@ -164,8 +184,11 @@ class RunDir:
 
     # -- metrics --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a") as f:
-            f.write(dumps_json(row) + "\n")
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(dumps_json(row) + "\n")
+        except OSError as e:  # a full disk fails the write, which names no file
+            raise type(e)(e.errno, e.strerror, str(self.metrics_path)) from None
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The logged rows, up to the first line that is not one (a line cut short by a

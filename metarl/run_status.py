@@ -86,6 +86,10 @@ def run_status(path: Path, root: Path) -> RunStatus:
     if damaged:
         status.state = f"no: damaged {METRICS} ({damage})"
         return status
+    holder = run.holder()
+    if holder is not None:
+        status.state = f"no: being trained (pid {holder})"
+        return status
     if not run.checkpoint_path.is_file():
         status.iteration = 0  # a resume would start over
         status.state = "no: no checkpoint"

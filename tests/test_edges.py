@@ -286,6 +286,8 @@ def test_a_second_resume_of_a_run_in_use_is_refused_naming_the_holder(paths, tmp
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and f"(pid {holder.pid})" in lines[0], result.stderr
         assert (run / "metrics.jsonl").read_bytes() == metrics  # not truncated
+        listed = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+        assert json.loads(listed.stdout)[0]["state"] == f"no: being trained (pid {holder.pid})"
     finally:
         holder.kill()
         holder.wait()
@@ -293,6 +295,8 @@ def test_a_second_resume_of_a_run_in_use_is_refused_naming_the_holder(paths, tmp
     assert (run / LOCK).read_text().strip() == str(holder.pid)
     result = runner.invoke(app, ["train", "--resume", str(run)])
     assert result.exit_code == 0, result.output
+    listed = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+    assert json.loads(listed.stdout)[0]["state"] == "finished"
 
 
 def test_the_lock_is_released_when_training_ends(tmp_path):
@@ -345,6 +349,22 @@ def test_a_full_disk_at_start_up_is_one_line_and_leaves_nothing(tmpfs):
     assert len(lines) == 1 and "No space left on device" in lines[0], result.stderr
     assert str(out) in lines[0]
     assert not out.exists()
+
+
+def test_a_full_disk_at_the_first_metrics_row_is_one_line_naming_the_file(tmpfs, tmp_path):
+    disk = tmpfs(256)
+    recipe = tmp_path / "sine.toml"
+    recipe.write_text('[task]\nname = "sine"\n[train]\nmeta_iterations = 3\nlog_every = 1\n')
+    _fill(disk, 8)  # the config and the lock fit, the first metrics row does not
+    out = disk / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "-q", "--no-tensorboard"])
+    assert result.exit_code == 2, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error")]
+    assert errors == [
+        f"error: {out / 'metrics.jsonl'}: No space left on device (free some space, or write "
+        "somewhere else)"
+    ], result.stderr
+    assert not out.exists()  # a start that failed leaves nothing: the same --out works again
 
 
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one(tmpfs, tmp_path):
@@ -680,3 +700,21 @@ def test_the_demo_serves_a_burst_and_stops_on_ctrl_c_while_adapting():
     assert demo.returncode == 0, log
     assert "Traceback" not in log and "Error" not in log, log
     assert log.strip().splitlines() == ["metarl demo: stopped"]
+
+
+# --- 80 columns -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["demo"], ["runs"], ["export"], ["data", "fetch"]]
+)
+def test_help_fits_80_columns_without_cutting_flags(command):
+    result = runner.invoke(app, [*command, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.output
+    if command == ["train"]:
+        assert "--tensorboard / --no-tensorboard" in result.output
+        assert "<reptile|fomaml|maml|imaml|metasgd|gradients>" in result.output
+        assert len(lines) < 50
