@@ -163,15 +163,19 @@ def test_second_order_settings_are_checked(train, message):
         build_meta_learner(sine_recipe(**train), CPU)
 
 
-def test_rl_recipe_refuses_second_order_algorithms():
-    """imaml (and metasgd, gradients) are for supervised tasks; maml for RL differentiates
-    through MAML-RL's policy-gradient step, so it needs inner = "vpg"."""
-    recipe = recipe_from_dict(nav_data(algorithm="imaml"), "nav.toml")
+@pytest.mark.parametrize("algorithm", ["imaml", "metasgd"])
+def test_rl_recipe_refuses_supervised_second_order_algorithms(algorithm):
+    recipe = recipe_from_dict(nav_data(algorithm=algorithm), "nav.toml")
     with pytest.raises(
         ConfigError,
-        match="nav.toml: train.algorithm = .imaml.: the batched RL learner .* takes reptile",
+        match=f"nav.toml: train.algorithm = .{algorithm}.: the batched RL learner .* takes "
+        "reptile, fomaml",
     ):
         build_meta_learner(recipe, CPU)
+
+
+def test_rl_maml_needs_the_vpg_inner_step():
+    """Second-order MAML-RL differentiates through MAML-RL's VPG step, not PPO's."""
     recipe = recipe_from_dict(nav_data(algorithm="maml"), "nav.toml")
     with pytest.raises(ConfigError, match='nav.toml: learner.inner = "ppo": .*use inner = "vpg"'):
         build_meta_learner(recipe, CPU)
