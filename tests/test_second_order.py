@@ -142,3 +142,69 @@ def test_imaml_is_the_exact_implicit_gradient_on_a_quadratic():
         total = total + ((batch.query_x[i] @ theta - batch.query_y[i]) ** 2).mean()
     (exact,) = torch.autograd.grad(total, [leaf])
     torch.testing.assert_close(result.grads["weight"], exact, rtol=1e-6, atol=1e-9)
+
+
+def _flat(params, names):
+    return torch.cat([params[k].reshape(-1) for k in names])
+
+
+def test_imaml_matches_finite_differences_of_the_exact_inner_solution_on_a_tanh_mlp(tiny):
+    """The ground truth without the implicit function theorem: theta*(phi), the minimizer of
+    L_support + (lambda/2)||theta - phi||^2 near phi, solved to machine precision by Newton's
+    method in plain autograd, and central finite differences of sum_i L_query_i(theta_i*(phi))
+    for every coordinate of phi. A tanh network's support Hessian is indefinite; lambda = 2
+    keeps lambda I + H positive definite at every theta_i* (checked), so theta_i* is a strict
+    local minimum and the derivative exists. The implicit gradient must be d/dphi of that: a
+    wrong sign, lambda scaling, the Hessian at the wrong point or of the wrong loss (the
+    proximal term counted twice, the query loss) all fail here."""
+    model, phi, batch, _ = tiny
+    lam = 2.0
+    names = list(phi)
+    shapes = [phi[k].shape for k in names]
+    sizes = [phi[k].numel() for k in names]
+
+    def unflat(v):
+        return {k: t.view(s) for k, t, s in zip(names, v.split(sizes), shapes, strict=True)}
+
+    def mse(v, x, y):
+        return ((functional_call(model, unflat(v), (x,)) - y) ** 2).mean()
+
+    learner = SGDLearner(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.1))
+    result = implicit_meta_gradient(learner, phi, batch, steps=500, lam=lam, cg_steps=sum(sizes))
+    starts = [_flat({k: v[i] for k, v in result.adapted.items()}, names) for i in range(TASKS)]
+
+    def theta_star(phi_v, i, check=False):
+        def prox(v):
+            proximal = lam / 2 * (v - phi_v).square().sum()
+            return mse(v, batch.support_x[i], batch.support_y[i]) + proximal
+
+        theta = starts[i].clone()
+        for _ in range(4):  # Newton from a point near the minimizer: quadratic convergence
+            theta = theta - torch.linalg.solve(
+                torch.func.hessian(prox)(theta), torch.func.grad(prox)(theta)
+            )
+        if check:
+            assert torch.func.grad(prox)(theta).abs().max() < 1e-12
+            assert torch.linalg.eigvalsh(torch.func.hessian(prox)(theta))[0] > 0.1  # strict min
+        return theta
+
+    def outer(phi_v):
+        return sum(
+            mse(theta_star(phi_v, i), batch.query_x[i], batch.query_y[i]) for i in range(TASKS)
+        )
+
+    phi_v, eps = _flat(phi, names), 1e-6
+    for i in range(TASKS):
+        theta_star(phi_v, i, check=True)
+    numeric = torch.stack(
+        [
+            (outer(phi_v + eps * e) - outer(phi_v - eps * e)) / (2 * eps)
+            for e in torch.eye(len(phi_v), dtype=phi_v.dtype)
+        ]
+    )
+    got = _flat(result.grads, names)
+    torch.testing.assert_close(got, numeric, rtol=1e-5, atol=1e-7)
+    # the Hessian term matters: the first-order gradient grad L_query(theta*) is far from it
+    fo, _ = learner.query_gradients(result.adapted, batch.query_x, batch.query_y)
+    first_order = _flat({k: v.sum(0) for k, v in fo.items()}, names)
+    assert (first_order - numeric).norm() > 0.1 * numeric.norm()
