@@ -132,8 +132,9 @@ def truncated_conjugate_gradient(
     """`conjugate_gradient`, and which tasks met a search direction p with p^T A p <= 0 (a
     boolean per task). Such an A is not positive definite and CG's iterates stop being a
     solution method for it, so that task keeps the iterate it had (truncated CG, as in
-    Newton-CG); continuing along other directions would return an arbitrary vector, whose
-    norm grows without bound with the iterations (measured on sine at lambda = 1)."""
+    Newton-CG); continuing along other directions returns an arbitrary vector (on sine at
+    lambda = 1, norms up to 1e4 after 50 iterations, where the inner loop's derivative has
+    norms of 0.4-140)."""
     x = {k: torch.zeros_like(v) for k, v in b.items()}
     r = {k: v.clone() for k, v in b.items()}
     p = {k: v.clone() for k, v in b.items()}
@@ -179,7 +180,7 @@ def implicit_meta_gradient(
     - `imaml_indefinite`: the fraction of tasks where CG met a direction of non-positive
       curvature of I + H/lambda (`truncated_conjugate_gradient`): H has eigenvalues below
       -lambda, the proximal problem has no minimizer near phi, and the implicit gradient is
-      not the derivative of anything the inner loop computes. A larger lambda fixes it (a
+      not the derivative of the inner loop's result. A larger lambda fixes it (a
       tanh network's support Hessian on sine reaches -4 at initialization and below -20
       along a run at lambda = 1; tasks/sine-imaml.toml).
     """
