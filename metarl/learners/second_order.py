@@ -20,7 +20,7 @@ trainer sums over ranks and divides by the meta-batch, as for Reptile and FOMAML
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -41,6 +41,9 @@ class MetaGradient:
     """Support loss before each inner step, `[steps, tasks]`."""
     query_losses: Tensor
     """Query loss at W_i, `[tasks]`."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Diagnostics logged with the iteration's metrics (iMAML: `imaml_residual`,
+    `imaml_indefinite`, see `implicit_meta_gradient`)."""
 
 
 def _chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
@@ -116,22 +119,42 @@ def conjugate_gradient(
 ) -> Params:
     """Solve A x = b for every task at once (A symmetric positive definite, applied by
     `apply_a` to stacked parameters), `steps` iterations from x = 0. Each task has its own
-    step sizes; a task whose residual reached zero stays where it is."""
+    step sizes; a task whose residual reached zero stays where it is, and so does a task whose
+    A shows a direction of non-positive curvature (see `truncated_conjugate_gradient`)."""
+    return truncated_conjugate_gradient(apply_a, b, steps)[0]
+
+
+def truncated_conjugate_gradient(
+    apply_a: Callable[[Params], Params],
+    b: Params,
+    steps: int,
+) -> tuple[Params, Tensor]:
+    """`conjugate_gradient`, and which tasks met a search direction p with p^T A p <= 0 (a
+    boolean per task). Such an A is not positive definite and CG's iterates stop being a
+    solution method for it, so that task keeps the iterate it had (truncated CG, as in
+    Newton-CG); continuing along other directions returns an arbitrary vector (on sine at
+    lambda = 1, norms up to 1e4 after 50 iterations, where the inner loop's derivative has
+    norms of 0.4-140)."""
     x = {k: torch.zeros_like(v) for k, v in b.items()}
     r = {k: v.clone() for k, v in b.items()}
     p = {k: v.clone() for k, v in b.items()}
     rs = _dot(r, r)
+    active = rs > 0
+    indefinite = torch.zeros_like(active)
     for _ in range(steps):
         ap = apply_a(p)
         pap = _dot(p, ap)
-        alpha = torch.where(pap > 0, rs / pap.clamp_min(1e-30), torch.zeros_like(rs))
+        indefinite |= active & (pap <= 0)
+        active &= pap > 0
+        alpha = torch.where(active, rs / pap.clamp_min(1e-30), torch.zeros_like(rs))
         x = {k: x[k] + _scale(alpha, p[k]) for k in x}
         r = {k: r[k] - _scale(alpha, ap[k]) for k in r}
         rs_new = _dot(r, r)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
+        active &= rs_new > 0
+        beta = torch.where(active, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
         p = {k: r[k] + _scale(beta, p[k]) for k in p}
         rs = rs_new
-    return x
+    return x, indefinite
 
 
 def implicit_meta_gradient(
@@ -144,7 +167,23 @@ def implicit_meta_gradient(
 ) -> MetaGradient:
     """iMAML's meta-gradient: the proximal inner loop with the learner's optimizer, then
     (I + H/lambda)^-1 grad L_query(theta) per task by `cg_steps` of conjugate gradient,
-    summed over tasks."""
+    summed over tasks. H is the Hessian of the support loss alone (the proximal term's
+    Hessian, lambda I, is the I), at theta.
+
+    That is d L_query(theta*(phi)) / d phi only where its assumptions hold, and the result
+    says how far they do, in `metrics` (means over the tasks):
+
+    - `imaml_residual`: ||grad L_support(theta) + lambda (theta - phi)|| divided by
+      ||grad L_support(theta)|| + ||lambda (theta - phi)||: 0 where theta is a stationary
+      point of the proximal problem, 1 where the inner loop did nothing (theta = phi). The
+      inner loop must drive it towards 0 (enough steps at a rate that converges).
+    - `imaml_indefinite`: the fraction of tasks where CG met a direction of non-positive
+      curvature of I + H/lambda (`truncated_conjugate_gradient`): H has eigenvalues below
+      -lambda, the proximal problem has no minimizer near phi, and the implicit gradient is
+      not the derivative of the inner loop's result. A larger lambda fixes it (a
+      tanh network's support Hessian on sine reaches -4 at initialization and below -20
+      along a run at lambda = 1; tasks/sine-imaml.toml).
+    """
     params = stack(phi, batch.num_tasks)
     state = learner.optimizer.init(params)
     losses = []
@@ -165,12 +204,21 @@ def implicit_meta_gradient(
             )
             return {k: v[k] + h / lam for k, h in zip(v, hv, strict=True)}
 
-        x = conjugate_gradient(apply_a, g, cg_steps)
+        x, indefinite = truncated_conjugate_gradient(apply_a, g, cg_steps)
+    support_grad = {k: f.detach() for k, f in zip(params, first, strict=True)}
+    proximal = {k: lam * (params[k] - phi[k]) for k in params}
+    stationarity = {k: support_grad[k] + proximal[k] for k in params}
+    scale = _dot(support_grad, support_grad).sqrt() + _dot(proximal, proximal).sqrt()
+    residual = _dot(stationarity, stationarity).sqrt() / scale.clamp_min(1e-30)
     return MetaGradient(
         {k: v.sum(0) for k, v in x.items()},
         params,
         torch.stack(losses) if losses else torch.zeros(0, batch.num_tasks),
         query_losses,
+        {
+            "imaml_residual": float(residual.mean()),
+            "imaml_indefinite": float(indefinite.float().mean()),
+        },
     )
 
 
@@ -178,5 +226,6 @@ __all__ = [
     "MetaGradient",
     "conjugate_gradient",
     "implicit_meta_gradient",
+    "truncated_conjugate_gradient",
     "unrolled_meta_gradient",
 ]

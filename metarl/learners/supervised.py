@@ -236,7 +236,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         result = adaptation.context
         if not isinstance(result, MetaGradient):
             raise TypeError(f"{self.algorithm.value} adaptations carry no meta-gradient")
-        return result.grads, {"query_loss": float(result.query_losses.mean())}
+        return result.grads, {"query_loss": float(result.query_losses.mean()), **result.metrics}
 
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond the weights, for the checkpoint: the carried inner moments."""
