@@ -20,7 +20,7 @@ def test_catalog_recipe_trains_a_few_iterations(name, tmp_path):
     recipe = with_overrides(resolve_recipe(name), "train", meta_iterations=3)
     if recipe.learner:  # RL: a smoke-sized PPO (the recipe's own budget takes minutes)
         recipe = with_overrides(recipe, "train", meta_batch=2, inner_steps=1)
-        recipe = with_overrides(recipe, "learner", n_steps=64, batch_size=32, n_epochs=2)
+        recipe = with_overrides(recipe, "learner", n_steps=64, batch_size=32, n_epochs=2, n_envs=2)
     if recipe.task_name in DATASETS:  # data recipes run where the data is (CI: METARL_DATA)
         try:
             dataset_module(recipe.task_name).verify(None)
@@ -31,8 +31,11 @@ def test_catalog_recipe_trains_a_few_iterations(name, tmp_path):
     trainer = MetaTrainer.start(recipe, tmp_path / name, torch.device("cpu"))
     trainer.fit()
     assert trainer.iteration == 3
-    # 2 tasks: a smoke test; non-transductive evaluation of 20-way 5-shot runs 20 x 101 images
-    curve = trainer.meta.curve([0, 1], n_tasks=2)
+    # 2 tasks: a smoke test; non-transductive evaluation of 20-way 5-shot runs 20 x 101 images.
+    # Meta-World's evaluator runs 3 full episodes per task and step count in Python: one task,
+    # before and after one update (its protocol is tested in tests/test_metaworld.py)
+    metaworld = recipe.task_name.startswith("metaworld")
+    curve = trainer.meta.curve([0, 1], n_tasks=1 if metaworld else 2)
     assert all(math.isfinite(v) for v in curve.mean)  # no nan, no inf
 
 
