@@ -24,7 +24,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -515,6 +515,30 @@ def split_table(data: Any, section: str, common: type) -> tuple[dict[str, Any], 
         k: coerce_value(v, hints[k], f"{section}.{k}") for k, v in data.items() if k in own_names
     }
     return {k: v for k, v in data.items() if k not in own_names}, given
+
+
+def forget_recorded_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A run directory's recipe (`config.toml`, a checkpoint's config) as the current parser
+    reads it. metarl before 2026-12-03 wrote every `[eval]` key into an RL run's config,
+    the supervised learner's defaults included (`support_shots = 10`, `transductive = true`,
+    ...) and `None` for the supervised `[train]` keys, which the RL learners now refuse as
+    given: in an RL recipe (one with a `[learner]` table) a supervised-only key that holds its
+    default or None is dropped, so those runs still resume and evaluate. A non-default value
+    stays, and is refused by name."""
+    if not isinstance(data.get("learner"), dict):
+        return data
+    out = dict(data)
+    for table, cls in (("train", SupervisedSettings), ("eval", SupervisedEval)):
+        values = out.get(table)
+        if not isinstance(values, dict):
+            continue
+        kept = dict(values)
+        for f in fields(cls):
+            default = f.default.value if isinstance(f.default, enum.Enum) else f.default
+            if f.name in kept and kept[f.name] in (default, None):
+                del kept[f.name]
+        out[table] = kept
+    return out
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:

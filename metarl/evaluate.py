@@ -161,7 +161,7 @@ def evaluate_run(
     """The adaptation curve of the run in `path` on `tasks` held-out tasks (default: the
     recipe's eval settings). `transductive` applies to supervised tasks only (default: the
     recipe's `eval.transductive`). `progress(label, done, total)` hears how many of the
-    tasks are adapted (supervised tasks)."""
+    tasks are adapted (RL: fractions of tasks, rollout by rollout)."""
     if tasks is not None and tasks < 1:
         raise UserError(f"--tasks {tasks}: must be a positive integer")
     recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
@@ -178,7 +178,9 @@ def evaluate_run(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
         )
     # RL: every metric the distribution scores (Meta-World: success, then return)
-    curve, *others = meta.curves(steps, n_tasks).values()
+    label = f"{init}" if path is None else f"{path.name} ({init})"
+    report = None if progress is None else functools.partial(progress, label)
+    curve, *others = meta.curves(steps, n_tasks, progress=report).values()
     return Evaluation(path, recipe, meta, curve, init, None, others)
 
 

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from metarl.curves import Curve
 
 Params = dict[str, torch.Tensor]
+Progress = Callable[[float, float], None]
+"""`progress(done, total)`: how far an evaluation is, in tasks (fractions allowed)."""
 """Parameters by name, as `named_parameters()` gives them: phi has the model's shapes, adapted
 parameters carry a leading task axis."""
 
@@ -217,8 +219,11 @@ class MetaLearner(Protocol[C]):
         """The evaluation metric on the recipe's held-out tasks after each number of steps."""
         ...
 
-    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
-        """Every metric the evaluation reports, the headline (`curve`'s) first."""
+    def curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None = None
+    ) -> dict[str, Curve]:
+        """Every metric the evaluation reports, the headline (`curve`'s) first;
+        `progress(done, total)` hears how far it is, in tasks (fractions allowed)."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -271,7 +276,9 @@ class MetaLearnerBase(Generic[C, D]):
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         raise NotImplementedError
 
-    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
+    def curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None = None
+    ) -> dict[str, Curve]:
         curve = self.curve(steps, n_tasks)
         return {curve.metric: curve}
 

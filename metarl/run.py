@@ -24,7 +24,7 @@ import torch
 
 import metarl
 from metarl.atomic import atomic_write_bytes
-from metarl.config import Recipe, recipe_from_dict
+from metarl.config import Recipe, forget_recorded_defaults, recipe_from_dict
 from metarl.errors import UserError
 from metarl.jsonio import dumps as dumps_json
 from metarl.tomlio import dumps_toml, read_toml
@@ -180,7 +180,8 @@ class RunDir:
         return run
 
     def recipe(self) -> Recipe:
-        return recipe_from_dict(read_toml(self.config_path), source=str(self.config_path))
+        data = forget_recorded_defaults(read_toml(self.config_path))
+        return recipe_from_dict(data, source=str(self.config_path))
 
     # -- metrics --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
@@ -277,7 +278,8 @@ class RunDir:
         """`config.toml` no longer says what the checkpoint was trained with (a resume would
         silently change the recipe mid-run, so it is refused). Both go through the same
         defaults: a field added since the run began is no edit."""
-        saved = recipe_from_dict(ckpt.config, source=str(self.checkpoint_path)).to_dict()
+        config = forget_recorded_defaults(ckpt.config)
+        saved = recipe_from_dict(config, source=str(self.checkpoint_path)).to_dict()
         return saved != self.recipe().to_dict()
 
 
@@ -331,7 +333,8 @@ def check_payload(payload: dict[str, Any], path: Path) -> dict[str, Any]:
         raise bad("config is not a JSON text") from None
     if not isinstance(config, dict):
         raise bad("config is not a JSON object")
-    recipe_from_dict(config, source=f"{path} (its config)")  # a UserError naming the key
+    # a UserError naming the key
+    recipe_from_dict(forget_recorded_defaults(config), source=f"{path} (its config)")
     return config
 
 

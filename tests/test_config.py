@@ -161,3 +161,31 @@ def test_the_settings_reference_is_made_from_the_declarations_the_parser_reads()
     assert "RL, batched engine" in inner and "'ppo'" in inner
     assert "(RL: a policy acts on one observation at a time)" in reference
     assert {reader for _, _, reader in READERS} >= {"every learner", "supervised"}
+
+
+def test_run_configs_written_with_the_old_defaults_still_load():
+    """metarl before 2026-12-03 wrote the supervised [eval] defaults (and None for the
+    supervised [train] keys) into every RL run's config.toml and checkpoint: those runs
+    resume and evaluate; a non-default value is still refused by name."""
+    from metarl.config import forget_recorded_defaults, recipe_from_dict
+    from metarl.errors import ConfigError
+    from metarl.learners import build_meta_learner
+
+    old = {
+        "task": {"name": "navigation2d"},
+        "train": {"meta_iterations": 1, "meta_batch": 1, "inner_optimizer": None},
+        "learner": {"n_steps": 8, "n_envs": 1, "batch_size": 8},
+        "eval": {"tasks": 2, "support_shots": 10, "query_shots": 100, "inner_batch": 0},
+    }
+    old["eval"]["transductive"] = True
+    data = forget_recorded_defaults(old)
+    assert data["eval"] == {"tasks": 2} and data["train"] == {"meta_iterations": 1, "meta_batch": 1}
+    build_meta_learner(recipe_from_dict(data, "old/config.toml"), torch.device("cpu"))
+    given = {**old, "eval": {"tasks": 2, "support_shots": 5}}
+    with pytest.raises(ConfigError, match="eval.support_shots = 5"):
+        build_meta_learner(
+            recipe_from_dict(forget_recorded_defaults(given), "old/config.toml"),
+            torch.device("cpu"),
+        )
+    supervised = {"task": {"name": "sine"}, "eval": {"support_shots": 10}}
+    assert forget_recorded_defaults(supervised) == supervised  # only RL recipes

@@ -379,6 +379,25 @@ def test_curve_adapts_the_held_out_tasks_at_once(meta):
     assert len(tasks) == 3
 
 
+def test_evaluation_reports_progress_rollout_by_rollout(meta, sb3):
+    """An RL evaluation is long (every held-out task's rollouts): it reports how far it is,
+    in tasks, after every rollout (batched) or task (SB3), ending at the total, and the
+    curve is the one it gives without a listener."""
+    for learner, calls_at_least in ((meta, 3), (sb3, 3)):
+        heard: list[tuple[float, float]] = []
+
+        def listen(done: float, total: float, heard: list = heard) -> None:
+            heard.append((done, total))
+
+        curves = learner.curves([0, 2], 3, progress=listen)
+        assert len(heard) >= calls_at_least
+        done = [d for d, _ in heard]
+        assert all(t == 3 for _, t in heard) and done == sorted(done)
+        assert done[-1] == pytest.approx(3.0)
+        quiet = learner.curves([0, 2], 3)
+        np.testing.assert_array_equal(curves["return"].per_task, quiet["return"].per_task)
+
+
 def test_a_family_without_a_native_vector_env_and_discrete_actions_adapts(tmp_path):
     """CartPolePhysics: `make_env` envs in a SyncVectorEnv, a categorical policy."""
     recipe = resolve_recipe("cartpole-physics")

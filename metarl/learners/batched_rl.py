@@ -49,7 +49,7 @@ from metarl.learners.rl_core import (
     slot_seeds,
 )
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, Params
+from metarl.protocol import Adaptation, Params, Progress
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
 from metarl.rl.rollout import Rollout, RolloutNoise, collect, episode_metrics, gae, runs_asked_way
@@ -136,12 +136,14 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         measure: Sequence[int] = (0,),
         lr: float | None = None,
         extra_rollout: bool = False,
+        on_rollout: Callable[[], None] | None = None,
     ) -> TasksRun:
         """Adapt phi to every task with `updates` inner updates; measure the returns of the
         rollouts in `measure` (rollout t = after t updates). With `extra_rollout`, one more
-        rollout is collected after the last update and kept (FOMAML's query rollout)."""
+        rollout is collected after the last update and kept (FOMAML's query rollout).
+        `on_rollout()` is called after each rollout (an evaluation's progress)."""
         with one_torch_thread():
-            return self._run(phi, tasks, seeds, updates, measure, lr, extra_rollout)
+            return self._run(phi, tasks, seeds, updates, measure, lr, extra_rollout, on_rollout)
 
     def _run(
         self,
@@ -152,6 +154,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         measure: Sequence[int],
         lr: float | None,
         extra_rollout: bool,
+        on_rollout: Callable[[], None] | None = None,
     ) -> TasksRun:
         s = self.settings
         lr = self.recipe.train.inner_lr if lr is None else lr
@@ -171,6 +174,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout
             )
             self.timers.env_steps += rollout.env_steps
+            if on_rollout is not None:
+                on_rollout()
             if schedule.measured(t):
                 returns[t] = self._returns(rollout)
                 if rollout.first_velocities is not None:
@@ -260,21 +265,36 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         policies itself (Meta-World), else the return."""
         return next(iter(self.curves(steps, n_tasks).values()))
 
-    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
+    def curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None = None
+    ) -> dict[str, Curve]:
         """Mean return over held-out tasks after each number of inner updates in `steps`,
         adapting from `model` with eval.inner_lr (default: train.inner_lr), `EVAL_CHUNK`
         tasks at a time. Locomotion envs (those reporting `x_velocity`) add the tasks' mean
         per-episode forward velocity and, for families with a `direction` of +-1
         (HalfCheetahDir), the fraction of each task's episodes whose mean forward velocity
         has the direction's sign (`runs_asked_way`): "runs the asked way" measured, not read
-        off the sign of a return that includes control costs."""
+        off the sign of a return that includes control costs. `progress(done, n_tasks)`
+        hears each rollout, as the fraction of the tasks' work done (the benchmark's own
+        scoring, where there is one, counts as much again)."""
         wanted = sorted(set(steps))
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
         values = np.zeros((len(wanted), n_tasks))
         velocity: np.ndarray | None = None
+        scoring = policy_scorer(self.dist) is not None
+        share = 0.5 if scoring else 1.0  # of the progress bar taken by the rollouts
+        done = 0.0
         for start in range(0, n_tasks, EVAL_CHUNK):
             part = slice(start, start + EVAL_CHUNK)
+            size = len(tasks[part])
+
+            def tick(size: int = size) -> None:
+                nonlocal done
+                done += share * size / (max(wanted) + 1)
+                if progress is not None:
+                    progress(done, n_tasks)
+
             run = self.run(
                 phi,
                 tasks[part],
@@ -282,6 +302,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 max(wanted),
                 measure=wanted,
                 lr=self.recipe.eval_inner_lr,
+                on_rollout=tick,
             )
             for row, t in enumerate(wanted):
                 values[row, part] = run.returns[t]
@@ -290,7 +311,12 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                         velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
                     velocity[row, part] = run.velocities[t]
         curves = {"return": Curve.from_values("return", wanted, values)}
-        scored = self._scored_curves(phi, tasks, seeds, wanted)
+
+        def scored_tick(finished: int) -> None:  # tasks scored at one step count
+            if progress is not None:
+                progress(done + (1 - share) * finished / len(wanted), n_tasks)
+
+        scored = self._scored_curves(phi, tasks, seeds, wanted, scored_tick)
         if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
             curves = {**scored, "rollout_return": curves["return"]}
         if velocity is not None:
@@ -305,7 +331,12 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return curves
 
     def _scored_curves(
-        self, phi: Params, tasks: list[Any], seeds: list[int], wanted: list[int]
+        self,
+        phi: Params,
+        tasks: list[Any],
+        seeds: list[int],
+        wanted: list[int],
+        tick: Callable[[int], None] | None = None,
     ) -> dict[str, Curve]:
         """The distribution's own score (`policy_scorer`: Meta-World's evaluator, success
         rate and return) of each task's policy after each t in `wanted` updates, acting
@@ -317,6 +348,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         if score is None:
             return {}
         values: dict[str, np.ndarray] = {}
+        finished = 0
         for row, t in enumerate(wanted):
             for start in range(0, len(tasks), EVAL_CHUNK):
                 part = slice(start, start + EVAL_CHUNK)
@@ -328,6 +360,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                     for name, value in score(task, act).items():
                         table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
                         table[row, start + offset] = value
+                    finished += 1
+                    if tick is not None:
+                        tick(finished)
         return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
 
     def _deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:

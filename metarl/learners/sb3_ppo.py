@@ -63,6 +63,7 @@ from metarl.learners.rl_core import (
 from metarl.protocol import (
     Adaptation,
     Params,
+    Progress,
     Split,
 )
 from metarl.rl.settings import BACKENDS, PPOSettings
@@ -301,7 +302,9 @@ class PPOMetaLearner(RLMetaLearnerBase):
         policies itself (Meta-World), else the return."""
         return next(iter(self.curves(steps, n_tasks).values()))
 
-    def curves(self, steps: list[int], n_tasks: int) -> dict[str, Curve]:
+    def curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None = None
+    ) -> dict[str, Curve]:
         """Each metric over held-out tasks after each number of PPO updates in `steps`,
         adapting from `model` with eval.inner_lr (default: train.inner_lr).
 
@@ -329,6 +332,8 @@ class PPOMetaLearner(RLMetaLearnerBase):
             for row, row_scores in enumerate(scores):
                 for name, value in row_scores.items():
                     values.setdefault(name, np.zeros((len(wanted), n_tasks)))[row, j] = value
+            if progress is not None:
+                progress(j + 1, n_tasks)
         return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
 
     def _act(self, observations: np.ndarray) -> np.ndarray:
