@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from metarl.config import OptimizerName
 from metarl.learners import build_meta_learner
-from metarl.learners.inner_loop import InnerOptimizer, SGDLearner
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.learners.second_order import (
     conjugate_gradient,
     implicit_meta_gradient,
@@ -21,7 +21,7 @@ from metarl.protocol import Split, TaskBatch
 from metarl.registry import resolve_recipe
 
 TASKS, SUPPORT, QUERY, STEPS, LR = 3, 5, 4, 2, 0.1
-# The learner returns float32 outputs (`SGDLearner._predict`), so float64 models agree with
+# The learner returns float32 outputs (`InnerLoop._predict`), so float64 models agree with
 # the float64 hand computations to ~1e-8, not to machine precision.
 
 
@@ -37,7 +37,7 @@ def tiny():
             for n in (SUPPORT, SUPPORT, QUERY, QUERY)
         )
     )
-    learner = SGDLearner(model, "mse", InnerOptimizer(OptimizerName.SGD, LR))
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, LR))
     return model, phi, batch, learner
 
 
@@ -153,7 +153,7 @@ def test_imaml_is_the_exact_implicit_gradient_on_a_quadratic():
     qx = torch.randn(TASKS, 6, dim, generator=g, dtype=torch.float64)
     batch = TaskBatch(sx, torch.randn(TASKS, 8, 1, generator=g, dtype=torch.float64), qx,
                       torch.randn(TASKS, 6, 1, generator=g, dtype=torch.float64))  # fmt: skip
-    learner = SGDLearner(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.1))
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.1))
     result = implicit_meta_gradient(learner, phi, batch, steps=400, lam=lam, cg_steps=dim)
 
     leaf = phi["weight"].clone().requires_grad_()
@@ -194,7 +194,7 @@ def test_imaml_matches_finite_differences_of_the_exact_inner_solution_on_a_tanh_
     def mse(v, x, y):
         return ((functional_call(model, unflat(v), (x,)) - y) ** 2).mean()
 
-    learner = SGDLearner(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.1))
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.1))
     result = implicit_meta_gradient(learner, phi, batch, steps=500, lam=lam, cg_steps=sum(sizes))
     starts = [_flat({k: v[i] for k, v in result.adapted.items()}, names) for i in range(TASKS)]
 

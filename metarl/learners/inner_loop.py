@@ -207,10 +207,6 @@ class InnerLoop:
             return self.loss_and_grad(params, x, y)
 
 
-SGDLearner = InnerLoop
-"""The old name of `InnerLoop` (it runs Adam too), kept while branches written against it are
-merged; new code says `InnerLoop`."""
-
-__all__ = ["AdamCarry", "InnerLoop", "InnerOptimizer", "SGDLearner", "stack"]
+__all__ = ["AdamCarry", "InnerLoop", "InnerOptimizer", "stack"]
 """`AdamCarry`, `InnerOptimizer` and `stack` live in `metarl.optim`; named here too for callers
 that import them with the inner loop."""

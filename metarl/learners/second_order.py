@@ -1,6 +1,6 @@
 """Meta-gradients that look through the inner loop: MAML, Meta-SGD and iMAML, for all tasks at once.
 
-All three work on the `SGDLearner`'s vmapped per-task loss (`task_losses`), so a meta-batch is
+All three work on the `InnerLoop`'s vmapped per-task loss (`task_losses`), so a meta-batch is
 one batched computation, and return the *sum over tasks* of the per-task meta-gradients (the
 trainer sums over ranks and divides by the meta-batch, as for Reptile and FOMAML).
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from metarl.learners.inner_loop import SGDLearner, stack
+from metarl.learners.inner_loop import InnerLoop, stack
 from metarl.protocol import Params, TaskBatch
 
 
@@ -53,7 +53,7 @@ def _chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
 
 
 def unrolled_meta_gradient(
-    learner: SGDLearner,
+    learner: InnerLoop,
     phi: Params,
     batch: TaskBatch,
     steps: int,
@@ -158,7 +158,7 @@ def truncated_conjugate_gradient(
 
 
 def implicit_meta_gradient(
-    learner: SGDLearner,
+    learner: InnerLoop,
     phi: Params,
     batch: TaskBatch,
     steps: int,
