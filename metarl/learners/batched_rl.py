@@ -374,7 +374,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         def act(observations: np.ndarray) -> np.ndarray:
             obs = torch.as_tensor(observations, dtype=torch.float32, device=device)
             with torch.no_grad():
-                out, _ = self.policy.heads(mine, obs.unsqueeze(0))
+                out = self.policy.action_head(mine, obs.unsqueeze(0))
             if self.policy.discrete:
                 return out[0].argmax(-1).cpu().numpy()
             return np.clip(out[0].cpu().numpy(), space.low, space.high)

@@ -34,7 +34,7 @@ from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
 from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.rollout import RolloutNoise, collect, episode_metrics
-from metarl.rl.trpo import trust_region_step
+from metarl.rl.trpo import TRPOSettings, trust_region_step
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
@@ -145,6 +145,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 gradient,
                 reduce,
                 meta_batch,
+                TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
             )
             with torch.no_grad():
                 for name, p in self.model.named_parameters():

@@ -32,6 +32,7 @@ wraps `metarl.rl.policy.BatchedPolicy`); the tests run the same code on a Gaussi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +61,16 @@ class Samples:
     """1 on the steps that count (MAML-RL: each sub-env's first episode)."""
     log_prob_old: Tensor | None = None
     """Log-probabilities of the actions under the policy that sampled them (`ratio_loss`)."""
+
+    def head(self, fraction: float) -> Samples:
+        """The first `ceil(fraction * envs)` episodes of each task (all of them at 1.0)."""
+        if fraction >= 1.0:
+            return self
+        k = max(1, math.ceil(fraction * self.obs.shape[1]))
+        old = None if self.log_prob_old is None else self.log_prob_old[:, :k]
+        return Samples(
+            self.obs[:, :k], self.actions[:, :k], self.advantages[:, :k], self.mask[:, :k], old
+        )
 
     @classmethod
     def from_rollout(cls, rollout: Rollout, gamma: float) -> Samples:
@@ -179,6 +190,7 @@ class MetaObjective:
         self.policy_fn, self.pre, self.post, self.lr = policy_fn, pre, post, lr
         self.inner_loss = inner_loss
         adapted = adapt(policy_fn, phi, pre, lr, create_graph=False, inner_loss=inner_loss)
+        self.adapted_old = adapted
         with torch.no_grad():
             self.old = policy_fn(adapted, post.obs)
             self.old_log_prob = self.old.log_prob(post.actions)
@@ -187,6 +199,11 @@ class MetaObjective:
             }
             # the pre-update policies that sampled `pre` (ProMP's ratios and inner KL)
             self.pre_old = policy_fn(stacked, pre.obs)
+
+    def policy_fn_old(self, samples: Samples) -> Distribution:
+        """The policies that sampled the post-update data, on `samples`' states."""
+        with torch.no_grad():
+            return self.policy_fn(self.adapted_old, samples.obs)
 
     @property
     def n_tasks(self) -> int:
@@ -236,7 +253,7 @@ class MetaObjective:
         )
         return surrogate, inner_kl
 
-    def kl_hessian(self, phi: Params) -> Callable[[Params], Params]:
+    def kl_hessian(self, phi: Params, fraction: float = 1.0) -> Callable[[Params], Params]:
         """`v -> sum_i Hess_phi KL_i(phi) v` at phi = phi_old (the policies that sampled the
         post-update data), each task's Hessian through the adaptation.
 
@@ -246,21 +263,25 @@ class MetaObjective:
         inner LVC loss's Hessian (symmetric). A product is two per-task Hessian-vector
         products of the inner loss and one of the KL, each one backward on a kept graph:
         about a third of the cost of differentiating the KL's gradient through the adaptation
-        again (the tests check the two agree)."""
+        again (the tests check the two agree). With `fraction` < 1 both Hessians are
+        estimated on the first `ceil(fraction * episodes)` episodes of each task (the
+        episode means keep their scale)."""
         n = self.n_tasks
+        pre, post = self.pre.head(fraction), self.post.head(fraction)
+        old = self.old if fraction >= 1.0 else self.policy_fn_old(post)
         with torch.enable_grad():
             stacked = {
                 k: v.detach().unsqueeze(0).repeat(n, *([1] * v.dim())) for k, v in phi.items()
             }
             leaves = {k: v.requires_grad_() for k, v in stacked.items()}
-            inner = self.inner_loss(self.policy_fn, leaves, self.pre).sum()
+            inner = self.inner_loss(self.policy_fn, leaves, pre).sum()
             inner_grads = _grads(inner, leaves, create_graph=True)
             adapted = {
                 k: (v - self.lr * inner_grads[k]).detach().requires_grad_()
                 for k, v in leaves.items()
             }
-            dist = self.policy_fn(adapted, self.post.obs)
-            kl = episode_mean(kl_divergence(dist, self.old), self.post.mask).sum()
+            dist = self.policy_fn(adapted, post.obs)
+            kl = episode_mean(kl_divergence(dist, old), post.mask).sum()
             kl_grads = _grads(kl, adapted, create_graph=True)
 
         def hessian_vector(grads: Params, wrt: Params, w: Params) -> Params:
@@ -344,7 +365,7 @@ def policy_function(policy: BatchedPolicy) -> PolicyFn:
     def distribution(params: Params, obs: Tensor) -> Distribution:
         tasks = obs.shape[0]
         flat = obs.reshape(tasks, -1, obs.shape[-1])
-        out, _ = policy.heads(params, flat)
+        out = policy.action_head(params, flat)
         out = out.view(*obs.shape[:-1], out.shape[-1])
         if policy.discrete:
             return _Categorical(logits=out, validate_args=False)

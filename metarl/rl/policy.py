@@ -92,8 +92,12 @@ class BatchedPolicy:
         layer one batched matmul over the task axis (`baddbmm`). Tested equal to the SB3
         policy run per task with `torch.func.functional_call`; a `vmap` of that costs 3x more
         per call, which the rollout pays at every env step."""
-        out = _linear(params, "action_net.", self._mlp(params, self._layers["pi"], obs))
-        return out, self.values(params, obs)
+        return self.action_head(params, obs), self.values(params, obs)
+
+    def action_head(self, params: Params, obs: Tensor) -> Tensor:
+        """The action head's output alone (the actor MLP and `action_net`): what the
+        policy-gradient surrogates differentiate, without the value network's forward."""
+        return _linear(params, "action_net.", self._mlp(params, self._layers["pi"], obs))
 
     def values(self, params: Params, obs: Tensor) -> Tensor:
         """The value network alone (SB3's `predict_values`), `[tasks, batch]`."""

@@ -136,8 +136,22 @@ class BatchedSettings(PPOSettings):
 
     inner: Inner = "ppo"
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
+    trpo_fisher_fraction: float = 1.0
+    """`outer_optimizer = "trpo"`: the fraction of each task's episodes on which TRPO's
+    Fisher-vector products (its conjugate gradient, 11 per iteration, each through the
+    adaptation) are computed; the gradient and the line search's surrogate and KL constraint
+    always use every episode. 1.0 is MAML-RL's; a fraction is rllab's `subsample_factor`:
+    the metric is estimated on fewer samples, which makes the outer step several times
+    cheaper (`scripts/benchmarks/bench_trpo.py`)."""
 
     owner: ClassVar[str] = "the batched RL learner"
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.trpo_fisher_fraction <= 1.0:
+            raise ConfigError(
+                f"learner.trpo_fisher_fraction = {self.trpo_fisher_fraction}: must be in (0, 1]"
+            )
 
 
 SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}

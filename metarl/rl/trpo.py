@@ -7,7 +7,8 @@ episodes and the re-adapted ones staying under `max_kl`:
 
 1. g = grad of the mean surrogate loss at phi (the second-order meta-gradient);
 2. x ~= F^-1 g by `cg_iters` of conjugate gradient, F v the Hessian-vector product of the
-   mean KL at phi (double backprop through the adaptation) plus `cg_damping * v`;
+   mean KL at phi (double backprop through the adaptation) plus `cg_damping * v`, optionally
+   on a fraction of each task's episodes (`fisher_fraction`, rllab's `subsample_factor`);
 3. the full step s = x / sqrt(x.F x / (2 max_kl)); backtracking line search from phi - s,
    shrinking by `ls_backtrack_ratio` up to `ls_max_steps` times, re-adapting at each candidate
    on the same pre-update samples (no new env steps), accepting the first candidate whose
@@ -43,6 +44,9 @@ class TRPOSettings:
     cg_damping: float = 1e-5
     ls_backtrack_ratio: float = 0.8
     ls_max_steps: int = 15
+    fisher_fraction: float = 1.0
+    """The fraction of each task's episodes in the Fisher-vector products (rllab's
+    `subsample_factor`; 1.0, all of them, is MAML-RL's)."""
 
 
 def conjugate_gradient(
@@ -94,7 +98,7 @@ def trust_region_step(
     def mean_over_batch(values: dict[str, Tensor]) -> dict[str, Tensor]:
         return {k: v / meta_batch for k, v in reduce(values).items()}
 
-    kl_hessian = objective.kl_hessian(phi)
+    kl_hessian = objective.kl_hessian(phi, s.fisher_fraction)
 
     def fisher_vector(v: Tensor) -> Tensor:
         total = mean_over_batch({k: x.detach() for k, x in kl_hessian(_unflat(v, phi)).items()})

@@ -81,7 +81,7 @@ def vpg_loss(policy: BatchedPolicy, params: Params, rollout: Rollout, advantages
     tasks, envs, steps = advantages.shape
     obs = rollout.obs.reshape(tasks, envs * steps, -1)
     actions = rollout.actions.reshape(tasks, envs * steps, *rollout.actions.shape[3:])
-    out, _ = policy.heads(params, obs)
+    out = policy.action_head(params, obs)
     log_prob, _ = policy.log_prob_entropy(params, out, actions)
     mask = rollout.first_episode
     weighted = (log_prob.view(tasks, envs, steps) * advantages * mask).sum(-1)
