@@ -648,6 +648,14 @@ def demo(
 def runs(
     folder: Annotated[Path, typer.Argument(help="A folder of run directories.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout.")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw the runs' training curves (before and after adaptation, against "
+            "env steps for RL) into this PNG.",
+            metavar="<file.png>",
+        ),
+    ] = None,
 ) -> None:
     """Every run under FOLDER: task, iterations done / planned, the last logged metrics
     (before -> after adaptation) and whether `metarl train --resume` would continue it."""
@@ -655,6 +663,8 @@ def runs(
     from metarl.run_status import scan_runs
 
     found = scan_runs(folder)
+    if plot is not None:
+        _plot_training(folder, [r.name for r in found], plot)
     if as_json:
         sys.stdout.write(dumps_json([r.to_json() for r in found]) + "\n")
         return
@@ -665,6 +675,23 @@ def runs(
     headers = ["run", "task", "algorithm", "done", "resume", "last metrics"]
     title = f"{len(found)} runs in {folder}"
     out.print(compact_table(title, headers, rows, free="last metrics", width=out.width))
+
+
+def _plot_training(folder: Path, names: list[str], path: Path) -> None:
+    """`metarl runs --plot`: every listed run's metrics.jsonl on one figure."""
+    from metarl.plots import plot_training_curves
+    from metarl.run import RunDir
+
+    if path.suffix.lower() != ".png":
+        raise UserError(f"--plot {path}: expected a .png file name")
+    rows = {}
+    for name in names:
+        with contextlib.suppress(UserError, OSError, ValueError):  # listed as unreadable
+            rows[name] = RunDir.open(folder / name).read_metrics()
+    if not any(rows.values()):
+        raise UserError(f"--plot {path}: no run under {folder} has logged metrics yet")
+    plot_training_curves(rows, path, title=f"training curves: {folder}")
+    err.print(f"wrote {path}", highlight=False)
 
 
 @tasks_app.command("list")

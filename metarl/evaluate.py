@@ -70,13 +70,15 @@ def load_run(
     recipe = run.recipe()
     meta = build_meta_learner(recipe, device)
     if init == "meta":
-        weights = run.load_checkpoint(device).model
+        checkpoint = run.load_checkpoint(device)
         _load_matching(
             meta,
-            weights,
+            checkpoint.model,
             f"{path}: its config.toml describes another model than its checkpoint.pt "
             "(config.toml edited after training, or the checkpoint damaged); restore it",
         )
+        meta.load_state_dict(checkpoint.learner)  # what the learner learned besides phi
+        # (Meta-SGD for RL: the inner rates its adaptation steps with)
     elif init == "joint" and joint_run is not None:
         joint = RunDir.open(joint_run)
         if joint.recipe().task != recipe.task:

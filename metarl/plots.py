@@ -170,6 +170,66 @@ def plot_against_time(
     return _save(fig, path)
 
 
+TRAINING_METRICS = (
+    ("return_before", "return_after", "return"),
+    ("loss_before", "query_loss", "loss"),
+    ("loss_before", "loss_last_step", "loss"),
+)
+"""(before adaptation, after it, the metric's name) in a run's metrics.jsonl: RL logs the
+meta-batch's returns, supervised learners their losses."""
+
+
+def plot_training_curves(
+    runs: Mapping[str, Sequence[Mapping[str, float]]],
+    path: Path,
+    title: str = "",
+    window: int = 10,
+) -> Path:
+    """Training curves of runs on one axes: the meta-batch's metric before adaptation
+    (dashed) and after it (solid), one colour per run, against environment steps (RL: the
+    sum of `env_steps` and `query_env_steps` so far) or iterations. Each line is a running
+    mean over `window` logged iterations (the raw values, faint, behind it), so runs of
+    different algorithms at equal env steps read as one figure."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    names = [n for n, rows in runs.items() if rows]
+    first = runs[names[0]] if names else []
+    metric = next(
+        ((b, a, m) for b, a, m in TRAINING_METRICS if first and b in first[0] and a in first[0]),
+        TRAINING_METRICS[0],
+    )
+    by_env_steps = bool(first) and "env_steps" in first[0]
+    for name, colour in zip(names, COLOURS * 4, strict=False):
+        rows = runs[name]
+        if by_env_steps:
+            spent = [r.get("env_steps", 0.0) + r.get("query_env_steps", 0.0) for r in rows]
+            x = np.cumsum(spent)
+        else:
+            x = np.array([r.get("iteration", i + 1) for i, r in enumerate(rows)], dtype=float)
+        for key, style, suffix in ((metric[0], "--", "before"), (metric[1], "-", "after")):
+            y = np.array([r.get(key, np.nan) for r in rows], dtype=float)
+            if not np.isfinite(y).any():
+                continue
+            smooth = _running_mean(y, window)
+            ax.plot(x, y, color=colour, linestyle=style, alpha=0.15, linewidth=0.8)
+            ax.plot(x, smooth, color=colour, linestyle=style, label=f"{name}, {suffix}")
+    ax.set_ylabel(f"{metric[2]} of the meta-batch (running mean of {window})")
+    if by_env_steps:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g} M"))
+    _finish(ax, "env steps" if by_env_steps else "meta-iteration", title or "training curves")
+    return _save(fig, path)
+
+
+def _running_mean(y: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last `window` finite values at each point (fewer at the start)."""
+    out = np.full_like(y, np.nan)
+    for i in range(len(y)):
+        chunk = y[max(0, i - window + 1) : i + 1]
+        chunk = chunk[np.isfinite(chunk)]
+        if chunk.size:
+            out[i] = chunk.mean()
+    return out
+
+
 def plot_sine_fits(
     batch: TaskBatch, before: torch.Tensor, after: torch.Tensor, path: Path, steps: int
 ) -> Path:

@@ -420,6 +420,29 @@ def test_runs_lists_a_damaged_run_beside_the_others(paths, tmp_path):
     assert table.exit_code == 0 and "damaged" in table.stdout
 
 
+def test_runs_plot_draws_the_readable_runs_and_refuses_other_files(paths, tmp_path):
+    """`metarl runs FOLDER --plot F.png`: the training curves of the runs that have metrics
+    (a damaged one beside them is skipped, still listed); a name that is not a .png, or a
+    folder without logged metrics, is a one-line error and writes nothing."""
+    folder = tmp_path / "runs"
+    for name in ("a", "junk"):
+        shutil.copytree(paths["RUN"], folder / name)
+    (folder / "junk" / "metrics.jsonl").write_bytes(bytes(range(256)) * 8)
+    png = tmp_path / "curves.png"
+    result = runner.invoke(app, ["runs", str(folder), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    bad = runner.invoke(app, ["runs", str(folder), "--plot", str(tmp_path / "curves.txt")])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
+    assert "expected a .png file name" in bad.stderr and not (tmp_path / "curves.txt").exists()
+    empty = tmp_path / "empty"
+    shutil.copytree(paths["RUN"], empty / "fresh")
+    (empty / "fresh" / "metrics.jsonl").write_text("")
+    none = runner.invoke(app, ["runs", str(empty), "--plot", str(tmp_path / "none.png")])
+    assert none.exit_code == 2 and "no run under" in none.stderr
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_a_run_that_diverges_at_its_first_iteration_is_restartable(tmp_path):
     """Nothing to resume from (no checkpoint), so the message says how to start it over:
     lower the rate in its config.toml and resume, which starts from scratch."""

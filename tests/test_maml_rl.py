@@ -17,19 +17,28 @@ from torch.distributions import Independent, Normal
 
 from metarl.config import recipe_from_dict, with_overrides
 from metarl.errors import ConfigError
+from metarl.evaluate import load_run
 from metarl.learners import build_meta_learner
 from metarl.learners.inner_loop import stack
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
-from metarl.rl.maml import Samples, adapt, lvc_loss, meta_gradient, reinforce_loss
+from metarl.rl.maml import (
+    RATE_PREFIX,
+    Samples,
+    adapt,
+    episode_mean,
+    lvc_loss,
+    meta_gradient,
+    reinforce_loss,
+)
 from metarl.rl.policy import per_task_gradients
 from metarl.rl.promp import promp_step
 from metarl.rl.rollout import RolloutNoise, collect
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
-from metarl.train import MetaTrainer, TrainingInterrupted
+from metarl.train import MetaTrainer
 from tests.test_distributed import assert_same_weights, spawn, weights
-from tests.test_run import StopAt
+from tests.test_run import whole_and_resumed
 
 # -- the meta-gradient on a one-step Gaussian bandit, in closed form ---------------------------
 # Action a ~ N(mu, SIGMA^2), reward -(a - GOAL)^2, so J(mu) = E[r] = -((mu - GOAL)^2 + SIGMA^2),
@@ -254,17 +263,10 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer):
     """4 iterations in one go equal 2, a stop (the Ctrl-C path) and a resume of 2: the same
     weights bit for bit; the run trains (weights move, returns finite)."""
     recipe = maml_recipe(train={"meta_iterations": 4, "outer_optimizer": outer, "meta_step": 1e-3})
-    whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)
-    start = {k: v.clone() for k, v in whole.model.state_dict().items()}
-    whole.fit()
-    with pytest.raises(TrainingInterrupted):
-        MetaTrainer.start(recipe, tmp_path / "cut", CPU, callbacks=[StopAt(2)]).fit()
-    resumed = MetaTrainer.resume(tmp_path / "cut", CPU)
-    resumed.fit()
+    start = build_meta_learner(recipe, CPU).phi()
+    whole, _ = whole_and_resumed(recipe, tmp_path, 2)
     end = whole.model.state_dict()
     assert not torch.equal(start["action_net.weight"], end["action_net.weight"])
-    for (name, a), (_, b) in zip(end.items(), resumed.model.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
     rows = whole.history
     assert len(rows) == 4 and all(math.isfinite(r["return_after"]) for r in rows)
 
@@ -429,3 +431,93 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
     assert coeff == expected
     moved = model.state_dict()["action_net.bias"] - phi["action_net.bias"]
     assert moved.abs().max() > 1e-4
+
+
+# -- Meta-SGD for RL: learned per-parameter inner rates, through the same machinery ----------
+@pytest.fixture(scope="module")
+def metasgd(one_thread):
+    """A metasgd learner (alpha = 0.1 everywhere, then perturbed so that the rates differ
+    per entry), one adaptation of 4 tasks and its outer objective."""
+    meta = build_meta_learner(maml_recipe(train={"algorithm": "metasgd"}), CPU)
+    gen = torch.Generator().manual_seed(3)
+    meta.inner_rates = {
+        k: v * (1 + 0.5 * torch.rand(v.shape, generator=gen)) for k, v in meta.inner_rates.items()
+    }
+    phi = meta.phi()
+    rng = task_rng(0, Split.TRAIN, 0)
+    tasks = meta.dist.sample(4, rng, Split.TRAIN)
+    adaptation = meta.adapt(phi, tasks, rng)
+    grads, _ = meta.meta_gradient(adaptation)
+    return meta, phi, adaptation, grads
+
+
+def test_metasgd_rate_gradient_is_minus_the_inner_gradient_times_the_outer_one(metasgd):
+    """theta_i' = phi - alpha * g_i(phi), so d L / d alpha = -sum_i g_i * dL_i/dtheta_i'
+    (elementwise): the objective's gradient in alpha against that identity, computed apart."""
+    meta, phi, adaptation, grads = metasgd
+    objective = adaptation.context["objective"]
+    rates = meta.inner_rates
+    assert set(grads) == set(phi) | {RATE_PREFIX + k for k in phi}
+    pre = adaptation.context["pre"]
+    leaves = {k: v.detach().requires_grad_() for k, v in stack(phi, 4).items()}
+    inner = torch.autograd.grad(
+        lvc_loss(meta.policy_fn, leaves, pre).sum(), list(leaves.values()), allow_unused=True
+    )
+    g = {
+        k: torch.zeros_like(v) if x is None else x
+        for (k, v), x in zip(leaves.items(), inner, strict=True)
+    }
+    theta = {k: (leaves[k] - rates[k] * g[k]).detach().requires_grad_() for k in leaves}
+    dist = meta.policy_fn(theta, objective.post.obs)
+    ratio = torch.exp(dist.log_prob(objective.post.actions) - objective.old_log_prob)
+    surrogate = -episode_mean(ratio * objective.post.advantages, objective.post.mask).sum()
+    outer = torch.autograd.grad(surrogate, list(theta.values()), allow_unused=True)
+    for (k, _), d in zip(theta.items(), outer, strict=True):
+        expected = torch.zeros_like(phi[k]) if d is None else -(g[k] * d).sum(0)
+        torch.testing.assert_close(grads[RATE_PREFIX + k], expected, rtol=1e-4, atol=1e-7)
+    assert grads[RATE_PREFIX + "action_net.bias"].abs().max() > 0
+
+
+def test_metasgd_kl_hessian_equals_double_backprop_in_weights_and_rates(metasgd):
+    """`kl_hessian`'s J^T F J with J = d theta' / d (phi, alpha) against differentiating the
+    KL's gradient in (phi, alpha), through the adaptation, a second time."""
+    meta, phi, adaptation, _ = metasgd
+    objective = adaptation.context["objective"]
+    params = adaptation.context["phi"]
+    product = objective.kl_hessian(params)
+    leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+    kl = objective.losses(leaves, create_graph=True).kl.sum()
+    used = [k for k in leaves if "value" not in k]
+    grads = torch.autograd.grad(kl, [leaves[k] for k in used], create_graph=True)
+    gen = torch.Generator().manual_seed(1)
+    v = {k: torch.randn(x.shape, generator=gen) for k, x in params.items()}
+    dot = sum((g * v[k]).sum() for g, k in zip(grads, used, strict=True))
+    direct = torch.autograd.grad(dot, [leaves[k] for k in used], retain_graph=True)
+    fast = product(v)
+    assert set(fast) == set(params)
+    for k, d in zip(used, direct, strict=True):
+        torch.testing.assert_close(fast[k], d, rtol=1e-3, atol=1e-6 * d.abs().max().item())
+
+
+def test_metasgd_trains_its_rates_and_resumes_exactly(tmp_path, one_thread):
+    """3 iterations in one go equal 1, a stop and a resume of 2: the same weights and rates
+    bit for bit; the rates moved off inner_lr; evaluation adapts with them."""
+    recipe = maml_recipe(train={"algorithm": "metasgd", "meta_iterations": 3})
+    whole, resumed = whole_and_resumed(recipe, tmp_path, 1)
+    rates = whole.meta.inner_rates
+    for k, v in rates.items():
+        assert torch.equal(v, resumed.meta.inner_rates[k]), k
+    assert not torch.allclose(
+        rates["action_net.bias"], torch.full_like(rates["action_net.bias"], 0.1)
+    )
+    assert whole.meta._inner(0.1).sgd.rates is rates
+    _, loaded = load_run(tmp_path / "whole", CPU, "meta")
+    for k, v in rates.items():  # `metarl eval` adapts with the learned rates
+        assert torch.equal(loaded.inner_rates[k], v), k
+
+
+def test_metasgd_for_rl_takes_the_trust_region_step():
+    with pytest.raises(ConfigError, match=re.escape('outer_optimizer = "adam"') + ".*trpo"):
+        build_meta_learner(
+            maml_recipe(train={"algorithm": "metasgd", "outer_optimizer": "adam"}), CPU
+        )

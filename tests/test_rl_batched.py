@@ -23,8 +23,8 @@ from metarl.registry import make_distribution, resolve_recipe
 from metarl.rl.batched_ppo import PPOBatch
 from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae
 from metarl.rl.vpg import baseline_features, discounted_returns, fit_baseline, vpg_gradient
-from metarl.train import MetaTrainer, TrainingInterrupted
-from tests.test_run import StopAt
+from metarl.train import MetaTrainer
+from tests.test_run import whole_and_resumed
 
 CPU = torch.device("cpu")
 
@@ -362,16 +362,7 @@ def test_fomaml_interrupt_and_resume_give_the_same_policy(tmp_path, inner):
         train={"algorithm": "fomaml", "meta_iterations": 3, "inner_steps": 1, "log_every": 1},
         learner={"inner": inner, "n_epochs": 2},
     )
-    whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)
-    whole.fit()
-    with pytest.raises(TrainingInterrupted):
-        MetaTrainer.start(recipe, tmp_path / "cut", CPU, callbacks=[StopAt(2)]).fit()
-    resumed = MetaTrainer.resume(tmp_path / "cut", CPU)
-    resumed.fit()
-    for (name, a), (_, b) in zip(
-        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
-    ):
-        assert torch.equal(a, b), name
+    whole_and_resumed(recipe, tmp_path, 2)
 
 
 def test_curve_adapts_the_held_out_tasks_at_once(meta):

@@ -49,6 +49,22 @@ class StopAt(AtIteration):
         trainer.request_stop()
 
 
+def whole_and_resumed(recipe, tmp_path, stop_at, device=torch.device("cpu")):
+    """The recipe trained in one go and, beside it, stopped at `stop_at` (the Ctrl-C path)
+    and resumed to the end; asserts the two end on the same weights, bit for bit."""
+    whole = MetaTrainer.start(recipe, tmp_path / "whole", device)
+    whole.fit()
+    with pytest.raises(TrainingInterrupted):
+        MetaTrainer.start(recipe, tmp_path / "cut", device, callbacks=[StopAt(stop_at)]).fit()
+    resumed = MetaTrainer.resume(tmp_path / "cut", device)
+    resumed.fit()
+    for (name, a), (_, b) in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    return whole, resumed
+
+
 @pytest.mark.parametrize(
     "algorithm,outer",
     [

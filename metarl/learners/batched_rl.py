@@ -104,6 +104,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
     observations in and the actions out). Adaptation never changes its parameters."""
 
     name = "the batched RL learner"
+    inner_rates: Params | None = None
+    """Meta-SGD's learned per-parameter inner learning rates (`metarl.learners.maml_rl`):
+    where set, the VPG inner steps take them instead of the recipe's `inner_lr`."""
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
@@ -198,7 +201,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
     def _inner(self, lr: float) -> _PPOInner | _VPGInner:
         s = self.settings
         if s.inner == "vpg":
-            return _VPGInner(self.policy, lr, s.gamma)
+            return _VPGInner(self.policy, lr, s.gamma, self.inner_rates)
         ppo = BatchedPPO(
             self.policy,
             self._ppo_loss(),
@@ -421,9 +424,11 @@ class _PPOInner:
 class _VPGInner:
     """k steps of plain SGD on MAML-RL's policy-gradient loss."""
 
-    def __init__(self, policy: BatchedPolicy, lr: float, gamma: float) -> None:
+    def __init__(
+        self, policy: BatchedPolicy, lr: float, gamma: float, rates: Params | None = None
+    ) -> None:
         self.policy, self.gamma = policy, gamma
-        self.sgd = InnerOptimizer(OptimizerName.SGD, lr)
+        self.sgd = InnerOptimizer(OptimizerName.SGD, lr, rates=rates)
 
     def init(self, params: Params) -> dict[str, object]:
         return {}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.config import Algorithm, Recipe
+from metarl.config import Algorithm, OuterOptimizerName, Recipe
 from metarl.errors import ConfigError
 from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
 from metarl.learners.rl_core import (
@@ -31,7 +31,14 @@ from metarl.learners.rl_core import (
     slot_seeds,
 )
 from metarl.protocol import Adaptation, Params
-from metarl.rl.maml import MetaObjective, Samples, adapt, policy_function
+from metarl.rl.maml import (
+    MetaObjective,
+    Samples,
+    adapt,
+    policy_function,
+    split_rates,
+    with_rates,
+)
 from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.rollout import RolloutNoise, collect, episode_metrics
 from metarl.rl.trpo import TRPOSettings, trust_region_step
@@ -42,16 +49,24 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> MAMLRLMetaLearner:
-        refuse_supervised_keys(recipe, "the batched RL learner", (Algorithm.MAML,))
+        refuse_supervised_keys(
+            recipe, "the batched RL learner", (Algorithm.MAML, Algorithm.METASGD)
+        )
+        algorithm = recipe.train.algorithm.value
+        if algorithm == "metasgd" and recipe.train.outer_optimizer is not OuterOptimizerName.TRPO:
+            raise ConfigError(
+                f'train.outer_optimizer = "{recipe.train.outer_optimizer.value}": Meta-SGD '
+                'for RL learns its inner rates with MAML-RL\'s trust-region step (use "trpo")'
+            )
         learner = cls(recipe, dist, device)
         if learner.settings.inner != "vpg":
             raise ConfigError(
-                f'learner.inner = "{learner.settings.inner}": train.algorithm = "maml" '
+                f'learner.inner = "{learner.settings.inner}": train.algorithm = "{algorithm}" '
                 'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
             )
         if recipe.train.inner_steps != 1:
             raise ConfigError(
-                f"train.inner_steps = {recipe.train.inner_steps}: second-order MAML-RL takes "
+                f"train.inner_steps = {recipe.train.inner_steps}: {algorithm} for RL takes "
                 "one policy-gradient step (MAML-RL's protocol), use 1"
             )
         return learner
@@ -60,6 +75,15 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         super().__init__(recipe, dist, device)
         self.policy_fn = policy_function(self.policy)
         self.promp_kl_coeff = ProMPSettings().init_inner_kl_coeff
+        if recipe.train.algorithm is Algorithm.METASGD:  # alpha starts at the recipe's inner_lr
+            self.inner_rates = {
+                k: torch.full_like(v.detach(), recipe.train.inner_lr)
+                for k, v in self.model.named_parameters()
+            }
+
+    def _with_rates(self, phi: Params) -> Params:
+        """phi and, for Meta-SGD, the inner rates alpha (what the outer step optimizes)."""
+        return with_rates(phi, self.inner_rates)
 
     def adapt(
         self,
@@ -76,15 +100,14 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             pre = self._rollout(phi, tasks, seeds, 0, stacked=False)
             samples = Samples.from_rollout(pre, self.settings.gamma)
             tick = time.perf_counter()
-            params = adapt(
-                self.policy_fn, phi, samples, self.recipe.train.inner_lr, create_graph=False
-            )
+            lr = self.recipe.train.inner_lr if self.inner_rates is None else self.inner_rates
+            params = adapt(self.policy_fn, phi, samples, lr, create_graph=False)
             self.timers.update += time.perf_counter() - tick
         metrics = {
             **adaptation_metrics(pre.first_returns.mean(), pre.env_steps),
             **episode_metrics(pre, tasks, "before"),
         }
-        context = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": samples}
+        context = {"tasks": tasks, "seeds": seeds, "phi": self._with_rates(phi), "pre": samples}
         return Adaptation(params, context, metrics)
 
     def _rollout(
@@ -147,9 +170,12 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 meta_batch,
                 TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
             )
+            weights, rates = split_rates(phi, 0.0)
             with torch.no_grad():
                 for name, p in self.model.named_parameters():
-                    p.copy_(phi[name])
+                    p.copy_(weights[name])
+            if isinstance(rates, dict):
+                self.inner_rates = {k: v.detach().clone() for k, v in rates.items()}
             self.timers.update += time.perf_counter() - tick
         return {**metrics, **self.seconds()}
 
@@ -180,12 +206,20 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         return {**metrics, **self.seconds()}
 
     def state_dict(self) -> dict[str, Any]:
-        """ProMP's inner-KL coefficient (a resumed run continues with it)."""
-        return {"promp_kl_coeff": torch.tensor(self.promp_kl_coeff, dtype=torch.float64)}
+        """ProMP's inner-KL coefficient and Meta-SGD's rates (a resumed run continues with
+        them)."""
+        state: dict[str, Any] = {
+            "promp_kl_coeff": torch.tensor(self.promp_kl_coeff, dtype=torch.float64)
+        }
+        if self.inner_rates is not None:
+            state["inner_rates"] = {k: v.clone() for k, v in self.inner_rates.items()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "promp_kl_coeff" in state:
             self.promp_kl_coeff = float(state["promp_kl_coeff"])
+        if "inner_rates" in state and self.inner_rates is not None:
+            self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
 
     def seconds(self) -> dict[str, float]:
         """Seconds spent so far (since the learner was built) stepping the envs, running the

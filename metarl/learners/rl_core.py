@@ -50,8 +50,8 @@ def refuse_supervised_keys(
         names = ", ".join(a.value for a in algorithms)
         raise ConfigError(
             f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
-            f"{recipe.task_name!r} takes {names} (imaml, metasgd and gradients are for "
-            'supervised tasks; maml for RL needs the batched learner with inner = "vpg")'
+            f"{recipe.task_name!r} takes {names} (imaml and gradients are for supervised "
+            'tasks; maml and metasgd for RL need the batched learner with inner = "vpg")'
         )
     if recipe.model:
         raise ConfigError(
@@ -201,7 +201,7 @@ class RLLearners:
             raise ConfigError(
                 f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}"
             )
-        second_order = recipe.train.algorithm is Algorithm.MAML
+        second_order = recipe.train.algorithm in (Algorithm.MAML, Algorithm.METASGD)
         outer = recipe.train.outer_optimizer
         if outer.learner_steps and not (second_order and backend in SECOND_ORDER_ENGINES):
             raise ConfigError(

@@ -26,9 +26,10 @@ def _steps_per_update(recipe: Recipe) -> int:
 
 def meta_env_steps(recipe: Recipe) -> int:
     """Environment steps a meta-training run of `recipe` takes (adaptation rollouts, plus
-    FOMAML's and MAML's one post-update rollout per task)."""
+    FOMAML's, MAML's and Meta-SGD's one post-update rollout per task)."""
     t = recipe.train
-    rollouts = t.inner_steps + (1 if t.algorithm in (Algorithm.FOMAML, Algorithm.MAML) else 0)
+    query = (Algorithm.FOMAML, Algorithm.MAML, Algorithm.METASGD)
+    rollouts = t.inner_steps + (1 if t.algorithm in query else 0)
     return t.meta_iterations * t.meta_batch * rollouts * _steps_per_update(recipe)
 
 

@@ -127,12 +127,14 @@ def adapt(
     policy_fn: PolicyFn,
     phi: Params,
     samples: Samples,
-    lr: float,
+    lr: float | Params,
     *,
     create_graph: bool,
     inner_loss: InnerLoss = lvc_loss,
 ) -> Params:
-    """`theta_i' = phi - lr * grad L_inner_i(phi)` for every task, stacked.
+    """`theta_i' = phi - lr * grad L_inner_i(phi)` for every task, stacked; `lr` a float,
+    or Meta-SGD's per-parameter rates alpha keyed like phi (`phi - alpha * grad`, elementwise;
+    rates requiring grad make the result differentiable with respect to them).
 
     With `create_graph` the step is differentiable twice (the meta-gradient flows through the
     inner gradient); without it the inner gradient is a constant, so a gradient through the
@@ -151,11 +153,37 @@ def adapt(
             allow_unused=True,
         )
     keep = any(v.requires_grad for v in phi.values())
-    out = {}
+    out: Params = {}
     for (k, p), g in zip(params.items(), grads, strict=True):
-        step = p if g is None else p - lr * g
-        out[k] = step if keep else step.detach()
+        rate = lr[k] if isinstance(lr, dict) else lr
+        step = p if g is None else p - rate * g
+        out[k] = step if keep or _requires_grad(rate) else step.detach()
     return out
+
+
+RATE_PREFIX = "inner_lr:"
+"""Meta-SGD for RL: the key of a weight's learned inner rates alpha in a parameter dict that
+also holds the weights (`MetaObjective` and TRPO's step optimize both)."""
+
+
+def split_rates(params: Params, lr: float) -> tuple[Params, float | Params]:
+    """(weights, the inner step's rates): the `RATE_PREFIX` entries keyed by their weight's
+    name, or `lr` where params holds none (MAML's fixed step)."""
+    weights = {k: v for k, v in params.items() if not k.startswith(RATE_PREFIX)}
+    if len(weights) == len(params):
+        return weights, lr
+    return weights, {k: params[RATE_PREFIX + k] for k in weights}
+
+
+def with_rates(weights: Params, rates: Params | None) -> Params:
+    """The inverse of `split_rates`: weights, then their rates under `RATE_PREFIX`."""
+    if rates is None:
+        return dict(weights)
+    return {**weights, **{RATE_PREFIX + k: rates[k] for k in weights}}
+
+
+def _requires_grad(value: float | Tensor) -> bool:
+    return isinstance(value, Tensor) and value.requires_grad
 
 
 @dataclass
@@ -189,13 +217,16 @@ class MetaObjective:
     ) -> None:
         self.policy_fn, self.pre, self.post, self.lr = policy_fn, pre, post, lr
         self.inner_loss = inner_loss
-        adapted = adapt(policy_fn, phi, pre, lr, create_graph=False, inner_loss=inner_loss)
+        weights, rates = split_rates(phi, lr)
+        fixed = rates if isinstance(rates, float) else {k: v.detach() for k, v in rates.items()}
+        adapted = adapt(policy_fn, weights, pre, fixed, create_graph=False, inner_loss=inner_loss)
         self.adapted_old = adapted
         with torch.no_grad():
             self.old = policy_fn(adapted, post.obs)
             self.old_log_prob = self.old.log_prob(post.actions)
             stacked = {
-                k: v.detach().unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in phi.items()
+                k: v.detach().unsqueeze(0).expand(self.n_tasks, *v.shape)
+                for k, v in weights.items()
             }
             # the pre-update policies that sampled `pre` (ProMP's ratios and inner KL)
             self.pre_old = policy_fn(stacked, pre.obs)
@@ -212,11 +243,12 @@ class MetaObjective:
     def losses(self, phi: Params, *, create_graph: bool = True) -> OuterLosses:
         """The surrogate and KL per task at `phi`; with `create_graph` (and phi requiring
         grad) differentiable through the adaptation, twice."""
+        weights, rates = split_rates(phi, self.lr)
         adapted = adapt(
             self.policy_fn,
-            phi,
+            weights,
             self.pre,
-            self.lr,
+            rates,
             create_graph=create_graph,
             inner_loss=self.inner_loss,
         )
@@ -241,13 +273,16 @@ class MetaObjective:
             self.pre.mask,
             self.pre_old.log_prob(self.pre.actions),
         )
-        adapted = adapt(self.policy_fn, phi, pre, self.lr, create_graph=True, inner_loss=ratio_loss)
+        weights, rates = split_rates(phi, self.lr)
+        adapted = adapt(
+            self.policy_fn, weights, pre, rates, create_graph=True, inner_loss=ratio_loss
+        )
         dist = self.policy_fn(adapted, self.post.obs)
         ratio = torch.exp(dist.log_prob(self.post.actions) - self.old_log_prob)
         a = self.post.advantages
         clipped = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
         surrogate = -episode_mean(clipped, self.post.mask)
-        base = {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in phi.items()}
+        base = {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in weights.items()}
         inner_kl = episode_mean(
             kl_divergence(self.pre_old, self.policy_fn(base, self.pre.obs)), self.pre.mask
         )
@@ -269,20 +304,27 @@ class MetaObjective:
         n = self.n_tasks
         pre, post = self.pre.head(fraction), self.post.head(fraction)
         old = self.old if fraction >= 1.0 else self.policy_fn_old(post)
+        weights, given = split_rates(phi, self.lr)
+        rates = None if isinstance(given, float) else {k: v.detach() for k, v in given.items()}
+
+        def rate(k: str) -> float | Tensor:
+            return self.lr if rates is None else rates[k]
+
         with torch.enable_grad():
             stacked = {
-                k: v.detach().unsqueeze(0).repeat(n, *([1] * v.dim())) for k, v in phi.items()
+                k: v.detach().unsqueeze(0).repeat(n, *([1] * v.dim())) for k, v in weights.items()
             }
             leaves = {k: v.requires_grad_() for k, v in stacked.items()}
             inner = self.inner_loss(self.policy_fn, leaves, pre).sum()
             inner_grads = _grads(inner, leaves, create_graph=True)
             adapted = {
-                k: (v - self.lr * inner_grads[k]).detach().requires_grad_()
+                k: (v - rate(k) * inner_grads[k]).detach().requires_grad_()
                 for k, v in leaves.items()
             }
             dist = self.policy_fn(adapted, post.obs)
             kl = episode_mean(kl_divergence(dist, old), post.mask).sum()
             kl_grads = _grads(kl, adapted, create_graph=True)
+        steps = {k: g.detach() for k, g in inner_grads.items()}  # Meta-SGD: d theta' / d alpha
 
         def hessian_vector(grads: Params, wrt: Params, w: Params) -> Params:
             used = [k for k in wrt if grads[k].requires_grad]
@@ -294,13 +336,38 @@ class MetaObjective:
             by_name = dict(zip(used, out, strict=True))
             return {k: by_name[k] if k in by_name else torch.zeros_like(w[k]) for k in wrt}
 
-        def jacobian(w: Params) -> Params:  # J w = w - lr H w, per task (J symmetric)
+        def jacobian(w: Params, w_rates: Params | None) -> Params:
+            """J w per task: d theta' = (I - alpha H) d phi - grad * d alpha."""
             hw = hessian_vector(inner_grads, leaves, w)
-            return {k: w[k] - self.lr * hw[k] for k in w}
+            out = {k: w[k] - rate(k) * hw[k] for k in w}
+            if w_rates is not None:
+                out = {k: out[k] - steps[k] * w_rates[k] for k in out}
+            return out
+
+        def jacobian_transpose(u: Params) -> tuple[Params, Params | None]:
+            """J^T u per task: (u - H (alpha u), -grad u); H is symmetric."""
+            if rates is None:  # J is symmetric: MAML's product, in its order of operations
+                return jacobian(u, None), None
+            hu = hessian_vector(inner_grads, leaves, {k: rates[k] * x for k, x in u.items()})
+            return {k: u[k] - hu[k] for k in u}, {k: -steps[k] * x for k, x in u.items()}
+
+        def per_task(x: Tensor) -> Tensor:
+            return x.unsqueeze(0).expand(n, *x.shape)
 
         def product(v: Params) -> Params:
-            w = jacobian({k: x.unsqueeze(0).expand(n, *x.shape) for k, x in v.items()})
-            return {k: x.sum(0) for k, x in jacobian(hessian_vector(kl_grads, adapted, w)).items()}
+            v_weights, v_rates = split_rates(v, 0.0)
+            by_rates = (
+                None if isinstance(v_rates, float) else {k: per_task(x) for k, x in v_rates.items()}
+            )
+            w = jacobian(
+                {k: per_task(x) for k, x in v_weights.items()},
+                by_rates,
+            )
+            by_weight, by_rate = jacobian_transpose(hessian_vector(kl_grads, adapted, w))
+            return with_rates(
+                {k: x.sum(0) for k, x in by_weight.items()},
+                None if by_rate is None else {k: x.sum(0) for k, x in by_rate.items()},
+            )
 
         return product
 

@@ -99,7 +99,11 @@ def main() -> None:
     parser.add_argument("--eval-tasks", type=int, default=40)
     parser.add_argument("--steps", default="0,1,2,5", help="adaptation updates to report")
     parser.add_argument(
-        "--only", default="reptile,fomaml,joint", help="what to train (also: maml, with TRPO)"
+        "--only",
+        default="reptile,fomaml,joint",
+        help="what to train (also: maml and metasgd with TRPO, promp; with --recipe "
+        "navigation2d-maml and --only maml,promp,metasgd,fomaml,reptile,joint: the ablation "
+        "at equal env steps per iteration)",
     )
     parser.add_argument("--out", type=Path, default=None, help="default runs/rl-RECIPE")
     args = parser.parse_args()
@@ -125,6 +129,17 @@ def main() -> None:
     reptile = with_overrides(recipe, "train", algorithm=Algorithm.REPTILE, outer_optimizer=outer)
     recipes = {
         "maml": with_overrides(recipe, "train", algorithm=Algorithm.MAML, outer_optimizer="trpo"),
+        "promp": with_overrides(
+            recipe,
+            "train",
+            algorithm=Algorithm.MAML,
+            outer_optimizer="promp",
+            meta_step=1e-3,  # ProMP's Adam lr, held (its code does not anneal it)
+            meta_step_final=1e-3,
+        ),
+        "metasgd": with_overrides(
+            recipe, "train", algorithm=Algorithm.METASGD, outer_optimizer="trpo"
+        ),
         "reptile": reptile,
         "fomaml": with_overrides(
             recipe,
@@ -190,7 +205,7 @@ def main() -> None:
         )
         results[name] = {**curve.to_json(), **info[name]}
     # paired over the same held-out tasks (same seeds): meta-trained minus each baseline
-    for name in ("reptile", "fomaml"):
+    for name in ("maml", "promp", "metasgd", "reptile", "fomaml"):
         for base in ("random", "joint"):
             if name not in curves or base not in curves:
                 continue
