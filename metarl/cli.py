@@ -690,7 +690,7 @@ def _plot_training(folder: Path, names: list[str], path: Path) -> None:
             rows[name] = RunDir.open(folder / name).read_metrics()
     if not any(rows.values()):
         raise UserError(f"--plot {path}: no run under {folder} has logged metrics yet")
-    plot_training_curves(rows, path, title=f"training curves: {folder}")
+    plot_training_curves(rows, path, title=f"training curves: {folder.resolve().name}")
     err.print(f"wrote {path}", highlight=False)
 
 

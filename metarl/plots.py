@@ -186,10 +186,12 @@ def plot_training_curves(
     window: int = 10,
 ) -> Path:
     """Training curves of runs on one axes: the meta-batch's metric before adaptation
-    (dashed) and after it (solid), one colour per run, against environment steps (RL: the
-    sum of `env_steps` and `query_env_steps` so far) or iterations. Each line is a running
-    mean over `window` logged iterations (the raw values, faint, behind it), so runs of
-    different algorithms at equal env steps read as one figure."""
+    (dashed) and after it (solid), one colour per run (baselines named "joint..." or
+    "random..." in their own), against environment steps (RL: the sum of `env_steps` and
+    `query_env_steps` so far) or iterations. Each line is a running mean over `window` logged
+    iterations, or a 40th of the run where that is more (a joint baseline logs one row per
+    task), the raw values faint behind it; the axis is fitted to the running means, so a few
+    early outliers do not flatten the curves being compared."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     names = [n for n, rows in runs.items() if rows]
     first = runs[names[0]] if names else []
@@ -198,21 +200,32 @@ def plot_training_curves(
         TRAINING_METRICS[0],
     )
     by_env_steps = bool(first) and "env_steps" in first[0]
-    for name, colour in zip(names, COLOURS * 4, strict=False):
+    colours = iter(COLOURS * 4)
+    low, high = np.inf, -np.inf
+    span = max(window, 1)
+    for name in names:
         rows = runs[name]
+        style = BASELINE_STYLES.get(name.split()[0].split("-")[0], {})
+        colour = style.get("color") or next(colours)
         if by_env_steps:
             spent = [r.get("env_steps", 0.0) + r.get("query_env_steps", 0.0) for r in rows]
             x = np.cumsum(spent)
         else:
             x = np.array([r.get("iteration", i + 1) for i, r in enumerate(rows)], dtype=float)
-        for key, style, suffix in ((metric[0], "--", "before"), (metric[1], "-", "after")):
+        span = max(window, len(rows) // 40)
+        for key, dash, suffix in ((metric[0], "--", "before"), (metric[1], "-", "after")):
             y = np.array([r.get(key, np.nan) for r in rows], dtype=float)
             if not np.isfinite(y).any():
                 continue
-            smooth = _running_mean(y, window)
-            ax.plot(x, y, color=colour, linestyle=style, alpha=0.15, linewidth=0.8)
-            ax.plot(x, smooth, color=colour, linestyle=style, label=f"{name}, {suffix}")
-    ax.set_ylabel(f"{metric[2]} of the meta-batch (running mean of {window})")
+            smooth = _running_mean(y, span)
+            ax.plot(x, y, color=colour, linestyle=dash, alpha=0.12, linewidth=0.7)
+            ax.plot(x, smooth, color=colour, linestyle=dash, label=f"{name}, {suffix}")
+            finite = smooth[np.isfinite(smooth)]
+            low, high = min(low, finite.min()), max(high, finite.max())
+    if np.isfinite(low) and np.isfinite(high):
+        pad = 0.08 * max(high - low, 1e-9)
+        ax.set_ylim(low - pad, high + pad)
+    ax.set_ylabel(f"{metric[2]} of the meta-batch (running mean)")
     if by_env_steps:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g} M"))
     _finish(ax, "env steps" if by_env_steps else "meta-iteration", title or "training curves")

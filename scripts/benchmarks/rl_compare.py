@@ -124,9 +124,20 @@ def main() -> None:
     steps = [int(s) for s in args.steps.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = (args.out or Path(f"runs/rl-{Path(args.recipe).stem}")) / stamp
-    # Reptile (and the joint baseline built from it) step with SGD/Adam, never TRPO
-    outer = "sgd" if recipe.train.outer_optimizer.value == "trpo" else None
-    reptile = with_overrides(recipe, "train", algorithm=Algorithm.REPTILE, outer_optimizer=outer)
+    # Reptile (and the joint baseline built from it) step with SGD/Adam, never TRPO. On a
+    # MAML-RL recipe (one VPG step) Reptile takes two steps per task (one would make it joint
+    # training; two spend the env steps of maml's pre- and post-update rollouts) and its own
+    # outer step, epsilon 1 -> 0 as in the Reptile paper
+    reptile = with_overrides(recipe, "train", algorithm=Algorithm.REPTILE)
+    if recipe.train.outer_optimizer.value in ("trpo", "promp"):
+        reptile = with_overrides(
+            reptile,
+            "train",
+            outer_optimizer="sgd",
+            inner_steps=max(2, recipe.train.inner_steps),
+            meta_step=1.0,
+            meta_step_final=0.0,
+        )
     recipes = {
         "maml": with_overrides(recipe, "train", algorithm=Algorithm.MAML, outer_optimizer="trpo"),
         "promp": with_overrides(
