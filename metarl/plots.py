@@ -205,7 +205,7 @@ def plot_training_curves(
     span = max(window, 1)
     for name in names:
         rows = runs[name]
-        style = BASELINE_STYLES.get(name.split()[0].split("-")[0], {})
+        style = BASELINE_STYLES.get(name.split()[0], {})
         colour = style.get("color") or next(colours)
         if by_env_steps:
             spent = [r.get("env_steps", 0.0) + r.get("query_env_steps", 0.0) for r in rows]

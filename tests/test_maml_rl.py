@@ -22,6 +22,7 @@ from metarl.learners import build_meta_learner
 from metarl.learners.inner_loop import stack
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
+from metarl.rl.baselines import joint_trpo_recipe, meta_env_steps
 from metarl.rl.maml import (
     RATE_PREFIX,
     Samples,
@@ -521,3 +522,47 @@ def test_metasgd_for_rl_takes_the_trust_region_step():
         build_meta_learner(
             maml_recipe(train={"algorithm": "metasgd", "outer_optimizer": "adam"}), CPU
         )
+
+
+# -- the joint baseline with the meta run's outer step (inner_steps = 0) ----------------------
+def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path, one_thread):
+    """`inner_steps = 0`: no pre-update rollout, the outer episodes come from phi (return
+    before = after), the Fisher products are the KL's Hessian at phi (J = I, against double
+    backprop), the step keeps its KL bound; `joint_trpo_recipe` spends the meta run's env
+    steps in twice its iterations."""
+    recipe = maml_recipe(train={"inner_steps": 0})
+    meta = build_meta_learner(recipe, CPU)
+    phi = meta.phi()
+    rng = task_rng(0, Split.TRAIN, 0)
+    tasks = meta.dist.sample(4, rng, Split.TRAIN)
+    adaptation = meta.adapt(phi, tasks, rng)
+    assert adaptation.context["pre"] is None and adaptation.metrics["env_steps"] == 0
+    grads, metrics = meta.meta_gradient(adaptation)
+    assert metrics["return_before"] == metrics["return_after"]
+    objective = adaptation.context["objective"]
+    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+    kl = objective.losses(leaves, create_graph=True).kl.sum()
+    used = [k for k in leaves if "value" not in k]
+    first = torch.autograd.grad(kl, [leaves[k] for k in used], create_graph=True)
+    v = {
+        k: torch.randn(x.shape, generator=torch.Generator().manual_seed(2)) for k, x in phi.items()
+    }
+    dot = sum((g * v[k]).sum() for g, k in zip(first, used, strict=True))
+    direct = torch.autograd.grad(dot, [leaves[k] for k in used])
+    fast = objective.kl_hessian(phi)(v)
+    for k, d in zip(used, direct, strict=True):
+        torch.testing.assert_close(fast[k], d, rtol=1e-3, atol=1e-6 * d.abs().max().item())
+    new_phi, step = trust_region_step(
+        phi, objective, {k: g / 4 for k, g in grads.items()}, lambda x: x, 4
+    )
+    assert 0 < step["trpo_kl"] <= TRPOSettings().max_kl
+    assert step["trpo_loss_after"] < step["trpo_loss_before"]
+    meta_run = maml_recipe()
+    joint = joint_trpo_recipe(meta_run)
+    assert (
+        joint.train.inner_steps == 0
+        and joint.train.meta_iterations == 2 * meta_run.train.meta_iterations
+    )
+    assert meta_env_steps(joint) == meta_env_steps(meta_run)
+    with pytest.raises(ConfigError, match="0 with maml and trpo"):
+        build_meta_learner(maml_recipe(train={"inner_steps": 0, "algorithm": "metasgd"}), CPU)

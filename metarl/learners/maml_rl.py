@@ -64,10 +64,12 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 f'learner.inner = "{learner.settings.inner}": train.algorithm = "{algorithm}" '
                 'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
             )
-        if recipe.train.inner_steps != 1:
+        joint_ok = algorithm == "maml" and recipe.train.outer_optimizer is OuterOptimizerName.TRPO
+        if recipe.train.inner_steps not in ((0, 1) if joint_ok else (1,)):
             raise ConfigError(
                 f"train.inner_steps = {recipe.train.inner_steps}: {algorithm} for RL takes "
-                "one policy-gradient step (MAML-RL's protocol), use 1"
+                "one policy-gradient step (MAML-RL's protocol), use 1 (or 0 with maml and "
+                "trpo: the joint baseline, trained without adaptation)"
             )
         return learner
 
@@ -94,8 +96,12 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     ) -> Adaptation:
         """Pre-update rollouts from phi and theta_i' for this rank's slots."""
         k = self.recipe.train.inner_steps
-        seeds = slot_seeds(rng, len(tasks), k, slots)
+        seeds = slot_seeds(rng, len(tasks), max(k, 1), slots)
         tasks = list(tasks)[slots]
+        if k == 0:  # the joint baseline: the outer step's episodes come from phi itself
+            stacked = {n: v.unsqueeze(0).expand(len(tasks), *v.shape) for n, v in phi.items()}
+            joint: dict[str, Any] = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": None}
+            return Adaptation(stacked, joint, {"env_steps": 0.0})
         with one_torch_thread():
             pre = self._rollout(phi, tasks, seeds, 0, stacked=False)
             samples = Samples.from_rollout(pre, self.settings.gamma)
@@ -146,7 +152,9 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             grads, losses = objective.gradient(ctx["phi"])
             self.timers.update += time.perf_counter() - tick
         ctx["objective"] = objective
+        joint = {} if ctx["pre"] is not None else {"return_before": post.first_returns.mean()}
         return grads, {
+            **{k: float(v) for k, v in joint.items()},
             **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
             **episode_metrics(post, ctx["tasks"], "after"),
             **self.seconds(),

@@ -210,7 +210,7 @@ class MetaObjective:
         self,
         policy_fn: PolicyFn,
         phi: Params,
-        pre: Samples,
+        pre: Samples | None,
         post: Samples,
         lr: float,
         inner_loss: InnerLoss = lvc_loss,
@@ -219,7 +219,7 @@ class MetaObjective:
         self.inner_loss = inner_loss
         weights, rates = split_rates(phi, lr)
         fixed = rates if isinstance(rates, float) else {k: v.detach() for k, v in rates.items()}
-        adapted = adapt(policy_fn, weights, pre, fixed, create_graph=False, inner_loss=inner_loss)
+        adapted = self._adapt(weights, fixed, create_graph=False)
         self.adapted_old = adapted
         with torch.no_grad():
             self.old = policy_fn(adapted, post.obs)
@@ -229,7 +229,21 @@ class MetaObjective:
                 for k, v in weights.items()
             }
             # the pre-update policies that sampled `pre` (ProMP's ratios and inner KL)
-            self.pre_old = policy_fn(stacked, pre.obs)
+            self.pre_old = None if pre is None else policy_fn(stacked, pre.obs)
+
+    def _adapt(self, weights: Params, rates: float | Params, *, create_graph: bool) -> Params:
+        """theta' for every task; without pre-update samples (`pre` None: the joint baseline
+        of `inner_steps = 0`) phi itself, expanded per task."""
+        if self.pre is None:
+            return {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in weights.items()}
+        return adapt(
+            self.policy_fn,
+            weights,
+            self.pre,
+            rates,
+            create_graph=create_graph,
+            inner_loss=self.inner_loss,
+        )
 
     def policy_fn_old(self, samples: Samples) -> Distribution:
         """The policies that sampled the post-update data, on `samples`' states."""
@@ -238,20 +252,13 @@ class MetaObjective:
 
     @property
     def n_tasks(self) -> int:
-        return int(self.pre.advantages.shape[0])
+        return int(self.post.advantages.shape[0])
 
     def losses(self, phi: Params, *, create_graph: bool = True) -> OuterLosses:
         """The surrogate and KL per task at `phi`; with `create_graph` (and phi requiring
         grad) differentiable through the adaptation, twice."""
         weights, rates = split_rates(phi, self.lr)
-        adapted = adapt(
-            self.policy_fn,
-            weights,
-            self.pre,
-            rates,
-            create_graph=create_graph,
-            inner_loss=self.inner_loss,
-        )
+        adapted = self._adapt(weights, rates, create_graph=create_graph)
         with torch.set_grad_enabled(any(v.requires_grad for v in adapted.values())):
             dist = self.policy_fn(adapted, self.post.obs)
             ratio = torch.exp(dist.log_prob(self.post.actions) - self.old_log_prob)
@@ -266,6 +273,8 @@ class MetaObjective:
         KL `KL(pi_phi_old || pi_phi)` on the pre-update states (the penalty term). The
         re-adaptation uses `ratio_loss` (the importance weights to the pre-update sampling
         policy). Differentiable to phi through the adaptation."""
+        if self.pre is None or self.pre_old is None:
+            raise ValueError("ProMP's objective needs the pre-update samples")
         pre = Samples(
             self.pre.obs,
             self.pre.actions,
@@ -302,7 +311,8 @@ class MetaObjective:
         estimated on the first `ceil(fraction * episodes)` episodes of each task (the
         episode means keep their scale)."""
         n = self.n_tasks
-        pre, post = self.pre.head(fraction), self.post.head(fraction)
+        post = self.post.head(fraction)
+        pre = None if self.pre is None else self.pre.head(fraction)
         old = self.old if fraction >= 1.0 else self.policy_fn_old(post)
         weights, given = split_rates(phi, self.lr)
         rates = None if isinstance(given, float) else {k: v.detach() for k, v in given.items()}
@@ -315,8 +325,11 @@ class MetaObjective:
                 k: v.detach().unsqueeze(0).repeat(n, *([1] * v.dim())) for k, v in weights.items()
             }
             leaves = {k: v.requires_grad_() for k, v in stacked.items()}
-            inner = self.inner_loss(self.policy_fn, leaves, pre).sum()
-            inner_grads = _grads(inner, leaves, create_graph=True)
+            if pre is None:  # no adaptation: J = I (the joint baseline)
+                inner_grads = {k: torch.zeros_like(v) for k, v in leaves.items()}
+            else:
+                inner = self.inner_loss(self.policy_fn, leaves, pre).sum()
+                inner_grads = _grads(inner, leaves, create_graph=True)
             adapted = {
                 k: (v - rate(k) * inner_grads[k]).detach().requires_grad_()
                 for k, v in leaves.items()

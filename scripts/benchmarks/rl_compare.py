@@ -47,7 +47,7 @@ from metarl.learners.sb3_ppo import PPOMetaLearner
 from metarl.plots import plot_curves
 from metarl.progress import ProgressCallback
 from metarl.registry import resolve_recipe
-from metarl.rl.baselines import joint_recipe, meta_env_steps
+from metarl.rl.baselines import joint_recipe, joint_trpo_recipe, meta_env_steps
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
@@ -102,8 +102,8 @@ def main() -> None:
         "--only",
         default="reptile,fomaml,joint",
         help="what to train (also: maml and metasgd with TRPO, promp; with --recipe "
-        "navigation2d-maml and --only maml,promp,metasgd,fomaml,reptile,joint: the ablation "
-        "at equal env steps per iteration)",
+        "navigation2d-maml and --only maml,promp,metasgd,fomaml,reptile,joint,joint-trpo: the "
+        "ablation at equal env steps; joint-trpo is the joint baseline with TRPO as its step)",
     )
     parser.add_argument("--out", type=Path, default=None, help="default runs/rl-RECIPE")
     args = parser.parse_args()
@@ -160,6 +160,7 @@ def main() -> None:
             meta_step=args.fomaml_meta_step,
         ),
         "joint": joint_recipe(reptile),
+        "joint-trpo": joint_trpo_recipe(recipe),
     }
     inits: dict[str, dict[str, torch.Tensor] | None] = {"random": None}
     info: dict[str, dict[str, float]] = {"random": {"env_steps": 0, "train_s": 0.0}}
@@ -217,7 +218,7 @@ def main() -> None:
         results[name] = {**curve.to_json(), **info[name]}
     # paired over the same held-out tasks (same seeds): meta-trained minus each baseline
     for name in ("maml", "promp", "metasgd", "reptile", "fomaml"):
-        for base in ("random", "joint"):
+        for base in ("random", "joint", "joint-trpo"):
             if name not in curves or base not in curves:
                 continue
             diff = curves[name].per_task - curves[base].per_task
