@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 from metarl.config import Algorithm, OuterOptimizerName
-from metarl.protocol import Adaptation, MetaLearner, Params
+from metarl.protocol import Adaptation, MetaLearner, OuterStep, Params
 
 
 def linear_schedule(start: float, end: float, iteration: int, total: int) -> float:
@@ -61,7 +61,7 @@ def outer_optimizer(
 ) -> torch.optim.Optimizer:
     """SGD without momentum is Reptile's interpolation; Adam (default betas) is the paper's
     alternative. Either way the learning rate follows the meta-step schedule. TRPO takes its
-    step itself (`trust_region_step`): it gets a plain SGD, which holds no state and is never
+    step itself (`MetaLearner.outer_step`): it gets a plain SGD, which holds no state and is never
     stepped, so checkpoints keep one shape. ProMP's steps are Adam's (this one's state)."""
     if name not in (OuterOptimizerName.ADAM, OuterOptimizerName.PROMP):
         return torch.optim.SGD(params, lr=lr)
@@ -91,12 +91,10 @@ def learner_step(
     lr: float,
 ) -> dict[str, float]:
     """The outer steps `outer_optimizer = "trpo"` / `"promp"`, which the learner takes on its
-    model's phi (`trust_region_step`, `promp_step` of the learner contract); `gradient` is the
-    meta-batch mean, `reduce` sums over ranks. A learner without such a step refuses
-    (`MetaLearnerBase`'s defaults)."""
-    if name is OuterOptimizerName.TRPO:
-        return learner.trust_region_step(adaptation, gradient, reduce, meta_batch)
-    return learner.promp_step(adaptation, gradient, reduce, meta_batch, optimizer, lr)
+    model's phi (`MetaLearner.outer_step`); `gradient` is the meta-batch mean, `reduce` sums
+    over ranks. A learner without such a step refuses (`MetaLearnerBase`'s default)."""
+    step = OuterStep(name.value, adaptation, gradient, reduce, meta_batch, optimizer, lr)
+    return learner.outer_step(step)
 
 
 __all__ = [

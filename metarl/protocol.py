@@ -181,6 +181,25 @@ class Adaptation(Generic[C]):
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class OuterStep(Generic[C]):
+    """What the trainer hands a learner that takes the outer step itself
+    (`MetaLearner.outer_step`)."""
+
+    name: str
+    """The recipe's `train.outer_optimizer`: "trpo" or "promp"."""
+    adaptation: Adaptation[C]
+    gradient: Params
+    """The meta-batch mean of the meta-gradient, already summed over ranks."""
+    reduce: Callable[[Params], Params]
+    """Sums a dict of tensors over ranks (the identity for one process)."""
+    meta_batch: int
+    optimizer: torch.optim.Optimizer
+    """The trainer's outer optimizer (ProMP's Adam steps use it)."""
+    lr: float
+    """This iteration's `meta_step`."""
+
+
 class MetaLearner(Protocol[C]):
     """The inner loop as the trainer, evaluation, export and the CLI see it: parameters in,
     parameters out. `MetaLearnerBase` gives the optional parts their defaults."""
@@ -239,29 +258,10 @@ class MetaLearner(Protocol[C]):
         behind the numbers; {} when there are none)."""
         ...
 
-    def trust_region_step(
-        self,
-        adaptation: Adaptation[C],
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-    ) -> dict[str, float]:
-        """The outer step `outer_optimizer = "trpo"`: move the model's phi within the trust
-        region; `gradient` is the meta-batch mean, `reduce` sums over ranks (learners without
-        one raise a `ConfigError`)."""
-        ...
-
-    def promp_step(
-        self,
-        adaptation: Adaptation[C],
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-        optimizer: torch.optim.Optimizer,
-        lr: float,
-    ) -> dict[str, float]:
-        """The outer step `outer_optimizer = "promp"`: ProMP's steps on its clipped objective
-        with the trainer's `optimizer` at `lr` (learners without one raise a `ConfigError`)."""
+    def outer_step(self, step: OuterStep[C]) -> dict[str, float]:
+        """The outer steps a learner takes on its model's phi itself (`outer_optimizer`
+        "trpo": MAML-RL's trust-region step; "promp": ProMP's steps with the trainer's
+        optimizer); learners without them raise a `ConfigError` naming the step."""
         ...
 
 
@@ -291,29 +291,10 @@ class MetaLearnerBase(Generic[C, D]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
 
-    def trust_region_step(
-        self,
-        adaptation: Adaptation[C],
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-    ) -> dict[str, float]:
+    def outer_step(self, step: OuterStep[C]) -> dict[str, float]:
+        what = {"trpo": "trust-region step", "promp": "ProMP step"}.get(step.name, "such step")
         raise ConfigError(
-            f'train.outer_optimizer = "trpo": {type(self).__name__} has no trust-region '
-            'step (RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
-        )
-
-    def promp_step(
-        self,
-        adaptation: Adaptation[C],
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-        optimizer: torch.optim.Optimizer,
-        lr: float,
-    ) -> dict[str, float]:
-        raise ConfigError(
-            f'train.outer_optimizer = "promp": {type(self).__name__} has no ProMP step '
+            f'train.outer_optimizer = "{step.name}": {type(self).__name__} has no {what} '
             '(RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
         )
 

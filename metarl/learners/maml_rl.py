@@ -6,7 +6,7 @@ theta_i' (no graph), then the outer objective of `metarl.rl.maml` (ProMP's LVC i
 the importance-weighted surrogate outside): its gradient with respect to phi through the
 adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
 `outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
-(`trust_region_step`, `metarl.rl.trpo`), with "promp" ProMP's Adam steps on its clipped
+(`outer_step`, `metarl.rl.trpo`), with "promp" ProMP's Adam steps on its clipped
 objective (`promp_step`, `metarl.rl.promp`). The rollouts use the seeds and rollout indices of
 the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and fomaml see
 the same episodes up to the policies that act in them.
@@ -15,7 +15,7 @@ the same episodes up to the policies that act in them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from metarl.learners.rl_core import (
     refuse_supervised_keys,
     slot_seeds,
 )
-from metarl.protocol import Adaptation, Params
+from metarl.protocol import Adaptation, OuterStep, Params
 from metarl.rl.maml import (
     MetaObjective,
     Samples,
@@ -160,58 +160,48 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             **self.seconds(),
         }
 
-    def trust_region_step(
-        self,
-        adaptation: Adaptation,
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-    ) -> dict[str, float]:
-        """MAML-RL's TRPO step on the model's phi (`metarl.rl.trpo`)."""
+    def outer_step(self, step: OuterStep) -> dict[str, float]:
+        """MAML-RL's TRPO step ("trpo", `metarl.rl.trpo`) or ProMP's Adam steps ("promp",
+        `metarl.rl.promp`) on the model's phi (Meta-SGD: and on its rates)."""
         with one_torch_thread():
             tick = time.perf_counter()
-            phi, metrics = trust_region_step(
-                adaptation.context["phi"],
-                adaptation.context["objective"],
-                gradient,
-                reduce,
-                meta_batch,
-                TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
-            )
-            weights, rates = split_rates(phi, 0.0)
-            with torch.no_grad():
-                for name, p in self.model.named_parameters():
-                    p.copy_(weights[name])
-            if isinstance(rates, dict):
-                self.inner_rates = {k: v.detach().clone() for k, v in rates.items()}
+            if step.name == "trpo":
+                metrics = self._trust_region_step(step)
+            else:
+                metrics = self._promp_step(step)
             self.timers.update += time.perf_counter() - tick
         return {**metrics, **self.seconds()}
 
-    def promp_step(
-        self,
-        adaptation: Adaptation,
-        gradient: Params,
-        reduce: Callable[[Params], Params],
-        meta_batch: int,
-        optimizer: torch.optim.Optimizer,
-        lr: float,
-    ) -> dict[str, float]:
-        """ProMP's outer steps on the model's phi with the trainer's Adam (`metarl.rl.promp`);
-        the inner KL's coefficient is carried in the learner's state (checkpointed)."""
-        with one_torch_thread():
-            tick = time.perf_counter()
-            self.promp_kl_coeff, metrics = promp_step(
-                self.model,
-                adaptation.context["objective"],
-                gradient,
-                reduce,
-                meta_batch,
-                optimizer,
-                lr,
-                self.promp_kl_coeff,
-            )
-            self.timers.update += time.perf_counter() - tick
-        return {**metrics, **self.seconds()}
+    def _trust_region_step(self, step: OuterStep) -> dict[str, float]:
+        phi, metrics = trust_region_step(
+            step.adaptation.context["phi"],
+            step.adaptation.context["objective"],
+            step.gradient,
+            step.reduce,
+            step.meta_batch,
+            TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
+        )
+        weights, rates = split_rates(phi, 0.0)
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(weights[name])
+        if isinstance(rates, dict):
+            self.inner_rates = {k: v.detach().clone() for k, v in rates.items()}
+        return metrics
+
+    def _promp_step(self, step: OuterStep) -> dict[str, float]:
+        """The inner KL's coefficient is carried in the learner's state (checkpointed)."""
+        self.promp_kl_coeff, metrics = promp_step(
+            self.model,
+            step.adaptation.context["objective"],
+            step.gradient,
+            step.reduce,
+            step.meta_batch,
+            step.optimizer,
+            step.lr,
+            self.promp_kl_coeff,
+        )
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         """ProMP's inner-KL coefficient and Meta-SGD's rates (a resumed run continues with
