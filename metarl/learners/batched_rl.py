@@ -263,11 +263,6 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         metrics.update(episode_metrics(rollout, tasks, "after"))
         return total, metrics
 
-    def curve(self, steps: list[int], n_tasks: int) -> Curve:
-        """The headline metric of `curves`: success rate where the distribution scores
-        policies itself (Meta-World), else the return."""
-        return next(iter(self.curves(steps, n_tasks).values()))
-
     def curves(
         self, steps: list[int], n_tasks: int, progress: Progress | None = None
     ) -> dict[str, Curve]:

@@ -28,6 +28,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from metarl.config import Algorithm, EvalConfig, Recipe
+from metarl.curves import Curve
 from metarl.errors import ConfigError
 from metarl.protocol import MetaLearnerBase, Params, RolloutContext, Split, task_rng
 from metarl.rl.policy import build_sb3_policy
@@ -180,6 +181,11 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
 
     def phi(self) -> Params:
         return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+    def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """The headline metric of `curves`: success rate where the distribution scores
+        policies itself (Meta-World), else the return."""
+        return next(iter(self.curves(steps, n_tasks).values()))
 
     def eval_tasks(self, n_tasks: int) -> tuple[list[Any], list[int]]:
         """The recipe's fixed held-out tasks and their seeds (the same for every engine)."""

@@ -297,11 +297,6 @@ class PPOMetaLearner(RLMetaLearnerBase):
         self.timers.update += time.perf_counter() - tick
         return out, float(loss.detach())
 
-    def curve(self, steps: list[int], n_tasks: int) -> Curve:
-        """The headline metric of `curves`: success rate where the distribution scores
-        policies itself (Meta-World), else the return."""
-        return next(iter(self.curves(steps, n_tasks).values()))
-
     def curves(
         self, steps: list[int], n_tasks: int, progress: Progress | None = None
     ) -> dict[str, Curve]:
