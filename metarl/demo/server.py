@@ -81,10 +81,6 @@ class DemoServer(ThreadingHTTPServer):
             return
         print(f"metarl demo: request from {client_address[0]} failed: {error!r}", file=sys.stderr)
 
-    def busy(self) -> bool:
-        """Whether a request is being answered (adapting, or waiting to)."""
-        return any(t.name.startswith("metarl-demo-request") for t in threading.enumerate())
-
     def process_request(self, request: Any, client_address: Any) -> None:
         """As ThreadingMixIn does, with the thread named (for `busy`)."""
         thread = threading.Thread(
