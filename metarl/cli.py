@@ -196,7 +196,10 @@ ThreadsOpt = Annotated[
 
 
 def set_threads(threads: int | None) -> None:
-    """Apply --threads (refusing a count torch cannot use)."""
+    """Apply --threads (refusing a count torch cannot use); `train` and `eval`, the commands
+    that work on large tensors, also keep freed memory in the process (`metarl.allocator`).
+    The demo does not: it serves many small requests from threads."""
+    keep_freed_memory()
     if threads is None:
         return
     if not 1 <= threads <= 1024:
@@ -825,8 +828,7 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: large tensors reuse freed memory (`metarl.allocator`)."""
-    keep_freed_memory()
+    """Console-script entry point."""
     app()
 
 

@@ -6,8 +6,8 @@ x 200 steps, one VPG step) from the recipe's initial policy, then TRPO's step on
 
 - **allocator**: glibc's default (every tensor above 32 MB a fresh mmap, page-faulted in at
   each operation; `METARL_MALLOC=system`) against `metarl.allocator.keep_freed_memory` (what
-  the `metarl` command sets). Each runs in its own child process (malloc is set per process),
-  on the same tasks, seeds and policy, so both see the same batch.
+  `metarl train` and `metarl eval` set). Each runs in its own child process (malloc is set
+  per process), on the same tasks, seeds and policy, so both see the same batch.
 - **Fisher fraction** (`[learner] trpo_fisher_fraction`): the conjugate gradient's
   Fisher-vector products on the first fraction of each task's episodes. Its accuracy is the
   cosine between its CG direction and the full-batch one, and the KL and surrogate that the
