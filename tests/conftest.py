@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,12 @@ import torch
 from metarl.config import OptimizerName
 from metarl.distributions.sine import SineDistribution
 from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
+
+# The tests run `metarl train` / `eval` in this process hundreds of times (typer's CliRunner):
+# keeping freed memory (`metarl.allocator`, process-wide) would let this process's heap grow
+# to its peak and never shrink over the whole suite. tests/test_allocator.py checks the
+# setting in its own processes.
+os.environ.setdefault("METARL_MALLOC", "system")
 
 
 @pytest.fixture
