@@ -152,9 +152,12 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             grads, losses = objective.gradient(ctx["phi"])
             self.timers.update += time.perf_counter() - tick
         ctx["objective"] = objective
-        joint = {} if ctx["pre"] is not None else {"return_before": post.first_returns.mean()}
+        # the joint baseline (no pre-update rollout): phi's own return is the "before"
+        joint = (
+            {} if ctx["pre"] is not None else {"return_before": float(post.first_returns.mean())}
+        )
         return grads, {
-            **{k: float(v) for k, v in joint.items()},
+            **joint,
             **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
             **episode_metrics(post, ctx["tasks"], "after"),
             **self.seconds(),
