@@ -632,6 +632,16 @@ def test_malformed_bodies_are_a_clients_error(body, message):
     assert info.value.status == HTTPStatus.BAD_REQUEST
 
 
+def _ctrl_c_by_default() -> None:
+    """The child takes SIGINT's default action whatever this process inherited: a shell
+    without job control (``cmd &`` in a script, as CI scripts run) starts its background
+    commands with SIGINT ignored, Python then installs no KeyboardInterrupt handler, and
+    the demo would rightly ignore the test's Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _demo() -> tuple[subprocess.Popen, str, int]:
     import re
 
@@ -641,6 +651,7 @@ def _demo() -> tuple[subprocess.Popen, str, int]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_ctrl_c_by_default,
     )
     assert demo.stderr is not None
     found = re.search(r"http://([\d.]+):(\d+)/", demo.stderr.readline())
