@@ -237,3 +237,24 @@ def test_importing_the_module_does_not_import_mujoco() -> None:
     code = "import sys, metarl.envs.vector_mujoco; assert 'mujoco' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert issubclass(HalfCheetahVelVector, MujocoTaskVectorEnv)
+
+
+def test_making_the_envs_prints_nothing_and_leaves_no_mujoco_log(tmp_path) -> None:
+    """MuJoCo 4 deprecates an attribute of Gymnasium's HalfCheetah XML; its default handler
+    printed that once per env built and wrote MUJOCO_LOG.TXT into the user's folder."""
+    code = (
+        "import gymnasium, metarl\n"
+        "from metarl.envs.vector_mujoco import HalfCheetahDirVector\n"
+        "HalfCheetahDirVector(n_tasks=2, envs_per_task=2).close()\n"
+        "gymnasium.make('metarl/HalfCheetahVel-v0').close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
+    assert list(tmp_path.iterdir()) == []
