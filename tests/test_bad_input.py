@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from metarl.cli import app
+from tests.refusals import assert_refused_in_one_line, substitute
 
 runner = CliRunner()
 
@@ -119,20 +120,15 @@ def paths(tmp_path_factory) -> dict[str, Path]:
 
 
 def _args(args: list[str], paths: dict[str, Path], tmp_path: Path) -> list[str]:
-    out = []
+    """`TOML:text` becomes a recipe file holding text; the rest as `substitute` does."""
+    recipe = tmp_path / "recipe.toml"
     for a in args:
         if a.startswith("TOML:"):
-            recipe = tmp_path / "recipe.toml"
             recipe.write_text(a[len("TOML:") :])
-            a = str(recipe)
-        elif a == "OUT":
-            a = str(tmp_path / "out")
-        else:
-            head, _, rest = a.partition("/")
-            if head in paths:
-                a = str(paths[head] / rest) if rest else str(paths[head])
-        out.append(a)
-    return out
+    paths = {**paths, "TOML": recipe}
+    return substitute(
+        [("TOML" if a.startswith("TOML:") else a) for a in args], paths, tmp_path / "out"
+    )
 
 
 @pytest.mark.parametrize(
@@ -146,13 +142,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_value(
         monkeypatch.delenv(name, raising=False)
     foreign_metrics = (paths["FOREIGN"] / "metrics.jsonl").read_text()
     result = runner.invoke(app, _args(args, paths, tmp_path), env=env)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert message in lines[0]
-    assert "Traceback" not in result.output
-    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert_refused_in_one_line(result, message, tmp_path / "out")  # nothing half-written
     assert (paths["FOREIGN"] / "metrics.jsonl").read_text() == foreign_metrics
 
 

@@ -38,6 +38,7 @@ from typer.testing import CliRunner
 
 from metarl.cli import DIVERGED, app
 from metarl.run import LOCK, RunDir
+from tests.refusals import assert_refused_in_one_line, substitute
 
 runner = CliRunner()
 
@@ -202,19 +203,6 @@ def paths(tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-def _args(args: list[str], paths: dict[str, Path], out: Path) -> list[str]:
-    result = []
-    for a in args:
-        if a == "OUT":
-            a = str(out)
-        else:
-            head, _, rest = a.partition("/")
-            if head in paths:
-                a = str(paths[head] / rest) if rest else str(paths[head])
-        result.append(a)
-    return result
-
-
 @pytest.mark.parametrize(
     "kind,args,message", CASES, ids=[f"{k}: {' '.join(a)[:50]}" for k, a, _ in CASES]
 )
@@ -224,14 +212,8 @@ def test_edge_exits_2_with_one_line_naming_the_value(
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(paths["modules"]))
     before = {k: _digest(p) for k, p in paths.items() if k.startswith("CKPT-") or k == "RUN"}
-    result = runner.invoke(app, _args(args, paths, tmp_path / "out"))
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert message in lines[0], lines[0]
-    assert "Traceback" not in result.output
-    assert not (tmp_path / "out").exists()
+    result = runner.invoke(app, substitute(args, paths, tmp_path / "out"))
+    assert_refused_in_one_line(result, message, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # nothing written where the command ran
     after = {k: _digest(p) for k, p in paths.items() if k.startswith("CKPT-") or k == "RUN"}
     assert after == before  # nothing lost: metrics.jsonl and checkpoints as they were
