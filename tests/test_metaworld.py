@@ -233,3 +233,81 @@ def test_the_batched_engine_reports_metaworlds_success_with_its_evaluator(tmp_pa
         official = score(task, sb3_act)
         assert curves["success"].per_task[0, j] == official["success"]
         assert curves["return"].per_task[0, j] == pytest.approx(official["return"], rel=1e-6)
+
+
+def _expert_episode(skill: str, fast: bool, steps: int = 150) -> dict[str, list]:
+    """Meta-World's scripted expert on ML1 test goal 1 (it grasps and pushes the object),
+    then random actions: observations, rewards, infos, and, at every step, both
+    `touching_object` implementations on the same state."""
+    import metaworld
+    from metaworld import policies
+
+    from metarl.envs.metaworld_compat import EXPERTS, patch_for_mujoco
+    from metarl.envs.metaworld_speed import (
+        original_touching_object,
+        touching_object,
+        use_fast_paths,
+    )
+
+    patch_for_mujoco(metaworld)
+    use_fast_paths(fast)
+    try:
+        ml1 = metaworld.ML1(skill, seed=0)
+        env = ml1.test_classes[skill]()
+        env.set_task(ml1.test_tasks[1])
+        env._partially_observable = False
+        expert = getattr(policies, EXPERTS[skill])()
+        obs, _ = env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        seen: dict[str, list] = {"obs": [obs], "reward": [], "info": [], "touch": []}
+        for t in range(steps):
+            action = expert.get_action(obs) if t < steps // 2 else rng.uniform(-1, 1, 4)
+            obs, reward, _, _, info = env.step(action)
+            seen["obs"].append(obs)
+            seen["reward"].append(reward)
+            seen["info"].append(info)
+            object_id = env._get_id_main_object()
+            seen["touch"].append(
+                (original_touching_object()(env, object_id), touching_object(env, object_id))
+            )
+        env.close()
+        return seen
+    finally:
+        use_fast_paths(False)
+
+
+@needs_metaworld
+@pytest.mark.filterwarnings("ignore:Constant")  # the experts' own gain warning
+@pytest.mark.parametrize("skill", ["push-v3", "pick-place-v3"])
+def test_the_fast_paths_step_metaworld_bit_for_bit(skill):
+    """metaworld_speed's touching_object and quaternion give Meta-World's own numbers: the
+    same observations, rewards and infos at every step (bitwise), through grasps (the
+    expert's), and the two touching_object agree on every state, touching or not."""
+    slow = _expert_episode(skill, fast=False)
+    fast = _expert_episode(skill, fast=True)
+    assert np.array_equal(np.array(slow["obs"]), np.array(fast["obs"]))
+    assert slow["reward"] == fast["reward"]
+    assert slow["info"] == fast["info"]
+    assert all(a == b for a, b in fast["touch"])
+    touching = sum(a for a, _ in fast["touch"])
+    assert 0 < touching < len(fast["touch"])  # both branches exercised
+
+
+@needs_metaworld
+def test_the_fast_quaternion_is_scipys_and_falls_back_off_rotations():
+    from scipy.spatial.transform import Rotation
+
+    from metarl.envs.metaworld_speed import FastRotation
+
+    for m in Rotation.random(200, random_state=0).as_matrix():
+        assert np.array_equal(
+            FastRotation.from_matrix(m).as_quat(), Rotation.from_matrix(m).as_quat()
+        )
+    skewed = Rotation.random(random_state=1).as_matrix() * 1.001  # not orthogonal: SciPy's SVD
+    assert np.array_equal(
+        FastRotation.from_matrix(skewed).as_quat(), Rotation.from_matrix(skewed).as_quat()
+    )
+    with pytest.raises(ValueError, match="determinant"):
+        FastRotation.from_matrix(-np.eye(3))
+    with pytest.raises(AttributeError):
+        FastRotation.from_euler("x", 1.0)  # type: ignore[attr-defined]

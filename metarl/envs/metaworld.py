@@ -34,6 +34,7 @@ import gymnasium
 import numpy as np
 
 from metarl.envs.metaworld_compat import patch_for_mujoco
+from metarl.envs.metaworld_speed import use_fast_paths
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import Split
 from metarl.registry import register_task
@@ -66,6 +67,7 @@ def require_metaworld(what: str = "these tasks") -> Any:
     except ImportError as e:
         raise UserError(f"Meta-World ({what}) is not installed ({e}); {INSTALL}") from None
     patch_for_mujoco(metaworld)  # MuJoCo 4's wider weld rows (metaworld_compat.py)
+    use_fast_paths()  # its two slowest lines, same numbers (metaworld_speed.py)
     return metaworld
 
 

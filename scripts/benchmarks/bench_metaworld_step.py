@@ -3,9 +3,12 @@
 Sides, in one process run, alternated over rounds (median env steps/s; ratio to `loop`):
 - `physics`: the bound, `mujoco.mj_step` x frame_skip on each env's own MjData, random
   controls, no Meta-World Python (no reward, no observation);
-- `loop`: metarl's `MetaWorldEnv` (Meta-World's env with a task set) stepped in a Python loop;
-- `sync`: the same envs in Gymnasium's `SyncVectorEnv`;
-- `async2`: Gymnasium's `AsyncVectorEnv` over 2 envs (2 worker processes);
+- `loop`: metarl's `MetaWorldEnv` (Meta-World's env with a task set) stepped in a Python loop,
+  Meta-World's own code;
+- `loop-fast`: the same with `metarl.envs.metaworld_speed`'s fast paths (metarl's default: the
+  same numbers bit for bit, `tests/test_metaworld.py`);
+- `sync`: the same envs in Gymnasium's `SyncVectorEnv` (fast paths);
+- `async2`: Gymnasium's `AsyncVectorEnv` over 2 envs (2 worker processes, fast paths);
 - `envpool1`, `envpool2`: EnvPool's native `MetaWorld/<Skill>-v3` (C++), 1 and 2 threads, when
   the `envpool` package is importable. EnvPool draws each env's goal from its seed; it has no
   way to set Meta-World's fixed ML1 goal lists (its spec has no goal field), so it cannot run
@@ -29,6 +32,10 @@ from rich.console import Console
 from rich.table import Table
 
 from metarl.envs.metaworld import MetaWorldEnv, MetaWorldTask, full_skill_name
+from metarl.envs.metaworld_speed import use_fast_paths
+
+ORIGINAL_CODE = {"physics", "loop"}
+"""The sides timed with Meta-World's own touching_object and quaternion."""
 
 
 def make_env(skill: str, index: int) -> MetaWorldEnv:
@@ -75,6 +82,7 @@ def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], Any], in
     out: dict[str, tuple[Callable[[np.ndarray], Any], int]] = {
         "physics": (physics, n),
         "loop": (loop, n),
+        "loop-fast": (loop, n),
         "sync": (lambda a: vec.step(a), n),
         "async2": (lambda a: two.step(a[:2]), 2),
     }
@@ -104,6 +112,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, (step, envs) in runners.items():
+            use_fast_paths(name not in ORIGINAL_CODE)
             rates[name].append(rate(step, envs, args.steps))
     table = Table(title=f"Meta-World {skill}: env steps/s (median of {args.rounds} rounds)")
     for col in ("side", "envs", "env steps/s", "x loop"):

@@ -1,0 +1,133 @@
+"""Meta-World's two slowest lines of Python, computed the same way in a fraction of the time.
+
+Meta-World's step is mostly Python, not physics (docs/results.md, "Stepping Meta-World"): in a
+profile of 2,000 push-v3 steps, 24% went to `SawyerXYZEnv.touching_object` (two list
+comprehensions that wrap every MuJoCo contact in a Python object, every step) and 19% to
+SciPy's `Rotation.from_matrix(...).as_quat()` for the object's quaternion in the observation
+(most of it SciPy validating that a 3x3 matrix is a rotation). Meta-RL on Meta-World spends
+~94% of its time in that step, so these two are the first cost to attack.
+
+`use_fast_paths` swaps them for:
+
+- `touching_object`: the same contact selection and force sums on MuJoCo's contact arrays
+  (`data.contact.geom1`, `.geom2`, `.efc_address`) with NumPy masks.
+- The quaternion: SciPy's own compiled conversion (`_rotation_cy.from_matrix`, the function
+  `Rotation.from_matrix` ends in) called with `assume_valid=True` when the matrix is a proper
+  rotation by a test stricter than SciPy's (`|M M^T - I| <= 1e-12` everywhere, det > 0); any
+  other matrix goes through SciPy's public path unchanged. The numbers are SciPy's bit for bit.
+
+`tests/test_metaworld.py` checks both against the originals on every step of random-action
+episodes (bitwise), and `scripts/benchmarks/bench_metaworld_step.py` measures the step with
+and without them in one run. `use_fast_paths(False)` restores Meta-World's own code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+import numpy as np
+
+ORTHOGONALITY_ATOL = 1e-12
+"""SciPy's own tolerance on `M M^T - I` off the diagonal; here applied to every entry, so a
+matrix that passes is one SciPy would also take as it is (no SVD re-orthogonalization)."""
+
+_ORIGINALS: dict[str, Any] = {}
+
+
+def touching_object(self: Any, object_geom_id: int) -> bool:
+    """Meta-World's `SawyerXYZEnv.touching_object` on MuJoCo's contact arrays: whether both
+    gripper pads touch the object with a positive summed contact force."""
+    contact = self.data.contact
+    if len(contact.geom1) == 0:
+        return False
+    geom1, geom2 = contact.geom1, contact.geom2
+    left = self.data.geom("leftpad_geom").id
+    right = self.data.geom("rightpad_geom").id
+    with_object = (geom1 == object_geom_id) | (geom2 == object_geom_id)
+    force = self.data.efc_force
+    address = contact.efc_address
+    left_force = _ordered_sum(force[address[with_object & ((geom1 == left) | (geom2 == left))]])
+    right_force = _ordered_sum(force[address[with_object & ((geom1 == right) | (geom2 == right))]])
+    return bool(left_force > 0 and right_force > 0)
+
+
+def _ordered_sum(values: np.ndarray) -> float:
+    """Python's `sum` over the values in order (Meta-World's), not NumPy's pairwise sum."""
+    total = 0.0
+    for v in values.tolist():
+        total += v
+    return total
+
+
+class _Quaternion:
+    """What Meta-World uses of a SciPy `Rotation`: `from_matrix(m).as_quat()`."""
+
+    __slots__ = ("_quat",)
+
+    def __init__(self, quat: np.ndarray) -> None:
+        self._quat = quat
+
+    def as_quat(self) -> np.ndarray:
+        return self._quat
+
+
+class FastRotation:
+    """Stands in for `scipy.spatial.transform.Rotation` inside Meta-World's env modules, which
+    only call `Rotation.from_matrix(matrix).as_quat()` (checked: anything else is an
+    AttributeError, not a silent difference)."""
+
+    @staticmethod
+    def from_matrix(matrix: Any) -> _Quaternion:
+        from scipy.spatial.transform import Rotation, _rotation_cy
+
+        m = np.asarray(matrix, dtype=np.float64)
+        if m.shape == (3, 3) and _is_rotation(m):
+            return _Quaternion(np.asarray(_rotation_cy.from_matrix(m, assume_valid=True)))
+        return _Quaternion(Rotation.from_matrix(matrix).as_quat())
+
+
+def _is_rotation(m: np.ndarray) -> bool:
+    """Orthogonal within `ORTHOGONALITY_ATOL` in every entry of `M M^T - I`, det > 0."""
+    gram = m @ m.T
+    gram[0, 0] -= 1.0
+    gram[1, 1] -= 1.0
+    gram[2, 2] -= 1.0
+    return bool(np.abs(gram).max() <= ORTHOGONALITY_ATOL) and bool(np.linalg.det(m) > 0)
+
+
+def _env_modules() -> list[Any]:
+    """Meta-World's env modules that import SciPy's `Rotation`."""
+    import metaworld.envs as envs
+    from scipy.spatial.transform import Rotation
+
+    found = []
+    for info in pkgutil.iter_modules(envs.__path__, envs.__name__ + "."):
+        module = importlib.import_module(info.name)
+        if getattr(module, "Rotation", None) in (Rotation, FastRotation):
+            found.append(module)
+    return found
+
+
+def use_fast_paths(enabled: bool = True) -> None:
+    """Install the two fast paths into Meta-World (or, with False, restore its own code).
+    Idempotent; call after `metaworld` is importable."""
+    from metaworld import sawyer_xyz_env
+    from scipy.spatial.transform import Rotation
+
+    base = sawyer_xyz_env.SawyerXYZEnv
+    if base.touching_object is not touching_object:
+        _ORIGINALS.setdefault("touching_object", base.touching_object)
+    base.touching_object = (  # type: ignore[method-assign]
+        touching_object if enabled else _ORIGINALS["touching_object"]
+    )
+    for module in _env_modules():
+        module.Rotation = FastRotation if enabled else Rotation
+
+
+def original_touching_object() -> Any:
+    """Meta-World's own `touching_object` (for the equivalence test and the benchmark)."""
+    from metaworld import sawyer_xyz_env
+
+    return _ORIGINALS.get("touching_object", sawyer_xyz_env.SawyerXYZEnv.touching_object)
