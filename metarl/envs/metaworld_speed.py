@@ -15,6 +15,7 @@ SciPy's `Rotation.from_matrix(...).as_quat()` for the object's quaternion in the
   `Rotation.from_matrix` ends in) called with `assume_valid=True` when the matrix is a proper
   rotation by a test stricter than SciPy's (`|M M^T - I| <= 1e-12` everywhere, det > 0); any
   other matrix goes through SciPy's public path unchanged. The numbers are SciPy's bit for bit.
+  Where the installed SciPy has no such function (before 1.15), the quaternion stays SciPy's.
 
 `tests/test_metaworld.py` checks both against the originals on every step of random-action
 episodes (bitwise), and `scripts/benchmarks/bench_metaworld_step.py` measures the step with
@@ -23,8 +24,10 @@ and without them in one run. `use_fast_paths(False)` restores Meta-World's own c
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,12 +83,32 @@ class FastRotation:
 
     @staticmethod
     def from_matrix(matrix: Any) -> _Quaternion:
-        from scipy.spatial.transform import Rotation, _rotation_cy
+        from scipy.spatial.transform import Rotation
 
+        compiled = compiled_from_matrix()
         m = np.asarray(matrix, dtype=np.float64)
-        if m.shape == (3, 3) and _is_rotation(m):
-            return _Quaternion(np.asarray(_rotation_cy.from_matrix(m, assume_valid=True)))
+        if compiled is not None and m.shape == (3, 3) and _is_rotation(m):
+            return _Quaternion(np.asarray(compiled(m, assume_valid=True)))
         return _Quaternion(Rotation.from_matrix(matrix).as_quat())
+
+
+@functools.cache
+def compiled_from_matrix() -> Callable[..., Any] | None:
+    """SciPy's compiled `from_matrix` (SciPy >= 1.15's `_rotation_cy`), or None where this
+    SciPy has none or it disagrees with `Rotation.from_matrix` on a sample rotation: then
+    the quaternion stays SciPy's public path."""
+    from scipy.spatial.transform import Rotation
+
+    try:
+        from scipy.spatial.transform import _rotation_cy
+
+        sample = Rotation.from_euler("xyz", [0.3, -1.2, 2.5]).as_matrix()
+        got = np.asarray(_rotation_cy.from_matrix(sample, assume_valid=True))
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    if not np.array_equal(got, Rotation.from_matrix(sample).as_quat()):
+        return None
+    return _rotation_cy.from_matrix
 
 
 def _is_rotation(m: np.ndarray) -> bool:
@@ -122,8 +145,9 @@ def use_fast_paths(enabled: bool = True) -> None:
     base.touching_object = (  # type: ignore[method-assign]
         touching_object if enabled else _ORIGINALS["touching_object"]
     )
+    shim = FastRotation if enabled and compiled_from_matrix() is not None else Rotation
     for module in _env_modules():
-        module.Rotation = FastRotation if enabled else Rotation
+        module.Rotation = shim
 
 
 def original_touching_object() -> Any:
