@@ -67,9 +67,23 @@ def progress_bar(
     )
 
 
+LOG_LINE_SECONDS = 60.0
+"""Where stderr is not a terminal (a log file, `nohup`, CI), one plain progress line this often."""
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 class ProgressCallback:
     """Shows a rich progress bar with rate, ETA and the current meta-loss (for RL with
-    Reptile, which has no loss, the mean return of the meta-batch before adaptation)."""
+    Reptile, which has no loss, the mean return of the meta-batch before adaptation).
+
+    A live bar draws nothing into a file, so where the console is not a terminal (a long run
+    started with `nohup ... > train.log`) it prints a plain line every `LOG_LINE_SECONDS`
+    instead, and at the last iteration: iteration, rate, ETA and the same loss or returns."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
@@ -85,9 +99,17 @@ class ProgressCallback:
         )
         self.task_id: Any = None
         self._last = 0.0
+        self._lines = not console.is_terminal
+        self._last_line = 0.0
+        self._start = (0.0, 0)  # (monotonic time, iteration) when this process started
 
     def on_start(self, trainer: Any) -> None:
         t = trainer.recipe.train
+        self._start = (time.monotonic(), trainer.iteration)
+        self._last_line = self._start[0]
+        if self._lines:
+            self.task_id = "lines"
+            return
         self.progress.start()
         self.task_id = self.progress.add_task(
             "meta-train",
@@ -99,20 +121,45 @@ class ProgressCallback:
 
     def on_iteration(self, trainer: Any, metrics: dict[str, float]) -> None:
         now = time.monotonic()
-        final = metrics["iteration"] == trainer.recipe.train.meta_iterations
+        total = trainer.recipe.train.meta_iterations
+        final = metrics["iteration"] == total
+        if self._lines:
+            if now - self._last_line >= LOG_LINE_SECONDS or final:
+                self._last_line = now
+                self._print_line(metrics, total, now)
+            return
         if now - self._last < 0.1 and not final:  # rich refreshes at 10 Hz anyway
             return
         self._last = now
-        loss = metrics.get("query_loss", metrics.get("loss_last_step"))
-        if loss is None and "return_before" in metrics:  # RL: the pre-adaptation return
-            text = f"return {metrics['return_before']:.2f}"
-        else:
-            text = f"loss {float('nan') if loss is None else loss:.4f}"
-        self.progress.update(self.task_id, completed=metrics["iteration"], loss=text)
+        self.progress.update(self.task_id, completed=metrics["iteration"], loss=_status(metrics))
+
+    def _print_line(self, metrics: dict[str, float], total: int, now: float) -> None:
+        iteration = int(metrics["iteration"])
+        done = iteration - self._start[1]
+        seconds = now - self._start[0]
+        line = f"meta-train {iteration}/{total}"
+        if done > 0 and seconds > 0:
+            per = seconds / done
+            rate = f"{per:.1f} s/it" if per >= 1 else f"{1 / per:.1f} it/s"
+            line += f", {rate}, eta {_duration(per * (total - iteration))}"
+        line += f", {_status(metrics, after=True)}"
+        self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def on_end(self, trainer: Any) -> None:
-        self.progress.stop()
+        if not self._lines:
+            self.progress.stop()
 
     def close(self) -> None:
-        if self.task_id is not None:  # never started (--quiet): nothing to stop
+        if self.task_id is not None and not self._lines:  # never started (--quiet)
             self.progress.stop()
+
+
+def _status(metrics: dict[str, float], after: bool = False) -> str:
+    """The meta-loss; for RL the return before (and, in lines, after) adapting."""
+    loss = metrics.get("query_loss", metrics.get("loss_last_step"))
+    if "return_before" in metrics:  # RL: TRPO's surrogate "loss" says nothing to a person
+        text = f"return {metrics['return_before']:.2f}"
+        if after and "return_after" in metrics:
+            text += f" -> {metrics['return_after']:.2f} after adapting"
+        return text
+    return f"loss {float('nan') if loss is None else loss:.4f}"

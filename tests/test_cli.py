@@ -111,3 +111,19 @@ def test_amp_is_recorded_in_the_run_and_refused_for_rl(tmp_path):
     assert rl.exit_code == 2
     assert "train.amp = true" in rl.output and "amp = false" in rl.output
     assert not (tmp_path / "rl").exists()
+
+
+def test_train_into_a_log_file_prints_plain_progress_lines(tmp_path, monkeypatch):
+    """A live bar draws nothing into a file (`nohup metarl train ... > log`): there, a plain
+    line at the set interval and at the end, with the rate, the ETA and the loss."""
+    import re
+
+    from metarl import progress
+
+    monkeypatch.setattr(progress, "LOG_LINE_SECONDS", 0.0)  # a line every iteration
+    out = tmp_path / "run"
+    result = invoke("train", "sine", "--meta-iterations", "4", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    lines = [x for x in result.stderr.splitlines() if x.startswith("meta-train")]
+    assert [x.split(",")[0] for x in lines] == [f"meta-train {i}/4" for i in range(1, 5)]
+    assert re.fullmatch(r"meta-train 4/4, [\d.]+ (it/s|s/it), eta 0m00s, loss [\d.]+", lines[-1])
