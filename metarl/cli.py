@@ -188,7 +188,8 @@ ThreadsOpt = Annotated[
     int | None,
     typer.Option(
         envvar="METARL_THREADS",
-        help="CPU threads for torch (env METARL_THREADS; default: torch's, one per core). "
+        help="CPU threads for torch and MuJoCo's physics pool (env METARL_THREADS; default: "
+        "torch's, one per core). "
         "Use 1 when other processes share the cores: idle torch threads spin and slow down.",
         show_default=False,
     ),

@@ -187,13 +187,24 @@ def test_spaces_dtypes_and_metadata() -> None:
 
 def test_the_physics_pool_defaults_to_the_cores_this_process_may_use() -> None:
     """No core count written into the library: the default follows the process's affinity,
-    so a narrower affinity (a container, taskset) gives fewer threads."""
+    so a narrower affinity (a container, taskset) gives fewer threads, and torch's thread
+    count (`--threads`) caps it."""
     import os
+
+    import torch
 
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     vec = HalfCheetahVelVector(1, 1)
-    assert vec.threads == allowed
+    assert vec.threads == min(allowed, torch.get_num_threads())
     vec.close()
+    before_torch = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        capped = HalfCheetahVelVector(1, 1)
+        assert capped.threads == 1
+        capped.close()
+    finally:
+        torch.set_num_threads(before_torch)
     if hasattr(os, "sched_setaffinity") and allowed > 1:
         before = os.sched_getaffinity(0)
         try:

@@ -56,11 +56,17 @@ if TYPE_CHECKING:
 
 def default_threads() -> int:
     """Threads of the physics pool unless `threads` is given: the cores this process may run
-    on (its CPU affinity, which a container or `taskset` narrows; else the machine's count)."""
+    on (its CPU affinity, which a container or `taskset` narrows; else the machine's count),
+    and no more than torch's thread count, so `metarl train --threads N` (which sets torch's)
+    is one knob for the cores a run takes: two runs at `--threads 1` on two cores had each
+    run its physics on both."""
+    import torch
+
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity on this platform (macOS, Windows)
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, torch.get_num_threads()))
 
 
 class MujocoTaskVectorEnv(TaskVectorEnv):
