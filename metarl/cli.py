@@ -510,9 +510,9 @@ def eval_(
                 f"{str(r)!r} is not a run directory; evaluate a shipped model with "
                 f"`metarl eval --init {r}`"
             )
-    # on a terminal only (a log gets no bar), and started with the first adapted task: a
-    # refusal before it stays one line
-    shown = not quiet and err.is_terminal
+    # started with the first adapted task, so a refusal before it stays one line (in a log
+    # file: a plain line a minute, LoggedProgress)
+    shown = not quiet
     bar = progress_bar("{task.description}", err, enabled=shown, unit="tasks", bar_width=12)
     bars: dict[str, Any] = {}
 

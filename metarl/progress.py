@@ -40,6 +40,61 @@ class RateColumn(ProgressColumn):
         return Text(text, style="progress.data.speed")
 
 
+LOG_LINE_SECONDS = 60.0
+"""Where stderr is not a terminal (a log file, `nohup`, CI), one plain progress line this often."""
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class LoggedProgress(Progress):
+    """A rich `Progress` that, where its console is not a terminal (a log file, where a live
+    bar draws nothing), prints one plain line per task every `LOG_LINE_SECONDS` instead:
+    description, done/total, rate and ETA."""
+
+    def __init__(self, *columns: Any, unit: str = "it", **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self._unit = unit
+        self._lines = not self.console.is_terminal and not self.disable
+        self._last_line: dict[Any, float] = {}
+
+    def start(self) -> None:
+        if not self._lines:  # no live display into a file (it would print a blank line)
+            super().start()
+
+    def stop(self) -> None:
+        if not self._lines:
+            super().stop()
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        self._maybe_line(task_id)
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_line(task_id)
+
+    def _maybe_line(self, task_id: Any) -> None:
+        if not self._lines:
+            return
+        now = time.monotonic()
+        task = self._tasks[task_id]
+        last = self._last_line.setdefault(task_id, task.start_time or now)
+        if now - last < LOG_LINE_SECONDS:
+            return
+        self._last_line[task_id] = now
+        line = f"{task.description}: {task.completed:,.0f}/{task.total or 0:,.0f} {self._unit}"
+        speed = task.speed
+        if speed:
+            line += f", {speed:,.1f} {self._unit}/s"
+            if task.total:
+                line += f", eta {_duration((task.total - task.completed) / speed)}"
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
 def progress_bar(
     label: str,
     console: Console,
@@ -49,13 +104,14 @@ def progress_bar(
     download: bool = False,
     bar_width: int | None = 40,
 ) -> Progress:
-    """A transient bar: `label`, done/total (bytes for a download), the rate and the ETA."""
+    """A transient bar: `label`, done/total (bytes for a download), the rate and the ETA; in a
+    log file, a plain line every `LOG_LINE_SECONDS` (`LoggedProgress`)."""
     counts: tuple[ProgressColumn, ...] = (
         (DownloadColumn(), TransferSpeedColumn())
         if download
         else (MofNCompleteColumn(), RateColumn(unit))
     )
-    return Progress(
+    return LoggedProgress(
         TextColumn(f"[bold]{label}"),
         BarColumn(bar_width=bar_width),
         *counts,
@@ -64,17 +120,8 @@ def progress_bar(
         console=console,
         transient=True,
         disable=not enabled,
+        unit="bytes" if download else unit,
     )
-
-
-LOG_LINE_SECONDS = 60.0
-"""Where stderr is not a terminal (a log file, `nohup`, CI), one plain progress line this often."""
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 class ProgressCallback:

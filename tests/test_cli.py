@@ -127,3 +127,28 @@ def test_train_into_a_log_file_prints_plain_progress_lines(tmp_path, monkeypatch
     lines = [x for x in result.stderr.splitlines() if x.startswith("meta-train")]
     assert [x.split(",")[0] for x in lines] == [f"meta-train {i}/4" for i in range(1, 5)]
     assert re.fullmatch(r"meta-train 4/4, [\d.]+ (it/s|s/it), eta 0m00s, loss [\d.]+", lines[-1])
+
+
+def test_a_long_operation_into_a_log_file_prints_plain_lines(monkeypatch):
+    """progress_bar in a log file (a live bar draws nothing there): a plain line per task at
+    the set interval, with done/total, the rate and the ETA."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from metarl import progress
+
+    monkeypatch.setattr(progress, "LOG_LINE_SECONDS", 0.0)
+    log = io.StringIO()
+    with progress.progress_bar("decoding", Console(file=log), unit="images") as bar:
+        task = bar.add_task("decode", total=3)
+        for _ in range(3):
+            bar.advance(task)
+    lines = log.getvalue().splitlines()
+    assert [x.split(" images")[0] for x in lines] == [f"decode: {i}/3" for i in (1, 2, 3)]
+    assert re.fullmatch(r"decode: 3/3 images(, [\d.,]+ images/s, eta 0m00s)?", lines[-1])
+    quiet = io.StringIO()
+    with progress.progress_bar("decoding", Console(file=quiet), enabled=False) as bar:
+        bar.advance(bar.add_task("decode", total=3))
+    assert quiet.getvalue() == ""
