@@ -663,7 +663,7 @@ def runs(
 ) -> None:
     """Every run under FOLDER: task, iterations done / planned, the last logged metrics
     (before -> after adaptation) and whether `metarl train --resume` would continue it."""
-    from metarl.listing import compact_table
+    from metarl.listing import compact_table, show
     from metarl.run_status import scan_runs
 
     found = scan_runs(folder)
@@ -678,7 +678,7 @@ def runs(
     ]
     headers = ["run", "task", "algorithm", "done", "resume", "last metrics"]
     title = f"{len(found)} runs in {folder}"
-    out.print(compact_table(title, headers, rows, free="last metrics", width=out.width))
+    show(out, compact_table(title, headers, rows, free="last metrics", width=out.width))
 
 
 def _plot_training(folder: Path, names: list[str], path: Path) -> None:
@@ -703,7 +703,7 @@ def _plot_training(folder: Path, names: list[str], path: Path) -> None:
 def tasks_list() -> None:
     """The shipped recipes and the registered task distributions, one line each (the full
     description: `metarl tasks show NAME`)."""
-    from metarl.listing import compact_table
+    from metarl.listing import compact_table, show
     from metarl.registry import catalog_recipes, registered_tasks, resolve_recipe
 
     rows = []
@@ -713,8 +713,9 @@ def tasks_list() -> None:
         rows.append([name, r.task_name, t.algorithm.value, str(t.meta_iterations), r.description])
     headers = ["name", "task", "algorithm", "iters", "description"]
     title = "recipes (metarl train NAME; metarl tasks show NAME for all of it)"
-    out.print(
-        compact_table(title, headers, rows, free="description", width=out.width, optional=["task"])
+    show(
+        out,
+        compact_table(title, headers, rows, free="description", width=out.width, optional=["task"]),
     )
     out.print()
     # the entry point only where it fits beside a readable description
@@ -726,7 +727,7 @@ def tasks_list() -> None:
     ]
     headers = ["name", "description"] + ["entry point"] * wide
     title = "task distributions ([task] name = NAME)"
-    out.print(compact_table(title, headers, dists, free="description", width=out.width))
+    show(out, compact_table(title, headers, dists, free="description", width=out.width))
 
 
 @tasks_app.command("show")
@@ -767,7 +768,7 @@ def envs_list() -> None:
     import gymnasium
 
     from metarl.envs import registered_families
-    from metarl.listing import base_name, compact_table, param_summary
+    from metarl.listing import base_name, compact_table, param_summary, show
     from metarl.registry import load_plugins
 
     load_plugins()
@@ -784,7 +785,7 @@ def envs_list() -> None:
     ]
     headers = ["id", "base", "horizon", "task parameters"] + ["source"] * wide
     title = "environment families (gymnasium.make(ID); task distribution of the same name)"
-    out.print(compact_table(title, headers, rows, free="task parameters", width=out.width))
+    show(out, compact_table(title, headers, rows, free="task parameters", width=out.width))
 
 
 DatasetArg = Annotated[str, typer.Argument(help="The dataset, e.g. omniglot.")]

@@ -1,5 +1,6 @@
 """The tables of `metarl tasks list`, `metarl envs list` and `metarl runs`: one line per row
-at any terminal width (80 columns or a pipe included).
+at any terminal width (80 columns or a pipe included); where even the uncut columns do not
+fit, the lines run past the edge rather than lose a column.
 
 Names and ids are for copying, so they are never cut; the free text (descriptions, parameter
 summaries) takes the width that is left and ends in an ellipsis when it does not fit. The full
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -47,7 +49,10 @@ def compact_table(
     )
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     fixed = sum(w for h, w in zip(headers, widths, strict=True) if h != free)
-    room = max(MIN_FREE, width - fixed - GAP * (len(headers) - 1))
+    room = width - fixed - GAP * (len(headers) - 1)
+    free_width = widths[list(headers).index(free)]
+    if room < MIN_FREE:  # the uncut columns alone overflow: the lines run past the edge anyway,
+        room = free_width  # so cutting the free text would only hide it
     for header, w in zip(headers, widths, strict=True):
         if header == free:
             table.add_column(header, no_wrap=True, max_width=min(w, room))
@@ -58,13 +63,32 @@ def compact_table(
         cells = [escape(c) for c in row]
         cells[at] = escape(shorten(row[at], room))
         table.add_row(*cells)
+    # the width the uncut columns need: where it exceeds `width`, `show` prints wider lines
+    # rather than let rich drop whole columns (long run names in an 80-column pipe did)
+    table.min_width = fixed + GAP * (len(headers) - 1) + min(widths[at], room)
     return table
+
+
+def show(console: Console, table: Table) -> None:
+    """Print a `compact_table`: at the console's width, or at the table's own when its uncut
+    columns need more (lines then run past the edge; no column disappears)."""
+    wide = table.min_width or 0
+    if wide <= console.width:
+        console.print(table)
+        return
+    # rich caps a print's width at its console's: print through one as wide as the table
+    Console(
+        file=console.file,
+        width=wide,
+        force_terminal=console.is_terminal,
+        color_system=console.color_system,  # type: ignore[arg-type]
+    ).print(table)
 
 
 GAP = 2
 """Characters between two columns (right and left padding)."""
 MIN_FREE = 12
-"""The free column never shrinks below this (on a very narrow terminal the table overflows)."""
+"""Below this, the free column is not cut at all: the uncut columns overflow the width already."""
 READABLE_FREE = 24
 """Below this many characters for the free column, optional columns make room for it."""
 

@@ -113,3 +113,17 @@ def test_runs_of_a_missing_folder_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "nope" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_runs_with_names_too_long_for_80_columns_keep_every_column(tmp_path):
+    """Run names that fill the width: the lines run past 80 columns rather than lose the
+    resume and metrics columns (rich dropped them whole)."""
+    long = "ablation-on-navigation2d/20261203-133534/seed-0/fomaml-with-a-long-name"
+    _partial_run(tmp_path / long)
+    table = cli("runs", str(tmp_path), columns=80)
+    assert table.returncode == 0, table.stderr
+    header = next(x for x in table.stdout.splitlines() if x.startswith("run "))
+    assert header.split() == ["run", "task", "algorithm", "done", "resume", "last", "metrics"]
+    (line,) = [x for x in table.stdout.splitlines() if x.startswith(long)]
+    assert line.split()[1:5] == ["sine", "reptile", "2/5", "yes"]
+    assert "->" in line and "…" not in line
