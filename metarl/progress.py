@@ -87,7 +87,10 @@ class LoggedProgress(Progress):
             return
         self._last_line[task_id] = now
         line = f"{task.description}: {task.completed:,.0f}/{task.total or 0:,.0f} {self._unit}"
-        speed = task.speed
+        # the average since the start: rich's own speed needs updates within 30 s, and a
+        # slow evaluation reports once per rollout of all its tasks (minutes apart)
+        elapsed = task.elapsed
+        speed = task.completed / elapsed if elapsed else None
         if speed:
             line += f", {speed:,.1f} {self._unit}/s"
             if task.total:
