@@ -58,7 +58,8 @@ class LoggedProgress(Progress):
     def __init__(self, *columns: Any, unit: str = "it", **kwargs: Any) -> None:
         super().__init__(*columns, **kwargs)
         self._unit = unit
-        self._lines = not self.console.is_terminal and not self.disable
+        # (a notebook is no terminal either, but rich draws its live widget there)
+        self._lines = not (self.console.is_terminal or self.console.is_jupyter or self.disable)
         self._last_line: dict[Any, float] = {}
 
     def start(self) -> None:
@@ -149,7 +150,7 @@ class ProgressCallback:
         )
         self.task_id: Any = None
         self._last = 0.0
-        self._lines = not console.is_terminal
+        self._lines = not (console.is_terminal or console.is_jupyter)
         self._last_line = 0.0
         self._start = (0.0, 0)  # (monotonic time, iteration) when this process started
 
