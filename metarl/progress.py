@@ -50,6 +50,24 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def prints_lines(console: Console) -> bool:
+    """Whether progress on `console` goes as plain lines: a file or a pipe, where a live bar
+    draws nothing (a notebook is no terminal either, but rich draws its live widget there)."""
+    return not (console.is_terminal or console.is_jupyter)
+
+
+def _rate_eta(done: float, seconds: float, remaining: float | None, unit: str) -> str:
+    """`, RATE, eta T` from the average since the start (rich's own speed needs updates
+    within 30 s; a slow evaluation reports once per rollout, minutes apart); "" before any
+    progress."""
+    if done <= 0 or seconds <= 0:
+        return ""
+    per_second = done / seconds
+    rate = f"{per_second:.1f} {unit}/s" if per_second >= 1 else f"{1 / per_second:.1f} s/{unit}"
+    eta = "" if remaining is None else f", eta {_duration(remaining / per_second)}"
+    return f", {rate}{eta}"
+
+
 class LoggedProgress(Progress):
     """A rich `Progress` that, where its console is not a terminal (a log file, where a live
     bar draws nothing), prints one plain line per task every `LOG_LINE_SECONDS` instead:
@@ -58,8 +76,7 @@ class LoggedProgress(Progress):
     def __init__(self, *columns: Any, unit: str = "it", **kwargs: Any) -> None:
         super().__init__(*columns, **kwargs)
         self._unit = unit
-        # (a notebook is no terminal either, but rich draws its live widget there)
-        self._lines = not (self.console.is_terminal or self.console.is_jupyter or self.disable)
+        self._lines = prints_lines(self.console) and not self.disable
         self._last_line: dict[Any, float] = {}
 
     def start(self) -> None:
@@ -88,14 +105,8 @@ class LoggedProgress(Progress):
             return
         self._last_line[task_id] = now
         line = f"{task.description}: {task.completed:,.0f}/{task.total or 0:,.0f} {self._unit}"
-        # the average since the start: rich's own speed needs updates within 30 s, and a
-        # slow evaluation reports once per rollout of all its tasks (minutes apart)
-        elapsed = task.elapsed
-        speed = task.completed / elapsed if elapsed else None
-        if speed:
-            line += f", {speed:,.1f} {self._unit}/s"
-            if task.total:
-                line += f", eta {_duration((task.total - task.completed) / speed)}"
+        remaining = task.total - task.completed if task.total else None
+        line += _rate_eta(task.completed, task.elapsed or 0.0, remaining, self._unit)
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -150,7 +161,7 @@ class ProgressCallback:
         )
         self.task_id: Any = None
         self._last = 0.0
-        self._lines = not (console.is_terminal or console.is_jupyter)
+        self._lines = prints_lines(console)
         self._last_line = 0.0
         self._start = (0.0, 0)  # (monotonic time, iteration) when this process started
 
@@ -159,7 +170,6 @@ class ProgressCallback:
         self._start = (time.monotonic(), trainer.iteration)
         self._last_line = self._start[0]
         if self._lines:
-            self.task_id = "lines"
             return
         self.progress.start()
         self.task_id = self.progress.add_task(
@@ -186,13 +196,9 @@ class ProgressCallback:
 
     def _print_line(self, metrics: dict[str, float], total: int, now: float) -> None:
         iteration = int(metrics["iteration"])
-        done = iteration - self._start[1]
-        seconds = now - self._start[0]
+        started, first = self._start  # this process's start (a resume counts from there)
         line = f"meta-train {iteration}/{total}"
-        if done > 0 and seconds > 0:
-            per = seconds / done
-            rate = f"{per:.1f} s/it" if per >= 1 else f"{1 / per:.1f} it/s"
-            line += f", {rate}, eta {_duration(per * (total - iteration))}"
+        line += _rate_eta(iteration - first, now - started, total - iteration, "it")
         line += f", {_status(metrics, after=True)}"
         self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
@@ -201,7 +207,7 @@ class ProgressCallback:
             self.progress.stop()
 
     def close(self) -> None:
-        if self.task_id is not None and not self._lines:  # never started (--quiet)
+        if self.task_id is not None:  # never started (--quiet, or plain lines)
             self.progress.stop()
 
 

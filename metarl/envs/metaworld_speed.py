@@ -85,12 +85,12 @@ class FastRotation:
 
     @staticmethod
     def from_matrix(matrix: Any) -> _Quaternion:
-        from scipy.spatial.transform import Rotation
-
         compiled = compiled_from_matrix()
         m = np.asarray(matrix, dtype=np.float64)
         if compiled is not None and m.shape == (3, 3) and _is_rotation(m):
             return _Quaternion(np.asarray(compiled(m, assume_valid=True)))
+        from scipy.spatial.transform import Rotation  # SciPy's whole check, then its SVD
+
         return _Quaternion(Rotation.from_matrix(matrix).as_quat())
 
 
@@ -129,8 +129,10 @@ def _is_rotation(m: np.ndarray) -> bool:
     )
 
 
-def _env_modules() -> list[Any]:
-    """Meta-World's env modules that import SciPy's `Rotation`."""
+@functools.cache
+def _env_modules() -> tuple[Any, ...]:
+    """Meta-World's env modules that import SciPy's `Rotation` (found once: `use_fast_paths`
+    runs on every `require_metaworld`, i.e. every env made)."""
     import metaworld.envs as envs
     from scipy.spatial.transform import Rotation
 
@@ -139,7 +141,7 @@ def _env_modules() -> list[Any]:
         module = importlib.import_module(info.name)
         if getattr(module, "Rotation", None) in (Rotation, FastRotation):
             found.append(module)
-    return found
+    return tuple(found)
 
 
 def use_fast_paths(enabled: bool = True) -> None:
