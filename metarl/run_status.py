@@ -46,8 +46,9 @@ class RunStatus:
             if before in self.last and after in self.last:
                 kind = before.split("_")[0]
                 return f"{kind} {self.last[before]:.4g} -> {self.last[after]:.4g}"
-        for key, value in self.last.items():
-            return f"{key.split('_')[0]} {value:.4g}"
+        for key in ("return_before", "loss_before", *self.last):  # a run with no "after"
+            if key in self.last:
+                return f"{key.split('_')[0]} {self.last[key]:.4g}"
         return "-"
 
     def to_json(self) -> dict[str, Any]:

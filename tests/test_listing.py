@@ -13,6 +13,7 @@ import pytest
 from metarl.config import with_overrides
 from metarl.listing import shorten
 from metarl.registry import catalog_recipes, resolve_recipe
+from metarl.run_status import RunStatus
 from metarl.train import MetaTrainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,3 +128,13 @@ def test_runs_with_names_too_long_for_80_columns_keep_every_column(tmp_path):
     (line,) = [x for x in table.stdout.splitlines() if x.startswith(long)]
     assert line.split()[1:5] == ["sine", "reptile", "2/5", "yes"]
     assert "->" in line and "…" not in line
+
+
+def test_runs_shows_a_joint_baselines_return_alone():
+    """A joint baseline (`inner_steps = 0`) logs one return, as "before", beside its TRPO
+    surrogate: `runs` shows that return, not "return X -> X" nor the surrogate."""
+    row = RunStatus("j", "halfcheetah-vel", "maml", 3, 10)
+    row.last = {"query_loss": -1e-10, "return_before": -191.9}
+    assert row.last_text() == "return -191.9"
+    row.last["return_after"] = -150.0
+    assert row.last_text() == "return -191.9 -> -150"

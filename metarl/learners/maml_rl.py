@@ -152,16 +152,13 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             grads, losses = objective.gradient(ctx["phi"])
             self.timers.update += time.perf_counter() - tick
         ctx["objective"] = objective
-        # the joint baseline (no pre-update rollout): phi's own return is the "before"
-        joint = (
-            {} if ctx["pre"] is not None else {"return_before": float(post.first_returns.mean())}
-        )
-        return grads, {
-            **joint,
-            **query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps),
-            **episode_metrics(post, ctx["tasks"], "after"),
-            **self.seconds(),
-        }
+        metrics = query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps)
+        when = "after"
+        if ctx["pre"] is None:
+            # the joint baseline adapts nothing: phi's own episodes are logged as "before"
+            # (an "after" equal to it would read as an adaptation that did nothing)
+            metrics["return_before"], when = metrics.pop("return_after"), "before"
+        return grads, {**metrics, **episode_metrics(post, ctx["tasks"], when), **self.seconds()}
 
     def outer_step(self, step: OuterStep) -> dict[str, float]:
         """MAML-RL's TRPO step ("trpo", `metarl.rl.trpo`) or ProMP's Adam steps ("promp",
