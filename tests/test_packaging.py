@@ -58,3 +58,19 @@ def test_catalogs_weights_and_demo_page_are_in_the_wheel(wheel_members: set[str]
 def test_the_wheel_declares_the_command(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = [m for m in wheel.namelist() if m.endswith("entry_points.txt")]
     assert "metarl = metarl.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_the_editable_wheel_links_the_checkout_and_copies_nothing_into_the_package(
+    tmp_path: Path,
+) -> None:
+    """The README's `pip install -e .`: the editable wheel holds a path file and metadata, no
+    `metarl/...` member. (Hatchling's force-include copied the catalogs into a `metarl`
+    folder in site-packages, which Python then imported as an empty namespace package
+    whenever the checkout was not on the path: "No module named 'metarl.cli'".)"""
+    pytest.importorskip("editables", reason="the test extra installs editables")
+    build = "import sys, hatchling.build as b; print(b.build_editable(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", build, str(tmp_path)], cwd=ROOT, check=True)
+    (path,) = tmp_path.glob("metarl_torch-*.whl")
+    members = zipfile.ZipFile(path).namelist()
+    assert [m for m in members if m.endswith(".pth")], members
+    assert not [m for m in members if m.startswith("metarl/")], members
