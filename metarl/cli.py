@@ -229,7 +229,12 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/TASK-TIME).")
     ] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the run in this directory (with --meta-iterations N: train it to N)."
+        ),
+    ] = None,
     algorithm: Annotated[Algorithm | None, typer.Option(help="Meta-gradient.")] = None,
     meta_iterations: Annotated[int | None, typer.Option(help="Outer steps.")] = None,
     meta_batch: Annotated[int | None, typer.Option(help="Tasks per outer step.")] = None,
@@ -316,12 +321,13 @@ def _train(
     callback = ProgressCallback(err)
     callbacks = [] if quiet else [callback]
     if resume is not None:
+        extend = overrides.pop("meta_iterations")
         if task is not None or out is not None or any(v is not None for v in overrides.values()):
             raise UserError(
-                "--resume continues a run exactly as configured: give no TASK, --out or "
-                "training options with it"
+                "--resume continues a run as configured: give no TASK, --out or training "
+                "options with it (only --meta-iterations, to extend it)"
             )
-        trainer = MetaTrainer.resume(resume, dev, callbacks, world)
+        trainer = MetaTrainer.resume(resume, dev, callbacks, world, meta_iterations=extend)
         say(f"resuming {escape(str(resume))} at iteration {trainer.iteration}", **ONE_LINE)
     else:
         if task is None:

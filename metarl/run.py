@@ -277,10 +277,23 @@ class RunDir:
     def edited_since(self, ckpt: Checkpoint) -> bool:
         """`config.toml` no longer says what the checkpoint was trained with (a resume would
         silently change the recipe mid-run, so it is refused). Both go through the same
-        defaults: a field added since the run began is no edit."""
+        defaults: a field added since the run began is no edit. The plan's length,
+        `train.meta_iterations`, is not what was trained: a run is extended by changing it
+        (`metarl train --resume RUN --meta-iterations N`, which writes config.toml before the
+        next checkpoint does)."""
         config = forget_recorded_defaults(ckpt.config)
         saved = recipe_from_dict(config, source=str(self.checkpoint_path)).to_dict()
-        return saved != self.recipe().to_dict()
+        now = self.recipe().to_dict()
+        for recipe in (saved, now):
+            recipe["train"].pop("meta_iterations", None)
+        return saved != now
+
+    def write_recipe(self, recipe: Recipe) -> None:
+        """Replace config.toml (atomically): a resume that extends the run's plan."""
+        try:
+            atomic_write_bytes(self.config_path, dumps_toml(recipe.to_dict()).encode())
+        except OSError as e:
+            raise UserError(f"{self.config_path}: cannot be written ({e.strerror})") from None
 
 
 def _is_text(line: bytes) -> bool:

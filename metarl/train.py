@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Recipe
+from metarl.config import Recipe, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -131,15 +131,21 @@ class MetaTrainer:
         device: torch.device,
         callbacks: Sequence[Callback] = (),
         world: World | None = None,
+        meta_iterations: int | None = None,
     ) -> MetaTrainer:
         """Continue the run in `path` from its last checkpoint (or from scratch if it has none),
-        with any number of ranks."""
+        with any number of ranks; `meta_iterations` extends (or shortens, down to the
+        iterations done) the run's plan, written to its config.toml. An annealed outer step
+        then follows the new plan's schedule from the iteration reached."""
         world = world or World()
         run = RunDir.open(path)
         if world.is_main:  # before anything is read: a second resume must not truncate
             run.lock()
         try:
             recipe = run.recipe()
+            planned = recipe.train.meta_iterations
+            if meta_iterations is not None:
+                recipe = with_overrides(recipe, "train", meta_iterations=meta_iterations)
             trainer = cls(run, recipe, device, callbacks, world)
             if run.checkpoint_path.exists():
                 # the whole checkpoint is checked (structure, then shapes) before any of it is
@@ -168,8 +174,15 @@ class MetaTrainer:
                     ) from None
                 trainer.iteration = ckpt.iteration
                 trainer.checkpoint_iteration = ckpt.iteration
+            if recipe.train.meta_iterations < trainer.iteration:
+                raise UserError(
+                    f"--meta-iterations {recipe.train.meta_iterations}: the run has done "
+                    f"{trainer.iteration} iterations; give at least that many"
+                )
             world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
             if world.is_main:
+                if recipe.train.meta_iterations != planned:
+                    run.write_recipe(recipe)
                 run.truncate_metrics(trainer.iteration)
         except BaseException:
             run.unlock()

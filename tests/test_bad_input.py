@@ -81,6 +81,8 @@ BAD_INPUTS: list[tuple[list[str], dict[str, str], str]] = [
     (["eval", "RUN", "--plot", "curve.svg"], {}, "--plot curve.svg"),
     (["eval", "EDITED"], {}, "describes another model"),
     (["train", "--resume", "PICKLE"], {}, "not a readable metarl checkpoint"),
+    (["train", "--resume", "RUN", "--meta-batch", "3"], {}, "(only --meta-iterations, to"),
+    (["train", "--resume", "RUN", "--meta-iterations", "1"], {}, "has done 2 iterations"),
     # the torchrun environment
     (["train", "sine", "--out", "OUT"], {"WORLD_SIZE": "2"}, "RANK is not"),
     (["train", "sine", "--out", "OUT"], {"WORLD_SIZE": "two"}, "WORLD_SIZE='two'"),

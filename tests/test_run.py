@@ -128,6 +128,37 @@ def test_edited_config_is_refused_on_resume(tmp_path):
         MetaTrainer.resume(tmp_path / "r", CPU)
 
 
+def test_a_run_is_extended_by_resuming_with_more_iterations(tmp_path):
+    """`resume(meta_iterations=N)` trains a finished run on to N: the same weights and
+    metrics rows as a run planned for N from the start (a constant outer step, so the
+    schedule is the same), its config.toml and checkpoint saying N. Fewer than done is
+    refused before anything is written; a config.toml already extended before a crash (no
+    checkpoint since) is no edit."""
+    recipe = tiny_recipe(meta_step=0.1, meta_step_final=0.1)
+    whole = MetaTrainer.start(recipe, tmp_path / "whole", CPU)
+    whole.fit()
+    short = with_overrides(recipe, "train", meta_iterations=6)
+    MetaTrainer.start(short, tmp_path / "ext", CPU).fit()
+    run = RunDir(tmp_path / "ext")
+    config_before = run.config_path.read_bytes()
+    with pytest.raises(UserError, match="has done 6 iterations"):
+        MetaTrainer.resume(tmp_path / "ext", CPU, meta_iterations=5)
+    assert run.config_path.read_bytes() == config_before
+    assert [r["iteration"] for r in run.read_metrics()] == [2, 4, 6]
+    run.write_recipe(with_overrides(short, "train", meta_iterations=9))  # a crash after this
+    extended = MetaTrainer.resume(tmp_path / "ext", CPU, meta_iterations=12)
+    assert extended.iteration == 6
+    extended.fit()
+    for (name, a), (_, b) in zip(
+        whole.model.state_dict().items(), extended.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert [r["iteration"] for r in run.read_metrics()] == [2, 4, 6, 8, 10, 12]
+    assert run.recipe().train.meta_iterations == 12
+    assert run.load_checkpoint(CPU).config["train"]["meta_iterations"] == 12
+    assert MetaTrainer.resume(tmp_path / "ext", CPU).iteration == 12  # finished, no edit
+
+
 def test_every_checkpoint_field_loads_onto_another_device(tmp_path):
     """Resuming on a GPU loads with map_location=cuda; the `meta` device stands in for it here.
     Weights and optimizer state go to the device, the RNG state stays a CPU ByteTensor (all
