@@ -674,7 +674,7 @@ def runs(
 
     found = scan_runs(folder)
     if plot is not None:
-        _plot_training(folder, [r.name for r in found], plot)
+        _plot_training(folder, {r.name: r.path or folder / r.name for r in found}, plot)
     if as_json:
         sys.stdout.write(dumps_json([r.to_json() for r in found]) + "\n")
         return
@@ -687,17 +687,18 @@ def runs(
     show(out, compact_table(title, headers, rows, free="last metrics", width=out.width))
 
 
-def _plot_training(folder: Path, names: list[str], path: Path) -> None:
-    """`metarl runs --plot`: every listed run's metrics.jsonl on one figure."""
+def _plot_training(folder: Path, runs: dict[str, Path], path: Path) -> None:
+    """`metarl runs --plot`: every listed run's metrics.jsonl on one figure (`runs`: name ->
+    directory; FOLDER may itself be the one run)."""
     from metarl.plots import plot_training_curves
     from metarl.run import RunDir
 
     if path.suffix.lower() != ".png":
         raise UserError(f"--plot {path}: expected a .png file name")
     rows = {}
-    for name in names:
+    for name, run_dir in runs.items():
         with contextlib.suppress(UserError, OSError, ValueError):  # listed as unreadable
-            rows[name] = RunDir.open(folder / name).read_metrics()
+            rows[name] = RunDir.open(run_dir).read_metrics()
     if not any(rows.values()):
         raise UserError(f"--plot {path}: no run under {folder} has logged metrics yet")
     plot_training_curves(rows, path, title=f"training curves: {folder.resolve().name}")

@@ -39,6 +39,8 @@ class RunStatus:
     resumable: bool = False
     state: str = ""
     """yes, finished, or why not (no checkpoint, config edited, unreadable ...)."""
+    path: Path | None = None
+    """The run directory (not in the JSON: `name` says it relative to the folder listed)."""
 
     def last_text(self) -> str:
         """`loss 1.88 -> 0.513`, `return -30.1`, or '-'."""
@@ -52,7 +54,9 @@ class RunStatus:
         return "-"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        row = asdict(self)
+        del row["path"]
+        return row
 
 
 def run_status(path: Path, root: Path) -> RunStatus:
@@ -62,7 +66,7 @@ def run_status(path: Path, root: Path) -> RunStatus:
     try:
         recipe = run.recipe()
     except (UserError, OSError) as e:
-        return RunStatus(name, "?", "?", 0, 0, state=f"no: bad {CONFIG} ({e})")
+        return RunStatus(name, "?", "?", 0, 0, state=f"no: bad {CONFIG} ({e})", path=path)
     try:
         rows, damaged = run.read_metrics_checked()
     except OSError as e:
@@ -73,6 +77,7 @@ def run_status(path: Path, root: Path) -> RunStatus:
     last = rows[-1] if rows else {}
     status = RunStatus(
         name=name,
+        path=path,
         task=recipe.task_name,
         algorithm=recipe.train.algorithm.value,
         iteration=int(last.get("iteration", 0)),

@@ -414,6 +414,10 @@ def test_runs_plot_draws_the_readable_runs_and_refuses_other_files(paths, tmp_pa
     result = runner.invoke(app, ["runs", str(folder), "--plot", str(png)])
     assert result.exit_code == 0, result.output
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    one = tmp_path / "one.png"  # FOLDER is itself the run (it found no metrics there before)
+    result = runner.invoke(app, ["runs", str(folder / "a"), "--plot", str(one)])
+    assert result.exit_code == 0, result.output
+    assert one.read_bytes().startswith(b"\x89PNG") and one.stat().st_size > 10_000
     bad = runner.invoke(app, ["runs", str(folder), "--plot", str(tmp_path / "curves.txt")])
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
     assert "expected a .png file name" in bad.stderr and not (tmp_path / "curves.txt").exists()
