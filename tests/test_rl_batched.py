@@ -488,3 +488,22 @@ def test_a_custom_rl_distribution_trains_on_either_backend(tmp_path, backend):
     finally:
         _REGISTRY.pop("corridors-test", None)
     assert trainer.iteration == 2 and np.isfinite(curve.mean).all()
+
+
+def test_evaluation_bounds_heavy_envs_and_releases_what_it_built(one_thread):
+    """Held-out tasks are adapted `EVAL_CHUNK` at a time, fewer where the distribution says
+    its envs are heavy (Meta-World: 16 tasks of 10 episodes, ~4 GB, where 64 were ~17 GB);
+    the envs an evaluation builds are closed when it ends (an `eval` of several runs held
+    every run's set and was killed for memory), the training's are kept."""
+    from metarl.envs.metaworld import MetaWorldDistribution
+    from metarl.learners.batched_rl import EVAL_CHUNK, eval_chunk
+
+    assert eval_chunk(object(), 10) == EVAL_CHUNK
+    assert eval_chunk(MetaWorldDistribution, 10) == 16
+    assert eval_chunk(MetaWorldDistribution, 500) == 1
+    meta = build_meta_learner(nav_recipe(learner={"backend": "batched"}), CPU)
+    assert isinstance(meta, BatchedRLMetaLearner)
+    training = meta._env(meta.dist.sample(2, np.random.default_rng(0)))
+    curves = meta.curves([0, 1], 3)
+    assert curves["return"].n_tasks == 3
+    assert meta._envs == {2: training}

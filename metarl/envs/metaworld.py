@@ -256,6 +256,10 @@ class MetaWorldDistribution:
     """
 
     kind = "rl"
+    max_eval_subenvs = 160
+    """Sub-envs an evaluation may hold at once (`metarl.learners.batched_rl.eval_chunk`):
+    each Meta-World env holds ~26 MB, so 64 tasks x 10 episodes were ~17 GB, and an
+    evaluation of several runs was killed for memory."""
 
     def __init__(
         self,

@@ -78,6 +78,13 @@ EVAL_CHUNK = 64
 """Held-out tasks adapted together in `curve` (bounds the rollout arrays' memory)."""
 
 
+def eval_chunk(dist: Any, n_envs: int) -> int:
+    """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
+    heavy (its `max_eval_subenvs`: Meta-World's hold ~26 MB each), at least one."""
+    limit = getattr(dist, "max_eval_subenvs", None)
+    return EVAL_CHUNK if limit is None else max(1, min(EVAL_CHUNK, limit // n_envs))
+
+
 @dataclass
 class TasksRun:
     """What adapting a batch of tasks produced."""
@@ -267,24 +274,36 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         self, steps: list[int], n_tasks: int, progress: Progress | None = None
     ) -> dict[str, Curve]:
         """Mean return over held-out tasks after each number of inner updates in `steps`,
-        adapting from `model` with eval.inner_lr (default: train.inner_lr), `EVAL_CHUNK`
-        tasks at a time. Locomotion envs (those reporting `x_velocity`) add the tasks' mean
-        per-episode forward velocity and, for families with a `direction` of +-1
-        (HalfCheetahDir), the fraction of each task's episodes whose mean forward velocity
-        has the direction's sign (`runs_asked_way`): "runs the asked way" measured, not read
-        off the sign of a return that includes control costs. `progress(done, n_tasks)`
-        hears each rollout, as the fraction of the tasks' work done (the benchmark's own
-        scoring, where there is one, counts as much again)."""
+        adapting from `model` with eval.inner_lr (default: train.inner_lr), `eval_chunk`
+        tasks at a time (the envs built for them are closed at the end: an evaluation of
+        several runs holds one set at a time). Locomotion envs (those reporting
+        `x_velocity`) add the tasks' mean per-episode forward velocity and, for families
+        with a `direction` of +-1 (HalfCheetahDir), the fraction of each task's episodes
+        whose mean forward velocity has the direction's sign (`runs_asked_way`): "runs the
+        asked way" measured, not read off the sign of a return that includes control costs.
+        `progress(done, n_tasks)` hears each rollout, as the fraction of the tasks' work done
+        (the benchmark's own scoring, where there is one, counts as much again)."""
+        kept = set(self._envs)  # the training's envs stay; the evaluation's are released
+        try:
+            return self._curves(steps, n_tasks, progress)
+        finally:
+            for size in set(self._envs) - kept:
+                self._envs.pop(size).close()
+
+    def _curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None
+    ) -> dict[str, Curve]:
         wanted = sorted(set(steps))
         phi = self.phi()
         tasks, seeds = self.eval_tasks(n_tasks)
+        chunk = eval_chunk(self.dist, self.settings.n_envs)
         values = np.zeros((len(wanted), n_tasks))
         velocity: np.ndarray | None = None
         scoring = policy_scorer(self.dist) is not None
         share = 0.5 if scoring else 1.0  # of the progress bar taken by the rollouts
         done = 0.0
-        for start in range(0, n_tasks, EVAL_CHUNK):
-            part = slice(start, start + EVAL_CHUNK)
+        for start in range(0, n_tasks, chunk):
+            part = slice(start, start + chunk)
             size = len(tasks[part])
 
             def tick(size: int = size) -> None:
@@ -347,9 +366,10 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             return {}
         values: dict[str, np.ndarray] = {}
         finished = 0
+        chunk = eval_chunk(self.dist, self.settings.n_envs)
         for row, t in enumerate(wanted):
-            for start in range(0, len(tasks), EVAL_CHUNK):
-                part = slice(start, start + EVAL_CHUNK)
+            for start in range(0, len(tasks), chunk):
+                part = slice(start, start + chunk)
                 run = self.run(
                     phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
                 )
