@@ -674,7 +674,7 @@ def runs(
 
     found = scan_runs(folder)
     if plot is not None:
-        _plot_training(folder, {r.name: r.path or folder / r.name for r in found}, plot)
+        _plot_training(folder, {r.name: r.path for r in found if r.path is not None}, plot)
     if as_json:
         sys.stdout.write(dumps_json([r.to_json() for r in found]) + "\n")
         return

@@ -333,7 +333,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             if progress is not None:
                 progress(done + (1 - share) * finished / len(wanted), n_tasks)
 
-        scored = self._scored_curves(phi, tasks, seeds, wanted, scored_tick)
+        scored = self._scored_curves(phi, tasks, seeds, wanted, chunk, scored_tick)
         if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
             curves = {**scored, "rollout_return": curves["return"]}
         if velocity is not None:
@@ -353,10 +353,12 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         tasks: list[Any],
         seeds: list[int],
         wanted: list[int],
+        chunk: int,
         tick: Callable[[int], None] | None = None,
     ) -> dict[str, Curve]:
         """The distribution's own score (`policy_scorer`: Meta-World's evaluator, success
-        rate and return) of each task's policy after each t in `wanted` updates, acting
+        rate and return) of each task's policy after each t in `wanted` updates (`chunk`
+        tasks adapted at a time, as the rollouts of `curves` were), acting
         deterministically (the Gaussian's mean, clipped to the action space), as the SB3
         engine scores its policies: the same protocol, so both engines' numbers compare.
         Adapting is a function of (phi, task, seed), so each t replays the same updates.
@@ -366,7 +368,6 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             return {}
         values: dict[str, np.ndarray] = {}
         finished = 0
-        chunk = eval_chunk(self.dist, self.settings.n_envs)
         for row, t in enumerate(wanted):
             for start in range(0, len(tasks), chunk):
                 part = slice(start, start + chunk)
