@@ -19,6 +19,16 @@ update (inner updates and query gradients) and other (outer steps, checkpoints, 
     python scripts/benchmarks/bench_rl.py                                   # navigation2d
     python scripts/benchmarks/bench_rl.py --task halfcheetah-vel --n-steps 200 --meta-batch 40
     python scripts/benchmarks/bench_rl.py --sides sb3-learn,batched,sb3,bound --rounds 1
+
+`--as-recipe` keeps the recipe's own training settings (algorithm, meta-batch, inner loop,
+episodes, outer optimizer: e.g. a MAML-RL recipe's VPG step and TRPO) and changes only the
+number of meta-iterations; only the `batched` and `bound` sides apply. The bound's share of the
+whole training's rate is then what stepping leaves to everything else:
+
+    python scripts/benchmarks/bench_rl.py --task halfcheetah-dir-maml --as-recipe \
+        --iterations 3 --sides batched,bound --rounds 2
+    python scripts/benchmarks/bench_rl.py --task metaworld-ml1-reach-maml --as-recipe \
+        --iterations 2 --sides batched,bound --rounds 1
 """
 
 from __future__ import annotations
@@ -44,10 +54,11 @@ from metarl.config import Algorithm, Recipe, recipe_from_dict
 from metarl.envs.vector import make_task_vector_env
 from metarl.learners import distribution
 from metarl.learners.batched_rl import BatchedRLMetaLearner
-from metarl.learners.sb3_ppo import PPOMetaLearner, PPOSettings
+from metarl.learners.sb3_ppo import PPOMetaLearner
 from metarl.protocol import Split
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import meta_env_steps
+from metarl.rl.settings import rl_settings
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
@@ -74,7 +85,7 @@ def measure(run: Callable[[], Result]) -> Result:
 
 def run_sb3_learn(recipe: Recipe, env_steps: int) -> Result:
     """SB3 PPO on one task of the family with the recipe's settings."""
-    s = PPOSettings.from_recipe(recipe)
+    s = rl_settings(recipe)
     dist: Any = distribution(recipe)
     task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
     vec_env = DummyVecEnv([lambda: Monitor(dist.make_env(task)) for _ in range(s.n_envs)])
@@ -141,7 +152,7 @@ def run_meta(recipe: Recipe, out: Path) -> Result:
 
 def run_bound(recipe: Recipe, env_steps: int) -> Result:
     """The batched side's vector env stepped with fixed actions, no policy."""
-    s = PPOSettings.from_recipe(recipe)
+    s = rl_settings(recipe)
     dist: Any = distribution(recipe)
     tasks = dist.sample(recipe.train.meta_batch, np.random.default_rng(0), Split.TRAIN)
     env = make_task_vector_env(dist, tasks, s.n_envs)
@@ -182,11 +193,18 @@ def main() -> None:
     parser.add_argument("--sb3-iterations", type=int, default=1, help="meta-iterations (sb3)")
     parser.add_argument("--sides", default="sb3-learn,batched,bound", help=",".join(SIDES))
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--as-recipe",
+        action="store_true",
+        help="the recipe's own training settings, only --iterations changed (batched, bound)",
+    )
     args = parser.parse_args()
     sides = [s for s in args.sides.split(",") if s]
     bad = [s for s in sides if s not in SIDES]
     if bad:
         parser.error(f"--sides {bad[0]!r}: expected a comma-separated list of {', '.join(SIDES)}")
+    if args.as_recipe and not set(sides) <= {"batched", "bound"}:
+        parser.error(f"--as-recipe runs the sides batched and bound only, not {args.sides!r}")
     torch.set_num_threads(1)
 
     base = resolve_recipe(args.task)
@@ -202,6 +220,9 @@ def main() -> None:
         train["inner_steps"] = args.inner_steps
     learner = {"n_envs": args.n_envs, "n_steps": args.n_steps, "batch_size": batch_size}
     batched = with_learner(base, train, {**learner, "backend": "batched"})
+    if args.as_recipe:
+        own = {"meta_iterations": args.iterations, "checkpoint_every": args.iterations}
+        batched = with_learner(base, own, {"backend": "batched"})
     serial = with_learner(
         base,
         {**train, "meta_iterations": args.sb3_iterations, "checkpoint_every": 1},
@@ -226,27 +247,35 @@ def main() -> None:
 
 
 def print_table(args: argparse.Namespace, recipe: Recipe, rows: dict[str, list[Result]]) -> None:
-    t, s = recipe.train, PPOSettings.from_recipe(recipe)
+    t, s = recipe.train, rl_settings(recipe)
+    inner = (
+        f"{t.inner_steps} {recipe.learner.get('inner', 'ppo')} updates of {s.n_steps} steps/env"
+        f" (outer {t.outer_optimizer.value})"
+        if args.as_recipe
+        else f"{t.inner_steps} updates of {s.n_steps} steps/env, {s.n_epochs} epochs, "
+        f"minibatch {s.batch_size}"
+    )
     table = Table(
         title=f"{args.task}: env steps/s, median of {args.rounds} alternating rounds; "
-        f"{t.algorithm.value}, meta_batch {t.meta_batch} x {s.n_envs} envs, {t.inner_steps} "
-        f"updates of {s.n_steps} steps/env, {s.n_epochs} epochs, minibatch {s.batch_size}; "
+        f"{t.algorithm.value}, meta_batch {t.meta_batch} x {s.n_envs} envs, {inner}; "
         "one torch thread"
     )
     columns = ("side", "env steps", "wall s", "steps/s", "x SB3", "steps/CPU s", "x SB3 (CPU)")
-    for col in (*columns, "env s", "policy s", "update s", "other s"):
+    for col in (*columns, "of bound", "env s", "policy s", "update s", "other s"):
         table.add_column(col, justify="right")
     median = {
         k: sorted(v, key=lambda m: m["env_steps"] / m["seconds"])[len(v) // 2]
         for k, v in rows.items()
     }
     ref = median.get("sb3-learn")
+    bound = median.get("bound")
     for name, m in median.items():
         rate, cpu_rate = m["env_steps"] / m["seconds"], m["env_steps"] / m["cpu"]
         versus = versus_cpu = "-"
         if ref is not None:
             versus = f"{rate / (ref['env_steps'] / ref['seconds']):.1f}"
             versus_cpu = f"{cpu_rate / (ref['env_steps'] / ref['cpu']):.1f}"
+        share = "-" if bound is None else f"{rate / (bound['env_steps'] / bound['seconds']):.0%}"
         other = m["seconds"] - m["env"] - m["policy"] - m["update"]
         table.add_row(
             name,
@@ -256,6 +285,7 @@ def print_table(args: argparse.Namespace, recipe: Recipe, rows: dict[str, list[R
             versus,
             f"{cpu_rate:,.0f}",
             versus_cpu,
+            share,
             f"{m['env']:.2f}",
             f"{m['policy']:.2f}",
             f"{m['update']:.2f}",
