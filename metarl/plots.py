@@ -15,7 +15,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter,
+    MaxNLocator,
+    NullLocator,
+    ScalarFormatter,
+)
 
 from metarl.atomic import atomic_write_bytes  # noqa: E402
 from metarl.curves import Curve  # noqa: E402
@@ -38,6 +43,7 @@ def plot_curves(
     path: Path,
     title: str = "",
     xlabel: str = "adaptation steps",
+    symlog_steps: bool = False,
 ) -> Path:
     """Several adaptation curves of one metric on the same axes (e.g. meta-trained against
     random init, or two runs of a task), each with its 95% CI as a band. Curves whose label
@@ -46,7 +52,10 @@ def plot_curves(
     A curve that diverges never hides the others: the axis is fitted to the curves being
     compared (the baselines too, unless they blow up past 3x their top), bands are clipped to
     it, and a point beyond it is marked at the top edge with its value and how many tasks
-    diverged there (`Curve.diverged`)."""
+    diverged there (`Curve.diverged`).
+
+    `symlog_steps` spaces the steps logarithmically past 1 (ticks at the steps evaluated), for
+    curves evaluated at, say, 0, 1, 3 and 50 steps."""
     items = list(series.items()) if isinstance(series, Mapping) else list(series)
     fig, ax = plt.subplots(figsize=FIGSIZE)
     metric, n_tasks = items[0][1].metric, items[0][1].n_tasks
@@ -91,7 +100,15 @@ def plot_curves(
         _log_axis(ax)
     ax.set_ylabel(f"{metric} (mean over {n_tasks} tasks, 95% CI)")
     _finish(ax, xlabel, title or "adaptation curve")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
+    if symlog_steps:
+        ax.set_xscale("symlog", linthresh=1.0)
+        ticks = sorted({s for _, c in items for s in c.steps})
+        ax.set_xticks(ticks)
+        ax.set_xlim(ticks[0] - 0.15, ticks[-1] * 1.15)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
     return _save(fig, path)
 
 

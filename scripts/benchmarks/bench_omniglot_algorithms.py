@@ -36,7 +36,9 @@ from rich.table import Table
 
 from metarl.config import Recipe, with_overrides
 from metarl.curves import Curve, mean_ci95
+from metarl.learners import build_meta_learner
 from metarl.learners.supervised import SupervisedMetaLearner
+from metarl.plots import plot_curves
 from metarl.progress import ProgressCallback
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default=",".join(ALGORITHMS), help="comma-separated subset")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of accuracy against steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=150, stderr=True)
@@ -169,6 +172,12 @@ def main() -> None:
             + ", ".join(percent(curve, i) for i in range(3))
         )
 
+    # the untrained network, adapted with the first algorithm's evaluation inner loop
+    recipe_name, train_overrides = ALGORITHMS[wanted[0]]
+    untrained = build_meta_learner(resolve_recipe(recipe_name), CPU)
+    assert isinstance(untrained, SupervisedMetaLearner)
+    random_curve = untrained.curve(results[0].curve.steps, args.eval_tasks, transductive=True)
+
     first = results[0]
     table = Table(
         title=(
@@ -190,7 +199,25 @@ def main() -> None:
             paired(r.curve.per_task[2], first.curve.per_task[2]) if r is not first else "",
             percent(r.own, 0) if r.own is not None else "same",
         )
+    table.add_row(
+        f"random init ({first.name}'s inner loop)",
+        "0",
+        "0",
+        percent(random_curve, 0),
+        percent(random_curve, 1),
+        f"{percent(random_curve, 2)} ({random_curve.steps[2]})",
+        paired(random_curve.per_task[2], first.curve.per_task[2]),
+        "",
+    )
     Console(width=160).print(table)
+    if args.plot is not None:
+        series = [(f"{r.name} ({r.iterations:,} its)", r.curve) for r in results]
+        plot_curves(
+            [*series, ("random init", random_curve)],
+            args.plot,
+            title=f"Omniglot 5-way 1-shot, {args.seconds:.0f} s of training each",
+            symlog_steps=True,
+        )
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=2))
 
