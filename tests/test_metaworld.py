@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +176,24 @@ def test_ml10_env_switches_skill_with_the_task():
         assert isinstance(env.unwrapped.skill_env, metaworld.ALL_V3_ENVIRONMENTS[task.skill])
         assert env.unwrapped.get_task() == task.to_dict()
         env.step(env.action_space.sample())
+        assert len(env.unwrapped._envs) == 1  # the previous skill's env is closed, not kept
     env.close()
+
+
+@needs_metaworld
+def test_ml10_meta_batches_are_stratified_by_skill_as_metaworlds_vector_envs():
+    """Task k is of skill k mod 10 in every meta-batch: a slot's envs keep their skill (the
+    unstratified draw rebuilt and kept envs until an ML10 training was killed for memory)."""
+    dist = make_distribution("metaworld-ml10")
+    skills = list(dict.fromkeys(t.env_name for t in dist.bench.train_tasks))
+    assert len(skills) == 10
+    batches = [dist.sample(20, np.random.default_rng(seed), Split.TRAIN) for seed in range(3)]
+    for batch in batches:
+        assert [t.skill for t in batch] == skills * 2
+        assert len({t.index for t in batch}) == 20  # distinct goals within a skill
+    assert batches[0] != batches[1]  # the goals are still drawn
+    held_out = dist.sample(50, np.random.default_rng(0), Split.TEST)
+    assert sorted(Counter(t.skill for t in held_out).values()) == [10] * 5
 
 
 REFERENCE = Path(__file__).parent / "data" / "metaworld_mujoco33.json"

@@ -195,7 +195,12 @@ class MetaWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape, np.float64)
 
     def _env(self, skill: str) -> Any:
+        """The env of `skill`, built when the skill changes; the previous skill's is closed
+        first, so a sub-env holds one Meta-World env (~26 MB) however many skills its tasks
+        visit: an ML10 training that kept every skill's env in each of its 200 sub-envs grew
+        past 23 GB in 5 iterations and was killed for memory."""
         if skill not in self._envs:
+            self.close()
             self._envs[skill] = make_skill_env(skill, self.reward_version, self.render_mode)
         return self._envs[skill]
 
@@ -315,12 +320,29 @@ class MetaWorldDistribution:
         self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN
     ) -> list[MetaWorldTask]:
         """`n` tasks of `split` drawn with `rng`: distinct while `n` fits the list (50 goals
-        per skill), with replacement beyond."""
+        per skill), with replacement beyond.
+
+        With several skills (ML10) the draw is stratified as Meta-World's own vector envs
+        are (`meta_batch_size // classes` envs per skill): task `k` is of skill `k mod S`, in
+        the benchmark's order, its goal drawn among that skill's. A task slot so keeps its
+        skill from one meta-batch to the next (its envs are not rebuilt), and every skill is
+        in every meta-batch of a multiple of S tasks."""
         split = Split(split)
         tasks = self._tasks(split)
-        picks = rng.choice(len(tasks), size=n, replace=n > len(tasks))
+        by_skill: dict[str, list[int]] = {}
+        for i, task in enumerate(tasks):
+            by_skill.setdefault(task.env_name, []).append(i)
+        if len(by_skill) == 1:
+            picks = [int(i) for i in rng.choice(len(tasks), size=n, replace=n > len(tasks))]
+        else:
+            groups = list(by_skill.values())
+            drawn = [
+                rng.choice(ids, size=count, replace=count > len(ids))
+                for ids, count in zip(groups, np.bincount(np.arange(n) % len(groups)), strict=False)
+            ]
+            picks = [int(drawn[k % len(groups)][k // len(groups)]) for k in range(n)]
         return [
-            MetaWorldTask(self.benchmark_name, tasks[i].env_name, split.value, int(i), self.seed)
+            MetaWorldTask(self.benchmark_name, tasks[i].env_name, split.value, i, self.seed)
             for i in picks
         ]
 
