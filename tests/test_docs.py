@@ -87,3 +87,18 @@ def test_every_script_is_named_on_a_docs_page():
     unnamed = [s.relative_to(root).as_posix() for s in scripts]
     unnamed = [s for s in unnamed if s not in pages and not s.endswith("__init__.py")]
     assert not unnamed, f"scripts not named in docs/*.md: {unnamed}"
+
+
+def headline_rows(page: Path, link_prefix: str) -> list[str]:
+    """The rows of `page`'s headline-results table, links made relative to docs/."""
+    lines = page.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| sine, default recipe"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return [line.replace(f"]({link_prefix}results.md", "](results.md") for line in lines[start:end]]
+
+
+def test_the_readme_and_the_docs_home_show_the_same_headline_results():
+    """The docs' home page repeats the README's headline table; one edited without the other
+    left the home page two results behind once."""
+    root = DOC.parent.parent
+    assert headline_rows(root / "README.md", "docs/") == headline_rows(DOC.parent / "index.md", "")
