@@ -92,6 +92,9 @@ class Curve:
             "gain": [g for g, _ in gains],
             "gain_ci95": [c for _, c in gains],
             "diverged": diverged,
+            # the raw values, [step][task], tasks in the evaluation's order: what a reader
+            # needs to pair two runs' JSON or to break a mixture (ML10's skills) down
+            "per_task": [[float(v) for v in row] for row in np.asarray(self.per_task)],
             "curve": [
                 {"step": s, "mean": m, "ci95": c, "gain": g, "gain_ci95": gc, "diverged": d}
                 for s, m, c, (g, gc), d in zip(

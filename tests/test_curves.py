@@ -36,3 +36,4 @@ def test_paired_gain_cancels_the_task_to_task_spread():
     payload = curve.to_json()
     assert payload["gain"] == [0.0, g1] and payload["gain_ci95"] == [0.0, c1]
     assert [row["step"] for row in payload["curve"]] == [0, 5]
+    assert payload["per_task"] == [[10.0, 50.0, 90.0], [9.0, 48.0, 89.0]]
