@@ -7,6 +7,7 @@ iteration and config; the checkpoint is memory-mapped, so its weights are not re
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,4 +120,21 @@ def scan_runs(root: Path) -> list[RunStatus]:
     """Every run directory under `root` (any depth; `root` itself if it is one), by path."""
     if not root.is_dir():
         raise UserError(f"runs {str(root)!r}: not a directory (give a folder of run directories)")
-    return [run_status(p.parent, root) for p in sorted(root.rglob(CONFIG))]
+    return [run_status(run, root) for run in sorted(run_directories(root))]
+
+
+def run_directories(root: Path) -> list[Path]:
+    """The directories under `root` (itself included) that hold a `config.toml`, following
+    symbolic links (a folder of links to runs kept elsewhere is a natural way to compare
+    them; `Path.rglob` does not follow them before Python 3.13), each real directory once."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, subdirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or two links to one run
+            subdirs.clear()
+            continue
+        seen.add(real)
+        if CONFIG in files:
+            found.append(Path(folder))
+    return found

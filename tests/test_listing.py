@@ -109,6 +109,19 @@ def test_runs_lists_each_run_and_whether_it_resumes(tmp_path):
     assert "loss" in line and "->" in line
 
 
+def test_runs_follows_links_to_runs_kept_elsewhere_each_once(tmp_path):
+    """A folder of symbolic links to runs (to compare them) lists each run once; a link back
+    up the tree is not a loop."""
+    _partial_run(tmp_path / "store" / "a")
+    compare = tmp_path / "compare"
+    compare.mkdir()
+    (compare / "a-link").symlink_to(tmp_path / "store" / "a")
+    (compare / "loop").symlink_to(compare)
+    result = cli("runs", str(compare), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [r["name"] for r in json.loads(result.stdout)] == ["a-link"]
+
+
 def test_runs_of_a_missing_folder_is_one_line_exit_2(tmp_path):
     result = cli("runs", str(tmp_path / "nope"))
     assert result.returncode == 2
