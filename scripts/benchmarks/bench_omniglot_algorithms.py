@@ -225,7 +225,7 @@ def main() -> None:
     )
     Console(width=160).print(table)
     if args.plot is not None:
-        series = [(f"{r.name} ({r.iterations:,} its)", r.curve) for r in results]
+        series = [(f"{r.name} ({r.iterations:,} its, {r.train_s:.0f} s)", r.curve) for r in results]
         plot_curves(
             [*series, ("random init", random_curve)],
             args.plot,
