@@ -4,7 +4,7 @@ Diagnostics and progress go to stderr, results to stdout. Exit codes: 0 success,
 (one line naming the value and what is accepted, no traceback), 1 internal failure, 3 when
 numbers went non-finite (`train`: a loss or weight became nan/inf, the run stopped and its last
 finite checkpoint is kept; `eval`: an adapted metric is not finite), 130 when interrupted
-(after the checkpoint is written).
+(after the checkpoint is written), 143 when training was stopped by SIGTERM (the same way).
 """
 
 from __future__ import annotations
@@ -349,7 +349,7 @@ def _train(
             f"Continue with: metarl train --resume {escape(str(e.run_dir))}",
             **ONE_LINE,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + e.signum) from None  # 130 for Ctrl-C, 143 for SIGTERM
     except TrainingDiverged as e:
         callback.close()
         say(f"[bold red]error:[/] {escape(str(e))}", **ONE_LINE)

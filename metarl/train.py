@@ -33,12 +33,14 @@ from metarl.tensorboard_log import enabled as tensorboard_enabled
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a stop was requested (Ctrl-C) and the checkpoint was written."""
+    """Raised after a stop was requested (Ctrl-C, SIGTERM) and the checkpoint was written."""
 
-    def __init__(self, iteration: int, run_dir: Path) -> None:
+    def __init__(self, iteration: int, run_dir: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"interrupted after iteration {iteration}")
         self.iteration = iteration
         self.run_dir = run_dir
+        self.signum = int(signum)
+        """The signal that asked for the stop; the CLI exits 128 + it, as a shell would."""
 
 
 class TrainingDiverged(Exception):
@@ -80,6 +82,7 @@ class MetaTrainer:
     """Meta-iterations completed so far."""
     history: list[dict[str, float]] = field(default_factory=list)
     _stop_requested: bool = False
+    _stop_signal: int = signal.SIGINT
     _stop_agreed: bool = False
     """Some rank had a stop request when the last meta-iteration's deltas were summed."""
     diverged: str | None = None
@@ -193,9 +196,10 @@ class MetaTrainer:
     def phi(self) -> Params:
         return {n: p.detach() for n, p in self.model.named_parameters()}
 
-    def request_stop(self) -> None:
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
         """Finish the current iteration, write a checkpoint, raise `TrainingInterrupted`."""
         self._stop_requested = True
+        self._stop_signal = signum
 
     def step(self) -> dict[str, float]:
         """One meta-iteration: sample, adapt this rank's share, meta-gradient, outer step."""
@@ -277,7 +281,7 @@ class MetaTrainer:
         if main:
             self.run.lock()  # released when fit returns or fails: resume may follow
         with (
-            _stop_on_sigint(self),
+            _stop_on_signals(self),
             closing_log(scalars),
             _unlocking(self.run if main else None),
             closing_bar(own_bar),
@@ -312,7 +316,7 @@ class MetaTrainer:
                     self.save()
                 if stop:
                     self.world.barrier()
-                    raise TrainingInterrupted(done, self.run.path)
+                    raise TrainingInterrupted(done, self.run.path, self._stop_signal)
         self.world.barrier()  # the final checkpoint is on disk before any rank returns
         for cb in callbacks:
             cb.on_end(self)
@@ -389,22 +393,29 @@ def _unlocking(run: RunDir | None) -> Iterator[None]:
             run.unlock()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop training after the current iteration with a checkpoint: Ctrl-C, and the
+SIGTERM a batch scheduler (SLURM, Kubernetes) or `kill` sends before it kills."""
+
+
 @contextmanager
-def _stop_on_sigint(trainer: MetaTrainer) -> Iterator[None]:
-    """Ctrl-C asks the loop to stop after the current iteration instead of killing it
-    mid-update (a second Ctrl-C stops at once)."""
+def _stop_on_signals(trainer: MetaTrainer) -> Iterator[None]:
+    """Ctrl-C or SIGTERM asks the loop to stop after the current iteration instead of killing
+    it mid-update (the same signal again stops at once: its previous action is restored)."""
     try:
-        previous = signal.getsignal(signal.SIGINT)
+        previous: dict[int, Any] = {int(sig): signal.getsignal(sig) for sig in STOP_SIGNALS}
 
         def handler(signum: int, frame: Any) -> None:
-            signal.signal(signal.SIGINT, previous)
-            trainer.request_stop()
+            signal.signal(signum, previous[signum])
+            trainer.request_stop(signum)
 
-        signal.signal(signal.SIGINT, handler)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)

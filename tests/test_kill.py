@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from metarl.config import Recipe
 from metarl.run import RunDir
 from metarl.tomlio import dumps_toml
 from metarl.train import MetaTrainer
@@ -20,18 +21,23 @@ from tests.test_run import CPU, tiny_recipe
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
-    recipe = tiny_recipe(meta_iterations=120, checkpoint_every=5, log_every=5)
-    recipe_file = tmp_path / "recipe.toml"
+def _train_in_a_process(recipe: Recipe, out: Path) -> subprocess.Popen[bytes]:
+    """`metarl train RECIPE --out OUT -q` in a child process (stderr piped)."""
+    recipe_file = out.parent / f"{out.name}.toml"
     recipe_file.write_text(dumps_toml(recipe.to_dict()))
-    out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "metarl", "train", str(recipe_file), "--out", str(out), "-q"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
+
+
+def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
+    recipe = tiny_recipe(meta_iterations=120, checkpoint_every=5, log_every=5)
+    out = tmp_path / "killed"
+    proc = _train_in_a_process(recipe, out)
     run = RunDir(out)
     deadline = time.monotonic() + 120
     try:
@@ -59,3 +65,34 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
         assert torch.equal(a, b), name
     iters = [r["iteration"] for r in run.read_metrics()]
     assert iters == list(range(5, 121, 5))  # rows past the checkpoint dropped, then re-logged
+
+
+def test_sigterm_finishes_the_iteration_writes_a_checkpoint_and_exits_143(tmp_path):
+    """A batch scheduler's SIGTERM (or `kill`) stops training as Ctrl-C does: after the
+    current iteration, with a checkpoint of it, one line saying so and exit 128 + 15; the run
+    resumes from there. Checkpoints are otherwise rare here, so the one found is the handler's."""
+    recipe = tiny_recipe(meta_iterations=100_000, checkpoint_every=100_000, log_every=1)
+    out = tmp_path / "termed"
+    proc = _train_in_a_process(recipe, out)
+    run = RunDir(out)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_rows(run)) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, raw = proc.communicate(timeout=60)
+    stderr = raw.decode()
+    assert proc.returncode == 143, stderr
+    lines = stderr.strip().splitlines()  # the run directory's line, then the stop's
+    assert len(lines) == 2 and "checkpoint written" in lines[1], stderr
+    assert "Traceback" not in stderr
+    stopped_at = run.load_checkpoint().iteration
+    assert stopped_at >= 5 and stopped_at == len(_rows(run))
+    assert f"after iteration {stopped_at}" in lines[1]
+    assert MetaTrainer.resume(out, CPU).iteration == stopped_at
+
+
+def _rows(run: RunDir) -> list[dict[str, float]]:
+    try:
+        return run.read_metrics()
+    except (OSError, ValueError):
+        return []
