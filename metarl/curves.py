@@ -24,6 +24,22 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     return mean, float(Z95 * np.std(values, ddof=1) / math.sqrt(n))
 
 
+def wilson95(successes: int, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of a success rate from `successes` of `n` trials: the
+    normal approximation's mean ± CI is wrong near 0 and 1 (0 of 50 is "0.00 ± 0.00", as
+    if certain; 3 of 50 reaches below 0), the Wilson interval stays in [0, 1] and is not
+    degenerate there."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, no rounding
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
 @dataclass
 class Curve:
     """Mean and 95% confidence half-width of a metric per number of adaptation steps."""
@@ -65,6 +81,24 @@ class Curve:
         return [mean_ci95(a - b) for a, b in zip(self.per_task, other.per_task, strict=True)]
 
     @property
+    def binary(self) -> bool:
+        """A success rate whose per-task values are all 0 or 1 (Meta-World's success of a
+        goal): its intervals are Wilson's, not the normal approximation's."""
+        values = np.asarray(self.per_task, dtype=float)
+        return self.metric == "success" and values.size > 0 and bool(np.isin(values, (0, 1)).all())
+
+    def bounds(self) -> tuple[list[float], list[float]]:
+        """Per step: the 95% interval's lower and upper ends (Wilson's for a binary success
+        rate, else mean ∓ ci95), what tables and figures draw."""
+        if self.binary:
+            ends = [wilson95(int(row.sum()), len(row)) for row in np.asarray(self.per_task)]
+            return [lo for lo, _ in ends], [hi for _, hi in ends]
+        return (
+            [m - c for m, c in zip(self.mean, self.ci95, strict=True)],
+            [m + c for m, c in zip(self.mean, self.ci95, strict=True)],
+        )
+
+    @property
     def lower_is_better(self) -> bool:
         """A loss (mse, cross-entropy), not an accuracy, success rate or return."""
         return self.metric in ("mse", "cross_entropy") or self.metric.endswith("loss")
@@ -89,6 +123,11 @@ class Curve:
             "steps": self.steps,
             "mean": self.mean,
             "ci95": self.ci95,
+            # the interval's ends: Wilson's for a 0/1 success rate (then "interval" says so
+            # and ci95 is only the normal approximation's half-width), else mean ∓ ci95
+            "interval": "wilson" if self.binary else "normal",
+            "ci95_low": self.bounds()[0],
+            "ci95_high": self.bounds()[1],
             "gain": [g for g, _ in gains],
             "gain_ci95": [c for _, c in gains],
             "diverged": diverged,

@@ -67,15 +67,17 @@ def plot_curves(
     for label, curve in items:
         steps = np.array(curve.steps)
         mean = np.array(curve.mean, dtype=float)
-        ci = np.nan_to_num(np.array(curve.ci95, dtype=float))
+        band_low, band_high = (np.array(b, dtype=float) for b in curve.bounds())
+        band_low = np.where(np.isfinite(band_low), band_low, mean)
+        band_high = np.where(np.isfinite(band_high), band_high, mean)
         style = BASELINE_STYLES.get(label.split()[0], {})
         colour = style.get("color") or next(colours)
         ax.plot(steps, mean, marker="o", label=label, color=colour, linestyle=style.get("ls", "-"))
         inside = np.isfinite(mean) & (mean <= high)
         ax.fill_between(
             steps,
-            np.clip(mean - ci, low, high),
-            np.clip(mean + ci, low, high),
+            np.clip(band_low, low, high),
+            np.clip(band_high, low, high),
             where=inside,
             alpha=0.2,
             color=colour,
@@ -132,9 +134,14 @@ def _limits(items: Sequence[tuple[str, Curve]], log: bool) -> tuple[float, float
 
     def ends(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray]:
         mean = np.array([m for c in curves for m in c.mean], dtype=float)
-        ci = np.nan_to_num(np.array([x for c in curves for x in c.ci95], dtype=float))
+        bottom = np.array([x for c in curves for x in c.bounds()[0]], dtype=float)
+        top = np.array([x for c in curves for x in c.bounds()[1]], dtype=float)
+        bottom, top = (
+            np.where(np.isfinite(bottom), bottom, mean),
+            np.where(np.isfinite(top), top, mean),
+        )
         ok = np.isfinite(mean)
-        return mean[ok] - ci[ok], mean[ok] + ci[ok]
+        return bottom[ok], top[ok]
 
     runs = [c for label, c in items if label.split()[0] not in BASELINE_STYLES]
     _, runs_top = ends(runs or [c for _, c in items])
