@@ -554,8 +554,9 @@ def eval_(
         sys.stdout.write(dumps_json(payload) + "\n")
     else:
         for e in comparison.runs + comparison.baselines:
+            at = f", iteration {e.iteration}" if e.iteration is not None else ""
             title = escape(
-                f"{e.source}{f' (init {e.init})' if e.run_dir else ''}: "
+                f"{e.source}{f' (init {e.init}{at})' if e.run_dir else ''}: "
                 f"{e.recipe.task_name}, {e.curve.n_tasks} held-out tasks"
             )
             out.print(curve_table(e.curve, title + e.mode()))

@@ -43,11 +43,12 @@ def load_run(
     device: torch.device,
     init: str = "meta",
     joint_run: Path | None = None,
-) -> tuple[Recipe, MetaLearner]:
+) -> tuple[Recipe, MetaLearner, int | None]:
     """The recipe and meta-learner of a run directory, its model holding the initialization
     `init` (one of `INITS`; "joint" takes its weights from the run directory `joint_run`,
     "pretrained:NAME" from the shipped model NAME, whose own recipe is used when `path` is
-    None)."""
+    None), and the meta-iteration of the checkpoint those weights come from (None for the
+    random and shipped inits): a run still training is evaluated at the checkpoint on disk."""
     pretrained = init.removeprefix(zoo.PREFIX) if init.startswith(zoo.PREFIX) else None
     if init not in INITS[:3] and not pretrained:
         raise UserError(f"--init {init!r}: expected one of {', '.join(INITS)}")
@@ -63,14 +64,16 @@ def load_run(
             recipe = RunDir.open(path).recipe()
         meta = build_meta_learner(recipe, device)
         _load_matching(meta, weights, _mismatch(f"--init {init}", path))
-        return recipe, meta
+        return recipe, meta, None
     if path is None:
         raise UserError("give a RUN_DIR (a run directory written by `metarl train`)")
     run = RunDir.open(path)
     recipe = run.recipe()
     meta = build_meta_learner(recipe, device)
+    iteration = None
     if init == "meta":
         checkpoint = run.load_checkpoint(device)
+        iteration = checkpoint.iteration
         _load_matching(
             meta,
             checkpoint.model,
@@ -86,9 +89,10 @@ def load_run(
                 f"--joint-run {joint_run}: its [task] differs from the one of {path} "
                 "(another distribution, or recorded under other versions): not comparable"
             )
-        weights = joint.load_checkpoint(device).model
-        _load_matching(meta, weights, _mismatch(f"--joint-run {joint_run}", path))
-    return recipe, meta
+        joint_checkpoint = joint.load_checkpoint(device)
+        iteration = joint_checkpoint.iteration
+        _load_matching(meta, joint_checkpoint.model, _mismatch(f"--joint-run {joint_run}", path))
+    return recipe, meta, iteration
 
 
 def _mismatch(what: str, path: Path | None) -> str:
@@ -120,6 +124,8 @@ class Evaluation:
     """The query sets' batching for supervised tasks; None for RL (no such choice)."""
     others: list[Curve] = field(default_factory=list)
     """Further metrics beside the headline `curve` (Meta-World: the return beside success)."""
+    iteration: int | None = None
+    """The meta-iteration of the checkpoint evaluated (None: random init, shipped model)."""
 
     def mode(self) -> str:
         """ ", transductive" / ", non-transductive" for a title of a classification; "" for
@@ -139,6 +145,8 @@ class Evaluation:
             "task": self.recipe.task_name,
             "init": self.init,
         }
+        if self.iteration is not None:
+            payload["iteration"] = self.iteration
         if self.transductive is not None:
             payload["transductive"] = self.transductive
         payload.update(self.curve.to_json())
@@ -166,7 +174,7 @@ def evaluate_run(
     tasks are adapted (RL: fractions of tasks, rollout by rollout)."""
     if tasks is not None and tasks < 1:
         raise UserError(f"--tasks {tasks}: must be a positive integer")
-    recipe, meta = load_run(path, device, init=init, joint_run=joint_run)
+    recipe, meta, iteration = load_run(path, device, init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
     if isinstance(meta, SupervisedMetaLearner):
@@ -174,7 +182,7 @@ def evaluate_run(
         label = f"{init}" if path is None else f"{path.name} ({init})"
         report = None if progress is None else functools.partial(progress, label)
         curve = meta.curve(steps, n_tasks, transductive=mode, progress=report)
-        return Evaluation(path, recipe, meta, curve, init, mode)
+        return Evaluation(path, recipe, meta, curve, init, mode, iteration=iteration)
     if transductive is not None:
         raise UserError(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
@@ -183,7 +191,7 @@ def evaluate_run(
     label = f"{init}" if path is None else f"{path.name} ({init})"
     report = None if progress is None else functools.partial(progress, label)
     curve, *others = meta.curves(steps, n_tasks, progress=report).values()
-    return Evaluation(path, recipe, meta, curve, init, None, others)
+    return Evaluation(path, recipe, meta, curve, init, None, others, iteration)
 
 
 @dataclass

@@ -36,7 +36,7 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
     check_writable(out, "--out")
     if out.is_dir():  # SB3 would write OUT_2 beside it and say nothing
         raise UserError(f"--out {out}: is a directory; give the path of a .zip file to write")
-    recipe, meta = load_run(run_dir, CPU)
+    recipe, meta, _ = load_run(run_dir, CPU)
     if meta.dist.kind != "rl":
         raise UserError(
             f"{run_dir}: task {recipe.task_name!r} is not an RL task; only RL policies "

@@ -42,6 +42,9 @@ def test_eval_json_is_one_object_with_the_curve(trained_run):
     assert [c["step"] for c in payload["curve"]] == [0, 1, 5]
     assert payload["mean"][2] < payload["mean"][0]  # adaptation helps
     assert all(c > 0 for c in payload["ci95"])
+    assert payload["iteration"] == 20  # the checkpoint evaluated (a run may still be training)
+    assert payload["interval"] == "normal"
+    assert len(payload["per_task"]) == 3 and len(payload["per_task"][0]) == 50
 
 
 def test_eval_plot_writes_pngs(trained_run, tmp_path):

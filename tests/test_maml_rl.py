@@ -512,7 +512,7 @@ def test_metasgd_trains_its_rates_and_resumes_exactly(tmp_path, one_thread):
         rates["action_net.bias"], torch.full_like(rates["action_net.bias"], 0.1)
     )
     assert whole.meta._inner(0.1).sgd.rates is rates
-    _, loaded = load_run(tmp_path / "whole", CPU, "meta")
+    _, loaded, _ = load_run(tmp_path / "whole", CPU, "meta")
     for k, v in rates.items():  # `metarl eval` adapts with the learned rates
         assert torch.equal(loaded.inner_rates[k], v), k
 
