@@ -112,16 +112,19 @@ def budgeted(recipe: Recipe, iterations: int) -> Recipe:
 
 def iterations_per_second(recipe: Recipe, probe_seconds: float) -> float:
     """Meta-iterations/s of `recipe` on this machine over at least `probe_seconds` (the first,
-    warm-up iteration excluded: data loading, vmap's first trace)."""
+    warm-up iteration excluded: data loading, vmap's first trace), from the median iteration
+    time: on a shared machine a burst of another job during the probe skews a total (the
+    first table's FOMAML probe under-estimated its rate by a third), a median much less."""
     probe = 2
     while True:
         with tempfile.TemporaryDirectory() as tmp:
             trainer = MetaTrainer.start(budgeted(recipe, probe + 1), Path(tmp) / "probe", CPU)
             trainer.fit(progress=False)
             rows = trainer.history
-        seconds = rows[-1]["elapsed_s"] - rows[0]["elapsed_s"]
-        if seconds >= probe_seconds:
-            return probe / seconds
+        elapsed = np.array([row["elapsed_s"] for row in rows])
+        if elapsed[-1] - elapsed[0] >= probe_seconds:
+            return 1.0 / float(np.median(np.diff(elapsed)))
+        seconds = elapsed[-1] - elapsed[0]
         probe = max(probe + 1, int(probe * probe_seconds / max(seconds, 1e-3) * 1.2))
 
 
