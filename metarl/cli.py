@@ -408,14 +408,14 @@ def curve_table(curve: Curve, title: str) -> Table:
     diverged = curve.diverged()
     if any(diverged):  # only where some task blew up: the usual table keeps its shape
         table.add_column("diverged", justify="right")
-    for i, (s, m, c, (g, gc), d) in enumerate(
-        zip(curve.steps, curve.mean, curve.ci95, curve.gains(), diverged, strict=True)
+    binary, (lows, highs) = curve.binary, curve.bounds()
+    for s, m, c, (g, gc), d, lo, hi in zip(
+        curve.steps, curve.mean, curve.ci95, curve.gains(), diverged, lows, highs, strict=True
     ):
         extra = [f"{d}/{curve.n_tasks}"] if any(diverged) else []
         if not math.isfinite(m):
             table.add_row(str(s), "not finite", "--", "--", *extra)
-        elif curve.binary:  # Wilson's interval: not symmetric about the rate
-            lo, hi = curve.bounds()[0][i], curve.bounds()[1][i]
+        elif binary:  # Wilson's interval: not symmetric about the rate
             table.add_row(
                 str(s), f"{m:.4f}", f"[{lo:.3f}, {hi:.3f}]", f"{g:+.4f} ± {_num(gc)}", *extra
             )

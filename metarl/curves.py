@@ -117,6 +117,7 @@ class Curve:
     def to_json(self) -> dict[str, Any]:
         gains = self.gains()
         diverged = self.diverged()
+        lows, highs = self.bounds()
         return {
             "metric": self.metric,
             "n_tasks": self.n_tasks,
@@ -126,8 +127,8 @@ class Curve:
             # the interval's ends: Wilson's for a 0/1 success rate (then "interval" says so
             # and ci95 is only the normal approximation's half-width), else mean ∓ ci95
             "interval": "wilson" if self.binary else "normal",
-            "ci95_low": self.bounds()[0],
-            "ci95_high": self.bounds()[1],
+            "ci95_low": lows,
+            "ci95_high": highs,
             "gain": [g for g, _ in gains],
             "gain_ci95": [c for _, c in gains],
             "diverged": diverged,

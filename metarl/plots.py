@@ -67,9 +67,7 @@ def plot_curves(
     for label, curve in items:
         steps = np.array(curve.steps)
         mean = np.array(curve.mean, dtype=float)
-        band_low, band_high = (np.array(b, dtype=float) for b in curve.bounds())
-        band_low = np.where(np.isfinite(band_low), band_low, mean)
-        band_high = np.where(np.isfinite(band_high), band_high, mean)
+        band_low, band_high = _band(curve)
         style = BASELINE_STYLES.get(label.split()[0], {})
         colour = style.get("color") or next(colours)
         ax.plot(steps, mean, marker="o", label=label, color=colour, linestyle=style.get("ls", "-"))
@@ -128,18 +126,23 @@ def _finish(ax: plt.Axes, xlabel: str, title: str) -> None:
     ax.set_title(title, fontsize=11)
 
 
+def _band(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's 95% band (`Curve.bounds`), collapsed onto the mean where an end is not
+    finite (one task: no interval)."""
+    mean = np.array(curve.mean, dtype=float)
+    low, high = (np.array(b, dtype=float) for b in curve.bounds())
+    return np.where(np.isfinite(low), low, mean), np.where(np.isfinite(high), high, mean)
+
+
 def _limits(items: Sequence[tuple[str, Curve]], log: bool) -> tuple[float, float]:
     """The y range: every band, except where a curve goes past 3x the top of the runs' bands
     (a baseline blowing up under the run's inner lr): the axis is cut there."""
 
     def ends(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.array([m for c in curves for m in c.mean], dtype=float)
-        bottom = np.array([x for c in curves for x in c.bounds()[0]], dtype=float)
-        top = np.array([x for c in curves for x in c.bounds()[1]], dtype=float)
-        bottom, top = (
-            np.where(np.isfinite(bottom), bottom, mean),
-            np.where(np.isfinite(top), top, mean),
-        )
+        mean = np.concatenate([np.array(c.mean, dtype=float) for c in curves])
+        bands = [_band(c) for c in curves]
+        bottom = np.concatenate([b for b, _ in bands])
+        top = np.concatenate([t for _, t in bands])
         ok = np.isfinite(mean)
         return bottom[ok], top[ok]
 

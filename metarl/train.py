@@ -81,8 +81,8 @@ class MetaTrainer:
     iteration: int = 0
     """Meta-iterations completed so far."""
     history: list[dict[str, float]] = field(default_factory=list)
-    _stop_requested: bool = False
-    _stop_signal: int = signal.SIGINT
+    _stop_signal: int | None = None
+    """The signal that asked for a stop after the current iteration (None: none asked)."""
     _stop_agreed: bool = False
     """Some rank had a stop request when the last meta-iteration's deltas were summed."""
     diverged: str | None = None
@@ -198,7 +198,6 @@ class MetaTrainer:
 
     def request_stop(self, signum: int = signal.SIGINT) -> None:
         """Finish the current iteration, write a checkpoint, raise `TrainingInterrupted`."""
-        self._stop_requested = True
         self._stop_signal = signum
 
     def step(self) -> dict[str, float]:
@@ -216,7 +215,7 @@ class MetaTrainer:
         # all-reduce per iteration, and every rank agrees on both.
         bad_losses = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         local_sum[_FLAGS] = torch.tensor(
-            [float(self._stop_requested), float(bool(bad_losses))], device=self.device
+            [float(self._stop_signal is not None), float(bool(bad_losses))], device=self.device
         )
         total = self.world.all_reduce_sum(local_sum)
         stop_votes, bad_votes = total.pop(_FLAGS).tolist()
@@ -310,13 +309,15 @@ class MetaTrainer:
                         scalars.add_row(metrics)
                 last = done == t.meta_iterations
                 # every rank stops after the same iteration (one process: as soon as asked)
-                stop = self._stop_agreed if self.world.size > 1 else self._stop_requested
+                stop = self._stop_agreed if self.world.size > 1 else self._stop_signal is not None
                 due = done % t.checkpoint_every == 0 or last or stop
                 if main and (due or time.monotonic() - self._saved_at >= t.checkpoint_seconds):
                     self.save()
                 if stop:
                     self.world.barrier()
-                    raise TrainingInterrupted(done, self.run.path, self._stop_signal)
+                    raise TrainingInterrupted(
+                        done, self.run.path, self._stop_signal or signal.SIGINT
+                    )
         self.world.barrier()  # the final checkpoint is on disk before any rank returns
         for cb in callbacks:
             cb.on_end(self)
