@@ -65,11 +65,17 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
             )
         joint_ok = algorithm == "maml" and recipe.train.outer_optimizer is OuterOptimizerName.TRPO
-        if recipe.train.inner_steps not in ((0, 1) if joint_ok else (1,)):
+        k = recipe.train.inner_steps
+        if recipe.train.outer_optimizer is OuterOptimizerName.PROMP and k != 1:
             raise ConfigError(
-                f"train.inner_steps = {recipe.train.inner_steps}: {algorithm} for RL takes "
-                "one policy-gradient step (MAML-RL's protocol), use 1 (or 0 with maml and "
-                "trpo: the joint baseline, trained without adaptation)"
+                f"train.inner_steps = {k}: ProMP's outer objective is written for one "
+                "policy-gradient step, use 1 (or the trpo outer step for several)"
+            )
+        if k < (0 if joint_ok else 1):
+            raise ConfigError(
+                f"train.inner_steps = {k}: {algorithm} for RL takes 1 or more "
+                "policy-gradient steps (MAML-RL's protocol: 1), or 0 with maml and trpo "
+                "(the joint baseline, trained without adaptation)"
             )
         return learner
 
@@ -94,26 +100,37 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation:
-        """Pre-update rollouts from phi and theta_i' for this rank's slots."""
+        """Pre-update rollouts and theta_i' for this rank's slots: `inner_steps` VPG steps,
+        step j on fresh episodes of theta_j' (rollout index j; phi's at j = 0), as the
+        evaluation adapts. The context keeps every step's samples (`pre`, a list: empty for
+        the joint baseline) for the meta-gradient through all of them."""
         k = self.recipe.train.inner_steps
         seeds = slot_seeds(rng, len(tasks), max(k, 1), slots)
         tasks = list(tasks)[slots]
         if k == 0:  # the joint baseline: the outer step's episodes come from phi itself
             stacked = {n: v.unsqueeze(0).expand(len(tasks), *v.shape) for n, v in phi.items()}
-            joint: dict[str, Any] = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": None}
+            joint: dict[str, Any] = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": []}
             return Adaptation(stacked, joint, {"env_steps": 0.0})
+        lr = self.recipe.train.inner_lr if self.inner_rates is None else self.inner_rates
+        steps: list[Samples] = []
+        params, env_steps = phi, 0
         with one_torch_thread():
-            pre = self._rollout(phi, tasks, seeds, 0, stacked=False)
-            samples = Samples.from_rollout(pre, self.settings.gamma)
-            tick = time.perf_counter()
-            lr = self.recipe.train.inner_lr if self.inner_rates is None else self.inner_rates
-            params = adapt(self.policy_fn, phi, samples, lr, create_graph=False)
-            self.timers.update += time.perf_counter() - tick
+            for j in range(k):
+                rollout = self._rollout(params, tasks, seeds, j, stacked=j > 0)
+                env_steps += rollout.env_steps
+                if j == 0:
+                    first = rollout
+                steps.append(Samples.from_rollout(rollout, self.settings.gamma))
+                tick = time.perf_counter()
+                params = adapt(
+                    self.policy_fn, params, steps[-1], lr, create_graph=False, stacked=j > 0
+                )
+                self.timers.update += time.perf_counter() - tick
         metrics = {
-            **adaptation_metrics(pre.first_returns.mean(), pre.env_steps),
-            **episode_metrics(pre, tasks, "before"),
+            **adaptation_metrics(first.first_returns.mean(), env_steps),
+            **episode_metrics(first, tasks, "before"),
         }
-        context = {"tasks": tasks, "seeds": seeds, "phi": self._with_rates(phi), "pre": samples}
+        context = {"tasks": tasks, "seeds": seeds, "phi": self._with_rates(phi), "pre": steps}
         return Adaptation(params, context, metrics)
 
     def _rollout(
@@ -140,7 +157,10 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         is kept in the adaptation's context for the trust-region step."""
         ctx = adaptation.context
         with one_torch_thread():
-            post = self._rollout(adaptation.params, ctx["tasks"], ctx["seeds"], 1, stacked=True)
+            k = len(ctx["pre"])
+            post = self._rollout(
+                adaptation.params, ctx["tasks"], ctx["seeds"], max(k, 1), stacked=True
+            )
             tick = time.perf_counter()
             objective = MetaObjective(
                 self.policy_fn,
@@ -148,13 +168,14 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 ctx["pre"],
                 Samples.from_rollout(post, self.settings.gamma),
                 self.recipe.train.inner_lr,
+                every_step=self.settings.outer_every_step,
             )
             grads, losses = objective.gradient(ctx["phi"])
             self.timers.update += time.perf_counter() - tick
         ctx["objective"] = objective
         metrics = query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps)
         when = "after"
-        if ctx["pre"] is None:
+        if not ctx["pre"]:
             # the joint baseline adapts nothing: phi's own episodes are logged as "before"
             # (an "after" equal to it would read as an adaptation that did nothing)
             metrics["return_before"], when = metrics.pop("return_after"), "before"

@@ -33,7 +33,7 @@ wraps `metarl.rl.policy.BatchedPolicy`); the tests run the same code on a Gaussi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -131,10 +131,13 @@ def adapt(
     *,
     create_graph: bool,
     inner_loss: InnerLoss = lvc_loss,
+    stacked: bool = False,
 ) -> Params:
     """`theta_i' = phi - lr * grad L_inner_i(phi)` for every task, stacked; `lr` a float,
     or Meta-SGD's per-parameter rates alpha keyed like phi (`phi - alpha * grad`, elementwise;
-    rates requiring grad make the result differentiable with respect to them).
+    rates requiring grad make the result differentiable with respect to them). With `stacked`
+    phi is already one set of weights per task (`[tasks, ...]`: a later step of a
+    multi-step adaptation, taken from the previous step's theta').
 
     With `create_graph` the step is differentiable twice (the meta-gradient flows through the
     inner gradient); without it the inner gradient is a constant, so a gradient through the
@@ -143,7 +146,9 @@ def adapt(
     n = samples.advantages.shape[0]
     with torch.enable_grad():
         base = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in phi.items()}
-        params = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in base.items()}
+        params = (
+            base if stacked else {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in base.items()}
+        )
         loss = inner_loss(policy_fn, params, samples).sum()
         grads = torch.autograd.grad(
             loss,
@@ -159,6 +164,39 @@ def adapt(
         step = p if g is None else p - rate * g
         out[k] = step if keep or _requires_grad(rate) else step.detach()
     return out
+
+
+def adapt_path(
+    policy_fn: PolicyFn,
+    phi: Params,
+    steps: Sequence[Samples],
+    lr: float | Params,
+    *,
+    create_graph: bool,
+    inner_loss: InnerLoss = lvc_loss,
+) -> list[Params]:
+    """`[theta_1', ..., theta_k']` for every task, k = `len(steps)` inner steps from phi, step
+    j on `steps[j]` (the episodes of theta_j', so step 0's are phi's): `theta_{j+1}' =
+    theta_j' - lr * grad L_inner(theta_j'; steps[j])`. With `create_graph` the chain is
+    differentiable twice: with the LVC loss each step's Jacobian `I - lr * H_j` carries the
+    dependence of step j's episodes on theta_j' (ProMP's estimator applied per step, as its
+    code does for several inner steps)."""
+    if not steps:
+        raise ValueError("adapt_path needs at least one inner step's samples")
+    path = [adapt(policy_fn, phi, steps[0], lr, create_graph=create_graph, inner_loss=inner_loss)]
+    for samples in steps[1:]:
+        path.append(
+            adapt(
+                policy_fn,
+                path[-1],
+                samples,
+                lr,
+                create_graph=create_graph,
+                inner_loss=inner_loss,
+                stacked=True,
+            )
+        )
+    return path
 
 
 RATE_PREFIX = "inner_lr:"
@@ -193,10 +231,11 @@ class OuterLosses:
     surrogate: Tensor
     """`[tasks]`: minus the episode mean of `pi_theta'(a|s) / pi_old(a|s) * A'` on the
     post-update samples (TRPO's importance-weighted surrogate; at phi_old its gradient is the
-    post-update policy gradient through the adaptation)."""
+    post-update policy gradient through the adaptation); with `every_step`, its mean over the
+    inner steps' policies, each on the episodes it sampled."""
     kl: Tensor
     """`[tasks]`: episode mean of KL(pi_theta'(.|s) || pi_old(.|s)) on the post-update states
-    (MAML-RL's order)."""
+    (MAML-RL's order); with `every_step`, its mean over the steps' policies likewise."""
 
 
 class MetaObjective:
@@ -204,51 +243,80 @@ class MetaObjective:
     on the fixed pre-update samples (no new env steps) and evaluates the surrogate and the KL
     to the policies that sampled the post-update data (`old`, fixed at construction, from
     phi_old). `losses(phi)` is what the meta-gradient differentiates and what TRPO's
-    Fisher-vector products and line search evaluate."""
+    Fisher-vector products and line search evaluate.
+
+    With several inner steps the outer objective judges the last step's policy
+    (`every_step` False, MAML-RL's) or every step's: theta_j' on the episodes it sampled for
+    step j + 1 (already collected, so no new env steps) and theta_k' on the post-update ones,
+    the surrogates and KLs averaged over the k policies (MAML++'s multi-step loss, Antoniou
+    et al. 2019): the trust region then bounds every step's policy, and the init is trained
+    to be good after each number of steps up to k, not only after k."""
 
     def __init__(
         self,
         policy_fn: PolicyFn,
         phi: Params,
-        pre: Samples | None,
+        pre: Samples | Sequence[Samples] | None,
         post: Samples,
         lr: float,
         inner_loss: InnerLoss = lvc_loss,
+        *,
+        every_step: bool = False,
     ) -> None:
-        self.policy_fn, self.pre, self.post, self.lr = policy_fn, pre, post, lr
+        self.policy_fn, self.post, self.lr = policy_fn, post, lr
+        self.pre_steps: tuple[Samples, ...] = (
+            () if pre is None else (pre,) if isinstance(pre, Samples) else tuple(pre)
+        )
+        """Each inner step's samples (step j's from theta_j', step 0's from phi); empty for
+        the joint baseline (`inner_steps = 0`)."""
+        self.pre = self.pre_steps[0] if self.pre_steps else None
+        """phi's own episodes (the first step's), None for the joint baseline."""
         self.inner_loss = inner_loss
+        self.judged = list(range(len(self.pre_steps))) if every_step else [-1]
+        """Which of the adaptation's policies the outer objective judges (indices into the
+        path theta_1', ..., theta_k'; -1 the last), each on `outer_samples`."""
+        self.outer_samples = [*self.pre_steps[1:], post] if every_step else [post]
         weights, rates = split_rates(phi, lr)
         fixed = rates if isinstance(rates, float) else {k: v.detach() for k, v in rates.items()}
-        adapted = self._adapt(weights, fixed, create_graph=False)
-        self.adapted_old = adapted
+        path = self._path(weights, fixed, create_graph=False)
+        self.path_old = path
+        self.adapted_old = path[-1]
         with torch.no_grad():
-            self.old = policy_fn(adapted, post.obs)
-            self.old_log_prob = self.old.log_prob(post.actions)
+            self.olds = [
+                policy_fn(path[j], samples.obs)
+                for j, samples in zip(self.judged, self.outer_samples, strict=True)
+            ]
+            self.old_log_probs = [
+                old.log_prob(samples.actions)
+                for old, samples in zip(self.olds, self.outer_samples, strict=True)
+            ]
+            self.old, self.old_log_prob = self.olds[-1], self.old_log_probs[-1]
             stacked = {
                 k: v.detach().unsqueeze(0).expand(self.n_tasks, *v.shape)
                 for k, v in weights.items()
             }
-            # the pre-update policies that sampled `pre` (ProMP's ratios and inner KL)
-            self.pre_old = None if pre is None else policy_fn(stacked, pre.obs)
+            # the pre-update policies that sampled phi's episodes (ProMP's ratios and inner KL)
+            self.pre_old = None if self.pre is None else policy_fn(stacked, self.pre.obs)
 
-    def _adapt(self, weights: Params, rates: float | Params, *, create_graph: bool) -> Params:
-        """theta' for every task; without pre-update samples (`pre` None: the joint baseline
-        of `inner_steps = 0`) phi itself, expanded per task."""
-        if self.pre is None:
-            return {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in weights.items()}
-        return adapt(
+    def _path(self, weights: Params, rates: float | Params, *, create_graph: bool) -> list[Params]:
+        """Every task's theta_1', ..., theta_k'; without pre-update samples (the joint
+        baseline of `inner_steps = 0`) phi itself, expanded per task."""
+        if not self.pre_steps:
+            return [{k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in weights.items()}]
+        return adapt_path(
             self.policy_fn,
             weights,
-            self.pre,
+            self.pre_steps,
             rates,
             create_graph=create_graph,
             inner_loss=self.inner_loss,
         )
 
-    def policy_fn_old(self, samples: Samples) -> Distribution:
-        """The policies that sampled the post-update data, on `samples`' states."""
+    def policy_fn_old(self, samples: Samples, judged: int = -1) -> Distribution:
+        """The policies that sampled the post-update data (or the `judged` step's), on
+        `samples`' states."""
         with torch.no_grad():
-            return self.policy_fn(self.adapted_old, samples.obs)
+            return self.policy_fn(self.path_old[judged], samples.obs)
 
     @property
     def n_tasks(self) -> int:
@@ -258,13 +326,19 @@ class MetaObjective:
         """The surrogate and KL per task at `phi`; with `create_graph` (and phi requiring
         grad) differentiable through the adaptation, twice."""
         weights, rates = split_rates(phi, self.lr)
-        adapted = self._adapt(weights, rates, create_graph=create_graph)
-        with torch.set_grad_enabled(any(v.requires_grad for v in adapted.values())):
-            dist = self.policy_fn(adapted, self.post.obs)
-            ratio = torch.exp(dist.log_prob(self.post.actions) - self.old_log_prob)
-            surrogate = -episode_mean(ratio * self.post.advantages, self.post.mask)
-            kl = episode_mean(kl_divergence(dist, self.old), self.post.mask)
-        return OuterLosses(surrogate, kl)
+        path = self._path(weights, rates, create_graph=create_graph)
+        surrogates, kls = [], []
+        with torch.set_grad_enabled(any(v.requires_grad for v in path[-1].values())):
+            for j, samples, old, old_log_prob in zip(
+                self.judged, self.outer_samples, self.olds, self.old_log_probs, strict=True
+            ):
+                dist = self.policy_fn(path[j], samples.obs)
+                ratio = torch.exp(dist.log_prob(samples.actions) - old_log_prob)
+                surrogates.append(-episode_mean(ratio * samples.advantages, samples.mask))
+                kls.append(episode_mean(kl_divergence(dist, old), samples.mask))
+        if len(surrogates) == 1:
+            return OuterLosses(surrogates[0], kls[0])
+        return OuterLosses(torch.stack(surrogates).mean(0), torch.stack(kls).mean(0))
 
     def promp_losses(self, phi: Params, clip_eps: float) -> tuple[Tensor, Tensor]:
         """ProMP's outer objective per task at `phi` (Rothfuss et al. 2019; its code's
@@ -273,8 +347,8 @@ class MetaObjective:
         KL `KL(pi_phi_old || pi_phi)` on the pre-update states (the penalty term). The
         re-adaptation uses `ratio_loss` (the importance weights to the pre-update sampling
         policy). Differentiable to phi through the adaptation."""
-        if self.pre is None or self.pre_old is None:
-            raise ValueError("ProMP's objective needs the pre-update samples")
+        if self.pre is None or self.pre_old is None or len(self.pre_steps) > 1:
+            raise ValueError("ProMP's objective needs one inner step's pre-update samples")
         pre = Samples(
             self.pre.obs,
             self.pre.actions,
@@ -303,41 +377,60 @@ class MetaObjective:
 
         At phi_old the KL and its gradient in theta' vanish, so the Hessian with respect to
         phi is `J_i^T F_i J_i`: F_i the KL's Hessian in theta_i' (the Fisher matrix of the
-        post-update policy on its states) and J_i = d theta_i' / d phi = I - lr H_i, H_i the
-        inner LVC loss's Hessian (symmetric). A product is two per-task Hessian-vector
-        products of the inner loss and one of the KL, each one backward on a kept graph:
-        about a third of the cost of differentiating the KL's gradient through the adaptation
-        again (the tests check the two agree). With `fraction` < 1 both Hessians are
-        estimated on the first `ceil(fraction * episodes)` episodes of each task (the
-        episode means keep their scale)."""
+        post-update policy on its states) and J_i = d theta_i' / d phi the adaptation's
+        Jacobian, the product over the inner steps of `I - lr H_ij`, H_ij the inner LVC
+        loss's Hessian at step j (symmetric); with `every_step` the mean over the judged
+        policies of `J_ij^T F_ij J_ij`, J_ij the Jacobian of the first j steps. A product is
+        two Hessian-vector products of each step's inner loss and one of each KL, each one
+        backward on a kept graph: about a third of the cost of differentiating the KL's
+        gradient through the adaptation again (the tests check the two agree). With
+        `fraction` < 1 the Hessians are estimated on the first `ceil(fraction * episodes)`
+        episodes of each task (the episode means keep their scale)."""
         n = self.n_tasks
-        post = self.post.head(fraction)
-        pre = None if self.pre is None else self.pre.head(fraction)
-        old = self.old if fraction >= 1.0 else self.policy_fn_old(post)
+        outer = [samples.head(fraction) for samples in self.outer_samples]
+        pres = [samples.head(fraction) for samples in self.pre_steps]
+        olds = (
+            self.olds
+            if fraction >= 1.0
+            else [
+                self.policy_fn_old(samples, j)
+                for j, samples in zip(self.judged, outer, strict=True)
+            ]
+        )
         weights, given = split_rates(phi, self.lr)
         rates = None if isinstance(given, float) else {k: v.detach() for k, v in given.items()}
+        scale = 1.0 / len(self.judged)
 
         def rate(k: str) -> float | Tensor:
             return self.lr if rates is None else rates[k]
 
+        chain: list[tuple[Params, Params]] = []  # each step's (theta_j' leaves, inner grads)
+        points: list[Params] = []  # theta_1', ..., theta_k' as leaves (joint: phi per task)
         with torch.enable_grad():
-            stacked = {
+            theta = {
                 k: v.detach().unsqueeze(0).repeat(n, *([1] * v.dim())) for k, v in weights.items()
             }
-            leaves = {k: v.requires_grad_() for k, v in stacked.items()}
-            if pre is None:  # no adaptation: J = I (the joint baseline)
-                inner_grads = {k: torch.zeros_like(v) for k, v in leaves.items()}
-            else:
-                inner = self.inner_loss(self.policy_fn, leaves, pre).sum()
-                inner_grads = _grads(inner, leaves, create_graph=True)
-            adapted = {
-                k: (v - rate(k) * inner_grads[k]).detach().requires_grad_()
-                for k, v in leaves.items()
-            }
-            dist = self.policy_fn(adapted, post.obs)
-            kl = episode_mean(kl_divergence(dist, old), post.mask).sum()
-            kl_grads = _grads(kl, adapted, create_graph=True)
-        steps = {k: g.detach() for k, g in inner_grads.items()}  # Meta-SGD: d theta' / d alpha
+            leaves = {k: v.requires_grad_() for k, v in theta.items()}
+            for samples in pres:
+                inner_grads = _grads(
+                    self.inner_loss(self.policy_fn, leaves, samples).sum(),
+                    leaves,
+                    create_graph=True,
+                )
+                chain.append((leaves, inner_grads))
+                leaves = {
+                    k: (v - rate(k) * inner_grads[k]).detach().requires_grad_()
+                    for k, v in leaves.items()
+                }
+                points.append(leaves)
+            if not points:
+                points.append(leaves)
+            kl_terms: dict[int, tuple[Params, Params]] = {}  # step -> (point, KL's grads)
+            for j, samples, old in zip(self.judged, outer, olds, strict=True):
+                at = j % len(points)
+                dist = self.policy_fn(points[at], samples.obs)
+                kl = episode_mean(kl_divergence(dist, old), samples.mask).sum()
+                kl_terms[at] = (points[at], _grads(kl, points[at], create_graph=True))
 
         def hessian_vector(grads: Params, wrt: Params, w: Params) -> Params:
             used = [k for k in wrt if grads[k].requires_grad]
@@ -349,20 +442,40 @@ class MetaObjective:
             by_name = dict(zip(used, out, strict=True))
             return {k: by_name[k] if k in by_name else torch.zeros_like(w[k]) for k in wrt}
 
-        def jacobian(w: Params, w_rates: Params | None) -> Params:
-            """J w per task: d theta' = (I - alpha H) d phi - grad * d alpha."""
-            hw = hessian_vector(inner_grads, leaves, w)
-            out = {k: w[k] - rate(k) * hw[k] for k in w}
-            if w_rates is not None:
-                out = {k: out[k] - steps[k] * w_rates[k] for k in out}
-            return out
+        def forward(w: Params, w_rates: Params | None) -> list[Params]:
+            """J_1j w for j = 1..k, step by step: d theta_{j+1}' = (I - alpha H_j) d theta_j'
+            - grad_j * d alpha (Meta-SGD's rates are the same at every step); joint: [w]."""
+            out = []
+            for leaves, inner_grads in chain:
+                hw = hessian_vector(inner_grads, leaves, w)
+                w = {k: w[k] - rate(k) * hw[k] for k in w}
+                if w_rates is not None:
+                    w = {k: w[k] - inner_grads[k].detach() * w_rates[k] for k in w}
+                out.append(w)
+            return out or [w]
 
-        def jacobian_transpose(u: Params) -> tuple[Params, Params | None]:
-            """J^T u per task: (u - H (alpha u), -grad u); H is symmetric."""
-            if rates is None:  # J is symmetric: MAML's product, in its order of operations
-                return jacobian(u, None), None
-            hu = hessian_vector(inner_grads, leaves, {k: rates[k] * x for k, x in u.items()})
-            return {k: u[k] - hu[k] for k in u}, {k: -steps[k] * x for k, x in u.items()}
+        def backward(adjoints: dict[int, Params]) -> tuple[Params, Params | None]:
+            """sum_j J_1j^T u_j, the steps in reverse: each maps the adjoint u to u - H_j
+            (alpha u) (H_j symmetric) and, for Meta-SGD, adds -grad_j u to the rates' part."""
+            u = {k: torch.zeros_like(x) for k, x in next(iter(adjoints.values())).items()}
+            by_rate = None if rates is None else {k: torch.zeros_like(x) for k, x in u.items()}
+            for at in range(len(points) - 1, -1, -1):
+                if at in adjoints:
+                    u = {k: u[k] + adjoints[at][k] for k in u}
+                if at >= len(chain):  # the joint baseline: J = I
+                    continue
+                leaves, inner_grads = chain[at]
+                if rates is None:
+                    hu = hessian_vector(inner_grads, leaves, u)
+                    u = {k: u[k] - self.lr * hu[k] for k in u}
+                else:
+                    assert by_rate is not None
+                    by_rate = {k: by_rate[k] - inner_grads[k].detach() * u[k] for k in u}
+                    hu = hessian_vector(
+                        inner_grads, leaves, {k: rates[k] * x for k, x in u.items()}
+                    )
+                    u = {k: u[k] - hu[k] for k in u}
+            return u, by_rate
 
         def per_task(x: Tensor) -> Tensor:
             return x.unsqueeze(0).expand(n, *x.shape)
@@ -372,11 +485,12 @@ class MetaObjective:
             by_rates = (
                 None if isinstance(v_rates, float) else {k: per_task(x) for k, x in v_rates.items()}
             )
-            w = jacobian(
-                {k: per_task(x) for k, x in v_weights.items()},
-                by_rates,
-            )
-            by_weight, by_rate = jacobian_transpose(hessian_vector(kl_grads, adapted, w))
+            ws = forward({k: per_task(x) for k, x in v_weights.items()}, by_rates)
+            adjoints = {}
+            for at, (point, kl_grads) in kl_terms.items():
+                fw = hessian_vector(kl_grads, point, ws[at])
+                adjoints[at] = fw if scale == 1.0 else {k: scale * x for k, x in fw.items()}
+            by_weight, by_rate = backward(adjoints)
             return with_rates(
                 {k: x.sum(0) for k, x in by_weight.items()},
                 None if by_rate is None else {k: x.sum(0) for k, x in by_rate.items()},
@@ -414,7 +528,7 @@ def _grads(loss: Tensor, wrt: Params, *, create_graph: bool) -> Params:
 def meta_gradient(
     policy_fn: PolicyFn,
     phi: Params,
-    pre: Samples,
+    pre: Samples | Sequence[Samples],
     post: Samples,
     lr: float,
     inner_loss: InnerLoss = lvc_loss,
@@ -423,7 +537,8 @@ def meta_gradient(
 ) -> tuple[Params, Tensor]:
     """MAML-RL's meta-gradient estimate: the sum over tasks of
     `d L_outer_i(theta_i'(phi); post_i) / d phi`, with `theta_i'` one inner step of `lr` on
-    `pre_i` (samples of pi_phi) and `post_i` samples of pi_theta_i'. Returns it and the
+    `pre_i` (samples of pi_phi; a sequence: one step on each, step j's samples from the
+    policy of the j steps before it) and `post_i` samples of pi_theta_i'. Returns it and the
     per-task outer losses (`first_order`: without the inner step's derivative). The learner
     (`metarl.learners.maml_rl`) computes the same through `MetaObjective.gradient`."""
     objective = MetaObjective(policy_fn, phi, pre, post, lr, inner_loss)
@@ -461,6 +576,7 @@ __all__ = [
     "PolicyFn",
     "Samples",
     "adapt",
+    "adapt_path",
     "episode_mean",
     "lvc_loss",
     "meta_gradient",

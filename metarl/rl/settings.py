@@ -144,6 +144,11 @@ class BatchedSettings(PPOSettings):
     the metric is estimated on fewer samples, which makes the outer step several times
     cheaper (`scripts/benchmarks/bench_trpo.py`)."""
 
+    outer_every_step: bool = False
+    """Second-order MAML-RL with `inner_steps` > 1: the outer objective judges every inner
+    step's policy on the episodes it sampled (MAML++'s multi-step loss, no extra env steps;
+    the trust region bounds each of them), not only the last one (MAML-RL's)."""
+
     owner: ClassVar[str] = "the batched RL learner"
 
     def validate(self) -> None:
