@@ -392,6 +392,14 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer, inner_steps)
         ),
         (lambda: maml_recipe(train={"algorithm": "fomaml", "outer_optimizer": "promp"}), "maml"),
         (lambda: maml_recipe(learner={"trpo_fisher_fraction": 0.0}), "must be in (0, 1]"),
+        (
+            lambda: maml_recipe(
+                train={"algorithm": "fomaml", "outer_optimizer": "adam"},
+                learner={"outer_every_step": True},
+            ),
+            "outer_every_step = true: only second-order MAML-RL judges each inner step's "
+            'policy (train.algorithm = "maml" or "metasgd", not "fomaml")',
+        ),
     ],
     ids=[
         "ppo-inner",
@@ -402,6 +410,7 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer, inner_steps)
         "promp-supervised",
         "promp-fomaml",
         "fisher-fraction",
+        "every-step-fomaml",
     ],
 )
 def test_settings_maml_rl_cannot_run_are_refused_by_name(recipe, words):

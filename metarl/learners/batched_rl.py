@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ import torch
 from metarl.config import OptimizerName, Recipe
 from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
+from metarl.errors import ConfigError
 from metarl.learners.rl_core import (
     RLLearners,
     RLMetaLearnerBase,
@@ -115,9 +116,19 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
     """Meta-SGD's learned per-parameter inner learning rates (`metarl.learners.maml_rl`):
     where set, the VPG inner steps take them instead of the recipe's `inner_lr`."""
 
+    judges_inner_steps: ClassVar[bool] = False
+    """Whether the outer objective can judge each inner step's policy (`[learner]
+    outer_every_step`: second-order MAML-RL's learner); the first-order learners refuse it."""
+
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
         self.settings = s = BatchedSettings.from_recipe(recipe)
+        if s.outer_every_step and not self.judges_inner_steps:
+            raise ConfigError(
+                "learner.outer_every_step = true: only second-order MAML-RL judges each inner "
+                f'step\'s policy (train.algorithm = "maml" or "metasgd", not '
+                f'"{recipe.train.algorithm.value}")'
+            )
         self.model = initial_policy(dist, s, recipe.train.seed, device)
         self.policy = BatchedPolicy(self.model)
         self.names = self.policy.names

@@ -47,6 +47,8 @@ from metarl.rl.trpo import TRPOSettings, trust_region_step
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
     """The batched learner with MAML-RL's second-order meta-gradient (see the module)."""
 
+    judges_inner_steps = True
+
     @classmethod
     def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> MAMLRLMetaLearner:
         refuse_supervised_keys(
