@@ -261,6 +261,33 @@ def test_every_step_objective_is_the_mean_of_the_one_judged_step_objectives(
     torch.testing.assert_close(both.surrogate, (l1.surrogate + l2.surrogate) / 2)
 
 
+@pytest.mark.parametrize("fixture", ["adapted", "adapted_every_step"])
+def test_the_learner_reuses_its_adaptation_and_surrogate_without_changing_a_bit(request, fixture):
+    """The learner hands the objective the adaptation it rolled out with (`path`) and TRPO
+    the surrogate at phi it computed with the gradient, instead of redoing both: the old
+    policies, the step and its metrics are the same, bit for bit, as when they are redone."""
+    meta, phi, adaptation, grads, _ = request.getfixturevalue(fixture)
+    ctx = adaptation.context
+    given = ctx["objective"]
+    redone = MetaObjective(
+        meta.policy_fn,
+        ctx["phi"],
+        ctx["pre"],
+        given.post,
+        meta.recipe.train.inner_lr,
+        every_step=meta.settings.outer_every_step,
+    )
+    for a, b in zip(given.old_log_probs, redone.old_log_probs, strict=True):
+        assert torch.equal(a, b)
+    fast, fast_metrics = trust_region_step(
+        phi, given, grads, lambda x: x, 4, surrogate_at_phi=ctx["surrogate"]
+    )
+    slow, slow_metrics = trust_region_step(phi, redone, grads, lambda x: x, 4)
+    assert fast_metrics == slow_metrics
+    for k in phi:
+        assert torch.equal(fast[k], slow[k]), k
+
+
 def test_two_step_adaptation_is_what_the_evaluation_does(adapted_two_steps):
     """Training adapts as `metarl eval` does for k = 2 (the learner's `run`: a rollout, a VPG
     step, a fresh rollout, a VPG step, on the same seeds): the same theta'' per task; each

@@ -115,6 +115,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             return Adaptation(stacked, joint, {"env_steps": 0.0})
         lr = self.recipe.train.inner_lr if self.inner_rates is None else self.inner_rates
         steps: list[Samples] = []
+        path: list[Params] = []  # theta_1', ..., theta_k' (the outer objective reuses them)
         params, env_steps = phi, 0
         with one_torch_thread():
             for j in range(k):
@@ -127,12 +128,19 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 params = adapt(
                     self.policy_fn, params, steps[-1], lr, create_graph=False, stacked=j > 0
                 )
+                path.append(params)
                 self.timers.update += time.perf_counter() - tick
         metrics = {
             **adaptation_metrics(first.first_returns.mean(), env_steps),
             **episode_metrics(first, tasks, "before"),
         }
-        context = {"tasks": tasks, "seeds": seeds, "phi": self._with_rates(phi), "pre": steps}
+        context = {
+            "tasks": tasks,
+            "seeds": seeds,
+            "phi": self._with_rates(phi),
+            "pre": steps,
+            "path": path,
+        }
         return Adaptation(params, context, metrics)
 
     def _rollout(
@@ -171,10 +179,12 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 Samples.from_rollout(post, self.settings.gamma),
                 self.recipe.train.inner_lr,
                 every_step=self.settings.outer_every_step,
+                path=ctx.get("path"),
             )
             grads, losses = objective.gradient(ctx["phi"])
             self.timers.update += time.perf_counter() - tick
         ctx["objective"] = objective
+        ctx["surrogate"] = losses.surrogate  # at phi: the line search's reference
         metrics = query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps)
         when = "after"
         if not ctx["pre"]:
@@ -203,6 +213,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             step.reduce,
             step.meta_batch,
             TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
+            surrogate_at_phi=step.adaptation.context.get("surrogate"),
         )
         weights, rates = split_rates(phi, 0.0)
         with torch.no_grad():

@@ -250,7 +250,11 @@ class MetaObjective:
     step j + 1 (already collected, so no new env steps) and theta_k' on the post-update ones,
     the surrogates and KLs averaged over the k policies (MAML++'s multi-step loss, Antoniou
     et al. 2019): the trust region then bounds every step's policy, and the init is trained
-    to be good after each number of steps up to k, not only after k."""
+    to be good after each number of steps up to k, not only after k.
+
+    `path`, where the caller has it, is the adaptation at phi (theta_1', ..., theta_k', as
+    `adapt_path` computes them without a graph): the learner's rollouts were collected with
+    these policies, so the objective takes them instead of redoing the inner steps."""
 
     def __init__(
         self,
@@ -262,6 +266,7 @@ class MetaObjective:
         inner_loss: InnerLoss = lvc_loss,
         *,
         every_step: bool = False,
+        path: Sequence[Params] | None = None,
     ) -> None:
         self.policy_fn, self.post, self.lr = policy_fn, post, lr
         self.pre_steps: tuple[Samples, ...] = (
@@ -278,7 +283,10 @@ class MetaObjective:
         self.outer_samples = [*self.pre_steps[1:], post] if every_step else [post]
         weights, rates = split_rates(phi, lr)
         fixed = rates if isinstance(rates, float) else {k: v.detach() for k, v in rates.items()}
-        path = self._path(weights, fixed, create_graph=False)
+        if path is None or len(path) != max(len(self.pre_steps), 1):
+            path = self._path(weights, fixed, create_graph=False)
+        else:  # the caller's adaptation at phi (the learner's): the same tensors, not redone
+            path = [{k: v.detach() for k, v in theta.items()} for theta in path]
         self.path_old = path
         self.adapted_old = path[-1]
         with torch.no_grad():

@@ -88,10 +88,13 @@ def trust_region_step(
     reduce: Reduce,
     meta_batch: int,
     settings: TRPOSettings = TRPOSettings(),
+    surrogate_at_phi: Tensor | None = None,
 ) -> tuple[Params, dict[str, float]]:
     """The new phi and metrics. `gradient` is the gradient of the mean (over the whole
     meta-batch) surrogate loss at `phi`, already summed over ranks; `objective` holds this
-    rank's tasks; `reduce` sums a dict of tensors over ranks (identity for one process)."""
+    rank's tasks; `reduce` sums a dict of tensors over ranks (identity for one process).
+    `surrogate_at_phi`, this rank's per-task surrogate at phi where the caller computed it
+    with the gradient, spares the line search's reference evaluation."""
     s = settings
     names = list(phi)
 
@@ -109,9 +112,10 @@ def trust_region_step(
     shs = 0.5 * (direction @ fisher_vector(direction))
     step = direction * torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
     old = _flat([phi[k] for k in names]).detach()
-    with torch.no_grad():
-        at_phi = objective.losses(phi, create_graph=False)
-    before = mean_over_batch({"surrogate": at_phi.surrogate.sum()})["surrogate"].item()
+    if surrogate_at_phi is None:
+        with torch.no_grad():
+            surrogate_at_phi = objective.losses(phi, create_graph=False).surrogate
+    before = mean_over_batch({"surrogate": surrogate_at_phi.detach().sum()})["surrogate"].item()
     metrics = {"trpo_loss_before": before, "trpo_shs": float(shs)}
     fraction = 1.0
     for tried in range(1, s.ls_max_steps + 1):
