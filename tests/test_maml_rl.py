@@ -288,6 +288,26 @@ def test_the_learner_reuses_its_adaptation_and_surrogate_without_changing_a_bit(
         assert torch.equal(fast[k], slow[k]), k
 
 
+@pytest.mark.parametrize("inner_steps", [0, 1])
+def test_every_step_with_one_step_or_none_is_maml_rls_objective(one_thread, inner_steps):
+    """With one inner step (or none: the joint baseline) there is only the last policy to
+    judge: `outer_every_step` changes nothing, bit for bit."""
+    results = []
+    for every in (False, True):
+        recipe = maml_recipe(
+            train={"inner_steps": inner_steps}, learner={"outer_every_step": every}
+        )
+        _, _, _, grads, metrics = adaptation_of(recipe)
+        results.append((grads, metrics))
+    (g0, m0), (g1, m1) = results
+    timing = ("seconds_physics", "seconds_policy", "seconds_update")
+    assert {k: v for k, v in m0.items() if k not in timing} == {
+        k: v for k, v in m1.items() if k not in timing
+    }
+    for k in g0:
+        assert torch.equal(g0[k], g1[k]), k
+
+
 def test_two_step_adaptation_is_what_the_evaluation_does(adapted_two_steps):
     """Training adapts as `metarl eval` does for k = 2 (the learner's `run`: a rollout, a VPG
     step, a fresh rollout, a VPG step, on the same seeds): the same theta'' per task; each

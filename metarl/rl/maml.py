@@ -277,6 +277,7 @@ class MetaObjective:
         self.pre = self.pre_steps[0] if self.pre_steps else None
         """phi's own episodes (the first step's), None for the joint baseline."""
         self.inner_loss = inner_loss
+        every_step = every_step and len(self.pre_steps) > 1  # one step (or none): the last
         self.judged = list(range(len(self.pre_steps))) if every_step else [-1]
         """Which of the adaptation's policies the outer objective judges (indices into the
         path theta_1', ..., theta_k'; -1 the last), each on `outer_samples`."""
