@@ -308,6 +308,20 @@ def test_every_step_with_one_step_or_none_is_maml_rls_objective(one_thread, inne
         assert torch.equal(g0[k], g1[k]), k
 
 
+def test_an_adaptation_path_of_the_wrong_length_is_refused(adapted_two_steps):
+    meta, phi, adaptation, _, _ = adapted_two_steps
+    ctx = adaptation.context
+    with pytest.raises(ValueError, match="path holds 1 policies, the adaptation 2"):
+        MetaObjective(
+            meta.policy_fn,
+            phi,
+            ctx["pre"],
+            ctx["objective"].post,
+            meta.recipe.train.inner_lr,
+            path=ctx["path"][:1],
+        )
+
+
 def test_two_step_adaptation_is_what_the_evaluation_does(adapted_two_steps):
     """Training adapts as `metarl eval` does for k = 2 (the learner's `run`: a rollout, a VPG
     step, a fresh rollout, a VPG step, on the same seeds): the same theta'' per task; each

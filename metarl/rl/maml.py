@@ -274,22 +274,21 @@ class MetaObjective:
         )
         """Each inner step's samples (step j's from theta_j', step 0's from phi); empty for
         the joint baseline (`inner_steps = 0`)."""
-        self.pre = self.pre_steps[0] if self.pre_steps else None
-        """phi's own episodes (the first step's), None for the joint baseline."""
         self.inner_loss = inner_loss
-        every_step = every_step and len(self.pre_steps) > 1  # one step (or none): the last
-        self.judged = list(range(len(self.pre_steps))) if every_step else [-1]
+        last = max(len(self.pre_steps), 1) - 1  # the path's last policy (joint: phi's)
+        every_step = every_step and last > 0  # one step (or none): only the last to judge
+        self.judged = list(range(last + 1)) if every_step else [last]
         """Which of the adaptation's policies the outer objective judges (indices into the
-        path theta_1', ..., theta_k'; -1 the last), each on `outer_samples`."""
+        path theta_1', ..., theta_k'), each on `outer_samples`."""
         self.outer_samples = [*self.pre_steps[1:], post] if every_step else [post]
         weights, rates = split_rates(phi, lr)
         fixed = rates if isinstance(rates, float) else {k: v.detach() for k, v in rates.items()}
-        if path is None or len(path) != max(len(self.pre_steps), 1):
+        if path is None:
             path = self._path(weights, fixed, create_graph=False)
-        else:  # the caller's adaptation at phi (the learner's): the same tensors, not redone
-            path = [{k: v.detach() for k, v in theta.items()} for theta in path]
-        self.path_old = path
-        self.adapted_old = path[-1]
+        elif len(path) != last + 1:
+            raise ValueError(f"path holds {len(path)} policies, the adaptation {last + 1}")
+        # the policies that sampled the judged episodes (the caller's path: not redone)
+        self.path_old = [{k: v.detach() for k, v in theta.items()} for theta in path]
         with torch.no_grad():
             self.olds = [
                 policy_fn(path[j], samples.obs)
@@ -299,7 +298,6 @@ class MetaObjective:
                 old.log_prob(samples.actions)
                 for old, samples in zip(self.olds, self.outer_samples, strict=True)
             ]
-            self.old, self.old_log_prob = self.olds[-1], self.old_log_probs[-1]
             stacked = {
                 k: v.detach().unsqueeze(0).expand(self.n_tasks, *v.shape)
                 for k, v in weights.items()
@@ -320,6 +318,16 @@ class MetaObjective:
             create_graph=create_graph,
             inner_loss=self.inner_loss,
         )
+
+    @property
+    def pre(self) -> Samples | None:
+        """phi's own episodes (the first step's), None for the joint baseline."""
+        return self.pre_steps[0] if self.pre_steps else None
+
+    @property
+    def old_log_prob(self) -> Tensor:
+        """The post-update actions' log-probabilities under the policies that sampled them."""
+        return self.old_log_probs[-1]
 
     def policy_fn_old(self, samples: Samples, judged: int = -1) -> Distribution:
         """The policies that sampled the post-update data (or the `judged` step's), on
@@ -436,10 +444,9 @@ class MetaObjective:
                 points.append(leaves)
             kl_terms: dict[int, tuple[Params, Params]] = {}  # step -> (point, KL's grads)
             for j, samples, old in zip(self.judged, outer, olds, strict=True):
-                at = j % len(points)
-                dist = self.policy_fn(points[at], samples.obs)
+                dist = self.policy_fn(points[j], samples.obs)
                 kl = episode_mean(kl_divergence(dist, old), samples.mask).sum()
-                kl_terms[at] = (points[at], _grads(kl, points[at], create_graph=True))
+                kl_terms[j] = (points[j], _grads(kl, points[j], create_graph=True))
 
         def hessian_vector(grads: Params, wrt: Params, w: Params) -> Params:
             used = [k for k in wrt if grads[k].requires_grad]
