@@ -16,6 +16,7 @@ if importlib.util.find_spec("mujoco") is None or importlib.util.find_spec("mujoc
 
 import metarl  # noqa: F401,E402  (registers the metarl/ envs)
 from metarl.envs.vector_mujoco import (
+    AntDirVector,
     HalfCheetahDirVector,
     HalfCheetahVelVector,
     MujocoTaskVectorEnv,
@@ -74,6 +75,64 @@ def test_a_full_episode_equals_the_gymnasium_family_env(name: str) -> None:
                 assert not np.allclose(obs[i], infos["final_obs"][i])
     assert rewards.dtype == np.float64
     assert terminated.dtype == truncated.dtype == np.bool_
+
+
+def test_ant_dir_equals_the_gymnasium_family_env_through_falls_and_autoresets() -> None:
+    """The ant reads what Gymnasium leaves after `mj_step` (RK4's last-stage torso position,
+    `mj_rnePostConstraint`'s contact forces): same start, same actions, the same observations
+    (contact forces included) bit for bit, the same terminations when it falls, the same
+    truncations and rewards (Gymnasium's control cost is float32: 1e-6)."""
+    tasks = [{"direction": 0.3}, {"direction": 4.0}]
+    vec = AntDirVector(n_tasks=2, envs_per_task=2, max_episode_steps=60)
+    vec.set_tasks(tasks)
+    obs, _ = vec.reset(seed=7)
+    assert obs.shape == (4, 105) and obs[:, 27:].any() == False  # noqa: E712 (no contact yet)
+
+    def restart(env: gymnasium.Env, i: int) -> None:
+        env.reset(seed=100 + i)  # Gymnasium's own reset (mj_resetData), then our start state
+        env.unwrapped.set_state(vec.qpos[i].copy(), vec.qvel[i].copy())  # type: ignore[attr-defined]
+
+    refs = []
+    for i in range(vec.num_envs):
+        env = gymnasium.make("metarl/AntDir-v0", max_episode_steps=60)
+        env.get_wrapper_attr("set_task")(tasks[i // 2])
+        restart(env, i)
+        refs.append(env)
+    rng = np.random.default_rng(0)
+    ended = {"terminated": 0, "truncated": 0, "contact": 0}
+    for _ in range(130):
+        actions = rng.uniform(-1, 1, vec.action_space.shape).astype(np.float32)
+        obs, rewards, terminated, truncated, infos = vec.step(actions)
+        ended["terminated"] += int(terminated.sum())
+        ended["truncated"] += int(truncated.sum())
+        for i, env in enumerate(refs):
+            ref_obs, ref_reward, ref_term, ref_trunc, ref_info = env.step(actions[i])
+            done = terminated[i] or truncated[i]
+            seen = infos["final_obs"][i] if done else obs[i]
+            np.testing.assert_array_equal(seen, ref_obs.astype(np.float32))
+            ended["contact"] += int(seen[27:].any())
+            assert rewards[i] == pytest.approx(ref_reward, rel=1e-6, abs=1e-6)
+            assert infos["x_velocity"][i] == pytest.approx(ref_info["x_velocity"], rel=1e-9)
+            assert infos["y_velocity"][i] == pytest.approx(ref_info["y_velocity"], rel=1e-9)
+            assert (terminated[i], truncated[i]) == (ref_term, ref_trunc)
+            if done:
+                restart(env, i)
+                np.testing.assert_array_equal(obs[i, 27:], 0.0)  # a fresh start: no contact
+    assert ended["terminated"] > 0 and ended["truncated"] > 0 and ended["contact"] > 100
+    assert rewards.dtype == np.float64
+
+
+def test_ant_dir_rewards_the_velocity_along_each_slots_direction() -> None:
+    """The same motion in two slots: the rewards differ by the projected velocity alone."""
+    vec = AntDirVector(n_tasks=2, envs_per_task=1)
+    vec.reset(seed=0, options={"tasks": [{"direction": 0.0}, {"direction": np.pi / 2}]})
+    vec.qpos[1] = vec.qpos[0]  # the kept derived fields follow from the next step on
+    vec.qvel[1] = vec.qvel[0]
+    for _ in range(5):
+        obs, rewards, terminated, _, infos = vec.step(np.full((2, 8), 0.3, np.float32))
+    assert not terminated.any() and (obs[0] == obs[1]).all()
+    vx, vy = infos["x_velocity"][0], infos["y_velocity"][0]
+    assert rewards[0] - rewards[1] == pytest.approx(vx - vy, rel=1e-9, abs=1e-12)
 
 
 def test_sub_env_i_starts_where_gymnasium_reset_with_seed_plus_i_starts() -> None:

@@ -1,4 +1,4 @@
-"""Ways of stepping many HalfCheetah models in one process: env steps/s, same run, same actions.
+"""Ways of stepping many MuJoCo models in one process: env steps/s, same run, same actions.
 
 For each size (tasks x envs per task sub-envs), every method steps the same pre-drawn random
 actions for `--steps` control steps per sub-env (`frame_skip` = 5 physics steps each):
@@ -17,12 +17,18 @@ actions for `--steps` control steps per sub-env (`frame_skip` = 5 physics steps 
   per step (SB3's 64x64 tanh MLP, per-task weights, `torch.func.functional_call` + `vmap`;
   its output dropped so that the motion is the same), whose share of the CPU time is shown.
 
+`--family ant-dir` steps ants instead (`metarl/AntDir-v0`, Ant-v5's physics): SyncVectorEnv,
+the raw step of a persistent batch (one MjData per sub-env, as the ant's vector env keeps) and
+`AntDirVector.step` (which adds Gymnasium's `mj_rnePostConstraint` per sub-env for the contact
+forces, and termination); random actions make ants fall, so every method also resets.
+
 Methods run interleaved, `--rounds` times; the table shows each method's median rate and its
 CPU seconds per 1,000 env steps (threads count). Timings on a shared machine are noisy: compare
 rows of one run only.
 
     python scripts/benchmarks/bench_mujoco_step.py                       # 20x5 and 40x5, 400 steps
     python scripts/benchmarks/bench_mujoco_step.py --sizes 20x5 --steps 100 --rounds 1 # quick
+    python scripts/benchmarks/bench_mujoco_step.py --family ant-dir --sizes 40x5 --steps 100
 """
 
 from __future__ import annotations
@@ -45,10 +51,14 @@ from rich.console import Console
 from rich.table import Table
 
 import metarl  # noqa: F401  (registers the metarl/ envs)
-from metarl.envs.vector_mujoco import HalfCheetahVelVector
+from metarl.envs.vector_mujoco import AntDirVector, HalfCheetahVelVector, MujocoTaskVectorEnv
 from metarl.progress import progress_bar
 
-FAMILY = "metarl/HalfCheetahVel-v0"
+FAMILIES: dict[str, tuple[type[MujocoTaskVectorEnv], str, float]] = {
+    "halfcheetah-vel": (HalfCheetahVelVector, "velocity", 2.0),
+    "ant-dir": (AntDirVector, "direction", 2 * np.pi),
+}
+"""--family: its vector env, its task parameter, drawn from U[0, high)."""
 Runner = Callable[[np.ndarray], None]
 """Steps every sub-env through `actions [steps, num_envs, act_dim]`."""
 
@@ -87,17 +97,17 @@ def quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-def gym_sync(n_tasks: int, per_task: int, goals: np.ndarray) -> Runner:
-    def make(task: int) -> Callable[[], gymnasium.Env]:
+def gym_sync(family: type[MujocoTaskVectorEnv], tasks: list[dict], per_task: int) -> Runner:
+    def make(task: dict) -> Callable[[], gymnasium.Env]:
         def thunk() -> gymnasium.Env:
-            env = gymnasium.make(FAMILY)
-            env.get_wrapper_attr("set_task")({"velocity": float(goals[task])})
+            env = gymnasium.make(family.family.family_name)
+            env.get_wrapper_attr("set_task")(task)
             return env
 
         return thunk
 
     envs = gymnasium.vector.SyncVectorEnv(
-        [make(k) for k in range(n_tasks) for _ in range(per_task)],
+        [make(task) for task in tasks for _ in range(per_task)],
         autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
     )
     envs.reset(seed=0)
@@ -157,9 +167,11 @@ def rollout_runner(model: mujoco.MjModel, n: int, threads: int, per_call: int | 
     return run
 
 
-def batch_runner(model: mujoco.MjModel, n: int, threads: int) -> Runner:
-    batch = Batch(model, n, nthread=threads)
+def batch_runner(model: mujoco.MjModel, n: int, threads: int, persistent: bool) -> Runner:
+    batch = Batch(model, n, nthread=threads, persistent=persistent)
     ctrl = batch.bind("ctrl")
+    if persistent:
+        batch.bind("xpos")  # the ant's vector env copies the torso position out of every step
 
     def run(actions: np.ndarray) -> None:
         for a in actions:
@@ -194,16 +206,20 @@ class Policy:
 
 
 def vector_runner(
-    n_tasks: int, per_task: int, goals: np.ndarray, threads: int, policy: bool
+    family: type[MujocoTaskVectorEnv],
+    tasks: list[dict],
+    per_task: int,
+    threads: int,
+    policy: bool,
 ) -> tuple[Runner, list[float]]:
     """The TaskVectorEnv; with `policy`, the vmapped MLP also runs on every observation and
     its CPU seconds are collected. Its actions are dropped and the given ones stepped, so both
     rows simulate the same motion (the physics' cost depends on it: contacts, solver
     iterations) and differ by the policy's cost alone."""
-    env = HalfCheetahVelVector(n_tasks, per_task, threads=threads)
-    env.set_tasks([{"velocity": float(g)} for g in goals])
+    env = family(len(tasks), per_task, threads=threads)
+    env.set_tasks(tasks)
     obs, _ = env.reset(seed=0)
-    net = Policy(n_tasks, obs.shape[1], env.model.nu) if policy else None
+    net = Policy(len(tasks), obs.shape[1], env.model.nu) if policy else None
     policy_s: list[float] = []
 
     def run(actions: np.ndarray) -> None:
@@ -221,29 +237,33 @@ def vector_runner(
 
 
 def build_runners(
-    model: mujoco.MjModel, n_tasks: int, per_task: int, goals: np.ndarray, threads: list[int]
+    family: type[MujocoTaskVectorEnv],
+    model: mujoco.MjModel,
+    tasks: list[dict],
+    per_task: int,
+    threads: list[int],
 ) -> tuple[dict[str, Runner], dict[str, list[float]]]:
     """Every method at one size; and, for the rows with a policy, where its seconds go."""
-    n = n_tasks * per_task
-    runners: dict[str, Runner] = {
-        "gymnasium SyncVectorEnv": gym_sync(n_tasks, per_task, goals),
-        "MjData loop, mj_step": mjdata_loop(model, n),
-    }
+    n = len(tasks) * per_task
+    vector = family.__name__
+    runners: dict[str, Runner] = {"gymnasium SyncVectorEnv": gym_sync(family, tasks, per_task)}
+    if family.persistent:  # the ant: its vector env against the raw step it adds to
+        for t in threads:
+            runners[f"mujoco.batch raw step, {t} thr"] = batch_runner(model, n, t, True)
+            runners[f"{vector}, {t} thr"], _ = vector_runner(family, tasks, per_task, t, False)
+        return runners, {}
+    runners["MjData loop, mj_step"] = mjdata_loop(model, n)
     for t in threads:
         runners[f"mujoco.rollout, 1 step/call, {t} thr"] = rollout_runner(model, n, t, 1)
     for t in threads:
         runners[f"mujoco.rollout, open loop, {t} thr"] = rollout_runner(model, n, t, None)
     for t in threads:
-        runners[f"mujoco.batch raw step, {t} thr"] = batch_runner(model, n, t)
+        runners[f"mujoco.batch raw step, {t} thr"] = batch_runner(model, n, t, False)
     policy_seconds: dict[str, list[float]] = {}
     for t in threads:
-        runners[f"HalfCheetahVelVector, {t} thr"], _ = vector_runner(
-            n_tasks, per_task, goals, t, policy=False
-        )
-        name = f"HalfCheetahVelVector + policy, {t} thr"
-        runners[name], policy_seconds[name] = vector_runner(
-            n_tasks, per_task, goals, t, policy=True
-        )
+        runners[f"{vector}, {t} thr"], _ = vector_runner(family, tasks, per_task, t, False)
+        name = f"{vector} + policy, {t} thr"
+        runners[name], policy_seconds[name] = vector_runner(family, tasks, per_task, t, True)
     return runners, policy_seconds
 
 
@@ -253,21 +273,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=positive, default=400, help="control steps per sub-env")
     parser.add_argument("--rounds", type=positive, default=3, help="interleaved repetitions")
     parser.add_argument("--threads", type=positive, nargs="+", default=[1, 2])
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="halfcheetah-vel")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stderr = Console(stderr=True)
+    family, key, high = FAMILIES[args.family]
     with quiet_stderr():
-        model = gymnasium.make("HalfCheetah-v5").unwrapped.model  # type: ignore[attr-defined]
+        base = gymnasium.make(family.family.default_base).unwrapped
+        model = base.model  # type: ignore[attr-defined]
     rows: list[list[str]] = []
 
     for n_tasks, per_task in args.sizes:
         n = n_tasks * per_task
         rng = np.random.default_rng(0)
-        goals = rng.uniform(0.0, 2.0, n_tasks)
-        actions = rng.uniform(-1.0, 1.0, (args.steps, n, 6)).astype(np.float32)
+        tasks = [{key: float(g)} for g in rng.uniform(0.0, high, n_tasks)]
+        actions = rng.uniform(-1.0, 1.0, (args.steps, n, model.nu)).astype(np.float32)
         with quiet_stderr():
-            runners, policy_seconds = build_runners(model, n_tasks, per_task, goals, args.threads)
+            runners, policy_seconds = build_runners(family, model, tasks, per_task, args.threads)
         for run in runners.values():  # warm-up: first calls, vmap's tracing, caches
             run(actions[:2])
         for spent in policy_seconds.values():
@@ -290,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in runners:
             speedup = f"{rate[name] / rate[sync]:.1f}x / {cpu_k[sync] / cpu_k[name]:.1f}x"
             note = ""
+            raw = f"mujoco.batch raw step, {name.split(', ')[-1]}"
+            if name.startswith(family.__name__ + ",") and raw in rate:
+                note = f"{rate[name] / rate[raw]:.0%} of the raw step"
             if name in policy_seconds:
                 policy_cpu = statistics.median(policy_seconds[name])
                 note = f"policy {policy_cpu / statistics.median(cpu[name]):.0%} of CPU"
@@ -303,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             print("| " + " | ".join(row) + " |")
     else:
         table = Table(
-            title=f"HalfCheetah stepping, {args.steps} steps/env, median of {args.rounds}"
+            title=f"{family.family.family_name} stepping, {args.steps} steps/env, "
+            f"median of {args.rounds}"
         )
         for h in headers:
             table.add_column(h, justify="left" if h in ("size", "method", "note") else "right")
