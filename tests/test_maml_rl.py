@@ -35,7 +35,7 @@ from metarl.rl.maml import (
 )
 from metarl.rl.policy import per_task_gradients
 from metarl.rl.promp import promp_step
-from metarl.rl.rollout import RolloutNoise, collect
+from metarl.rl.rollout import RolloutNoise, collect, runs_asked_way
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
 from metarl.train import MetaTrainer
@@ -551,6 +551,48 @@ def test_locomotion_curves_report_velocity_and_direction(one_thread):
     assert (np.sign(v[way == 0]) == -np.broadcast_to(d, v.shape)[way == 0]).all()
     nav = build_meta_learner(maml_recipe(), CPU)
     assert list(nav.curves([0], 2)) == ["return"]
+
+
+def test_the_asked_way_on_a_line_is_the_sign_and_on_a_plane_within_90_degrees():
+    class Task:
+        def __init__(self, direction: float) -> None:
+            self.params = {"direction": direction}
+
+    line = [Task(-1.0), Task(1.0)]
+    vx = np.array([[-0.5, 0.2], [0.3, -0.1]])
+    np.testing.assert_array_equal(runs_asked_way(vx, line), [[1, 0], [1, 0]])
+    plane = [Task(0.0), Task(math.pi / 2), Task(math.pi)]
+    vx = np.array([[1.0, -0.1], [1.0, -2.0], [-1.0, 0.1]])
+    vy = np.array([[5.0, 5.0], [-0.1, 0.1], [3.0, 0.0]])
+    # theta 0: (1, 5) points 79 deg off, (-0.1, 5) 91 deg; pi/2: (1, -0.1) 96 deg, (-2, 0.1)
+    # 87 deg; pi: (-1, 3) 72 deg, (0.1, 0) 180 deg
+    np.testing.assert_array_equal(runs_asked_way(vx, plane, vy), [[1, 0], [0, 1], [1, 0]])
+    assert runs_asked_way(vx, plane) is None  # an angle is no sign: the plane needs y
+    assert runs_asked_way(vx, [Task(1.0), object(), Task(-1.0)]) is None
+
+
+def test_ant_dir_curves_report_the_asked_way_on_the_plane(one_thread):
+    """AntDir reports x and y velocities: each episode's mean velocity of both is recorded,
+    and the evaluation's asked-way fraction is the share of episodes whose mean velocity
+    points within 90 degrees of the task's direction."""
+    recipe = with_overrides(hc_dir_recipe(), "task", name="ant-dir")
+    meta = build_meta_learner(recipe, CPU)
+    tasks = meta.dist.sample(2, np.random.default_rng(3), Split.TRAIN)
+    rollout = collect(
+        meta.policy, stack(meta.phi(), 2), meta._env(tasks), RolloutNoise([5, 6], 0), 30, 0.99
+    )
+    vx, vy = rollout.first_velocities, rollout.first_y_velocities
+    assert vx is not None and vy is not None and vx.shape == vy.shape == (2, 3)
+    assert np.abs(vy).max() > 1e-3 and not np.array_equal(vx, vy)
+    theta = np.array([t.params["direction"] for t in tasks])[:, None]
+    np.testing.assert_array_equal(
+        runs_asked_way(vx, tasks, vy), (np.cos(theta) * vx + np.sin(theta) * vy > 0) * 1.0
+    )
+    curves = meta.curves([0, 1], 4)
+    assert list(curves) == ["return", "forward_velocity", "runs_asked_way"]
+    way = curves["runs_asked_way"].per_task
+    assert ((way >= 0) & (way <= 1)).all()
+    np.testing.assert_allclose(way * 3, np.round(way * 3), atol=1e-9)
 
 
 def test_two_ranks_take_the_trust_region_step_one_rank_takes(tmp_path):

@@ -102,6 +102,8 @@ class TasksRun:
     velocities: dict[int, np.ndarray] = field(default_factory=dict)
     """Like `returns`, for envs that report `x_velocity`: each episode's mean forward
     velocity, `[tasks, envs]` (`Rollout.first_velocities`)."""
+    y_velocities: dict[int, np.ndarray] = field(default_factory=dict)
+    """Likewise for `y_velocity` (envs on a plane: AntDir)."""
 
 
 class BatchedRLMetaLearner(RLMetaLearnerBase):
@@ -184,6 +186,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         seeds = list(seeds)
         returns: dict[int, np.ndarray] = {}
         velocities: dict[int, np.ndarray] = {}
+        y_velocities: dict[int, np.ndarray] = {}
         successes: dict[int, np.ndarray] = {}
         inner = self._inner(lr)
         state = inner.init(params)
@@ -201,6 +204,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 returns[t] = self._returns(rollout)
                 if rollout.first_velocities is not None:
                     velocities[t] = rollout.first_velocities
+                if rollout.first_y_velocities is not None:
+                    y_velocities[t] = rollout.first_y_velocities
                 if rollout.first_successes is not None:
                     successes[t] = rollout.first_successes.mean(1)
             if t < updates:
@@ -209,7 +214,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 self.timers.update += time.perf_counter() - tick
             elif extra_rollout:
                 last = rollout
-        return TasksRun(params, returns, last, successes, velocities)
+        return TasksRun(params, returns, last, successes, velocities, y_velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
         if self.settings.inner == "vpg":
@@ -289,9 +294,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         tasks at a time (the envs built for them are closed at the end: an evaluation of
         several runs holds one set at a time). Locomotion envs (those reporting
         `x_velocity`) add the tasks' mean per-episode forward velocity and, for families
-        with a `direction` of +-1 (HalfCheetahDir), the fraction of each task's episodes
-        whose mean forward velocity has the direction's sign (`runs_asked_way`): "runs the
-        asked way" measured, not read off the sign of a return that includes control costs.
+        with a `direction` (HalfCheetahDir's +-1, AntDir's angle), the fraction of each task's
+        episodes whose mean velocity goes that way (`runs_asked_way`): "runs the asked way"
+        measured, not read off the sign of a return that includes control costs.
         `progress(done, n_tasks)` hears each rollout, as the fraction of the tasks' work done
         (the benchmark's own scoring, where there is one, counts as much again)."""
         kept = set(self._envs)  # the training's envs stay; the evaluation's are released
@@ -310,6 +315,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         chunk = eval_chunk(self.dist, self.settings.n_envs)
         values = np.zeros((len(wanted), n_tasks))
         velocity: np.ndarray | None = None
+        y_velocity: np.ndarray | None = None
         scoring = policy_scorer(self.dist) is not None
         share = 0.5 if scoring else 1.0  # of the progress bar taken by the rollouts
         done = 0.0
@@ -338,6 +344,10 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                     if velocity is None:
                         velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
                     velocity[row, part] = run.velocities[t]
+                if t in run.y_velocities:
+                    if y_velocity is None:
+                        y_velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
+                    y_velocity[row, part] = run.y_velocities[t]
         curves = {"return": Curve.from_values("return", wanted, values)}
 
         def scored_tick(finished: int) -> None:  # tasks scored at one step count
@@ -351,7 +361,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             curves["forward_velocity"] = Curve.from_values(
                 "forward_velocity", wanted, velocity.mean(-1)
             )
-            asked = runs_asked_way(velocity, tasks)
+            asked = runs_asked_way(velocity, tasks, y_velocity)
             if asked is not None:
                 curves["runs_asked_way"] = Curve.from_values(
                     "runs_asked_way", wanted, asked.mean(-1)

@@ -55,6 +55,8 @@ class Rollout:
     first_velocities: np.ndarray | None = None
     """`[tasks, envs]`: the mean forward (x) velocity over each sub-env's first episode, when
     the env reports `x_velocity` in its info (the locomotion families), else None."""
+    first_y_velocities: np.ndarray | None = None
+    """Likewise for `y_velocity`, where the env moves on a plane (AntDir), else None."""
     first_successes: np.ndarray | None = None
     """`[tasks, envs]`: 1 where the env reported `info["success"]` at any step of the
     sub-env's first episode (Meta-World's criterion), 0 elsewhere; None for envs that do not
@@ -132,7 +134,7 @@ def collect(
     alive = np.ones(n_tasks * n_envs, dtype=bool)
     running = np.zeros(n_tasks * n_envs)
     first_return = np.zeros(n_tasks * n_envs)
-    velocity_sum: np.ndarray | None = None
+    velocity_sums: dict[str, np.ndarray] = {}
     succeeded: np.ndarray | None = None
     first_length = np.zeros(n_tasks * n_envs)
     finished: list[list[float]] = [[] for _ in range(n_tasks)]
@@ -170,9 +172,10 @@ def collect(
             running += np.asarray(reward, dtype=np.float64)
             first_return += np.where(alive, reward, 0.0)
             first_length += alive
-            if "x_velocity" in infos:
-                velocity = np.where(alive, np.asarray(infos["x_velocity"], dtype=np.float64), 0.0)
-                velocity_sum = velocity if velocity_sum is None else velocity_sum + velocity
+            for key in ("x_velocity", "y_velocity"):
+                if key in infos:
+                    velocity = np.where(alive, np.asarray(infos[key], dtype=np.float64), 0.0)
+                    velocity_sums[key] = velocity_sums.get(key, 0.0) + velocity
             if "success" in infos:
                 hit = alive & (np.asarray(infos["success"], dtype=np.float64) > 0)
                 succeeded = hit if succeeded is None else succeeded | hit
@@ -190,6 +193,11 @@ def collect(
         ]
     )
 
+    def first_mean(key: str) -> np.ndarray | None:
+        if key not in velocity_sums:
+            return None
+        return (velocity_sums[key] / np.maximum(first_length, 1)).reshape(n_tasks, n_envs)
+
     def tet(x: Tensor) -> Tensor:  # [time, tasks, envs, ...] -> [tasks, envs, time, ...]
         return x.transpose(0, 1).transpose(1, 2).contiguous()
 
@@ -205,23 +213,30 @@ def collect(
         first_episode=tet(first),
         episode_returns=episode_returns,
         first_returns=first_return.reshape(n_tasks, n_envs).mean(1),
-        first_velocities=None
-        if velocity_sum is None
-        else (velocity_sum / np.maximum(first_length, 1)).reshape(n_tasks, n_envs),
+        first_velocities=first_mean("x_velocity"),
+        first_y_velocities=first_mean("y_velocity"),
         first_successes=None
         if succeeded is None
         else succeeded.astype(np.float64).reshape(n_tasks, n_envs),
     )
 
 
-def runs_asked_way(velocities: np.ndarray, tasks: Sequence[Any]) -> np.ndarray | None:
-    """`[..., tasks, envs]`: 1.0 where an episode's mean forward velocity has the sign of its
-    task's `direction` (HalfCheetahDir's +-1), else 0.0; None when the tasks have no such
-    direction (AntDir's is an angle, the other families have none)."""
-    signs = [getattr(task, "params", {}).get("direction") for task in tasks]
-    if not all(d in (-1, 1) for d in signs):
+def runs_asked_way(
+    velocities: np.ndarray, tasks: Sequence[Any], y_velocities: np.ndarray | None = None
+) -> np.ndarray | None:
+    """`[..., tasks, envs]`: 1.0 where an episode went its task's `direction`, else 0.0. On a
+    line (HalfCheetahDir, no `y_velocities`) the direction is +-1 and the mean forward
+    velocity must have its sign; on a plane (AntDir) it is an angle theta and the mean
+    velocity must have a positive component along (cos theta, sin theta), i.e. point within
+    90 degrees of it. None when the tasks have no direction (the other families)."""
+    directions = [getattr(task, "params", {}).get("direction") for task in tasks]
+    if not all(isinstance(d, int | float) and not isinstance(d, bool) for d in directions):
         return None
-    wanted = np.asarray(signs, dtype=float)[:, None]
+    wanted = np.asarray(directions, dtype=float)[:, None]
+    if y_velocities is not None:
+        return (np.cos(wanted) * velocities + np.sin(wanted) * y_velocities > 0).astype(float)
+    if not np.isin(wanted, (-1.0, 1.0)).all():
+        return None
     return (np.sign(velocities) == wanted).astype(float)
 
 
@@ -229,14 +244,14 @@ def episode_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[s
     """What the env's info says about the rollout's first episodes, for the training log:
     the success rate where the env reports `success` (Meta-World: `success_<when>`), the mean
     forward velocity where it reports `x_velocity` (`forward_velocity_<when>`) and, for
-    HalfCheetahDir, the fraction running their task's way (`runs_asked_way_<when>`); nothing
-    for envs that report neither."""
+    HalfCheetahDir and AntDir, the fraction going their task's way (`runs_asked_way_<when>`);
+    nothing for envs that report neither."""
     out: dict[str, float] = {}
     if rollout.first_successes is not None:
         out[f"success_{when}"] = float(rollout.first_successes.mean())
     if rollout.first_velocities is not None:
         out[f"forward_velocity_{when}"] = float(rollout.first_velocities.mean())
-        asked = runs_asked_way(rollout.first_velocities, tasks)
+        asked = runs_asked_way(rollout.first_velocities, tasks, rollout.first_y_velocities)
         if asked is not None:
             out[f"runs_asked_way_{when}"] = float(asked.mean())
     return out
