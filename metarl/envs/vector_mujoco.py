@@ -19,7 +19,7 @@ integrates with RK4, so both come from the last Runge-Kutta stage's forward pass
 state of the trajectory (a sensor that triggers the computation inside the step gives other
 values). The ant batch is therefore persistent (one MjData per sub-env, its derived fields
 those of its last step, as Gymnasium's MjData's are) and runs `mj_rnePostConstraint` on each
-sub-env's data after the step: one Python call per sub-env, about a fifth of the step's cost,
+sub-env's data after the step: one Python call per sub-env, about a tenth of the CPU a step costs,
 bit-identical to Gymnasium.
 
 Transitions, rewards and reset noise are those of the single family env
