@@ -34,7 +34,7 @@ from metarl.rl.maml import (
     reinforce_loss,
 )
 from metarl.rl.policy import per_task_gradients
-from metarl.rl.promp import promp_step
+from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.rollout import RolloutNoise, collect, runs_asked_way
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
@@ -650,6 +650,17 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
     assert coeff == expected
     moved = model.state_dict()["action_net.bias"] - phi["action_net.bias"]
     assert moved.abs().max() > 1e-4
+    # the coefficient never halves below its floor (its backward pass would reach float32's
+    # subnormals), and a smaller one saved by an older run is lifted to it
+    floor = ProMPSettings().min_inner_kl_coeff
+    for start in (floor, 1e-33):
+        model = copy.deepcopy(meta.model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        objective = adaptation.context["objective"]
+        coeff, metrics = promp_step(model, objective, delta, lambda x: x, 4, optimizer, 1e-3, start)
+        assert metrics["promp_kl_coeff"] == floor
+        kl = metrics["promp_inner_kl"]
+        assert coeff == (floor if kl < 0.01 / 1.5 else 2 * floor if kl > 0.015 else floor)
 
 
 # -- Meta-SGD for RL: learned per-parameter inner rates, through the same machinery ----------
