@@ -378,8 +378,10 @@ def _train(
             ) from None
         raise
     last = trainer.history[-1] if trainer.history else {}
+    session = last.get("elapsed_s", 0.0)
+    earlier = f" ({session:.1f} s in this session)" if trainer.train_s > session + 0.05 else ""
     say(
-        f"done: {trainer.iteration} meta-iterations in {last.get('elapsed_s', 0.0):.1f} s. "
+        f"done: {trainer.iteration} meta-iterations in {trainer.train_s:.1f} s{earlier}. "
         f"Evaluate with: metarl eval {escape(str(trainer.run.path))}",
         **ONE_LINE,
     )

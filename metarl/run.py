@@ -48,6 +48,9 @@ class Checkpoint:
     config: dict[str, Any]
     learner: dict[str, Any] = field(default_factory=dict)
     """The meta-learner's training state beyond the weights (carried inner moments)."""
+    train_s: float = 0.0
+    """Seconds of training up to `iteration`, over every session of a resumed run (0 in
+    checkpoints written before it was recorded)."""
 
 
 class RunDir:
@@ -235,6 +238,7 @@ class RunDir:
             "optimizer": ckpt.optimizer,
             "rng": ckpt.rng,
             "learner": ckpt.learner,
+            "train_s": ckpt.train_s,
             # JSON keeps the checkpoint loadable with weights_only=True whatever the config holds
             "config": json.dumps(ckpt.config),
         }
@@ -272,6 +276,7 @@ class RunDir:
             learner=_to_device(payload.get("learner", {}), map_location),
             rng=payload["rng"],
             config=config,
+            train_s=float(payload.get("train_s", 0.0)),
         )
 
     def edited_since(self, ckpt: Checkpoint) -> bool:

@@ -89,6 +89,9 @@ class MetaTrainer:
     """What was not finite after the last outer step (a loss, a parameter), or None."""
     checkpoint_iteration: int | None = None
     """The iteration of the checkpoint on disk (None before the first one)."""
+    train_s: float = 0.0
+    """Seconds of training so far, every session of a resumed run included (`elapsed_s` in
+    the metrics counts this session's only); logged as `train_s`, kept in the checkpoint."""
     _saved_at: float = field(default_factory=time.monotonic)
     """When the last checkpoint was written (or training started): for checkpoint_seconds."""
 
@@ -177,6 +180,7 @@ class MetaTrainer:
                     ) from None
                 trainer.iteration = ckpt.iteration
                 trainer.checkpoint_iteration = ckpt.iteration
+                trainer.train_s = ckpt.train_s
             if recipe.train.meta_iterations < trainer.iteration:
                 raise UserError(
                     f"--meta-iterations {recipe.train.meta_iterations}: the run has done "
@@ -273,6 +277,7 @@ class MetaTrainer:
         for cb in callbacks:
             cb.on_start(self)
         started = time.perf_counter()
+        trained_before = self.train_s
         self._saved_at = time.monotonic()
         first = self.iteration
         # events past the checkpoint (an interrupted session's) are purged: no step twice
@@ -291,6 +296,8 @@ class MetaTrainer:
                 elapsed = time.perf_counter() - started
                 metrics["iteration"] = done
                 metrics["elapsed_s"] = elapsed
+                self.train_s = trained_before + elapsed
+                metrics["train_s"] = self.train_s
                 metrics["tasks_per_s"] = (done - first) * t.meta_batch / max(elapsed, 1e-9)
                 if self.diverged is not None:  # log the bad row, keep the last finite checkpoint
                     if main:
@@ -337,6 +344,7 @@ class MetaTrainer:
                 rng={"torch": torch.get_rng_state(), "task_streams": "seed+iteration"},
                 config=self.recipe.to_dict(),
                 learner=_cpu(self.meta.state_dict()),
+                train_s=self.train_s,
             )
         )
         self.checkpoint_iteration = self.iteration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -58,6 +59,10 @@ def test_eval_plot_writes_pngs(trained_run, tmp_path):
 def test_resume_of_a_finished_run_is_a_no_op(trained_run):
     result = invoke("train", "--resume", str(trained_run), "-q")
     assert result.exit_code == 0, result.output
+    # the whole run's training time, none of it in this session
+    assert re.search(
+        r"done: 20 meta-iterations in \d+\.\d s \(0\.0 s in this session\)", result.output
+    )
 
 
 # Bad invocations: tests/test_bad_input.py (one table).

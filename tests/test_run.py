@@ -97,6 +97,26 @@ def test_interrupt_and_resume_give_the_same_weights(tmp_path, algorithm, outer):
     assert iters == [2, 4, 6, 8, 10, 12]
 
 
+def test_training_seconds_run_on_across_a_resume(tmp_path):
+    """`elapsed_s` counts one session; `train_s` (metrics and checkpoint) every session, so a
+    run resumed across working sessions states its whole training time."""
+    recipe = tiny_recipe()
+    with pytest.raises(TrainingInterrupted):
+        MetaTrainer.start(recipe, tmp_path / "cut", CPU, callbacks=[StopAt(7)]).fit()
+    run = RunDir(tmp_path / "cut")
+    before = run.load_checkpoint().train_s
+    assert before > 0 and before >= run.read_metrics()[-1]["train_s"]
+    resumed = MetaTrainer.resume(tmp_path / "cut", CPU)
+    assert resumed.train_s == before
+    resumed.fit()
+    rows = run.read_metrics()
+    assert all(a["train_s"] < b["train_s"] for a, b in zip(rows, rows[1:], strict=False))
+    for row in rows:
+        if row["iteration"] > 7:
+            assert row["train_s"] == pytest.approx(before + row["elapsed_s"])
+    assert run.load_checkpoint().train_s == pytest.approx(rows[-1]["train_s"])
+
+
 def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     trainer = MetaTrainer.start(tiny_recipe(meta_iterations=3), tmp_path / "r", CPU)
     trainer.fit()
