@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from metarl import zoo
-from metarl.config import Recipe, recipe_from_dict
+from metarl.config import OuterOptimizerName, Recipe, recipe_from_dict
 from metarl.curves import Curve
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -290,6 +290,14 @@ def compare_runs(
 INIT_LABELS = {"meta": "meta-trained", "random": "random init", "joint": "joint training"}
 
 
+def algorithm_label(recipe: Recipe) -> str:
+    """The algorithm as a figure names it: `maml + trpo` (MAML-RL) and `maml + promp` (ProMP)
+    where the outer step is the algorithm's own, else the algorithm alone."""
+    outer = recipe.train.outer_optimizer
+    own = outer in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
+    return f"{recipe.train.algorithm.value}{f' + {outer.value}' if own else ''}"
+
+
 def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     """All curves of `comparison` on one PNG at `path` (the metric against inner steps, or
     against policy updates for RL); for one sine run the fitted waves beside it
@@ -300,7 +308,7 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     runs, first = comparison.runs, comparison.runs[0]
     series = []
     for e in runs:
-        what = f"{INIT_LABELS.get(e.init, e.init)}, {e.recipe.train.algorithm.value}"
+        what = f"{INIT_LABELS.get(e.init, e.init)}, {algorithm_label(e.recipe)}"
         name = e.run_dir.name if e.run_dir is not None else e.init
         series.append((f"{name} ({what})" if len(runs) > 1 else what, e.curve))
     # names, not absolute paths, in a figure that is shared

@@ -114,3 +114,14 @@ def test_paired_differences_against_each_baseline_are_reported(two_runs, tmp_pat
         app, ["eval", str(a), "--joint-run", str(b), "--plot", png, "--tasks", "20"]
     )
     assert text.exit_code == 0 and "paired difference in mse" in text.stdout
+
+
+def test_figures_name_the_outer_step_that_makes_the_algorithm():
+    """MAML-RL (maml + trpo) and ProMP (maml + promp) share `algorithm = "maml"`: a figure
+    comparing them must say which is which; an optimizer on the meta-gradient is not named."""
+    from metarl.evaluate import algorithm_label
+
+    assert algorithm_label(resolve_recipe("halfcheetah-dir-maml")) == "maml + trpo"
+    assert algorithm_label(resolve_recipe("halfcheetah-dir-promp")) == "maml + promp"
+    assert algorithm_label(resolve_recipe("halfcheetah-dir-fomaml")) == "fomaml"
+    assert algorithm_label(resolve_recipe("sine")) == resolve_recipe("sine").train.algorithm.value
