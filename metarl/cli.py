@@ -379,7 +379,8 @@ def _train(
         raise
     last = trainer.history[-1] if trainer.history else {}
     session = last.get("elapsed_s", 0.0)
-    earlier = f" ({session:.1f} s in this session)" if trainer.train_s > session + 0.05 else ""
+    # train_s = the earlier sessions' seconds + this one's: exactly this one's in a fresh run
+    earlier = f" ({session:.1f} s in this session)" if trainer.train_s > session else ""
     say(
         f"done: {trainer.iteration} meta-iterations in {trainer.train_s:.1f} s{earlier}. "
         f"Evaluate with: metarl eval {escape(str(trainer.run.path))}",

@@ -366,7 +366,10 @@ class AntDirVector(MujocoTaskVectorEnv):
 
         self._xpos = self._batch.bind("xpos")
         self._scratch = mujoco.MjData(self.model)
-        self._cfrc = np.zeros((self.num_envs, self.model.nbody, 6))
+        # computed once per step, read by the observation, the reward and the termination:
+        # the clipped contact forces (zero after a reset) and which sub-envs are healthy
+        self._contact = np.zeros((self.num_envs, self.model.nbody, 6))
+        self._healthy = np.ones(self.num_envs, dtype=bool)
 
     def _position(self) -> np.ndarray:
         return self._xpos[:, self._main_body, :2].copy()
@@ -375,32 +378,28 @@ class AntDirVector(MujocoTaskVectorEnv):
         # Gymnasium's `mj_rnePostConstraint` after `mj_step`, on each sub-env's kept MjData
         import mujoco
 
-        data, model, cfrc = self._scratch, self.model, self._cfrc
+        data, model, contact = self._scratch, self.model, self._contact
         for i in range(self.num_envs):
             self._batch.get_data(i, data)
             mujoco.mj_rnePostConstraint(model, data)
-            cfrc[i] = data.cfrc_ext
-
-    def _contact_forces(self, ids: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return np.clip(self._cfrc[ids], self._contact_low, self._contact_high)
-
-    def _healthy(self) -> np.ndarray:
+            contact[i] = data.cfrc_ext
+        np.clip(contact, self._contact_low, self._contact_high, out=contact)
         finite = np.isfinite(self._qpos).all(axis=1) & np.isfinite(self._qvel).all(axis=1)
         height = self._qpos[:, 2]
-        return finite & (height >= self._healthy_low) & (height <= self._healthy_high)
+        self._healthy = finite & (height >= self._healthy_low) & (height <= self._healthy_high)
 
     def _terminated(self) -> np.ndarray:
         if not self._terminate_unhealthy:
             return super()._terminated()
-        return ~self._healthy()
+        return ~self._healthy
 
     def _after_reset(self, ids: np.ndarray) -> None:
         # Gymnasium's reset: mj_resetData zeroes the contact forces, set_state runs mj_forward
         self._batch.forward(ids)
-        self._cfrc[ids] = 0.0
+        self._contact[ids] = 0.0
 
     def _observe(self, ids: np.ndarray | slice = slice(None)) -> np.ndarray:
-        forces = self._contact_forces(ids)[:, 1:]
+        forces = self._contact[ids, 1:]
         forces = forces.reshape(forces.shape[0], -1)
         return np.concatenate(
             [self._qpos[ids, 2:], self._qvel[ids], forces], axis=1, dtype=np.float32
@@ -409,7 +408,7 @@ class AntDirVector(MujocoTaskVectorEnv):
     def task_reward(self, velocity: np.ndarray, actions: np.ndarray) -> np.ndarray:
         theta = self.task_column("direction")
         projected = np.cos(theta) * velocity[:, 0] + np.sin(theta) * velocity[:, 1]
-        healthy = self._healthy_reward * self._healthy()
+        healthy = self._healthy_reward * self._healthy
         control = self._ctrl_weight * np.sum(np.square(actions), axis=1)
-        contact = self._contact_weight * np.sum(np.square(self._contact_forces()), axis=(1, 2))
+        contact = self._contact_weight * np.sum(np.square(self._contact), axis=(1, 2))
         return projected + healthy - control - contact

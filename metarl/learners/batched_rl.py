@@ -100,10 +100,8 @@ class TasksRun:
     """Like `returns`, for envs that report `info["success"]` (Meta-World): each task's
     fraction of first episodes with a success, `[tasks]` (`Rollout.first_successes`)."""
     velocities: dict[int, np.ndarray] = field(default_factory=dict)
-    """Like `returns`, for envs that report `x_velocity`: each episode's mean forward
-    velocity, `[tasks, envs]` (`Rollout.first_velocities`)."""
-    y_velocities: dict[int, np.ndarray] = field(default_factory=dict)
-    """Likewise for `y_velocity` (envs on a plane: AntDir)."""
+    """Like `returns`, for envs that report `x_velocity`: each episode's mean velocity,
+    `[tasks, envs, axes]`, x (`Rollout.first_velocities`) and, on a plane (AntDir), y."""
 
 
 class BatchedRLMetaLearner(RLMetaLearnerBase):
@@ -186,7 +184,6 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         seeds = list(seeds)
         returns: dict[int, np.ndarray] = {}
         velocities: dict[int, np.ndarray] = {}
-        y_velocities: dict[int, np.ndarray] = {}
         successes: dict[int, np.ndarray] = {}
         inner = self._inner(lr)
         state = inner.init(params)
@@ -203,9 +200,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             if schedule.measured(t):
                 returns[t] = self._returns(rollout)
                 if rollout.first_velocities is not None:
-                    velocities[t] = rollout.first_velocities
-                if rollout.first_y_velocities is not None:
-                    y_velocities[t] = rollout.first_y_velocities
+                    axes = (rollout.first_velocities, rollout.first_y_velocities)
+                    velocities[t] = np.stack([v for v in axes if v is not None], axis=-1)
                 if rollout.first_successes is not None:
                     successes[t] = rollout.first_successes.mean(1)
             if t < updates:
@@ -214,7 +210,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 self.timers.update += time.perf_counter() - tick
             elif extra_rollout:
                 last = rollout
-        return TasksRun(params, returns, last, successes, velocities, y_velocities)
+        return TasksRun(params, returns, last, successes, velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
         if self.settings.inner == "vpg":
@@ -314,8 +310,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         tasks, seeds = self.eval_tasks(n_tasks)
         chunk = eval_chunk(self.dist, self.settings.n_envs)
         values = np.zeros((len(wanted), n_tasks))
-        velocity: np.ndarray | None = None
-        y_velocity: np.ndarray | None = None
+        velocity: np.ndarray | None = None  # [steps, tasks, envs, axes]
         scoring = policy_scorer(self.dist) is not None
         share = 0.5 if scoring else 1.0  # of the progress bar taken by the rollouts
         done = 0.0
@@ -342,12 +337,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 values[row, part] = run.returns[t]
                 if t in run.velocities:
                     if velocity is None:
-                        velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
+                        velocity = np.zeros((len(wanted), n_tasks, *run.velocities[t].shape[1:]))
                     velocity[row, part] = run.velocities[t]
-                if t in run.y_velocities:
-                    if y_velocity is None:
-                        y_velocity = np.zeros((len(wanted), n_tasks, self.settings.n_envs))
-                    y_velocity[row, part] = run.y_velocities[t]
         curves = {"return": Curve.from_values("return", wanted, values)}
 
         def scored_tick(finished: int) -> None:  # tasks scored at one step count
@@ -359,9 +350,10 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             curves = {**scored, "rollout_return": curves["return"]}
         if velocity is not None:
             curves["forward_velocity"] = Curve.from_values(
-                "forward_velocity", wanted, velocity.mean(-1)
+                "forward_velocity", wanted, velocity[..., 0].mean(-1)
             )
-            asked = runs_asked_way(velocity, tasks, y_velocity)
+            y = velocity[..., 1] if velocity.shape[-1] > 1 else None
+            asked = runs_asked_way(velocity[..., 0], tasks, y)
             if asked is not None:
                 curves["runs_asked_way"] = Curve.from_values(
                     "runs_asked_way", wanted, asked.mean(-1)

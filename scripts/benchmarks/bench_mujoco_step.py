@@ -54,11 +54,11 @@ import metarl  # noqa: F401  (registers the metarl/ envs)
 from metarl.envs.vector_mujoco import AntDirVector, HalfCheetahVelVector, MujocoTaskVectorEnv
 from metarl.progress import progress_bar
 
-FAMILIES: dict[str, tuple[type[MujocoTaskVectorEnv], str, float]] = {
-    "halfcheetah-vel": (HalfCheetahVelVector, "velocity", 2.0),
-    "ant-dir": (AntDirVector, "direction", 2 * np.pi),
+FAMILIES: dict[str, type[MujocoTaskVectorEnv]] = {
+    "halfcheetah-vel": HalfCheetahVelVector,
+    "ant-dir": AntDirVector,
 }
-"""--family: its vector env, its task parameter, drawn from U[0, high)."""
+"""--family: its vector env (whose model and task distribution the benchmark uses)."""
 Runner = Callable[[np.ndarray], None]
 """Steps every sub-env through `actions [steps, num_envs, act_dim]`."""
 
@@ -278,16 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     stderr = Console(stderr=True)
-    family, key, high = FAMILIES[args.family]
+    family = FAMILIES[args.family]
     with quiet_stderr():
-        base = gymnasium.make(family.family.default_base).unwrapped
-        model = base.model  # type: ignore[attr-defined]
+        probe = family(1, 1, threads=1)  # the family's model and task distribution
+    model = probe.model
     rows: list[list[str]] = []
 
     for n_tasks, per_task in args.sizes:
         n = n_tasks * per_task
         rng = np.random.default_rng(0)
-        tasks = [{key: float(g)} for g in rng.uniform(0.0, high, n_tasks)]
+        tasks = probe.sample_tasks(n_tasks, rng)
         actions = rng.uniform(-1.0, 1.0, (args.steps, n, model.nu)).astype(np.float32)
         with quiet_stderr():
             runners, policy_seconds = build_runners(family, model, tasks, per_task, args.threads)
@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                 note = f"policy {policy_cpu / statistics.median(cpu[name]):.0%} of CPU"
             rows.append([size, name, f"{rate[name]:,.0f}", f"{cpu_k[name]:.3f}", speedup, note])
 
+    probe.close()
     headers = ("size", "method", "env steps/s", "CPU s / 1k steps", "vs Sync (wall / CPU)", "note")
     if args.markdown:
         print("| " + " | ".join(headers) + " |")
