@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent, Normal, kl_divergence
 
 from metarl.config import recipe_from_dict, with_overrides
 from metarl.errors import ConfigError
@@ -22,7 +22,7 @@ from metarl.learners import build_meta_learner
 from metarl.learners.inner_loop import stack
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
-from metarl.rl.baselines import joint_trpo_recipe, meta_env_steps
+from metarl.rl.baselines import joint_outer_recipe, meta_env_steps
 from metarl.rl.maml import (
     RATE_PREFIX,
     MetaObjective,
@@ -31,6 +31,7 @@ from metarl.rl.maml import (
     episode_mean,
     lvc_loss,
     meta_gradient,
+    ratio_loss,
     reinforce_loss,
 )
 from metarl.rl.policy import per_task_gradients
@@ -414,7 +415,9 @@ def test_trpo_with_a_fisher_fraction_still_keeps_the_kl_under_the_bound(adapted)
     assert not torch.equal(steps[0], steps[1])
 
 
-@pytest.mark.parametrize("outer,inner_steps", [("trpo", 1), ("adam", 1), ("promp", 1), ("trpo", 2)])
+@pytest.mark.parametrize(
+    "outer,inner_steps", [("trpo", 1), ("adam", 1), ("promp", 1), ("promp", 0), ("trpo", 2)]
+)
 def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer, inner_steps):
     """4 iterations in one go equal 2, a stop (the Ctrl-C path) and a resume of 2: the same
     weights bit for bit; the run trains (weights move, returns finite)."""
@@ -430,7 +433,8 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer, inner_steps)
     end = whole.model.state_dict()
     assert not torch.equal(start["action_net.weight"], end["action_net.weight"])
     rows = whole.history
-    assert len(rows) == 4 and all(math.isfinite(r["return_after"]) for r in rows)
+    logged = "return_before" if inner_steps == 0 else "return_after"  # joint: phi's alone
+    assert len(rows) == 4 and all(math.isfinite(r[logged]) for r in rows)
 
 
 @pytest.mark.parametrize(
@@ -663,6 +667,53 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
         assert coeff == (floor if kl < 0.01 / 1.5 else 2 * floor if kl > 0.015 else floor)
 
 
+def test_promp_objective_equals_its_written_out_form(adapted):
+    """`promp_losses` evaluates pi_phi on the pre-update states once, for the inner step and
+    the inner KL: at a phi moved off phi_old its values and gradient equal ProMP's objective
+    written out (re-adapt with `ratio_loss`, the clipped surrogate, the KL from its own
+    forward); without a graph the same values. At phi_old the clipped objective is the
+    meta-gradient's surrogate (what `promp_step` takes as its value before the steps)."""
+    meta, phi, adaptation, grads, _ = adapted
+    objective = adaptation.context["objective"]
+    moved = {k: (v - 0.05 * grads[k]).detach() for k, v in phi.items()}
+    pre = objective.pre
+    pre = Samples(
+        pre.obs, pre.actions, pre.advantages, pre.mask, objective.pre_old.log_prob(pre.actions)
+    )
+
+    def written_out(params):
+        adapted = adapt(
+            objective.policy_fn, params, pre, 0.1, create_graph=True, inner_loss=ratio_loss
+        )
+        surrogate = objective._clipped_surrogate(adapted, 0.2)
+        base = {k: v.unsqueeze(0).expand(4, *v.shape) for k, v in params.items()}
+        dist = objective.policy_fn(base, pre.obs)
+        return surrogate, episode_mean(kl_divergence(objective.pre_old, dist), pre.mask)
+
+    results = []
+    for losses_of in (lambda p: objective.promp_losses(p, 0.2), written_out):
+        leaves = {k: v.clone().requires_grad_() for k, v in moved.items()}
+        surrogate, kl = losses_of(leaves)
+        total = surrogate.sum() + 0.3 * kl.sum()
+        found = torch.autograd.grad(total, list(leaves.values()), allow_unused=True)
+        results.append((surrogate, kl, found))
+    (s1, k1, g1), (s2, k2, g2) = results
+    torch.testing.assert_close(s1, s2)
+    torch.testing.assert_close(k1, k2)
+    assert float(k1.detach().sum()) > 0
+    for a, b in zip(g1, g2, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    s3, k3 = objective.promp_losses(moved, 0.2, create_graph=False)
+    assert not s3.requires_grad and not k3.requires_grad
+    torch.testing.assert_close(s3, s1.detach())
+    torch.testing.assert_close(k3, k1.detach())
+    at_old, kl_old = objective.promp_losses(phi, 0.2, create_graph=False)
+    torch.testing.assert_close(at_old, adaptation.context["surrogate"], rtol=1e-5, atol=1e-6)
+    assert float(kl_old.abs().max()) < 1e-6
+
+
 # -- Meta-SGD for RL: learned per-parameter inner rates, through the same machinery ----------
 def metasgd_adaptation(inner_steps: int):
     """A metasgd learner (alpha = 0.1 everywhere, then perturbed so that the rates differ
@@ -769,7 +820,7 @@ def test_metasgd_for_rl_takes_the_trust_region_step():
 def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path, one_thread):
     """`inner_steps = 0`: no pre-update rollout, the outer episodes come from phi (their
     return logged as the only one, "before"), the Fisher products are the KL's Hessian at phi
-    (J = I, against double backprop), the step keeps its KL bound; `joint_trpo_recipe` spends
+    (J = I, against double backprop), the step keeps its KL bound; `joint_outer_recipe` spends
     the meta run's env steps in twice its iterations."""
     recipe = maml_recipe(train={"inner_steps": 0})
     meta = build_meta_learner(recipe, CPU)
@@ -799,11 +850,43 @@ def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path,
     assert 0 < step["trpo_kl"] <= TRPOSettings().max_kl
     assert step["trpo_loss_after"] < step["trpo_loss_before"]
     meta_run = maml_recipe()
-    joint = joint_trpo_recipe(meta_run)
+    joint = joint_outer_recipe(meta_run)
     assert (
         joint.train.inner_steps == 0
         and joint.train.meta_iterations == 2 * meta_run.train.meta_iterations
     )
     assert meta_env_steps(joint) == meta_env_steps(meta_run)
-    with pytest.raises(ConfigError, match="0 with maml and trpo"):
+    with pytest.raises(ConfigError, match="or 0 with maml"):
         build_meta_learner(maml_recipe(train={"inner_steps": 0, "algorithm": "metasgd"}), CPU)
+
+
+def test_joint_promp_baseline_takes_clipped_steps_on_phi_itself(one_thread):
+    """`inner_steps = 0` with ProMP's step: the clipped objective at phi on phi's own episodes
+    (nothing to re-adapt, no inner KL), lowered by its Adam steps; `joint_outer_recipe` keeps
+    the meta run's ProMP step and its env steps."""
+    recipe = maml_recipe(train={"inner_steps": 0, "outer_optimizer": "promp", "meta_step": 1e-3})
+    meta, phi, adaptation, grads, _ = adaptation_of(recipe)
+    objective = adaptation.context["objective"]
+    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+    surrogate, inner_kl = objective.promp_losses(leaves, 0.2)
+    assert torch.equal(inner_kl, torch.zeros(4))
+    # at phi_old the clipped objective is the surrogate (r = 1), and so is its gradient
+    plain = objective.losses(leaves, create_graph=True).surrogate
+    torch.testing.assert_close(surrogate, plain)
+    model = meta.model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    _, step = promp_step(
+        model,
+        objective,
+        {k: g / 4 for k, g in grads.items()},
+        lambda x: x,
+        4,
+        optimizer,
+        1e-3,
+        1e-2,
+    )
+    assert step["promp_loss_after"] < step["promp_loss_before"] and step["promp_inner_kl"] == 0
+    meta_run = maml_recipe(train={"outer_optimizer": "promp"})
+    joint = joint_outer_recipe(meta_run)
+    assert joint.train.outer_optimizer.value == "promp" and joint.train.inner_steps == 0
+    assert meta_env_steps(joint) == meta_env_steps(meta_run)

@@ -66,17 +66,18 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 f'learner.inner = "{learner.settings.inner}": train.algorithm = "{algorithm}" '
                 'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
             )
-        joint_ok = algorithm == "maml" and recipe.train.outer_optimizer is OuterOptimizerName.TRPO
+        joint_ok = algorithm == "maml"  # the joint baseline with TRPO's or ProMP's step
         k = recipe.train.inner_steps
-        if recipe.train.outer_optimizer is OuterOptimizerName.PROMP and k != 1:
+        if recipe.train.outer_optimizer is OuterOptimizerName.PROMP and k > 1:
             raise ConfigError(
                 f"train.inner_steps = {k}: ProMP's outer objective is written for one "
-                "policy-gradient step, use 1 (or the trpo outer step for several)"
+                "policy-gradient step, use 1 or 0 (the joint baseline), or the trpo outer "
+                "step for several"
             )
         if k < (0 if joint_ok else 1):
             raise ConfigError(
                 f"train.inner_steps = {k}: {algorithm} for RL takes 1 or more "
-                "policy-gradient steps (MAML-RL's protocol: 1), or 0 with maml and trpo "
+                "policy-gradient steps (MAML-RL's protocol: 1), or 0 with maml "
                 "(the joint baseline, trained without adaptation)"
             )
         return learner
@@ -234,6 +235,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             step.optimizer,
             step.lr,
             self.promp_kl_coeff,
+            surrogate_at_phi=step.adaptation.context.get("surrogate"),
         )
         return metrics
 

@@ -2,8 +2,9 @@
 
 - **random**: the policy at its seed initialization, no training at all (`metarl eval RUN
   --init random`: the recipe's model built from `train.seed`).
-- **joint with the meta run's outer step** (`joint_trpo_recipe`, MAML-RL recipes): TRPO on
-  the task mixture with no adaptation, same meta-batch and env steps.
+- **joint with the meta run's outer step** (`joint_outer_recipe`, MAML-RL recipes): TRPO
+  (or ProMP's clipped Adam steps, PPO's objective without an inner step) on the task mixture
+  with no adaptation, same meta-batch and env steps.
 - **joint** (multi-task): PPO on the mixture of training tasks with as many environment steps
   as the meta-training run. It is expressed as a recipe for the same `MetaTrainer`:
   Reptile with `meta_batch = 1`, `inner_steps = 1` and a meta-step of 1 throughout sets
@@ -16,7 +17,7 @@
 
 from __future__ import annotations
 
-from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.config import Algorithm, OuterOptimizerName, Recipe, with_overrides
 from metarl.rl.settings import rl_settings
 
 
@@ -55,23 +56,26 @@ def joint_recipe(recipe: Recipe, env_steps: int | None = None) -> Recipe:
     )
 
 
-def joint_trpo_recipe(recipe: Recipe) -> Recipe:
-    """The joint baseline of a MAML-RL recipe with its own outer optimizer: the same learner,
-    TRPO step and meta-batch with no adaptation (`inner_steps = 0`: each iteration's episodes
-    come from phi, and TRPO improves phi's return on the task mixture), for as many env steps
+def joint_outer_recipe(recipe: Recipe) -> Recipe:
+    """The joint baseline of a MAML-RL recipe with its own outer step: the same learner, outer
+    step and meta-batch with no adaptation (`inner_steps = 0`: each iteration's episodes come
+    from phi, and the step improves phi's return on the task mixture), for as many env steps
     as meta-training `recipe` takes (twice the iterations: one rollout per task instead of
-    two). A fairer baseline than `joint_recipe`'s sequential inner steps, which take neither
-    the outer optimizer nor the meta-batch of the meta run."""
+    two). The step is the recipe's "promp" (its clipped objective with nothing to re-adapt:
+    PPO's, with ProMP's 5 Adam steps per batch) or otherwise "trpo". A fairer baseline than
+    `joint_recipe`'s sequential inner steps, which take neither the outer optimizer nor the
+    meta-batch of the meta run."""
     t = recipe.train
     iterations = max(1, round(meta_env_steps(recipe) / (t.meta_batch * _steps_per_update(recipe))))
+    promp = t.outer_optimizer is OuterOptimizerName.PROMP
     return with_overrides(
         recipe,
         "train",
         algorithm=Algorithm.MAML,
-        outer_optimizer="trpo",
+        outer_optimizer="promp" if promp else "trpo",
         inner_steps=0,
         meta_iterations=iterations,
     )
 
 
-__all__ = ["joint_recipe", "joint_trpo_recipe", "meta_env_steps"]
+__all__ = ["joint_recipe", "joint_outer_recipe", "meta_env_steps"]

@@ -113,10 +113,14 @@ def ratio_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Tensor:
     the sampling parameters it is `lvc_loss` (value and every derivative); elsewhere it is
     the importance-weighted policy gradient, which ProMP's several outer steps per batch
     re-adapt with."""
+    return ratio_loss_of(policy_fn(params, samples.obs), samples)
+
+
+def ratio_loss_of(dist: Distribution, samples: Samples) -> Tensor:
+    """`ratio_loss` of the policies' distribution `dist` on `samples`' states."""
     if samples.log_prob_old is None:
         raise ValueError("ratio_loss needs the samples' log_prob_old")
-    log_prob = policy_fn(params, samples.obs).log_prob(samples.actions)
-    ratio = torch.exp(log_prob - samples.log_prob_old)
+    ratio = torch.exp(dist.log_prob(samples.actions) - samples.log_prob_old)
     return -episode_mean(ratio * samples.advantages, samples.mask)
 
 
@@ -357,36 +361,62 @@ class MetaObjective:
             return OuterLosses(surrogates[0], kls[0])
         return OuterLosses(torch.stack(surrogates).mean(0), torch.stack(kls).mean(0))
 
-    def promp_losses(self, phi: Params, clip_eps: float) -> tuple[Tensor, Tensor]:
+    def promp_losses(
+        self, phi: Params, clip_eps: float, *, create_graph: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """ProMP's outer objective per task at `phi` (Rothfuss et al. 2019; its code's
         `pro_mp.py`): minus the episode mean of `min(r A', clip(r, 1 - eps, 1 + eps) A')`, r
         the ratio of the re-adapted post-update policy to the one that sampled, and the inner
         KL `KL(pi_phi_old || pi_phi)` on the pre-update states (the penalty term). The
         re-adaptation uses `ratio_loss` (the importance weights to the pre-update sampling
-        policy). Differentiable to phi through the adaptation."""
-        if self.pre is None or self.pre_old is None or len(self.pre_steps) > 1:
+        policy). With `create_graph` differentiable to phi through the adaptation; without,
+        values only (the inner gradient still taken, no graph kept). Without pre-update
+        samples (the joint baseline, `inner_steps = 0`) the clipped term at phi itself, PPO's
+        objective on the task mixture, and no inner KL (zero).
+
+        pi_phi on the pre-update states is evaluated once, for the inner step and the KL
+        both: the KL's gradient then shares the inner loss's backward pass through the
+        network instead of taking one of its own (a ProMP step is 4 such passes)."""
+        weights, rates = split_rates(phi, self.lr)
+        if self.pre is None:  # the joint baseline: PPO's clipped objective on phi's episodes
+            base = {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in weights.items()}
+            with torch.set_grad_enabled(create_graph):
+                surrogate = self._clipped_surrogate(base, clip_eps)
+            return surrogate, torch.zeros_like(surrogate)
+        if self.pre_old is None or len(self.pre_steps) > 1:
             raise ValueError("ProMP's objective needs one inner step's pre-update samples")
+        pre_old = self.pre_old
         pre = Samples(
             self.pre.obs,
             self.pre.actions,
             self.pre.advantages,
             self.pre.mask,
-            self.pre_old.log_prob(self.pre.actions),
+            pre_old.log_prob(self.pre.actions),
         )
-        weights, rates = split_rates(phi, self.lr)
+        kls: list[Tensor] = []
+
+        def inner_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Tensor:
+            dist = policy_fn(params, samples.obs)
+            kls.append(episode_mean(kl_divergence(pre_old, dist), samples.mask))
+            return ratio_loss_of(dist, samples)
+
+        if not create_graph:
+            weights = {k: v.detach() for k, v in weights.items()}
         adapted = adapt(
-            self.policy_fn, weights, pre, rates, create_graph=True, inner_loss=ratio_loss
+            self.policy_fn, weights, pre, rates, create_graph=create_graph, inner_loss=inner_loss
         )
-        dist = self.policy_fn(adapted, self.post.obs)
+        with torch.set_grad_enabled(create_graph):
+            surrogate = self._clipped_surrogate(adapted, clip_eps)
+        return surrogate, kls[0] if create_graph else kls[0].detach()
+
+    def _clipped_surrogate(self, theta: Params, clip_eps: float) -> Tensor:
+        """Minus the episode mean of `min(r A', clip(r, 1 - eps, 1 + eps) A')` on the
+        post-update episodes, r the ratio of the policies `theta` to the sampling ones."""
+        dist = self.policy_fn(theta, self.post.obs)
         ratio = torch.exp(dist.log_prob(self.post.actions) - self.old_log_prob)
         a = self.post.advantages
         clipped = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
-        surrogate = -episode_mean(clipped, self.post.mask)
-        base = {k: v.unsqueeze(0).expand(self.n_tasks, *v.shape) for k, v in weights.items()}
-        inner_kl = episode_mean(
-            kl_divergence(self.pre_old, self.policy_fn(base, self.pre.obs)), self.pre.mask
-        )
-        return surrogate, inner_kl
+        return -episode_mean(clipped, self.post.mask)
 
     def kl_hessian(self, phi: Params, fraction: float = 1.0) -> Callable[[Params], Params]:
         """`v -> sum_i Hess_phi KL_i(phi) v` at phi = phi_old (the policies that sampled the

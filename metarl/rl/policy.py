@@ -72,8 +72,6 @@ class BatchedPolicy:
         self.discrete = isinstance(policy.action_space, spaces.Discrete)
         self.names = [n for n, _ in policy.named_parameters()]
         self.activation: Callable[[Tensor], Tensor] = policy.activation_fn()
-        if isinstance(self.activation, torch.nn.Tanh):
-            self.activation = sigmoid_tanh
         extractor = policy.mlp_extractor
         self._layers = {
             "pi": _linear_names(extractor.policy_net, "mlp_extractor.policy_net."),
@@ -147,13 +145,6 @@ def per_task_gradients(
     return out, losses.detach()
 
 
-def sigmoid_tanh(x: Tensor) -> Tensor:
-    """tanh(x) as 2 sigmoid(2x) - 1 (equal within 2e-7). Why: torch's CPU `tanh` kernel is
-    several times slower than its `sigmoid` on the policy's activations (as measured with
-    torch 2.13), and the policy's two tanh layers are most of a PPO update's compute."""
-    return torch.sigmoid(2 * x) * 2 - 1
-
-
 def _linear_names(net: torch.nn.Sequential, prefix: str) -> list[str]:
     """The parameter prefixes of the `Linear` layers of one of SB3's MLPs (each followed by
     the activation), e.g. `mlp_extractor.policy_net.0.`."""
@@ -167,7 +158,6 @@ def _linear(params: Params, prefix: str, x: Tensor) -> Tensor:
 
 
 __all__ = [
-    "sigmoid_tanh",
     "BatchedPolicy",
     "Params",
     "build_sb3_policy",

@@ -64,9 +64,14 @@ def promp_step(
     lr: float,
     kl_coeff: float,
     settings: ProMPSettings = ProMPSettings(),
+    surrogate_at_phi: Tensor | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Take ProMP's steps on `model`'s parameters (those `optimizer` holds, in
-    `named_parameters` order); returns the next KL coefficient and metrics."""
+    `named_parameters` order); returns the next KL coefficient and metrics.
+
+    `surrogate_at_phi`, where the caller has it (this rank's per-task surrogate at phi_old,
+    from the meta-gradient), is the objective before the steps: at phi_old the ratios are 1,
+    nothing is clipped and the inner KL is 0, so it is not evaluated again."""
     s = settings
     kl_coeff = max(kl_coeff, s.min_inner_kl_coeff)  # also a coefficient saved before the floor
     names = [n for n, _ in model.named_parameters()]
@@ -74,9 +79,11 @@ def promp_step(
     def losses(create_graph: bool) -> tuple[Params, Tensor]:
         """The local losses' sums at the model's phi and, with `create_graph`, their
         gradient; summed over ranks and divided by the meta-batch."""
-        leaves = {n: p.detach().requires_grad_() for n, p in model.named_parameters()}
+        leaves = {n: p.detach().requires_grad_(create_graph) for n, p in model.named_parameters()}
         with torch.enable_grad():
-            surrogate, inner_kl = objective.promp_losses(leaves, s.clip_eps)
+            surrogate, inner_kl = objective.promp_losses(
+                leaves, s.clip_eps, create_graph=create_graph
+            )
             values = torch.stack([surrogate.sum(), inner_kl.sum()])
             grads: Params = {}
             if create_graph:
@@ -86,11 +93,17 @@ def promp_step(
                     n: torch.zeros_like(leaves[n]) if g is None else g
                     for n, g in zip(names, found, strict=True)
                 }
-        reduced = reduce({**grads, "__values__": values.detach()})
-        mean = {k: v / meta_batch for k, v in reduced.items()}
-        return {n: mean[n] for n in grads}, mean["__values__"]
+        return reduced_mean({**grads, "__values__": values.detach()})
 
-    _, before = losses(create_graph=False)
+    def reduced_mean(local: Params) -> tuple[Params, Tensor]:
+        mean = {k: v / meta_batch for k, v in reduce(local).items()}
+        return {n: v for n, v in mean.items() if n != "__values__"}, mean["__values__"]
+
+    if surrogate_at_phi is None:
+        _, before = losses(create_graph=False)
+    else:
+        local = surrogate_at_phi.detach().sum()
+        _, before = reduced_mean({"__values__": torch.stack([local, torch.zeros_like(local)])})
     _step(optimizer, names, gradient, lr)  # at phi_old: the trainer's meta-gradient
     for _ in range(s.steps - 1):
         grads, _ = losses(create_graph=True)

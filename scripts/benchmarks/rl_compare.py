@@ -47,7 +47,7 @@ from metarl.learners.sb3_ppo import PPOMetaLearner
 from metarl.plots import plot_curves
 from metarl.progress import ProgressCallback
 from metarl.registry import resolve_recipe
-from metarl.rl.baselines import joint_recipe, joint_trpo_recipe, meta_env_steps
+from metarl.rl.baselines import joint_outer_recipe, joint_recipe, meta_env_steps
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
@@ -160,7 +160,7 @@ def main() -> None:
             meta_step=args.fomaml_meta_step,
         ),
         "joint": joint_recipe(reptile),
-        "joint-trpo": joint_trpo_recipe(recipe),
+        "joint-trpo": joint_outer_recipe(recipe),
     }
     inits: dict[str, dict[str, torch.Tensor] | None] = {"random": None}
     info: dict[str, dict[str, float]] = {"random": {"env_steps": 0, "train_s": 0.0}}
