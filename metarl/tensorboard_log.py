@@ -42,7 +42,10 @@ def installed() -> bool:
 
 
 def tag(key: str) -> str:
-    """`train/loss_before`, `time/tasks_per_s`: SB3's grouping of scalars."""
+    """`train/loss_before`, `time/tasks_per_s`, `memory/peak_rss_mib`: SB3's grouping of
+    scalars."""
+    if key.endswith("_mib"):
+        return f"memory/{key}"
     return f"time/{key}" if key.endswith("_s") else f"train/{key}"
 
 

@@ -299,6 +299,8 @@ class MetaTrainer:
                 self.train_s = trained_before + elapsed
                 metrics["train_s"] = self.train_s
                 metrics["tasks_per_s"] = (done - first) * t.meta_batch / max(elapsed, 1e-9)
+                if (rss := peak_rss_mib()) is not None:
+                    metrics["peak_rss_mib"] = rss
                 if self.diverged is not None:  # log the bad row, keep the last finite checkpoint
                     if main:
                         self.run.append_metrics(metrics)
@@ -371,6 +373,19 @@ def _cpu(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _cpu(v) for k, v in value.items()}
     return value
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, in MiB (`getrusage`'s `ru_maxrss`: KiB on
+    Linux, bytes on macOS), or None where the OS has no `resource` module (Windows). Logged
+    with each iteration's metrics (`peak_rss_mib`): what a run's memory needs to be budgeted
+    from, this session's (a resumed run starts a new process)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 @contextmanager

@@ -115,6 +115,8 @@ def test_training_seconds_run_on_across_a_resume(tmp_path):
         if row["iteration"] > 7:
             assert row["train_s"] == pytest.approx(before + row["elapsed_s"])
     assert run.load_checkpoint().train_s == pytest.approx(rows[-1]["train_s"])
+    # the process's peak memory, logged beside the times (torch alone takes ~100 MiB)
+    assert all(100 < row["peak_rss_mib"] < 24 * 1024 for row in rows)
 
 
 def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):

@@ -59,6 +59,9 @@ def test_training_scalars_match_metrics_and_resume_writes_each_step_once(tmp_pat
         got = [v for _, v in events[f"train/{key}"]]
         assert got == pytest.approx([r[key] for r in rows], rel=1e-6)
     assert [s for s, _ in events["time/tasks_per_s"]] == [r["iteration"] for r in rows]
+    assert [v for _, v in events["memory/peak_rss_mib"]] == pytest.approx(
+        [r["peak_rss_mib"] for r in rows]
+    )
 
 
 def test_eval_writes_its_curve_once_and_the_switches_turn_it_off(tmp_path):

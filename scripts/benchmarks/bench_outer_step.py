@@ -50,11 +50,12 @@ def main() -> None:
     times["meta-gradient (post-update rollouts, gradient)"] = time.perf_counter() - start
     state = copy.deepcopy(meta.state_dict()), copy.deepcopy(meta.model.state_dict())
     n = recipe.train.meta_batch
-    optimizer = torch.optim.Adam(meta.model.parameters(), lr=recipe.train.meta_step)
 
     def outer() -> None:
+        """The outer step from the same start each time (weights, learner and Adam state)."""
         meta.load_state_dict(copy.deepcopy(state[0]))
         meta.model.load_state_dict(state[1])
+        optimizer = torch.optim.Adam(meta.model.parameters(), lr=recipe.train.meta_step)
         step = OuterStep(
             recipe.train.outer_optimizer.value,
             adaptation,
