@@ -36,7 +36,7 @@ from metarl.rl.maml import (
 )
 from metarl.rl.policy import per_task_gradients
 from metarl.rl.promp import ProMPSettings, promp_step
-from metarl.rl.rollout import RolloutNoise, collect, runs_asked_way
+from metarl.rl.rollout import RolloutNoise, collect, runs_asked_way, velocity_asked_way
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
 from metarl.train import MetaTrainer
@@ -544,7 +544,7 @@ def test_locomotion_curves_report_velocity_and_direction(one_thread):
     with each other: a task whose every episode runs its way has a velocity of its sign."""
     meta = build_meta_learner(hc_dir_recipe(), CPU)
     curves = meta.curves([0, 1], 4)
-    assert list(curves) == ["return", "forward_velocity", "runs_asked_way"]
+    assert list(curves) == ["return", "forward_velocity", "velocity_asked_way", "runs_asked_way"]
     way = curves["runs_asked_way"].per_task
     assert ((way >= 0) & (way <= 1)).all()
     np.testing.assert_allclose(way * 3, np.round(way * 3), atol=1e-9)
@@ -553,6 +553,8 @@ def test_locomotion_curves_report_velocity_and_direction(one_thread):
     v = curves["forward_velocity"].per_task
     assert (np.sign(v[way == 1]) == np.broadcast_to(d, v.shape)[way == 1]).all()
     assert (np.sign(v[way == 0]) == -np.broadcast_to(d, v.shape)[way == 0]).all()
+    # on a line the velocity along the asked way is the forward velocity times the direction
+    np.testing.assert_allclose(curves["velocity_asked_way"].per_task, v * d, rtol=1e-12)
     nav = build_meta_learner(maml_recipe(), CPU)
     assert list(nav.curves([0], 2)) == ["return"]
 
@@ -571,6 +573,8 @@ def test_the_asked_way_on_a_line_is_the_sign_and_on_a_plane_within_90_degrees():
     # theta 0: (1, 5) points 79 deg off, (-0.1, 5) 91 deg; pi/2: (1, -0.1) 96 deg, (-2, 0.1)
     # 87 deg; pi: (-1, 3) 72 deg, (0.1, 0) 180 deg
     np.testing.assert_array_equal(runs_asked_way(vx, plane, vy), [[1, 0], [0, 1], [1, 0]])
+    along = velocity_asked_way(vx, plane, vy)  # the component along (cos theta, sin theta)
+    np.testing.assert_allclose(along, [[1.0, -0.1], [-0.1, 0.1], [1.0, -0.1]], atol=1e-12)
     assert runs_asked_way(vx, plane) is None  # an angle is no sign: the plane needs y
     assert runs_asked_way(vx, [Task(1.0), object(), Task(-1.0)]) is None
 
@@ -593,7 +597,7 @@ def test_ant_dir_curves_report_the_asked_way_on_the_plane(one_thread):
         runs_asked_way(vx, tasks, vy), (np.cos(theta) * vx + np.sin(theta) * vy > 0) * 1.0
     )
     curves = meta.curves([0, 1], 4)
-    assert list(curves) == ["return", "forward_velocity", "runs_asked_way"]
+    assert list(curves) == ["return", "forward_velocity", "velocity_asked_way", "runs_asked_way"]
     way = curves["runs_asked_way"].per_task
     assert ((way >= 0) & (way <= 1)).all()
     np.testing.assert_allclose(way * 3, np.round(way * 3), atol=1e-9)
@@ -634,6 +638,7 @@ def test_maml_training_logs_velocity_and_direction_on_halfcheetah_dir(tmp_path, 
     for when in ("before", "after"):
         assert math.isfinite(row[f"forward_velocity_{when}"])
         assert 0.0 <= row[f"runs_asked_way_{when}"] <= 1.0
+        assert math.isfinite(row[f"velocity_asked_way_{when}"])
 
 
 def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):

@@ -53,7 +53,14 @@ from metarl.optim import InnerOptimizer, stack
 from metarl.protocol import Adaptation, Params, Progress
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
-from metarl.rl.rollout import Rollout, RolloutNoise, collect, episode_metrics, gae, runs_asked_way
+from metarl.rl.rollout import (
+    Rollout,
+    RolloutNoise,
+    collect,
+    episode_metrics,
+    gae,
+    velocity_asked_way,
+)
 from metarl.rl.settings import BatchedSettings, rl_settings
 from metarl.rl.vpg import vpg_gradient
 
@@ -290,8 +297,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         tasks at a time (the envs built for them are closed at the end: an evaluation of
         several runs holds one set at a time). Locomotion envs (those reporting
         `x_velocity`) add the tasks' mean per-episode forward velocity and, for families
-        with a `direction` (HalfCheetahDir's +-1, AntDir's angle), the fraction of each task's
-        episodes whose mean velocity goes that way (`runs_asked_way`): "runs the asked way"
+        with a `direction` (HalfCheetahDir's +-1, AntDir's angle), the mean velocity along it
+        (`velocity_asked_way`) and the fraction of each task's episodes whose mean velocity
+        goes that way (`runs_asked_way`): "runs the asked way"
         measured, not read off the sign of a return that includes control costs.
         `progress(done, n_tasks)` hears each rollout, as the fraction of the tasks' work done
         (the benchmark's own scoring, where there is one, counts as much again)."""
@@ -353,10 +361,13 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 "forward_velocity", wanted, velocity[..., 0].mean(-1)
             )
             y = velocity[..., 1] if velocity.shape[-1] > 1 else None
-            asked = runs_asked_way(velocity[..., 0], tasks, y)
-            if asked is not None:
+            along = velocity_asked_way(velocity[..., 0], tasks, y)
+            if along is not None:
+                curves["velocity_asked_way"] = Curve.from_values(
+                    "velocity_asked_way", wanted, along.mean(-1)
+                )
                 curves["runs_asked_way"] = Curve.from_values(
-                    "runs_asked_way", wanted, asked.mean(-1)
+                    "runs_asked_way", wanted, (along > 0).mean(-1)
                 )
         return curves
 

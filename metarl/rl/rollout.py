@@ -221,39 +221,54 @@ def collect(
     )
 
 
-def runs_asked_way(
+def velocity_asked_way(
     velocities: np.ndarray, tasks: Sequence[Any], y_velocities: np.ndarray | None = None
 ) -> np.ndarray | None:
-    """`[..., tasks, envs]`: 1.0 where an episode went its task's `direction`, else 0.0. On a
-    line (HalfCheetahDir, no `y_velocities`) the direction is +-1 and the mean forward
-    velocity must have its sign; on a plane (AntDir) it is an angle theta and the mean
-    velocity must have a positive component along (cos theta, sin theta), i.e. point within
-    90 degrees of it. None when the tasks have no direction (the other families)."""
+    """`[..., tasks, envs]`: each episode's mean velocity along its task's `direction` (m/s;
+    negative: the other way). On a line (HalfCheetahDir, no `y_velocities`) the direction is
+    +-1 and this is the forward velocity times it; on a plane (AntDir) it is an angle theta
+    and this is the mean velocity's component along (cos theta, sin theta). None when the
+    tasks have no direction (the other families). Where the tasks ask for different
+    directions, the mean forward velocity over tasks says little (the two ways cancel); this
+    says how fast they run the way each was asked."""
     directions = [getattr(task, "params", {}).get("direction") for task in tasks]
     if not all(isinstance(d, int | float) and not isinstance(d, bool) for d in directions):
         return None
     wanted = np.asarray(directions, dtype=float)[:, None]
     if y_velocities is not None:
-        return (np.cos(wanted) * velocities + np.sin(wanted) * y_velocities > 0).astype(float)
+        return np.cos(wanted) * velocities + np.sin(wanted) * y_velocities
     if not np.isin(wanted, (-1.0, 1.0)).all():
         return None
-    return (np.sign(velocities) == wanted).astype(float)
+    return wanted * velocities
+
+
+def runs_asked_way(
+    velocities: np.ndarray, tasks: Sequence[Any], y_velocities: np.ndarray | None = None
+) -> np.ndarray | None:
+    """`[..., tasks, envs]`: 1.0 where an episode went its task's `direction`, else 0.0: its
+    `velocity_asked_way` is positive (on a line the mean forward velocity has the
+    direction's sign; on a plane the mean velocity points within 90 degrees of it). None
+    when the tasks have no direction."""
+    along = velocity_asked_way(velocities, tasks, y_velocities)
+    return None if along is None else (along > 0).astype(float)
 
 
 def episode_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[str, float]:
     """What the env's info says about the rollout's first episodes, for the training log:
     the success rate where the env reports `success` (Meta-World: `success_<when>`), the mean
     forward velocity where it reports `x_velocity` (`forward_velocity_<when>`) and, for
-    HalfCheetahDir and AntDir, the fraction going their task's way (`runs_asked_way_<when>`);
+    HalfCheetahDir and AntDir, the mean velocity along the task's direction
+    (`velocity_asked_way_<when>`) and the fraction going that way (`runs_asked_way_<when>`);
     nothing for envs that report neither."""
     out: dict[str, float] = {}
     if rollout.first_successes is not None:
         out[f"success_{when}"] = float(rollout.first_successes.mean())
     if rollout.first_velocities is not None:
         out[f"forward_velocity_{when}"] = float(rollout.first_velocities.mean())
-        asked = runs_asked_way(rollout.first_velocities, tasks, rollout.first_y_velocities)
-        if asked is not None:
-            out[f"runs_asked_way_{when}"] = float(asked.mean())
+        along = velocity_asked_way(rollout.first_velocities, tasks, rollout.first_y_velocities)
+        if along is not None:
+            out[f"velocity_asked_way_{when}"] = float(along.mean())
+            out[f"runs_asked_way_{when}"] = float((along > 0).mean())
     return out
 
 
@@ -276,4 +291,12 @@ def gae(
     return advantages, advantages + values
 
 
-__all__ = ["Rollout", "RolloutNoise", "RolloutTimers", "collect", "gae", "runs_asked_way"]
+__all__ = [
+    "Rollout",
+    "RolloutNoise",
+    "RolloutTimers",
+    "collect",
+    "gae",
+    "runs_asked_way",
+    "velocity_asked_way",
+]
