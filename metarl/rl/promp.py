@@ -79,7 +79,7 @@ def promp_step(
     def losses(create_graph: bool) -> tuple[Params, Tensor]:
         """The local losses' sums at the model's phi and, with `create_graph`, their
         gradient; summed over ranks and divided by the meta-batch."""
-        leaves = {n: p.detach().requires_grad_(create_graph) for n, p in model.named_parameters()}
+        leaves = {n: p.detach().requires_grad_() for n, p in model.named_parameters()}
         with torch.enable_grad():
             surrogate, inner_kl = objective.promp_losses(
                 leaves, s.clip_eps, create_graph=create_graph
