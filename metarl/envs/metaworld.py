@@ -352,6 +352,14 @@ class MetaWorldDistribution:
         env.get_wrapper_attr("set_task")(task)
         return env
 
+    def make_vector_env(self, n_tasks: int, envs_per_task: int) -> Any:
+        """The batched Meta-World step (`metarl.envs.metaworld_vector`) for an ML1 skill it
+        translates, with the V2 rewards; None otherwise (the learner then steps Meta-World's
+        own envs)."""
+        from metarl.envs.metaworld_vector import make_metaworld_vector
+
+        return make_metaworld_vector(self, n_tasks, envs_per_task)
+
     def evaluate_policy(self, task: MetaWorldTask, act: Act) -> dict[str, float]:
         """Meta-World's evaluation of a deterministic policy on one task: success rate and
         mean return over `eval_episodes` episodes (`metaworld.evaluation.evaluation`, which

@@ -44,14 +44,20 @@ _ORIGINALS: dict[str, Any] = {}
 def touching_object(self: Any, object_geom_id: int) -> bool:
     """Meta-World's `SawyerXYZEnv.touching_object` on MuJoCo's contact arrays: whether both
     gripper pads touch the object with a positive summed contact force."""
-    contact = self.data.contact
+    left = self.data.geom("leftpad_geom").id
+    right = self.data.geom("rightpad_geom").id
+    return contact_force_test(self.data, object_geom_id, left, right)
+
+
+def contact_force_test(data: Any, object_geom_id: int, left: int, right: int) -> bool:
+    """Whether the contacts of geom `left` and of geom `right` with the object each sum to a
+    positive force in `data` (its contacts and `efc_force` current)."""
+    contact = data.contact
     if len(contact.geom1) == 0:
         return False
     geom1, geom2 = contact.geom1, contact.geom2
-    left = self.data.geom("leftpad_geom").id
-    right = self.data.geom("rightpad_geom").id
     with_object = (geom1 == object_geom_id) | (geom2 == object_geom_id)
-    force = self.data.efc_force
+    force = data.efc_force
     address = contact.efc_address
     left_force = _ordered_sum(force[address[with_object & ((geom1 == left) | (geom2 == left))]])
     right_force = _ordered_sum(force[address[with_object & ((geom1 == right) | (geom2 == right))]])

@@ -1,0 +1,140 @@
+"""The batched Meta-World step (`metarl.envs.metaworld_vector`) against Meta-World's own env.
+
+For each skill with a batched step, sub-envs of three tasks start from Meta-World's own reset
+and take the same actions as Meta-World's env, one env per sub-env, over a whole 500-step
+episode: uniform random actions, and the scripted expert Meta-World ships for the skill (it
+reaches, grasps and carries the object, so contacts and `grasp_success` are exercised).
+Observations, rewards and every info value must be equal **bit for bit**: both sides run the
+same MuJoCo on the same model and state, and the NumPy arithmetic is written in Meta-World's
+order (`metaworld_rewards`), so there is no float32/float64 or summation-order slack to allow;
+a tolerance would hide a translation error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+HAVE_METAWORLD = importlib.util.find_spec("metaworld") is not None
+pytestmark = pytest.mark.skipif(not HAVE_METAWORLD, reason="Meta-World not installed")
+
+SKILLS = ["reach", "push", "pick-place"]
+EXPERTS = {
+    "reach": "SawyerReachV3Policy",
+    "push": "SawyerPushV3Policy",
+    "pick-place": "SawyerPickPlaceV3Policy",
+}
+TASKS, ENVS_PER_TASK = 3, 2
+
+
+def _both(skill: str):
+    from metarl.envs.metaworld import MetaWorldDistribution, MetaWorldTask, make_skill_env
+    from metarl.envs.metaworld_vector import MetaWorldVector
+
+    dist = MetaWorldDistribution("ML1", skill)
+    tasks = [MetaWorldTask("ML1", dist.skill, "train", 7 * i, 0) for i in range(TASKS)]
+    vec = dist.make_vector_env(TASKS, ENVS_PER_TASK)
+    assert isinstance(vec, MetaWorldVector)
+    vec.set_tasks([t.to_dict() for t in tasks])
+    first, _ = vec.reset()
+    own, goals, starts = [], [], []
+    for task in tasks:
+        for _ in range(ENVS_PER_TASK):
+            env = make_skill_env(dist.skill, "v2")
+            env.set_task(task.resolve())
+            obs, _ = env.reset()
+            np.testing.assert_array_equal(first[len(own)], obs.astype(np.float32))
+            own.append(env)
+            goals.append(np.array(env._target_pos))
+            starts.append(obs)
+    return vec, own, np.stack(goals), np.stack(starts)
+
+
+def _compare(vec, own, act) -> dict[str, int]:
+    """Step both sides 500 times with `act(obs [n, 39]) -> actions [n, 4]`; count the steps
+    where Meta-World reported a grasp (so a test knows contacts were exercised)."""
+    seen = {"grasp": 0, "success": 0}
+    observations = None
+    for step in range(500):
+        actions = act(observations, step)
+        got_obs, got_reward, got_truncated, got_info = vec.step_float64(actions)
+        want = [env.step(actions[i]) for i, env in enumerate(own)]
+        want_obs = np.stack([w[0] for w in want])
+        np.testing.assert_array_equal(got_obs, want_obs, err_msg=f"observation at step {step}")
+        np.testing.assert_array_equal(
+            got_reward, np.array([float(w[1]) for w in want]), err_msg=f"reward at step {step}"
+        )
+        assert list(got_truncated) == [w[3] for w in want], step
+        for key in want[0][4]:
+            np.testing.assert_array_equal(
+                got_info[key],
+                np.array([float(w[4][key]) for w in want]),
+                err_msg=f"info[{key!r}] at step {step}",
+            )
+        seen["grasp"] += int(np.sum(got_info["grasp_success"] > 0))
+        seen["success"] += int(np.sum(got_info["success"] > 0))
+        observations = want_obs
+    return seen
+
+
+@pytest.mark.parametrize("skill", SKILLS)
+def test_the_batched_step_is_metaworlds_under_random_actions(skill):
+    vec, own, _, _ = _both(skill)
+    rng = np.random.default_rng(0)
+    try:
+        _compare(vec, own, lambda obs, t: rng.uniform(-1, 1, (len(own), 4)).astype(np.float32))
+    finally:
+        vec.close()
+
+
+@pytest.mark.parametrize("skill", SKILLS)
+def test_the_batched_step_is_metaworlds_under_its_scripted_expert(skill):
+    """The expert sees the goal (ML1 hides it from the policy), acts in float32 as a policy
+    does; it solves these tasks, so the comparison covers grasps, carrying and success."""
+    import metaworld.policies as policies
+
+    vec, own, goals, first = _both(skill)
+    expert = getattr(policies, EXPERTS[skill])()
+
+    def act(obs, t):
+        seen = (first if obs is None else obs).copy()
+        seen[:, 36:39] = goals
+        return np.stack([expert.get_action(o) for o in seen]).astype(np.float32)
+
+    try:
+        seen = _compare(vec, own, act)
+    finally:
+        vec.close()
+    assert seen["success"] > 0, "the expert never succeeded: the comparison missed the goal"
+    if skill != "reach":
+        assert seen["grasp"] > 0, "no grasp_success: contacts were not exercised"
+
+
+def test_episodes_restart_from_metaworlds_reset_after_500_steps():
+    vec, own, _, _ = _both("push")
+    rng = np.random.default_rng(1)
+    try:
+        start, _ = vec.reset()
+        for _ in range(499):
+            _, _, terminated, truncated, infos = vec.step(rng.uniform(-1, 1, (vec.num_envs, 4)))
+            assert not truncated.any() and not terminated.any()
+        obs, _, _, truncated, infos = vec.step(rng.uniform(-1, 1, (vec.num_envs, 4)))
+        assert truncated.all() and infos["_final_obs"].all()
+        np.testing.assert_array_equal(obs, start)
+        assert not np.array_equal(infos["final_obs"], start)
+    finally:
+        vec.close()
+
+
+def test_skills_without_a_batched_step_fall_back_to_metaworlds_env():
+    from metarl.envs.metaworld import MetaWorldDistribution
+    from metarl.envs.vector import ProtocolVectorEnv, make_task_vector_env
+
+    dist = MetaWorldDistribution("ML1", "drawer-open")
+    env = make_task_vector_env(dist, dist.sample(2, np.random.default_rng(0)), 1)
+    try:
+        assert isinstance(env, ProtocolVectorEnv)
+    finally:
+        env.close()
