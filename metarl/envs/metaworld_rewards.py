@@ -8,8 +8,8 @@ Meta-World's own env over whole episodes by `tests/test_metaworld_vector.py`). T
 engine (`metarl.envs.metaworld_vector`) steps the physics; a skill reads the rows it needs
 from a `Frame` of the batch's outputs.
 
-What is translated and what is not: `SKILLS` names the skills with a batched step; any other
-skill (and the V1 rewards) runs on Meta-World's own env, unchanged.
+What is translated and what is not: `metarl.envs.metaworld_skills.SKILLS` names the skills
+with a batched step; any other skill (and the V1 rewards) runs on Meta-World's own env.
 """
 
 from __future__ import annotations
@@ -62,13 +62,20 @@ def hamacher_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class Frame:
     """What one step of the physics gives a skill, every array with a leading sub-env axis:
-    body positions `xpos` `[n, nbody, 3]`, `site_xpos` `[n, nsite, 3]`, `geom_xmat`
-    `[n, ngeom, 9]`; `consts` are the per-sub-env values Meta-World's reset computed
-    (`Skill.consts`), `[n, ...]` each; `ids` the model's body / site / geom ids by name."""
+    MuJoCo's `xpos` `[n, nbody, 3]`, `xquat` `[n, nbody, 4]`, `site_xpos` `[n, nsite, 3]`,
+    `geom_xpos` `[n, ngeom, 3]`, `geom_xmat` `[n, ngeom, 9]`, `qpos` `[n, nq]`, `qvel`
+    `[n, nv]` after Meta-World's final `mj_forward`; `consts` are the per-sub-env values
+    Meta-World's reset computed (`Skill.consts`), `[n, ...]` each; `ids` the model's ids by
+    `"body:NAME"`, `"site:NAME"`, `"geom:NAME"`, `"joint:NAME"` (qpos address) for the names
+    the skill declares."""
 
     xpos: np.ndarray
+    xquat: np.ndarray
     site_xpos: np.ndarray
+    geom_xpos: np.ndarray
     geom_xmat: np.ndarray
+    qpos: np.ndarray
+    qvel: np.ndarray
     consts: dict[str, np.ndarray]
     ids: dict[str, int]
     touching: Callable[[np.ndarray, str], np.ndarray]
@@ -80,6 +87,16 @@ class Frame:
 
     def site(self, name: str) -> np.ndarray:
         return self.site_xpos[:, self.ids[f"site:{name}"]]
+
+    def body_quat(self, name: str) -> np.ndarray:
+        return self.xquat[:, self.ids[f"body:{name}"]]
+
+    def geom(self, name: str) -> np.ndarray:
+        return self.geom_xpos[:, self.ids[f"geom:{name}"]]
+
+    def joint_qpos(self, name: str) -> np.ndarray:
+        """The joint's first qpos value per row (`data.joint(name).qpos[0]`)."""
+        return self.qpos[:, self.ids[f"joint:{name}"]]
 
     def geom_matrix(self, name: str) -> np.ndarray:
         return self.geom_xmat[:, self.ids[f"geom:{name}"]].reshape(-1, 3, 3)
@@ -107,6 +124,7 @@ class Skill:
     bodies: ClassVar[tuple[str, ...]] = ()
     sites: ClassVar[tuple[str, ...]] = ("rightEndEffector", "leftEndEffector")
     geoms: ClassVar[tuple[str, ...]] = ()
+    joints: ClassVar[tuple[str, ...]] = ()
     consts: ClassVar[tuple[str, ...]] = ("_target_pos",)
     """Env attributes Meta-World's reset sets and the reward reads, captured per task."""
 
@@ -334,14 +352,11 @@ class PickPlace(_OneObject):
         return reward, info
 
 
-SKILLS: dict[str, Callable[[], Skill]] = {cls.name: cls for cls in (Reach, Push, PickPlace)}
-"""The skills with a batched step, by Meta-World env name."""
-
-
-def skill(name: str) -> Skill | None:
-    """The batched skill of Meta-World env `name`, or None (it runs on Meta-World's own env)."""
-    make = SKILLS.get(name)
-    return None if make is None else make()
-
-
-__all__ = ["SKILLS", "Frame", "Skill", "hamacher_product", "norm", "skill", "tolerance_long_tail"]
+__all__ = [
+    "Frame",
+    "Skill",
+    "caging_and_gripping",
+    "hamacher_product",
+    "norm",
+    "tolerance_long_tail",
+]

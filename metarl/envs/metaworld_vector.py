@@ -25,7 +25,7 @@ the object lifted, so only those rows get an `mj_forward` on a scratch MjData.
 
 `tests/test_metaworld_vector.py` steps this and Meta-World's own env from the same reset with
 the same random and scripted-expert actions over whole episodes and compares observations,
-rewards and every info value. Skills without a batched step (`metaworld_rewards.SKILLS`) and
+rewards and every info value. Skills without a batched step (`metaworld_skills.SKILLS`) and
 the V1 rewards use `ProtocolVectorEnv` over Meta-World's own envs.
 """
 
@@ -86,9 +86,11 @@ class MetaWorldVector(TaskVectorEnv):
         self._mocap_pos = self._batch.bind("mocap_pos")
         self._mocap_quat = self._batch.bind("mocap_quat")
         self._ctrl = self._batch.bind("ctrl")
-        self._xpos = self._batch.bind("xpos")
-        self._site_xpos = self._batch.bind("site_xpos")
-        self._geom_xmat = self._batch.bind("geom_xmat")
+        self._outputs = [
+            self._batch.bind(name)
+            for name in ("xpos", "xquat", "site_xpos", "geom_xpos", "geom_xmat")
+        ]
+        self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
         self._stage = mujoco.mjtStage.mjSTAGE_ACC.value
         self._scratch = mujoco.MjData(self.model)
         self._ids = self._name_ids(skill)
@@ -98,7 +100,7 @@ class MetaWorldVector(TaskVectorEnv):
         self._obs_low = np.zeros((n_tasks, 39))
         self._obs_high = np.zeros((n_tasks, 39))
         self._goal_in_obs = np.zeros((n_tasks, 3))
-        self._consts: dict[str, np.ndarray] = {k: np.zeros((n_tasks, 3)) for k in skill.consts}
+        self._consts: dict[str, np.ndarray] = {}
         self._prev = np.zeros((self.num_envs, 18))
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self._slot = np.arange(self.num_envs) // envs_per_task
@@ -115,7 +117,10 @@ class MetaWorldVector(TaskVectorEnv):
         }
         for kind, (obj, names) in kinds.items():
             for name in names:
-                ids[f"{kind}:{name}"] = mujoco.mj_name2id(self.model, obj, name)
+                ids[f"{kind}:{name}"] = _id(self.model, obj, name)
+        for name in skill.joints:
+            joint = _id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            ids[f"joint:{name}"] = int(self.model.jnt_qposadr[joint])
         return ids
 
     # --- tasks ----------------------------------------------------------------------------
@@ -158,7 +163,10 @@ class MetaWorldVector(TaskVectorEnv):
         goal = np.asarray(env._get_pos_goal(), dtype=np.float64)
         self._goal_in_obs[slot] = np.zeros_like(goal) if env._partially_observable else goal
         for name in self.skill.consts:
-            self._consts[name][slot] = np.asarray(getattr(env, name), dtype=np.float64)
+            value = np.asarray(getattr(env, name), dtype=np.float64)
+            if name not in self._consts:
+                self._consts[name] = np.zeros((self.n_tasks, *value.shape))
+            self._consts[name][slot] = value
         rows = slice(slot * self.envs_per_task, (slot + 1) * self.envs_per_task)
         self._models[rows] = [env.model] * self.envs_per_task
 
@@ -205,10 +213,15 @@ class MetaWorldVector(TaskVectorEnv):
         self._batch.step(nstep=self.frame_skip, stage=self._stage)
         self._elapsed += 1
 
+        xpos, xquat, site_xpos, geom_xpos, geom_xmat = self._outputs
         frame = Frame(
-            self._xpos,
-            self._site_xpos,
-            self._geom_xmat,
+            xpos,
+            xquat,
+            site_xpos,
+            geom_xpos,
+            geom_xmat,
+            self._qpos,
+            self._qvel,
             {k: v[self._slot] for k, v in self._consts.items()},
             self._ids,
             self._touching,
@@ -271,12 +284,21 @@ class MetaWorldVector(TaskVectorEnv):
         self._base.close()
 
 
+def _id(model: Any, obj: Any, name: str) -> int:
+    import mujoco
+
+    found = int(mujoco.mj_name2id(model, obj, name))
+    if found < 0:
+        raise KeyError(f"the model has no {obj.name} named {name!r}")
+    return found
+
+
 def make_metaworld_vector(
     dist: Any, n_tasks: int, envs_per_task: int, params: Mapping[str, Any] | None = None
 ) -> MetaWorldVector | None:
     """The batched env for `dist`'s skill, or None where the skill has no batched step (ML10,
-    V1 rewards, skills not in `metaworld_rewards.SKILLS`)."""
-    from metarl.envs.metaworld_rewards import skill
+    V1 rewards, skills not in `metaworld_skills.SKILLS`)."""
+    from metarl.envs.metaworld_skills import skill
 
     if dist.skill is None or dist.reward_version != "v2":
         return None
