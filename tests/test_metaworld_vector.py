@@ -150,3 +150,36 @@ def test_skills_without_a_batched_step_fall_back_to_metaworlds_env():
         assert isinstance(env, ProtocolVectorEnv)
     finally:
         env.close()
+
+
+def test_ml10_meta_batches_step_each_skill_group_as_metaworld_does():
+    """An ML10 meta-batch (every train skill once, two envs each): the batched skills and the
+    others (on Meta-World's env) laid out as one vector env, equal to Meta-World's own envs."""
+    from metarl.envs.metaworld import MetaWorldDistribution, make_skill_env
+    from metarl.envs.metaworld_vector import MetaWorldMixedVector
+
+    dist = MetaWorldDistribution("ML10")
+    tasks = dist.sample(10, np.random.default_rng(3))
+    vec = dist.make_vector_env(10, 2)
+    assert isinstance(vec, MetaWorldMixedVector)
+    vec.set_tasks(tasks)
+    first, _ = vec.reset()
+    own = []
+    for task in tasks:
+        for _ in range(2):
+            env = make_skill_env(task.skill, "v2")
+            env.set_task(task.resolve())
+            obs, _ = env.reset()
+            np.testing.assert_array_equal(first[len(own)], obs.astype(np.float32))
+            own.append(env)
+    rng = np.random.default_rng(0)
+    try:
+        for step in range(60):
+            actions = rng.uniform(-1, 1, (20, 4)).astype(np.float32)
+            obs, reward, _, _, infos = vec.step(actions)
+            want = [env.step(actions[i]) for i, env in enumerate(own)]
+            np.testing.assert_array_equal(obs, np.stack([w[0] for w in want]).astype(np.float32))
+            np.testing.assert_array_equal(reward, [float(w[1]) for w in want], err_msg=str(step))
+            np.testing.assert_array_equal(infos["success"], [w[4]["success"] for w in want])
+    finally:
+        vec.close()

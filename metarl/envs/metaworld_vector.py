@@ -31,7 +31,7 @@ the V1 rewards use `ProtocolVectorEnv` over Meta-World's own envs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium
@@ -293,16 +293,106 @@ def _id(model: Any, obj: Any, name: str) -> int:
     return found
 
 
-def make_metaworld_vector(
-    dist: Any, n_tasks: int, envs_per_task: int, params: Mapping[str, Any] | None = None
-) -> MetaWorldVector | None:
-    """The batched env for `dist`'s skill, or None where the skill has no batched step (ML10,
-    V1 rewards, skills not in `metaworld_skills.SKILLS`)."""
-    from metarl.envs.metaworld_skills import skill
+def make_metaworld_vector(dist: Any, n_tasks: int, envs_per_task: int) -> TaskVectorEnv | None:
+    """The batched env for `dist`: one skill's `MetaWorldVector` (ML1), the per-skill groups
+    of `MetaWorldMixedVector` (ML10, where any of its skills has a batched step), or None
+    where nothing would be batched (V1 rewards, skills not in `metaworld_skills.SKILLS`)."""
+    from metarl.envs.metaworld_skills import SKILLS, skill
 
-    if dist.skill is None or dist.reward_version != "v2":
+    if dist.reward_version != "v2":
         return None
+    if dist.skill is None:
+        skills = {t.env_name for t in (*dist.bench.train_tasks, *dist.bench.test_tasks)}
+        if not skills & set(SKILLS):
+            return None
+        return MetaWorldMixedVector(dist, n_tasks, envs_per_task)
     found = skill(dist.skill)
     if found is None:
         return None
     return MetaWorldVector(dist, found, n_tasks, envs_per_task)
+
+
+class MetaWorldMixedVector(TaskVectorEnv):
+    """ML10's meta-batches, whose task slots hold several skills: one group per skill, each
+    a `MetaWorldVector` (a skill with a batched step) or a `ProtocolVectorEnv` over Meta-World's
+    own envs (any other), stepped one after the other and laid out as one task vector env.
+    The groups are rebuilt only when the slots' skills change (ML10's stratified draw keeps a
+    slot's skill from one meta-batch to the next)."""
+
+    def __init__(self, dist: Any, n_tasks: int, envs_per_task: int) -> None:
+        from metarl.envs.metaworld import MetaWorldEnv
+
+        self._init_layout(n_tasks, envs_per_task)
+        self.dist = dist
+        probe = MetaWorldEnv(dist.benchmark_name, dist.bench.train_tasks[0].env_name, dist.seed)
+        self._init_spaces(probe.observation_space, probe.action_space)
+        probe.close()
+        self._layout: tuple[str, ...] = ()
+        self._groups: list[tuple[TaskVectorEnv, np.ndarray, list[int]]] = []
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        from metarl.envs.metaworld import MetaWorldTask
+        from metarl.envs.metaworld_skills import skill
+        from metarl.envs.vector import ProtocolVectorEnv
+
+        self._check_task_count(tasks)
+        descs = [t if isinstance(t, MetaWorldTask) else MetaWorldTask.from_dict(t) for t in tasks]
+        layout = tuple(d.skill for d in descs)
+        if layout != self._layout:
+            self.close_extras()
+            self._groups = []
+            for name in dict.fromkeys(layout):
+                slots = [k for k, s in enumerate(layout) if s == name]
+                rows = np.concatenate(
+                    [np.arange(k * self.envs_per_task, (k + 1) * self.envs_per_task) for k in slots]
+                )
+                batched = skill(name) if self.dist.reward_version == "v2" else None
+                group: TaskVectorEnv
+                if batched is None:
+                    group = ProtocolVectorEnv(
+                        self.dist, [descs[k] for k in slots], self.envs_per_task
+                    )
+                else:
+                    group = MetaWorldVector(self.dist, batched, len(slots), self.envs_per_task)
+                self._groups.append((group, rows, slots))
+            self._layout = layout
+        for group, _, slots in self._groups:
+            group.set_tasks([descs[k] for k in slots])
+
+    def reset(
+        self, *, seed: Seeds = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        seeds = sub_env_seeds(seed, self.num_envs)
+        obs = np.zeros((self.num_envs, 39), np.float32)
+        for group, rows, _ in self._groups:
+            group_seeds = None if seed is None else [seeds[i] for i in rows]
+            obs[rows], _ = group.reset(seed=group_seeds)  # type: ignore[arg-type]
+        return obs, {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        obs = np.zeros((n, 39), np.float32)
+        rewards = np.zeros(n)
+        terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
+        infos: dict[str, Any] = {}
+        for group, rows, _ in self._groups:
+            o, r, te, tr, info = group.step(np.asarray(actions)[rows])
+            obs[rows], rewards[rows], terminated[rows], truncated[rows] = o, r, te, tr
+            for key, value in info.items():
+                if key.startswith("_") or key == "final_obs":
+                    continue
+                values = np.asarray(value)
+                if values.dtype.kind not in "biuf":
+                    continue
+                infos.setdefault(key, np.zeros(n))[rows] = values
+            if "final_obs" in info:
+                final = infos.setdefault("final_obs", np.zeros((n, 39), np.float32))
+                mask = infos.setdefault("_final_obs", np.zeros(n, bool))
+                final[rows], mask[rows] = info["final_obs"], info["_final_obs"]
+        return obs, rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for group, _, _ in self._groups:
+            group.close()
