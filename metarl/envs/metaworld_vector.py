@@ -39,6 +39,7 @@ import numpy as np
 
 from metarl.envs.metaworld_rewards import Frame, Skill, norm
 from metarl.envs.vector import Seeds, TaskVectorEnv, sub_env_seeds
+from metarl.envs.vector_mujoco import default_threads
 from metarl.errors import ConfigError
 
 OBS_OBJECTS = 14
@@ -58,7 +59,7 @@ class MetaWorldVector(TaskVectorEnv):
         n_tasks: int,
         envs_per_task: int,
         max_episode_steps: int = 500,
-        threads: int = 1,
+        threads: int | None = None,
     ) -> None:
         import mujoco
         from mujoco.batch import Batch
@@ -81,7 +82,9 @@ class MetaWorldVector(TaskVectorEnv):
         observation = gymnasium.spaces.Box(-np.inf, np.inf, (39,), np.float64)
         self._init_spaces(observation, base.action_space)
 
-        self._batch = Batch(self.model, self.num_envs, nthread=threads)
+        self._batch = Batch(
+            self.model, self.num_envs, nthread=default_threads() if threads is None else threads
+        )
         self._state = self._batch.state
         self._mocap_pos = self._batch.bind("mocap_pos")
         self._mocap_quat = self._batch.bind("mocap_quat")

@@ -9,6 +9,10 @@ Sides, in one process run, alternated over rounds (median env steps/s; ratio to 
   same numbers bit for bit, `tests/test_metaworld.py`);
 - `sync`: the same envs in Gymnasium's `SyncVectorEnv` (fast paths);
 - `async2`: Gymnasium's `AsyncVectorEnv` over 2 envs (2 worker processes, fast paths);
+- `batched`, `batched2`: metarl's batched step (`metarl.envs.metaworld_vector`: the physics
+  through `mujoco.batch` on 1 and 2 threads, observations, rewards and infos in NumPy; equal to
+  Meta-World's own step bit for bit, `tests/test_metaworld_vector.py`), the same N sub-envs;
+- `batch-physics`: the batched step's own bound, `Batch.step` alone on the same rows (1 thread);
 - `envpool1`, `envpool2`: EnvPool's native `MetaWorld/<Skill>-v3` (C++), 1 and 2 threads, when
   the `envpool` package is importable. EnvPool draws each env's goal from its seed; it has no
   way to set Meta-World's fixed ML1 goal lists (its spec has no goal field), so it cannot run
@@ -75,6 +79,20 @@ def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], Any], in
     def maker(index: int) -> Callable[[], gymnasium.Env]:
         return lambda: make_env(skill, index % 50)
 
+    from metarl.envs.metaworld import MetaWorldDistribution, MetaWorldTask
+    from metarl.envs.metaworld_skills import skill as batched_skill
+    from metarl.envs.metaworld_vector import MetaWorldVector
+
+    dist = MetaWorldDistribution("ML1", skill.removesuffix("-v3"))
+    translated = batched_skill(skill)
+    batched: dict[int, MetaWorldVector] = {}
+    if translated is not None:
+        for threads in (1, 2):
+            tasks = [MetaWorldTask("ML1", skill, "train", i % 50, 0) for i in range(n)]
+            batched[threads] = MetaWorldVector(dist, translated, n, 1, threads=threads)
+            batched[threads].set_tasks(tasks)
+            batched[threads].reset()
+
     vec = gymnasium.vector.SyncVectorEnv([maker(i) for i in range(n)])
     vec.reset(seed=0)
     two = gymnasium.vector.AsyncVectorEnv([maker(i) for i in range(2)])
@@ -86,6 +104,11 @@ def sides(skill: str, n: int) -> dict[str, tuple[Callable[[np.ndarray], Any], in
         "sync": (lambda a: vec.step(a), n),
         "async2": (lambda a: two.step(a[:2]), 2),
     }
+    if batched:
+        one = batched[1]
+        out["batched"] = (one.step, n)
+        out["batched2"] = (batched[2].step, n)
+        out["batch-physics"] = (lambda a: one._batch.step(nstep=one.frame_skip), n)
     try:
         import envpool
     except ImportError:

@@ -9,6 +9,9 @@ recipe's `[learner]` table with the overrides below, and its inner lr) and one t
   rollouts, outer steps, checkpoints);
 - `sb3`: the same meta-training with `backend = "sb3"` (one task after another through SB3's
   PPO), `--sb3-iterations` meta-iterations (it is slow);
+- `batched-own`: Meta-World recipes only: the `batched` side with Meta-World's own envs
+  stepped one by one (`ProtocolVectorEnv`) instead of the batched Meta-World step (how every
+  Meta-World run stepped before it), for an A/B in one run;
 - `bound`: the batched side's vector env (`meta_batch x n_envs` sub-envs) stepped with fixed
   actions (the middle of the action space): no policy, no learning.
 The rate is environment steps per second of wall time and per second of this process's CPU
@@ -34,10 +37,11 @@ whole training's rate is then what stepping leaves to everything else:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +66,7 @@ from metarl.rl.settings import rl_settings
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
-SIDES = ("sb3-learn", "batched", "sb3", "bound")
+SIDES = ("sb3-learn", "batched", "batched-own", "sb3", "bound")
 Result = dict[str, float]
 
 
@@ -150,6 +154,19 @@ def run_meta(recipe: Recipe, out: Path) -> Result:
     return measure(run_sb3)
 
 
+@contextlib.contextmanager
+def metaworlds_own_envs() -> Iterator[None]:
+    """Meta-World's distributions without their batched step (`make_vector_env` -> None)."""
+    from metarl.envs.metaworld import MetaWorldDistribution
+
+    batched = MetaWorldDistribution.make_vector_env
+    MetaWorldDistribution.make_vector_env = lambda self, n, e: None  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        MetaWorldDistribution.make_vector_env = batched  # type: ignore[method-assign]
+
+
 def run_bound(recipe: Recipe, env_steps: int) -> Result:
     """The batched side's vector env stepped with fixed actions, no policy."""
     s = rl_settings(recipe)
@@ -203,7 +220,7 @@ def main() -> None:
     bad = [s for s in sides if s not in SIDES]
     if bad:
         parser.error(f"--sides {bad[0]!r}: expected a comma-separated list of {', '.join(SIDES)}")
-    if args.as_recipe and not set(sides) <= {"batched", "bound"}:
+    if args.as_recipe and not set(sides) <= {"batched", "batched-own", "bound"}:
         parser.error(f"--as-recipe runs the sides batched and bound only, not {args.sides!r}")
     torch.set_num_threads(1)
 
@@ -238,6 +255,9 @@ def main() -> None:
                     rows[side].append(run_sb3_learn(batched, args.sb3_steps))
                 elif side == "batched":
                     rows[side].append(run_meta(batched, Path(tmp) / f"batched{r}"))
+                elif side == "batched-own":
+                    with metaworlds_own_envs():
+                        rows[side].append(run_meta(batched, Path(tmp) / f"own{r}"))
                 elif side == "sb3":
                     rows[side].append(run_meta(serial, Path(tmp) / f"sb3{r}"))
                 else:
