@@ -68,7 +68,8 @@ def test_tiny_ml1_run_trains_and_evaluates_with_metaworlds_protocol(ml1_run):
     out, trainer = ml1_run
     assert trainer.iteration == 2 and RunDir(out).checkpoint_path.is_file()
     curves = trainer.meta.curves([0, 1], n_tasks=2)
-    assert set(curves) == {"success", "return"}
+    # Meta-World's evaluator (success, return) and the batched engine's own rollouts' return
+    assert set(curves) == {"success", "return", "rollout_return"}
     success = curves["success"].per_task
     assert success.shape == (2, 2) and np.all((success >= 0) & (success <= 1))
     # 3 episodes per goal: a task's success rate is a multiple of 1/3
