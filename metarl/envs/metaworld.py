@@ -1,10 +1,10 @@
-"""Meta-World v3 (ML1, ML10) as metarl task distributions, behind the `[metaworld]` extra.
+"""Meta-World v3 (ML1, ML10, ML45) as metarl task distributions, behind the `[metaworld]` extra.
 
 Meta-World fixes each benchmark's tasks: `metaworld.ML1("reach-v3", seed=s)` holds 50
 training and 50 test goals of one skill, `metaworld.ML10(seed=s)` 50 goals of each of 10
-training and 5 test skills. A metarl task is a pointer into those lists,
-`MetaWorldTask(benchmark, skill, split, index, seed)`: plain values that rebuild Meta-World's
-own `Task` object (`resolve`), so runs log, resume and split across ranks as for every other
+training and 5 test skills, `metaworld.ML45(seed=s)` of 45 training and 5 test skills. A
+metarl task is a pointer into those lists, `MetaWorldTask(benchmark, skill, split, index,
+seed)`: plain values that rebuild Meta-World's own `Task` object (`resolve`), so runs log, resume and split across ranks as for every other
 family. Which tasks a meta-batch holds is drawn with metarl's generator, never Meta-World's.
 
 `make_env(task)` builds the Meta-World env class of the task's skill and calls its
@@ -39,7 +39,7 @@ from metarl.errors import ConfigError, UserError
 from metarl.protocol import Split
 from metarl.registry import register_task
 
-BENCHMARKS = ("ML1", "ML10")
+BENCHMARKS = ("ML1", "ML10", "ML45")
 ML1_SKILLS = ("reach", "push", "pick-place")
 """Skills with a distribution of their own (`metaworld-ml1-<skill>`); `metaworld-ml1` takes
 any Meta-World v3 env name as `skill`."""
@@ -95,7 +95,7 @@ def load_benchmark(name: str, skill: str | None, seed: int) -> Any:
     mw = require_metaworld()
     if name == "ML1":
         return mw.ML1(skill, seed=seed)
-    return mw.ML10(seed=seed)
+    return mw.ML10(seed=seed) if name == "ML10" else mw.ML45(seed=seed)
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -279,8 +279,10 @@ class MetaWorldDistribution:
             raise ConfigError(f"task.benchmark = {benchmark!r}: expected one of {BENCHMARKS}")
         if benchmark == "ML1" and skill is None:
             raise ConfigError('an ML1 task needs skill = "<Meta-World env>", e.g. "reach-v3"')
-        if benchmark == "ML10" and skill is not None:
-            raise ConfigError(f"task.skill = {skill!r}: ML10's skills are fixed by Meta-World")
+        if benchmark != "ML1" and skill is not None:
+            raise ConfigError(
+                f"task.skill = {skill!r}: {benchmark}'s skills are fixed by Meta-World"
+            )
         if reward_version not in REWARD_VERSIONS:
             raise ConfigError(
                 f"task.reward_version = {reward_version!r}: expected one of {REWARD_VERSIONS}"
@@ -425,7 +427,8 @@ def register_env(name: str, skill: str, seed: int, reward_version: str) -> str:
 
 
 def register_distributions() -> None:
-    """`metaworld-ml1-<skill>`, `metaworld-ml1` (any skill) and `metaworld-ml10`."""
+    """`metaworld-ml1-<skill>`, `metaworld-ml1` (any skill), `metaworld-ml10` and
+    `metaworld-ml45`."""
     entry = "metarl.envs.metaworld:MetaWorldDistribution"
     for skill in ML1_SKILLS:
         register_task(
@@ -445,6 +448,12 @@ def register_distributions() -> None:
         entry,
         kwargs={"benchmark": "ML10"},
         description="Meta-World ML10: 10 train / 5 test skills (extra [metaworld])",
+    )
+    register_task(
+        "metaworld-ml45",
+        entry,
+        kwargs={"benchmark": "ML45"},
+        description="Meta-World ML45: 45 train / 5 test skills (extra [metaworld])",
     )
 
 
