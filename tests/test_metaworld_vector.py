@@ -144,7 +144,7 @@ def test_skills_without_a_batched_step_fall_back_to_metaworlds_env():
     from metarl.envs.metaworld import MetaWorldDistribution
     from metarl.envs.vector import ProtocolVectorEnv, make_task_vector_env
 
-    dist = MetaWorldDistribution("ML1", "drawer-open")
+    dist = MetaWorldDistribution("ML1", "hammer")
     env = make_task_vector_env(dist, dist.sample(2, np.random.default_rng(0)), 1)
     try:
         assert isinstance(env, ProtocolVectorEnv)
