@@ -183,3 +183,56 @@ def test_ml10_meta_batches_step_each_skill_group_as_metaworld_does():
             np.testing.assert_array_equal(infos["success"], [w[4]["success"] for w in want])
     finally:
         vec.close()
+
+
+@pytest.mark.parametrize("benchmark", ["ML1", "ML10"])
+def test_the_batched_scorer_is_metaworlds_evaluator_on_per_task_policies(benchmark):
+    """Each task its own policy, as adapted policies are: Meta-World's scripted expert (shown
+    the goal) on every other task, a random linear map on the others. The batched scorer's
+    success rates are Meta-World's evaluator's exactly, its returns equal to float32's
+    precision (Meta-World's accumulator turns float32, see `evaluate_policies`)."""
+    import metaworld.policies as policies
+
+    from metarl.envs.metaworld import MetaWorldDistribution
+
+    dist = (
+        MetaWorldDistribution("ML1", "reach")
+        if benchmark == "ML1"
+        else MetaWorldDistribution("ML10")
+    )
+    tasks = dist.sample(6, np.random.default_rng(5), split="test")
+    rng = np.random.default_rng(0)
+
+    def linear(w):
+        return lambda obs: np.clip(np.asarray(obs, np.float32) @ w, -1, 1)
+
+    acts = []
+    for i, task in enumerate(tasks):
+        if i % 2:
+            acts.append(linear(rng.normal(0, 0.3, (39, 4)).astype(np.float32)))
+        else:
+            acts.append(_goal_seeing(dist, task, getattr(policies, expert_of(task.skill))()))
+    together = dist.evaluate_policies(tasks, acts)
+    assert together is not None
+    one_by_one = [dist.evaluate_policy(t, a) for t, a in zip(tasks, acts, strict=True)]
+    np.testing.assert_array_equal(together["success"], [s["success"] for s in one_by_one])
+    np.testing.assert_allclose(together["return"], [s["return"] for s in one_by_one], rtol=1e-5)
+    assert together["success"][::2].min() == 1.0 and together["success"][1::2].max() == 0.0
+
+
+def _goal_seeing(dist, task, scripted):
+    """`scripted` acting on observations with the task's goal filled in (ML hides it)."""
+    from metarl.envs.metaworld import make_skill_env
+
+    env = make_skill_env(task.skill, dist.reward_version)
+    env.set_task(task.resolve())
+    env.reset()
+    goal = np.array(env._target_pos, dtype=np.float64)
+    env.close()
+
+    def act(obs):
+        seen = np.array(obs, dtype=np.float64)
+        seen[:, 36:39] = goal
+        return np.stack([scripted.get_action(o) for o in seen]).astype(np.float32)
+
+    return act

@@ -4,8 +4,9 @@ Meta-World fixes each benchmark's tasks: `metaworld.ML1("reach-v3", seed=s)` hol
 training and 50 test goals of one skill, `metaworld.ML10(seed=s)` 50 goals of each of 10
 training and 5 test skills, `metaworld.ML45(seed=s)` of 45 training and 5 test skills. A
 metarl task is a pointer into those lists, `MetaWorldTask(benchmark, skill, split, index,
-seed)`: plain values that rebuild Meta-World's own `Task` object (`resolve`), so runs log, resume and split across ranks as for every other
-family. Which tasks a meta-batch holds is drawn with metarl's generator, never Meta-World's.
+seed)`: plain values that rebuild Meta-World's own `Task` object (`resolve`), so runs log,
+resume and split across ranks as for every other family. Which tasks a meta-batch holds
+is drawn with metarl's generator, never Meta-World's.
 
 `make_env(task)` builds the Meta-World env class of the task's skill and calls its
 `set_task(task object)`; the env is `MetaWorldEnv`, whose `set_task` takes metarl's task
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, SupportsFloat
 
@@ -384,6 +385,46 @@ class MetaWorldDistribution:
         finally:
             envs.close()
         return {"success": success, "return": mean_return}
+
+    def evaluate_policies(
+        self, tasks: Sequence[MetaWorldTask], acts: Sequence[Act]
+    ) -> dict[str, np.ndarray] | None:
+        """`evaluate_policy` of many tasks at once, on the batched Meta-World step (None where
+        the tasks have none: then each task goes through `evaluate_policy`).
+
+        The same protocol as Meta-World's evaluator: `eval_episodes` episodes per task, each
+        ending at its first success (counted, with the return up to and including that step)
+        or after 500 steps; task `i`'s policy `acts[i]` sees its own observations one at a
+        time, as in Meta-World's one-env vector env, so the success rates are the evaluator's
+        exactly (`tests/test_metaworld_vector.py`). The returns are summed in float64;
+        Meta-World's `RecordEpisodeStatistics` turns its sum into float32 at the first float32
+        reward (NumPy's promotion of a positive float32 gripper action), so its returns differ
+        from these in float32's last digits."""
+        from metarl.envs.vector import set_vector_tasks
+
+        env = self.make_vector_env(len(tasks), 1)
+        if env is None:
+            return None
+        n, episodes = len(tasks), self.eval_episodes
+        successes, returns = np.zeros(n), np.zeros((n, episodes))
+        try:
+            set_vector_tasks(env, list(tasks))
+            for episode in range(episodes):
+                obs, _ = env.reset()
+                running, total = np.ones(n, dtype=bool), np.zeros(n)
+                for _ in range(MAX_EPISODE_STEPS):
+                    actions = np.concatenate([act(obs[i : i + 1]) for i, act in enumerate(acts)])
+                    obs, reward, _, _, infos = env.step(actions)
+                    total += np.where(running, reward, 0.0)
+                    hit = running & (np.asarray(infos["success"]) == 1.0)
+                    successes += hit
+                    running &= ~hit
+                    if not running.any():
+                        break
+                returns[:, episode] = total
+        finally:
+            env.close()
+        return {"success": successes / episodes, "return": returns.mean(axis=1)}
 
     def close(self) -> None:
         """Nothing held: the benchmark objects are cached per process."""

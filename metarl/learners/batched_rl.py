@@ -390,6 +390,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         score = policy_scorer(self.dist)
         if score is None:
             return {}
+        # the same score of a chunk's tasks together where the distribution has it
+        # (Meta-World's batched step); None from it means: one task at a time
+        many = getattr(self.dist, "evaluate_policies", None)
         values: dict[str, np.ndarray] = {}
         finished = 0
         for row, t in enumerate(wanted):
@@ -398,9 +401,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 run = self.run(
                     phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
                 )
+                acts = [self._deterministic_act(run.params, i) for i in range(len(tasks[part]))]
+                together = many(tasks[part], acts) if many is not None else None
                 for offset, task in enumerate(tasks[part]):
-                    act = self._deterministic_act(run.params, offset)
-                    for name, value in score(task, act).items():
+                    scores = (
+                        {k: v[offset] for k, v in together.items()}
+                        if together is not None
+                        else score(task, acts[offset])
+                    )
+                    for name, value in scores.items():
                         table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
                         table[row, start + offset] = value
                     finished += 1
