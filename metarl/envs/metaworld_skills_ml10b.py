@@ -1,0 +1,147 @@
+"""Batched translations of five more Meta-World v3 skills: sweep, sweep-into, basketball,
+peg-insert-side and shelf-place (`metaworld_rewards.Skill`s, registered in
+`metarl.envs.metaworld_skills`).
+
+Each class is its Meta-World env's `_get_pos_objects` / `_get_quat_objects` /
+`evaluate_state` (sawyer_<skill>_v3.py) over rows, in Meta-World's operation order and with
+its scalar types reproduced: where Meta-World's caging reward turns float32 (a positive
+float32 gripper action, `caging_and_gripping`), the terms computed from it stay float32 only
+as far as NumPy's promotion keeps them so, which depends on whether the other operand is a
+Python float or a NumPy float64 at that point of Meta-World's code; each skill says where.
+`tests/test_metaworld_vector.py` compares them with Meta-World's env bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metarl.envs.metaworld_rewards import (
+    Frame,
+    Info,
+    Skill,
+    hamacher_product,
+    norm,
+    quaternion,
+    tolerance_long_tail,
+)
+
+
+def _drop_y(points: np.ndarray) -> np.ndarray:
+    """`p + np.array([0.0, -p[1], 0.0])` per row (the caging rewards' x-z plane)."""
+    offset = np.zeros_like(points)
+    offset[:, 1] = -points[:, 1]
+    return points + offset
+
+
+class _Sweep(Skill):
+    """Sweep and sweep-into: the puck is pushed, never lifted, and their own caging reward
+    (`_gripper_caging_reward` overridden) ignores the gripper's effort: its `gripping` is
+    the pads' y-closeness, so every value here is float64."""
+
+    bodies = ("obj", "leftpad", "rightpad")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+    OBJ_RADIUS = 0.02
+    GRIP_MARGIN: float
+    """`grip_success_margin - obj_radius` in the env's caging reward."""
+    X_Z_SUCCESS_MARGIN: float
+
+    def _caging(self, frame: Frame, obj_pos: np.ndarray) -> np.ndarray:
+        """The env's `_gripper_caging_reward(action, obj, OBJ_RADIUS)`. Its
+        `init_left_pad` / `init_right_pad` are live views of the pads' current positions
+        (`get_body_com` returns a view of `data.xpos`), so the margins read the current pads."""
+        obj_radius = self.OBJ_RADIUS
+        pad_success_margin = 0.05
+        grip_success_margin = obj_radius + self.GRIP_MARGIN
+        x_z_success_margin = self.X_Z_SUCCESS_MARGIN
+        tcp = frame.tcp_center
+        left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
+        delta_object_y_left_pad = left_pad[:, 1] - obj_pos[:, 1]
+        delta_object_y_right_pad = obj_pos[:, 1] - right_pad[:, 1]
+        right_caging_margin = abs(abs(obj_pos[:, 1] - right_pad[:, 1]) - pad_success_margin)
+        left_caging_margin = abs(abs(obj_pos[:, 1] - left_pad[:, 1]) - pad_success_margin)
+        right_caging = tolerance_long_tail(
+            delta_object_y_right_pad, obj_radius, pad_success_margin, right_caging_margin
+        )
+        left_caging = tolerance_long_tail(
+            delta_object_y_left_pad, obj_radius, pad_success_margin, left_caging_margin
+        )
+        right_gripping = tolerance_long_tail(
+            delta_object_y_right_pad, obj_radius, grip_success_margin, right_caging_margin
+        )
+        left_gripping = tolerance_long_tail(
+            delta_object_y_left_pad, obj_radius, grip_success_margin, left_caging_margin
+        )
+        y_caging = hamacher_product(right_caging, left_caging)
+        y_gripping = hamacher_product(right_gripping, left_gripping)
+        tcp_obj_norm_x_z = norm(_drop_y(tcp) - _drop_y(obj_pos))
+        init_obj_x_z = _drop_y(frame.consts["obj_init_pos"])
+        init_tcp_x_z = _drop_y(frame.consts["init_tcp"])
+        margin = norm(init_obj_x_z - init_tcp_x_z) - x_z_success_margin
+        x_z_caging = tolerance_long_tail(tcp_obj_norm_x_z, 0, x_z_success_margin, margin)
+        caging = hamacher_product(y_caging, x_z_caging)
+        gripping = np.where(caging > 0.95, y_gripping, 0.0)
+        return (caging + gripping) / 2
+
+    def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
+        return frame.consts["_target_pos"]
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        target_radius = 0.05
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target = self._target(frame, obj)
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        in_place_margin = norm(frame.consts["obj_init_pos"] - target)
+        in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
+        object_grasped = self._caging(frame, obj)
+        in_place_and_object_grasped = hamacher_product(object_grasped, in_place)
+        reward = (2 * object_grasped) + (6 * in_place_and_object_grasped)
+        reward = np.where(obj_to_target < target_radius, 10.0, reward)
+        opened = tcp_opened > 0
+        info = {
+            "success": (obj_to_target <= 0.05).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
+            "grasp_reward": object_grasped,
+            "grasp_success": (opened & frame.touching(opened, "objGeom")).astype(np.float64),
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+class Sweep(_Sweep):
+    """`SawyerSweepEnvV3` (sawyer_sweep_v3.py): the puck's body quaternion in the
+    observation."""
+
+    name = "sweep-v3"
+    GRIP_MARGIN = 0.01
+    X_Z_SUCCESS_MARGIN = 0.005
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return np.concatenate([frame.body("obj"), frame.body_quat("obj")], axis=1)
+
+
+class SweepInto(_Sweep):
+    """`SawyerSweepIntoGoalEnvV3` (sawyer_sweep_into_goal_v3.py): the puck's geom
+    quaternion in the observation; the target is the goal's x-y at the puck's current
+    height, so the in-place margin moves with the puck."""
+
+    name = "sweep-into-v3"
+    GRIP_MARGIN = 0.005
+    X_Z_SUCCESS_MARGIN = 0.01
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = quaternion(frame.geom_matrix("objGeom"))
+        return np.concatenate([frame.body("obj"), quat], axis=1)
+
+    def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
+        target = frame.consts["_target_pos"].copy()
+        target[:, 2] = obj[:, 2]
+        return target
+
+
+__all__ = ["Sweep", "SweepInto"]
