@@ -19,7 +19,9 @@ from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Skill,
+    _gripper_caging_reward,
     hamacher_product,
+    hamacher_single,
     norm,
     quaternion,
     tolerance_long_tail,
@@ -144,4 +146,56 @@ class SweepInto(_Sweep):
         return target
 
 
-__all__ = ["Sweep", "SweepInto"]
+class Basketball(Skill):
+    """`SawyerBasketballEnvV3` (sawyer_basketball_v3.py). Its `_target_pos` is a live view
+    of the goal site's position (`data.site("goal").xpos`), so the reward reads the site from
+    the frame. Where the ball is lifted near the gripper, `object_grasped` is the Python float
+    1.0 (float64 from there on); elsewhere a float32 `object_grasped` makes the product with
+    `in_place` (a Python float) float32."""
+
+    name = "basketball-v3"
+    bodies = ("bsktball", "leftpad", "rightpad")
+    sites = ("rightEndEffector", "leftEndEffector", "goal")
+    consts = ("obj_init_pos", "init_tcp")
+    TARGET_RADIUS = 0.08
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return np.concatenate([frame.body("bsktball"), frame.body_quat("bsktball")], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, obj_init = obs[:, 4:7], frame.consts["obj_init_pos"]
+        target = frame.site("goal").copy()
+        target[:, 2] = 0.3
+        scale = np.array([1.0, 1.0, 2.0])
+        target_to_obj = norm((obj - target) * scale)
+        target_to_obj_init = norm((obj_init - target) * scale)
+        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
+        tcp_opened = obs[:, 3]
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.025, 0.06, 0.005)
+        lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        object_grasped = np.where(lifted, 1.0, object_grasped)
+        single = single & ~lifted
+        reward = hamacher_product(object_grasped, in_place)
+        if single.any():
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+        reward = np.where(lifted, reward + (1.0 + 5.0 * in_place), reward)
+        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        info = {
+            "success": (target_to_obj <= self.TARGET_RADIUS).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.05).astype(np.float64),
+            "grasp_success": ((tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2])).astype(
+                np.float64
+            ),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": target_to_obj,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+__all__ = ["Basketball", "Sweep", "SweepInto"]
