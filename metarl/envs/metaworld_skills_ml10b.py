@@ -198,4 +198,110 @@ class Basketball(Skill):
         return reward, info
 
 
-__all__ = ["Basketball", "Sweep", "SweepInto"]
+def _body_matrices(quats: np.ndarray) -> np.ndarray:
+    """MuJoCo's `xmat` of bodies from their `xquat` rows, `[n, 3, 3]`: `mju_quat2Mat`, the
+    function `mj_kinematics` computes it with, so the same bits."""
+    import mujoco
+
+    out = np.zeros((len(quats), 9))
+    for row, quat in zip(out, quats, strict=True):
+        mujoco.mju_quat2Mat(row, quat)
+    return out.reshape(-1, 3, 3)
+
+
+def _in_range(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """`reward_utils.rect_prism_tolerance`'s `in_range(a, b, c)` per row."""
+    return np.where(c >= b, (b <= a) & (a <= c), (c <= a) & (a <= b))
+
+
+def _rect_prism_tolerance(
+    curr: np.ndarray, zero: np.ndarray, one: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`reward_utils.rect_prism_tolerance(curr, zero, one)` per row, and the mask of the rows
+    inside the prism (where Meta-World's value is a NumPy float64, elsewhere the Python
+    float 1.0)."""
+    inside = np.logical_and.reduce([_in_range(curr[:, i], zero[:, i], one[:, i]) for i in range(3)])
+    diff = one - zero
+    scales = (curr - zero) / np.where(inside[:, None], diff, 1.0)
+    value = scales[:, 0] * scales[:, 1] * scales[:, 2]
+    return np.where(inside, value, 1.0), inside
+
+
+class PegInsertSide(Skill):
+    """`SawyerPegInsertionSideEnvV3` (sawyer_peg_insertion_side_v3.py). The observed object
+    is the site `pegGrasp`: its position, and the quaternion of its `xmat`, which MuJoCo
+    copies from the peg body's (the site has no rotation of its own: `site_sameframe` is
+    `mjSAMEFRAME_BODYROT`) and the frame has as the body's `xquat`.
+
+    Types: `in_place` becomes a NumPy float64 where the peg's head is inside either
+    collision prism (`rect_prism_tolerance`'s product of NumPy scalars), else it stays a
+    Python float; a float32 `object_grasped` keeps the product float32 only in the latter
+    rows. Where the peg is lifted near the gripper, `object_grasped` is the Python 1.0."""
+
+    name = "peg-insert-side-v3"
+    bodies = ("peg", "leftpad", "rightpad")
+    sites = (
+        "rightEndEffector",
+        "leftEndEffector",
+        "pegGrasp",
+        "pegHead",
+        "bottom_right_corner_collision_box_1",
+        "top_left_corner_collision_box_1",
+        "bottom_right_corner_collision_box_2",
+        "top_left_corner_collision_box_2",
+    )
+    consts = ("_target_pos", "obj_init_pos", "init_tcp", "peg_head_pos_init")
+    TARGET_RADIUS = 0.07
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = quaternion(_body_matrices(frame.body_quat("peg")))
+        return np.concatenate([frame.site("pegGrasp"), quat], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, obj_init = obs[:, 4:7], frame.consts["obj_init_pos"]
+        obj_head = frame.site("pegHead")
+        tcp_opened = obs[:, 3]
+        target = frame.consts["_target_pos"]
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        scale = np.array([1.0, 2.0, 2.0])
+        obj_to_target = norm((obj_head - target) * scale)
+        in_place_margin = norm((frame.consts["peg_head_pos_init"] - target) * scale)
+        in_place = tolerance_long_tail(obj_to_target, 0, self.TARGET_RADIUS, in_place_margin)
+        box_1, inside_1 = _rect_prism_tolerance(
+            obj_head,
+            frame.site("bottom_right_corner_collision_box_1"),
+            frame.site("top_left_corner_collision_box_1"),
+        )
+        box_2, inside_2 = _rect_prism_tolerance(
+            obj_head,
+            frame.site("bottom_right_corner_collision_box_2"),
+            frame.site("top_left_corner_collision_box_2"),
+        )
+        collision_boxes = hamacher_product(box_2, box_1)
+        in_place = hamacher_product(in_place, collision_boxes)
+        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.0075, 0.03, 0.005)
+        lifted = (tcp_to_obj < 0.08) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        object_grasped = np.where(lifted, 1.0, object_grasped)
+        single = single & ~lifted & ~inside_1 & ~inside_2
+        reward = hamacher_product(object_grasped, in_place)
+        if single.any():
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+        reward = np.where(lifted, reward + (1.0 + 5 * in_place), reward)
+        reward = np.where(obj_to_target <= 0.07, 10.0, reward)
+        grasp_success = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        info = {
+            "success": (obj_to_target <= 0.07).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
+            "grasp_success": grasp_success.astype(np.float64),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+__all__ = ["Basketball", "PegInsertSide", "Sweep", "SweepInto"]
