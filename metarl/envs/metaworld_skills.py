@@ -8,10 +8,17 @@ own env (`metarl.envs.metaworld_vector.make_metaworld_vector` returns None for i
 from __future__ import annotations
 
 from metarl.envs.metaworld_rewards import PickPlace, Push, Reach, Skill
-from metarl.envs.metaworld_skills_ml10b import Basketball, PegInsertSide, Sweep, SweepInto
+from metarl.envs.metaworld_skills_ml10b import (
+    Basketball,
+    PegInsertSide,
+    ShelfPlace,
+    Sweep,
+    SweepInto,
+)
 
 SKILLS: dict[str, type[Skill]] = {
-    cls.name: cls for cls in (Reach, Push, PickPlace, Sweep, SweepInto, Basketball, PegInsertSide)
+    cls.name: cls
+    for cls in (Reach, Push, PickPlace, Sweep, SweepInto, Basketball, PegInsertSide, ShelfPlace)
 }
 """The skills with a batched step, by Meta-World env name."""
 

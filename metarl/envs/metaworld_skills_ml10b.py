@@ -19,7 +19,9 @@ from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Skill,
+    _grasp_success,
     _gripper_caging_reward,
+    gripper_caging,
     hamacher_product,
     hamacher_single,
     norm,
@@ -304,4 +306,88 @@ class PegInsertSide(Skill):
         return reward, info
 
 
-__all__ = ["Basketball", "PegInsertSide", "Sweep", "SweepInto"]
+def _caging_low_density(
+    frame: Frame,
+    action: np.ndarray,
+    obj_pos: np.ndarray,
+    obj_radius: float,
+    pad_success_thresh: float,
+    xz_thresh: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`SawyerXYZEnv._gripper_caging_reward(...)` without either density: `hamacher(caging,
+    gripping)`, gripping the gripper's effort clamped to [0, 1] where `caging > 0.97`. As in
+    `caging_and_gripping`, the value is float32 where the action is float32 and that effort
+    positive; returns the values and the mask of those rows."""
+    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
+    effort = action[:, -1]
+    clamped = np.minimum(np.maximum(0, effort.astype(np.float64)), 1.0) / 1.0
+    value = hamacher_product(caging, np.where(caging > 0.97, clamped, 0.0))
+    single = (caging > 0.97) & (effort > 0) & (effort.dtype == np.float32)
+    if single.any():
+        gripping32 = np.minimum(effort, np.float32(1.0)) / np.float32(1.0)
+        value = np.where(single, hamacher_single(caging, gripping32).astype(np.float64), value)
+    return value, single
+
+
+class ShelfPlace(Skill):
+    """`SawyerShelfPlaceEnvV3` (sawyer_shelf_place_v3.py): the block's geom quaternion in the
+    observation, the caging reward of neither density.
+
+    Types: `in_place` stays a Python float except where the block is below and in front of
+    the shelf (the bound loss: `np.clip` makes it a NumPy float64), so the lifted bonus added
+    to a float32 reward stays float32 only outside those rows."""
+
+    name = "shelf-place-v3"
+    bodies = ("obj", "leftpad", "rightpad")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = quaternion(frame.geom_matrix("objGeom"))
+        return np.concatenate([frame.body("obj"), quat], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        target_radius = 0.05
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        in_place_margin = norm(obj_init - target)
+        in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
+        object_grasped, single = _caging_low_density(frame, action, obj, 0.02, 0.05, 0.01)
+        reward = hamacher_product(object_grasped, in_place)
+        if single.any():
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+        low = (obj[:, 2] > 0.0) & (obj[:, 2] < 0.24)
+        beside = (target[:, 0] - 0.15 < obj[:, 0]) & (obj[:, 0] < target[:, 0] + 0.15)
+        front = target[:, 1] - 3 * target_radius
+        bounded = low & beside & (front < obj[:, 1]) & (obj[:, 1] < target[:, 1])
+        z_scaling = (0.24 - obj[:, 2]) / 0.24
+        y_scaling = (obj[:, 1] - front) / (3 * target_radius)
+        bound_loss = hamacher_product(y_scaling, z_scaling)
+        in_place = np.where(bounded, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
+        in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
+        lifted = (tcp_to_obj < 0.025) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        bonus = 1.0 + 5.0 * in_place
+        lifted_reward = reward + bonus
+        if single.any():  # `reward` is float32 there; `bonus` too where `in_place` is a float
+            lifted32 = reward.astype(np.float32) + bonus.astype(np.float32)
+            lifted_reward = np.where(single & ~bounded, lifted32.astype(np.float64), lifted_reward)
+        reward = np.where(lifted, lifted_reward, reward)
+        reward = np.where(obj_to_target < target_radius, 10.0, reward)
+        info = {
+            "success": (obj_to_target <= 0.07).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
+            "grasp_success": _grasp_success(frame, obj, tcp_opened),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+__all__ = ["Basketball", "PegInsertSide", "ShelfPlace", "Sweep", "SweepInto"]
