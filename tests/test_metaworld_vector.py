@@ -33,9 +33,12 @@ GRASPING = {"push-v3", "pick-place-v3"}
 
 
 def expert_of(skill: str) -> str:
-    """Meta-World's scripted policy class for `skill`: door-open-v3 -> SawyerDoorOpenV3Policy."""
-    words = skill.removesuffix("-v3").split("-")
-    return "Sawyer" + "".join(w.capitalize() for w in words) + "V3Policy"
+    """Meta-World's scripted policy class for `skill`, from its own map: mostly named after
+    the skill (door-open-v3 -> SawyerDoorOpenV3Policy), but not always
+    (peg-insert-side-v3 -> SawyerPegInsertionSideV3Policy)."""
+    import metaworld.policies as policies
+
+    return policies.ENV_POLICY_MAP[skill].__name__
 
 
 TASKS, ENVS_PER_TASK = 3, 2

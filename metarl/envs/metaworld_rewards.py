@@ -185,6 +185,19 @@ def _gripper_caging_reward(
     xz_thresh: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`SawyerXYZEnv._gripper_caging_reward(..., high_density=True)` over rows."""
+    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
+    return caging_and_gripping(caging, action)
+
+
+def gripper_caging(
+    frame: Frame,
+    obj_pos: np.ndarray,
+    obj_radius: float,
+    pad_success_thresh: float,
+    xz_thresh: float,
+) -> np.ndarray:
+    """The `caging` term of `SawyerXYZEnv._gripper_caging_reward` over rows (before the
+    gripper's effort enters; the skills combine the two by their own density)."""
     obj_init = frame.consts["obj_init_pos"]
     pad_y_lr = np.stack([frame.body("leftpad")[:, 1], frame.body("rightpad")[:, 1]], axis=1)
     pad_to_obj_lr = np.abs(pad_y_lr - obj_pos[:, 1:2])
@@ -204,7 +217,7 @@ def _gripper_caging_reward(
     caging_xz = tolerance_long_tail(
         norm(tcp[:, xz] - obj_pos[:, xz]), 0, xz_thresh, caging_xz_margin
     )
-    return caging_and_gripping(hamacher_product(caging_y, caging_xz), action)
+    return hamacher_product(caging_y, caging_xz)
 
 
 def caging_and_gripping(caging: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,6 +369,7 @@ __all__ = [
     "Frame",
     "Skill",
     "caging_and_gripping",
+    "gripper_caging",
     "hamacher_product",
     "norm",
     "tolerance_long_tail",

@@ -9,8 +9,25 @@ from __future__ import annotations
 
 from metarl.envs.metaworld_rewards import PickPlace, Push, Reach, Skill
 from metarl.envs.metaworld_skills_ml10a import ML10_SKILLS_A
+from metarl.envs.metaworld_skills_ml10b import (
+    Basketball,
+    PegInsertSide,
+    ShelfPlace,
+    Sweep,
+    SweepInto,
+)
 
-SKILLS: dict[str, type[Skill]] = {cls.name: cls for cls in (Reach, Push, PickPlace) + ML10_SKILLS_A}
+TRANSLATED: tuple[type[Skill], ...] = (
+    Reach,
+    Push,
+    PickPlace,
+    Sweep,
+    SweepInto,
+    Basketball,
+    PegInsertSide,
+    ShelfPlace,
+) + ML10_SKILLS_A
+SKILLS: dict[str, type[Skill]] = {cls.name: cls for cls in TRANSLATED}
 """The skills with a batched step, by Meta-World env name."""
 
 

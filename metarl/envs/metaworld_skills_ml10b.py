@@ -1,0 +1,393 @@
+"""Batched translations of five more Meta-World v3 skills: sweep, sweep-into, basketball,
+peg-insert-side and shelf-place (`metaworld_rewards.Skill`s, registered in
+`metarl.envs.metaworld_skills`).
+
+Each class is its Meta-World env's `_get_pos_objects` / `_get_quat_objects` /
+`evaluate_state` (sawyer_<skill>_v3.py) over rows, in Meta-World's operation order and with
+its scalar types reproduced: where Meta-World's caging reward turns float32 (a positive
+float32 gripper action, `caging_and_gripping`), the terms computed from it stay float32 only
+as far as NumPy's promotion keeps them so, which depends on whether the other operand is a
+Python float or a NumPy float64 at that point of Meta-World's code; each skill says where.
+`tests/test_metaworld_vector.py` compares them with Meta-World's env bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metarl.envs.metaworld_rewards import (
+    Frame,
+    Info,
+    Skill,
+    _grasp_success,
+    _gripper_caging_reward,
+    gripper_caging,
+    hamacher_product,
+    hamacher_single,
+    norm,
+    quaternion,
+    tolerance_long_tail,
+)
+
+
+def _drop_y(points: np.ndarray) -> np.ndarray:
+    """`p + np.array([0.0, -p[1], 0.0])` per row (the caging rewards' x-z plane)."""
+    offset = np.zeros_like(points)
+    offset[:, 1] = -points[:, 1]
+    return points + offset
+
+
+class _Sweep(Skill):
+    """Sweep and sweep-into: the puck is pushed, never lifted, and their own caging reward
+    (`_gripper_caging_reward` overridden) ignores the gripper's effort: its `gripping` is
+    the pads' y-closeness, so every value here is float64."""
+
+    bodies = ("obj", "leftpad", "rightpad")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+    OBJ_RADIUS = 0.02
+    GRIP_MARGIN: float
+    """`grip_success_margin - obj_radius` in the env's caging reward."""
+    X_Z_SUCCESS_MARGIN: float
+
+    def _caging(self, frame: Frame, obj_pos: np.ndarray) -> np.ndarray:
+        """The env's `_gripper_caging_reward(action, obj, OBJ_RADIUS)`. Its
+        `init_left_pad` / `init_right_pad` are live views of the pads' current positions
+        (`get_body_com` returns a view of `data.xpos`), so the margins read the current pads."""
+        obj_radius = self.OBJ_RADIUS
+        pad_success_margin = 0.05
+        grip_success_margin = obj_radius + self.GRIP_MARGIN
+        x_z_success_margin = self.X_Z_SUCCESS_MARGIN
+        tcp = frame.tcp_center
+        left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
+        delta_object_y_left_pad = left_pad[:, 1] - obj_pos[:, 1]
+        delta_object_y_right_pad = obj_pos[:, 1] - right_pad[:, 1]
+        right_caging_margin = abs(abs(obj_pos[:, 1] - right_pad[:, 1]) - pad_success_margin)
+        left_caging_margin = abs(abs(obj_pos[:, 1] - left_pad[:, 1]) - pad_success_margin)
+        right_caging = tolerance_long_tail(
+            delta_object_y_right_pad, obj_radius, pad_success_margin, right_caging_margin
+        )
+        left_caging = tolerance_long_tail(
+            delta_object_y_left_pad, obj_radius, pad_success_margin, left_caging_margin
+        )
+        right_gripping = tolerance_long_tail(
+            delta_object_y_right_pad, obj_radius, grip_success_margin, right_caging_margin
+        )
+        left_gripping = tolerance_long_tail(
+            delta_object_y_left_pad, obj_radius, grip_success_margin, left_caging_margin
+        )
+        y_caging = hamacher_product(right_caging, left_caging)
+        y_gripping = hamacher_product(right_gripping, left_gripping)
+        tcp_obj_norm_x_z = norm(_drop_y(tcp) - _drop_y(obj_pos))
+        init_obj_x_z = _drop_y(frame.consts["obj_init_pos"])
+        init_tcp_x_z = _drop_y(frame.consts["init_tcp"])
+        margin = norm(init_obj_x_z - init_tcp_x_z) - x_z_success_margin
+        x_z_caging = tolerance_long_tail(tcp_obj_norm_x_z, 0, x_z_success_margin, margin)
+        caging = hamacher_product(y_caging, x_z_caging)
+        gripping = np.where(caging > 0.95, y_gripping, 0.0)
+        return (caging + gripping) / 2
+
+    def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
+        return frame.consts["_target_pos"]
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        target_radius = 0.05
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target = self._target(frame, obj)
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        in_place_margin = norm(frame.consts["obj_init_pos"] - target)
+        in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
+        object_grasped = self._caging(frame, obj)
+        in_place_and_object_grasped = hamacher_product(object_grasped, in_place)
+        reward = (2 * object_grasped) + (6 * in_place_and_object_grasped)
+        reward = np.where(obj_to_target < target_radius, 10.0, reward)
+        opened = tcp_opened > 0
+        info = {
+            "success": (obj_to_target <= 0.05).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
+            "grasp_reward": object_grasped,
+            "grasp_success": (opened & frame.touching(opened, "objGeom")).astype(np.float64),
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+class Sweep(_Sweep):
+    """`SawyerSweepEnvV3` (sawyer_sweep_v3.py): the puck's body quaternion in the
+    observation."""
+
+    name = "sweep-v3"
+    GRIP_MARGIN = 0.01
+    X_Z_SUCCESS_MARGIN = 0.005
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return np.concatenate([frame.body("obj"), frame.body_quat("obj")], axis=1)
+
+
+class SweepInto(_Sweep):
+    """`SawyerSweepIntoGoalEnvV3` (sawyer_sweep_into_goal_v3.py): the puck's geom
+    quaternion in the observation; the target is the goal's x-y at the puck's current
+    height, so the in-place margin moves with the puck."""
+
+    name = "sweep-into-v3"
+    GRIP_MARGIN = 0.005
+    X_Z_SUCCESS_MARGIN = 0.01
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = quaternion(frame.geom_matrix("objGeom"))
+        return np.concatenate([frame.body("obj"), quat], axis=1)
+
+    def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
+        target = frame.consts["_target_pos"].copy()
+        target[:, 2] = obj[:, 2]
+        return target
+
+
+class Basketball(Skill):
+    """`SawyerBasketballEnvV3` (sawyer_basketball_v3.py). Its `_target_pos` is a live view
+    of the goal site's position (`data.site("goal").xpos`), so the reward reads the site from
+    the frame. Where the ball is lifted near the gripper, `object_grasped` is the Python float
+    1.0 (float64 from there on); elsewhere a float32 `object_grasped` makes the product with
+    `in_place` (a Python float) float32."""
+
+    name = "basketball-v3"
+    bodies = ("bsktball", "leftpad", "rightpad")
+    sites = ("rightEndEffector", "leftEndEffector", "goal")
+    consts = ("obj_init_pos", "init_tcp")
+    TARGET_RADIUS = 0.08
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return np.concatenate([frame.body("bsktball"), frame.body_quat("bsktball")], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, obj_init = obs[:, 4:7], frame.consts["obj_init_pos"]
+        target = frame.site("goal").copy()
+        target[:, 2] = 0.3
+        scale = np.array([1.0, 1.0, 2.0])
+        target_to_obj = norm((obj - target) * scale)
+        target_to_obj_init = norm((obj_init - target) * scale)
+        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
+        tcp_opened = obs[:, 3]
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.025, 0.06, 0.005)
+        lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        object_grasped = np.where(lifted, 1.0, object_grasped)
+        single = single & ~lifted
+        reward = hamacher_product(object_grasped, in_place)
+        if single.any():
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+        reward = np.where(lifted, reward + (1.0 + 5.0 * in_place), reward)
+        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        info = {
+            "success": (target_to_obj <= self.TARGET_RADIUS).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.05).astype(np.float64),
+            "grasp_success": ((tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2])).astype(
+                np.float64
+            ),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": target_to_obj,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+def _body_matrices(quats: np.ndarray) -> np.ndarray:
+    """MuJoCo's `xmat` of bodies from their `xquat` rows, `[n, 3, 3]`: `mju_quat2Mat`, the
+    function `mj_kinematics` computes it with, so the same bits."""
+    import mujoco
+
+    out = np.zeros((len(quats), 9))
+    for row, quat in zip(out, quats, strict=True):
+        mujoco.mju_quat2Mat(row, quat)
+    return out.reshape(-1, 3, 3)
+
+
+def _in_range(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """`reward_utils.rect_prism_tolerance`'s `in_range(a, b, c)` per row."""
+    return np.where(c >= b, (b <= a) & (a <= c), (c <= a) & (a <= b))
+
+
+def _rect_prism_tolerance(
+    curr: np.ndarray, zero: np.ndarray, one: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`reward_utils.rect_prism_tolerance(curr, zero, one)` per row, and the mask of the rows
+    inside the prism (where Meta-World's value is a NumPy float64, elsewhere the Python
+    float 1.0)."""
+    inside = np.logical_and.reduce([_in_range(curr[:, i], zero[:, i], one[:, i]) for i in range(3)])
+    diff = one - zero
+    scales = (curr - zero) / np.where(inside[:, None], diff, 1.0)
+    value = scales[:, 0] * scales[:, 1] * scales[:, 2]
+    return np.where(inside, value, 1.0), inside
+
+
+class PegInsertSide(Skill):
+    """`SawyerPegInsertionSideEnvV3` (sawyer_peg_insertion_side_v3.py). The observed object
+    is the site `pegGrasp`: its position, and the quaternion of its `xmat`, which MuJoCo
+    copies from the peg body's (the site has no rotation of its own: `site_sameframe` is
+    `mjSAMEFRAME_BODYROT`) and the frame has as the body's `xquat`.
+
+    Types: `in_place` becomes a NumPy float64 where the peg's head is inside either
+    collision prism (`rect_prism_tolerance`'s product of NumPy scalars), else it stays a
+    Python float; a float32 `object_grasped` keeps the product float32 only in the latter
+    rows. Where the peg is lifted near the gripper, `object_grasped` is the Python 1.0."""
+
+    name = "peg-insert-side-v3"
+    bodies = ("peg", "leftpad", "rightpad")
+    sites = (
+        "rightEndEffector",
+        "leftEndEffector",
+        "pegGrasp",
+        "pegHead",
+        "bottom_right_corner_collision_box_1",
+        "top_left_corner_collision_box_1",
+        "bottom_right_corner_collision_box_2",
+        "top_left_corner_collision_box_2",
+    )
+    consts = ("_target_pos", "obj_init_pos", "init_tcp", "peg_head_pos_init")
+    TARGET_RADIUS = 0.07
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = quaternion(_body_matrices(frame.body_quat("peg")))
+        return np.concatenate([frame.site("pegGrasp"), quat], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, obj_init = obs[:, 4:7], frame.consts["obj_init_pos"]
+        obj_head = frame.site("pegHead")
+        tcp_opened = obs[:, 3]
+        target = frame.consts["_target_pos"]
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        scale = np.array([1.0, 2.0, 2.0])
+        obj_to_target = norm((obj_head - target) * scale)
+        in_place_margin = norm((frame.consts["peg_head_pos_init"] - target) * scale)
+        in_place = tolerance_long_tail(obj_to_target, 0, self.TARGET_RADIUS, in_place_margin)
+        box_1, inside_1 = _rect_prism_tolerance(
+            obj_head,
+            frame.site("bottom_right_corner_collision_box_1"),
+            frame.site("top_left_corner_collision_box_1"),
+        )
+        box_2, inside_2 = _rect_prism_tolerance(
+            obj_head,
+            frame.site("bottom_right_corner_collision_box_2"),
+            frame.site("top_left_corner_collision_box_2"),
+        )
+        collision_boxes = hamacher_product(box_2, box_1)
+        in_place = hamacher_product(in_place, collision_boxes)
+        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.0075, 0.03, 0.005)
+        lifted = (tcp_to_obj < 0.08) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        object_grasped = np.where(lifted, 1.0, object_grasped)
+        single = single & ~lifted & ~inside_1 & ~inside_2
+        reward = hamacher_product(object_grasped, in_place)
+        if single.any():
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+        reward = np.where(lifted, reward + (1.0 + 5 * in_place), reward)
+        reward = np.where(obj_to_target <= 0.07, 10.0, reward)
+        grasp_success = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        info = {
+            "success": (obj_to_target <= 0.07).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
+            "grasp_success": grasp_success.astype(np.float64),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+def _caging_low_density(
+    frame: Frame,
+    action: np.ndarray,
+    obj_pos: np.ndarray,
+    obj_radius: float,
+    pad_success_thresh: float,
+    xz_thresh: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`SawyerXYZEnv._gripper_caging_reward(...)` without either density: `hamacher(caging,
+    gripping)`, gripping the gripper's effort clamped to [0, 1] where `caging > 0.97`. As in
+    `caging_and_gripping`, the value is float32 where the action is float32 and that effort
+    positive; returns the values and the mask of those rows."""
+    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
+    effort = action[:, -1]
+    clamped = np.minimum(np.maximum(0, effort.astype(np.float64)), 1.0) / 1.0
+    value = hamacher_product(caging, np.where(caging > 0.97, clamped, 0.0))
+    single = (caging > 0.97) & (effort > 0) & (effort.dtype == np.float32)
+    if single.any():
+        gripping32 = np.minimum(effort, np.float32(1.0)) / np.float32(1.0)
+        value = np.where(single, hamacher_single(caging, gripping32).astype(np.float64), value)
+    return value, single
+
+
+class ShelfPlace(Skill):
+    """`SawyerShelfPlaceEnvV3` (sawyer_shelf_place_v3.py): the block's geom quaternion in the
+    observation, the caging reward of neither density.
+
+    Types: `in_place` stays a Python float except where the block is below and in front of
+    the shelf (the bound loss: `np.clip` makes it a NumPy float64), so the lifted bonus added
+    to a float32 reward stays float32 only outside those rows."""
+
+    name = "shelf-place-v3"
+    bodies = ("obj", "leftpad", "rightpad")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = quaternion(frame.geom_matrix("objGeom"))
+        return np.concatenate([frame.body("obj"), quat], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        target_radius = 0.05
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        obj_to_target = norm(obj - target)
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        in_place_margin = norm(obj_init - target)
+        in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
+        object_grasped, single = _caging_low_density(frame, action, obj, 0.02, 0.05, 0.01)
+        reward = hamacher_product(object_grasped, in_place)
+        if single.any():
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+        low = (obj[:, 2] > 0.0) & (obj[:, 2] < 0.24)
+        beside = (target[:, 0] - 0.15 < obj[:, 0]) & (obj[:, 0] < target[:, 0] + 0.15)
+        front = target[:, 1] - 3 * target_radius
+        bounded = low & beside & (front < obj[:, 1]) & (obj[:, 1] < target[:, 1])
+        z_scaling = (0.24 - obj[:, 2]) / 0.24
+        y_scaling = (obj[:, 1] - front) / (3 * target_radius)
+        bound_loss = hamacher_product(y_scaling, z_scaling)
+        in_place = np.where(bounded, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
+        in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
+        lifted = (tcp_to_obj < 0.025) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        bonus = 1.0 + 5.0 * in_place
+        lifted_reward = reward + bonus
+        if single.any():  # `reward` is float32 there; `bonus` too where `in_place` is a float
+            lifted32 = reward.astype(np.float32) + bonus.astype(np.float32)
+            lifted_reward = np.where(single & ~bounded, lifted32.astype(np.float64), lifted_reward)
+        reward = np.where(lifted, lifted_reward, reward)
+        reward = np.where(obj_to_target < target_radius, 10.0, reward)
+        info = {
+            "success": (obj_to_target <= 0.07).astype(np.float64),
+            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
+            "grasp_success": _grasp_success(frame, obj, tcp_opened),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+__all__ = ["Basketball", "PegInsertSide", "ShelfPlace", "Sweep", "SweepInto"]
