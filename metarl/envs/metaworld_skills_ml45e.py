@@ -1,0 +1,537 @@
+"""Batched V2 rewards of ML45's sliding, pushing and stick skills: plates, pushes past a wall or
+back, a reach past a wall, a soccer ball, sticks and a window to close.
+
+Each `Skill` here is one Meta-World v3 env's `_get_pos_objects` / `_get_quat_objects` /
+`evaluate_state` over rows (the contract and the arithmetic helpers are
+`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_skills_ml10a`'s), in Meta-World's
+operation order and types, so that `tests/test_metaworld_vector.py` finds them equal to
+Meta-World's own env bit for bit.
+
+What these skills add:
+
+- Bodies observed through their rotation matrix (the soccer ball, the sticks):
+  `Rotation.from_matrix(data.body(b).xmat)`. MuJoCo computes a body's `xmat` from its
+  `xquat` with `mju_quat2Mat`, so `_body_matrix_quat` does the same on the batch's `xquat`.
+- Caging rewards of their own (push-back, soccer): the gripping term is the pads' y-caging at
+  a tighter bound instead of the action's effort, so they stay float64; their
+  `init_left_pad` / `init_right_pad` are live views of the pads (as pick-place's are), so
+  they read the current pads.
+- Stick-push's caging is the shared one measured from `stick_init_pos` instead of
+  `obj_init_pos`; stick-pull's and stick-push's "grasped" override of the caging reward is
+  Python's int 1, and stick-push's success is `grasp_success and success`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from metarl.envs.metaworld_rewards import (
+    Frame,
+    Info,
+    Push,
+    Reach,
+    Skill,
+    _drop_y,
+    _grasp_success,
+    _gripper_caging_reward,
+    hamacher_product,
+    hamacher_single,
+    norm,
+    quaternion,
+    tolerance_long_tail,
+)
+from metarl.envs.metaworld_skills_ml10a import (
+    _flag,
+    _geom_object,
+    _without_quat,
+    abs_norm,
+    tolerance_gaussian,
+)
+
+# -- plates slid over the table (no grasp) ------------------------------------------------------
+
+
+class _PlateSlide(Skill):
+    """The plate-slide family: the puck geom's position and frame, a reach-then-slide reward.
+    `plate-slide` multiplies the two terms; the back/side variants switch to the slide term
+    once the hand is low and near, with margins less the target radius."""
+
+    geoms = ("puck",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+    TARGET_RADIUS = 0.05
+    MARGIN_OFFSET = 0.05
+    """Subtracted from both tolerance margins (0 for `plate-slide`)."""
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return _geom_object(frame, "puck")
+
+    def _reward(
+        self, tcp: np.ndarray, tcp_to_obj: np.ndarray, grasped: np.ndarray, in_place: np.ndarray
+    ) -> np.ndarray:
+        reward = 1.5 * grasped
+        low_and_near = (tcp[:, 2] <= 0.03) & (tcp_to_obj < 0.07)
+        return np.where(low_and_near, 2.0 + (7.0 * in_place), reward)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        radius = self.TARGET_RADIUS
+        tcp, obj = frame.tcp_center, obs[:, 4:7]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        obj_to_target = norm(obj - target)
+        in_place_margin = norm(obj_init - target)
+        in_place = tolerance_long_tail(
+            obj_to_target, 0, radius, in_place_margin - self.MARGIN_OFFSET
+        )
+        tcp_to_obj = norm(tcp - obj)
+        obj_grasped_margin = norm(frame.consts["init_tcp"] - obj_init)
+        grasped = tolerance_long_tail(
+            tcp_to_obj, 0, radius, obj_grasped_margin - self.MARGIN_OFFSET
+        )
+        reward = self._reward(tcp, tcp_to_obj, grasped, in_place)
+        reward = np.where(obj_to_target < radius, 10.0, reward)
+        info = {
+            "success": _flag(obj_to_target <= 0.07),
+            "near_object": _flag(tcp_to_obj <= 0.03),
+            "grasp_reward": grasped,
+            "grasp_success": np.zeros_like(reward),
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+class PlateSlide(_PlateSlide):
+    """`SawyerPlateSlideEnvV3` (sawyer_plate_slide_v3.py)."""
+
+    name = "plate-slide-v3"
+    MARGIN_OFFSET = 0.0  # its margins are the distances themselves (m - 0.0 is m exactly)
+
+    def _reward(
+        self, tcp: np.ndarray, tcp_to_obj: np.ndarray, grasped: np.ndarray, in_place: np.ndarray
+    ) -> np.ndarray:
+        return 8 * hamacher_product(grasped, in_place)
+
+
+class PlateSlideBack(_PlateSlide):
+    """`SawyerPlateSlideBackEnvV3` (sawyer_plate_slide_back_v3.py)."""
+
+    name = "plate-slide-back-v3"
+
+
+class PlateSlideSide(_PlateSlide):
+    """`SawyerPlateSlideSideEnvV3` (sawyer_plate_slide_side_v3.py)."""
+
+    name = "plate-slide-side-v3"
+
+
+class PlateSlideBackSide(_PlateSlide):
+    """`SawyerPlateSlideBackSideEnvV3` (sawyer_plate_slide_back_side_v3.py)."""
+
+    name = "plate-slide-back-side-v3"
+
+
+# -- pushes and reaches past a wall, a push back -------------------------------------------------
+
+
+class ReachWall(Reach):
+    """`SawyerReachWallEnvV3` (sawyer_reach_wall_v3.py): reach's reward with its own infos."""
+
+    name = "reach-wall-v3"
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        reward, reach = super().evaluate_state(frame, obs, action)
+        zeros = np.zeros_like(reward)
+        tcp_to_target = reach["obj_to_target"]
+        info = {
+            "success": _flag(tcp_to_target <= 0.05),
+            "near_object": zeros,
+            "grasp_success": zeros,
+            "grasp_reward": zeros,
+            "in_place_reward": reach["in_place_reward"],
+            "obj_to_target": tcp_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+class PushWall(Push):
+    """`SawyerPushWallEnvV3` (sawyer_push_wall_v3.py): push around the wall by a midpoint.
+    Where the caging reward is float32 (`caging_and_gripping`) the sums after it are float32
+    too (a float32 scalar plus Python floats)."""
+
+    name = "push-wall-v3"
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return _geom_object(frame, "objGeom")
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        radius = 0.05
+        tcp, obj, tcp_opened = frame.tcp_center, obs[:, 4:7], obs[:, 3]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        midpoint = np.stack([np.full(len(obj), -0.05), np.full(len(obj), 0.77), obj[:, 2]], 1)
+        tcp_to_obj = norm(obj - tcp)
+        scaling = np.array([3.0, 1.0, 1.0])
+        obj_to_midpoint = norm((obj - midpoint) * scaling)
+        obj_to_midpoint_init = norm((obj_init - midpoint) * scaling)
+        obj_to_target = norm(obj - target)
+        obj_to_target_init = norm(obj_init - target)
+        in_place_part1 = tolerance_long_tail(obj_to_midpoint, 0, radius, obj_to_midpoint_init)
+        in_place_part2 = tolerance_long_tail(obj_to_target, 0, radius, obj_to_target_init)
+        grasped, single = _gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
+        reward = 2 * grasped
+        near = (tcp_to_obj < 0.02) & (tcp_opened > 0)
+        past_wall = obj[:, 1] > 0.75
+        toward_wall = 2.0 * grasped + 1.0 + 4.0 * in_place_part1
+        toward_goal = 2 * grasped + 1.0 + 4.0 + 3.0 * in_place_part2
+        if single.any():
+            g = grasped.astype(np.float32)
+            one, four = np.float32(1.0), np.float32(4.0)
+            wall32 = (np.float32(2.0) * g + one) + (4.0 * in_place_part1).astype(np.float32)
+            goal32 = ((2 * g + one) + four) + (3.0 * in_place_part2).astype(np.float32)
+            toward_wall = np.where(single, wall32.astype(np.float64), toward_wall)
+            toward_goal = np.where(single, goal32.astype(np.float64), toward_goal)
+        reward = np.where(near, np.where(past_wall, toward_goal, toward_wall), reward)
+        reward = np.where(obj_to_target < radius, 10.0, reward)
+        info = {
+            "success": _flag(obj_to_target <= 0.07),
+            "near_object": _flag(tcp_to_obj <= 0.03),
+            "grasp_success": _grasp_success(frame, obj, tcp_opened),
+            "grasp_reward": grasped,
+            "in_place_reward": in_place_part2,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+def _pad_caging(
+    frame: Frame, obj: np.ndarray, obj_radius: float, grip_margin: float, xz_margin: float
+) -> np.ndarray:
+    """The `_gripper_caging_reward` of push-back and soccer: y-caging by the pads against the
+    object (margins from the pads' current positions, Meta-World's live `init_*_pad` views),
+    x-z caging of the hand, and for gripping the y-caging at the tighter `grip_margin` where
+    the caging is above 0.95; `(caging + gripping) / 2`."""
+    pad_success_margin = 0.05
+    left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
+    delta_left = left_pad[:, 1] - obj[:, 1]
+    delta_right = obj[:, 1] - right_pad[:, 1]
+    right_margin = abs(abs(obj[:, 1] - right_pad[:, 1]) - pad_success_margin)
+    left_margin = abs(abs(obj[:, 1] - left_pad[:, 1]) - pad_success_margin)
+    right_caging = tolerance_long_tail(delta_right, obj_radius, pad_success_margin, right_margin)
+    left_caging = tolerance_long_tail(delta_left, obj_radius, pad_success_margin, left_margin)
+    right_gripping = tolerance_long_tail(delta_right, obj_radius, grip_margin, right_margin)
+    left_gripping = tolerance_long_tail(delta_left, obj_radius, grip_margin, left_margin)
+    y_caging = hamacher_product(right_caging, left_caging)
+    y_gripping = hamacher_product(right_gripping, left_gripping)
+    tcp_obj_x_z = norm(_drop_y(frame.tcp_center) - _drop_y(obj))
+    init_obj_x_z = _drop_y(frame.consts["obj_init_pos"])
+    init_tcp_x_z = _drop_y(frame.consts["init_tcp"])
+    x_z_margin = norm(init_obj_x_z - init_tcp_x_z) - xz_margin
+    x_z_caging = tolerance_long_tail(tcp_obj_x_z, 0, xz_margin, x_z_margin)
+    caging = hamacher_product(y_caging, x_z_caging)
+    gripping = np.where(caging > 0.95, y_gripping, 0.0)
+    return (caging + gripping) / 2
+
+
+class PushBack(Skill):
+    """`SawyerPushBackEnvV3` (sawyer_push_back_v3.py): push the puck back toward the robot."""
+
+    name = "push-back-v3"
+    bodies = ("leftpad", "rightpad")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+    OBJ_RADIUS, TARGET_RADIUS = 0.007, 0.05
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return _geom_object(frame, "objGeom")
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        target_to_obj = norm(obj - target)
+        target_to_obj_init = norm(obj_init - target)
+        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
+        radius = self.OBJ_RADIUS
+        grasped = _pad_caging(frame, obj, radius, radius + 0.003, 0.01)
+        reward = hamacher_product(grasped, in_place)
+        pushing = (
+            (tcp_to_obj < 0.01)
+            & ((tcp_opened > 0) & (tcp_opened < 0.55))
+            & (target_to_obj_init - target_to_obj > 0.01)
+        )
+        reward = np.where(pushing, reward + (1.0 + 5.0 * in_place), reward)
+        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        info = {
+            "success": _flag(target_to_obj <= 0.07),
+            "near_object": _flag(tcp_to_obj <= 0.03),
+            "grasp_success": _grasp_success(frame, obj, tcp_opened),
+            "grasp_reward": grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": target_to_obj,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+# -- bodies observed by their rotation matrix: the soccer ball, the sticks ---------------------
+
+
+def _body_matrix_quat(frame: Frame, body: str) -> np.ndarray:
+    """`Rotation.from_matrix(data.body(body).xmat).as_quat()` per row: the matrix MuJoCo's
+    kinematics derives from the body's `xquat` (`mju_quat2Mat`), then SciPy's quaternion."""
+    import mujoco
+
+    quats = frame.body_quat(body)
+    matrices = np.zeros((len(quats), 9))
+    for row, quat in zip(matrices, quats, strict=True):
+        mujoco.mju_quat2Mat(row, np.ascontiguousarray(quat))
+    return quaternion(matrices.reshape(-1, 3, 3))
+
+
+class Soccer(Skill):
+    """`SawyerSoccerEnvV3` (sawyer_soccer_v3.py): kick the ball into the goal."""
+
+    name = "soccer-v3"
+    bodies = ("soccer_ball", "leftpad", "rightpad")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+    OBJ_RADIUS, TARGET_RADIUS = 0.013, 0.07
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        quat = _body_matrix_quat(frame, "soccer_ball")
+        return np.concatenate([frame.body("soccer_ball"), quat], axis=1)
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        x_scaling = np.array([3.0, 1.0, 1.0])
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        target_to_obj = norm((obj - target) * x_scaling)
+        target_to_obj_init = norm((obj - obj_init) * x_scaling)
+        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
+        goal_line = target[:, 1] - 0.1
+        wide = (obj[:, 1] > goal_line) & (np.abs(obj[:, 0] - target[:, 0]) > 0.10)
+        penalised = in_place - 2 * ((obj[:, 1] - goal_line) / (1 - goal_line))
+        in_place = np.where(wide, np.clip(penalised, 0.0, 1.0), in_place)
+        radius = self.OBJ_RADIUS
+        grasped = _pad_caging(frame, obj, radius, radius + 0.01, 0.005)
+        reward = (3 * grasped) + (6.5 * in_place)
+        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        obj_to_target = norm(obj - target)
+        info = {
+            "success": _flag(obj_to_target <= 0.07),
+            "near_object": _flag(tcp_to_obj <= 0.03),
+            "grasp_success": _grasp_success(frame, obj, tcp_opened),
+            "grasp_reward": grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": obj_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+class _Stick(Skill):
+    """The stick skills' observation: the stick body and its frame, then the insertion site
+    (offset by `INSERTION_OFFSET`) with a zero quaternion."""
+
+    bodies = ("stick", "leftpad", "rightpad")
+    sites = ("rightEndEffector", "leftEndEffector", "insertion", "stick_end")
+    geoms = ("objGeom",)
+    consts = ("_target_pos", "obj_init_pos", "stick_init_pos", "init_tcp")
+    INSERTION_OFFSET = np.zeros(3)
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        stick = np.concatenate([frame.body("stick"), _body_matrix_quat(frame, "stick")], axis=1)
+        insertion = _without_quat(frame.site("insertion") + self.INSERTION_OFFSET)
+        return np.concatenate([stick, insertion], axis=1)
+
+
+class StickPull(_Stick):
+    """`SawyerStickPullEnvV3` (sawyer_stick_pull_v3.py): hook the stick in the container's
+    handle and pull it. Its caging is the shared one (from `obj_init_pos`, the container)."""
+
+    name = "stick-pull-v3"
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        radius = 0.05
+        tcp, stick, tcp_opened = frame.tcp_center, obs[:, 4:7], obs[:, 3]
+        end_of_stick = frame.site("stick_end")
+        offset = np.array([0.05, 0.0, 0.0])
+        container = obs[:, 11:14] + offset
+        container_init = frame.consts["obj_init_pos"] + offset
+        handle = obs[:, 11:14]
+        target, stick_init = frame.consts["_target_pos"], frame.consts["stick_init_pos"]
+        tcp_to_stick = norm(stick - tcp)
+        handle_to_target = norm(handle - target)
+        yz_scaling = np.array([1.0, 1.0, 2.0])
+        stick_to_container = norm((stick - container) * yz_scaling)
+        stick_in_place_margin = norm((stick_init - container_init) * yz_scaling)
+        stick_in_place = tolerance_long_tail(stick_to_container, 0, radius, stick_in_place_margin)
+        stick_to_target = norm(stick - target)
+        stick_in_place_2 = tolerance_long_tail(
+            stick_to_target, 0, radius, norm(stick_init - target)
+        )
+        container_to_target = norm(container - target)
+        container_in_place = tolerance_long_tail(
+            container_to_target, 0, radius, norm(frame.consts["obj_init_pos"] - target)
+        )
+        grasped, single = _gripper_caging_reward(frame, action, stick, 0.014, 0.05, 0.01)
+        held = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
+        grasped = np.where(held, 1.0, grasped)
+        single = single & ~held
+        in_place_and_grasped = hamacher_product(grasped, stick_in_place)
+        if single.any():  # `grasped` is float32 there (`caging_and_gripping`)
+            product32 = hamacher_single(grasped, stick_in_place).astype(np.float64)
+            in_place_and_grasped = np.where(single, product32, in_place_and_grasped)
+        inserted = (
+            (end_of_stick[:, 0] >= handle[:, 0])
+            & (np.abs(end_of_stick[:, 1] - handle[:, 1]) <= 0.040)
+            & (np.abs(end_of_stick[:, 2] - handle[:, 2]) <= 0.060)
+        )
+        lifted = 1.0 + in_place_and_grasped + 5.0 * stick_in_place
+        hooked = (
+            1.0 + in_place_and_grasped + 5.0 + 2.0 * stick_in_place_2 + 1.0 * container_in_place
+        )
+        hooked = np.where(handle_to_target <= 0.12, 10.0, hooked)
+        reward = np.where(held, np.where(inserted, hooked, lifted), in_place_and_grasped)
+        info = {
+            "success": _flag((handle_to_target <= 0.12) & inserted),
+            "near_object": _flag(tcp_to_stick <= 0.03),
+            "grasp_success": _grasp_success(frame, stick, tcp_opened),
+            "grasp_reward": grasped,
+            "in_place_reward": stick_in_place,
+            "obj_to_target": handle_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+class StickPush(_Stick):
+    """`SawyerStickPushEnvV3` (sawyer_stick_push_v3.py): push the container with the stick.
+    Its caging reward is the shared one measured from `stick_init_pos`."""
+
+    name = "stick-push-v3"
+    INSERTION_OFFSET = np.array([0.0, 0.09, 0.0])
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        radius = 0.12
+        tcp, tcp_opened = frame.tcp_center, obs[:, 3]
+        stick = obs[:, 4:7] + np.array([0.015, 0.0, 0.0])
+        container = obs[:, 11:14]
+        target, stick_init = frame.consts["_target_pos"], frame.consts["stick_init_pos"]
+        tcp_to_stick = norm(stick - tcp)
+        stick_to_target = norm(stick - target)
+        stick_in_place = tolerance_long_tail(
+            stick_to_target, 0, radius, norm(stick_init - target) - radius
+        )
+        container_to_target = norm(container - target)
+        container_in_place = tolerance_long_tail(
+            container_to_target,
+            0,
+            radius,
+            norm(frame.consts["obj_init_pos"] - target) - radius,
+        )
+        from_stick = dataclasses.replace(frame, consts={**frame.consts, "obj_init_pos": stick_init})
+        grasped, _ = _gripper_caging_reward(from_stick, action, stick, 0.04, 0.05, 0.01)
+        held = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
+        pushed = 2.0 + 5.0 * stick_in_place + 3.0 * container_in_place
+        pushed = np.where(container_to_target <= radius, 10.0, pushed)
+        reward = np.where(held, pushed, grasped)
+        grasped = np.where(held, 1.0, grasped)
+        # `evaluate_state`'s own test, on the observed stick (without the 0.015 offset)
+        cheap = (tcp_opened > 0) & (obs[:, 6] - 0.01 > stick_init[:, 2])
+        grasp_success = cheap & frame.touching(cheap, "objGeom")
+        success = norm(container - target) <= 0.12
+        info = {
+            "success": _flag(grasp_success & success),
+            "near_object": _flag(tcp_to_stick <= 0.03),
+            "grasp_success": _flag(grasp_success),
+            "grasp_reward": grasped,
+            "in_place_reward": stick_in_place,
+            "obj_to_target": container_to_target,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+# -- a window closed by its handle -------------------------------------------------------------
+
+
+class WindowClose(Skill):
+    """`SawyerWindowCloseEnvV3` (sawyer_window_close_v3.py): slide the window shut by its
+    handle. As window-open's, the reward reads the handle site itself, not the observation;
+    the reach term is gaussian."""
+
+    name = "window-close-v3"
+    sites = ("rightEndEffector", "leftEndEffector", "handleCloseStart")
+    consts = ("_target_pos", "init_tcp", "window_handle_pos_init")
+    TARGET_RADIUS = 0.05
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return _without_quat(frame.site("handleCloseStart"))
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        radius = self.TARGET_RADIUS
+        obj, tcp = frame.site("handleCloseStart"), frame.tcp_center
+        target = frame.consts["_target_pos"]
+        handle_init = frame.consts["window_handle_pos_init"]
+        target_to_obj = abs_norm(obj[:, 0] - target[:, 0])
+        target_to_obj_init = abs_norm(handle_init[:, 0] - target[:, 0])
+        in_place = tolerance_long_tail(
+            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
+        )
+        handle_radius = 0.02
+        tcp_to_obj = norm(obj - tcp)
+        tcp_to_obj_init = norm(handle_init - frame.consts["init_tcp"])
+        reach = tolerance_gaussian(
+            tcp_to_obj, 0, handle_radius, np.abs(tcp_to_obj_init - handle_radius)
+        )
+        reward = 10 * hamacher_product(reach, in_place)
+        info = {
+            "success": _flag(target_to_obj <= radius),
+            "near_object": _flag(tcp_to_obj <= 0.05),
+            "grasp_success": np.ones_like(reward),
+            "grasp_reward": reach,
+            "in_place_reward": in_place,
+            "obj_to_target": target_to_obj,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
+ML45_SKILLS_E: tuple[type[Skill], ...] = (
+    PlateSlide,
+    PlateSlideBack,
+    PlateSlideSide,
+    PlateSlideBackSide,
+    PushBack,
+    PushWall,
+    ReachWall,
+    Soccer,
+    StickPull,
+    StickPush,
+    WindowClose,
+)
+"""The skills of this module that pass the bit-for-bit test (registered in
+`metarl.envs.metaworld_skills`)."""
+
+__all__ = ["ML45_SKILLS_E"]
