@@ -17,9 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -40,12 +39,18 @@ from metarl.config import (
     OuterOptimizerName,
     with_overrides,
 )
-from metarl.curves import Curve
-from metarl.distributed import World
 from metarl.errors import UserError, os_error_message
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback, progress_bar
+
+if TYPE_CHECKING:  # torch is imported by the commands that use it: `metarl --help`,
+    # `--version`, `tasks list` and `runs` answer without waiting for it
+    # (scripts/benchmarks/bench_cli_startup.py)
+    import torch
+
+    from metarl.curves import Curve
+    from metarl.distributed import World
 
 
 class OneLineErrors(TyperGroup):
@@ -200,6 +205,8 @@ def set_threads(threads: int | None) -> None:
     """Apply --threads (refusing a count torch cannot use); `train` and `eval`, the commands
     that work on large tensors, also keep freed memory in the process (`metarl.allocator`).
     The demo does not: it serves many small requests from threads."""
+    import torch
+
     keep_freed_memory()
     if threads is None:
         return
@@ -314,6 +321,8 @@ def _train(
     world: World,
 ) -> None:
     """`metarl train` once the process group (if any) is joined."""
+    import torch
+
     from metarl.registry import resolve_recipe
     from metarl.train import MetaTrainer, TrainingDiverged, TrainingInterrupted
 
@@ -628,6 +637,8 @@ def demo(
     meta-trained Omniglot network adapted to your drawings classifies it (Ctrl-C stops)."""
     import webbrowser
 
+    import torch
+
     from metarl.demo import is_loopback, make_server
     from metarl.models import default_device
 
@@ -846,8 +857,13 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Ctrl-C before a command's own handling (while typer parses
+    the line, or while a command imports torch) is one line and exit code 130, as within one."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", **ONE_LINE)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
