@@ -416,7 +416,12 @@ def curve_table(curve: Curve, title: str) -> Table:
     table.add_column("steps", justify="right")
     table.add_column(curve.metric, justify="right")
     table.add_column("95% CI", justify="right")
-    table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
+    # a gain is an improvement: for a loss (lower is better) the decrease, so that a better
+    # adaptation reads as a positive number whatever the metric (`--json` keeps the signed
+    # difference, metric after minus metric before)
+    sign = -1.0 if curve.lower_is_better else 1.0
+    drop = "decrease" if curve.lower_is_better else "gain"
+    table.add_column(f"{drop} vs {curve.steps[0]} steps", justify="right")
     diverged = curve.diverged()
     if any(diverged):  # only where some task blew up: the usual table keeps its shape
         table.add_column("diverged", justify="right")
@@ -425,6 +430,7 @@ def curve_table(curve: Curve, title: str) -> Table:
         curve.steps, curve.mean, curve.ci95, curve.gains(), diverged, lows, highs, strict=True
     ):
         extra = [f"{d}/{curve.n_tasks}"] if any(diverged) else []
+        g = sign * g + 0.0  # + 0.0: no "-0.0000" at the first step
         if not math.isfinite(m):
             table.add_row(str(s), "not finite", "--", "--", *extra)
         elif binary:  # Wilson's interval: not symmetric about the rate
@@ -703,7 +709,7 @@ def runs(
         for r in found
     ]
     headers = ["run", "task", "algorithm", "done", "resume", "last metrics"]
-    title = f"{len(found)} runs in {folder}"
+    title = f"{len(found)} run{'' if len(found) == 1 else 's'} in {folder}"
     show(out, compact_table(title, headers, rows, free="last metrics", width=out.width))
 
 
@@ -780,11 +786,14 @@ def tasks_show(
     if as_toml:
         sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
         return
-    table = Table(title=f"{name}: {recipe.description}")
-    for col in ("field", "value", "from"):
-        table.add_column(col)
-    for field, value, source in field_sources(name, recipe, cli):
-        table.add_row(field, repr(value), source)
+    rows = [(f, repr(v), source) for f, v, source in field_sources(name, recipe, cli)]
+    table = Table(title=escape(f"{name}: {recipe.description}"))
+    # a key is never cut (it is what --set takes); values and sources wrap onto more lines
+    table.add_column("field", no_wrap=True, min_width=max(len(r[0]) for r in rows))
+    table.add_column("value", overflow="fold")
+    table.add_column("from", overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     out.print(table)
 
 
