@@ -100,13 +100,13 @@ def load_script(path: Path):  # noqa: ANN201 - a module loaded from a file
 
 
 def test_the_docs_home_copies_the_readmes_shared_blocks():
-    """The home page repeats the README's intro, tour, "what runs on what" and headline results
-    (one edited without the other left the home page two results and a benchmark behind
-    once): `scripts/tools/sync_readme.py` copies them, and any drift fails here."""
+    """The home page repeats the README's intro, tour, "what runs on what", headline results
+    and list of pages (one edited without the other left the home page two results and a
+    benchmark behind once): `scripts/tools/sync_readme.py` copies them; drift fails here."""
     root = DOC.parent.parent
     sync = load_script(root / "scripts" / "tools" / "sync_readme.py")
     readme, home = (root / "README.md").read_text(), (DOC.parent / "index.md").read_text()
-    assert set(sync.blocks(readme)) == {"intro", "tour", "tables"}
+    assert set(sync.blocks(readme)) == {"intro", "tour", "tables", "pages"}
     assert sync.drift(readme, home) == []
     edited = readme.replace("| Reptile (`reptile`) | `sine` |", "| Reptile (`reptile`) | `sin` |")
     assert sync.drift(edited, home) == ["tables"]
