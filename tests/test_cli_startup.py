@@ -95,3 +95,40 @@ def test_ctrl_c_while_torch_imports_is_one_line_and_exit_130(tmp_path):
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted"), stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists() or "checkpoint written" in stderr
+
+
+def test_runs_never_runs_code_from_a_checkpoint(tmp_path):
+    """A checkpoint that names another global (here one that would write a file) is not
+    unpickled by the torch-free reader: `torch.load(weights_only=True)` refuses it, `runs`
+    lists the run as unreadable and nothing of the file runs."""
+    import pickle
+    import zipfile
+
+    run = tmp_path / "runs" / "a"
+    trained = subprocess.run(
+        [sys.executable, "-m", "metarl", "train", "sine", "--meta-iterations", "2"]
+        + ["--meta-batch", "2", "--out", str(run), "--threads", "1", "-q"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):  # noqa: ANN204 - pickle's protocol
+            return (Path.touch, (marker,))
+
+    with zipfile.ZipFile(run / "checkpoint.pt", "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"format": 1, "x": Payload()}))
+    listed = subprocess.run(
+        [sys.executable, "-m", "metarl", "runs", "--json"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert '"state": "no: unreadable checkpoint"' in listed.stdout
+    assert not marker.exists()
