@@ -83,7 +83,7 @@ def test_every_script_is_named_on_a_docs_page():
     """Each benchmark and tool under scripts/ is named (by its path) on the page whose table
     or picture it produces."""
     root = DOC.parent.parent
-    pages = "\n".join(p.read_text() for p in DOC.parent.glob("*.md"))
+    pages = "\n".join(p.read_text() for p in DOC.parent.rglob("*.md"))
     scripts = sorted(root.glob("scripts/*/*.py"))
     assert scripts
     unnamed = [s.relative_to(root).as_posix() for s in scripts]
@@ -101,15 +101,19 @@ def load_script(path: Path):  # noqa: ANN201 - a module loaded from a file
 
 def test_the_docs_home_copies_the_readmes_shared_blocks():
     """The home page repeats the README's intro, tour, "what runs on what", headline results
-    and list of pages (one edited without the other left the home page two results and a
-    benchmark behind once): `scripts/tools/sync_readme.py` copies them; drift fails here."""
+    and list of pages, the results summary its headline results (one edited without the
+    other left the home page two results and a benchmark behind once):
+    `scripts/tools/sync_readme.py` copies them; drift fails here."""
     root = DOC.parent.parent
     sync = load_script(root / "scripts" / "tools" / "sync_readme.py")
     readme, home = (root / "README.md").read_text(), (DOC.parent / "index.md").read_text()
-    assert set(sync.blocks(readme)) == {"intro", "tour", "tables", "pages"}
+    shared = {"intro", "tour", "what-runs", "headline", "pages"}
+    assert set(sync.blocks(readme)) == shared == set(sync.blocks(home))
     assert sync.drift(readme, home) == []
     edited = readme.replace("| Reptile (`reptile`) | `sine` |", "| Reptile (`reptile`) | `sin` |")
-    assert sync.drift(edited, home) == ["tables"]
+    assert sync.drift(edited, home) == ["what-runs"]
+    results = (DOC.parent / "results.md").read_text()  # the summary repeats the headline
+    assert set(sync.blocks(results)) == {"headline"} and sync.drift(readme, results) == []
 
 
 def test_every_recipe_the_tables_name_is_in_the_catalog():
