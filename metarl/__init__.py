@@ -9,6 +9,15 @@ __version__ = "0.1.0"
 
 import metarl.envs  # noqa: E402, F401  (registers the metarl/ Gymnasium envs)
 from metarl.registry import make_distribution, register_task  # noqa: E402
-from metarl.zoo import pretrained  # noqa: E402
 
 __all__ = ["__version__", "make_distribution", "pretrained", "register_task"]
+
+
+def __getattr__(name: str) -> object:
+    """`metarl.pretrained`, imported on first use: it needs torch, which `import metarl` (and
+    so `metarl --help` or `metarl tasks list`) does not wait for."""
+    if name == "pretrained":
+        from metarl.zoo import pretrained
+
+        return pretrained
+    raise AttributeError(f"module 'metarl' has no attribute {name!r}")

@@ -1,5 +1,11 @@
 """`python -m metarl ...` (also what `torchrun -m metarl` runs)."""
 
-from metarl.cli import main
+import sys
+
+try:
+    from metarl.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command line's modules import: one line, no trace
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 main()

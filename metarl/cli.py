@@ -17,9 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -40,12 +39,18 @@ from metarl.config import (
     OuterOptimizerName,
     with_overrides,
 )
-from metarl.curves import Curve
-from metarl.distributed import World
 from metarl.errors import UserError, os_error_message
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback, progress_bar
+
+if TYPE_CHECKING:  # torch is imported by the commands that use it: `metarl --help`,
+    # `--version`, `tasks list` and `runs` answer without waiting for it
+    # (scripts/benchmarks/bench_cli_startup.py)
+    import torch
+
+    from metarl.curves import Curve
+    from metarl.distributed import World
 
 
 class OneLineErrors(TyperGroup):
@@ -200,6 +205,8 @@ def set_threads(threads: int | None) -> None:
     """Apply --threads (refusing a count torch cannot use); `train` and `eval`, the commands
     that work on large tensors, also keep freed memory in the process (`metarl.allocator`).
     The demo does not: it serves many small requests from threads."""
+    import torch
+
     keep_freed_memory()
     if threads is None:
         return
@@ -314,6 +321,8 @@ def _train(
     world: World,
 ) -> None:
     """`metarl train` once the process group (if any) is joined."""
+    import torch
+
     from metarl.registry import resolve_recipe
     from metarl.train import MetaTrainer, TrainingDiverged, TrainingInterrupted
 
@@ -407,7 +416,12 @@ def curve_table(curve: Curve, title: str) -> Table:
     table.add_column("steps", justify="right")
     table.add_column(curve.metric, justify="right")
     table.add_column("95% CI", justify="right")
-    table.add_column(f"gain vs {curve.steps[0]} steps", justify="right")
+    # a gain is an improvement: for a loss (lower is better) the decrease, so that a better
+    # adaptation reads as a positive number whatever the metric (`--json` keeps the signed
+    # difference, metric after minus metric before)
+    sign = -1.0 if curve.lower_is_better else 1.0
+    drop = "decrease" if curve.lower_is_better else "gain"
+    table.add_column(f"{drop} vs {curve.steps[0]} steps", justify="right")
     diverged = curve.diverged()
     if any(diverged):  # only where some task blew up: the usual table keeps its shape
         table.add_column("diverged", justify="right")
@@ -416,6 +430,7 @@ def curve_table(curve: Curve, title: str) -> Table:
         curve.steps, curve.mean, curve.ci95, curve.gains(), diverged, lows, highs, strict=True
     ):
         extra = [f"{d}/{curve.n_tasks}"] if any(diverged) else []
+        g = sign * g + 0.0  # + 0.0: no "-0.0000" at the first step
         if not math.isfinite(m):
             table.add_row(str(s), "not finite", "--", "--", *extra)
         elif binary:  # Wilson's interval: not symmetric about the rate
@@ -628,6 +643,8 @@ def demo(
     meta-trained Omniglot network adapted to your drawings classifies it (Ctrl-C stops)."""
     import webbrowser
 
+    import torch
+
     from metarl.demo import is_loopback, make_server
     from metarl.models import default_device
 
@@ -692,7 +709,7 @@ def runs(
         for r in found
     ]
     headers = ["run", "task", "algorithm", "done", "resume", "last metrics"]
-    title = f"{len(found)} runs in {folder}"
+    title = f"{len(found)} run{'' if len(found) == 1 else 's'} in {folder}"
     show(out, compact_table(title, headers, rows, free="last metrics", width=out.width))
 
 
@@ -769,11 +786,14 @@ def tasks_show(
     if as_toml:
         sys.stdout.write(f"# {recipe.source}\n" + dumps_toml(recipe.to_dict()))
         return
-    table = Table(title=f"{name}: {recipe.description}")
-    for col in ("field", "value", "from"):
-        table.add_column(col)
-    for field, value, source in field_sources(name, recipe, cli):
-        table.add_row(field, repr(value), source)
+    rows = [(f, repr(v), source) for f, v, source in field_sources(name, recipe, cli)]
+    table = Table(title=escape(f"{name}: {recipe.description}"))
+    # a key is never cut (it is what --set takes); values and sources wrap onto more lines
+    table.add_column("field", no_wrap=True, min_width=max(len(r[0]) for r in rows))
+    table.add_column("value", overflow="fold")
+    table.add_column("from", overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     out.print(table)
 
 
@@ -846,8 +866,13 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Ctrl-C before a command's own handling (while typer parses
+    the line, or while a command imports torch) is one line and exit code 130, as within one."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", **ONE_LINE)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

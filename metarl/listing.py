@@ -1,10 +1,10 @@
-"""The tables of `metarl tasks list`, `metarl envs list` and `metarl runs`: one line per row
-at any terminal width (80 columns or a pipe included); where even the uncut columns do not
-fit, the lines run past the edge rather than lose a column.
+"""The tables of `metarl tasks list`, `metarl envs list` and `metarl runs` at any terminal
+width (80 columns or a pipe included); where even the uncut columns do not fit, the lines run
+past the edge rather than lose a column.
 
-Names and ids are for copying, so they are never cut; the free text (descriptions, parameter
-summaries) takes the width that is left and ends in an ellipsis when it does not fit. The full
-text stays one command away (`metarl tasks show NAME`).
+No value is cut: names and ids are for copying, so they stay on their row's first line; the
+free text (descriptions, parameter summaries, a run's last metrics) takes the width that is
+left and wraps at words onto more lines when it does not fit.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def compact_table(
     width: int,
     optional: Sequence[str] = (),
 ) -> Table:
-    """A borderless table of `rows` that fits `width` columns without wrapping: every column
-    but `free` keeps its full width, `free` is cut at a word with an ellipsis to what is left.
+    """A borderless table of `rows` that fits `width` columns: every column but `free` keeps
+    its full width on one line, `free` takes what is left and wraps at words (never cut).
     The `optional` columns are dropped, in order, while `free` would get fewer than
     `READABLE_FREE` characters (e.g. a recipe's task name, which mostly repeats its name)."""
     for name in optional:
@@ -52,17 +52,15 @@ def compact_table(
     room = width - fixed - GAP * (len(headers) - 1)
     free_width = widths[list(headers).index(free)]
     if room < MIN_FREE:  # the uncut columns alone overflow: the lines run past the edge anyway,
-        room = free_width  # so cutting the free text would only hide it
+        room = free_width  # so a narrow column of wrapped text would only be harder to read
     for header, w in zip(headers, widths, strict=True):
         if header == free:
-            table.add_column(header, no_wrap=True, max_width=min(w, room))
+            table.add_column(header, overflow="fold", max_width=min(w, room))
         else:
             table.add_column(header, no_wrap=True, min_width=w)
     at = list(headers).index(free)
     for row in rows:
-        cells = [escape(c) for c in row]
-        cells[at] = escape(shorten(row[at], room))
-        table.add_row(*cells)
+        table.add_row(*[escape(c) for c in row])
     # the width the uncut columns need: where it exceeds `width`, `show` prints wider lines
     # rather than let rich drop whole columns (long run names in an 80-column pipe did)
     table.min_width = fixed + GAP * (len(headers) - 1) + min(widths[at], room)
@@ -72,6 +70,11 @@ def compact_table(
 def show(console: Console, table: Table) -> None:
     """Print a `compact_table`: at the console's width, or at the table's own when its uncut
     columns need more (lines then run past the edge; no column disappears)."""
+    # the title on its own line, never cut (it names the folder listed, for copying); rich
+    # would fit it to the table's width and end it in "..."
+    title, table.title = table.title, None
+    if title is not None:
+        console.print(title, style="bold", soft_wrap=True, highlight=False)
     wide = table.min_width or 0
     if wide <= console.width:
         console.print(table)
@@ -88,19 +91,9 @@ def show(console: Console, table: Table) -> None:
 GAP = 2
 """Characters between two columns (right and left padding)."""
 MIN_FREE = 12
-"""Below this, the free column is not cut at all: the uncut columns overflow the width already."""
+"""Below this, the free column is not wrapped: the uncut columns overflow the width already."""
 READABLE_FREE = 24
 """Below this many characters for the free column, optional columns make room for it."""
-
-
-def shorten(text: str, width: int) -> str:
-    """`text` cut to `width` characters at a word boundary, ending in an ellipsis."""
-    if len(text) <= width:
-        return text
-    cut = text[: width - 1]
-    if " " in cut[width // 2 :]:  # a word boundary in the second half: cut there
-        cut = cut[: cut.rfind(" ")]
-    return cut.rstrip(" ,;:(-") + "…"
 
 
 def param_summary(params: dict[str, ParamDist]) -> str:

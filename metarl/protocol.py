@@ -33,14 +33,15 @@ from typing import (
 )
 
 import numpy as np
-import torch
 
 from metarl.errors import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the CLI's listings import this module without torch
+    import torch
+
     from metarl.curves import Curve
 
-Params = dict[str, torch.Tensor]
+Params = dict[str, "torch.Tensor"]
 Progress = Callable[[float, float], None]
 """`progress(done, total)`: how far an evaluation is, in tasks (fractions allowed)."""
 """Parameters by name, as `named_parameters()` gives them: phi has the model's shapes, adapted

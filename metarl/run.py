@@ -18,9 +18,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import metarl
 from metarl.atomic import atomic_write_bytes
@@ -28,6 +26,9 @@ from metarl.config import Recipe, forget_recorded_defaults, recipe_from_dict
 from metarl.errors import UserError
 from metarl.jsonio import dumps as dumps_json
 from metarl.tomlio import dumps_toml, read_toml
+
+if TYPE_CHECKING:  # imported where tensors are read or written: `metarl runs` needs none
+    import torch
 
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
@@ -228,6 +229,8 @@ class RunDir:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self, ckpt: Checkpoint) -> None:
+        import torch
+
         payload = {
             "format": CHECKPOINT_FORMAT,
             "metarl_version": metarl.__version__,
@@ -253,6 +256,8 @@ class RunDir:
         stays a CPU ByteTensor whatever the device: `torch.set_rng_state` takes nothing else
         (loading it onto a GPU was what broke resuming there). `lazy` memory-maps the file so
         tensors are read only when touched (to look at its iteration and config)."""
+        import torch
+
         path = self.checkpoint_path
         if not path.is_file():
             raise UserError(f"{self.path} has no {CHECKPOINT} yet (was the run started?)")
@@ -279,6 +284,31 @@ class RunDir:
             train_s=float(payload.get("train_s", 0.0)),
         )
 
+    def peek_checkpoint(self) -> tuple[int, dict[str, Any]]:
+        """The checkpoint's iteration and config, checked as `load_checkpoint` checks them,
+        read without torch where the file allows (`metarl.peek`), else with it."""
+        from metarl.peek import NotPlain, plain_payload
+
+        path = self.checkpoint_path
+        try:
+            payload = plain_payload(path)
+        except NotPlain:
+            ckpt = self.load_checkpoint(lazy=True)
+            return ckpt.iteration, ckpt.config
+        except Exception:  # a damaged file fails in many ways, as under torch.load
+            raise UserError(f"{path}: not a readable metarl checkpoint") from None
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise UserError(f"{path}: not a metarl checkpoint of format {CHECKPOINT_FORMAT}")
+        iteration = payload.get("iteration")
+        try:
+            config = json.loads(payload["config"])
+        except (KeyError, TypeError, ValueError):
+            config = None
+        if type(iteration) is not int or iteration < 0 or not isinstance(config, dict):
+            raise UserError(f"{path}: damaged checkpoint (iteration or config)")
+        recipe_from_dict(forget_recorded_defaults(config), source=f"{path} (its config)")
+        return iteration, config
+
     def edited_since(self, ckpt: Checkpoint) -> bool:
         """`config.toml` no longer says what the checkpoint was trained with (a resume would
         silently change the recipe mid-run, so it is refused). Both go through the same
@@ -286,7 +316,11 @@ class RunDir:
         `train.meta_iterations`, is not what was trained: a run is extended by changing it
         (`metarl train --resume RUN --meta-iterations N`, which writes config.toml before the
         next checkpoint does)."""
-        config = forget_recorded_defaults(ckpt.config)
+        return self.config_edited(ckpt.config)
+
+    def config_edited(self, checkpoint_config: dict[str, Any]) -> bool:
+        """`edited_since` for a checkpoint's config alone."""
+        config = forget_recorded_defaults(checkpoint_config)
         saved = recipe_from_dict(config, source=str(self.checkpoint_path)).to_dict()
         now = self.recipe().to_dict()
         for recipe in (saved, now):
@@ -312,6 +346,8 @@ def check_payload(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     """Check a loaded checkpoint's structure as a whole, before any of it is used (a resume
     truncates metrics.jsonl to the checkpoint's iteration: a bad iteration must not get that
     far); returns its config. Shapes are checked against the model by `check_shapes`."""
+
+    import torch
 
     def bad(what: str) -> UserError:
         return UserError(f"{path}: damaged checkpoint ({what}); restore it or start a new run")
@@ -362,6 +398,8 @@ def check_shapes(
     """Refuse a checkpoint whose weights or optimizer state do not fit `model` and its
     `optimizer` (names, shapes, parameter groups), before anything is loaded:
     `load_state_dict` would fail half-way, with a traceback."""
+    import torch
+
     mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in ckpt.model.items()}
     if mine != theirs:
@@ -396,6 +434,8 @@ def check_shapes(
 
 def _to_device(value: Any, device: torch.device | str) -> Any:
     """`value` with every tensor (in nested dicts and lists) moved to `device`."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, dict):

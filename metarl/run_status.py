@@ -102,14 +102,13 @@ def run_status(path: Path, root: Path) -> RunStatus:
         status.state = "no: no checkpoint"
         return status
     try:
-        ckpt = run.load_checkpoint(lazy=True)
+        status.iteration, config = run.peek_checkpoint()
     except (UserError, OSError):
         status.state = "no: unreadable checkpoint"
         return status
-    status.iteration = ckpt.iteration
-    if run.edited_since(ckpt):
+    if run.config_edited(config):
         status.state = f"no: {CONFIG} edited"
-    elif ckpt.iteration >= status.planned:
+    elif status.iteration >= status.planned:
         status.state = "finished"
     else:
         status.resumable, status.state = True, "yes"

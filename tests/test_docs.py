@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -81,7 +83,7 @@ def test_every_script_is_named_on_a_docs_page():
     """Each benchmark and tool under scripts/ is named (by its path) on the page whose table
     or picture it produces."""
     root = DOC.parent.parent
-    pages = "\n".join(p.read_text() for p in DOC.parent.glob("*.md"))
+    pages = "\n".join(p.read_text() for p in DOC.parent.rglob("*.md"))
     scripts = sorted(root.glob("scripts/*/*.py"))
     assert scripts
     unnamed = [s.relative_to(root).as_posix() for s in scripts]
@@ -89,16 +91,48 @@ def test_every_script_is_named_on_a_docs_page():
     assert not unnamed, f"scripts not named in docs/*.md: {unnamed}"
 
 
-def headline_rows(page: Path, link_prefix: str) -> list[str]:
-    """The rows of `page`'s headline-results table, links made relative to docs/."""
-    lines = page.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| sine, default recipe"))
-    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
-    return [line.replace(f"]({link_prefix}results.md", "](results.md") for line in lines[start:end]]
+def load_script(path: Path):  # noqa: ANN201 - a module loaded from a file
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_readme_and_the_docs_home_show_the_same_headline_results():
-    """The docs' home page repeats the README's headline table; one edited without the other
-    left the home page two results behind once."""
+def test_the_docs_home_copies_the_readmes_shared_blocks():
+    """The home page repeats the README's intro, tour, "what runs on what", headline results
+    and list of pages, the results summary its headline results (one edited without the
+    other left the home page two results and a benchmark behind once):
+    `scripts/tools/sync_readme.py` copies them; drift fails here."""
     root = DOC.parent.parent
-    assert headline_rows(root / "README.md", "docs/") == headline_rows(DOC.parent / "index.md", "")
+    sync = load_script(root / "scripts" / "tools" / "sync_readme.py")
+    readme, home = (root / "README.md").read_text(), (DOC.parent / "index.md").read_text()
+    shared = {"intro", "tour", "what-runs", "headline", "pages"}
+    assert set(sync.blocks(readme)) == shared == set(sync.blocks(home))
+    assert sync.drift(readme, home) == []
+    edited = readme.replace("| Reptile (`reptile`) | `sine` |", "| Reptile (`reptile`) | `sin` |")
+    assert sync.drift(edited, home) == ["what-runs"]
+    results = (DOC.parent / "results.md").read_text()  # the summary repeats the headline
+    assert set(sync.blocks(results)) == {"headline"} and sync.drift(readme, results) == []
+
+
+def test_every_recipe_the_tables_name_is_in_the_catalog():
+    """Each `name` in a cell of "what runs on what" is a catalog recipe (`-push-maml` style
+    cells abbreviate the name before them)."""
+    root = DOC.parent.parent
+    text = (root / "README.md").read_text()
+    table = text[text.index("## What runs on what") : text.index("## Headline results")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "`" in line]
+    cells = [cell for row in rows for cell in row.split("|")[2:]]
+    names = [n for cell in cells for n in re.findall(r"`([\w-]+)`", cell)]
+    recipes = [n for n in names if not n.startswith("-") and n not in {"reptile"}]
+    assert len(recipes) > 20
+    missing = [n for n in recipes if not (root / "tasks" / f"{n}.toml").is_file()]
+    assert not missing, missing
+
+
+def test_the_shipped_weights_name_a_script_that_exists():
+    root = DOC.parent.parent
+    info = json.loads((root / "metarl" / "weights" / "omniglot-5way-1shot.json").read_text())
+    script = info["command"].split()[1]
+    assert (root / script).is_file(), script

@@ -1,5 +1,6 @@
-"""`metarl tasks list`, `envs list` and `runs`: one line per row at 80 and 120 columns, names
-never cut, descriptions cut at a word; `runs` says where each run stands."""
+"""`metarl tasks list`, `envs list`, `tasks show` and `runs` at 80 and 120 columns: no value
+cut (names on their row's first line, free text wrapped at words); `runs` says where each run
+stands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from metarl.config import with_overrides
-from metarl.listing import shorten
 from metarl.registry import catalog_recipes, resolve_recipe
 from metarl.run_status import RunStatus
 from metarl.train import MetaTrainer
@@ -27,25 +27,43 @@ def cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
     )
 
 
+def rows_of(lines: list[str], names: list[str]) -> dict[str, str]:
+    """Each name's row, its wrapped continuation lines joined (a row starts with a name at
+    column 0; its continuation lines start with spaces)."""
+    rows: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        first = line.split(" ", 1)[0]
+        if first in names:
+            current = first
+            rows[current] = [line]
+        elif current is not None and line.startswith(" ") and line.strip():
+            rows[current].append(line)
+        else:
+            current = None
+    return {name: " ".join(" ".join(part.split()) for part in rows[name]) for name in rows}
+
+
 @pytest.mark.parametrize("columns", [80, 120])
-def test_tasks_list_fits_the_width_one_line_per_recipe(columns):
+def test_tasks_list_fits_the_width_and_cuts_no_description(columns):
     result = cli("tasks", "list", columns=columns)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= columns
     recipes = lines[: lines.index("")]  # the distributions' table follows a blank line
-    for name in catalog_recipes():
-        (row,) = [line for line in recipes if line.startswith(name + " ")]
+    names = catalog_recipes()
+    rows = rows_of(recipes, names)
+    assert set(rows) == set(names)
+    for name in names:
         recipe = resolve_recipe(name)
         # at 80 columns the task column (mostly the name again) makes room for the description
         fields = [recipe.train.algorithm.value, str(recipe.train.meta_iterations)]
         if columns >= 120:
             fields.insert(0, recipe.task_name)
-        assert row.split()[1 : 1 + len(fields)] == fields
-        # the description starts on the same line, cut after a whole word, readable at 80
-        words = row.split()[1 + len(fields) :]
-        assert len(words) >= (2 if columns < 120 else 4)
-        assert recipe.description.startswith(" ".join(words).rstrip("…"))
+        words = rows[name].split()
+        assert words[1 : 1 + len(fields)] == fields
+        assert " ".join(words[1 + len(fields) :]) == " ".join(recipe.description.split())
+    assert "…" not in result.stdout
     assert "[task] name = NAME" in result.stdout  # a TOML table name is not eaten as markup
     assert ("entry point" in result.stdout) == (columns >= 120)
 
@@ -59,17 +77,21 @@ def test_envs_list_fits_the_width(columns):
     (row,) = [line for line in lines if line.startswith("metarl/Navigation2D-v0 ")]
     nav = ["metarl/Navigation2D-v0", "Navigation2D", "100", "goal", "U[-0.5,", "0.5]^2"]
     assert row.split() == nav + ["navigation2d.toml"] * (columns >= 120)
-    (pendulum,) = [line for line in lines if line.startswith("metarl/PendulumPhysics-v0 ")]
-    if columns >= 120:  # all three parameters, then the family file
-        assert "g x U[0.5, 1.5]  pendulum-physics.toml" in pendulum
-    else:
-        assert pendulum.rstrip().endswith("…")
+    pendulum = rows_of(lines, ["metarl/PendulumPhysics-v0"])["metarl/PendulumPhysics-v0"]
+    assert "g x U[0.5, 1.5]" in pendulum  # all three parameters, wrapped where they must be
+    assert pendulum.endswith("pendulum-physics.toml") == (columns >= 120)
+    assert "…" not in result.stdout
 
 
-def test_shorten_cuts_at_a_word():
-    assert shorten("Sine regression, y = A sin(x + b)", 20) == "Sine regression, y…"
-    assert shorten("short", 20) == "short"
-    assert len(shorten("x" * 50, 12)) == 12
+@pytest.mark.parametrize("columns", [80, 120])
+def test_tasks_show_fits_the_width_and_cuts_no_key(columns):
+    result = cli("tasks", "show", "halfcheetah-dir-promp", columns=columns)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    for key in ("train.checkpoint_seconds", "learner.trpo_fisher_fraction"):
+        assert any(line.startswith(f"│ {key} ") for line in lines), key
+    assert "…" not in result.stdout
 
 
 def _partial_run(path: Path) -> None:
@@ -104,9 +126,20 @@ def test_runs_lists_each_run_and_whether_it_resumes(tmp_path):
 
     table = cli("runs", str(tmp_path))
     assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith(f"3 runs in {tmp_path}")
     (line,) = [x for x in table.stdout.splitlines() if x.startswith("a ")]
     assert line.split()[:5] == ["a", "sine", "reptile", "2/5", "yes"]
     assert "loss" in line and "->" in line
+
+
+def test_one_run_is_one_run_and_its_metrics_are_not_cut(tmp_path):
+    _partial_run(tmp_path / "a")
+    table = cli("runs", str(tmp_path), columns=80)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith(f"1 run in {tmp_path}")
+    (row,) = json.loads(cli("runs", str(tmp_path), "--json").stdout)
+    before, after = row["last"]["loss_before"], row["last"]["loss_last_step"]
+    assert f"loss {before:.4g} -> {after:.4g}" in table.stdout
 
 
 def test_runs_follows_links_to_runs_kept_elsewhere_each_once(tmp_path):
@@ -151,3 +184,27 @@ def test_runs_shows_a_joint_baselines_return_alone():
     assert row.last_text() == "return -191.9"
     row.last["return_after"] = -150.0
     assert row.last_text() == "return -191.9 -> -150"
+
+
+def test_eval_prints_a_loss_decrease_as_a_positive_improvement():
+    """MSE falls with adaptation: the table says by how much, as a positive number (the JSON
+    keeps the signed difference); accuracy rises: its gain is positive too."""
+    import numpy as np
+    from rich.console import Console
+
+    from metarl.cli import curve_table
+    from metarl.curves import Curve
+
+    for metric, values, header in (
+        ("mse", [[4.0, 5.0, 3.0], [1.0, 2.0, 0.0]], "decrease vs 0 steps"),
+        ("accuracy", [[0.2, 0.4, 0.3], [0.6, 0.8, 0.7]], "gain vs 0 steps"),
+    ):
+        curve = Curve.from_values(metric, [0, 1], np.array(values))
+        console = Console(width=80, record=True)
+        console.print(curve_table(curve, "t"))
+        text = console.export_text()
+        assert header in text
+        (row,) = [line for line in text.splitlines() if line.startswith("│     1 ")]
+        assert "+3.0000" in row or "+0.4000" in row, row
+        signed = curve.gains()[1][0]  # after minus before, as --json reports it
+        assert signed == pytest.approx(-3.0 if metric == "mse" else 0.4)
