@@ -1,7 +1,8 @@
 """Meta-RL throughput: the batched learner against SB3's `PPO.learn()` and the machine's bound.
 
 Every side runs in this process, alternately (rounds), with the same PPO settings (the
-recipe's `[learner]` table with the overrides below, and its inner lr) and one torch thread:
+recipe's `[learner]` table with the overrides below, and its inner lr) and one torch thread
+(`--threads N`: N torch threads and N physics threads):
 - `sb3-learn`: SB3 `PPO.learn()` on one task of the family (its default task), `n_envs`
   envs in a `DummyVecEnv`, `--sb3-steps` env steps;
 - `batched`: `MetaTrainer.fit()` of the recipe with `backend = "batched"`: the whole
@@ -211,6 +212,12 @@ def main() -> None:
     parser.add_argument("--sides", default="sb3-learn,batched,bound", help=",".join(SIDES))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, and so the physics pool's (the cores a run takes, as --threads)",
+    )
+    parser.add_argument(
         "--as-recipe",
         action="store_true",
         help="the recipe's own training settings, only --iterations changed (batched, bound)",
@@ -222,7 +229,7 @@ def main() -> None:
         parser.error(f"--sides {bad[0]!r}: expected a comma-separated list of {', '.join(SIDES)}")
     if args.as_recipe and not set(sides) <= {"batched", "batched-own", "bound"}:
         parser.error(f"--as-recipe runs the sides batched and bound only, not {args.sides!r}")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     base = resolve_recipe(args.task)
     per_update = args.n_steps * args.n_envs
@@ -278,7 +285,7 @@ def print_table(args: argparse.Namespace, recipe: Recipe, rows: dict[str, list[R
     table = Table(
         title=f"{args.task}: env steps/s, median of {args.rounds} alternating rounds; "
         f"{t.algorithm.value}, meta_batch {t.meta_batch} x {s.n_envs} envs, {inner}; "
-        "one torch thread"
+        f"{args.threads} torch thread(s)"
     )
     columns = ("side", "env steps", "wall s", "steps/s", "x SB3", "steps/CPU s", "x SB3 (CPU)")
     for col in (*columns, "of bound", "env s", "policy s", "update s", "other s"):
