@@ -185,6 +185,19 @@ def _gripper_caging_reward(
     xz_thresh: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`SawyerXYZEnv._gripper_caging_reward(..., high_density=True)` over rows."""
+    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
+    return caging_and_gripping(caging, action)
+
+
+def gripper_caging(
+    frame: Frame,
+    obj_pos: np.ndarray,
+    obj_radius: float,
+    pad_success_thresh: float,
+    xz_thresh: float,
+) -> np.ndarray:
+    """The `caging` term of `SawyerXYZEnv._gripper_caging_reward` over rows (before the
+    gripper's effort enters; the skills combine the two by their own density)."""
     obj_init = frame.consts["obj_init_pos"]
     pad_y_lr = np.stack([frame.body("leftpad")[:, 1], frame.body("rightpad")[:, 1]], axis=1)
     pad_to_obj_lr = np.abs(pad_y_lr - obj_pos[:, 1:2])
@@ -204,25 +217,38 @@ def _gripper_caging_reward(
     caging_xz = tolerance_long_tail(
         norm(tcp[:, xz] - obj_pos[:, xz]), 0, xz_thresh, caging_xz_margin
     )
-    return caging_and_gripping(hamacher_product(caging_y, caging_xz), action)
+    return hamacher_product(caging_y, caging_xz)
 
 
-def caging_and_gripping(caging: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The end of both caging rewards: `(hamacher(caging, gripping) + caging) / 2`, gripping
-    the action's gripper effort clamped to [0, 1] where `caging > 0.97`, else 0.
+def caging_and_gripping(
+    caging: np.ndarray,
+    action: np.ndarray,
+    desired_gripper_effort: float = 1.0,
+    high_density: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The end of the caging rewards: `hamacher(caging, gripping)`, averaged with `caging`
+    where `high_density`; gripping is `min(max(0, effort), desired) / desired` of the
+    action's gripper effort where `caging > 0.97`, else 0.
 
-    Where the action is float32 (a policy's) and that effort is positive, Meta-World's
-    `gripping` is a NumPy float32 scalar and, by NumPy's promotion rules, the product and
-    everything computed from it is float32. Returns the values (float64 arrays holding those
-    float32 values where they are such) and the mask of the float32 rows (`single`)."""
+    Where the action is float32 (a policy's) and `0 < effort <= desired`, Meta-World's
+    `gripping` is a NumPy float32 scalar (`min` keeps it, the division by a Python float
+    stays float32) and, by NumPy's promotion rules, the product and everything computed from
+    it is float32. Returns the values (float64 arrays holding those float32 values where they
+    are such) and the mask of the float32 rows (`single`)."""
     effort = action[:, -1]
+    desired = desired_gripper_effort
     caging = np.asarray(caging, dtype=np.float64)
-    gripping = np.where(caging > 0.97, np.minimum(np.maximum(0, effort.astype(np.float64)), 1), 0.0)
-    value = (hamacher_product(caging, gripping) + caging) / 2
+    closed = np.minimum(np.maximum(0, effort.astype(np.float64)), desired) / desired
+    value = hamacher_product(caging, np.where(caging > 0.97, closed, 0.0))
+    if high_density:
+        value = (value + caging) / 2
     single = (caging > 0.97) & (effort > 0) & (effort.dtype == np.float32)
+    single &= effort <= np.float32(desired)
     if single.any():
-        c, g = caging.astype(np.float32), np.minimum(effort, np.float32(1))
-        value32 = (hamacher_single(c, g) + c) / np.float32(2)
+        c = caging.astype(np.float32)
+        value32 = hamacher_single(c, effort.astype(np.float32) / np.float32(desired))
+        if high_density:
+            value32 = (value32 + c) / np.float32(2)
         value = np.where(single, value32.astype(np.float64), value)
     return value, single
 
@@ -356,6 +382,7 @@ __all__ = [
     "Frame",
     "Skill",
     "caging_and_gripping",
+    "gripper_caging",
     "hamacher_product",
     "norm",
     "tolerance_long_tail",
