@@ -220,22 +220,35 @@ def gripper_caging(
     return hamacher_product(caging_y, caging_xz)
 
 
-def caging_and_gripping(caging: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The end of both caging rewards: `(hamacher(caging, gripping) + caging) / 2`, gripping
-    the action's gripper effort clamped to [0, 1] where `caging > 0.97`, else 0.
+def caging_and_gripping(
+    caging: np.ndarray,
+    action: np.ndarray,
+    desired_gripper_effort: float = 1.0,
+    high_density: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The end of the caging rewards: `hamacher(caging, gripping)`, averaged with `caging`
+    where `high_density`; gripping is `min(max(0, effort), desired) / desired` of the
+    action's gripper effort where `caging > 0.97`, else 0.
 
-    Where the action is float32 (a policy's) and that effort is positive, Meta-World's
-    `gripping` is a NumPy float32 scalar and, by NumPy's promotion rules, the product and
-    everything computed from it is float32. Returns the values (float64 arrays holding those
-    float32 values where they are such) and the mask of the float32 rows (`single`)."""
+    Where the action is float32 (a policy's) and `0 < effort <= desired`, Meta-World's
+    `gripping` is a NumPy float32 scalar (`min` keeps it, the division by a Python float
+    stays float32) and, by NumPy's promotion rules, the product and everything computed from
+    it is float32. Returns the values (float64 arrays holding those float32 values where they
+    are such) and the mask of the float32 rows (`single`)."""
     effort = action[:, -1]
+    desired = desired_gripper_effort
     caging = np.asarray(caging, dtype=np.float64)
-    gripping = np.where(caging > 0.97, np.minimum(np.maximum(0, effort.astype(np.float64)), 1), 0.0)
-    value = (hamacher_product(caging, gripping) + caging) / 2
+    closed = np.minimum(np.maximum(0, effort.astype(np.float64)), desired) / desired
+    value = hamacher_product(caging, np.where(caging > 0.97, closed, 0.0))
+    if high_density:
+        value = (value + caging) / 2
     single = (caging > 0.97) & (effort > 0) & (effort.dtype == np.float32)
+    single &= effort <= np.float32(desired)
     if single.any():
-        c, g = caging.astype(np.float32), np.minimum(effort, np.float32(1))
-        value32 = (hamacher_single(c, g) + c) / np.float32(2)
+        c = caging.astype(np.float32)
+        value32 = hamacher_single(c, effort.astype(np.float32) / np.float32(desired))
+        if high_density:
+            value32 = (value32 + c) / np.float32(2)
         value = np.where(single, value32.astype(np.float64), value)
     return value, single
 

@@ -16,11 +16,13 @@ from metarl.envs.metaworld_skills_ml10b import (
     Sweep,
     SweepInto,
 )
+from metarl.envs.metaworld_skills_ml45d import ML45_SKILLS_D
 from metarl.envs.metaworld_skills_ml45e import ML45_SKILLS_E
 
 TRANSLATED: tuple[type[Skill], ...] = (
     (Reach, Push, PickPlace, Sweep, SweepInto, Basketball, PegInsertSide, ShelfPlace)
     + ML10_SKILLS_A
+    + ML45_SKILLS_D
     + ML45_SKILLS_E
 )
 SKILLS: dict[str, type[Skill]] = {cls.name: cls for cls in TRANSLATED}
