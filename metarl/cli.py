@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from metarl.config import (
 )
 from metarl.curves import Curve
 from metarl.distributed import World
-from metarl.errors import UserError, os_error_message
+from metarl.errors import UserError, os_error_message, utf8_name
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback, progress_bar
@@ -340,9 +341,16 @@ def _train(
         trainer = MetaTrainer.start(recipe, out, dev, callbacks, world)
         ranks = f", {world.size} ranks" if world.size > 1 else ""
         say(f"run directory: {escape(str(out))}  (device {dev}{ranks})", **ONE_LINE)
+    if trainer.recipe.train.tensorboard is None and not utf8_name(trainer.run.path):
+        say(
+            "note: no TensorBoard event files: the run directory's name is not UTF-8, which "
+            "TensorBoard cannot write into (metrics.jsonl has every row)",
+            **ONE_LINE,
+        )
     try:
         trainer.fit(progress=False)  # the CLI's own callback, or none with -q
     except TrainingInterrupted as e:
+        _exit_quietly_on_ctrl_c()  # the checkpoint is written: another Ctrl-C just ends it
         callback.close()
         say(
             f"interrupted after iteration {e.iteration}; checkpoint written. "
@@ -847,7 +855,30 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    global _ending_is_ours
+    _ending_is_ours = True
+    try:
+        app()
+    finally:
+        _exit_quietly_on_ctrl_c()
+
+
+_ending_is_ours = False
+"""Whether this process is the CLI's own (`main`), not a program calling `app` (a test's
+runner), whose Ctrl-C is left alone."""
+
+
+def _exit_quietly_on_ctrl_c() -> None:
+    """From here on Ctrl-C ends the process at once with exit code 130: the command has
+    said what it did, and a KeyboardInterrupt raised in the interpreter's exit (its atexit
+    callbacks, torch's finalizers) would print a traceback after that line."""
+    if not _ending_is_ours:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say anyway
+            stream.flush()
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 
 if __name__ == "__main__":

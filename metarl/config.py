@@ -386,8 +386,9 @@ class Recipe:
         if t.inner_steps < 0:
             raise ConfigError(f"train.inner_steps = {t.inner_steps}: must be 0 or more")
         self.supervised_eval().validate()
-        if t.inner_lr <= 0 or (e.inner_lr is not None and e.inner_lr <= 0):
-            raise ConfigError(f"inner_lr = {t.inner_lr}: must be > 0")
+        for name, rate in (("train.inner_lr", t.inner_lr), ("eval.inner_lr", e.inner_lr)):
+            if rate is not None and not rate > 0:  # nan too
+                raise ConfigError(f"{name} = {rate}: must be > 0")
         if t.meta_step < 0 or t.meta_step_final < 0:
             raise ConfigError(
                 f"train.meta_step = {t.meta_step}, meta_step_final = {t.meta_step_final}: "

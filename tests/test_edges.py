@@ -44,6 +44,9 @@ runner = CliRunner()
 
 LONG = "n" * 300
 DEEP = "/".join(["d" * 200] * 22)  # 4,400 bytes: over PATH_MAX, every name within NAME_MAX
+NOT_UTF8 = os.fsdecode(b"runs/tb\xff\xfename")  # as Python hands such an argv over
+FOREIGN_PID = "4242\n"
+"""What the lock file of a copied run holds: another machine's trainer, long gone."""
 
 
 def _damage(payload: dict[str, Any], how: str) -> None:
@@ -117,6 +120,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("os-path", ["runs", LONG], "File name too long"),
     ("os-path", ["data", "verify", "omniglot", "--data-dir", LONG], "File name too long"),
     ("os-path", ["data", "import", "omniglot", "UNREADABLE-DATA"], "background.zip: Permission"),
+    # TensorBoard writes UTF-8 names only: asked for, a name of other bytes is refused first
+    ("os-path", ["train", "sine", "--out", NOT_UTF8, "--tensorboard", "-q"], "not a UTF-8 name"),
+    # a rate refused names the table and key that hold it
+    ("key", ["train", "LR-eval-0.toml", "--out", "OUT"], "eval.inner_lr = 0.0: must be > 0"),
+    ("key", ["train", "LR-eval--0.5.toml", "--out", "OUT"], "eval.inner_lr = -0.5: must be"),
+    ("key", ["train", "LR-train-0.toml", "--out", "OUT"], "train.inner_lr = 0.0: must be > 0"),
+    ("key", ["train", "sine", "--inner-lr", "0", "--out", "OUT"], "train.inner_lr = 0.0"),
     # the names of shipped models are names, not paths
     ("name", ["eval", "--init", "pretrained:../x"], "'../x': expected a name"),
     ("name", ["eval", "--init", "pretrained:/etc/passwd"], "'/etc/passwd'"),
@@ -166,6 +176,12 @@ def paths(tmp_path_factory) -> dict[str, Path]:
         payload = torch.load(run / "checkpoint.pt", weights_only=True)
         _damage(payload, damage)
         torch.save(payload, copy / "checkpoint.pt")
+        # a refused resume writes nothing, its pid in the lock file included (this process
+        # trained RUN: its own pid there would hide a rewrite)
+        if damage == "no-model":
+            (copy / LOCK).unlink()  # nor creates one
+        else:
+            (copy / LOCK).write_text(FOREIGN_PID)
         found[f"CKPT-{damage}"] = copy
     assert good["iteration"] == 2
     (root / "file").write_text("not a run")
@@ -199,6 +215,10 @@ def paths(tmp_path_factory) -> dict[str, Path]:
             )
         )
         found[f"EP-{i}"] = recipe
+    for table, rate in (("eval", 0), ("eval", -0.5), ("train", 0)):
+        recipe = root / f"lr-{table}-{rate}.toml"
+        recipe.write_text(f'[task]\nname = "sine"\n[{table}]\ninner_lr = {rate}\n')
+        found[f"LR-{table}-{rate}.toml"] = recipe
     found["modules"] = modules
     return found
 
