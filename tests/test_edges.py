@@ -758,3 +758,96 @@ def test_help_fits_80_columns_without_cutting_flags(command):
         assert "--tensorboard / --no-tensorboard" in result.output
         assert "<reptile|fomaml|maml|imaml|metasgd|gradients>" in result.output
         assert len(lines) < 50
+
+
+# --- any byte in a name, Ctrl-C at any moment -------------------------------------------------
+
+
+def test_a_run_named_with_bytes_that_are_not_utf8_trains_evaluates_lists_and_plots(tmp_path):
+    """Every writer takes the name: TensorBoard (which encodes paths as UTF-8) is left out
+    with a one-line note, torch's memory-mapped read of the checkpoint falls back to a whole
+    read, and plots show the bytes as U+FFFD."""
+    run = tmp_path / NOT_UTF8
+    trained = _metarl("train", "sine", "--out", str(run), "--meta-iterations", "2", "-q")
+    assert trained.returncode == 0, trained.stderr
+    assert "Traceback" not in trained.stderr
+    notes = [ln for ln in trained.stderr.splitlines() if ln.startswith("note")]
+    assert notes == [
+        "note: no TensorBoard event files: the run directory's name is not UTF-8, which "
+        "TensorBoard cannot write into (metrics.jsonl has every row)"
+    ]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    assert not list(run.glob("events.out.tfevents.*"))
+    plot = tmp_path / os.fsdecode(b"curve\xff.png")
+    args = ["--tasks", "2", "--steps", "0,1", "--plot", str(plot), "--json"]
+    evaluated = _metarl("eval", str(run), *args)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["n_tasks"] == 2
+    assert "Traceback" not in evaluated.stderr
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    listed = _metarl("runs", str(run.parent), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["state"] == "finished"
+
+
+def _interrupt_twice_after_the_checkpoint(tmp_path: Path, delay: float) -> tuple[int, str]:
+    """Train, Ctrl-C once (a checkpoint is written and said), then Ctrl-C twice more `delay`
+    seconds after that line, as an impatient user does: the exit code and stderr."""
+    import signal
+    import time
+
+    out = tmp_path / f"run-{delay}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    args = ["train", "sine", "--meta-iterations", "100000", "--out", str(out), "-q"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metarl", *args, "--threads", "1"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        preexec_fn=_ctrl_c_by_default,
+    )
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline()  # the run directory's line: training starts
+        assert first.startswith("run directory"), first
+        deadline = time.monotonic() + 60
+        while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stopped = proc.stderr.readline()
+        assert "checkpoint written" in stopped, stopped
+        time.sleep(delay)
+        for _ in range(2):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, first + stopped + rest
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1, 0.2])
+def test_ctrl_c_again_after_the_checkpoint_line_ends_quietly_with_130(tmp_path, delay):
+    """The command has said what it did; Ctrl-C while it exits (its atexit callbacks, torch's
+    finalizers: the interpreter then printed `Exception ignored in atexit callback ...
+    KeyboardInterrupt`) ends it at once, exit 130, nothing more on stderr. (Late in the
+    interpreter's exit it restores SIGINT's default action: the process then dies of the
+    signal, which a shell reports as 130 too.)"""
+    import signal
+
+    code, stderr = _interrupt_twice_after_the_checkpoint(tmp_path, delay)
+    assert code in (130, -signal.SIGINT), stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 2 and "checkpoint written" in lines[1], stderr
+
+
+def test_the_docs_say_what_a_run_that_diverges_first_leaves():
+    """docs/cli.md once said such a run leaves no directory; it keeps it, and says how to
+    start over (`test_a_run_that_diverges_at_its_first_iteration_is_restartable`)."""
+    page = " ".join((Path(__file__).parents[1] / "docs" / "cli.md").read_text().split())
+    assert "A run that diverges before its first checkpoint keeps its directory" in page
+    assert "then `metarl train --resume RUN` starts the run from scratch" in page
