@@ -315,7 +315,7 @@ def _train(
     world: World,
 ) -> None:
     """`metarl train` once the process group (if any) is joined."""
-    from metarl.registry import resolve_recipe
+    from metarl.registry import algorithm_note, resolve_recipe
     from metarl.train import MetaTrainer, TrainingDiverged, TrainingInterrupted
 
     say = err.print if world.is_main else (lambda *a, **k: None)
@@ -333,7 +333,10 @@ def _train(
     else:
         if task is None:
             raise UserError("give a TASK (e.g. `metarl train sine`) or --resume RUN_DIR")
-        recipe = with_overrides(resolve_recipe(task), "train", **overrides)
+        chosen = resolve_recipe(task)
+        recipe = with_overrides(chosen, "train", **overrides)
+        if (note := algorithm_note(chosen, recipe)) is not None:
+            say(f"note: {escape(note)}", **ONE_LINE)
         if out is None and world.size > 1:
             raise UserError("under torchrun give --out RUN_DIR (every rank must name the same)")
         if out is None:
