@@ -23,9 +23,10 @@ def test_a_two_iteration_schedule_ends_at_its_end_value():
     assert algorithms.linear_schedule(0.5, 0.1, 0, 1) == 0.5  # one iteration: the start
 
 
-def _adapted(tmp_path, name: str):
-    recipe = with_overrides(resolve_recipe(name), "train", meta_batch=3)
-    trainer = MetaTrainer.start(recipe, tmp_path / name, CPU)
+def _adapted(tmp_path, algorithm: str):
+    """sine-maml's init adapted to 3 training tasks, under `algorithm`."""
+    recipe = with_overrides(resolve_recipe("sine-maml"), "train", meta_batch=3, algorithm=algorithm)
+    trainer = MetaTrainer.start(recipe, tmp_path / algorithm, CPU)
     rng = np.random.default_rng(0)
     tasks = trainer.meta.dist.sample(3, rng, Split.TRAIN)
     phi = trainer.phi()
@@ -35,10 +36,12 @@ def _adapted(tmp_path, name: str):
 def test_second_order_maml_takes_the_second_order_meta_gradient(tmp_path):
     """`second_order or GRADIENTS` -> `and` survived: MAML's meta-gradient would silently be
     first-order (FOMAML's) and every MAML test that only trains would still pass."""
-    trainer, phi, adaptation = _adapted(tmp_path, "sine-maml")
-    delta, _ = algorithms.meta_delta(Algorithm.MAML, trainer.meta, phi, adaptation)
-    _, _, again = _adapted(tmp_path / "again", "sine-maml")
-    first_order, _ = trainer.meta.query_gradient(again)
+    maml, phi, adaptation = _adapted(tmp_path, "maml")
+    delta, _ = algorithms.meta_delta(Algorithm.MAML, maml.meta, phi, adaptation)
+    fomaml, phi_again, again = _adapted(tmp_path, "fomaml")
+    for k in phi:  # the same init, the same tasks: only the order of the derivative differs
+        torch.testing.assert_close(phi[k], phi_again[k], rtol=0, atol=0)
+    first_order, _ = algorithms.meta_delta(Algorithm.FOMAML, fomaml.meta, phi, again)
     gap = max((delta[k] - first_order[k]).abs().max().item() for k in delta)
     scale = max(first_order[k].abs().max().item() for k in delta)
     assert gap > 1e-3 * scale, (gap, scale)  # the second-order terms are there
