@@ -13,6 +13,7 @@ import contextlib
 import functools
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from metarl.config import (
     OuterOptimizerName,
     with_overrides,
 )
-from metarl.errors import UserError, os_error_message
+from metarl.errors import UserError, os_error_message, utf8_name
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback, progress_bar
@@ -323,7 +324,7 @@ def _train(
     """`metarl train` once the process group (if any) is joined."""
     import torch
 
-    from metarl.registry import resolve_recipe
+    from metarl.registry import algorithm_note, resolve_recipe
     from metarl.train import MetaTrainer, TrainingDiverged, TrainingInterrupted
 
     say = err.print if world.is_main else (lambda *a, **k: None)
@@ -341,7 +342,10 @@ def _train(
     else:
         if task is None:
             raise UserError("give a TASK (e.g. `metarl train sine`) or --resume RUN_DIR")
-        recipe = with_overrides(resolve_recipe(task), "train", **overrides)
+        chosen = resolve_recipe(task)
+        recipe = with_overrides(chosen, "train", **overrides)
+        if (note := algorithm_note(chosen, recipe)) is not None:
+            say(f"note: {escape(note)}", **ONE_LINE)
         if out is None and world.size > 1:
             raise UserError("under torchrun give --out RUN_DIR (every rank must name the same)")
         if out is None:
@@ -349,9 +353,16 @@ def _train(
         trainer = MetaTrainer.start(recipe, out, dev, callbacks, world)
         ranks = f", {world.size} ranks" if world.size > 1 else ""
         say(f"run directory: {escape(str(out))}  (device {dev}{ranks})", **ONE_LINE)
+    if trainer.recipe.train.tensorboard is None and not utf8_name(trainer.run.path):
+        say(
+            "note: no TensorBoard event files: the run directory's name is not UTF-8, which "
+            "TensorBoard cannot write into (metrics.jsonl has every row)",
+            **ONE_LINE,
+        )
     try:
         trainer.fit(progress=False)  # the CLI's own callback, or none with -q
     except TrainingInterrupted as e:
+        _exit_quietly_on_ctrl_c()  # the checkpoint is written: another Ctrl-C just ends it
         callback.close()
         say(
             f"interrupted after iteration {e.iteration}; checkpoint written. "
@@ -867,12 +878,35 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 def main() -> None:
     """Console-script entry point. Ctrl-C before a command's own handling (while typer parses
-    the line, or while a command imports torch) is one line and exit code 130, as within one."""
+    the line, or while a command imports torch) is one line and exit code 130, as within one;
+    after the command has said what it did, Ctrl-C ends the process quietly with 130."""
+    global _ending_is_ours
+    _ending_is_ours = True
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted", **ONE_LINE)
         sys.exit(130)
+    finally:
+        _exit_quietly_on_ctrl_c()
+
+
+_ending_is_ours = False
+"""Whether this process is the CLI's own (`main`), not a program calling `app` (a test's
+runner), whose Ctrl-C is left alone."""
+
+
+def _exit_quietly_on_ctrl_c() -> None:
+    """From here on Ctrl-C ends the process at once with exit code 130: the command has
+    said what it did, and a KeyboardInterrupt raised in the interpreter's exit (its atexit
+    callbacks, torch's finalizers) would print a traceback after that line."""
+    if not _ending_is_ours:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say anyway
+            stream.flush()
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 
 if __name__ == "__main__":

@@ -150,8 +150,11 @@ class SupervisedSettings:
     """maml/metasgd: tasks whose second-order graph is held in memory at once (0 = all of a
     rank's tasks). The graph grows with tasks x inner steps; chunks of k tasks bound it to k
     tasks' worth, the meta-gradient unchanged (the per-task sums are accumulated)."""
-    imaml_lambda: float = _supervised(1.0, "imaml runs on supervised tasks only")
-    """imaml: the proximal weight lambda of (lambda/2)||theta - phi||^2 in the inner loss."""
+    imaml_lambda: float = _supervised(10.0, "imaml runs on supervised tasks only")
+    """imaml: the proximal weight lambda of (lambda/2)||theta - phi||^2 in the inner loss.
+    10, not the paper's smaller values: the implicit gradient holds only where the inner loop
+    reaches the proximal minimizer, and on tanh networks lambda = 1 leaves lambda I + H
+    indefinite (sine-imaml at 1 barely learns; docs/results.md)."""
     cg_steps: int = _supervised(5, "imaml runs on supervised tasks only")
     """imaml: conjugate-gradient steps solving (I + H/lambda) x = grad L_query (the paper
     uses 5-20)."""
@@ -386,8 +389,9 @@ class Recipe:
         if t.inner_steps < 0:
             raise ConfigError(f"train.inner_steps = {t.inner_steps}: must be 0 or more")
         self.supervised_eval().validate()
-        if t.inner_lr <= 0 or (e.inner_lr is not None and e.inner_lr <= 0):
-            raise ConfigError(f"inner_lr = {t.inner_lr}: must be > 0")
+        for name, rate in (("train.inner_lr", t.inner_lr), ("eval.inner_lr", e.inner_lr)):
+            if rate is not None and not rate > 0:  # nan too
+                raise ConfigError(f"{name} = {rate}: must be > 0")
         if t.meta_step < 0 or t.meta_step_final < 0:
             raise ConfigError(
                 f"train.meta_step = {t.meta_step}, meta_step_final = {t.meta_step_final}: "

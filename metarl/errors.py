@@ -26,6 +26,17 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def utf8_name(path: os.PathLike[str] | str) -> bool:
+    """Whether `path` is valid UTF-8: the bytes of a name that is not decode to surrogates,
+    which writers that encode their paths as UTF-8 (TensorBoard, torch's memory map)
+    refuse."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def os_error_message(e: OSError) -> str:
     """An operating-system error on a path as one line naming the path: "PATH: reason"
     (a full disk, a read-only file system, a name too long, a folder where a file is

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import (  # noqa: E402
     FuncFormatter,
     MaxNLocator,
@@ -27,10 +28,18 @@ from metarl.curves import Curve  # noqa: E402
 from metarl.protocol import TaskBatch  # noqa: E402
 
 
+def drawable(text: str) -> str:
+    """`text` with the bytes of a name that is not UTF-8 (decoded to surrogates, which a
+    font cannot draw) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     """Write the figure atomically (no half-written PNG if interrupted)."""
     import io
 
+    for text in fig.findobj(Text):  # titles and labels made from file names
+        text.set_text(drawable(text.get_text()))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

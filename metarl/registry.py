@@ -7,6 +7,8 @@ catalog (`tasks/*.toml`) or any path a user gives.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import importlib.metadata
 import importlib.resources
 import inspect
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from metarl.config import Recipe, coerce_value, load_recipe_file
+from metarl.config import Recipe, SupervisedSettings, coerce_value, load_recipe_file
 from metarl.errors import ConfigError, UserError, did_you_mean
 from metarl.protocol import TaskDistribution
 
@@ -183,6 +185,41 @@ def catalog_dir(kind: str = "tasks") -> Path:
 def catalog_recipes() -> dict[str, Path]:
     """Recipe name -> file for every recipe in the shipped catalog."""
     return {p.stem: p for p in sorted(catalog_dir("tasks").glob("*.toml"))}
+
+
+SCHEDULE_KEYS = ("meta_iterations", "checkpoint_every", "checkpoint_seconds", "log_every", "seed")
+"""`[train]` keys that set how long and how often, not how an algorithm learns."""
+
+
+def algorithm_note(recipe: Recipe, asked: Recipe) -> str | None:
+    """When `--algorithm` turns `recipe` (chosen for another algorithm) into `asked`, the
+    catalog recipe of the same task made for the asked algorithm and the settings it
+    changes, or None when there is none or the algorithm is the recipe's own. (`sine` with
+    `--algorithm imaml` keeps sine's Reptile settings and iMAML's default lambda, and its
+    init gets worse to adapt from; `sine-imaml` learns.)"""
+    mine, wanted = recipe.train.algorithm, asked.train.algorithm
+    if mine == wanted:
+        return None
+    for name in catalog_recipes():
+        made = resolve_recipe(name)
+        if made.task_name != recipe.task_name or made.train.algorithm != wanted:
+            continue
+        fields = dataclasses.fields(SupervisedSettings)
+        defaults = _plain_values({f.name: f.default for f in fields})
+        theirs = {**defaults, **made.to_dict()["train"]}
+        ours = {**defaults, **asked.to_dict()["train"]}
+        changed = [
+            f"{k} = {v}" for k, v in theirs.items() if k not in SCHEDULE_KEYS and ours.get(k) != v
+        ]
+        return (
+            f"{recipe.source}'s settings were chosen for {mine.value}; the recipe made for "
+            f"{wanted.value} is `metarl train {name}` ({', '.join(changed)})"
+        )
+    return None
+
+
+def _plain_values(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in d.items()}
 
 
 def recipe_path(name_or_path: str) -> tuple[Path, bool]:

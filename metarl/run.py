@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import metarl
 from metarl.atomic import atomic_write_bytes
 from metarl.config import Recipe, forget_recorded_defaults, recipe_from_dict
-from metarl.errors import UserError
+from metarl.errors import UserError, utf8_name
 from metarl.jsonio import dumps as dumps_json
 from metarl.tomlio import dumps_toml, read_toml
 
@@ -60,27 +60,50 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._lock_created = False
+        """This process created the lock file (removed again if never recorded in)."""
+        self._recorded = False
+        """This process's pid is written in the held lock file."""
 
     # -- the lock: one process trains a run at a time -------------------------------------
-    def lock(self) -> None:
+    def lock(self, *, record: bool = True) -> None:
         """Hold the run's lock until `unlock` (or this process ends); refuse, naming the
-        holder's pid, when another process holds it. Holding it already is fine."""
+        holder's pid, when another process holds it. Holding it already is fine.
+
+        `record=False` takes the lock without writing: a command that may still be refused
+        (a resume whose checkpoint is damaged) then leaves the run byte for byte as it was;
+        `record_holder` writes this process's pid once it is accepted."""
         if self._lock_fd is not None:
+            if record:
+                self.record_holder()
             return
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        path = self.path / LOCK
+        self._lock_created = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            # the kernel's table first: a holder still checking a resume has not written yet
             written = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            holder = written or str(self.holder() or "unknown")
+            holder = str(self.holder() or written or "unknown")
             os.close(fd)
             raise UserError(
                 f"{self.path} is being trained by another process (pid {holder}); wait for it "
                 "to finish or stop it (Ctrl-C writes a checkpoint), then resume"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        self._recorded = False
+        if record:
+            self.record_holder()
+
+    def record_holder(self) -> None:
+        """Write this process's pid into the held lock file (for `metarl runs` and a second
+        trainer's refusal to name)."""
+        if self._lock_fd is None or self._recorded:
+            return
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+        self._recorded = True
 
     def holder(self) -> int | None:
         """The pid of the process holding this run's lock, from the kernel's table of locks
@@ -102,6 +125,8 @@ class RunDir:
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
+            if self._lock_created and not self._recorded:  # refused: leave no trace
+                (self.path / LOCK).unlink(missing_ok=True)
             os.close(self._lock_fd)  # closing the file drops the flock
             self._lock_fd = None
 
@@ -264,7 +289,10 @@ class RunDir:
         try:
             with warnings.catch_warnings():  # the refusal below is the whole message
                 warnings.simplefilter("ignore")
-                payload = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
+                # torch memory-maps only a UTF-8 name; another is read whole
+                mmap = lazy and utf8_name(path)
+                source = path if mmap else io.BytesIO(path.read_bytes())
+                payload = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as e:  # torch raises several types for a damaged or foreign file
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(

@@ -13,13 +13,15 @@ nothing is written, unless the recipe asks for it (`train.tensorboard = true`).
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metarl.config import Recipe
-from metarl.errors import UserError
+from metarl.errors import UserError, utf8_name
 
 if TYPE_CHECKING:
     from metarl.evaluate import Evaluation
@@ -27,13 +29,23 @@ if TYPE_CHECKING:
 INSTALL = 'pip install "metarl-torch[tensorboard]"'
 
 
-def enabled(recipe: Recipe) -> bool:
-    """Whether to write event files: `train.tensorboard` (default: when installed)."""
+def enabled(recipe: Recipe, run_dir: Path | None = None) -> bool:
+    """Whether to write event files into `run_dir`: `train.tensorboard` (default: when
+    installed, and the directory's name can be written by TensorBoard, which encodes every
+    path as UTF-8: a name holding other bytes trains without event files, or is refused
+    before anything is written when they were asked for)."""
     wanted = recipe.train.tensorboard
     if wanted and not installed():
         raise UserError(
             f"train.tensorboard = true, but the tensorboard package is not installed ({INSTALL})"
         )
+    if run_dir is not None and not utf8_name(run_dir):
+        if wanted:
+            raise UserError(
+                f"{os.fsencode(run_dir)!r}: not a UTF-8 name, which TensorBoard cannot write "
+                "into; choose a UTF-8 name for the run or train with --no-tensorboard"
+            )
+        return False
     return installed() if wanted is None else wanted
 
 
@@ -86,6 +98,8 @@ def log_evaluation(evaluation: Evaluation) -> Path | None:
     from torch.utils.tensorboard import SummaryWriter
 
     log_dir = evaluation.run_dir / f"eval-{evaluation.init}"
+    if not utf8_name(log_dir):  # TensorBoard encodes paths as UTF-8
+        raise OSError(errno.EILSEQ, "not a UTF-8 name, which TensorBoard cannot write into")
     # tried first: SummaryWriter reports a write that fails from its own thread
     log_dir.mkdir(exist_ok=True)
     tempfile.TemporaryFile(dir=log_dir).close()

@@ -99,7 +99,8 @@ class MetaTrainer:
         self.meta = build_meta_learner(self.recipe, self.device)
         self.model = self.meta.model
         self.names = [n for n, _ in self.model.named_parameters()]
-        self.tensorboard = tensorboard_enabled(self.recipe)  # refused before a run is created
+        # refused before a run is created
+        self.tensorboard = tensorboard_enabled(self.recipe, self.run.path)
         t = self.recipe.train
         self.optimizer = algorithms.outer_optimizer(
             t.outer_optimizer, list(self.model.parameters()), t.meta_step
@@ -145,8 +146,8 @@ class MetaTrainer:
         then follows the new plan's schedule from the iteration reached."""
         world = world or World()
         run = RunDir.open(path)
-        if world.is_main:  # before anything is read: a second resume must not truncate
-            run.lock()
+        if world.is_main:  # before anything is read: a second resume must not truncate;
+            run.lock(record=False)  # nothing written until the run is found good
         try:
             recipe = run.recipe()
             planned = recipe.train.meta_iterations
@@ -188,6 +189,7 @@ class MetaTrainer:
                 )
             world.barrier()  # every rank has read the checkpoint before rank 0 touches the files
             if world.is_main:
+                run.record_holder()
                 if recipe.train.meta_iterations != planned:
                     run.write_recipe(recipe)
                 run.truncate_metrics(trainer.iteration)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,3 +38,39 @@ def small_mlp(sine: SineDistribution) -> torch.nn.Module:
 
 def learner_for(model: torch.nn.Module, name: str, lr: float, inner_batch: int = 0) -> InnerLoop:
     return InnerLoop(model, "mse", InnerOptimizer(OptimizerName(name), lr, beta1=0.5), inner_batch)
+
+
+def _real_omniglot_root() -> Path | None:
+    """$METARL_DATA when it holds the real Omniglot archives."""
+    root = os.environ.get("METARL_DATA")
+    if root and (Path(root) / "omniglot" / "images_background.zip").is_file():
+        return Path(root)
+    return None
+
+
+def synthetic_omniglot(folder: Path) -> Path:
+    """The synthetic Omniglot of scripts/tools/make_synthetic_omniglot.py (the published
+    layout and counts, random strokes) written into `folder`."""
+    script = Path(__file__).parents[1] / "scripts" / "tools" / "make_synthetic_omniglot.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_omniglot", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def omniglot_root(tmp_path_factory) -> Path:
+    """A data root holding Omniglot: the real one where $METARL_DATA has it, else the
+    synthetic set imported (so the loaders, the Omniglot recipes and the shipped model's
+    evaluation run in every test run; figures about the real data stay in the tests that
+    read $METARL_DATA)."""
+    real = _real_omniglot_root()
+    if real is not None:
+        return real
+    from metarl.data.omniglot import import_
+
+    base = tmp_path_factory.mktemp("omniglot-synthetic")
+    import_(synthetic_omniglot(base / "src"), base / "root")
+    return base / "root"

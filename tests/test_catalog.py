@@ -16,8 +16,10 @@ from metarl.train import MetaTrainer
 
 
 @pytest.mark.parametrize("name", sorted(catalog_recipes()))
-def test_catalog_recipe_trains_a_few_iterations(name, tmp_path):
+def test_catalog_recipe_trains_a_few_iterations(name, tmp_path, request, monkeypatch):
     recipe = with_overrides(resolve_recipe(name), "train", meta_iterations=3)
+    if recipe.task_name == "omniglot":  # the real data, else the synthetic set's layout
+        monkeypatch.setenv("METARL_DATA", str(request.getfixturevalue("omniglot_root")))
     if recipe.learner:  # RL: a smoke-sized PPO (the recipe's own budget takes minutes)
         recipe = with_overrides(recipe, "train", meta_batch=2, inner_steps=1)
         recipe = with_overrides(recipe, "learner", n_steps=64, batch_size=32, n_epochs=2, n_envs=2)

@@ -288,11 +288,10 @@ def test_omniglot_test_drawings_are_classified_right_in_a_clear_majority(server)
 runner = CliRunner()
 
 
-def test_eval_a_shipped_model_by_name_on_its_own_recipe():
-    if not (REAL / "images_evaluation.zip").is_file():
-        pytest.skip("$METARL_DATA holds no omniglot data")
+def test_eval_a_shipped_model_by_name_on_its_own_recipe(omniglot_root):
+    """On the real data where $METARL_DATA has it, else on the synthetic set."""
     args = ["eval", "--init", f"pretrained:{NAME}", "--tasks", "4", "--steps", "0,1", "--json"]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, args, env={"METARL_DATA": str(omniglot_root)})
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["run"] == f"pretrained:{NAME}" and payload["transductive"] is False

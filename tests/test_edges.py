@@ -44,6 +44,9 @@ runner = CliRunner()
 
 LONG = "n" * 300
 DEEP = "/".join(["d" * 200] * 22)  # 4,400 bytes: over PATH_MAX, every name within NAME_MAX
+NOT_UTF8 = os.fsdecode(b"runs/tb\xff\xfename")  # as Python hands such an argv over
+FOREIGN_PID = "4242\n"
+"""What the lock file of a copied run holds: another machine's trainer, long gone."""
 
 
 def _damage(payload: dict[str, Any], how: str) -> None:
@@ -117,6 +120,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("os-path", ["runs", LONG], "File name too long"),
     ("os-path", ["data", "verify", "omniglot", "--data-dir", LONG], "File name too long"),
     ("os-path", ["data", "import", "omniglot", "UNREADABLE-DATA"], "background.zip: Permission"),
+    # TensorBoard writes UTF-8 names only: asked for, a name of other bytes is refused first
+    ("os-path", ["train", "sine", "--out", NOT_UTF8, "--tensorboard", "-q"], "not a UTF-8 name"),
+    # a rate refused names the table and key that hold it
+    ("key", ["train", "LR-eval-0.toml", "--out", "OUT"], "eval.inner_lr = 0.0: must be > 0"),
+    ("key", ["train", "LR-eval--0.5.toml", "--out", "OUT"], "eval.inner_lr = -0.5: must be"),
+    ("key", ["train", "LR-train-0.toml", "--out", "OUT"], "train.inner_lr = 0.0: must be > 0"),
+    ("key", ["train", "sine", "--inner-lr", "0", "--out", "OUT"], "train.inner_lr = 0.0"),
     # the names of shipped models are names, not paths
     ("name", ["eval", "--init", "pretrained:../x"], "'../x': expected a name"),
     ("name", ["eval", "--init", "pretrained:/etc/passwd"], "'/etc/passwd'"),
@@ -166,6 +176,12 @@ def paths(tmp_path_factory) -> dict[str, Path]:
         payload = torch.load(run / "checkpoint.pt", weights_only=True)
         _damage(payload, damage)
         torch.save(payload, copy / "checkpoint.pt")
+        # a refused resume writes nothing, its pid in the lock file included (this process
+        # trained RUN: its own pid there would hide a rewrite)
+        if damage == "no-model":
+            (copy / LOCK).unlink()  # nor creates one
+        else:
+            (copy / LOCK).write_text(FOREIGN_PID)
         found[f"CKPT-{damage}"] = copy
     assert good["iteration"] == 2
     (root / "file").write_text("not a run")
@@ -199,6 +215,10 @@ def paths(tmp_path_factory) -> dict[str, Path]:
             )
         )
         found[f"EP-{i}"] = recipe
+    for table, rate in (("eval", 0), ("eval", -0.5), ("train", 0)):
+        recipe = root / f"lr-{table}-{rate}.toml"
+        recipe.write_text(f'[task]\nname = "sine"\n[{table}]\ninner_lr = {rate}\n')
+        found[f"LR-{table}-{rate}.toml"] = recipe
     found["modules"] = modules
     return found
 
@@ -738,3 +758,133 @@ def test_help_fits_80_columns_without_cutting_flags(command):
         assert "--tensorboard / --no-tensorboard" in result.output
         assert "<reptile|fomaml|maml|imaml|metasgd|gradients>" in result.output
         assert len(lines) < 50
+
+
+# --- any byte in a name, Ctrl-C at any moment -------------------------------------------------
+
+
+def test_a_run_named_with_bytes_that_are_not_utf8_trains_evaluates_lists_and_plots(tmp_path):
+    """Every writer takes the name: TensorBoard (which encodes paths as UTF-8) is left out
+    with a one-line note, torch's memory-mapped read of the checkpoint falls back to a whole
+    read, and plots show the bytes as U+FFFD."""
+    run = tmp_path / NOT_UTF8
+    trained = _metarl("train", "sine", "--out", str(run), "--meta-iterations", "2", "-q")
+    assert trained.returncode == 0, trained.stderr
+    assert "Traceback" not in trained.stderr
+    notes = [ln for ln in trained.stderr.splitlines() if ln.startswith("note")]
+    assert notes == [
+        "note: no TensorBoard event files: the run directory's name is not UTF-8, which "
+        "TensorBoard cannot write into (metrics.jsonl has every row)"
+    ]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    assert not list(run.glob("events.out.tfevents.*"))
+    plot = tmp_path / os.fsdecode(b"curve\xff.png")
+    args = ["--tasks", "2", "--steps", "0,1", "--plot", str(plot), "--json"]
+    evaluated = _metarl("eval", str(run), *args)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["n_tasks"] == 2
+    assert "Traceback" not in evaluated.stderr
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    listed = _metarl("runs", str(run.parent), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["state"] == "finished"
+
+
+def _interrupt_twice_after_the_checkpoint(tmp_path: Path, delay: float) -> tuple[int, str]:
+    """Train, Ctrl-C once (a checkpoint is written and said), then Ctrl-C twice more `delay`
+    seconds after that line, as an impatient user does: the exit code and stderr."""
+    import signal
+    import time
+
+    out = tmp_path / f"run-{delay}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    args = ["train", "sine", "--meta-iterations", "100000", "--out", str(out), "-q"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metarl", *args, "--threads", "1"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        preexec_fn=_ctrl_c_by_default,
+    )
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline()  # the run directory's line: training starts
+        assert first.startswith("run directory"), first
+        deadline = time.monotonic() + 60
+        while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stopped = proc.stderr.readline()
+        assert "checkpoint written" in stopped, stopped
+        time.sleep(delay)
+        for _ in range(2):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+        rest = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, first + stopped + rest
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1, 0.2])
+def test_ctrl_c_again_after_the_checkpoint_line_ends_quietly_with_130(tmp_path, delay):
+    """The command has said what it did; Ctrl-C while it exits (its atexit callbacks, torch's
+    finalizers: the interpreter then printed `Exception ignored in atexit callback ...
+    KeyboardInterrupt`) ends it at once, exit 130, nothing more on stderr. (Late in the
+    interpreter's exit it restores SIGINT's default action: the process then dies of the
+    signal, which a shell reports as 130 too.)"""
+    import signal
+
+    code, stderr = _interrupt_twice_after_the_checkpoint(tmp_path, delay)
+    assert code in (130, -signal.SIGINT), stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 2 and "checkpoint written" in lines[1], stderr
+
+
+def test_the_docs_say_what_a_run_that_diverges_first_leaves():
+    """docs/cli.md once said such a run leaves no directory; it keeps it, and says how to
+    start over (`test_a_run_that_diverges_at_its_first_iteration_is_restartable`)."""
+    page = " ".join((Path(__file__).parents[1] / "docs" / "cli.md").read_text().split())
+    assert "A run that diverges before its first checkpoint keeps its directory" in page
+    assert "then `metarl train --resume RUN` starts the run from scratch" in page
+
+
+# --- defaults that learn ----------------------------------------------------------------------
+
+
+def test_imaml_learns_with_its_default_lambda(tmp_path):
+    """sine-imaml without its `imaml_lambda` line (so with the default): after 300
+    meta-iterations one step of adaptation halves the error (at the old default 1.0 it
+    went from 4.66 to 4.42; at 10, 4.67 to 1.23: docs/results.md)."""
+    from metarl.registry import catalog_recipes
+
+    text = catalog_recipes()["sine-imaml"].read_text()
+    recipe = tmp_path / "imaml-default.toml"
+    recipe.write_text("\n".join(ln for ln in text.splitlines() if "imaml_lambda" not in ln))
+    run = tmp_path / "run"
+    args = ["train", str(recipe), "--out", str(run), "--meta-iterations", "300", "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["eval", str(run), "--tasks", "100", "--steps", "0,1", "--json"])
+    assert result.exit_code == 0, result.output
+    before, after = json.loads(result.stdout)["mean"]
+    assert after < 0.5 * before, (before, after)
+
+
+def test_an_algorithm_flag_on_a_recipe_made_for_another_names_the_one_made_for_it(tmp_path):
+    """`metarl train sine --algorithm imaml` keeps sine's Reptile settings (its init got
+    worse to adapt from); a note names the catalog's recipe for iMAML and what it changes."""
+    out = tmp_path / "run"
+    args = ["train", "sine", "--algorithm", "imaml", "--meta-iterations", "1", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    notes = [ln for ln in result.stderr.splitlines() if ln.startswith("note")]
+    assert len(notes) == 1, result.stderr
+    assert "sine's settings were chosen for reptile" in notes[0]
+    assert "the recipe made for imaml is `metarl train sine-imaml`" in notes[0]
+    assert "inner_steps = 20, inner_lr = 0.02" in notes[0]
+    own = ["train", "sine-imaml", "--meta-iterations", "1", "--out", str(tmp_path / "own")]
+    assert "note" not in runner.invoke(app, own).stderr

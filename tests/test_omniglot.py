@@ -416,3 +416,27 @@ def test_real_data_cli_verify(real_root):
     result = runner.invoke(app, ["data", "verify", "omniglot", "--data-dir", str(real_root)])
     assert result.exit_code == 0, result.output
     assert "964 characters" in result.stdout and "659 characters" in result.stdout
+
+
+# --- the data every test run has: the real set, else the synthetic one --------------------
+
+
+def test_the_omniglot_root_decodes_and_splits_as_the_real_layout(omniglot_root):
+    """`omniglot_root` (tests/conftest.py) is $METARL_DATA's real Omniglot or, without it, the
+    synthetic set of scripts/tools/make_synthetic_omniglot.py: either verifies, decodes and
+    splits as the published archives do, so the recipes and the demo's evaluation run on it."""
+    found = verify(omniglot_root)
+    assert [c["characters"] for c in found.values()] == [p.characters for p in LAYOUT]
+    data = load(omniglot_root, progress=False)
+    assert data.images.shape == (1623, 20, 28, 28) and data.background == 964
+    d = make_distribution("omniglot", data_dir=str(omniglot_root))
+    assert {s.value: len(c) for s, c in d.classes.items()} == {
+        "train": 4400,
+        "val": 100,
+        "test": 423,
+    }
+    # characters differ in shape: a drawing is nearer its own character's mean than most
+    means = data.images.reshape(1623, 20, -1).astype(np.float32).mean(1)
+    queries = data.images[:200, 0].reshape(200, -1).astype(np.float32)
+    nearest = ((queries[:, None] - means[None]) ** 2).sum(-1).argmin(1)
+    assert (nearest == np.arange(200)).mean() > 0.5
