@@ -139,6 +139,46 @@ def test_the_batched_step_is_metaworlds_under_random_and_expert_actions(skill):
         assert seen["grasp"] > 0, "no grasp_success: contacts were not exercised"
 
 
+def test_grip_efforts_past_the_desired_one_are_metaworlds(monkeypatch):
+    """A caging reward that asks for a gripper effort below 1 (pick-out-of-hole's 0.1): the
+    expert's closing efforts are replaced by random ones in (0, 1), so that, with the object
+    caged, both Meta-World's float32 gripping (effort up to the desired one) and its capped
+    Python-float one (effort past it) occur, and match. (Peg-unplug-side's 0.8 is not
+    exercised so: its peg stays caged only under the expert's own light grip.)"""
+    skill = "pick-out-of-hole-v3"
+    import metaworld.policies as policies
+
+    import metarl.envs.metaworld_skills_ml45d as ml45d
+
+    seen = {"float32": 0, "capped": 0}
+    combine = ml45d.caging_and_gripping
+
+    def counted(caging, action, desired, high_density):
+        value, single = combine(caging, action, desired, high_density)
+        seen["float32"] += int(single.sum())
+        seen["capped"] += int(((caging > 0.97) & (action[:, -1] > desired)).sum())
+        return value, single
+
+    monkeypatch.setattr(ml45d, "caging_and_gripping", counted)
+    vec, own, goals, first = _both(skill)
+    expert = getattr(policies, expert_of(skill))()
+    rng = np.random.default_rng(2)
+
+    def act(obs, t):
+        seen_obs = (first if obs is None else obs).copy()
+        seen_obs[:, 36:39] = goals
+        actions = np.stack([expert.get_action(o) for o in seen_obs]).astype(np.float32)
+        closing = actions[:, 3] > 0
+        actions[closing, 3] = rng.uniform(0, 1, int(closing.sum()))
+        return actions
+
+    try:
+        _compare(vec, own, act)
+    finally:
+        vec.close()
+    assert seen["float32"] > 0 and seen["capped"] > 0, seen
+
+
 def test_episodes_restart_from_metaworlds_reset_after_500_steps():
     vec, own, _, _ = _both("push-v3")
     rng = np.random.default_rng(1)
