@@ -35,8 +35,6 @@ from typing import (
 import numpy as np
 import torch
 
-from metarl.errors import ConfigError
-
 if TYPE_CHECKING:
     from metarl.curves import Curve
 
@@ -181,23 +179,39 @@ class Adaptation(Generic[C]):
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
-class OuterStep(Generic[C]):
-    """What the trainer hands a learner that takes the outer step itself
-    (`MetaLearner.outer_step`)."""
+@dataclass(frozen=True)
+class MetaStep:
+    """What one meta-iteration hands its outer step: the meta-gradient and how to reach the
+    other ranks."""
 
-    name: str
-    """The recipe's `train.outer_optimizer`: "trpo" or "promp"."""
-    adaptation: Adaptation[C]
+    adaptation: Adaptation[Any]
+    """This rank's adaptation (its context holds what an outer objective re-evaluates)."""
     gradient: Params
     """The meta-batch mean of the meta-gradient, already summed over ranks."""
     reduce: Callable[[Params], Params]
     """Sums a dict of tensors over ranks (the identity for one process)."""
     meta_batch: int
-    optimizer: torch.optim.Optimizer
-    """The trainer's outer optimizer (ProMP's Adam steps use it)."""
     lr: float
-    """This iteration's `meta_step`."""
+    """This iteration's `meta_step` (annealed by the trainer's schedule)."""
+
+
+class OuterStep(Protocol):
+    """The outer step (`train.outer_optimizer`): moves the learner's phi from the meta-batch's
+    meta-gradient. Built once per run from the recipe and the learner
+    (`metarl.outer.build_outer_step`); it owns its settings and state, which the checkpoint
+    keeps in torch's optimizer layout (`state`, `param_groups`, and any keys of its own)."""
+
+    def step(self, meta: MetaStep) -> dict[str, float]:
+        """Take the step on the learner's model; returns metrics ({} when it has none)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step's state for the checkpoint (an optimizer state dict and its own keys)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` gave."""
+        ...
 
 
 class MetaLearner(Protocol[C]):
@@ -258,12 +272,6 @@ class MetaLearner(Protocol[C]):
         behind the numbers; {} when there are none)."""
         ...
 
-    def outer_step(self, step: OuterStep[C]) -> dict[str, float]:
-        """The outer steps a learner takes on its model's phi itself (`outer_optimizer`
-        "trpo": MAML-RL's trust-region step; "promp": ProMP's steps with the trainer's
-        optimizer); learners without them raise a `ConfigError` naming the step."""
-        ...
-
 
 class MetaLearnerBase(Generic[C, D]):
     """The defaults of `MetaLearner`'s optional parts: one metric, no state beyond the
@@ -290,13 +298,6 @@ class MetaLearnerBase(Generic[C, D]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
-
-    def outer_step(self, step: OuterStep[C]) -> dict[str, float]:
-        what = {"trpo": "trust-region step", "promp": "ProMP step"}.get(step.name, "such step")
-        raise ConfigError(
-            f'train.outer_optimizer = "{step.name}": {type(self).__name__} has no {what} '
-            '(RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
-        )
 
     def run_record(self) -> dict[str, Any]:
         """The distribution's `run_record()`, the one optional method of the Task protocol

@@ -6,16 +6,19 @@ theta_i' (no graph), then the outer objective of `metarl.rl.maml` (ProMP's LVC i
 the importance-weighted surrogate outside): its gradient with respect to phi through the
 adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
 `outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
-(`outer_step`, `metarl.rl.trpo`), with "promp" ProMP's Adam steps on its clipped
-objective (`promp_step`, `metarl.rl.promp`). The rollouts use the seeds and rollout indices of
-the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and fomaml see
-the same episodes up to the policies that act in them.
+(`metarl.rl.trpo.TRPOStep`), with "promp" ProMP's Adam steps on its clipped objective
+(`metarl.rl.promp.ProMPStep`): both re-evaluate the objective the meta-gradient built
+(`outer_objective`: the learner is a `metarl.rl.outer_objective.OuterObjectiveLearner`). The
+rollouts use the seeds and rollout indices of the first-order learner (pre-update rollout 0,
+post-update rollout 1), so maml and fomaml see the same episodes up to the policies that act
+in them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ from metarl.learners.rl_core import (
     refuse_supervised_keys,
     slot_seeds,
 )
-from metarl.protocol import Adaptation, OuterStep, Params
+from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import (
     MetaObjective,
     Samples,
@@ -39,9 +42,8 @@ from metarl.rl.maml import (
     split_rates,
     with_rates,
 )
-from metarl.rl.promp import ProMPSettings, promp_step
+from metarl.rl.outer_objective import OuterObjective
 from metarl.rl.rollout import RolloutNoise, collect, episode_metrics
-from metarl.rl.trpo import TRPOSettings, trust_region_step
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
@@ -85,7 +87,6 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         super().__init__(recipe, dist, device)
         self.policy_fn = policy_function(self.policy)
-        self.promp_kl_coeff = ProMPSettings().init_inner_kl_coeff
         if recipe.train.algorithm is Algorithm.METASGD:  # alpha starts at the recipe's inner_lr
             self.inner_rates = {
                 k: torch.full_like(v.detach(), recipe.train.inner_lr)
@@ -194,64 +195,37 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             metrics["return_before"], when = metrics.pop("return_after"), "before"
         return grads, {**metrics, **episode_metrics(post, ctx["tasks"], when), **self.seconds()}
 
-    def outer_step(self, step: OuterStep) -> dict[str, float]:
-        """MAML-RL's TRPO step ("trpo", `metarl.rl.trpo`) or ProMP's Adam steps ("promp",
-        `metarl.rl.promp`) on the model's phi (Meta-SGD: and on its rates)."""
-        with one_torch_thread():
-            tick = time.perf_counter()
-            if step.name == "trpo":
-                metrics = self._trust_region_step(step)
-            else:
-                metrics = self._promp_step(step)
-            self.timers.update += time.perf_counter() - tick
-        return {**metrics, **self.seconds()}
+    def outer_objective(self, adaptation: Adaptation) -> OuterObjective:
+        """The objective `meta_gradient` built (TRPO's and ProMP's steps re-evaluate it)."""
+        ctx = adaptation.context
+        return OuterObjective(ctx["objective"], ctx["phi"], ctx.get("surrogate"))
 
-    def _trust_region_step(self, step: OuterStep) -> dict[str, float]:
-        phi, metrics = trust_region_step(
-            step.adaptation.context["phi"],
-            step.adaptation.context["objective"],
-            step.gradient,
-            step.reduce,
-            step.meta_batch,
-            TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
-            surrogate_at_phi=step.adaptation.context.get("surrogate"),
-        )
+    def load_phi(self, phi: Params) -> None:
+        """The outer step's new phi into the model; Meta-SGD's rates into `inner_rates`."""
         weights, rates = split_rates(phi, 0.0)
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(weights[name])
         if isinstance(rates, dict):
             self.inner_rates = {k: v.detach().clone() for k, v in rates.items()}
-        return metrics
 
-    def _promp_step(self, step: OuterStep) -> dict[str, float]:
-        """The inner KL's coefficient is carried in the learner's state (checkpointed)."""
-        self.promp_kl_coeff, metrics = promp_step(
-            self.model,
-            step.adaptation.context["objective"],
-            step.gradient,
-            step.reduce,
-            step.meta_batch,
-            step.optimizer,
-            step.lr,
-            self.promp_kl_coeff,
-            surrogate_at_phi=step.adaptation.context.get("surrogate"),
-        )
-        return metrics
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        """One torch thread, the time counted in `seconds_update`."""
+        with one_torch_thread():
+            tick = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.timers.update += time.perf_counter() - tick
 
     def state_dict(self) -> dict[str, Any]:
-        """ProMP's inner-KL coefficient and Meta-SGD's rates (a resumed run continues with
-        them)."""
-        state: dict[str, Any] = {
-            "promp_kl_coeff": torch.tensor(self.promp_kl_coeff, dtype=torch.float64)
-        }
-        if self.inner_rates is not None:
-            state["inner_rates"] = {k: v.clone() for k, v in self.inner_rates.items()}
-        return state
+        """Meta-SGD's rates (a resumed run continues with them)."""
+        if self.inner_rates is None:
+            return {}
+        return {"inner_rates": {k: v.clone() for k, v in self.inner_rates.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "promp_kl_coeff" in state:
-            self.promp_kl_coeff = float(state["promp_kl_coeff"])
         if "inner_rates" in state and self.inner_rates is not None:
             self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
 

@@ -24,11 +24,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from metarl.config import Recipe
+from metarl.protocol import MetaStep
 from metarl.rl.maml import MetaObjective
+from metarl.rl.outer_objective import OuterObjectiveLearner, objective_learner
 from metarl.rl.policy import Params
 
 Reduce = Callable[[Params], Params]
@@ -142,4 +146,41 @@ def trust_region_step(
     return dict(phi), metrics
 
 
-__all__ = ["TRPOSettings", "conjugate_gradient", "trust_region_step"]
+class TRPOStep:
+    """`outer_optimizer = "trpo"`: `trust_region_step` on the learner's outer objective; the
+    new phi (and Meta-SGD's rates) become the learner's. It holds no state: its checkpoint
+    entry is an optimizer state dict without any, so every run's checkpoint has one layout."""
+
+    def __init__(self, learner: OuterObjectiveLearner, settings: TRPOSettings) -> None:
+        self.learner = learner
+        self.settings = settings
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, learner: object) -> TRPOStep:
+        found = objective_learner(learner, "trpo", "trust-region step")
+        return cls(found, TRPOSettings(fisher_fraction=found.settings.trpo_fisher_fraction))
+
+    def step(self, meta: MetaStep) -> dict[str, float]:
+        with self.learner.updating():
+            outer = self.learner.outer_objective(meta.adaptation)
+            phi, metrics = trust_region_step(
+                outer.phi,
+                outer.objective,
+                meta.gradient,
+                meta.reduce,
+                meta.meta_batch,
+                self.settings,
+                surrogate_at_phi=outer.surrogate,
+            )
+            self.learner.load_phi(phi)
+        return {**metrics, **self.learner.seconds()}
+
+    def state_dict(self) -> dict[str, Any]:
+        count = sum(1 for _ in self.learner.model.parameters())
+        return {"state": {}, "param_groups": [{"params": list(range(count))}]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+__all__ = ["TRPOSettings", "TRPOStep", "conjugate_gradient", "trust_region_step"]
