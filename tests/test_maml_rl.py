@@ -25,14 +25,14 @@ from metarl.registry import resolve_recipe
 from metarl.rl.baselines import joint_outer_recipe, meta_env_steps
 from metarl.rl.maml import (
     RATE_PREFIX,
+    InnerLoss,
     MetaObjective,
+    PolicyFn,
     Samples,
     adapt,
     episode_mean,
     lvc_loss,
-    meta_gradient,
-    ratio_loss,
-    reinforce_loss,
+    ratio_loss_of,
 )
 from metarl.rl.policy import per_task_gradients
 from metarl.rl.promp import ProMPSettings, promp_step
@@ -42,6 +42,43 @@ from metarl.rl.vpg import vpg_loss
 from metarl.train import MetaTrainer
 from tests.test_distributed import assert_same_weights, spawn, weights
 from tests.test_run import whole_and_resumed
+
+# -- test-only estimators: the naive inner loss, ProMP's as an inner loss, the bare gradient --
+
+
+def reinforce_loss(policy_fn: PolicyFn, params, samples: Samples):
+    """The naive inner loss `-log pi * A` (pytorch-maml-rl's `reinforce_loss`): the same
+    gradient as `lvc_loss`, but its Hessian misses the score-function term. The tests show
+    that a meta-gradient through it is wrong."""
+    log_prob = policy_fn(params, samples.obs).log_prob(samples.actions)
+    return -episode_mean(log_prob * samples.advantages, samples.mask)
+
+
+def ratio_loss(policy_fn: PolicyFn, params, samples: Samples):
+    """ProMP's inner loss (`ratio_loss_of`) as an inner loss of `adapt`."""
+    return ratio_loss_of(policy_fn(params, samples.obs), samples)
+
+
+def meta_gradient(
+    policy_fn: PolicyFn,
+    phi,
+    pre,
+    post: Samples,
+    lr: float,
+    inner_loss: InnerLoss = lvc_loss,
+    *,
+    first_order: bool = False,
+):
+    """MAML-RL's meta-gradient estimate: the sum over tasks of
+    `d L_outer_i(theta_i'(phi); post_i) / d phi`, with `theta_i'` one inner step of `lr` on
+    `pre_i` (samples of pi_phi; a sequence: one step on each, step j's samples from the
+    policy of the j steps before it) and `post_i` samples of pi_theta_i'. Returns it and the
+    per-task outer losses (`first_order`: without the inner step's derivative). The learner
+    (`metarl.learners.maml_rl`) computes the same through `MetaObjective.gradient`."""
+    objective = MetaObjective(policy_fn, phi, pre, post, lr, inner_loss)
+    grads, losses = objective.gradient(phi, first_order=first_order)
+    return grads, losses.surrogate
+
 
 # -- the meta-gradient on a one-step Gaussian bandit, in closed form ---------------------------
 # Action a ~ N(mu, SIGMA^2), reward -(a - GOAL)^2, so J(mu) = E[r] = -((mu - GOAL)^2 + SIGMA^2),

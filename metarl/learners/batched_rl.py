@@ -39,7 +39,6 @@ from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
 from metarl.errors import ConfigError
 from metarl.learners.rl_core import (
-    RLLearners,
     RLMetaLearnerBase,
     RolloutSchedule,
     Timers,
@@ -61,7 +60,7 @@ from metarl.rl.rollout import (
     gae,
     velocity_asked_way,
 )
-from metarl.rl.settings import BatchedSettings, rl_settings
+from metarl.rl.settings import BatchedSettings
 from metarl.rl.vpg import vpg_gradient
 
 
@@ -88,7 +87,7 @@ EVAL_CHUNK = 64
 
 def eval_chunk(dist: Any, n_envs: int) -> int:
     """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
-    heavy (its `max_eval_subenvs`: Meta-World's hold ~26 MB each), at least one."""
+    heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one."""
     limit = getattr(dist, "max_eval_subenvs", None)
     return EVAL_CHUNK if limit is None else max(1, min(EVAL_CHUNK, limit // n_envs))
 
@@ -480,4 +479,4 @@ class _VPGInner:
         return self.sgd.step(params, grads, {}, 1)
 
 
-__all__ = ["BatchedRLMetaLearner", "BatchedSettings", "RLLearners", "TasksRun", "rl_settings"]
+__all__ = ["BatchedRLMetaLearner", "TasksRun"]

@@ -66,7 +66,7 @@ from metarl.protocol import (
     Progress,
     Split,
 )
-from metarl.rl.settings import BACKENDS, PPOSettings
+from metarl.rl.settings import PPOSettings
 
 
 class SeededRolloutBuffer(RolloutBuffer):
@@ -339,9 +339,7 @@ class PPOMetaLearner(RLMetaLearnerBase):
 
 
 __all__ = [
-    "BACKENDS",
     "PPOMetaLearner",
-    "PPOSettings",
     "SeededRolloutBuffer",
     "TaskRun",
 ]

@@ -43,12 +43,10 @@ class ProMPSettings:
     init_inner_kl_coeff: float = 1e-2
     min_inner_kl_coeff: float = 1e-12
     """ProMP's code halves the coefficient without bound while the inner KL stays under
-    target / 1.5, which on HalfCheetahDir it did at every iteration: 1e-33 by iteration 110.
-    From about 1e-29 on, the penalty's backward pass ran through float32's subnormal range
-    and the update took 3x as long (8 -> 23 s per iteration, the physics unchanged). At 1e-12
-    the penalty already weighs nothing beside the surrogate (a KL summed over the batch of
-    ~1e2-1e3 against a surrogate of ~1), so the floor changes no step measurably and keeps
-    the products 17 orders of magnitude above the subnormals."""
+    target / 1.5; far enough down, the penalty's backward pass runs through float32's
+    subnormal range, which is slow (docs/changelog.md has the HalfCheetahDir run where it
+    happened). At 1e-12 the penalty already weighs nothing beside the surrogate, and its
+    products stay far above the subnormals (float32's smallest normal is about 1e-38)."""
 
 
 def promp_step(

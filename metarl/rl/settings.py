@@ -8,7 +8,6 @@ a learner.
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
@@ -32,8 +31,6 @@ SECOND_ORDER_ENGINES: dict[str, str] = {
 "maml"`, `metarl.rl.maml`) on it; a backend without an entry refuses maml."""
 Inner = Literal["ppo", "vpg"]
 """The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
-BACKENDS: tuple[str, ...] = tuple(ENGINES)
-INNER: tuple[str, ...] = typing.get_args(Inner)
 
 
 @dataclass
@@ -174,8 +171,6 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
 
 
 __all__ = [
-    "BACKENDS",
-    "INNER",
     "ENGINES",
     "SETTINGS",
     "Inner",

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metarl.cg import conjugate_gradient
 from metarl.config import Recipe
 from metarl.protocol import MetaStep
 from metarl.rl.maml import MetaObjective
@@ -53,24 +54,19 @@ class TRPOSettings:
     `subsample_factor`; 1.0, all of them, is MAML-RL's)."""
 
 
-def conjugate_gradient(
-    apply_a: Callable[[Tensor], Tensor], b: Tensor, iters: int, residual_tol: float = 1e-10
-) -> Tensor:
-    """pytorch-maml-rl's `conjugate_gradient`: x with A x ~= b, from x = 0."""
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rdotr = r @ r
-    for _ in range(iters):
-        z = apply_a(p)
-        alpha = rdotr / (p @ z)
-        x = x + alpha * p
-        r = r - alpha * z
-        new = r @ r
-        p = r + (new / rdotr) * p
-        rdotr = new
-        if rdotr.item() < residual_tol:
-            break
-    return x
+def natural_direction(fisher_vector: Callable[[Tensor], Tensor], g: Tensor, iters: int) -> Tensor:
+    """x ~= F^-1 g by `iters` of conjugate gradient (`metarl.cg`) on the flat vector, as
+    pytorch-maml-rl's `conjugate_gradient`: stopping where the residual's squared norm falls
+    to 1e-10, not truncated."""
+    x = conjugate_gradient(
+        lambda v: {"v": fisher_vector(v["v"])},
+        {"v": g},
+        iters,
+        dot=lambda a, b: a["v"] @ b["v"],
+        residual_tol=1e-10,
+        truncate=False,
+    )
+    return x["v"]
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:
@@ -112,7 +108,7 @@ def trust_region_step(
         return _flat([total[k] for k in names]) + s.cg_damping * v
 
     g = _flat([gradient[k] for k in names]).detach()
-    direction = conjugate_gradient(fisher_vector, g, s.cg_iters)
+    direction = natural_direction(fisher_vector, g, s.cg_iters)
     shs = 0.5 * (direction @ fisher_vector(direction))
     step = direction * torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
     old = _flat([phi[k] for k in names]).detach()
@@ -183,4 +179,4 @@ class TRPOStep:
         return None
 
 
-__all__ = ["TRPOSettings", "TRPOStep", "conjugate_gradient", "trust_region_step"]
+__all__ = ["TRPOSettings", "TRPOStep", "natural_direction", "trust_region_step"]
