@@ -18,7 +18,7 @@ the distribution's `kind` (`metarl.learners.LEARNERS`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -127,8 +127,7 @@ class SupervisedDistribution(TaskDistribution, Protocol):
         (e.g. sine's fixed query grid) instead of training sampling."""
         ...
 
-    # Optional: `to(device)` moves data the distribution holds (e.g. decoded images) to the
-    # device, so that episodes are assembled there.
+    # Optional: `to(device)`, the capability `HoldsData`.
 
     def build_model(self, **options: Any) -> torch.nn.Module:
         """The network this distribution is meta-learned with; `options` is the recipe's
@@ -144,13 +143,67 @@ class RLDistribution(TaskDistribution, Protocol):
         """A `gymnasium.Env` with `task` set."""
         ...
 
-    # Optional: `evaluate_policy(task, act) -> dict[str, float]` scores a deterministic policy
-    # (`act`: observations -> actions) on `task` with the benchmark's own protocol (Meta-World:
-    # success rate and return); evaluation then reports those metrics instead of the rollout
-    # return, the first one as the headline.
-    # Optional (any kind): `run_record() -> dict` gives task options a run directory records
-    # in its [task] table (simulator versions) and passes back when the run is reopened, so
-    # the distribution can refuse a run made under other versions.
+    # Optional parts are the capabilities below (`ScoresPolicies`, `MakesVectorEnv`,
+    # `BoundsEvalEnvs`, `RecordsRun`), each checked with `isinstance` where it is used.
+
+
+# -- optional capabilities: small protocols, checked with isinstance where they are used ----
+
+
+@runtime_checkable
+class HoldsData(Protocol):
+    """A supervised distribution holding data (decoded images) that it moves to the device,
+    so that episodes are assembled there."""
+
+    def to(self, device: torch.device | str) -> Any: ...
+
+
+@runtime_checkable
+class BuildsModel(Protocol):
+    """A distribution (or its class) that builds the network it is meta-learned with."""
+
+    def build_model(self, **options: Any) -> torch.nn.Module: ...
+
+
+@runtime_checkable
+class ScoresPolicies(Protocol):
+    """An RL distribution that scores a deterministic policy (`act`: observations ->
+    actions) on a task with the benchmark's own protocol (Meta-World: success rate and
+    return); evaluation then reports those metrics, the first one as the headline."""
+
+    def evaluate_policy(self, task: Any, act: Callable[[Any], Any]) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class MakesVectorEnv(Protocol):
+    """An RL distribution with a vector env of its own for `n_tasks` x `envs_per_task` envs
+    (None: the protocol fallback steps `make_env`'s envs)."""
+
+    def make_vector_env(self, n_tasks: int, envs_per_task: int) -> Any: ...
+
+
+@runtime_checkable
+class BoundsEvalEnvs(Protocol):
+    """An RL distribution whose envs are heavy: at most this many envs are held at once
+    while evaluating (Meta-World's)."""
+
+    max_eval_subenvs: int
+
+
+@runtime_checkable
+class RecordsRun(Protocol):
+    """A distribution (any kind) with task options a run directory records in its [task]
+    table (simulator versions) and passes back when the run is reopened, so the
+    distribution can refuse a run made under other versions."""
+
+    def run_record(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class ParametrizedTask(Protocol):
+    """A task of an environment family: its parameters by name (`metarl.envs`)."""
+
+    params: Mapping[str, Any]
 
 
 C = TypeVar("C")
@@ -302,5 +355,4 @@ class MetaLearnerBase(Generic[C, D]):
     def run_record(self) -> dict[str, Any]:
         """The distribution's `run_record()`, the one optional method of the Task protocol
         that a run directory keeps (Meta-World's simulator versions)."""
-        record = getattr(self.dist, "run_record", None)
-        return dict(record()) if record is not None else {}
+        return dict(self.dist.run_record()) if isinstance(self.dist, RecordsRun) else {}

@@ -49,7 +49,7 @@ from metarl.learners.rl_core import (
     slot_seeds,
 )
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, Params, Progress
+from metarl.protocol import Adaptation, BoundsEvalEnvs, Params, Progress
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
 from metarl.rl.rollout import (
@@ -88,8 +88,9 @@ EVAL_CHUNK = 64
 def eval_chunk(dist: Any, n_envs: int) -> int:
     """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
     heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one."""
-    limit = getattr(dist, "max_eval_subenvs", None)
-    return EVAL_CHUNK if limit is None else max(1, min(EVAL_CHUNK, limit // n_envs))
+    if not isinstance(dist, BoundsEvalEnvs):
+        return EVAL_CHUNK
+    return max(1, min(EVAL_CHUNK, dist.max_eval_subenvs // n_envs))
 
 
 @dataclass

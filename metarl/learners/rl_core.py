@@ -30,7 +30,14 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from metarl.config import Algorithm, EvalConfig, Recipe
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.protocol import MetaLearnerBase, Params, RolloutContext, Split, task_rng
+from metarl.protocol import (
+    MetaLearnerBase,
+    Params,
+    RolloutContext,
+    ScoresPolicies,
+    Split,
+    task_rng,
+)
 from metarl.rl.policy import build_sb3_policy
 from metarl.rl.rollout import RolloutTimers
 from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings
@@ -140,8 +147,7 @@ def policy_scorer(dist: Any) -> Scorer | None:
     """The distribution's own score of a policy (`evaluate_policy(task, act)`, optional in
     the RL protocol: Meta-World's success rate and return), or None: evaluation then reports
     the return of the rollouts."""
-    scorer: Scorer | None = getattr(dist, "evaluate_policy", None)
-    return scorer
+    return dist.evaluate_policy if isinstance(dist, ScoresPolicies) else None
 
 
 @dataclass

@@ -98,7 +98,7 @@ class TaskRun:
     params: dict[str, torch.Tensor]
 
 
-class PPOMetaLearner(RLMetaLearnerBase):
+class SB3MetaLearner(RLMetaLearnerBase):
     """Meta-learning over an environment family with SB3's PPO as the inner loop.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
@@ -339,7 +339,7 @@ class PPOMetaLearner(RLMetaLearnerBase):
 
 
 __all__ = [
-    "PPOMetaLearner",
+    "SB3MetaLearner",
     "SeededRolloutBuffer",
     "TaskRun",
 ]

@@ -19,7 +19,7 @@ from metarl.models import ACTIVATIONS
 
 ENGINES: dict[str, str] = {
     "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
-    "sb3": "metarl.learners.sb3_ppo:PPOMetaLearner",
+    "sb3": "metarl.learners.sb3_ppo:SB3MetaLearner",
 }
 """`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
 task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
