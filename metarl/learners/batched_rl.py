@@ -60,7 +60,7 @@ from metarl.rl.rollout import (
     gae,
     velocity_asked_way,
 )
-from metarl.rl.settings import BatchedSettings
+from metarl.rl.settings import BatchedSettings, Inner
 from metarl.rl.vpg import vpg_gradient
 
 
@@ -220,13 +220,13 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return TasksRun(params, returns, last, successes, velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
-        if self.settings.inner == "vpg":
+        if self.settings.inner is Inner.VPG:
             return rollout.first_returns
         return rollout.episode_returns
 
     def _inner(self, lr: float) -> _PPOInner | _VPGInner:
         s = self.settings
-        if s.inner == "vpg":
+        if s.inner is Inner.VPG:
             return _VPGInner(self.policy, lr, s.gamma, self.inner_rates)
         ppo = BatchedPPO(
             self.policy,
@@ -278,7 +278,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         rollout = collect(self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout)
         self.timers.env_steps += rollout.env_steps
         tick = time.perf_counter()
-        if s.inner == "vpg":
+        if s.inner is Inner.VPG:
             grads, losses = vpg_gradient(self.policy, params, rollout, s.gamma)
         else:
             batch = _PPOInner.batch(rollout, s.gamma, s.gae_lambda)

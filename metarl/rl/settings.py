@@ -8,8 +8,9 @@ a learner.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 from gymnasium import spaces
 
@@ -29,8 +30,14 @@ SECOND_ORDER_ENGINES: dict[str, str] = {
 }
 """`[learner] backend` -> the engine that runs MAML-RL's second-order step (`algorithm =
 "maml"`, `metarl.rl.maml`) on it; a backend without an entry refuses maml."""
-Inner = Literal["ppo", "vpg"]
-"""The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
+
+
+class Inner(str, enum.Enum):
+    """The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient
+    step."""
+
+    PPO = "ppo"
+    VPG = "vpg"
 
 
 @dataclass
@@ -131,7 +138,7 @@ class BatchedSettings(PPOSettings):
     """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
     read as envs per task, plus the inner algorithm."""
 
-    inner: Inner = "ppo"
+    inner: Inner = Inner.PPO
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
     trpo_fisher_fraction: float = 1.0
     """`outer_optimizer = "trpo"`: the fraction of each task's episodes on which TRPO's

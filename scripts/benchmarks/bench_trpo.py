@@ -54,7 +54,7 @@ def measure(fractions: list[float], n_tasks: int) -> list[dict[str, float]]:
     adaptation = learner.adapt(phi, tasks, rng, slice(None))
     tick = time.perf_counter()
     grads, _ = learner.meta_gradient(adaptation)
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     gradient = {k: g / n_tasks for k, g in grads.items()}
     names = list(phi)
     flat_g = torch.cat([gradient[k].reshape(-1) for k in names])
