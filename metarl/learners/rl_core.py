@@ -40,7 +40,7 @@ from metarl.protocol import (
 )
 from metarl.rl.policy import build_sb3_policy
 from metarl.rl.rollout import RolloutTimers
-from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings
+from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings, backend_of
 
 Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 """A distribution's `evaluate_policy(task, act)`: metrics of a deterministic policy `act`."""
@@ -208,11 +208,7 @@ class RLLearners:
 
     @staticmethod
     def from_recipe(recipe: Recipe, dist: Any, device: torch.device) -> RLMetaLearnerBase:
-        backend = recipe.learner.get("backend", "batched")
-        if backend not in ENGINES:
-            raise ConfigError(
-                f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}"
-            )
+        backend = backend_of(recipe)
         second_order = recipe.train.algorithm in (Algorithm.MAML, Algorithm.METASGD)
         outer = recipe.train.outer_optimizer
         if outer.learner_steps and not (second_order and backend in SECOND_ORDER_ENGINES):

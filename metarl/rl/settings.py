@@ -18,6 +18,8 @@ from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
 
+DEFAULT_BACKEND = "batched"
+"""The engine of a recipe that names none."""
 ENGINES: dict[str, str] = {
     "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
     "sb3": "metarl.learners.sb3_ppo:SB3MetaLearner",
@@ -45,7 +47,7 @@ class PPOSettings:
     """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
-    backend: str = "batched"
+    backend: str = DEFAULT_BACKEND
     """The engine (`ENGINES`): "batched", every task of the meta-batch stepped and updated at
     once (`metarl.learners.batched_rl`); "sb3", one task after another through SB3's PPO
     (`metarl.learners.sb3_ppo`, the reference the batched engine is tested against)."""
@@ -107,10 +109,7 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
-        if self.backend not in ENGINES:
-            raise ConfigError(
-                f"learner.backend = {self.backend!r}: expected one of {', '.join(ENGINES)}"
-            )
+        check_backend(self.backend)
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -167,9 +166,21 @@ SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
 """The `[learner]` declaration of an engine that does not read `BatchedSettings`."""
 
 
+def check_backend(backend: Any) -> str:
+    """`backend` if it names an engine, else the one-line refusal naming what exists."""
+    if backend not in ENGINES:
+        raise ConfigError(f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}")
+    return str(backend)
+
+
+def backend_of(recipe: Recipe) -> str:
+    """The recipe's RL engine: `[learner] backend`, `DEFAULT_BACKEND` when not given."""
+    return check_backend(recipe.learner.get("backend", DEFAULT_BACKEND))
+
+
 def settings_class(recipe: Recipe) -> type[PPOSettings]:
-    """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
-    return SETTINGS.get(recipe.learner.get("backend", "batched"), BatchedSettings)
+    """The `[learner]` declaration of the recipe's RL backend (`backend_of`)."""
+    return SETTINGS.get(backend_of(recipe), BatchedSettings)
 
 
 def rl_settings(recipe: Recipe) -> PPOSettings:
@@ -178,11 +189,14 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
 
 
 __all__ = [
+    "DEFAULT_BACKEND",
     "ENGINES",
     "SETTINGS",
     "Inner",
     "BatchedSettings",
     "PPOSettings",
     "rl_settings",
+    "backend_of",
+    "check_backend",
     "settings_class",
 ]
