@@ -69,7 +69,8 @@ class OuterOptimizerName(str, enum.Enum):
 
     @property
     def learner_steps(self) -> bool:
-        """TRPO and ProMP: the learner takes the step (`metarl.rl.trpo`, `metarl.rl.promp`)."""
+        """TRPO and ProMP: steps that re-evaluate MAML-RL's outer objective (RL maml only:
+        `metarl.rl.trpo`, `metarl.rl.promp`), not an optimizer on the meta-gradient."""
         return self in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
 
 
