@@ -1,11 +1,12 @@
-"""The outer loop's algorithms, each as the paper writes it, and the annealed outer step.
+"""The outer loop's algorithms, each as the paper writes it, and the outer step's schedule
+(the steps themselves: `metarl.outer`).
 
     phi = model.init()
     for iteration:
         tasks   = distribution.sample(meta_batch, rng)
         adapted = learner.adapt(phi, tasks)                      # W_i, stacked on a task axis
         delta   = sum_i reptile_delta(...) or fomaml_delta(...)   # summed over tasks (and ranks)
-        phi     = outer_optimizer.step(phi, delta / meta_batch, lr=schedule(iteration))
+        phi     = outer_step.step(phi, delta / meta_batch, lr=schedule(iteration))
 
 Reptile (Nichol et al. 2018, Algorithm 2): phi <- phi + epsilon * mean_i (W_i - phi). Its delta
 is phi - mean_i W_i, so plain SGD with lr epsilon on it is that interpolation; Adam on it is
@@ -20,12 +21,8 @@ of the meta-batch needs no weighting.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
-
-from metarl.config import Algorithm, OuterOptimizerName
-from metarl.protocol import Adaptation, MetaLearner, OuterStep, Params
+from metarl.config import Algorithm
+from metarl.protocol import Adaptation, MetaLearner, Params
 
 
 def linear_schedule(start: float, end: float, iteration: int, total: int) -> float:
@@ -56,54 +53,4 @@ def meta_delta(
     return fomaml_delta(learner, adaptation)
 
 
-def outer_optimizer(
-    name: OuterOptimizerName, params: list[torch.nn.Parameter], lr: float
-) -> torch.optim.Optimizer:
-    """SGD without momentum is Reptile's interpolation; Adam (default betas) is the paper's
-    alternative. Either way the learning rate follows the meta-step schedule. TRPO takes its
-    step itself (`MetaLearner.outer_step`): it gets a plain SGD, which holds no state and is never
-    stepped, so checkpoints keep one shape. ProMP's steps are Adam's (this one's state)."""
-    if name not in (OuterOptimizerName.ADAM, OuterOptimizerName.PROMP):
-        return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr)
-
-
-def apply_delta(
-    optimizer: torch.optim.Optimizer, delta: Params, names: list[str], lr: float
-) -> None:
-    """Set each parameter's gradient to `delta` and take one outer step with step size `lr`."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    params = optimizer.param_groups[0]["params"]
-    for name, p in zip(names, params, strict=True):
-        p.grad = delta[name].to(p.dtype).clone()
-    optimizer.step()
-
-
-def learner_step(
-    name: OuterOptimizerName,
-    learner: MetaLearner,
-    adaptation: Adaptation,
-    gradient: Params,
-    reduce: Callable[[Params], Params],
-    meta_batch: int,
-    optimizer: torch.optim.Optimizer,
-    lr: float,
-) -> dict[str, float]:
-    """The outer steps `outer_optimizer = "trpo"` / `"promp"`, which the learner takes on its
-    model's phi (`MetaLearner.outer_step`); `gradient` is the meta-batch mean, `reduce` sums
-    over ranks. A learner without such a step refuses (`MetaLearnerBase`'s default)."""
-    step = OuterStep(name.value, adaptation, gradient, reduce, meta_batch, optimizer, lr)
-    return learner.outer_step(step)
-
-
-__all__ = [
-    "learner_step",
-    "Algorithm",
-    "apply_delta",
-    "fomaml_delta",
-    "linear_schedule",
-    "meta_delta",
-    "outer_optimizer",
-    "reptile_delta",
-]
+__all__ = ["fomaml_delta", "linear_schedule", "meta_delta", "reptile_delta"]

@@ -4,11 +4,11 @@ for in page faults again at every operation.
 A meta-RL update works on tensors of tens of MB (`[tasks, episodes, steps, 64]` activations of
 HalfCheetah's 40 x 20 x 200 batch are 40 MB each). glibc serves any allocation above its mmap
 threshold (at most 32 MB) with a fresh `mmap` and returns it to the kernel on free, so every
-such temporary costs ~10,000 page faults, each zeroing a page: on one core a second-order
-MAML-RL + TRPO update spent more time faulting pages in than in arithmetic. Telling malloc
-never to mmap and never to trim the heap keeps freed blocks for the next tensor of the same
-size; torch has no caching allocator on CPU that would do it. Measured by
-`scripts/benchmarks/bench_trpo.py` (TRPO's conjugate gradient on the full batch: about 2x).
+such temporary costs one page fault per page, each zeroing the page, at every operation.
+Telling malloc never to mmap and never to trim the heap keeps freed blocks for the next
+tensor of the same size; torch has no caching allocator on CPU that would do it. What it
+saves is measured by `scripts/benchmarks/bench_trpo.py` (docs/results.md, "The TRPO step's
+cost").
 
 Peak memory is unchanged (the heap grows to the same peak); memory freed after the peak is
 kept by the process until it exits. Only glibc (Linux) has `mallopt`; elsewhere, or with

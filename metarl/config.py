@@ -69,7 +69,8 @@ class OuterOptimizerName(str, enum.Enum):
 
     @property
     def learner_steps(self) -> bool:
-        """TRPO and ProMP: the learner takes the step (`metarl.rl.trpo`, `metarl.rl.promp`)."""
+        """TRPO and ProMP: steps that re-evaluate MAML-RL's outer objective (RL maml only:
+        `metarl.rl.trpo`, `metarl.rl.promp`), not an optimizer on the meta-gradient."""
         return self in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
 
 
@@ -523,7 +524,7 @@ def split_table(data: Any, section: str, common: type) -> tuple[dict[str, Any], 
 
 def forget_recorded_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A run directory's recipe (`config.toml`, a checkpoint's config) as the current parser
-    reads it. metarl before 2026-12-03 wrote every `[eval]` key into an RL run's config,
+    reads it. Earlier versions of metarl wrote every `[eval]` key into an RL run's config,
     the supervised learner's defaults included (`support_shots = 10`, `transductive = true`,
     ...) and `None` for the supervised `[train]` keys, which the RL learners now refuse as
     given: in an RL recipe (one with a `[learner]` table) a supervised-only key that holds its

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from metarl import zoo
-from metarl.config import OuterOptimizerName, Recipe, recipe_from_dict
+from metarl.config import Recipe, recipe_from_dict
 from metarl.curves import Curve
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -294,8 +294,7 @@ def algorithm_label(recipe: Recipe) -> str:
     """The algorithm as a figure names it: `maml + trpo` (MAML-RL) and `maml + promp` (ProMP)
     where the outer step is the algorithm's own, else the algorithm alone."""
     outer = recipe.train.outer_optimizer
-    own = outer in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
-    return f"{recipe.train.algorithm.value}{f' + {outer.value}' if own else ''}"
+    return f"{recipe.train.algorithm.value}{f' + {outer.value}' if outer.learner_steps else ''}"
 
 
 def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:

@@ -18,7 +18,7 @@ the distribution's `kind` (`metarl.learners.LEARNERS`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -33,8 +33,6 @@ from typing import (
 )
 
 import numpy as np
-
-from metarl.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: the CLI's listings import this module without torch
     import torch
@@ -130,8 +128,7 @@ class SupervisedDistribution(TaskDistribution, Protocol):
         (e.g. sine's fixed query grid) instead of training sampling."""
         ...
 
-    # Optional: `to(device)` moves data the distribution holds (e.g. decoded images) to the
-    # device, so that episodes are assembled there.
+    # Optional: `to(device)`, the capability `HoldsData`.
 
     def build_model(self, **options: Any) -> torch.nn.Module:
         """The network this distribution is meta-learned with; `options` is the recipe's
@@ -147,13 +144,67 @@ class RLDistribution(TaskDistribution, Protocol):
         """A `gymnasium.Env` with `task` set."""
         ...
 
-    # Optional: `evaluate_policy(task, act) -> dict[str, float]` scores a deterministic policy
-    # (`act`: observations -> actions) on `task` with the benchmark's own protocol (Meta-World:
-    # success rate and return); evaluation then reports those metrics instead of the rollout
-    # return, the first one as the headline.
-    # Optional (any kind): `run_record() -> dict` gives task options a run directory records
-    # in its [task] table (simulator versions) and passes back when the run is reopened, so
-    # the distribution can refuse a run made under other versions.
+    # Optional parts are the capabilities below (`ScoresPolicies`, `MakesVectorEnv`,
+    # `BoundsEvalEnvs`, `RecordsRun`), each checked with `isinstance` where it is used.
+
+
+# -- optional capabilities: small protocols, checked with isinstance where they are used ----
+
+
+@runtime_checkable
+class HoldsData(Protocol):
+    """A supervised distribution holding data (decoded images) that it moves to the device,
+    so that episodes are assembled there."""
+
+    def to(self, device: torch.device | str) -> Any: ...
+
+
+@runtime_checkable
+class BuildsModel(Protocol):
+    """A distribution (or its class) that builds the network it is meta-learned with."""
+
+    def build_model(self, **options: Any) -> torch.nn.Module: ...
+
+
+@runtime_checkable
+class ScoresPolicies(Protocol):
+    """An RL distribution that scores a deterministic policy (`act`: observations ->
+    actions) on a task with the benchmark's own protocol (Meta-World: success rate and
+    return); evaluation then reports those metrics, the first one as the headline."""
+
+    def evaluate_policy(self, task: Any, act: Callable[[Any], Any]) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class MakesVectorEnv(Protocol):
+    """An RL distribution with a vector env of its own for `n_tasks` x `envs_per_task` envs
+    (None: the protocol fallback steps `make_env`'s envs)."""
+
+    def make_vector_env(self, n_tasks: int, envs_per_task: int) -> Any: ...
+
+
+@runtime_checkable
+class BoundsEvalEnvs(Protocol):
+    """An RL distribution whose envs are heavy: at most this many envs are held at once
+    while evaluating (Meta-World's)."""
+
+    max_eval_subenvs: int
+
+
+@runtime_checkable
+class RecordsRun(Protocol):
+    """A distribution (any kind) with task options a run directory records in its [task]
+    table (simulator versions) and passes back when the run is reopened, so the
+    distribution can refuse a run made under other versions."""
+
+    def run_record(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class ParametrizedTask(Protocol):
+    """A task of an environment family: its parameters by name (`metarl.envs`)."""
+
+    params: Mapping[str, Any]
 
 
 C = TypeVar("C")
@@ -182,23 +233,39 @@ class Adaptation(Generic[C]):
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
-class OuterStep(Generic[C]):
-    """What the trainer hands a learner that takes the outer step itself
-    (`MetaLearner.outer_step`)."""
+@dataclass(frozen=True)
+class MetaStep:
+    """What one meta-iteration hands its outer step: the meta-gradient and how to reach the
+    other ranks."""
 
-    name: str
-    """The recipe's `train.outer_optimizer`: "trpo" or "promp"."""
-    adaptation: Adaptation[C]
+    adaptation: Adaptation[Any]
+    """This rank's adaptation (its context holds what an outer objective re-evaluates)."""
     gradient: Params
     """The meta-batch mean of the meta-gradient, already summed over ranks."""
     reduce: Callable[[Params], Params]
     """Sums a dict of tensors over ranks (the identity for one process)."""
     meta_batch: int
-    optimizer: torch.optim.Optimizer
-    """The trainer's outer optimizer (ProMP's Adam steps use it)."""
     lr: float
-    """This iteration's `meta_step`."""
+    """This iteration's `meta_step` (annealed by the trainer's schedule)."""
+
+
+class OuterStep(Protocol):
+    """The outer step (`train.outer_optimizer`): moves the learner's phi from the meta-batch's
+    meta-gradient. Built once per run from the recipe and the learner
+    (`metarl.outer.build_outer_step`); it owns its settings and state, which the checkpoint
+    keeps in torch's optimizer layout (`state`, `param_groups`, and any keys of its own)."""
+
+    def step(self, meta: MetaStep) -> dict[str, float]:
+        """Take the step on the learner's model; returns metrics ({} when it has none)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step's state for the checkpoint (an optimizer state dict and its own keys)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` gave."""
+        ...
 
 
 class MetaLearner(Protocol[C]):
@@ -259,12 +326,6 @@ class MetaLearner(Protocol[C]):
         behind the numbers; {} when there are none)."""
         ...
 
-    def outer_step(self, step: OuterStep[C]) -> dict[str, float]:
-        """The outer steps a learner takes on its model's phi itself (`outer_optimizer`
-        "trpo": MAML-RL's trust-region step; "promp": ProMP's steps with the trainer's
-        optimizer); learners without them raise a `ConfigError` naming the step."""
-        ...
-
 
 class MetaLearnerBase(Generic[C, D]):
     """The defaults of `MetaLearner`'s optional parts: one metric, no state beyond the
@@ -292,15 +353,7 @@ class MetaLearnerBase(Generic[C, D]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
 
-    def outer_step(self, step: OuterStep[C]) -> dict[str, float]:
-        what = {"trpo": "trust-region step", "promp": "ProMP step"}.get(step.name, "such step")
-        raise ConfigError(
-            f'train.outer_optimizer = "{step.name}": {type(self).__name__} has no {what} '
-            '(RL recipes with algorithm = "maml" and [learner] inner = "vpg")'
-        )
-
     def run_record(self) -> dict[str, Any]:
         """The distribution's `run_record()`, the one optional method of the Task protocol
         that a run directory keeps (Meta-World's simulator versions)."""
-        record = getattr(self.dist, "run_record", None)
-        return dict(record()) if record is not None else {}
+        return dict(self.dist.run_record()) if isinstance(self.dist, RecordsRun) else {}

@@ -21,6 +21,7 @@ from metarl.config import (
     TrainConfig,
     recipe_from_dict,
 )
+from metarl.protocol import TaskDistribution
 from metarl.registry import option_defaults, recipe_path, resolve_recipe, task_spec
 from metarl.rl.settings import BatchedSettings, PPOSettings, settings_class
 from metarl.tomlio import SECTIONS, parse_assignment, read_toml
@@ -60,7 +61,8 @@ def field_sources(
     raw = read_toml(path)
     origin = f"catalog {path.name}" if in_catalog else f"file {path}"
     task_defaults, model_defaults, cls = option_defaults(recipe.task_name)
-    kind = getattr(task_spec(recipe.task_name).factory(), "kind", "rl")
+    factory = task_spec(recipe.task_name).factory()
+    kind = factory.kind if isinstance(factory, TaskDistribution) else "rl"
     common = {"train": dataclasses.asdict(recipe.train), "eval": dataclasses.asdict(recipe.eval)}
     tables: dict[str, dict[str, tuple[Any, str]]] = {
         "task": {k: (v, f"default of {cls}") for k, v in task_defaults.items()},

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from metarl.config import Recipe, SupervisedSettings, coerce_value, load_recipe_file
 from metarl.errors import ConfigError, UserError, did_you_mean
-from metarl.protocol import TaskDistribution
+from metarl.protocol import BuildsModel, TaskDistribution
 
 
 @dataclass(frozen=True)
@@ -258,9 +258,8 @@ def check_option_names(recipe: Recipe) -> None:
     this same check (a factory taking **kwargs is left to refuse its own keys)."""
     factory = task_spec(recipe.task_name).factory()
     tables: list[tuple[str, Any, dict[str, Any]]] = [("task", factory, recipe.task_options)]
-    build = getattr(factory, "build_model", None)
-    if build is not None:
-        tables.append(("model", build, recipe.model))
+    if isinstance(factory, BuildsModel):
+        tables.append(("model", factory.build_model, recipe.model))
     for table, fn, given in tables:
         params = inspect.signature(fn).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -299,8 +298,9 @@ def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:
         }
 
     task = {**defaults(factory), **spec.kwargs}
-    build = getattr(factory, "build_model", None)
-    model = defaults(build) if build is not None else {}
+    model: dict[str, Any] = (
+        defaults(factory.build_model) if isinstance(factory, BuildsModel) else {}
+    )
     return task, model, getattr(factory, "__qualname__", str(factory))
 
 

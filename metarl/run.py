@@ -421,10 +421,11 @@ def check_payload(payload: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def check_shapes(
-    ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Path
+    ckpt: Checkpoint, model: torch.nn.Module, outer: dict[str, Any], path: Path
 ) -> None:
-    """Refuse a checkpoint whose weights or optimizer state do not fit `model` and its
-    `optimizer` (names, shapes, parameter groups), before anything is loaded:
+    """Refuse a checkpoint whose weights or outer-step state do not fit `model` and the run's
+    outer step (`outer`: its `state_dict()`, torch's optimizer layout over the model's
+    parameters; names, shapes, parameter groups), before anything is loaded:
     `load_state_dict` would fail half-way, with a traceback."""
     import torch
 
@@ -437,11 +438,8 @@ def check_shapes(
             f"{theirs.get(name, 'missing')} in the checkpoint, {mine.get(name, 'absent')} in "
             "the model); restore it or start a new run"
         )
-    shapes = {
-        i: tuple(p.shape)
-        for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])
-    }
-    expected = [len(g["params"]) for g in optimizer.param_groups]
+    shapes = {i: tuple(p.shape) for i, p in enumerate(model.parameters())}
+    expected = [len(g["params"]) for g in outer["param_groups"]]
     groups = ckpt.optimizer["param_groups"]
     found = [
         len(g["params"]) if isinstance(g, dict) and isinstance(g.get("params"), list) else -1

@@ -26,7 +26,8 @@ from metarl.config import Recipe, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
-from metarl.protocol import Params, Split, task_rng
+from metarl.outer import build_outer_step, checkpoint_state
+from metarl.protocol import MetaStep, Params, Split, task_rng
 from metarl.run import Checkpoint, RunDir, check_shapes
 from metarl.tensorboard_log import ScalarLog
 from metarl.tensorboard_log import enabled as tensorboard_enabled
@@ -101,10 +102,8 @@ class MetaTrainer:
         self.names = [n for n, _ in self.model.named_parameters()]
         # refused before a run is created
         self.tensorboard = tensorboard_enabled(self.recipe, self.run.path)
-        t = self.recipe.train
-        self.optimizer = algorithms.outer_optimizer(
-            t.outer_optimizer, list(self.model.parameters()), t.meta_step
-        )
+        self.outer = build_outer_step(self.recipe, self.meta)
+        """The recipe's `train.outer_optimizer`, with its state (checkpointed)."""
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -163,10 +162,11 @@ class MetaTrainer:
                         f"{run.config_path} was edited after the checkpoint was written; "
                         "restore it or start a new run with the edited recipe"
                     )
-                check_shapes(ckpt, trainer.model, trainer.optimizer, run.checkpoint_path)
+                outer = checkpoint_state(ckpt.optimizer, ckpt.learner)
+                check_shapes(ckpt, trainer.model, trainer.outer.state_dict(), run.checkpoint_path)
                 try:
                     trainer.model.load_state_dict(ckpt.model)
-                    trainer.optimizer.load_state_dict(ckpt.optimizer)
+                    trainer.outer.load_state_dict(outer)
                     torch.set_rng_state(ckpt.rng["torch"])
                     # One rank's carried inner moments are its slots' (rank 0 writes the
                     # checkpoint): a multi-rank run restarts them (its resume is then not
@@ -230,21 +230,8 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        if t.outer_optimizer.learner_steps:  # TRPO, ProMP
-            metrics.update(
-                algorithms.learner_step(
-                    t.outer_optimizer,
-                    self.meta,
-                    adaptation,
-                    delta,
-                    self.world.all_reduce_sum,
-                    t.meta_batch,
-                    self.optimizer,
-                    lr,
-                )
-            )
-        else:
-            algorithms.apply_delta(self.optimizer, delta, self.names, lr)
+        step = MetaStep(adaptation, delta, self.world.all_reduce_sum, t.meta_batch, lr)
+        metrics.update(self.outer.step(step))
         self.iteration += 1
         metrics["meta_step"] = lr
         bad_params = self.non_finite_parameters()
@@ -344,7 +331,7 @@ class MetaTrainer:
             Checkpoint(
                 iteration=self.iteration,
                 model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                optimizer=self.optimizer.state_dict(),
+                optimizer=self.outer.state_dict(),
                 rng={"torch": torch.get_rng_state(), "task_streams": "seed+iteration"},
                 config=self.recipe.to_dict(),
                 learner=_cpu(self.meta.state_dict()),

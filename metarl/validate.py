@@ -8,29 +8,38 @@ naming the task and the class -- not with a traceback deep inside the inner loop
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from metarl.errors import UserError
 from metarl.losses import LOSSES, METRICS
-from metarl.protocol import Split, TaskBatch
+from metarl.protocol import RLDistribution, Split, SupervisedDistribution, TaskBatch
 
+PROTOCOLS: dict[str, type] = {"supervised": SupervisedDistribution, "rl": RLDistribution}
+"""A distribution's `kind` -> the Task protocol it must meet."""
 REQUIRED = {
     "supervised": ("sample", "episodes", "build_model", "loss", "metric"),
     "rl": ("sample", "make_env"),
 }
+"""What each protocol asks for, in the order a refusal names what is missing."""
+
+
+@runtime_checkable
+class _Kinded(Protocol):
+    kind: str
 
 
 def check_distribution(dist: Any, name: str) -> None:
     """Raise `UserError` if `dist` does not meet the Task protocol of its kind."""
     where = f"task {name!r} ({type(dist).__module__}.{type(dist).__qualname__})"
-    kind = getattr(dist, "kind", None)
-    if kind not in REQUIRED:
-        raise UserError(f"{where}: kind = {kind!r}; expected one of {', '.join(REQUIRED)}")
-    missing = [m for m in REQUIRED[kind] if not hasattr(dist, m)]
-    if missing:
+    kind = dist.kind if isinstance(dist, _Kinded) else None
+    if kind not in PROTOCOLS:
+        raise UserError(f"{where}: kind = {kind!r}; expected one of {', '.join(PROTOCOLS)}")
+    meets = isinstance(dist, PROTOCOLS[kind])  # (not narrowing `dist`: checked below)
+    if not meets:
+        missing = [m for m in REQUIRED[kind] if m not in dir(dist)]
         raise UserError(f"{where}: missing {', '.join(missing)} (the {kind} Task protocol)")
     if kind == "supervised":
         if dist.loss not in LOSSES:

@@ -17,6 +17,7 @@ from metarl.config import OuterOptimizerName, recipe_from_dict
 from metarl.errors import ConfigError
 from metarl.learners import LEARNERS, build_meta_learner
 from metarl.learners.supervised import SupervisedMetaLearner
+from metarl.outer import build_outer_step
 from metarl.protocol import Split, task_rng
 from metarl.rl.settings import BatchedSettings
 from tests.test_cli import invoke
@@ -263,20 +264,17 @@ def test_metasgd_run_trains_resumes_and_evaluates_with_its_rates_from_the_cli(tm
 
 
 def test_a_learner_without_a_trust_region_step_refuses_it_by_name():
-    """The contract's default: only learners that take the outer step themselves (MAML-RL's
-    TRPO) have one; the trainer's call reaches every learner without probing it."""
+    """Only learners that leave MAML-RL's outer objective (`OuterObjectiveLearner`) can take
+    TRPO's or ProMP's step: building the step on another refuses it by name, once."""
     meta = build_meta_learner(sine_recipe(), CPU)
-    phi = {k: v.detach() for k, v in meta.model.named_parameters()}
-    rng = task_rng(0, Split.TRAIN, 0)
-    adaptation = meta.adapt(phi, meta.dist.sample(3, rng, Split.TRAIN), rng, slice(None))
-    optimizer = torch.optim.SGD(list(meta.model.parameters()), lr=0.1)
-    with pytest.raises(ConfigError, match='"trpo": SupervisedMetaLearner has no trust-region'):
-        algorithms.learner_step(
-            OuterOptimizerName.TRPO, meta, adaptation, phi, lambda g: g, 3, optimizer, 0.1
+    for name, what in (("trpo", "trust-region step"), ("promp", "ProMP step")):
+        recipe = dataclasses.replace(
+            sine_recipe(),
+            train=dataclasses.replace(
+                sine_recipe().train, outer_optimizer=OuterOptimizerName(name)
+            ),
         )
-    with pytest.raises(ConfigError, match='"promp": SupervisedMetaLearner has no ProMP step'):
-        algorithms.learner_step(
-            OuterOptimizerName.PROMP, meta, adaptation, phi, lambda g: g, 3, optimizer, 0.1
-        )
+        with pytest.raises(ConfigError, match=f'"{name}": SupervisedMetaLearner has no {what}'):
+            build_outer_step(recipe, meta)
     assert meta.state_dict() == {} and meta.run_record() == {}
     assert list(meta.curves([0, 1], 4)) == ["mse"]

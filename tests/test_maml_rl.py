@@ -25,14 +25,14 @@ from metarl.registry import resolve_recipe
 from metarl.rl.baselines import joint_outer_recipe, meta_env_steps
 from metarl.rl.maml import (
     RATE_PREFIX,
+    InnerLoss,
     MetaObjective,
+    PolicyFn,
     Samples,
     adapt,
     episode_mean,
     lvc_loss,
-    meta_gradient,
-    ratio_loss,
-    reinforce_loss,
+    ratio_loss_of,
 )
 from metarl.rl.policy import per_task_gradients
 from metarl.rl.promp import ProMPSettings, promp_step
@@ -42,6 +42,43 @@ from metarl.rl.vpg import vpg_loss
 from metarl.train import MetaTrainer
 from tests.test_distributed import spawn, weights
 from tests.test_run import whole_and_resumed
+
+# -- test-only estimators: the naive inner loss, ProMP's as an inner loss, the bare gradient --
+
+
+def reinforce_loss(policy_fn: PolicyFn, params, samples: Samples):
+    """The naive inner loss `-log pi * A` (pytorch-maml-rl's `reinforce_loss`): the same
+    gradient as `lvc_loss`, but its Hessian misses the score-function term. The tests show
+    that a meta-gradient through it is wrong."""
+    log_prob = policy_fn(params, samples.obs).log_prob(samples.actions)
+    return -episode_mean(log_prob * samples.advantages, samples.mask)
+
+
+def ratio_loss(policy_fn: PolicyFn, params, samples: Samples):
+    """ProMP's inner loss (`ratio_loss_of`) as an inner loss of `adapt`."""
+    return ratio_loss_of(policy_fn(params, samples.obs), samples)
+
+
+def meta_gradient(
+    policy_fn: PolicyFn,
+    phi,
+    pre,
+    post: Samples,
+    lr: float,
+    inner_loss: InnerLoss = lvc_loss,
+    *,
+    first_order: bool = False,
+):
+    """MAML-RL's meta-gradient estimate: the sum over tasks of
+    `d L_outer_i(theta_i'(phi); post_i) / d phi`, with `theta_i'` one inner step of `lr` on
+    `pre_i` (samples of pi_phi; a sequence: one step on each, step j's samples from the
+    policy of the j steps before it) and `post_i` samples of pi_theta_i'. Returns it and the
+    per-task outer losses (`first_order`: without the inner step's derivative). The learner
+    (`metarl.learners.maml_rl`) computes the same through `MetaObjective.gradient`."""
+    objective = MetaObjective(policy_fn, phi, pre, post, lr, inner_loss)
+    grads, losses = objective.gradient(phi, first_order=first_order)
+    return grads, losses.surrogate
+
 
 # -- the meta-gradient on a one-step Gaussian bandit, in closed form ---------------------------
 # Action a ~ N(mu, SIGMA^2), reward -(a - GOAL)^2, so J(mu) = E[r] = -((mu - GOAL)^2 + SIGMA^2),
@@ -249,7 +286,7 @@ def test_every_step_objective_is_the_mean_of_the_one_judged_step_objectives(
     sampled for the second step, and theta_2' after two judged on the post-update ones. Its
     gradient through the adaptation and its value are their means."""
     meta, phi, adaptation, grads, _ = adapted_every_step
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     d0, d1 = objective.pre_steps
     lr = meta.recipe.train.inner_lr
     first = MetaObjective(meta.policy_fn, phi, [d0], d1, lr)
@@ -269,11 +306,11 @@ def test_the_learner_reuses_its_adaptation_and_surrogate_without_changing_a_bit(
     policies, the step and its metrics are the same, bit for bit, as when they are redone."""
     meta, phi, adaptation, grads, _ = request.getfixturevalue(fixture)
     ctx = adaptation.context
-    given = ctx["objective"]
+    given = ctx.objective
     redone = MetaObjective(
         meta.policy_fn,
-        ctx["phi"],
-        ctx["pre"],
+        ctx.phi,
+        ctx.pre,
         given.post,
         meta.recipe.train.inner_lr,
         every_step=meta.settings.outer_every_step,
@@ -281,7 +318,7 @@ def test_the_learner_reuses_its_adaptation_and_surrogate_without_changing_a_bit(
     for a, b in zip(given.old_log_probs, redone.old_log_probs, strict=True):
         assert torch.equal(a, b)
     fast, fast_metrics = trust_region_step(
-        phi, given, grads, lambda x: x, 4, surrogate_at_phi=ctx["surrogate"]
+        phi, given, grads, lambda x: x, 4, surrogate_at_phi=ctx.surrogate
     )
     slow, slow_metrics = trust_region_step(phi, redone, grads, lambda x: x, 4)
     assert fast_metrics == slow_metrics
@@ -316,10 +353,10 @@ def test_an_adaptation_path_of_the_wrong_length_is_refused(adapted_two_steps):
         MetaObjective(
             meta.policy_fn,
             phi,
-            ctx["pre"],
-            ctx["objective"].post,
+            ctx.pre,
+            ctx.objective.post,
             meta.recipe.train.inner_lr,
-            path=ctx["path"][:1],
+            path=ctx.path[:1],
         )
 
 
@@ -329,8 +366,8 @@ def test_two_step_adaptation_is_what_the_evaluation_does(adapted_two_steps):
     step's samples kept for the meta-gradient; the env steps of both rollouts counted."""
     meta, phi, adaptation, grads, metrics = adapted_two_steps
     ctx = adaptation.context
-    assert len(ctx["pre"]) == 2
-    run = meta.run(phi, ctx["tasks"], ctx["seeds"], 2)
+    assert len(ctx.pre) == 2
+    run = meta.run(phi, ctx.tasks, ctx.seeds, 2)
     for k, v in run.params.items():
         torch.testing.assert_close(adaptation.params[k], v, rtol=1e-5, atol=1e-6)
     assert adaptation.metrics["env_steps"] == 2 * 4 * 5 * 100
@@ -341,7 +378,7 @@ def test_lvc_inner_step_is_the_vpg_step(adapted):
     """The LVC loss's gradient at phi is the VPG gradient (`metarl.rl.vpg`, which the
     first-order learner steps with), so theta' is the same policy either way."""
     meta, phi, adaptation, _, _ = adapted
-    (pre,) = adaptation.context["pre"]
+    (pre,) = adaptation.context.pre
     rollout_like = type("R", (), {})()
     rollout_like.obs, rollout_like.actions = pre.obs, pre.actions
     rollout_like.first_episode = pre.mask
@@ -364,7 +401,7 @@ def test_second_order_meta_gradient_differs_from_first_order_by_the_adaptation_t
     """The learner's meta-gradient is `MetaObjective.gradient`; first order (the inner step's
     derivative dropped) is a different vector of the same scale."""
     meta, phi, adaptation, grads, metrics = adapted
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     again, _ = objective.gradient(phi)
     first, _ = objective.gradient(phi, first_order=True)
     flat = torch.cat([grads[k].flatten() for k in grads])
@@ -379,7 +416,7 @@ def test_trpo_step_keeps_the_kl_under_the_bound_and_improves_the_surrogate(adapt
     sampling policies and the re-adapted ones is <= max_kl (0.01), the mean surrogate loss is
     lower, and the step is not nothing (KL above a tenth of the bound)."""
     meta, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     delta = {k: v / 4 for k, v in grads.items()}
     new_phi, metrics = trust_region_step(phi, objective, delta, lambda x: x, 4)
     with torch.no_grad():
@@ -400,7 +437,7 @@ def test_trpo_with_a_fisher_fraction_still_keeps_the_kl_under_the_bound(adapted)
     against the ~6,000 weights: 0.997 cosine on HalfCheetahDir's 40 x 5 x 200 samples,
     `scripts/benchmarks/bench_trpo.py`; this problem has 800, so only inequality is pinned.)"""
     meta, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     assert objective.pre.head(0.4).obs.shape[1] == 2 and objective.pre.head(1.0) is objective.pre
     delta = {k: v / 4 for k, v in grads.items()}
     full, _ = trust_region_step(phi, objective, delta, lambda x: x, 4)
@@ -491,7 +528,7 @@ def test_kl_hessian_product_equals_double_backprop_through_the_adaptation(reques
     steps J is the product of the steps' Jacobians, and judging both steps' policies the
     mean of the two J^T F J."""
     meta, phi, adaptation, _, _ = request.getfixturevalue(fixture)
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     product = objective.kl_hessian(phi)
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
@@ -658,7 +695,7 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     delta = {k: v / 4 for k, v in grads.items()}
     coeff, metrics = promp_step(
-        model, adaptation.context["objective"], delta, lambda x: x, 4, optimizer, 1e-3, 0.01
+        model, adaptation.context.objective, delta, lambda x: x, 4, optimizer, 1e-3, 0.01
     )
     assert metrics["promp_loss_after"] < metrics["promp_loss_before"]
     kl = metrics["promp_inner_kl"]
@@ -673,7 +710,7 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
     for start in (floor, 1e-33):
         model = copy.deepcopy(meta.model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        objective = adaptation.context["objective"]
+        objective = adaptation.context.objective
         coeff, metrics = promp_step(model, objective, delta, lambda x: x, 4, optimizer, 1e-3, start)
         assert metrics["promp_kl_coeff"] == floor
         kl = metrics["promp_inner_kl"]
@@ -687,7 +724,7 @@ def test_promp_objective_equals_its_written_out_form(adapted):
     forward); without a graph the same values. At phi_old the clipped objective is the
     meta-gradient's surrogate (what `promp_step` takes as its value before the steps)."""
     meta, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     moved = {k: (v - 0.05 * grads[k]).detach() for k, v in phi.items()}
     pre = objective.pre
     pre = Samples(
@@ -723,7 +760,7 @@ def test_promp_objective_equals_its_written_out_form(adapted):
     torch.testing.assert_close(s3, s1.detach())
     torch.testing.assert_close(k3, k1.detach())
     at_old, kl_old = objective.promp_losses(phi, 0.2, create_graph=False)
-    torch.testing.assert_close(at_old, adaptation.context["surrogate"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(at_old, adaptation.context.surrogate, rtol=1e-5, atol=1e-6)
     assert float(kl_old.abs().max()) < 1e-6
 
 
@@ -759,10 +796,10 @@ def test_metasgd_rate_gradient_is_minus_the_inner_gradient_times_the_outer_one(m
     """theta_i' = phi - alpha * g_i(phi), so d L / d alpha = -sum_i g_i * dL_i/dtheta_i'
     (elementwise): the objective's gradient in alpha against that identity, computed apart."""
     meta, phi, adaptation, grads = metasgd
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     rates = meta.inner_rates
     assert set(grads) == set(phi) | {RATE_PREFIX + k for k in phi}
-    (pre,) = adaptation.context["pre"]
+    (pre,) = adaptation.context.pre
     leaves = {k: v.detach().requires_grad_() for k, v in stack(phi, 4).items()}
     inner = torch.autograd.grad(
         lvc_loss(meta.policy_fn, leaves, pre).sum(), list(leaves.values()), allow_unused=True
@@ -788,8 +825,8 @@ def test_metasgd_kl_hessian_equals_double_backprop_in_weights_and_rates(request,
     KL's gradient in (phi, alpha), through the adaptation (one or two steps, the same rates
     at each), a second time."""
     meta, phi, adaptation, _ = request.getfixturevalue(fixture)
-    objective = adaptation.context["objective"]
-    params = adaptation.context["phi"]
+    objective = adaptation.context.objective
+    params = adaptation.context.phi
     product = objective.kl_hessian(params)
     leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
@@ -841,10 +878,10 @@ def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path,
     rng = task_rng(0, Split.TRAIN, 0)
     tasks = meta.dist.sample(4, rng, Split.TRAIN)
     adaptation = meta.adapt(phi, tasks, rng)
-    assert adaptation.context["pre"] == [] and adaptation.metrics["env_steps"] == 0
+    assert adaptation.context.pre == [] and adaptation.metrics["env_steps"] == 0
     grads, metrics = meta.meta_gradient(adaptation)
     assert math.isfinite(metrics["return_before"]) and "return_after" not in metrics
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
     used = [k for k in leaves if "value" not in k]
@@ -879,7 +916,7 @@ def test_joint_promp_baseline_takes_clipped_steps_on_phi_itself(one_thread):
     the meta run's ProMP step and its env steps."""
     recipe = maml_recipe(train={"inner_steps": 0, "outer_optimizer": "promp", "meta_step": 1e-3})
     meta, phi, adaptation, grads, _ = adaptation_of(recipe)
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     surrogate, inner_kl = objective.promp_losses(leaves, 0.2)
     assert torch.equal(inner_kl, torch.zeros(4))

@@ -14,7 +14,7 @@ from metarl.cli import app
 from metarl.config import recipe_from_dict
 from metarl.errors import ConfigError
 from metarl.learners import build_meta_learner
-from metarl.learners.sb3_ppo import PPOMetaLearner
+from metarl.learners.sb3_ppo import SB3MetaLearner
 from metarl.rl.baselines import joint_recipe, meta_env_steps
 from metarl.train import MetaTrainer, TrainingInterrupted
 from tests.test_run import StopAt
@@ -42,13 +42,13 @@ def nav_recipe(train=None, learner=None, eval_=None):
 
 
 @pytest.fixture(scope="module")
-def meta() -> PPOMetaLearner:
+def meta() -> SB3MetaLearner:
     learner = build_meta_learner(nav_recipe(), CPU)
-    assert isinstance(learner, PPOMetaLearner)
+    assert isinstance(learner, SB3MetaLearner)
     return learner
 
 
-def tasks(meta: PPOMetaLearner, n: int, seed: int = 0):
+def tasks(meta: SB3MetaLearner, n: int, seed: int = 0):
     return meta.dist.sample(n, np.random.default_rng(seed))
 
 

@@ -18,7 +18,7 @@ from metarl.errors import ConfigError
 from metarl.learners import build_meta_learner
 from metarl.learners.batched_rl import BatchedRLMetaLearner
 from metarl.learners.inner_loop import stack
-from metarl.learners.sb3_ppo import PPOMetaLearner, SeededRolloutBuffer
+from metarl.learners.sb3_ppo import SB3MetaLearner, SeededRolloutBuffer
 from metarl.registry import make_distribution, resolve_recipe
 from metarl.rl.batched_ppo import PPOBatch
 from metarl.rl.rollout import Rollout, RolloutNoise, collect, gae
@@ -118,7 +118,7 @@ def test_protocol_vector_env_steps_the_distributions_envs():
 
 # -- the policy and the PPO update against SB3 -----------------------------------------------
 @pytest.fixture(scope="module")
-def sb3() -> PPOMetaLearner:
+def sb3() -> SB3MetaLearner:
     # 150 x 2 samples in minibatches of 64: the last one is short, on purpose (SB3 warns)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -126,7 +126,7 @@ def sb3() -> PPOMetaLearner:
             nav_recipe(learner={"backend": "sb3", "n_steps": 150, "n_envs": 2, "batch_size": 64}),
             CPU,
         )
-    assert isinstance(learner, PPOMetaLearner)
+    assert isinstance(learner, SB3MetaLearner)
     return learner
 
 

@@ -8,13 +8,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from metarl.cg import conjugate_gradient, truncated_conjugate_gradient
 from metarl.config import OptimizerName
 from metarl.learners import build_meta_learner
 from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.learners.second_order import (
-    conjugate_gradient,
     implicit_meta_gradient,
-    truncated_conjugate_gradient,
     unrolled_meta_gradient,
 )
 from metarl.protocol import Split, TaskBatch

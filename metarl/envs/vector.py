@@ -44,6 +44,7 @@ from metarl.envs.navigation import (
 )
 from metarl.envs.spec import ParamDist, TaskValue, check_task, parse_params
 from metarl.errors import ConfigError, UserError
+from metarl.protocol import MakesVectorEnv, ParametrizedTask
 
 Seeds = int | Sequence[int] | None
 """`reset`'s seed: one int for all sub-envs, one int per sub-env, or None."""
@@ -222,7 +223,7 @@ def retask(dist: Any, env: Any, task: Any) -> Any:
         set_task = env.get_wrapper_attr("set_task")
     except AttributeError:
         set_task = None
-    params = task if isinstance(task, Mapping) else getattr(task, "params", None)
+    params = task if isinstance(task, Mapping) else _params(task)
     if set_task is not None and isinstance(params, Mapping):
         set_task(dict(params))
         return env
@@ -238,10 +239,9 @@ def make_task_vector_env(dist: Any, tasks: Sequence[Any], envs_per_task: int) ->
     """A task vector env for `dist` holding `tasks` (one slot each): the distribution's own
     (`dist.make_vector_env(n_tasks, envs_per_task)`) if it offers one, else the protocol
     fallback."""
-    make = getattr(dist, "make_vector_env", None)
-    if make is None:
+    if not isinstance(dist, MakesVectorEnv):
         return ProtocolVectorEnv(dist, tasks, envs_per_task)
-    env = make(len(tasks), envs_per_task)
+    env = dist.make_vector_env(len(tasks), envs_per_task)
     if env is None:
         return ProtocolVectorEnv(dist, tasks, envs_per_task)
     set_vector_tasks(env, tasks)
@@ -259,8 +259,10 @@ def set_vector_tasks(env: TaskVectorEnv, tasks: Sequence[Any]) -> None:
 
 
 def _params(task: Any) -> Any:
-    params = getattr(task, "params", None)
-    return params if isinstance(params, Mapping) else task
+    """An env family task's parameter mapping; any other task as it is."""
+    if isinstance(task, ParametrizedTask) and isinstance(task.params, Mapping):
+        return task.params
+    return task
 
 
 def import_vector_class(entry_point: str, where: str) -> Callable[..., TaskVectorEnv]:

@@ -7,7 +7,7 @@
   `[learner] backend` names (`metarl.rl.settings.ENGINES`):
 - `batched_rl`: `BatchedRLMetaLearner`, every task of a meta-batch rolled out and updated at
   once (`backend = "batched"`, the default);
-- `sb3_ppo`: `PPOMetaLearner`, a policy adapted to one task after another by SB3's PPO
+- `sb3_ppo`: `SB3MetaLearner`, a policy adapted to one task after another by SB3's PPO
   (`backend = "sb3"`, the reference).
 
 The trainer gets its learner from `build_meta_learner`: the distribution's `kind` picks the
@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # mypy checks here that every learner meets the whole contrac
 
     def _contract(
         supervised: supervised.SupervisedMetaLearner,
-        sb3: sb3_ppo.PPOMetaLearner,
+        sb3: sb3_ppo.SB3MetaLearner,
         batched: batched_rl.BatchedRLMetaLearner,
         maml: maml_rl.MAMLRLMetaLearner,
     ) -> list[MetaLearner[Any]]:

@@ -39,7 +39,6 @@ from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
 from metarl.errors import ConfigError
 from metarl.learners.rl_core import (
-    RLLearners,
     RLMetaLearnerBase,
     RolloutSchedule,
     Timers,
@@ -50,7 +49,7 @@ from metarl.learners.rl_core import (
     slot_seeds,
 )
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, Params, Progress
+from metarl.protocol import Adaptation, BoundsEvalEnvs, Params, Progress
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
 from metarl.rl.rollout import (
@@ -61,7 +60,7 @@ from metarl.rl.rollout import (
     gae,
     velocity_asked_way,
 )
-from metarl.rl.settings import BatchedSettings, rl_settings
+from metarl.rl.settings import BatchedSettings, Inner
 from metarl.rl.vpg import vpg_gradient
 
 
@@ -88,9 +87,10 @@ EVAL_CHUNK = 64
 
 def eval_chunk(dist: Any, n_envs: int) -> int:
     """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
-    heavy (its `max_eval_subenvs`: Meta-World's hold ~26 MB each), at least one."""
-    limit = getattr(dist, "max_eval_subenvs", None)
-    return EVAL_CHUNK if limit is None else max(1, min(EVAL_CHUNK, limit // n_envs))
+    heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one."""
+    if not isinstance(dist, BoundsEvalEnvs):
+        return EVAL_CHUNK
+    return max(1, min(EVAL_CHUNK, dist.max_eval_subenvs // n_envs))
 
 
 @dataclass
@@ -220,13 +220,13 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return TasksRun(params, returns, last, successes, velocities)
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
-        if self.settings.inner == "vpg":
+        if self.settings.inner is Inner.VPG:
             return rollout.first_returns
         return rollout.episode_returns
 
     def _inner(self, lr: float) -> _PPOInner | _VPGInner:
         s = self.settings
-        if s.inner == "vpg":
+        if s.inner is Inner.VPG:
             return _VPGInner(self.policy, lr, s.gamma, self.inner_rates)
         ppo = BatchedPPO(
             self.policy,
@@ -278,7 +278,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         rollout = collect(self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout)
         self.timers.env_steps += rollout.env_steps
         tick = time.perf_counter()
-        if s.inner == "vpg":
+        if s.inner is Inner.VPG:
             grads, losses = vpg_gradient(self.policy, params, rollout, s.gamma)
         else:
             batch = _PPOInner.batch(rollout, s.gamma, s.gae_lambda)
@@ -489,4 +489,4 @@ class _VPGInner:
         return self.sgd.step(params, grads, {}, 1)
 
 
-__all__ = ["BatchedRLMetaLearner", "BatchedSettings", "RLLearners", "TasksRun", "rl_settings"]
+__all__ = ["BatchedRLMetaLearner", "TasksRun"]

@@ -207,6 +207,6 @@ class InnerLoop:
             return self.loss_and_grad(params, x, y)
 
 
-__all__ = ["AdamCarry", "InnerLoop", "InnerOptimizer", "stack"]
-"""`AdamCarry`, `InnerOptimizer` and `stack` live in `metarl.optim`; named here too for callers
-that import them with the inner loop."""
+__all__ = ["InnerLoop", "InnerOptimizer", "stack"]
+"""`InnerOptimizer` and `stack` live in `metarl.optim`; named here too for callers that import
+them with the inner loop."""

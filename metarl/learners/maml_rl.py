@@ -6,20 +6,25 @@ theta_i' (no graph), then the outer objective of `metarl.rl.maml` (ProMP's LVC i
 the importance-weighted surrogate outside): its gradient with respect to phi through the
 adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
 `outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
-(`outer_step`, `metarl.rl.trpo`), with "promp" ProMP's Adam steps on its clipped
-objective (`promp_step`, `metarl.rl.promp`). The rollouts use the seeds and rollout indices of
-the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and fomaml see
-the same episodes up to the policies that act in them.
+(`metarl.rl.trpo.TRPOStep`), with "promp" ProMP's Adam steps on its clipped objective
+(`metarl.rl.promp.ProMPStep`): both re-evaluate the objective the meta-gradient built
+(`outer_objective`: the learner is a `metarl.rl.outer_objective.OuterObjectiveLearner`). The
+rollouts use the seeds and rollout indices of the first-order learner (pre-update rollout 0,
+post-update rollout 1), so maml and fomaml see the same episodes up to the policies that act
+in them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from metarl.config import Algorithm, OuterOptimizerName, Recipe
 from metarl.errors import ConfigError
@@ -30,7 +35,7 @@ from metarl.learners.rl_core import (
     refuse_supervised_keys,
     slot_seeds,
 )
-from metarl.protocol import Adaptation, OuterStep, Params
+from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import (
     MetaObjective,
     Samples,
@@ -39,9 +44,28 @@ from metarl.rl.maml import (
     split_rates,
     with_rates,
 )
-from metarl.rl.promp import ProMPSettings, promp_step
+from metarl.rl.outer_objective import OuterObjective
 from metarl.rl.rollout import RolloutNoise, collect, episode_metrics
-from metarl.rl.trpo import TRPOSettings, trust_region_step
+from metarl.rl.settings import Inner
+
+
+@dataclass
+class MAMLRLContext:
+    """What MAML-RL's adaptation keeps for the meta-gradient and the outer step."""
+
+    tasks: list[Any]
+    seeds: list[int]
+    """This rank's slots' tasks and their rollout seeds."""
+    phi: Params
+    """The point adapted from: phi and, for Meta-SGD, the inner rates (`RATE_PREFIX`)."""
+    pre: list[Samples]
+    """Each inner step's samples (empty for the joint baseline, `inner_steps = 0`)."""
+    path: list[Params] | None = None
+    """theta_1', ..., theta_k' as adapted (the outer objective reuses them)."""
+    objective: MetaObjective | None = None
+    """Built by `meta_gradient`; TRPO's and ProMP's steps re-evaluate it."""
+    surrogate: Tensor | None = None
+    """This rank's per-task surrogate at phi, from `meta_gradient`."""
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
@@ -54,19 +78,23 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         refuse_supervised_keys(
             recipe, "the batched RL learner", (Algorithm.MAML, Algorithm.METASGD)
         )
-        algorithm = recipe.train.algorithm.value
-        if algorithm == "metasgd" and recipe.train.outer_optimizer is not OuterOptimizerName.TRPO:
+        algorithm = recipe.train.algorithm
+        if (
+            algorithm is Algorithm.METASGD
+            and recipe.train.outer_optimizer is not OuterOptimizerName.TRPO
+        ):
             raise ConfigError(
                 f'train.outer_optimizer = "{recipe.train.outer_optimizer.value}": Meta-SGD '
                 'for RL learns its inner rates with MAML-RL\'s trust-region step (use "trpo")'
             )
         learner = cls(recipe, dist, device)
-        if learner.settings.inner != "vpg":
+        if learner.settings.inner is not Inner.VPG:
             raise ConfigError(
-                f'learner.inner = "{learner.settings.inner}": train.algorithm = "{algorithm}" '
-                'differentiates through MAML-RL\'s policy-gradient step (use inner = "vpg")'
+                f'learner.inner = "{learner.settings.inner.value}": train.algorithm = '
+                f'"{algorithm.value}" differentiates through MAML-RL\'s policy-gradient step '
+                '(use inner = "vpg")'
             )
-        joint_ok = algorithm == "maml"  # the joint baseline with TRPO's or ProMP's step
+        joint_ok = algorithm is Algorithm.MAML  # the joint baseline with TRPO's or ProMP's step
         k = recipe.train.inner_steps
         if recipe.train.outer_optimizer is OuterOptimizerName.PROMP and k > 1:
             raise ConfigError(
@@ -76,7 +104,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             )
         if k < (0 if joint_ok else 1):
             raise ConfigError(
-                f"train.inner_steps = {k}: {algorithm} for RL takes 1 or more "
+                f"train.inner_steps = {k}: {algorithm.value} for RL takes 1 or more "
                 "policy-gradient steps (MAML-RL's protocol: 1), or 0 with maml "
                 "(the joint baseline, trained without adaptation)"
             )
@@ -85,7 +113,6 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         super().__init__(recipe, dist, device)
         self.policy_fn = policy_function(self.policy)
-        self.promp_kl_coeff = ProMPSettings().init_inner_kl_coeff
         if recipe.train.algorithm is Algorithm.METASGD:  # alpha starts at the recipe's inner_lr
             self.inner_rates = {
                 k: torch.full_like(v.detach(), recipe.train.inner_lr)
@@ -102,7 +129,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         tasks: Sequence[Any],
         rng: np.random.Generator,
         slots: slice = slice(None),
-    ) -> Adaptation:
+    ) -> Adaptation[MAMLRLContext]:
         """Pre-update rollouts and theta_i' for this rank's slots: `inner_steps` VPG steps,
         step j on fresh episodes of theta_j' (rollout index j; phi's at j = 0), as the
         evaluation adapts. The context keeps every step's samples (`pre`, a list: empty for
@@ -112,7 +139,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         tasks = list(tasks)[slots]
         if k == 0:  # the joint baseline: the outer step's episodes come from phi itself
             stacked = {n: v.unsqueeze(0).expand(len(tasks), *v.shape) for n, v in phi.items()}
-            joint: dict[str, Any] = {"tasks": tasks, "seeds": seeds, "phi": phi, "pre": []}
+            joint = MAMLRLContext(tasks, seeds, phi, [])
             return Adaptation(stacked, joint, {"env_steps": 0.0})
         lr = self.recipe.train.inner_lr if self.inner_rates is None else self.inner_rates
         steps: list[Samples] = []
@@ -135,13 +162,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             **adaptation_metrics(first.first_returns.mean(), env_steps),
             **episode_metrics(first, tasks, "before"),
         }
-        context = {
-            "tasks": tasks,
-            "seeds": seeds,
-            "phi": self._with_rates(phi),
-            "pre": steps,
-            "path": path,
-        }
+        context = MAMLRLContext(tasks, seeds, self._with_rates(phi), steps, path)
         return Adaptation(params, context, metrics)
 
     def _rollout(
@@ -162,96 +183,69 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         self.timers.env_steps += rollout.env_steps
         return rollout
 
-    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation[Any]) -> tuple[Params, dict[str, float]]:
         """Post-update rollouts from theta_i', then the sum over this rank's tasks of the
         outer surrogate's gradient with respect to phi through the adaptation. The objective
         is kept in the adaptation's context for the trust-region step."""
-        ctx = adaptation.context
+        ctx: MAMLRLContext = adaptation.context  # (what `adapt` returned)
         with one_torch_thread():
-            k = len(ctx["pre"])
-            post = self._rollout(
-                adaptation.params, ctx["tasks"], ctx["seeds"], max(k, 1), stacked=True
-            )
+            k = len(ctx.pre)
+            post = self._rollout(adaptation.params, ctx.tasks, ctx.seeds, max(k, 1), stacked=True)
             tick = time.perf_counter()
             objective = MetaObjective(
                 self.policy_fn,
-                ctx["phi"],
-                ctx["pre"],
+                ctx.phi,
+                ctx.pre,
                 Samples.from_rollout(post, self.settings.gamma),
                 self.recipe.train.inner_lr,
                 every_step=self.settings.outer_every_step,
-                path=ctx.get("path"),
+                path=ctx.path,
             )
-            grads, losses = objective.gradient(ctx["phi"])
+            grads, losses = objective.gradient(ctx.phi)
             self.timers.update += time.perf_counter() - tick
-        ctx["objective"] = objective
-        ctx["surrogate"] = losses.surrogate  # at phi: the line search's reference
+        ctx.objective = objective
+        ctx.surrogate = losses.surrogate  # at phi: the line search's reference
         metrics = query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps)
         when = "after"
-        if not ctx["pre"]:
+        if not ctx.pre:
             # the joint baseline adapts nothing: phi's own episodes are logged as "before"
             # (an "after" equal to it would read as an adaptation that did nothing)
             metrics["return_before"], when = metrics.pop("return_after"), "before"
-        return grads, {**metrics, **episode_metrics(post, ctx["tasks"], when), **self.seconds()}
+        return grads, {**metrics, **episode_metrics(post, ctx.tasks, when), **self.seconds()}
 
-    def outer_step(self, step: OuterStep) -> dict[str, float]:
-        """MAML-RL's TRPO step ("trpo", `metarl.rl.trpo`) or ProMP's Adam steps ("promp",
-        `metarl.rl.promp`) on the model's phi (Meta-SGD: and on its rates)."""
-        with one_torch_thread():
-            tick = time.perf_counter()
-            if step.name == "trpo":
-                metrics = self._trust_region_step(step)
-            else:
-                metrics = self._promp_step(step)
-            self.timers.update += time.perf_counter() - tick
-        return {**metrics, **self.seconds()}
+    def outer_objective(self, adaptation: Adaptation) -> OuterObjective:
+        """The objective `meta_gradient` built (TRPO's and ProMP's steps re-evaluate it)."""
+        ctx = adaptation.context
+        if ctx.objective is None:
+            raise RuntimeError("outer_objective before meta_gradient built the objective")
+        return OuterObjective(ctx.objective, ctx.phi, ctx.surrogate)
 
-    def _trust_region_step(self, step: OuterStep) -> dict[str, float]:
-        phi, metrics = trust_region_step(
-            step.adaptation.context["phi"],
-            step.adaptation.context["objective"],
-            step.gradient,
-            step.reduce,
-            step.meta_batch,
-            TRPOSettings(fisher_fraction=self.settings.trpo_fisher_fraction),
-            surrogate_at_phi=step.adaptation.context.get("surrogate"),
-        )
+    def load_phi(self, phi: Params) -> None:
+        """The outer step's new phi into the model; Meta-SGD's rates into `inner_rates`."""
         weights, rates = split_rates(phi, 0.0)
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(weights[name])
         if isinstance(rates, dict):
             self.inner_rates = {k: v.detach().clone() for k, v in rates.items()}
-        return metrics
 
-    def _promp_step(self, step: OuterStep) -> dict[str, float]:
-        """The inner KL's coefficient is carried in the learner's state (checkpointed)."""
-        self.promp_kl_coeff, metrics = promp_step(
-            self.model,
-            step.adaptation.context["objective"],
-            step.gradient,
-            step.reduce,
-            step.meta_batch,
-            step.optimizer,
-            step.lr,
-            self.promp_kl_coeff,
-            surrogate_at_phi=step.adaptation.context.get("surrogate"),
-        )
-        return metrics
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        """One torch thread, the time counted in `seconds_update`."""
+        with one_torch_thread():
+            tick = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.timers.update += time.perf_counter() - tick
 
     def state_dict(self) -> dict[str, Any]:
-        """ProMP's inner-KL coefficient and Meta-SGD's rates (a resumed run continues with
-        them)."""
-        state: dict[str, Any] = {
-            "promp_kl_coeff": torch.tensor(self.promp_kl_coeff, dtype=torch.float64)
-        }
-        if self.inner_rates is not None:
-            state["inner_rates"] = {k: v.clone() for k, v in self.inner_rates.items()}
-        return state
+        """Meta-SGD's rates (a resumed run continues with them)."""
+        if self.inner_rates is None:
+            return {}
+        return {"inner_rates": {k: v.clone() for k, v in self.inner_rates.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "promp_kl_coeff" in state:
-            self.promp_kl_coeff = float(state["promp_kl_coeff"])
         if "inner_rates" in state and self.inner_rates is not None:
             self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
 
@@ -267,4 +261,4 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         }
 
 
-__all__ = ["MAMLRLMetaLearner"]
+__all__ = ["MAMLRLContext", "MAMLRLMetaLearner"]

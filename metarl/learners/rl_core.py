@@ -30,10 +30,17 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from metarl.config import Algorithm, EvalConfig, Recipe
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.protocol import MetaLearnerBase, Params, RolloutContext, Split, task_rng
+from metarl.protocol import (
+    MetaLearnerBase,
+    Params,
+    RolloutContext,
+    ScoresPolicies,
+    Split,
+    task_rng,
+)
 from metarl.rl.policy import build_sb3_policy
 from metarl.rl.rollout import RolloutTimers
-from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings
+from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings, backend_of
 
 Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 """A distribution's `evaluate_policy(task, act)`: metrics of a deterministic policy `act`."""
@@ -140,8 +147,7 @@ def policy_scorer(dist: Any) -> Scorer | None:
     """The distribution's own score of a policy (`evaluate_policy(task, act)`, optional in
     the RL protocol: Meta-World's success rate and return), or None: evaluation then reports
     the return of the rollouts."""
-    scorer: Scorer | None = getattr(dist, "evaluate_policy", None)
-    return scorer
+    return dist.evaluate_policy if isinstance(dist, ScoresPolicies) else None
 
 
 @dataclass
@@ -202,11 +208,7 @@ class RLLearners:
 
     @staticmethod
     def from_recipe(recipe: Recipe, dist: Any, device: torch.device) -> RLMetaLearnerBase:
-        backend = recipe.learner.get("backend", "batched")
-        if backend not in ENGINES:
-            raise ConfigError(
-                f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}"
-            )
+        backend = backend_of(recipe)
         second_order = recipe.train.algorithm in (Algorithm.MAML, Algorithm.METASGD)
         outer = recipe.train.outer_optimizer
         if outer.learner_steps and not (second_order and backend in SECOND_ORDER_ENGINES):

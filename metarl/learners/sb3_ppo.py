@@ -66,7 +66,7 @@ from metarl.protocol import (
     Progress,
     Split,
 )
-from metarl.rl.settings import BACKENDS, PPOSettings
+from metarl.rl.settings import PPOSettings
 
 
 class SeededRolloutBuffer(RolloutBuffer):
@@ -98,7 +98,7 @@ class TaskRun:
     params: dict[str, torch.Tensor]
 
 
-class PPOMetaLearner(RLMetaLearnerBase):
+class SB3MetaLearner(RLMetaLearnerBase):
     """Meta-learning over an environment family with SB3's PPO as the inner loop.
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (all its parameters, `log_std`
@@ -339,9 +339,7 @@ class PPOMetaLearner(RLMetaLearnerBase):
 
 
 __all__ = [
-    "BACKENDS",
-    "PPOMetaLearner",
-    "PPOSettings",
+    "SB3MetaLearner",
     "SeededRolloutBuffer",
     "TaskRun",
 ]

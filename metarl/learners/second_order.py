@@ -19,12 +19,12 @@ trainer sums over ranks and divides by the meta-batch, as for Reptile and FOMAML
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from metarl.cg import task_dot, truncated_conjugate_gradient
 from metarl.learners.inner_loop import InnerLoop, stack
 from metarl.protocol import Params, TaskBatch
 
@@ -102,61 +102,6 @@ def unrolled_meta_gradient(
     )
 
 
-def _dot(a: Params, b: Params) -> Tensor:
-    """Per-task inner product of two stacked parameter sets, `[tasks]`."""
-    return sum((a[k] * b[k]).flatten(1).sum(1) for k in a)  # type: ignore[return-value]
-
-
-def _scale(c: Tensor, v: Tensor) -> Tensor:
-    """Multiply a stacked tensor by a per-task scalar."""
-    return c.view(-1, *([1] * (v.dim() - 1))) * v
-
-
-def conjugate_gradient(
-    apply_a: Callable[[Params], Params],
-    b: Params,
-    steps: int,
-) -> Params:
-    """Solve A x = b for every task at once (A symmetric positive definite, applied by
-    `apply_a` to stacked parameters), `steps` iterations from x = 0. Each task has its own
-    step sizes; a task whose residual reached zero stays where it is, and so does a task whose
-    A shows a direction of non-positive curvature (see `truncated_conjugate_gradient`)."""
-    return truncated_conjugate_gradient(apply_a, b, steps)[0]
-
-
-def truncated_conjugate_gradient(
-    apply_a: Callable[[Params], Params],
-    b: Params,
-    steps: int,
-) -> tuple[Params, Tensor]:
-    """`conjugate_gradient`, and which tasks met a search direction p with p^T A p <= 0 (a
-    boolean per task). Such an A is not positive definite and CG's iterates stop being a
-    solution method for it, so that task keeps the iterate it had (truncated CG, as in
-    Newton-CG); continuing along other directions returns an arbitrary vector (on sine at
-    lambda = 1, norms up to 1e4 after 50 iterations, where the inner loop's derivative has
-    norms of 0.4-140)."""
-    x = {k: torch.zeros_like(v) for k, v in b.items()}
-    r = {k: v.clone() for k, v in b.items()}
-    p = {k: v.clone() for k, v in b.items()}
-    rs = _dot(r, r)
-    active = rs > 0
-    indefinite = torch.zeros_like(active)
-    for _ in range(steps):
-        ap = apply_a(p)
-        pap = _dot(p, ap)
-        indefinite |= active & (pap <= 0)
-        active &= pap > 0
-        alpha = torch.where(active, rs / pap.clamp_min(1e-30), torch.zeros_like(rs))
-        x = {k: x[k] + _scale(alpha, p[k]) for k in x}
-        r = {k: r[k] - _scale(alpha, ap[k]) for k in r}
-        rs_new = _dot(r, r)
-        active &= rs_new > 0
-        beta = torch.where(active, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
-        p = {k: r[k] + _scale(beta, p[k]) for k in p}
-        rs = rs_new
-    return x, indefinite
-
-
 def implicit_meta_gradient(
     learner: InnerLoop,
     phi: Params,
@@ -208,8 +153,8 @@ def implicit_meta_gradient(
     support_grad = {k: f.detach() for k, f in zip(params, first, strict=True)}
     proximal = {k: lam * (params[k] - phi[k]) for k in params}
     stationarity = {k: support_grad[k] + proximal[k] for k in params}
-    scale = _dot(support_grad, support_grad).sqrt() + _dot(proximal, proximal).sqrt()
-    residual = _dot(stationarity, stationarity).sqrt() / scale.clamp_min(1e-30)
+    scale = task_dot(support_grad, support_grad).sqrt() + task_dot(proximal, proximal).sqrt()
+    residual = task_dot(stationarity, stationarity).sqrt() / scale.clamp_min(1e-30)
     return MetaGradient(
         {k: v.sum(0) for k, v in x.items()},
         params,
@@ -224,8 +169,6 @@ def implicit_meta_gradient(
 
 __all__ = [
     "MetaGradient",
-    "conjugate_gradient",
     "implicit_meta_gradient",
-    "truncated_conjugate_gradient",
     "unrolled_meta_gradient",
 ]

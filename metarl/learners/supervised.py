@@ -26,6 +26,7 @@ from metarl.models import WithLearnedRates
 from metarl.optim import AdamCarry, InnerOptimizer
 from metarl.protocol import (
     Adaptation,
+    HoldsData,
     MetaLearnerBase,
     Params,
     Split,
@@ -109,7 +110,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         self.evaluation = evaluation
         self.held_out = held_out
         self.eval_lr = eval_lr
-        if hasattr(dist, "to"):  # optional: distributions that hold data keep it on the device
+        if isinstance(dist, HoldsData):
             dist.to(device)
         torch.manual_seed(seed)
         net = dist.build_model(**model_options)

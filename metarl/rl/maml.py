@@ -10,7 +10,8 @@ on the VPG surrogate), fresh episodes D_i' ~ pi_theta_i' (post-update), and the 
 where the Hessian must account for D_i being sampled from pi_phi: the Hessian of the
 *expected* inner objective is `E[(Hess log pi + grad log pi grad log pi^T) A]`, and
 differentiating the plain REINFORCE loss `-log pi * A` twice (pytorch-maml-rl's
-`reinforce_loss`) gives only the first term.
+`reinforce_loss`) gives only the first term (the tests show the meta-gradient through it
+wrong).
 
 **Estimator: ProMP's low-variance curvature (LVC) objective** (Rothfuss et al. 2019, eq. 8):
 the inner loss is `-exp(log pi(a|s) - stop_grad(log pi(a|s))) * A` per step (`lvc_loss`). Its
@@ -60,7 +61,7 @@ class Samples:
     mask: Tensor
     """1 on the steps that count (MAML-RL: each sub-env's first episode)."""
     log_prob_old: Tensor | None = None
-    """Log-probabilities of the actions under the policy that sampled them (`ratio_loss`)."""
+    """Log-probabilities of the actions under the policy that sampled them (`ratio_loss_of`)."""
 
     def head(self, fraction: float) -> Samples:
         """The first `ceil(fraction * envs)` episodes of each task (all of them at 1.0)."""
@@ -99,27 +100,14 @@ def lvc_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Tensor:
     return -episode_mean(ratio * samples.advantages, samples.mask)
 
 
-def reinforce_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Tensor:
-    """The naive inner loss `-log pi * A` (pytorch-maml-rl's `reinforce_loss`): the same
-    gradient as `lvc_loss`, but its Hessian misses the score-function term. Kept to show, in
-    the tests, that a meta-gradient through it is wrong."""
-    log_prob = policy_fn(params, samples.obs).log_prob(samples.actions)
-    return -episode_mean(log_prob * samples.advantages, samples.mask)
-
-
-def ratio_loss(policy_fn: PolicyFn, params: Params, samples: Samples) -> Tensor:
-    """ProMP's inner loss as its code writes it: minus the episode mean of
-    `pi(a|s) / pi_sampling(a|s) * A`, the ratio to the sampling policy (`log_prob_old`). At
-    the sampling parameters it is `lvc_loss` (value and every derivative); elsewhere it is
-    the importance-weighted policy gradient, which ProMP's several outer steps per batch
-    re-adapt with."""
-    return ratio_loss_of(policy_fn(params, samples.obs), samples)
-
-
 def ratio_loss_of(dist: Distribution, samples: Samples) -> Tensor:
-    """`ratio_loss` of the policies' distribution `dist` on `samples`' states."""
+    """ProMP's inner loss as its code writes it, for the policies' distribution `dist` on
+    `samples`' states: minus the episode mean of `pi(a|s) / pi_sampling(a|s) * A`, the ratio
+    to the sampling policy (`log_prob_old`). At the sampling parameters it is `lvc_loss`
+    (value and every derivative); elsewhere it is the importance-weighted policy gradient,
+    which ProMP's several outer steps per batch re-adapt with."""
     if samples.log_prob_old is None:
-        raise ValueError("ratio_loss needs the samples' log_prob_old")
+        raise ValueError("ProMP's ratio loss needs the samples' log_prob_old")
     ratio = torch.exp(dist.log_prob(samples.actions) - samples.log_prob_old)
     return -episode_mean(ratio * samples.advantages, samples.mask)
 
@@ -368,7 +356,7 @@ class MetaObjective:
         `pro_mp.py`): minus the episode mean of `min(r A', clip(r, 1 - eps, 1 + eps) A')`, r
         the ratio of the re-adapted post-update policy to the one that sampled, and the inner
         KL `KL(pi_phi_old || pi_phi)` on the pre-update states (the penalty term). The
-        re-adaptation uses `ratio_loss` (the importance weights to the pre-update sampling
+        re-adaptation uses `ratio_loss_of` (the importance weights to the pre-update sampling
         policy). With `create_graph` differentiable to phi through the adaptation; without,
         values only (the inner gradient still taken, no graph kept). Without pre-update
         samples (the joint baseline, `inner_steps = 0`) the clipped term at phi itself, PPO's
@@ -571,27 +559,6 @@ def _grads(loss: Tensor, wrt: Params, *, create_graph: bool) -> Params:
     }
 
 
-def meta_gradient(
-    policy_fn: PolicyFn,
-    phi: Params,
-    pre: Samples | Sequence[Samples],
-    post: Samples,
-    lr: float,
-    inner_loss: InnerLoss = lvc_loss,
-    *,
-    first_order: bool = False,
-) -> tuple[Params, Tensor]:
-    """MAML-RL's meta-gradient estimate: the sum over tasks of
-    `d L_outer_i(theta_i'(phi); post_i) / d phi`, with `theta_i'` one inner step of `lr` on
-    `pre_i` (samples of pi_phi; a sequence: one step on each, step j's samples from the
-    policy of the j steps before it) and `post_i` samples of pi_theta_i'. Returns it and the
-    per-task outer losses (`first_order`: without the inner step's derivative). The learner
-    (`metarl.learners.maml_rl`) computes the same through `MetaObjective.gradient`."""
-    objective = MetaObjective(policy_fn, phi, pre, post, lr, inner_loss)
-    grads, losses = objective.gradient(phi, first_order=first_order)
-    return grads, losses.surrogate
-
-
 class _Categorical(Categorical):
     """A categorical that takes the rollout's float-stored actions."""
 
@@ -623,10 +590,8 @@ __all__ = [
     "Samples",
     "adapt",
     "adapt_path",
+    "ratio_loss_of",
     "episode_mean",
     "lvc_loss",
-    "meta_gradient",
     "policy_function",
-    "ratio_loss",
-    "reinforce_loss",
 ]

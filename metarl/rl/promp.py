@@ -20,11 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from metarl.config import Recipe
+from metarl.outer.optimizers import apply_delta
+from metarl.protocol import MetaStep
 from metarl.rl.maml import MetaObjective
+from metarl.rl.outer_objective import OuterObjectiveLearner, objective_learner
 from metarl.rl.policy import Params
 
 
@@ -38,20 +43,10 @@ class ProMPSettings:
     init_inner_kl_coeff: float = 1e-2
     min_inner_kl_coeff: float = 1e-12
     """ProMP's code halves the coefficient without bound while the inner KL stays under
-    target / 1.5, which on HalfCheetahDir it did at every iteration: 1e-33 by iteration 110.
-    From about 1e-29 on, the penalty's backward pass ran through float32's subnormal range
-    and the update took 3x as long (8 -> 23 s per iteration, the physics unchanged). At 1e-12
-    the penalty already weighs nothing beside the surrogate (a KL summed over the batch of
-    ~1e2-1e3 against a surrogate of ~1), so the floor changes no step measurably and keeps
-    the products 17 orders of magnitude above the subnormals."""
-
-
-def _step(optimizer: torch.optim.Optimizer, names: list[str], grads: Params, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    for name, p in zip(names, optimizer.param_groups[0]["params"], strict=True):
-        p.grad = grads[name].to(p.dtype).clone()
-    optimizer.step()
+    target / 1.5; far enough down, the penalty's backward pass runs through float32's
+    subnormal range, which is slow (docs/changelog.md has the HalfCheetahDir run where it
+    happened). At 1e-12 the penalty already weighs nothing beside the surrogate, and its
+    products stay far above the subnormals (float32's smallest normal is about 1e-38)."""
 
 
 def promp_step(
@@ -104,10 +99,10 @@ def promp_step(
     else:
         local = surrogate_at_phi.detach().sum()
         _, before = reduced_mean({"__values__": torch.stack([local, torch.zeros_like(local)])})
-    _step(optimizer, names, gradient, lr)  # at phi_old: the trainer's meta-gradient
+    apply_delta(optimizer, gradient, names, lr)  # at phi_old: the trainer's meta-gradient
     for _ in range(s.steps - 1):
         grads, _ = losses(create_graph=True)
-        _step(optimizer, names, grads, lr)
+        apply_delta(optimizer, grads, names, lr)
     _, after = losses(create_graph=False)
     inner_kl = float(after[1])
     if inner_kl < s.target_inner_kl / 1.5:
@@ -124,4 +119,48 @@ def promp_step(
     }
 
 
-__all__ = ["ProMPSettings", "promp_step"]
+class ProMPStep:
+    """`outer_optimizer = "promp"`: `promp_step` on the learner's model with an Adam of its
+    own (lr `train.meta_step`), which it checkpoints with the inner KL's coefficient."""
+
+    def __init__(
+        self, learner: OuterObjectiveLearner, lr: float, settings: ProMPSettings = ProMPSettings()
+    ) -> None:
+        self.learner = learner
+        self.settings = settings
+        self.optimizer = torch.optim.Adam(learner.model.parameters(), lr=lr)
+        self.kl_coeff = settings.init_inner_kl_coeff
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, learner: object) -> ProMPStep:
+        return cls(objective_learner(learner, "promp", "ProMP step"), recipe.train.meta_step)
+
+    def step(self, meta: MetaStep) -> dict[str, float]:
+        with self.learner.updating():
+            outer = self.learner.outer_objective(meta.adaptation)
+            self.kl_coeff, metrics = promp_step(
+                self.learner.model,
+                outer.objective,
+                meta.gradient,
+                meta.reduce,
+                meta.meta_batch,
+                self.optimizer,
+                meta.lr,
+                self.kl_coeff,
+                self.settings,
+                surrogate_at_phi=outer.surrogate,
+            )
+        return {**metrics, **self.learner.seconds()}
+
+    def state_dict(self) -> dict[str, Any]:
+        coeff = torch.tensor(self.kl_coeff, dtype=torch.float64)
+        return {**self.optimizer.state_dict(), "promp_kl_coeff": coeff}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        adam = {k: v for k, v in state.items() if k != "promp_kl_coeff"}
+        self.optimizer.load_state_dict(adam)
+        if "promp_kl_coeff" in state:
+            self.kl_coeff = float(state["promp_kl_coeff"])
+
+
+__all__ = ["ProMPSettings", "ProMPStep", "promp_step"]

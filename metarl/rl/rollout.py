@@ -25,6 +25,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from metarl.protocol import ParametrizedTask
 from metarl.rl.policy import BatchedPolicy, Params
 
 
@@ -231,7 +232,10 @@ def velocity_asked_way(
     tasks have no direction (the other families). Where the tasks ask for different
     directions, the mean forward velocity over tasks says little (the two ways cancel); this
     says how fast they run the way each was asked."""
-    directions = [getattr(task, "params", {}).get("direction") for task in tasks]
+    directions = [
+        task.params.get("direction") if isinstance(task, ParametrizedTask) else None
+        for task in tasks
+    ]
     if not all(isinstance(d, int | float) and not isinstance(d, bool) for d in directions):
         return None
     wanted = np.asarray(directions, dtype=float)[:, None]

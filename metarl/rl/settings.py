@@ -8,9 +8,9 @@ a learner.
 
 from __future__ import annotations
 
-import typing
+import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 from gymnasium import spaces
 
@@ -18,9 +18,11 @@ from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
 
+DEFAULT_BACKEND = "batched"
+"""The engine of a recipe that names none."""
 ENGINES: dict[str, str] = {
     "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
-    "sb3": "metarl.learners.sb3_ppo:PPOMetaLearner",
+    "sb3": "metarl.learners.sb3_ppo:SB3MetaLearner",
 }
 """`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
 task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
@@ -30,10 +32,14 @@ SECOND_ORDER_ENGINES: dict[str, str] = {
 }
 """`[learner] backend` -> the engine that runs MAML-RL's second-order step (`algorithm =
 "maml"`, `metarl.rl.maml`) on it; a backend without an entry refuses maml."""
-Inner = Literal["ppo", "vpg"]
-"""The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient step."""
-BACKENDS: tuple[str, ...] = tuple(ENGINES)
-INNER: tuple[str, ...] = typing.get_args(Inner)
+
+
+class Inner(str, enum.Enum):
+    """The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient
+    step."""
+
+    PPO = "ppo"
+    VPG = "vpg"
 
 
 @dataclass
@@ -41,7 +47,7 @@ class PPOSettings:
     """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
-    backend: str = "batched"
+    backend: str = DEFAULT_BACKEND
     """The engine (`ENGINES`): "batched", every task of the meta-batch stepped and updated at
     once (`metarl.learners.batched_rl`); "sb3", one task after another through SB3's PPO
     (`metarl.learners.sb3_ppo`, the reference the batched engine is tested against)."""
@@ -103,10 +109,7 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
-        if self.backend not in ENGINES:
-            raise ConfigError(
-                f"learner.backend = {self.backend!r}: expected one of {', '.join(ENGINES)}"
-            )
+        check_backend(self.backend)
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -134,7 +137,7 @@ class BatchedSettings(PPOSettings):
     """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
     read as envs per task, plus the inner algorithm."""
 
-    inner: Inner = "ppo"
+    inner: Inner = Inner.PPO
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
     trpo_fisher_fraction: float = 1.0
     """`outer_optimizer = "trpo"`: the fraction of each task's episodes on which TRPO's
@@ -163,9 +166,21 @@ SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
 """The `[learner]` declaration of an engine that does not read `BatchedSettings`."""
 
 
+def check_backend(backend: Any) -> str:
+    """`backend` if it names an engine, else the one-line refusal naming what exists."""
+    if backend not in ENGINES:
+        raise ConfigError(f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}")
+    return str(backend)
+
+
+def backend_of(recipe: Recipe) -> str:
+    """The recipe's RL engine: `[learner] backend`, `DEFAULT_BACKEND` when not given."""
+    return check_backend(recipe.learner.get("backend", DEFAULT_BACKEND))
+
+
 def settings_class(recipe: Recipe) -> type[PPOSettings]:
-    """The `[learner]` declaration of the recipe's RL backend (`backend`, default "batched")."""
-    return SETTINGS.get(recipe.learner.get("backend", "batched"), BatchedSettings)
+    """The `[learner]` declaration of the recipe's RL backend (`backend_of`)."""
+    return SETTINGS.get(backend_of(recipe), BatchedSettings)
 
 
 def rl_settings(recipe: Recipe) -> PPOSettings:
@@ -174,13 +189,14 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
 
 
 __all__ = [
-    "BACKENDS",
-    "INNER",
+    "DEFAULT_BACKEND",
     "ENGINES",
     "SETTINGS",
     "Inner",
     "BatchedSettings",
     "PPOSettings",
     "rl_settings",
+    "backend_of",
+    "check_backend",
     "settings_class",
 ]

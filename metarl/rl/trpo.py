@@ -24,11 +24,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from metarl.cg import conjugate_gradient
+from metarl.config import Recipe
+from metarl.protocol import MetaStep
 from metarl.rl.maml import MetaObjective
+from metarl.rl.outer_objective import OuterObjectiveLearner, objective_learner
 from metarl.rl.policy import Params
 
 Reduce = Callable[[Params], Params]
@@ -49,24 +54,19 @@ class TRPOSettings:
     `subsample_factor`; 1.0, all of them, is MAML-RL's)."""
 
 
-def conjugate_gradient(
-    apply_a: Callable[[Tensor], Tensor], b: Tensor, iters: int, residual_tol: float = 1e-10
-) -> Tensor:
-    """pytorch-maml-rl's `conjugate_gradient`: x with A x ~= b, from x = 0."""
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rdotr = r @ r
-    for _ in range(iters):
-        z = apply_a(p)
-        alpha = rdotr / (p @ z)
-        x = x + alpha * p
-        r = r - alpha * z
-        new = r @ r
-        p = r + (new / rdotr) * p
-        rdotr = new
-        if rdotr.item() < residual_tol:
-            break
-    return x
+def natural_direction(fisher_vector: Callable[[Tensor], Tensor], g: Tensor, iters: int) -> Tensor:
+    """x ~= F^-1 g by `iters` of conjugate gradient (`metarl.cg`) on the flat vector, as
+    pytorch-maml-rl's `conjugate_gradient`: stopping where the residual's squared norm falls
+    to 1e-10, not truncated."""
+    x = conjugate_gradient(
+        lambda v: {"v": fisher_vector(v["v"])},
+        {"v": g},
+        iters,
+        dot=lambda a, b: a["v"] @ b["v"],
+        residual_tol=1e-10,
+        truncate=False,
+    )
+    return x["v"]
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:
@@ -108,7 +108,7 @@ def trust_region_step(
         return _flat([total[k] for k in names]) + s.cg_damping * v
 
     g = _flat([gradient[k] for k in names]).detach()
-    direction = conjugate_gradient(fisher_vector, g, s.cg_iters)
+    direction = natural_direction(fisher_vector, g, s.cg_iters)
     shs = 0.5 * (direction @ fisher_vector(direction))
     step = direction * torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
     old = _flat([phi[k] for k in names]).detach()
@@ -142,4 +142,41 @@ def trust_region_step(
     return dict(phi), metrics
 
 
-__all__ = ["TRPOSettings", "conjugate_gradient", "trust_region_step"]
+class TRPOStep:
+    """`outer_optimizer = "trpo"`: `trust_region_step` on the learner's outer objective; the
+    new phi (and Meta-SGD's rates) become the learner's. It holds no state: its checkpoint
+    entry is an optimizer state dict without any, so every run's checkpoint has one layout."""
+
+    def __init__(self, learner: OuterObjectiveLearner, settings: TRPOSettings) -> None:
+        self.learner = learner
+        self.settings = settings
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, learner: object) -> TRPOStep:
+        found = objective_learner(learner, "trpo", "trust-region step")
+        return cls(found, TRPOSettings(fisher_fraction=found.settings.trpo_fisher_fraction))
+
+    def step(self, meta: MetaStep) -> dict[str, float]:
+        with self.learner.updating():
+            outer = self.learner.outer_objective(meta.adaptation)
+            phi, metrics = trust_region_step(
+                outer.phi,
+                outer.objective,
+                meta.gradient,
+                meta.reduce,
+                meta.meta_batch,
+                self.settings,
+                surrogate_at_phi=outer.surrogate,
+            )
+            self.learner.load_phi(phi)
+        return {**metrics, **self.learner.seconds()}
+
+    def state_dict(self) -> dict[str, Any]:
+        count = sum(1 for _ in self.learner.model.parameters())
+        return {"state": {}, "param_groups": [{"params": list(range(count))}]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+__all__ = ["TRPOSettings", "TRPOStep", "natural_direction", "trust_region_step"]

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from metarl.learners import build_meta_learner
 from metarl.learners.maml_rl import MAMLRLMetaLearner
-from metarl.protocol import OuterStep, Split, task_rng
+from metarl.outer import build_outer_step
+from metarl.protocol import MetaStep, Split, task_rng
 from metarl.registry import resolve_recipe
 
 
@@ -55,17 +56,9 @@ def main() -> None:
         """The outer step from the same start each time (weights, learner and Adam state)."""
         meta.load_state_dict(copy.deepcopy(state[0]))
         meta.model.load_state_dict(state[1])
-        optimizer = torch.optim.Adam(meta.model.parameters(), lr=recipe.train.meta_step)
-        step = OuterStep(
-            recipe.train.outer_optimizer.value,
-            adaptation,
-            {k: g / n for k, g in grads.items()},
-            lambda x: x,
-            n,
-            optimizer,
-            recipe.train.meta_step,
-        )
-        meta.outer_step(step)
+        step = build_outer_step(recipe, meta)  # a fresh step: its state from the start
+        gradient = {k: g / n for k, g in grads.items()}
+        step.step(MetaStep(adaptation, gradient, lambda x: x, n, recipe.train.meta_step))
 
     runs = []
     for _ in range(args.rounds):

@@ -59,7 +59,7 @@ from metarl.config import Algorithm, Recipe, recipe_from_dict
 from metarl.envs.vector import make_task_vector_env
 from metarl.learners import distribution
 from metarl.learners.batched_rl import BatchedRLMetaLearner
-from metarl.learners.sb3_ppo import PPOMetaLearner
+from metarl.learners.sb3_ppo import SB3MetaLearner
 from metarl.protocol import Split
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import meta_env_steps
@@ -137,7 +137,7 @@ def run_meta(recipe: Recipe, out: Path) -> Result:
             }
 
         return measure(run)
-    assert isinstance(meta, PPOMetaLearner)
+    assert isinstance(meta, SB3MetaLearner)
     env = {"env": 0.0}
     meta.vec_env.step_wait = timed(meta.vec_env.step_wait, env, "env")  # type: ignore[method-assign]
     meta.timers.reset()

@@ -54,7 +54,7 @@ def measure(fractions: list[float], n_tasks: int) -> list[dict[str, float]]:
     adaptation = learner.adapt(phi, tasks, rng, slice(None))
     tick = time.perf_counter()
     grads, _ = learner.meta_gradient(adaptation)
-    objective = adaptation.context["objective"]
+    objective = adaptation.context.objective
     gradient = {k: g / n_tasks for k, g in grads.items()}
     names = list(phi)
     flat_g = torch.cat([gradient[k].reshape(-1) for k in names])
@@ -70,7 +70,7 @@ def measure(fractions: list[float], n_tasks: int) -> list[dict[str, float]]:
         fisher(flat_g)
         fvp = time.perf_counter() - tick
         tick = time.perf_counter()
-        direction = trpo.conjugate_gradient(fisher, flat_g, trpo.TRPOSettings().cg_iters)
+        direction = trpo.natural_direction(fisher, flat_g, trpo.TRPOSettings().cg_iters)
         cg = time.perf_counter() - tick
         if full_direction is None:
             full_direction = direction

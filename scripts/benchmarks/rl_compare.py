@@ -43,7 +43,7 @@ from metarl.envs.distribution import EnvTask
 from metarl.envs.navigation import oracle_action
 from metarl.learners import build_meta_learner
 from metarl.learners.batched_rl import BatchedRLMetaLearner
-from metarl.learners.sb3_ppo import PPOMetaLearner
+from metarl.learners.sb3_ppo import SB3MetaLearner
 from metarl.plots import plot_curves
 from metarl.progress import ProgressCallback
 from metarl.registry import resolve_recipe
@@ -55,7 +55,7 @@ err = Console(stderr=True)
 
 
 def anchors(
-    meta: PPOMetaLearner | BatchedRLMetaLearner, tasks: list[EnvTask]
+    meta: SB3MetaLearner | BatchedRLMetaLearner, tasks: list[EnvTask]
 ) -> dict[str, np.ndarray]:
     """Per-task returns of doing nothing and, on Navigation2D, of the greedy oracle."""
     env = meta.dist.make_env(tasks[0])
@@ -170,7 +170,7 @@ def main() -> None:
         info[name] = {"env_steps": meta_env_steps(recipes[name]), "train_s": seconds}
 
     meta = build_meta_learner(recipe, CPU)
-    assert isinstance(meta, PPOMetaLearner | BatchedRLMetaLearner)
+    assert isinstance(meta, SB3MetaLearner | BatchedRLMetaLearner)
     random_init = {k: v.clone() for k, v in meta.model.state_dict().items()}
     curves: dict[str, Curve] = {}
     others: dict[str, dict[str, Curve]] = {}  # metrics a distribution scores besides the return
