@@ -120,6 +120,7 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
                 normalize_advantage=s.normalize_advantage,
                 gamma=s.gamma,
                 gae_lambda=s.gae_lambda,
+                reward_scale=s.reward_scale,
             ),
         )
         self.timers = Timers()

@@ -315,6 +315,7 @@ class PPOConfig:
     normalize_advantage: bool = True
     gamma: float = 0.99
     gae_lambda: float = 0.95
+    reward_scale: float = 1.0
 
 
 class RecurrentPPO:
@@ -360,7 +361,7 @@ class RecurrentPPO:
         """Advantages, then the epochs of minibatch steps (order drawn from `rng`)."""
         c = self.config
         trials.advantages, trials.returns = trial_gae(
-            trials.rewards, trials.values, trials.mask, c.gamma, c.gae_lambda
+            trials.rewards * c.reward_scale, trials.values, trials.mask, c.gamma, c.gae_lambda
         )
         n = trials.inputs.shape[0]
         size = max(1, math.ceil(n / c.minibatches))

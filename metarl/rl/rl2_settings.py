@@ -40,6 +40,10 @@ class RL2Settings:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     normalize_advantage: bool = True
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this for PPO's values and advantages (not for what the policy
+    reads or what is reported): keeps the value loss of long trials with large returns from
+    swamping the policy's gradient under `max_grad_norm`."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
 
@@ -61,6 +65,8 @@ class RL2Settings:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
         if self.clip_range <= 0:
             raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+        if self.reward_scale <= 0:
+            raise ConfigError(f"learner.reward_scale = {self.reward_scale}: must be > 0")
         if self.max_grad_norm <= 0:
             raise ConfigError(f"learner.max_grad_norm = {self.max_grad_norm}: must be > 0")
 
