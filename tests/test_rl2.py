@@ -170,6 +170,10 @@ def test_rl2_resumes_exactly_and_evaluates_per_episode(tmp_path):
     assert out["steps"] == [0, 1, 2] and out["n_tasks"] == 3  # episodes 1-3 of a trial
     runs = CliRunner().invoke(app, ["runs", str(tmp_path)], env={"COLUMNS": "200"})
     assert runs.exit_code == 0 and "rl2" in runs.stdout, runs.output
+    exported = CliRunner().invoke(
+        app, ["export", str(tmp_path / "a"), "--out", str(tmp_path / "p.zip")]
+    )
+    assert exported.exit_code == 2 and "its GRU policy has no stable-baselines3" in exported.output
 
 
 @pytest.mark.parametrize(
