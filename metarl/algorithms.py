@@ -48,7 +48,7 @@ def meta_delta(
     """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics."""
     if algorithm is Algorithm.REPTILE:
         return reptile_delta(phi, adaptation.params), {}
-    if algorithm.second_order or algorithm is Algorithm.GRADIENTS:
+    if algorithm.second_order or algorithm in (Algorithm.GRADIENTS, Algorithm.RL2):
         return learner.meta_gradient(adaptation)
     return fomaml_delta(learner, adaptation)
 

@@ -41,11 +41,12 @@ class Algorithm(str, enum.Enum):
     IMAML = "imaml"
     METASGD = "metasgd"
     GRADIENTS = "gradients"
+    RL2 = "rl2"
 
     @property
     def needs_query(self) -> bool:
         """Reptile and the gradient combinations take no query set; the others do."""
-        return self not in (Algorithm.REPTILE, Algorithm.GRADIENTS)
+        return self not in (Algorithm.REPTILE, Algorithm.GRADIENTS, Algorithm.RL2)
 
     @property
     def second_order(self) -> bool:
@@ -91,7 +92,9 @@ class TrainConfig:
     """reptile: meta-gradient phi - W; fomaml: query-loss gradient at W; maml: the query loss
     differentiated through the inner loop; imaml: the implicit gradient of a proximal inner
     problem; metasgd: maml with a learned per-parameter inner learning rate alpha; gradients:
-    the sum of the inner-loop minibatch gradients named by `combination` (the Reptile blog)."""
+    the sum of the inner-loop minibatch gradients named by `combination` (the Reptile blog);
+    rl2: RL² (RL tasks), a recurrent policy that adapts by its hidden state across the
+    episodes of a trial, trained by PPO (`metarl.learners.rl2`)."""
     meta_iterations: int = 1000
     """Outer steps."""
     meta_batch: int = 5
@@ -303,6 +306,11 @@ class Recipe:
                 f"learner.{next(iter(self.learner))}: [learner] holds the PPO settings of RL "
                 f"tasks; the supervised learner of task {self.task_name!r} takes its settings "
                 f"in [train] ({', '.join(SUPERVISED_TRAIN_KEYS)})"
+            )
+        if self.train.algorithm is Algorithm.RL2:
+            raise ConfigError(
+                f'train.algorithm = "rl2": RL² adapts policies of RL tasks, not the supervised '
+                f"tasks of {self.task_name!r}"
             )
         if self.train.outer_optimizer.learner_steps:
             raise ConfigError(

@@ -42,6 +42,11 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
             f"{run_dir}: task {recipe.task_name!r} is not an RL task; only RL policies "
             "export to stable-baselines3"
         )
+    if recipe.train.algorithm.value == "rl2":
+        raise UserError(
+            f"{run_dir}: an RL² run (algorithm = rl2): its GRU policy has no "
+            "stable-baselines3 counterpart; only MLP policies export"
+        )
     settings = rl_settings(recipe)
     dist: Any = meta.dist
     task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]

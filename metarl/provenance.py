@@ -14,6 +14,7 @@ from typing import Any
 
 from metarl.config import (
     SUPERVISED,
+    Algorithm,
     EvalConfig,
     Recipe,
     SupervisedEval,
@@ -23,6 +24,7 @@ from metarl.config import (
 )
 from metarl.protocol import TaskDistribution
 from metarl.registry import option_defaults, recipe_path, resolve_recipe, task_spec
+from metarl.rl.rl2_settings import RL2Settings
 from metarl.rl.settings import BatchedSettings, PPOSettings, settings_class
 from metarl.tomlio import SECTIONS, parse_assignment, read_toml
 
@@ -46,6 +48,8 @@ def learner_tables(recipe: Recipe, kind: str) -> dict[str, tuple[type, dict[str,
     its keys, the values the recipe gives)."""
     if kind == "supervised":
         return {t: (cls, recipe.supervised.get(t, {})) for t, cls in SUPERVISED.items()}
+    if recipe.train.algorithm is Algorithm.RL2:
+        return {"learner": (RL2Settings, recipe.learner)}
     return {"learner": (settings_class(recipe), recipe.learner)}
 
 
@@ -102,6 +106,7 @@ READERS: list[tuple[str, type, str]] = [
     ("eval", SupervisedEval, "supervised"),
     ("learner", PPOSettings, "RL (both engines)"),
     ("learner", BatchedSettings, "RL, batched engine"),
+    ("learner", RL2Settings, "RL² (algorithm = rl2)"),
 ]
 """Every declaration of recipe keys, by table, with who reads its keys (a subclass adds only
 the keys it declares itself)."""

@@ -20,7 +20,10 @@ def test_catalog_recipe_trains_a_few_iterations(name, tmp_path, request, monkeyp
     recipe = with_overrides(resolve_recipe(name), "train", meta_iterations=3)
     if recipe.task_name == "omniglot":  # the real data, else the synthetic set's layout
         monkeypatch.setenv("METARL_DATA", str(request.getfixturevalue("omniglot_root")))
-    if recipe.learner:  # RL: a smoke-sized PPO (the recipe's own budget takes minutes)
+    if recipe.train.algorithm.value == "rl2":  # RL²: a smoke-sized trial batch and PPO
+        recipe = with_overrides(recipe, "train", meta_batch=2)
+        recipe = with_overrides(recipe, "learner", n_epochs=1, n_envs=2)
+    elif recipe.learner:  # RL: a smoke-sized PPO (the recipe's own budget takes minutes)
         recipe = with_overrides(recipe, "train", meta_batch=2, inner_steps=1)
         recipe = with_overrides(recipe, "learner", n_steps=64, batch_size=32, n_epochs=2, n_envs=2)
     if recipe.task_name in DATASETS:  # data recipes run where the data is (CI: METARL_DATA)

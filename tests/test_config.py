@@ -144,6 +144,7 @@ def test_the_settings_reference_is_made_from_the_declarations_the_parser_reads()
     import re
 
     from metarl.provenance import READERS, settings_reference
+    from metarl.rl.rl2_settings import RL2Settings
     from metarl.rl.settings import BatchedSettings
 
     reference = settings_reference()
@@ -153,7 +154,11 @@ def test_the_settings_reference_is_made_from_the_declarations_the_parser_reads()
         f"{section}.{f.name}"
         for section, cls in (("train", TrainConfig), ("eval", EvalConfig), *SUPERVISED.items())
         for f in dataclasses.fields(cls)
-    ] + [f"learner.{f.name}" for f in dataclasses.fields(BatchedSettings)]
+    ] + [
+        f"learner.{f.name}"
+        for cls in (BatchedSettings, RL2Settings)
+        for f in dataclasses.fields(cls)
+    ]
     assert sorted(keys) == sorted(declared)
     for row in rows:
         assert len(re.split(r"(?<!\\)\|", row)) == 7, row  # 5 cells between 6 bars

@@ -68,10 +68,11 @@ if TYPE_CHECKING:  # mypy checks here that every learner meets the whole contrac
         sb3: sb3_ppo.SB3MetaLearner,
         batched: batched_rl.BatchedRLMetaLearner,
         maml: maml_rl.MAMLRLMetaLearner,
+        rl2_learner: rl2.RL2MetaLearner,
     ) -> list[MetaLearner[Any]]:
-        return [supervised, sb3, batched, maml]
+        return [supervised, sb3, batched, maml, rl2_learner]
 
-    from metarl.learners import batched_rl, maml_rl, sb3_ppo, supervised
+    from metarl.learners import batched_rl, maml_rl, rl2, sb3_ppo, supervised
 
 
 __all__ = ["LEARNERS", "build_meta_learner", "distribution"]

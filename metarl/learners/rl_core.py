@@ -202,12 +202,20 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         raise NotImplementedError(f"{self.name} takes reptile or fomaml")
 
 
+RL2_LEARNER = "metarl.learners.rl2:RL2MetaLearner"
+"""`train.algorithm = "rl2"`: the recurrent learner, whatever `[learner]` says (it reads its
+own keys, `metarl.rl.rl2_settings`)."""
+
+
 class RLLearners:
     """`LEARNERS["rl"]`: the engine that the recipe's `[learner] backend` names (`ENGINES`;
     "batched" by default), imported when first used."""
 
     @staticmethod
-    def from_recipe(recipe: Recipe, dist: Any, device: torch.device) -> RLMetaLearnerBase:
+    def from_recipe(recipe: Recipe, dist: Any, device: torch.device) -> Any:
+        if recipe.train.algorithm is Algorithm.RL2:  # its own learner and [learner] keys
+            rl2: Any = pkgutil.resolve_name(RL2_LEARNER)
+            return rl2.from_recipe(recipe, dist, device)
         backend = backend_of(recipe)
         second_order = recipe.train.algorithm in (Algorithm.MAML, Algorithm.METASGD)
         outer = recipe.train.outer_optimizer

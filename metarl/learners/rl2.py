@@ -1,0 +1,260 @@
+"""RL² (`train.algorithm = "rl2"`): a GRU policy that adapts by its hidden state, on the
+batched engine.
+
+Each meta-iteration samples the meta-batch's tasks as every learner does, runs `n_envs`
+trials of `trial_episodes` episodes on each (all tasks x trials stepped together in one task
+vector env, `metarl.envs.vector`), and updates the policy by PPO on those whole trials
+(`metarl.rl.recurrent`). There is no inner gradient step: adapting to a task *is* a trial,
+and "after t steps of adaptation" reads "in episode t + 1 of the trial, after t episodes of
+experience" (the evaluation's steps axis counts episodes).
+
+How it meets the trainer's contract (`metarl.protocol`): `adapt` runs PPO from phi on this
+rank's trials and gives the updated weights W; the algorithm's delta (`meta_gradient`) is
+phi - W per task slot, and the trainer's outer step is plain SGD with step 1, which sets phi
+to W (the recipe must say `outer_optimizer = "sgd"`, `meta_step = meta_step_final = 1.0`;
+anything else is refused). PPO's Adam is this learner's training state (`state_dict`, in the
+checkpoint), so a resumed run continues exactly. Under torchrun each rank runs PPO on its own
+slots from the same phi and the trainer averages the ranks' W (as Reptile averages tasks):
+with one rank it is PPO exactly.
+
+`train.inner_lr` is PPO's learning rate; `train.inner_steps` is not read (a trial's length
+is `[learner] trial_episodes`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypedDict
+
+import numpy as np
+import torch
+
+from metarl.config import Algorithm, OuterOptimizerName, Recipe
+from metarl.curves import Curve
+from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
+from metarl.errors import ConfigError
+from metarl.learners.batched_rl import eval_chunk, one_torch_thread
+from metarl.learners.rl_core import Timers, held_out_tasks, refuse_supervised_keys, slot_seeds
+from metarl.protocol import Adaptation, MetaLearnerBase, Params, Progress, Split
+from metarl.rl.recurrent import (
+    PPOConfig,
+    RecurrentActorCritic,
+    RecurrentPPO,
+    Trials,
+    collect_trials,
+)
+from metarl.rl.rl2_settings import RL2Settings
+from metarl.rl.rollout import RolloutNoise
+
+
+class RL2Context(TypedDict):
+    """What `adapt` keeps for `meta_gradient`: this rank's tasks and seeds, and phi."""
+
+    tasks: list[Any]
+    seeds: list[int]
+    phi: Params
+
+
+def build_policy(
+    dist: Any, settings: RL2Settings, seed: int, device: torch.device
+) -> RecurrentActorCritic:
+    """The GRU actor-critic for the spaces of the distribution's envs, initialized from
+    `seed` alone (torch's global generator is left as it was)."""
+    probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = RecurrentActorCritic(
+                probe.observation_space,
+                probe.action_space,
+                settings.hidden_size,
+                settings.log_std_init,
+            )
+    except ValueError as e:
+        raise ConfigError(f"the RL² learner: {e}") from None
+    finally:
+        probe.close()
+    return model.to(device)
+
+
+class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
+    """RL² on the batched engine (see the module docstring)."""
+
+    name: ClassVar[str] = "the RL² learner"
+    model: RecurrentActorCritic
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> RL2MetaLearner:
+        refuse_supervised_keys(recipe, cls.name, (Algorithm.RL2,))
+        t = recipe.train
+        if t.outer_optimizer is not OuterOptimizerName.SGD or (t.meta_step, t.meta_step_final) != (
+            1.0,
+            1.0,
+        ):
+            raise ConfigError(
+                f'train.outer_optimizer = "{t.outer_optimizer.value}", meta_step = '
+                f"{t.meta_step}, meta_step_final = {t.meta_step_final}: RL²'s step is PPO's "
+                '(learning rate train.inner_lr), applied whole: use outer_optimizer = "sgd", '
+                "meta_step = 1.0, meta_step_final = 1.0"
+            )
+        return cls(recipe, dist, device)
+
+    def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
+        self.recipe, self.dist, self.device = recipe, dist, device
+        self.settings = s = RL2Settings.from_recipe(recipe)
+        self.model = build_policy(dist, s, recipe.train.seed, device)
+        # PPO steps a working copy, loaded with phi each iteration, so the trainer's model
+        # changes only through the trainer's outer step; its Adam state persists.
+        self.work = build_policy(dist, s, recipe.train.seed, device)
+        self.ppo = RecurrentPPO(
+            self.work,
+            PPOConfig(
+                lr=recipe.train.inner_lr,
+                n_epochs=s.n_epochs,
+                minibatches=s.minibatches,
+                clip_range=s.clip_range,
+                ent_coef=s.ent_coef,
+                vf_coef=s.vf_coef,
+                max_grad_norm=s.max_grad_norm,
+                normalize_advantage=s.normalize_advantage,
+                gamma=s.gamma,
+                gae_lambda=s.gae_lambda,
+                reward_scale=s.reward_scale,
+            ),
+        )
+        self.timers = Timers()
+        self._envs: dict[int, TaskVectorEnv] = {}
+
+    def _env(self, tasks: Sequence[Any]) -> TaskVectorEnv:
+        """A vector env of `len(tasks)` task slots x `n_envs` trials (kept per size)."""
+        env = self._envs.get(len(tasks))
+        if env is None:
+            env = make_task_vector_env(self.dist, tasks, self.settings.n_envs)
+            self._envs[len(tasks)] = env
+        else:
+            set_vector_tasks(env, tasks)
+        return env
+
+    def trials(
+        self,
+        model: RecurrentActorCritic,
+        tasks: Sequence[Any],
+        seeds: Sequence[int],
+        episodes: int,
+        index: int = 0,
+    ) -> Trials:
+        """`n_envs` trials of `episodes` episodes of `model` on each task; the noise of rollout
+        `index` of each task's seed (`RolloutNoise`)."""
+        env = self._env(tasks)
+        trials = collect_trials(
+            model, env, RolloutNoise(list(seeds), index), episodes, timers=self.timers.rollout
+        )
+        self.timers.env_steps += trials.env_steps
+        return trials
+
+    # -- the MetaLearner interface ---------------------------------------------------------
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation[RL2Context]:
+        """Trials of phi on this rank's tasks, then PPO on them: W in `params` (one slot)."""
+        with one_torch_thread():
+            seeds = slot_seeds(rng, len(tasks), 1, slots)
+            mine = list(tasks)[slots]
+            with torch.no_grad():
+                for name, p in self.work.named_parameters():
+                    p.copy_(phi[name])
+            trials = self.trials(self.work, mine, seeds, self.settings.trial_episodes)
+            tick = time.perf_counter()
+            metrics = self.ppo.update(trials, np.random.default_rng([*seeds, 1]))
+            self.timers.update += time.perf_counter() - tick
+        metrics.update(trial_metrics(trials))
+        metrics["env_steps"] = float(trials.env_steps)
+        params = {n: p.detach().clone().unsqueeze(0) for n, p in self.work.named_parameters()}
+        context: RL2Context = {"tasks": mine, "seeds": seeds, "phi": phi}
+        return Adaptation(params, context, metrics)
+
+    def meta_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
+        """The delta whose SGD step of 1 takes phi to W: (phi - W) per task slot of this rank
+        (the trainer divides the ranks' sum by the meta-batch)."""
+        phi = adaptation.context["phi"]
+        count = len(adaptation.context["tasks"])
+        return {n: (phi[n] - w[0]) * count for n, w in adaptation.params.items()}, {}
+
+    def query_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
+        raise NotImplementedError("RL² takes no query gradient (train.algorithm = rl2)")
+
+    def curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None = None
+    ) -> dict[str, Curve]:
+        """Per episode of a trial on the recipe's held-out tasks (`eval.seed`, `eval.split`):
+        step t is episode t + 1, after t episodes of experience on the task (0: before any).
+        Trials run max(steps) + 1 episodes (longer than training's is allowed), `n_envs` per
+        task, the policy sampling as in training. Reports the mean return per task and,
+        where the env reports `info["success"]` (Meta-World), the fraction of each task's
+        trials that succeed in that episode, first."""
+        wanted = sorted(set(steps))
+        tasks, seeds = held_out_tasks(self.recipe.eval, self.dist, n_tasks)
+        chunk = eval_chunk(self.dist, self.settings.n_envs)
+        n_envs = self.settings.n_envs
+        returns = np.zeros((len(wanted), n_tasks))
+        successes: np.ndarray | None = None
+        kept = set(self._envs)
+        try:
+            with one_torch_thread():
+                for start in range(0, n_tasks, chunk):
+                    part = slice(start, start + chunk)
+                    trials = self.trials(self.model, tasks[part], seeds[part], max(wanted) + 1)
+                    size = len(tasks[part])
+                    per_task = trials.episode_returns.reshape(size, n_envs, -1).mean(1)
+                    returns[:, part] = per_task[:, wanted].T
+                    if trials.episode_successes is not None:
+                        if successes is None:
+                            successes = np.zeros((len(wanted), n_tasks))
+                        won = trials.episode_successes.reshape(size, n_envs, -1).mean(1)
+                        successes[:, part] = won[:, wanted].T
+                    if progress is not None:
+                        progress(min(start + chunk, n_tasks), n_tasks)
+        finally:
+            for size in set(self._envs) - kept:
+                self._envs.pop(size).close()
+        curves = {"return": Curve.from_values("return", wanted, returns)}
+        if successes is not None:
+            curves = {"success": Curve.from_values("success", wanted, successes), **curves}
+        return curves
+
+    def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        return next(iter(self.curves(steps, n_tasks).values()))
+
+    def state_dict(self) -> dict[str, Any]:
+        """PPO's Adam state (moments and step count): the run's optimizer."""
+        return {"ppo_adam": self.ppo.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "ppo_adam" in state:
+            self.ppo.optimizer.load_state_dict(state["ppo_adam"])
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
+def trial_metrics(trials: Trials) -> dict[str, float]:
+    """The training log's view of an iteration's trials: the mean return of episode 1
+    (`return_before`: no experience of the task yet), of the last episode (`return_after`)
+    and of each episode (`return_episode_<i>`); the same for success where the env reports it."""
+    returns = trials.episode_returns.mean(0)
+    out = {"return_before": float(returns[0]), "return_after": float(returns[-1])}
+    out.update({f"return_episode_{i + 1}": float(r) for i, r in enumerate(returns)})
+    if trials.episode_successes is not None:
+        won = trials.episode_successes.mean(0)
+        out["success_before"], out["success_after"] = float(won[0]), float(won[-1])
+    return out
+
+
+__all__ = ["RL2Context", "RL2MetaLearner", "build_policy", "trial_metrics"]
