@@ -1,11 +1,12 @@
 """Meta-World's two slowest lines of Python, computed the same way in a fraction of the time.
 
-Meta-World's step is mostly Python, not physics (docs/results.md, "Stepping Meta-World"): in a
-profile of 2,000 push-v3 steps, 24% went to `SawyerXYZEnv.touching_object` (two list
-comprehensions that wrap every MuJoCo contact in a Python object, every step) and 19% to
-SciPy's `Rotation.from_matrix(...).as_quat()` for the object's quaternion in the observation
-(most of it SciPy validating that a 3x3 matrix is a rotation). Meta-RL on Meta-World spends
-~94% of its time in that step, so these two are the first cost to attack.
+Meta-World's step is mostly Python, not physics, and a profile of it (docs/results/speed.md,
+"Stepping Meta-World") puts these two first: `SawyerXYZEnv.touching_object` (two list
+comprehensions that wrap every MuJoCo contact in a Python object, every step) and SciPy's
+`Rotation.from_matrix(...).as_quat()` for the object's quaternion in the observation (most of
+it SciPy validating that a 3x3 matrix is a rotation). They serve Meta-World's own env, which
+runs the skills without a batched step (`metarl.envs.metaworld_vector`) and the reference
+evaluator.
 
 `use_fast_paths` swaps them for:
 
