@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from metarl.envs.metaworld_rewards import PickPlace, Push, Reach, Skill
 from metarl.envs.metaworld_skills_ml10a import ML10_SKILLS_A
+from metarl.envs.metaworld_skills_ml45c import ML45_SKILLS_C
 
-SKILLS: dict[str, type[Skill]] = {cls.name: cls for cls in (Reach, Push, PickPlace) + ML10_SKILLS_A}
+SKILLS: dict[str, type[Skill]] = {
+    cls.name: cls for cls in (Reach, Push, PickPlace) + ML10_SKILLS_A + ML45_SKILLS_C
+}
 """The skills with a batched step, by Meta-World env name."""
 
 
