@@ -1,5 +1,5 @@
-"""Batched V2 rewards of ML45 skills: buttons, a lock, a box lid, the coffee machine, a dial
-and the nut-and-peg pair.
+"""Batched V2 rewards of ML45 skills: two bins, buttons, a lock, a box lid, the coffee
+machine, a dial and the nut-and-peg pair.
 
 Each `Skill` here is one Meta-World v3 env's `_get_pos_objects` / `_get_quat_objects` /
 `evaluate_state` over rows (the contract and the arithmetic helpers are
@@ -16,7 +16,9 @@ What these skills add:
 - Norms of quaternion differences (4-vectors), taken row by row with `np.linalg.norm` itself
   (`norm4`): its sum order for 4 values is not the 3-vector one.
 - Live views: door-lock's `init_left_pad` is `data.xpos`'s row of the left pad, so its
-  "initial" distance is the current one.
+  "initial" distance is the current one; bin-picking's `_target_pos` is the goal bin's.
+- State set by the reward: bin-picking's in-place margin is the first step's distance of each
+  episode (`Frame.elapsed` says which rows are on their first step).
 """
 
 from __future__ import annotations
@@ -567,7 +569,94 @@ class Disassemble(_Nut):
         return reward, self._info(reward, grab, quat, in_place, success)
 
 
+# -- bins -------------------------------------------------------------------------------------
+
+
+class BinPicking(Skill):
+    """`SawyerBinPickingEnvV3` (sawyer_bin_picking_v3.py): carry the block from one bin to the
+    other. Two things the engine does not capture are handled here: `_target_pos` is a live
+    view of the `bin_goal` body (read from the frame), and the in-place margin
+    `_target_to_obj_init` is set on each episode's first step (kept per row, refreshed where
+    `Frame.elapsed` is 1), so an instance serves one batched env."""
+
+    name = "bin-picking-v3"
+    bodies = ("obj", "leftpad", "rightpad", "bin_goal")
+    consts = ("obj_init_pos", "init_tcp")
+    TARGET_RADIUS = 0.05
+
+    def __init__(self) -> None:
+        self._margin = np.zeros(0)
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return _with_quat(frame.body("obj"), frame.body_quat("obj"))
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        if frame.elapsed is None:
+            raise ValueError("bin-picking-v3's reward needs the frame's step counts (elapsed)")
+        hand, obj = obs[:, :3], obs[:, 4:7]
+        target, obj_init = frame.body("bin_goal"), frame.consts["obj_init_pos"]
+        target_to_obj = norm(obj - target)
+        if self._margin.shape != target_to_obj.shape:
+            self._margin = np.zeros_like(target_to_obj)
+        first = frame.elapsed == 1
+        self._margin[first] = target_to_obj[first]
+        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, self._margin)
+
+        threshold = 0.03
+        floors = []
+        for centre in (obj_init, target):
+            radius = norm(hand[:, :2] - centre[:, :2])
+            beyond = radius > threshold
+            log = np.log(np.where(beyond, radius - threshold, 1.0))
+            floors.append(np.where(beyond, 0.02 * log + 0.2, 0.0))
+        floor = np.minimum(floors[0], floors[1])
+        below = hand[:, 2] < floor
+        above_floor = np.where(
+            below,
+            tolerance_long_tail(np.maximum(floor - hand[:, 2], 0.0), 0.0, 0.01, 0.05),
+            1.0,
+        )
+
+        object_grasped, single = gripper_caging(
+            frame,
+            action,
+            obj,
+            0.015,
+            0.05,
+            0.01,
+            desired_gripper_effort=0.7,
+            high_density=True,
+        )
+        reward = hamacher_product(object_grasped, in_place)
+        near_object = norm(obj - hand) < 0.04
+        pinched_without_obj = obs[:, 3] < 0.43
+        lifted = obj[:, 2] - 0.02 > obj_init[:, 2]
+        grasp_success = near_object & lifted & ~pinched_without_obj
+        bonus = 1.0 + 5.0 * hamacher_product(above_floor, in_place)
+        grasped = reward + bonus
+        if single.any():  # `object_grasped` is float32 there (`gripper_caging`)
+            reward32 = hamacher_single(object_grasped, in_place)
+            reward = np.where(single, reward32.astype(np.float64), reward)
+            grasped32 = (reward32 + bonus.astype(F32)).astype(np.float64)
+            grasped = np.where(single, grasped32, grasped)
+        reward = np.where(grasp_success, grasped, reward)
+        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        info = {
+            "success": _flag(target_to_obj <= 0.05),
+            "near_object": _flag(near_object),
+            "grasp_success": _flag(grasp_success),
+            "grasp_reward": object_grasped,
+            "in_place_reward": in_place,
+            "obj_to_target": target_to_obj,
+            "unscaled_reward": reward,
+        }
+        return reward, info
+
+
 ML45_SKILLS_C: tuple[type[Skill], ...] = (
+    BinPicking,
     BoxClose,
     DoorLock,
     Assembly,
