@@ -81,6 +81,9 @@ class Frame:
     touching: Callable[[np.ndarray, str], np.ndarray]
     """`touching(rows, geom)`: Meta-World's `touching_object` for the rows given (a bool mask),
     False elsewhere; contacts are computed only for those rows."""
+    elapsed: np.ndarray | None = None
+    """Each row's step count in its episode, 1 on its first step: for rewards that keep a
+    value from an episode's first step (bin-picking's `_target_to_obj_init`)."""
 
     def body(self, name: str) -> np.ndarray:
         return self.xpos[:, self.ids[f"body:{name}"]]

@@ -16,12 +16,14 @@ from metarl.envs.metaworld_skills_ml10b import (
     Sweep,
     SweepInto,
 )
+from metarl.envs.metaworld_skills_ml45c import ML45_SKILLS_C
 from metarl.envs.metaworld_skills_ml45d import ML45_SKILLS_D
 from metarl.envs.metaworld_skills_ml45e import ML45_SKILLS_E
 
 TRANSLATED: tuple[type[Skill], ...] = (
     (Reach, Push, PickPlace, Sweep, SweepInto, Basketball, PegInsertSide, ShelfPlace)
     + ML10_SKILLS_A
+    + ML45_SKILLS_C
     + ML45_SKILLS_D
     + ML45_SKILLS_E
 )

@@ -228,6 +228,7 @@ class MetaWorldVector(TaskVectorEnv):
             {k: v[self._slot] for k, v in self._consts.items()},
             self._ids,
             self._touching,
+            self._elapsed,
         )
         hand = frame.body("hand")
         apart = np.clip(norm(frame.body("rightclaw") - frame.body("leftclaw")) / 0.1, 0.0, 1.0)
