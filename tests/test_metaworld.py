@@ -334,3 +334,12 @@ def test_the_fast_quaternion_is_scipys_and_falls_back_off_rotations():
         FastRotation.from_matrix(-np.eye(3))
     with pytest.raises(AttributeError):
         FastRotation.from_euler("x", 1.0)  # type: ignore[attr-defined]
+
+
+@needs_metaworld
+def test_every_curve_is_named_by_its_key(ml1_run):
+    """The batched engine keeps its rollouts' return beside Meta-World's: under its own name,
+    so `metarl eval --json` cannot write one over the other."""
+    _, trainer = ml1_run
+    curves = trainer.meta.curves([0], n_tasks=1)
+    assert {key: curve.metric for key, curve in curves.items()} == {k: k for k in curves}

@@ -64,7 +64,7 @@ class MetaWorldVector(TaskVectorEnv):
         import mujoco
         from mujoco.batch import Batch
 
-        from metarl.envs.metaworld import make_skill_env
+        from metarl.envs.metaworld_tasks import make_skill_env
 
         self._init_layout(n_tasks, envs_per_task)
         self.dist, self.skill = dist, skill
@@ -131,7 +131,7 @@ class MetaWorldVector(TaskVectorEnv):
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         """One Meta-World task description per slot (`MetaWorldTask` or its dict); a slot's
         Meta-World env resets once with it, and its rows restart from that reset."""
-        from metarl.envs.metaworld import MetaWorldTask
+        from metarl.envs.metaworld_tasks import MetaWorldTask
 
         self._check_task_count(tasks)
         for slot, task in enumerate(tasks):
@@ -324,7 +324,7 @@ class MetaWorldMixedVector(TaskVectorEnv):
     slot's skill from one meta-batch to the next)."""
 
     def __init__(self, dist: Any, n_tasks: int, envs_per_task: int) -> None:
-        from metarl.envs.metaworld import MetaWorldEnv
+        from metarl.envs.metaworld_tasks import MetaWorldEnv
 
         self._init_layout(n_tasks, envs_per_task)
         self.dist = dist
@@ -335,8 +335,8 @@ class MetaWorldMixedVector(TaskVectorEnv):
         self._groups: list[tuple[TaskVectorEnv, np.ndarray, list[int]]] = []
 
     def set_tasks(self, tasks: Sequence[Any]) -> None:
-        from metarl.envs.metaworld import MetaWorldTask
         from metarl.envs.metaworld_skills import skill
+        from metarl.envs.metaworld_tasks import MetaWorldTask
         from metarl.envs.vector import ProtocolVectorEnv
 
         self._check_task_count(tasks)

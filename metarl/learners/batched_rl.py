@@ -25,6 +25,7 @@ sub-env's one episode.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -355,7 +356,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
 
         scored = self._scored_curves(phi, tasks, seeds, wanted, chunk, scored_tick)
         if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
-            curves = {**scored, "rollout_return": curves["return"]}
+            rollouts = dataclasses.replace(curves["return"], metric="rollout_return")
+            curves = {**scored, "rollout_return": rollouts}
         if velocity is not None:
             curves["forward_velocity"] = Curve.from_values(
                 "forward_velocity", wanted, velocity[..., 0].mean(-1)
