@@ -144,8 +144,9 @@ class RLDistribution(TaskDistribution, Protocol):
         """A `gymnasium.Env` with `task` set."""
         ...
 
-    # Optional parts are the capabilities below (`ScoresPolicies`, `MakesVectorEnv`,
-    # `BoundsEvalEnvs`, `RecordsRun`), each checked with `isinstance` where it is used.
+    # Optional parts are the capabilities below (`ScoresPolicies`, `ScoresPoliciesTogether`,
+    # `MakesVectorEnv`, `BoundsEvalEnvs`, `RecordsRun`), each checked with `isinstance` where
+    # it is used.
 
 
 # -- optional capabilities: small protocols, checked with isinstance where they are used ----
@@ -173,6 +174,17 @@ class ScoresPolicies(Protocol):
     return); evaluation then reports those metrics, the first one as the headline."""
 
     def evaluate_policy(self, task: Any, act: Callable[[Any], Any]) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class ScoresPoliciesTogether(Protocol):
+    """A `ScoresPolicies` distribution that scores many tasks' policies at once with the same
+    protocol (Meta-World on its batched step), or answers None where it cannot (then each
+    task is scored alone)."""
+
+    def evaluate_policies(
+        self, tasks: Sequence[Any], acts: Sequence[Callable[[Any], Any]]
+    ) -> Mapping[str, Any] | None: ...
 
 
 @runtime_checkable

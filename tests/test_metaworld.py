@@ -343,3 +343,20 @@ def test_every_curve_is_named_by_its_key(ml1_run):
     _, trainer = ml1_run
     curves = trainer.meta.curves([0], n_tasks=1)
     assert {key: curve.metric for key, curve in curves.items()} == {k: k for k in curves}
+
+
+@needs_metaworld
+def test_the_batched_scorer_is_metaworlds_evaluator_on_adapted_policies(ml1_run, monkeypatch):
+    """After 1 and 2 updates every task has its own weights: the curves scored together on
+    the batched step (`evaluate_policies`) against each task's policy scored alone by
+    Meta-World's evaluator (`evaluate_policy`), the same adapted weights (adapting is a
+    function of phi, task and seed)."""
+    _, trainer = ml1_run
+    meta = trainer.meta
+    together = meta.curves([1, 2], n_tasks=3)
+    monkeypatch.setattr(type(meta.dist), "evaluate_policies", lambda self, tasks, acts: None)
+    alone = meta.curves([1, 2], n_tasks=3)
+    np.testing.assert_array_equal(together["success"].per_task, alone["success"].per_task)
+    np.testing.assert_allclose(together["return"].per_task, alone["return"].per_task, rtol=1e-5)
+    # the adapted policies differ by task (an index into one task's weights would not)
+    assert len({round(float(r), 3) for r in together["return"].per_task.ravel()}) > 1

@@ -50,7 +50,13 @@ from metarl.learners.rl_core import (
     slot_seeds,
 )
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import Adaptation, BoundsEvalEnvs, Params, Progress
+from metarl.protocol import (
+    Adaptation,
+    BoundsEvalEnvs,
+    Params,
+    Progress,
+    ScoresPoliciesTogether,
+)
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
 from metarl.rl.rollout import (
@@ -394,7 +400,9 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
             return {}
         # the same score of a chunk's tasks together where the distribution has it
         # (Meta-World's batched step); None from it means: one task at a time
-        many = getattr(self.dist, "evaluate_policies", None)
+        many = (
+            self.dist.evaluate_policies if isinstance(self.dist, ScoresPoliciesTogether) else None
+        )
         values: dict[str, np.ndarray] = {}
         finished = 0
         for row, t in enumerate(wanted):
