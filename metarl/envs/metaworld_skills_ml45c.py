@@ -29,6 +29,7 @@ from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Skill,
+    caging_and_gripping,
     hamacher_product,
     hamacher_single,
     norm,
@@ -36,6 +37,7 @@ from metarl.envs.metaworld_rewards import (
     squared,
     tolerance_long_tail,
 )
+from metarl.envs.metaworld_rewards import gripper_caging as base_gripper_caging
 from metarl.envs.metaworld_skills_ml10a import tolerance_gaussian
 
 F32 = np.float32
@@ -66,53 +68,20 @@ def gripper_caging(
     high_density: bool = False,
     reach_radius: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`SawyerXYZEnv._gripper_caging_reward` over rows: high density, or medium density where
-    `reach_radius` (its `object_reach_radius`) is given. Returns the values (float64 arrays
-    holding float32 values where Meta-World's are float32) and the mask of those rows."""
-    obj_init = frame.consts["obj_init_pos"]
-    pad_y_lr = np.stack([frame.body("leftpad")[:, 1], frame.body("rightpad")[:, 1]], axis=1)
-    pad_to_obj_lr = np.abs(pad_y_lr - obj_pos[:, 1:2])
-    pad_to_objinit_lr = np.abs(pad_y_lr - obj_init[:, 1:2])
-    caging_lr_margin = np.abs(pad_to_objinit_lr - pad_success_thresh)
-    left, right = (
-        tolerance_long_tail(
-            pad_to_obj_lr[:, i], obj_radius, pad_success_thresh, caging_lr_margin[:, i]
-        )
-        for i in range(2)
-    )
-    caging_y = hamacher_product(left, right)
-    tcp = frame.tcp_center
-    xz = [0, 2]
-    caging_xz_margin = norm(obj_init[:, xz] - frame.consts["init_tcp"][:, xz]) - xz_thresh
-    caging_xz = tolerance_long_tail(
-        norm(tcp[:, xz] - obj_pos[:, xz]), 0, xz_thresh, caging_xz_margin
-    )
-    caging = hamacher_product(caging_y, caging_xz)
-
-    effort = action[:, -1]
-    closed = np.minimum(np.maximum(0, effort.astype(np.float64)), desired_gripper_effort)
-    gripping = np.where(caging > 0.97, closed / desired_gripper_effort, 0.0)
-    value = hamacher_product(caging, gripping)
-    single = (
-        (caging > 0.97)
-        & (effort > 0)
-        & (effort <= desired_gripper_effort)
-        & (effort.dtype == np.float32)
-    )
-    caging32 = caging.astype(F32)
-    value32 = hamacher_single(caging32, effort.astype(F32) / F32(desired_gripper_effort))
-    if high_density:
-        value = (value + caging) / 2
-        value32 = (value32 + caging32) / F32(2)
-    if reach_radius is not None:
-        tcp_to_obj = norm(obj_pos - tcp)
-        tcp_to_obj_init = norm(obj_init - frame.consts["init_tcp"])
-        reach = tolerance_long_tail(
-            tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius)
-        )
-        value = (value + reach) / 2
-        value32 = (value32 + reach.astype(F32)) / F32(2)
-    return np.where(single, value32.astype(np.float64), value), single
+    """`SawyerXYZEnv._gripper_caging_reward` over rows, from the shared caging term and its
+    gripping end (`metaworld_rewards`): high density, or medium density where `reach_radius`
+    (its `object_reach_radius`) is given, averaging in the reach term. Returns the values
+    (float64 arrays holding float32 values where Meta-World's are float32) and the mask of
+    those rows."""
+    caging = base_gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
+    value, single = caging_and_gripping(caging, action, desired_gripper_effort, high_density)
+    if reach_radius is None:
+        return value, single
+    tcp_to_obj = norm(obj_pos - frame.tcp_center)
+    tcp_to_obj_init = norm(frame.consts["obj_init_pos"] - frame.consts["init_tcp"])
+    reach = tolerance_long_tail(tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius))
+    value32 = (value.astype(F32) + reach.astype(F32)) / F32(2)
+    return np.where(single, value32.astype(np.float64), (value + reach) / 2), single
 
 
 # -- buttons ----------------------------------------------------------------------------------

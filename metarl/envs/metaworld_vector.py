@@ -145,6 +145,11 @@ class MetaWorldVector(TaskVectorEnv):
             self._capture(slot, desc)
             self._tasks[slot] = desc
         self._batch.set_models(self._models)
+        # what each row reads every step, gathered from its slot once per change of tasks
+        rows = self._slot
+        self._row_consts = {k: v[rows] for k, v in self._consts.items()}
+        self._row_goal = self._goal_in_obs[rows]
+        self._row_low, self._row_high = self._obs_low[rows], self._obs_high[rows]
 
     def _capture(self, slot: int, desc: Any) -> None:
         """Reset the slot's Meta-World env on `desc` and keep what its episodes start from."""
@@ -225,7 +230,7 @@ class MetaWorldVector(TaskVectorEnv):
             geom_xmat,
             self._qpos,
             self._qvel,
-            {k: v[self._slot] for k, v in self._consts.items()},
+            self._row_consts,
             self._ids,
             self._touching,
             self._elapsed,
@@ -236,9 +241,9 @@ class MetaWorldVector(TaskVectorEnv):
         current = np.zeros((self.num_envs, 18))
         current[:, :3], current[:, 3] = hand, apart
         current[:, 4 : 4 + objects.shape[1]] = objects
-        obs = np.concatenate([current, self._prev, self._goal_in_obs[self._slot]], axis=1)
+        obs = np.concatenate([current, self._prev, self._row_goal], axis=1)
         self._prev = current
-        obs = np.clip(obs, self._obs_low[self._slot], self._obs_high[self._slot])
+        obs = np.clip(obs, self._row_low, self._row_high)
         reward, info = self.skill.evaluate_state(frame, obs, a)
         truncated = self._elapsed >= self.max_episode_steps
         return obs, reward, truncated, info
