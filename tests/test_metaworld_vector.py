@@ -253,8 +253,8 @@ def test_ml10_meta_batches_step_each_skill_group_as_metaworld_does():
         vec.close()
 
 
-@pytest.mark.parametrize("benchmark", ["ML1", "ML10"])
-def test_the_batched_scorer_is_metaworlds_evaluator_on_per_task_policies(benchmark):
+@pytest.mark.parametrize("suite", ["ML1", "ML10"])
+def test_the_batched_scorer_is_metaworlds_evaluator_on_per_task_policies(suite):
     """Each task its own policy, as adapted policies are: Meta-World's scripted expert (shown
     the goal) on every other task, a random linear map on the others. The batched scorer's
     success rates are Meta-World's evaluator's exactly, its returns equal to float32's
@@ -264,9 +264,7 @@ def test_the_batched_scorer_is_metaworlds_evaluator_on_per_task_policies(benchma
     from metarl.envs.metaworld import MetaWorldDistribution
 
     dist = (
-        MetaWorldDistribution("ML1", "reach")
-        if benchmark == "ML1"
-        else MetaWorldDistribution("ML10")
+        MetaWorldDistribution("ML1", "reach") if suite == "ML1" else MetaWorldDistribution("ML10")
     )
     tasks = dist.sample(6, np.random.default_rng(5), split="test")
     rng = np.random.default_rng(0)
