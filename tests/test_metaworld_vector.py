@@ -157,10 +157,10 @@ def test_grip_efforts_past_the_desired_one_are_metaworlds(monkeypatch):
     skill = "pick-out-of-hole-v3"
     import metaworld.policies as policies
 
-    import metarl.envs.metaworld_skills_ml45d as ml45d
+    import metarl.envs.metaworld_rewards as rewards
 
     seen = {"float32": 0, "capped": 0}
-    combine = ml45d.caging_and_gripping
+    combine = rewards.caging_and_gripping
 
     def counted(caging, action, desired, high_density):
         value, single = combine(caging, action, desired, high_density)
@@ -168,7 +168,7 @@ def test_grip_efforts_past_the_desired_one_are_metaworlds(monkeypatch):
         seen["capped"] += int(((caging > 0.97) & (action[:, -1] > desired)).sum())
         return value, single
 
-    monkeypatch.setattr(ml45d, "caging_and_gripping", counted)
+    monkeypatch.setattr(rewards, "caging_and_gripping", counted)
     vec, own, goals, first = _both(skill)
     expert = getattr(policies, expert_of(skill))()
     rng = np.random.default_rng(2)

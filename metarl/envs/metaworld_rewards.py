@@ -38,18 +38,42 @@ def squared(y: np.ndarray) -> np.ndarray:
     return np.float_power(y, np.full(np.shape(y), 2.0))
 
 
-def tolerance_long_tail(
-    x: np.ndarray, lower: float, upper: float, margin: np.ndarray | float
+GAUSSIAN_SCALE = np.sqrt(-2 * np.log(0.1))
+"""dm_control's `gaussian` sigmoid scale at Meta-World's value 0.1 at the margin (a NumPy
+float64, as the scalar code computes it)."""
+
+
+def _tolerance(
+    x: np.ndarray,
+    lower: float,
+    upper: float,
+    margin: np.ndarray | float,
+    sigmoid: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """`reward_utils.tolerance(x, bounds=(lower, upper), margin, sigmoid="long_tail")` per row;
-    rows whose margin is 0 get 0 outside the bounds, as the scalar function does."""
+    """`reward_utils.tolerance(x, bounds=(lower, upper), margin, sigmoid)` per row, `sigmoid`
+    of the distance past the bounds in margins; rows whose margin is 0 get 0 outside the
+    bounds, as the scalar function does."""
     x = np.asarray(x, dtype=np.float64)
     margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), x.shape)
     in_bounds = np.logical_and(lower <= x, x <= upper)
     safe = np.where(margin == 0, 1.0, margin)
     d = np.where(x < lower, lower - x, x - upper) / safe
-    value = np.where(in_bounds, 1.0, 1 / (squared(d * LONG_TAIL_SCALE) + 1))
+    value = np.where(in_bounds, 1.0, sigmoid(d))
     return np.where(margin == 0, np.where(in_bounds, 1.0, 0.0), value)
+
+
+def tolerance_long_tail(
+    x: np.ndarray, lower: float, upper: float, margin: np.ndarray | float
+) -> np.ndarray:
+    """`reward_utils.tolerance(..., sigmoid="long_tail")` per row (`_tolerance`)."""
+    return _tolerance(x, lower, upper, margin, lambda d: 1 / (squared(d * LONG_TAIL_SCALE) + 1))
+
+
+def tolerance_gaussian(
+    x: np.ndarray, lower: float, upper: float, margin: np.ndarray | float
+) -> np.ndarray:
+    """`reward_utils.tolerance(..., sigmoid="gaussian")` per row (`_tolerance`)."""
+    return _tolerance(x, lower, upper, margin, lambda d: np.exp(-0.5 * squared(d * GAUSSIAN_SCALE)))
 
 
 def hamacher_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,6 +81,28 @@ def hamacher_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     denominator = a + b - (a * b)
     safe = np.where(denominator > 0, denominator, 1.0)
     return np.where(denominator > 0, (a * b) / safe, 0.0)
+
+
+def abs_norm(x: np.ndarray) -> np.ndarray:
+    """`np.linalg.norm` of one scalar per row: `sqrt(x . x)` (equal to |x|, kept literal)."""
+    return np.sqrt(x * x)
+
+
+def norm4(x: np.ndarray) -> np.ndarray:
+    """`np.linalg.norm` of each row (row by row: its order of summing 4 values is its own)."""
+    return np.array([np.linalg.norm(row) for row in x])
+
+
+def flag(mask: np.ndarray) -> np.ndarray:
+    """A boolean test per row as Meta-World's info value: `float(test)`."""
+    return mask.astype(np.float64)
+
+
+def drop_y(points: np.ndarray) -> np.ndarray:
+    """`p + np.array([0.0, -p[1], 0.0])` per row (the caging rewards' x-z plane)."""
+    offset = np.zeros_like(points)
+    offset[:, 1] = -points[:, 1]
+    return points + offset
 
 
 @dataclass
@@ -117,7 +163,74 @@ def quaternion(matrices: np.ndarray) -> np.ndarray:
     return np.asarray(Rotation.from_matrix(matrices).as_quat()).reshape(-1, 4)
 
 
+def body_matrices(quats: np.ndarray) -> np.ndarray:
+    """MuJoCo's `xmat` of bodies from their `xquat` rows, `[n, 3, 3]`: `mju_quat2Mat`, the
+    function `mj_kinematics` computes it with, so the same bits."""
+    import mujoco
+
+    out = np.zeros((len(quats), 9))
+    for row, quat in zip(out, quats, strict=True):
+        mujoco.mju_quat2Mat(row, np.ascontiguousarray(quat))
+    return out.reshape(-1, 3, 3)
+
+
+def with_quat(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """One object's observation: its position and quaternion, `[n, 7]`."""
+    return np.concatenate([pos, quat], axis=1)
+
+
+def without_quat(pos: np.ndarray) -> np.ndarray:
+    """A position with the zero quaternion of envs whose `_get_quat_objects` is zeros(4)."""
+    return with_quat(pos, np.zeros((len(pos), 4)))
+
+
+def body_object(frame: Frame, body: str) -> np.ndarray:
+    """A body's position (`get_body_com`) and its `xquat`."""
+    return with_quat(frame.body(body), frame.body_quat(body))
+
+
+def geom_object(frame: Frame, geom: str) -> np.ndarray:
+    """A geom's position and the quaternion of its frame (`Rotation.from_matrix(xmat)`)."""
+    return with_quat(frame.geom(geom), quaternion(frame.geom_matrix(geom)))
+
+
+def body_matrix_quat(frame: Frame, body: str) -> np.ndarray:
+    """`Rotation.from_matrix(data.body(body).xmat).as_quat()` per row: the matrix MuJoCo's
+    kinematics derives from the body's `xquat`, then SciPy's quaternion."""
+    return quaternion(body_matrices(frame.body_quat(body)))
+
+
 Info = dict[str, np.ndarray]
+
+
+def infos(
+    reward: np.ndarray,
+    *,
+    success: np.ndarray,
+    near_object: np.ndarray | float,
+    grasp_success: np.ndarray | float,
+    grasp_reward: np.ndarray | float,
+    in_place_reward: np.ndarray,
+    obj_to_target: np.ndarray | float,
+) -> Info:
+    """Meta-World's info values of `evaluate_state` per row, with `unscaled_reward`: a boolean
+    test becomes its 0/1 float (`float(test)`), a constant fills every row."""
+
+    def value(v: np.ndarray | float) -> np.ndarray:
+        v = np.asarray(v)
+        if v.dtype == bool:
+            return v.astype(np.float64)
+        return np.full(reward.shape, float(v)) if v.ndim == 0 else v
+
+    return {
+        "success": value(success),
+        "near_object": value(near_object),
+        "grasp_success": value(grasp_success),
+        "grasp_reward": value(grasp_reward),
+        "in_place_reward": value(in_place_reward),
+        "obj_to_target": value(obj_to_target),
+        "unscaled_reward": reward,
+    }
 
 
 class Skill:
@@ -149,8 +262,7 @@ class _OneObject(Skill):
     geoms = ("objGeom",)
 
     def objects(self, frame: Frame) -> np.ndarray:
-        quat = quaternion(frame.geom_matrix("objGeom"))
-        return np.concatenate([frame.body("obj"), quat], axis=1)
+        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("objGeom")))
 
 
 class Reach(_OneObject):
@@ -167,29 +279,18 @@ class Reach(_OneObject):
         in_place_margin = norm(frame.consts["hand_init_pos"] - target)
         in_place = tolerance_long_tail(tcp_to_target, 0, 0.05, in_place_margin)
         reward = 10 * in_place
-        info = {
-            "success": (tcp_to_target <= 0.05).astype(np.float64),
-            "near_object": tcp_to_target,
-            "grasp_success": np.ones_like(reward),
-            "grasp_reward": tcp_to_target,
-            "in_place_reward": in_place,
-            "obj_to_target": tcp_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=tcp_to_target <= 0.05,
+            near_object=tcp_to_target,
+            grasp_success=1.0,
+            grasp_reward=tcp_to_target,
+            in_place_reward=in_place,
+            obj_to_target=tcp_to_target,
+        )
 
 
-def _gripper_caging_reward(
-    frame: Frame,
-    action: np.ndarray,
-    obj_pos: np.ndarray,
-    obj_radius: float,
-    pad_success_thresh: float,
-    xz_thresh: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`SawyerXYZEnv._gripper_caging_reward(..., high_density=True)` over rows."""
-    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
-    return caging_and_gripping(caging, action)
+# -- caging: SawyerXYZEnv._gripper_caging_reward and the skills' own versions of it -----------
 
 
 def gripper_caging(
@@ -200,7 +301,7 @@ def gripper_caging(
     xz_thresh: float,
 ) -> np.ndarray:
     """The `caging` term of `SawyerXYZEnv._gripper_caging_reward` over rows (before the
-    gripper's effort enters; the skills combine the two by their own density)."""
+    gripper's effort enters; `gripper_caging_reward` combines the two by a density)."""
     obj_init = frame.consts["obj_init_pos"]
     pad_y_lr = np.stack([frame.body("leftpad")[:, 1], frame.body("rightpad")[:, 1]], axis=1)
     pad_to_obj_lr = np.abs(pad_y_lr - obj_pos[:, 1:2])
@@ -256,6 +357,81 @@ def caging_and_gripping(
     return value, single
 
 
+def gripper_caging_reward(
+    frame: Frame,
+    action: np.ndarray,
+    obj_pos: np.ndarray,
+    obj_radius: float,
+    pad_success_thresh: float,
+    xz_thresh: float,
+    *,
+    desired_gripper_effort: float = 1.0,
+    high_density: bool = True,
+    reach_radius: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`SawyerXYZEnv._gripper_caging_reward` over rows: high density (averaged with the
+    caging term), medium density where `reach_radius` (its `object_reach_radius`) is given
+    with `high_density=False` (averaged with the reach term), or neither. Returns the values
+    (float64 arrays holding float32 values where Meta-World's are float32) and the mask of
+    those rows (`caging_and_gripping`)."""
+    if high_density and reach_radius is not None:
+        raise ValueError(
+            "gripper_caging_reward: reach_radius (medium density) needs high_density=False"
+        )
+    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
+    value, single = caging_and_gripping(caging, action, desired_gripper_effort, high_density)
+    if reach_radius is None:
+        return value, single
+    tcp_to_obj = norm(obj_pos - frame.tcp_center)
+    tcp_to_obj_init = norm(frame.consts["obj_init_pos"] - frame.consts["init_tcp"])
+    reach = tolerance_long_tail(tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius))
+    value32 = (value.astype(np.float32) + reach.astype(np.float32)) / np.float32(2)
+    return np.where(single, value32.astype(np.float64), (value + reach) / 2), single
+
+
+def pad_y_caging(
+    frame: Frame, obj: np.ndarray, obj_radius: float, bound: float, pad_success_margin: float = 0.05
+) -> np.ndarray:
+    """The y-caging of the skills with their own caging reward (pick-place, sweeps, push-back,
+    soccer): `hamacher` of each pad's y distance to the object within `[obj_radius, bound]`,
+    the margins from the pads' current positions (Meta-World's `init_left_pad` /
+    `init_right_pad` are live views of `data.xpos`)."""
+    left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
+    delta_left = left_pad[:, 1] - obj[:, 1]
+    delta_right = obj[:, 1] - right_pad[:, 1]
+    right_margin = abs(abs(obj[:, 1] - right_pad[:, 1]) - pad_success_margin)
+    left_margin = abs(abs(obj[:, 1] - left_pad[:, 1]) - pad_success_margin)
+    right = tolerance_long_tail(delta_right, obj_radius, bound, right_margin)
+    left = tolerance_long_tail(delta_left, obj_radius, bound, left_margin)
+    return hamacher_product(right, left)
+
+
+def xz_caging(frame: Frame, obj: np.ndarray, xz_margin: float) -> np.ndarray:
+    """The hand's x-z caging of those skills, margin from the reset's object and hand."""
+    tcp_obj_x_z = norm(drop_y(frame.tcp_center) - drop_y(obj))
+    init_obj_x_z = drop_y(frame.consts["obj_init_pos"])
+    init_tcp_x_z = drop_y(frame.consts["init_tcp"])
+    margin = norm(init_obj_x_z - init_tcp_x_z) - xz_margin
+    return tolerance_long_tail(tcp_obj_x_z, 0, xz_margin, margin)
+
+
+def pad_caging(
+    frame: Frame, obj: np.ndarray, obj_radius: float, grip_margin: float, xz_margin: float
+) -> np.ndarray:
+    """The `_gripper_caging_reward` of sweep, sweep-into, push-back and soccer: the caging
+    (`pad_y_caging` and `xz_caging`), and for gripping the y-caging at the tighter
+    `grip_margin` where the caging is above 0.95, averaged. It never reads the gripper's
+    effort, so every value is float64."""
+    y_caging = pad_y_caging(frame, obj, obj_radius, 0.05)
+    y_gripping = pad_y_caging(frame, obj, obj_radius, grip_margin)
+    caging = hamacher_product(y_caging, xz_caging(frame, obj, xz_margin))
+    gripping = np.where(caging > 0.95, y_gripping, 0.0)
+    return (caging + gripping) / 2
+
+
+# -- float32 rows ---------------------------------------------------------------------------
+
+
 def hamacher_single(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`hamacher_product` in float32 (where an operand is a NumPy float32 scalar)."""
     a, b = a.astype(np.float32), b.astype(np.float32)
@@ -264,18 +440,30 @@ def hamacher_single(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, (a * b) / safe, np.float32(0))
 
 
-def _drop_y(points: np.ndarray) -> np.ndarray:
-    """`p + np.array([0.0, -p[1], 0.0])` per row (pick-place's x-z plane)."""
-    offset = np.zeros_like(points)
-    offset[:, 1] = -points[:, 1]
-    return points + offset
+def hamacher_typed(a: np.ndarray, b: np.ndarray, single: np.ndarray) -> np.ndarray:
+    """`hamacher_product`, in float32 on the rows of `single` (where `a` is a float32 value in
+    Meta-World, `caging_and_gripping`)."""
+    value = hamacher_product(a, b)
+    if single.any():
+        value = np.where(single, hamacher_single(a, b).astype(np.float64), value)
+    return value
 
 
-def _grasp_success(frame: Frame, obj: np.ndarray, tcp_opened: np.ndarray) -> np.ndarray:
+def plus_bonus(reward: np.ndarray, bonus: np.ndarray, single: np.ndarray) -> np.ndarray:
+    """`reward + bonus` (a float64 bonus), in float32 on the rows of `single` (where `reward`
+    is a float32 value in Meta-World)."""
+    total = reward + bonus
+    if single.any():
+        total32 = reward.astype(np.float32) + bonus.astype(np.float32)
+        total = np.where(single, total32.astype(np.float64), total)
+    return total
+
+
+def grasp_success(frame: Frame, obj: np.ndarray, tcp_opened: np.ndarray) -> np.ndarray:
     """`touching_main_object and tcp_opened > 0 and obj[2] - 0.02 > obj_init_pos[2]`: the
     contacts are computed only where the two cheap conditions hold (the same value)."""
     cheap = (tcp_opened > 0) & (obj[:, 2] - 0.02 > frame.consts["obj_init_pos"][:, 2])
-    return (cheap & frame.touching(cheap, "objGeom")).astype(np.float64)
+    return cheap & frame.touching(cheap, "objGeom")
 
 
 class Push(_OneObject):
@@ -294,7 +482,7 @@ class Push(_OneObject):
         target_to_obj = norm(obj - target)
         target_to_obj_init = norm(obj_init - target)
         in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
-        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
+        object_grasped, single = gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
         reward = 2 * object_grasped
         near = (tcp_to_obj < 0.02) & (tcp_opened > 0)
         bonus = reward + (1.0 + reward + 5.0 * in_place)
@@ -304,49 +492,24 @@ class Push(_OneObject):
             bonus = np.where(single, bonus32.astype(np.float64), bonus)
         reward = np.where(near, bonus, reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": (target_to_obj <= self.TARGET_RADIUS).astype(np.float64),
-            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=target_to_obj <= self.TARGET_RADIUS,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 class PickPlace(_OneObject):
-    """`SawyerPickPlaceEnvV3` (sawyer_pick_place_v3.py), with its own caging reward. Its
-    `init_left_pad` / `init_right_pad` are live views of the pads' current positions
-    (`get_body_com` returns a view of `data.xpos`), so the reward reads the current pads."""
+    """`SawyerPickPlaceEnvV3` (sawyer_pick_place_v3.py), with its own caging reward: the
+    pads' y-caging and the hand's x-z caging (`pad_y_caging`, `xz_caging`), then the gripper's
+    effort as the shared reward's."""
 
     name = "pick-place-v3"
     consts = ("_target_pos", "obj_init_pos", "init_tcp")
-
-    def _caging(
-        self, frame: Frame, action: np.ndarray, obj_pos: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        pad_success_margin, x_z_success_margin, obj_radius = 0.05, 0.005, 0.015
-        tcp = frame.tcp_center
-        left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
-        delta_object_y_left_pad = left_pad[:, 1] - obj_pos[:, 1]
-        delta_object_y_right_pad = obj_pos[:, 1] - right_pad[:, 1]
-        right_caging_margin = abs(abs(obj_pos[:, 1] - right_pad[:, 1]) - pad_success_margin)
-        left_caging_margin = abs(abs(obj_pos[:, 1] - left_pad[:, 1]) - pad_success_margin)
-        right_caging = tolerance_long_tail(
-            delta_object_y_right_pad, obj_radius, pad_success_margin, right_caging_margin
-        )
-        left_caging = tolerance_long_tail(
-            delta_object_y_left_pad, obj_radius, pad_success_margin, left_caging_margin
-        )
-        y_caging = hamacher_product(left_caging, right_caging)
-        tcp_obj_norm_x_z = norm(_drop_y(tcp) - _drop_y(obj_pos))
-        obj_init, init_tcp = frame.consts["obj_init_pos"], frame.consts["init_tcp"]
-        init_obj_x_z, init_tcp_x_z = _drop_y(obj_init), _drop_y(init_tcp)
-        margin = norm(init_obj_x_z - init_tcp_x_z) - x_z_success_margin
-        x_z_caging = tolerance_long_tail(tcp_obj_norm_x_z, 0, x_z_success_margin, margin)
-        return caging_and_gripping(hamacher_product(y_caging, x_z_caging), action)
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -357,36 +520,53 @@ class PickPlace(_OneObject):
         tcp_to_obj = norm(obj - frame.tcp_center)
         in_place_margin = norm(obj_init - target)
         in_place = tolerance_long_tail(obj_to_target, 0, 0.05, in_place_margin)
-        object_grasped, single = self._caging(frame, action, obj)
-        reward = hamacher_product(object_grasped, in_place)
-        bonus = 1.0 + 5.0 * in_place
-        lifted_reward = reward + bonus
-        if single.any():  # `object_grasped` is float32 there (`caging_and_gripping`)
-            reward32 = hamacher_single(object_grasped, in_place)
-            reward = np.where(single, reward32.astype(np.float64), reward)
-            lifted32 = reward32 + bonus.astype(np.float32)
-            lifted_reward = np.where(single, lifted32.astype(np.float64), lifted_reward)
+        caging = hamacher_product(
+            pad_y_caging(frame, obj, 0.015, 0.05), xz_caging(frame, obj, 0.005)
+        )
+        object_grasped, single = caging_and_gripping(caging, action)
+        reward = hamacher_typed(object_grasped, in_place, single)
         lifted = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
-        reward = np.where(lifted, lifted_reward, reward)
+        reward = np.where(lifted, plus_bonus(reward, 1.0 + 5.0 * in_place, single), reward)
         reward = np.where(obj_to_target < 0.05, 10.0, reward)
-        info = {
-            "success": (obj_to_target <= 0.07).astype(np.float64),
-            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 __all__ = [
     "Frame",
+    "Info",
     "Skill",
+    "abs_norm",
+    "body_matrix_quat",
+    "body_object",
     "caging_and_gripping",
+    "drop_y",
+    "flag",
+    "geom_object",
+    "grasp_success",
     "gripper_caging",
+    "gripper_caging_reward",
     "hamacher_product",
+    "hamacher_single",
+    "hamacher_typed",
+    "infos",
     "norm",
+    "norm4",
+    "pad_caging",
+    "pad_y_caging",
+    "plus_bonus",
+    "quaternion",
+    "squared",
+    "tolerance_gaussian",
     "tolerance_long_tail",
+    "with_quat",
+    "without_quat",
+    "xz_caging",
 ]

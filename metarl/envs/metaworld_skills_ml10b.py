@@ -19,28 +19,27 @@ from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Skill,
-    _grasp_success,
-    _gripper_caging_reward,
-    gripper_caging,
+    body_matrices,
+    body_object,
+    grasp_success,
+    gripper_caging_reward,
     hamacher_product,
-    hamacher_single,
+    hamacher_typed,
+    infos,
     norm,
+    pad_caging,
+    plus_bonus,
     quaternion,
     tolerance_long_tail,
+    with_quat,
 )
-
-
-def _drop_y(points: np.ndarray) -> np.ndarray:
-    """`p + np.array([0.0, -p[1], 0.0])` per row (the caging rewards' x-z plane)."""
-    offset = np.zeros_like(points)
-    offset[:, 1] = -points[:, 1]
-    return points + offset
 
 
 class _Sweep(Skill):
     """Sweep and sweep-into: the puck is pushed, never lifted, and their own caging reward
-    (`_gripper_caging_reward` overridden) ignores the gripper's effort: its `gripping` is
-    the pads' y-closeness, so every value here is float64."""
+    (`_gripper_caging_reward` overridden, `metaworld_rewards.pad_caging`) ignores the
+    gripper's effort: its `gripping` is the pads' y-closeness, so every value here is
+    float64."""
 
     bodies = ("obj", "leftpad", "rightpad")
     geoms = ("objGeom",)
@@ -49,43 +48,6 @@ class _Sweep(Skill):
     GRIP_MARGIN: float
     """`grip_success_margin - obj_radius` in the env's caging reward."""
     X_Z_SUCCESS_MARGIN: float
-
-    def _caging(self, frame: Frame, obj_pos: np.ndarray) -> np.ndarray:
-        """The env's `_gripper_caging_reward(action, obj, OBJ_RADIUS)`. Its
-        `init_left_pad` / `init_right_pad` are live views of the pads' current positions
-        (`get_body_com` returns a view of `data.xpos`), so the margins read the current pads."""
-        obj_radius = self.OBJ_RADIUS
-        pad_success_margin = 0.05
-        grip_success_margin = obj_radius + self.GRIP_MARGIN
-        x_z_success_margin = self.X_Z_SUCCESS_MARGIN
-        tcp = frame.tcp_center
-        left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
-        delta_object_y_left_pad = left_pad[:, 1] - obj_pos[:, 1]
-        delta_object_y_right_pad = obj_pos[:, 1] - right_pad[:, 1]
-        right_caging_margin = abs(abs(obj_pos[:, 1] - right_pad[:, 1]) - pad_success_margin)
-        left_caging_margin = abs(abs(obj_pos[:, 1] - left_pad[:, 1]) - pad_success_margin)
-        right_caging = tolerance_long_tail(
-            delta_object_y_right_pad, obj_radius, pad_success_margin, right_caging_margin
-        )
-        left_caging = tolerance_long_tail(
-            delta_object_y_left_pad, obj_radius, pad_success_margin, left_caging_margin
-        )
-        right_gripping = tolerance_long_tail(
-            delta_object_y_right_pad, obj_radius, grip_success_margin, right_caging_margin
-        )
-        left_gripping = tolerance_long_tail(
-            delta_object_y_left_pad, obj_radius, grip_success_margin, left_caging_margin
-        )
-        y_caging = hamacher_product(right_caging, left_caging)
-        y_gripping = hamacher_product(right_gripping, left_gripping)
-        tcp_obj_norm_x_z = norm(_drop_y(tcp) - _drop_y(obj_pos))
-        init_obj_x_z = _drop_y(frame.consts["obj_init_pos"])
-        init_tcp_x_z = _drop_y(frame.consts["init_tcp"])
-        margin = norm(init_obj_x_z - init_tcp_x_z) - x_z_success_margin
-        x_z_caging = tolerance_long_tail(tcp_obj_norm_x_z, 0, x_z_success_margin, margin)
-        caging = hamacher_product(y_caging, x_z_caging)
-        gripping = np.where(caging > 0.95, y_gripping, 0.0)
-        return (caging + gripping) / 2
 
     def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
         return frame.consts["_target_pos"]
@@ -100,21 +62,23 @@ class _Sweep(Skill):
         tcp_to_obj = norm(obj - frame.tcp_center)
         in_place_margin = norm(frame.consts["obj_init_pos"] - target)
         in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
-        object_grasped = self._caging(frame, obj)
+        radius = self.OBJ_RADIUS
+        object_grasped = pad_caging(
+            frame, obj, radius, radius + self.GRIP_MARGIN, self.X_Z_SUCCESS_MARGIN
+        )
         in_place_and_object_grasped = hamacher_product(object_grasped, in_place)
         reward = (2 * object_grasped) + (6 * in_place_and_object_grasped)
         reward = np.where(obj_to_target < target_radius, 10.0, reward)
         opened = tcp_opened > 0
-        info = {
-            "success": (obj_to_target <= 0.05).astype(np.float64),
-            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
-            "grasp_reward": object_grasped,
-            "grasp_success": (opened & frame.touching(opened, "objGeom")).astype(np.float64),
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.05,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=opened & frame.touching(opened, "objGeom"),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 class Sweep(_Sweep):
@@ -126,7 +90,7 @@ class Sweep(_Sweep):
     X_Z_SUCCESS_MARGIN = 0.005
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return np.concatenate([frame.body("obj"), frame.body_quat("obj")], axis=1)
+        return body_object(frame, "obj")
 
 
 class SweepInto(_Sweep):
@@ -139,8 +103,7 @@ class SweepInto(_Sweep):
     X_Z_SUCCESS_MARGIN = 0.01
 
     def objects(self, frame: Frame) -> np.ndarray:
-        quat = quaternion(frame.geom_matrix("objGeom"))
-        return np.concatenate([frame.body("obj"), quat], axis=1)
+        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("objGeom")))
 
     def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
         target = frame.consts["_target_pos"].copy()
@@ -162,7 +125,7 @@ class Basketball(Skill):
     TARGET_RADIUS = 0.08
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return np.concatenate([frame.body("bsktball"), frame.body_quat("bsktball")], axis=1)
+        return body_object(frame, "bsktball")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -176,39 +139,21 @@ class Basketball(Skill):
         in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
         tcp_opened = obs[:, 3]
         tcp_to_obj = norm(obj - frame.tcp_center)
-        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.025, 0.06, 0.005)
+        object_grasped, single = gripper_caging_reward(frame, action, obj, 0.025, 0.06, 0.005)
         lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
         object_grasped = np.where(lifted, 1.0, object_grasped)
-        single = single & ~lifted
-        reward = hamacher_product(object_grasped, in_place)
-        if single.any():
-            reward32 = hamacher_single(object_grasped, in_place)
-            reward = np.where(single, reward32.astype(np.float64), reward)
+        reward = hamacher_typed(object_grasped, in_place, single & ~lifted)
         reward = np.where(lifted, reward + (1.0 + 5.0 * in_place), reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": (target_to_obj <= self.TARGET_RADIUS).astype(np.float64),
-            "near_object": (tcp_to_obj <= 0.05).astype(np.float64),
-            "grasp_success": ((tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2])).astype(
-                np.float64
-            ),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
-
-
-def _body_matrices(quats: np.ndarray) -> np.ndarray:
-    """MuJoCo's `xmat` of bodies from their `xquat` rows, `[n, 3, 3]`: `mju_quat2Mat`, the
-    function `mj_kinematics` computes it with, so the same bits."""
-    import mujoco
-
-    out = np.zeros((len(quats), 9))
-    for row, quat in zip(out, quats, strict=True):
-        mujoco.mju_quat2Mat(row, quat)
-    return out.reshape(-1, 3, 3)
+        return reward, infos(
+            reward,
+            success=target_to_obj <= self.TARGET_RADIUS,
+            near_object=tcp_to_obj <= 0.05,
+            grasp_success=(tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2]),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 def _in_range(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -256,8 +201,8 @@ class PegInsertSide(Skill):
     TARGET_RADIUS = 0.07
 
     def objects(self, frame: Frame) -> np.ndarray:
-        quat = quaternion(_body_matrices(frame.body_quat("peg")))
-        return np.concatenate([frame.site("pegGrasp"), quat], axis=1)
+        quat = quaternion(body_matrices(frame.body_quat("peg")))
+        return with_quat(frame.site("pegGrasp"), quat)
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -283,50 +228,23 @@ class PegInsertSide(Skill):
         )
         collision_boxes = hamacher_product(box_2, box_1)
         in_place = hamacher_product(in_place, collision_boxes)
-        object_grasped, single = _gripper_caging_reward(frame, action, obj, 0.0075, 0.03, 0.005)
+        object_grasped, single = gripper_caging_reward(frame, action, obj, 0.0075, 0.03, 0.005)
         lifted = (tcp_to_obj < 0.08) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
         object_grasped = np.where(lifted, 1.0, object_grasped)
         single = single & ~lifted & ~inside_1 & ~inside_2
-        reward = hamacher_product(object_grasped, in_place)
-        if single.any():
-            reward32 = hamacher_single(object_grasped, in_place)
-            reward = np.where(single, reward32.astype(np.float64), reward)
+        reward = hamacher_typed(object_grasped, in_place, single)
         reward = np.where(lifted, reward + (1.0 + 5 * in_place), reward)
         reward = np.where(obj_to_target <= 0.07, 10.0, reward)
-        grasp_success = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
-        info = {
-            "success": (obj_to_target <= 0.07).astype(np.float64),
-            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
-            "grasp_success": grasp_success.astype(np.float64),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
-
-
-def _caging_low_density(
-    frame: Frame,
-    action: np.ndarray,
-    obj_pos: np.ndarray,
-    obj_radius: float,
-    pad_success_thresh: float,
-    xz_thresh: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`SawyerXYZEnv._gripper_caging_reward(...)` without either density: `hamacher(caging,
-    gripping)`, gripping the gripper's effort clamped to [0, 1] where `caging > 0.97`. As in
-    `caging_and_gripping`, the value is float32 where the action is float32 and that effort
-    positive; returns the values and the mask of those rows."""
-    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
-    effort = action[:, -1]
-    clamped = np.minimum(np.maximum(0, effort.astype(np.float64)), 1.0) / 1.0
-    value = hamacher_product(caging, np.where(caging > 0.97, clamped, 0.0))
-    single = (caging > 0.97) & (effort > 0) & (effort.dtype == np.float32)
-    if single.any():
-        gripping32 = np.minimum(effort, np.float32(1.0)) / np.float32(1.0)
-        value = np.where(single, hamacher_single(caging, gripping32).astype(np.float64), value)
-    return value, single
+        grasped = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasped,
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 class ShelfPlace(Skill):
@@ -343,8 +261,7 @@ class ShelfPlace(Skill):
     consts = ("_target_pos", "obj_init_pos", "init_tcp")
 
     def objects(self, frame: Frame) -> np.ndarray:
-        quat = quaternion(frame.geom_matrix("objGeom"))
-        return np.concatenate([frame.body("obj"), quat], axis=1)
+        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("objGeom")))
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -356,11 +273,10 @@ class ShelfPlace(Skill):
         tcp_to_obj = norm(obj - frame.tcp_center)
         in_place_margin = norm(obj_init - target)
         in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
-        object_grasped, single = _caging_low_density(frame, action, obj, 0.02, 0.05, 0.01)
-        reward = hamacher_product(object_grasped, in_place)
-        if single.any():
-            reward32 = hamacher_single(object_grasped, in_place)
-            reward = np.where(single, reward32.astype(np.float64), reward)
+        object_grasped, single = gripper_caging_reward(
+            frame, action, obj, 0.02, 0.05, 0.01, high_density=False
+        )
+        reward = hamacher_typed(object_grasped, in_place, single)
         low = (obj[:, 2] > 0.0) & (obj[:, 2] < 0.24)
         beside = (target[:, 0] - 0.15 < obj[:, 0]) & (obj[:, 0] < target[:, 0] + 0.15)
         front = target[:, 1] - 3 * target_radius
@@ -371,23 +287,19 @@ class ShelfPlace(Skill):
         in_place = np.where(bounded, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
         in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
         lifted = (tcp_to_obj < 0.025) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
-        bonus = 1.0 + 5.0 * in_place
-        lifted_reward = reward + bonus
-        if single.any():  # `reward` is float32 there; `bonus` too where `in_place` is a float
-            lifted32 = reward.astype(np.float32) + bonus.astype(np.float32)
-            lifted_reward = np.where(single & ~bounded, lifted32.astype(np.float64), lifted_reward)
+        # `reward` is float32 on the `single` rows; `bonus` too where `in_place` is a float
+        lifted_reward = plus_bonus(reward, 1.0 + 5.0 * in_place, single & ~bounded)
         reward = np.where(lifted, lifted_reward, reward)
         reward = np.where(obj_to_target < target_radius, 10.0, reward)
-        info = {
-            "success": (obj_to_target <= 0.07).astype(np.float64),
-            "near_object": (tcp_to_obj <= 0.03).astype(np.float64),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 __all__ = ["Basketball", "PegInsertSide", "ShelfPlace", "Sweep", "SweepInto"]

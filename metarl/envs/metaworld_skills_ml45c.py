@@ -3,18 +3,18 @@ machine, a dial and the nut-and-peg pair.
 
 Each `Skill` here is one Meta-World v3 env's `_get_pos_objects` / `_get_quat_objects` /
 `evaluate_state` over rows (the contract and the arithmetic helpers are
-`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_skills_ml10a`'s), in
+`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_families`'s), in
 Meta-World's operation order and types, so that `tests/test_metaworld_vector.py` finds them
 equal to Meta-World's own env bit for bit.
 
 What these skills add:
 
 - The caging reward of `SawyerXYZEnv._gripper_caging_reward` with a desired gripper effort
-  below 1 and with its medium density (`gripper_caging`): `min(max(0, a), d) / d` is the
-  action's float32 scalar divided in float32 where `0 < a <= d`, so everything after it is
-  float32 there.
+  below 1 and with its medium density (`metaworld_rewards.gripper_caging_reward`):
+  `min(max(0, a), d) / d` is the action's float32 scalar divided in float32 where
+  `0 < a <= d`, so everything after it is float32 there.
 - Norms of quaternion differences (4-vectors), taken row by row with `np.linalg.norm` itself
-  (`norm4`): its sum order for 4 values is not the 3-vector one.
+  (`metaworld_rewards.norm4`): its sum order for 4 values is not the 3-vector one.
 - Live views: door-lock's `init_left_pad` is `data.xpos`'s row of the left pad, so its
   "initial" distance is the current one; bin-picking's `_target_pos` is the goal bin's.
 - State set by the reward: bin-picking's in-place margin is the first step's distance of each
@@ -25,184 +25,81 @@ from __future__ import annotations
 
 import numpy as np
 
+from metarl.envs.metaworld_families import (
+    Button,
+    above_floor,
+    closed_reach_reward,
+    floor_height,
+)
 from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Skill,
-    caging_and_gripping,
+    body_object,
+    flag,
+    gripper_caging_reward,
     hamacher_product,
-    hamacher_single,
+    hamacher_typed,
+    infos,
     norm,
+    norm4,
+    plus_bonus,
     quaternion,
     squared,
+    tolerance_gaussian,
     tolerance_long_tail,
+    with_quat,
 )
-from metarl.envs.metaworld_rewards import gripper_caging as base_gripper_caging
-from metarl.envs.metaworld_skills_ml10a import tolerance_gaussian
 
 F32 = np.float32
 
 
-def _flag(mask: np.ndarray) -> np.ndarray:
-    return mask.astype(np.float64)
+# -- buttons (`metaworld_families.Button`) ----------------------------------------------------
 
 
-def norm4(x: np.ndarray) -> np.ndarray:
-    """`np.linalg.norm` of each row (row by row: its order of summing 4 values is its own)."""
-    return np.array([np.linalg.norm(row) for row in x])
-
-
-def _with_quat(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
-    return np.concatenate([pos, quat], axis=1)
-
-
-def gripper_caging(
-    frame: Frame,
-    action: np.ndarray,
-    obj_pos: np.ndarray,
-    obj_radius: float,
-    pad_success_thresh: float,
-    xz_thresh: float,
-    *,
-    desired_gripper_effort: float = 1.0,
-    high_density: bool = False,
-    reach_radius: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`SawyerXYZEnv._gripper_caging_reward` over rows, from the shared caging term and its
-    gripping end (`metaworld_rewards`): high density, or medium density where `reach_radius`
-    (its `object_reach_radius`) is given, averaging in the reach term. Returns the values
-    (float64 arrays holding float32 values where Meta-World's are float32) and the mask of
-    those rows."""
-    caging = base_gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
-    value, single = caging_and_gripping(caging, action, desired_gripper_effort, high_density)
-    if reach_radius is None:
-        return value, single
-    tcp_to_obj = norm(obj_pos - frame.tcp_center)
-    tcp_to_obj_init = norm(frame.consts["obj_init_pos"] - frame.consts["init_tcp"])
-    reach = tolerance_long_tail(tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius))
-    value32 = (value.astype(F32) + reach.astype(F32)) / F32(2)
-    return np.where(single, value32.astype(np.float64), (value + reach) / 2), single
-
-
-# -- buttons ----------------------------------------------------------------------------------
-
-
-class _Button(Skill):
-    """The button skills' shared observation: the button body offset by a constant."""
-
-    bodies = ("button",)
-    consts = ("_target_pos", "init_tcp", "_obj_to_target_init")
-    OFFSET = np.array([0.0, -0.193, 0.0])
-
-    def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(frame.body("button") + self.OFFSET, frame.body_quat("button"))
-
-    def _distances(self, frame: Frame, obs: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
-        obj = obs[:, 4:7]
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        tcp_to_obj_init = norm(obj - frame.consts["init_tcp"])
-        obj_to_target = np.abs(frame.consts["_target_pos"][:, axis] - obj[:, axis])
-        return tcp_to_obj, tcp_to_obj_init, obj_to_target
-
-
-def _button_info(
-    reward: np.ndarray,
-    tcp_to_obj: np.ndarray,
-    obs: np.ndarray,
-    obj_to_target: np.ndarray,
-    near: np.ndarray,
-    pressed: np.ndarray,
-    success_radius: float,
-) -> Info:
-    return {
-        "success": _flag(obj_to_target <= success_radius),
-        "near_object": _flag(tcp_to_obj <= 0.05),
-        "grasp_success": _flag(obs[:, 3] > 0),
-        "grasp_reward": near,
-        "in_place_reward": pressed,
-        "obj_to_target": obj_to_target,
-        "unscaled_reward": reward,
-    }
-
-
-class ButtonPressTopdownWall(_Button):
+class ButtonPressTopdownWall(Button):
     """`SawyerButtonPressTopdownWallEnvV3` (sawyer_button_press_topdown_wall_v3.py)."""
 
     name = "button-press-topdown-wall-v3"
     OFFSET = np.array([0.0, 0.0, 0.193])
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        tcp_to_obj, tcp_to_obj_init, obj_to_target = self._distances(frame, obs, 2)
-        tcp_closed = np.maximum(obs[:, 3], 0.0)
-        near = tolerance_long_tail(tcp_to_obj, 0, 0.01, tcp_to_obj_init)
-        pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts["_obj_to_target_init"])
-        reward = 5 * hamacher_product(tcp_closed, near)
-        reward = np.where(tcp_to_obj <= 0.03, reward + 5 * pressed, reward)
-        return reward, _button_info(reward, tcp_to_obj, obs, obj_to_target, near, pressed, 0.024)
+    AXIS, NEAR_RADIUS, SUCCESS_RADIUS = 2, 0.01, 0.024
+    NEAR_WEIGHT, PRESS_WEIGHT, PRESS_FROM = 5, 5, 0.03
 
 
-class ButtonPress(_Button):
+class ButtonPress(Button):
     """`SawyerButtonPressEnvV3` (sawyer_button_press_v3.py)."""
 
     name = "button-press-v3"
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        tcp_to_obj, tcp_to_obj_init, obj_to_target = self._distances(frame, obs, 1)
-        tcp_closed = np.maximum(obs[:, 3], 0.0)
-        near = tolerance_long_tail(tcp_to_obj, 0, 0.05, tcp_to_obj_init)
-        pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts["_obj_to_target_init"])
-        reward = 2 * hamacher_product(tcp_closed, near)
-        reward = np.where(tcp_to_obj <= 0.05, reward + 8 * pressed, reward)
-        return reward, _button_info(reward, tcp_to_obj, obs, obj_to_target, near, pressed, 0.02)
 
-
-class ButtonPressWall(_Button):
-    """`SawyerButtonPressWallEnvV3` (sawyer_button_press_wall_v3.py)."""
+class ButtonPressWall(Button):
+    """`SawyerButtonPressWallEnvV3` (sawyer_button_press_wall_v3.py): a reward of its own
+    form, by whether the hand is within 0.07 of the button."""
 
     name = "button-press-wall-v3"
+    NEAR_RADIUS, SUCCESS_RADIUS = 0.01, 0.03
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        tcp_to_obj, tcp_to_obj_init, obj_to_target = self._distances(frame, obs, 1)
-        near = tolerance_long_tail(tcp_to_obj, 0, 0.01, tcp_to_obj_init)
-        pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts["_obj_to_target_init"])
+    def reward(
+        self, obs: np.ndarray, tcp_to_obj: np.ndarray, near: np.ndarray, pressed: np.ndarray
+    ) -> np.ndarray:
         far = 2 * hamacher_product((1 - obs[:, 3]) / 2.0, near)
         close = 2 + 2 * (1 + obs[:, 3]) + 4 * squared(pressed)
-        reward = np.where(tcp_to_obj > 0.07, far, close)
-        return reward, _button_info(reward, tcp_to_obj, obs, obj_to_target, near, pressed, 0.03)
+        return np.where(tcp_to_obj > 0.07, far, close)
 
 
-class CoffeeButton(Skill):
+class CoffeeButton(Button):
     """`SawyerCoffeeButtonEnvV3` (sawyer_coffee_button_v3.py): the object is a site and its
     quaternion the constant (1, 0, 0, 0); the press margin is the env's `max_dist`."""
 
     name = "coffee-button-v3"
+    bodies = ()
     sites = ("rightEndEffector", "leftEndEffector", "buttonStart")
     consts = ("_target_pos", "init_tcp", "max_dist")
+    PRESS_MARGIN = "max_dist"
 
     def objects(self, frame: Frame) -> np.ndarray:
         pos = frame.site("buttonStart")
-        quat = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), (len(pos), 4))
-        return _with_quat(pos, quat)
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        obj = obs[:, 4:7]
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        tcp_to_obj_init = norm(obj - frame.consts["init_tcp"])
-        obj_to_target = np.abs(frame.consts["_target_pos"][:, 1] - obj[:, 1])
-        tcp_closed = np.maximum(obs[:, 3], 0.0)
-        near = tolerance_long_tail(tcp_to_obj, 0, 0.05, tcp_to_obj_init)
-        pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts["max_dist"])
-        reward = 2 * hamacher_product(tcp_closed, near)
-        reward = np.where(tcp_to_obj <= 0.05, reward + 8 * pressed, reward)
-        return reward, _button_info(reward, tcp_to_obj, obs, obj_to_target, near, pressed, 0.02)
+        return with_quat(pos, np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), (len(pos), 4)))
 
 
 class DoorLock(Skill):
@@ -216,7 +113,7 @@ class DoorLock(Skill):
     consts = ("_target_pos", "_lock_length")
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(frame.site("lockStartLock"), frame.body_quat("door_link"))
+        return with_quat(frame.site("lockStartLock"), frame.body_quat("door_link"))
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -230,8 +127,14 @@ class DoorLock(Skill):
         lock_pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts["_lock_length"])
         reward = 2 * hamacher_product(tcp_opened, near_lock)
         reward = reward + 8 * lock_pressed
-        return reward, _button_info(
-            reward, tcp_to_obj, obs, obj_to_target, near_lock, lock_pressed, 0.02
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.02,
+            near_object=tcp_to_obj <= 0.05,
+            grasp_success=obs[:, 3] > 0,
+            grasp_reward=near_lock,
+            in_place_reward=lock_pressed,
+            obj_to_target=obj_to_target,
         )
 
 
@@ -253,7 +156,7 @@ class BoxClose(Skill):
     consts = ("_target_pos",)
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(frame.body("top_link"), frame.body_quat("top_link"))
+        return body_object(frame, "top_link")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -266,20 +169,11 @@ class BoxClose(Skill):
         # `_reward_pos`
         hand = obs[:, :3]
         lid = obs[:, 4:7] + np.array([0.0, 0.0, 0.02])
-        threshold = 0.02
-        radius = norm(hand[:, :2] - lid[:, :2])
-        beyond = radius > threshold
-        log = np.log(np.where(beyond, radius - threshold, 1.0))
-        floor = np.where(beyond, 0.04 * log + 0.4, 0.0)
-        below = hand[:, 2] < floor
-        tolerated = tolerance_long_tail(
-            np.where(below, floor - hand[:, 2], 0.0), 0.0, 0.01, np.where(below, floor / 2.0, 1.0)
-        )
-        above_floor = np.where(below, tolerated, 1.0)
+        floor = floor_height(norm(hand[:, :2] - lid[:, :2]), 0.02, 0.04, 0.4)
         in_place = tolerance_long_tail(norm(hand - lid), 0, 0.02, 0.5)
-        ready_to_lift = hamacher_product(above_floor, in_place)
+        ready_to_lift = hamacher_product(above_floor(hand, floor), in_place)
         pos_error = target - lid
-        lifted = 0.2 * _flag(lid[:, 2] > 0.04) + 0.8 * tolerance_long_tail(
+        lifted = 0.2 * flag(lid[:, 2] > 0.04) + 0.8 * tolerance_long_tail(
             norm(pos_error * np.array([1.0, 1.0, 3.0])), 0, 0.05, 0.25
         )
 
@@ -287,22 +181,21 @@ class BoxClose(Skill):
         success = norm(obs[:, 4:7] - target) < 0.08
         reward = np.where(success, 10.0, reward)
         reward = reward * quat
-        info = {
-            "success": _flag(success),
-            "near_object": ready_to_lift,
-            "grasp_success": _flag(grab >= 0.5),
-            "grasp_reward": grab,
-            "in_place_reward": lifted,
-            "obj_to_target": np.zeros_like(reward),
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=success,
+            near_object=ready_to_lift,
+            grasp_success=grab >= 0.5,
+            grasp_reward=grab,
+            in_place_reward=lifted,
+            obj_to_target=0.0,
+        )
 
 
 class DialTurn(Skill):
     """`SawyerDialTurnEnvV3` (sawyer_dial_turn_v3.py): push the dial's knob round. The
     object is a point on the dial's rim at the knob joint's angle; the gripper effort enters
-    the reach as drawer-close's does (float32 where `0 < a <= 1`)."""
+    the reach as drawer-close's does (`metaworld_families.closed_reach_reward`)."""
 
     name = "dial-turn-v3"
     bodies = ("dial",)
@@ -311,7 +204,7 @@ class DialTurn(Skill):
     TARGET_RADIUS = 0.07
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(self._knob(frame), frame.body_quat("dial"))
+        return with_quat(self._knob(frame), frame.body_quat("dial"))
 
     @staticmethod
     def _knob(frame: Frame) -> np.ndarray:
@@ -337,25 +230,16 @@ class DialTurn(Skill):
         reach = tolerance_gaussian(
             tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius)
         )
-        effort = action[:, -1]
-        closed = np.minimum(np.maximum(0, effort.astype(np.float64)), 1)
-        single = (effort > 0) & (effort <= 1) & (effort.dtype == np.float32)
-        reach64 = hamacher_product(reach, closed)
-        reward64 = 10 * hamacher_product(reach64, in_place)
-        reach32 = hamacher_single(reach, effort)
-        reward32 = hamacher_single(reach32, in_place) * F32(10)
-        object_grasped = np.where(single, reach32.astype(np.float64), reach64)
-        reward = np.where(single, reward32.astype(np.float64), reward64)
-        info = {
-            "success": _flag(target_to_obj <= radius),
-            "near_object": _flag(tcp_to_obj <= 0.01),
-            "grasp_success": np.ones_like(reward),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        object_grasped, reward = closed_reach_reward(reach, in_place, action)
+        return reward, infos(
+            reward,
+            success=target_to_obj <= radius,
+            near_object=tcp_to_obj <= 0.01,
+            grasp_success=1.0,
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 # -- the coffee mug ---------------------------------------------------------------------------
@@ -369,7 +253,7 @@ class _CoffeeMug(Skill):
     consts = ("_target_pos", "obj_init_pos", "init_tcp")
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(frame.body("obj"), quaternion(frame.geom_matrix("mug")))
+        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("mug")))
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -381,7 +265,7 @@ class _CoffeeMug(Skill):
         in_place = tolerance_long_tail(target_to_obj, 0, 0.05, target_to_obj_init)
         tcp_opened = obs[:, 3]
         tcp_to_obj = norm(obj - frame.tcp_center)
-        object_grasped, single = gripper_caging(
+        object_grasped, single = gripper_caging_reward(
             frame,
             action,
             obj,
@@ -389,30 +273,23 @@ class _CoffeeMug(Skill):
             0.05,
             0.05,
             desired_gripper_effort=0.7,
+            high_density=False,
             reach_radius=0.04,
         )
-        reward = hamacher_product(object_grasped, in_place)
-        bonus = 1.0 + 5.0 * in_place
+        reward = hamacher_typed(object_grasped, in_place, single)
         near = (tcp_to_obj < 0.04) & (tcp_opened > 0)
-        if single.any():  # `object_grasped` is float32 there (`gripper_caging`)
-            reward32 = hamacher_single(object_grasped, in_place)
-            reward = np.where(single, reward32.astype(np.float64), reward)
-            near32 = (reward32 + bonus.astype(F32)).astype(np.float64)
-            reward = np.where(near, np.where(single, near32, reward + bonus), reward)
-        else:
-            reward = np.where(near, reward + bonus, reward)
+        reward = np.where(near, plus_bonus(reward, 1.0 + 5.0 * in_place, single), reward)
         reward = np.where(target_to_obj < 0.05, 10.0, reward)
         cheap = tcp_opened > 0
-        info = {
-            "success": _flag(norm(obj - target) <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _flag(cheap & frame.touching(cheap, "mug")),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": norm(obj - target),
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=norm(obj - target) <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=cheap & frame.touching(cheap, "mug"),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=norm(obj - target),
+        )
 
 
 class CoffeePull(_CoffeeMug):
@@ -440,7 +317,7 @@ class _Nut(Skill):
     HANDLE_HALF = 0.02 / 2.0
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(frame.site("RoundNut-8"), frame.body_quat("RoundNut"))
+        return with_quat(frame.site("RoundNut-8"), frame.body_quat("RoundNut"))
 
     def _threshed(self, obs: np.ndarray) -> np.ndarray:
         hand, wrench = obs[:, :3], obs[:, 4:7]
@@ -471,15 +348,15 @@ class _Nut(Skill):
         in_place: np.ndarray,
         success: np.ndarray,
     ) -> Info:
-        return {
-            "success": _flag(success),
-            "near_object": quat,
-            "grasp_success": _flag(grab >= 0.5),
-            "grasp_reward": grab,
-            "in_place_reward": in_place,
-            "obj_to_target": np.zeros_like(reward),
-            "unscaled_reward": reward,
-        }
+        return infos(
+            reward,
+            success=success,
+            near_object=quat,
+            grasp_success=grab >= 0.5,
+            grasp_reward=grab,
+            in_place_reward=in_place,
+            obj_to_target=0.0,
+        )
 
 
 class Assembly(_Nut):
@@ -491,8 +368,15 @@ class Assembly(_Nut):
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
         quat = _quat_reward(obs, 0.4)
-        grab, single = gripper_caging(
-            frame, action, self._threshed(obs), 0.015, 0.02, 0.01, reach_radius=0.01
+        grab, single = gripper_caging_reward(
+            frame,
+            action,
+            self._threshed(obs),
+            0.015,
+            0.02,
+            0.01,
+            high_density=False,
+            reach_radius=0.01,
         )
         # `_reward_pos`
         center = frame.site("RoundNut")
@@ -500,12 +384,9 @@ class Assembly(_Nut):
         radius = norm(pos_error[:, :2])
         success = (radius < 0.02) & (pos_error[:, 2] > 0.0)
         threshold = np.where(success, 0.02, 0.01)
-        beyond = radius > threshold
-        log = np.log(np.where(beyond, radius - threshold, 1.0))
-        target_height = np.where(beyond, 0.02 * log + 0.2, 0.0)
-        pos_error[:, 2] = target_height - center[:, 2]
+        pos_error[:, 2] = floor_height(radius, threshold, 0.02, 0.2) - center[:, 2]
         lifted = (center[:, 2] > 0.02) | (radius < threshold)
-        in_place = 0.1 * _flag(lifted) + 0.9 * tolerance_long_tail(
+        in_place = 0.1 * flag(lifted) + 0.9 * tolerance_long_tail(
             norm(pos_error * np.array([1.0, 1.0, 3.0])), 0, 0.02, 0.4
         )
         reward = self._combine(grab, single, in_place, quat)
@@ -522,14 +403,12 @@ class Disassemble(_Nut):
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
         quat = _quat_reward(obs, 0.4)
-        grab, single = gripper_caging(
-            frame, action, self._threshed(obs), 0.015, 0.02, 0.01, high_density=True
-        )
+        grab, single = gripper_caging_reward(frame, action, self._threshed(obs), 0.015, 0.02, 0.01)
         # `_reward_pos`
         center = frame.site("RoundNut")
         target = frame.consts["_target_pos"]
         pos_error = target + np.array([0.0, 0.0, 0.1]) - center
-        in_place = 0.1 * _flag(center[:, 2] > 0.02) + 0.9 * tolerance_long_tail(
+        in_place = 0.1 * flag(center[:, 2] > 0.02) + 0.9 * tolerance_long_tail(
             norm(pos_error), 0, 0.02, 0.2
         )
         reward = self._combine(grab, single, in_place, quat)
@@ -557,7 +436,7 @@ class BinPicking(Skill):
         self._margin = np.zeros(0)
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _with_quat(frame.body("obj"), frame.body_quat("obj"))
+        return body_object(frame, "obj")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -573,55 +452,39 @@ class BinPicking(Skill):
         self._margin[first] = target_to_obj[first]
         in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, self._margin)
 
-        threshold = 0.03
-        floors = []
-        for centre in (obj_init, target):
-            radius = norm(hand[:, :2] - centre[:, :2])
-            beyond = radius > threshold
-            log = np.log(np.where(beyond, radius - threshold, 1.0))
-            floors.append(np.where(beyond, 0.02 * log + 0.2, 0.0))
-        floor = np.minimum(floors[0], floors[1])
+        floor = np.minimum(
+            *(
+                floor_height(norm(hand[:, :2] - c[:, :2]), 0.03, 0.02, 0.2)
+                for c in (obj_init, target)
+            )
+        )
         below = hand[:, 2] < floor
-        above_floor = np.where(
+        above = np.where(
             below,
             tolerance_long_tail(np.maximum(floor - hand[:, 2], 0.0), 0.0, 0.01, 0.05),
             1.0,
         )
 
-        object_grasped, single = gripper_caging(
-            frame,
-            action,
-            obj,
-            0.015,
-            0.05,
-            0.01,
-            desired_gripper_effort=0.7,
-            high_density=True,
+        object_grasped, single = gripper_caging_reward(
+            frame, action, obj, 0.015, 0.05, 0.01, desired_gripper_effort=0.7
         )
-        reward = hamacher_product(object_grasped, in_place)
+        reward = hamacher_typed(object_grasped, in_place, single)
         near_object = norm(obj - hand) < 0.04
         pinched_without_obj = obs[:, 3] < 0.43
         lifted = obj[:, 2] - 0.02 > obj_init[:, 2]
         grasp_success = near_object & lifted & ~pinched_without_obj
-        bonus = 1.0 + 5.0 * hamacher_product(above_floor, in_place)
-        grasped = reward + bonus
-        if single.any():  # `object_grasped` is float32 there (`gripper_caging`)
-            reward32 = hamacher_single(object_grasped, in_place)
-            reward = np.where(single, reward32.astype(np.float64), reward)
-            grasped32 = (reward32 + bonus.astype(F32)).astype(np.float64)
-            grasped = np.where(single, grasped32, grasped)
-        reward = np.where(grasp_success, grasped, reward)
+        bonus = 1.0 + 5.0 * hamacher_product(above, in_place)
+        reward = np.where(grasp_success, plus_bonus(reward, bonus, single), reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": _flag(target_to_obj <= 0.05),
-            "near_object": _flag(near_object),
-            "grasp_success": _flag(grasp_success),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=target_to_obj <= 0.05,
+            near_object=near_object,
+            grasp_success=grasp_success,
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 ML45_SKILLS_C: tuple[type[Skill], ...] = (
@@ -641,4 +504,4 @@ ML45_SKILLS_C: tuple[type[Skill], ...] = (
 """The skills of this module that pass the bit-for-bit test (registered in
 `metarl.envs.metaworld_skills`)."""
 
-__all__ = ["ML45_SKILLS_C", "gripper_caging", "norm4"]
+__all__ = ["ML45_SKILLS_C"]

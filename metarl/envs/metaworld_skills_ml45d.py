@@ -3,7 +3,7 @@ a peg unplugged from the side, a block out of a hole, a pick-and-place over a wa
 
 Each `Skill` here is one Meta-World v3 env's `_get_pos_objects` / `_get_quat_objects` /
 `evaluate_state` over rows (the contract and the arithmetic helpers are
-`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_skills_ml10a`'s), in Meta-World's
+`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_families`'s), in Meta-World's
 operation order and types, so that `tests/test_metaworld_vector.py` finds them equal to
 Meta-World's own env bit for bit.
 
@@ -12,7 +12,7 @@ What these skills add to the earlier ones:
 - Caging rewards with a desired gripper effort other than 1 (peg-unplug-side 0.8,
   pick-out-of-hole 0.1) or without the high-density average (pick-place-wall): the float32
   rows are those where `min(max(0, a3), desired)` keeps the action's float32 scalar, and the
-  division by `desired` is then float32 too (`caging_and_gripping`).
+  division by `desired` is then float32 too (`metaworld_rewards.caging_and_gripping`).
 - Rewards that read the object's site rather than the (clipped) observation (the handle
   presses) and constants that are live views of the data: door-unlock's `obj_init_pos` is
   `data.body("lock_link").xpos`, so the reward reads the lock's current position.
@@ -24,64 +24,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from metarl.envs.metaworld_families import HandleSite, floor_height
 from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Skill,
-    _grasp_success,
-    caging_and_gripping,
-    gripper_caging,
+    body_object,
+    flag,
+    geom_object,
+    grasp_success,
+    gripper_caging_reward,
     hamacher_product,
     hamacher_single,
+    hamacher_typed,
+    infos,
     norm,
-    tolerance_long_tail,
-)
-from metarl.envs.metaworld_skills_ml10a import (
-    _flag,
-    _geom_object,
-    _without_quat,
-    abs_norm,
+    plus_bonus,
     tolerance_gaussian,
+    tolerance_long_tail,
+    with_quat,
+    without_quat,
 )
-
-
-def _caging_reward(
-    frame: Frame,
-    action: np.ndarray,
-    obj_pos: np.ndarray,
-    obj_radius: float,
-    pad_success_thresh: float,
-    xz_thresh: float,
-    desired_gripper_effort: float = 1.0,
-    high_density: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`SawyerXYZEnv._gripper_caging_reward(...)` over rows, of any desired effort and with
-    or without the high-density average; the float32 rows' mask as `caging_and_gripping`."""
-    caging = gripper_caging(frame, obj_pos, obj_radius, pad_success_thresh, xz_thresh)
-    return caging_and_gripping(caging, action, desired_gripper_effort, high_density)
-
-
-def _body_object(frame: Frame, body: str) -> np.ndarray:
-    """A body's position (`get_body_com`) and its `xquat`."""
-    return np.concatenate([frame.body(body), frame.body_quat(body)], axis=1)
-
-
-def _with_bonus(
-    reward: np.ndarray,
-    object_grasped: np.ndarray,
-    in_place: np.ndarray,
-    single: np.ndarray,
-    bonus: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`reward = hamacher(object_grasped, in_place)` and `reward + bonus` (a float64 bonus),
-    both in float32 on the rows where `object_grasped` is float32 (`single`)."""
-    lifted = reward + bonus
-    if single.any():
-        reward32 = hamacher_single(object_grasped, in_place)
-        reward = np.where(single, reward32.astype(np.float64), reward)
-        lifted32 = reward32 + bonus.astype(np.float32)
-        lifted = np.where(single, lifted32.astype(np.float64), lifted)
-    return reward, lifted
 
 
 class HandInsert(Skill):
@@ -94,7 +57,7 @@ class HandInsert(Skill):
     TARGET_RADIUS = 0.05
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _body_object(frame, "obj")
+        return body_object(frame, "obj")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -104,22 +67,21 @@ class HandInsert(Skill):
         target_to_obj = norm(obj - target)
         target_to_obj_init = norm(obj_init - target)
         in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
-        object_grasped, single = _caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
-        reward = hamacher_product(object_grasped, in_place)
+        object_grasped, single = gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
+        reward = hamacher_typed(object_grasped, in_place, single)
         tcp_to_obj = norm(obj - frame.tcp_center)
-        reward, bonus = _with_bonus(reward, object_grasped, in_place, single, 1.0 + 7.0 * in_place)
+        bonus = plus_bonus(reward, 1.0 + 7.0 * in_place, single)
         reward = np.where((tcp_to_obj < 0.02) & (tcp_opened > 0), bonus, reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": _flag(target_to_obj <= 0.05),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=target_to_obj <= 0.05,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 class DoorUnlock(Skill):
@@ -132,8 +94,7 @@ class DoorUnlock(Skill):
     consts = ("_target_pos", "init_tcp")
 
     def objects(self, frame: Frame) -> np.ndarray:
-        pos = frame.site("lockStartUnlock")
-        return np.concatenate([pos, frame.body_quat("door_link")], axis=1)
+        return with_quat(frame.site("lockStartUnlock"), frame.body_quat("door_link"))
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -150,16 +111,15 @@ class DoorUnlock(Skill):
         obj_to_target = np.abs(frame.consts["_target_pos"][:, 0] - lock[:, 0])
         pushed = tolerance_long_tail(obj_to_target, 0, 0.005, 0.1)
         reward = 2 * ready_to_push + 8 * pushed
-        info = {
-            "success": _flag(obj_to_target <= 0.02),
-            "near_object": _flag(norm(shoulder_to_lock) <= 0.05),
-            "grasp_success": _flag(obs[:, 3] > 0),
-            "grasp_reward": ready_to_push,
-            "in_place_reward": pushed,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.02,
+            near_object=norm(shoulder_to_lock) <= 0.05,
+            grasp_success=obs[:, 3] > 0,
+            grasp_reward=ready_to_push,
+            in_place_reward=pushed,
+            obj_to_target=obj_to_target,
+        )
 
 
 class FaucetClose(Skill):
@@ -175,7 +135,7 @@ class FaucetClose(Skill):
 
     def objects(self, frame: Frame) -> np.ndarray:
         pos = frame.site(self.SITE) + np.array([0.0, 0.0, -0.01])
-        return np.concatenate([pos, frame.body_quat("faucetBase")], axis=1)
+        return with_quat(pos, frame.body_quat("faucetBase"))
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -198,16 +158,15 @@ class FaucetClose(Skill):
         reward = 2 * reach + 3 * in_place
         reward = reward * 2
         reward = np.where(target_to_obj <= radius, 10.0, reward)
-        info = {
-            "success": _flag(target_to_obj <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.01),
-            "grasp_success": np.ones_like(reward),
-            "grasp_reward": reach,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=target_to_obj <= 0.07,
+            near_object=tcp_to_obj <= 0.01,
+            grasp_success=1.0,
+            grasp_reward=reach,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 class FaucetOpen(FaucetClose):
@@ -231,7 +190,7 @@ class Hammer(Skill):
     HANDLE_LENGTH = 0.14
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return np.concatenate([_body_object(frame, "hammer"), _body_object(frame, "nail_link")], 1)
+        return np.concatenate([body_object(frame, "hammer"), body_object(frame, "nail_link")], 1)
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -244,10 +203,12 @@ class Hammer(Skill):
         # `_reward_quat`
         error = norm(obs[:, 7:11] - np.array([1.0, 0.0, 0.0, 0.0]))
         reward_quat = np.maximum(1.0 - error / 0.4, 0.0)
-        reward_grab, single = _caging_reward(frame, action, hammer_threshed, 0.015, 0.02, 0.01)
+        reward_grab, single = gripper_caging_reward(
+            frame, action, hammer_threshed, 0.015, 0.02, 0.01
+        )
         # `_reward_pos`
         pos_error = frame.consts["_target_pos"] - hammer_head
-        lifted = _flag(hammer_head[:, 2] > 0.02)
+        lifted = flag(hammer_head[:, 2] > 0.02)
         in_place = 0.1 * lifted + 0.9 * tolerance_long_tail(norm(pos_error), 0, 0.02, 0.2)
         reward = (2.0 * reward_grab + 6.0 * in_place) * reward_quat
         if single.any():  # `reward_grab` is float32 there (`caging_and_gripping`)
@@ -258,60 +219,25 @@ class Hammer(Skill):
             reward = np.where(single, reward32.astype(np.float64), reward)
         success = frame.joint_qpos("NailSlideJoint") > 0.09
         reward = np.where(success & (reward > 5.0), 10.0, reward)
-        info = {
-            "success": _flag(success),
-            "near_object": reward_quat,
-            "grasp_success": _flag(reward_grab >= 0.5),
-            "grasp_reward": reward_grab,
-            "in_place_reward": in_place,
-            "obj_to_target": np.zeros_like(reward),
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=success,
+            near_object=reward_quat,
+            grasp_success=reward_grab >= 0.5,
+            grasp_reward=reward_grab,
+            in_place_reward=in_place,
+            obj_to_target=0.0,
+        )
 
 
-class HandlePress(Skill):
-    """`SawyerHandlePressEnvV3` (sawyer_handle_press_v3.py): press the handle down. The
-    reward reads the handle's site, not the observation."""
+class HandlePress(HandleSite):
+    """`SawyerHandlePressEnvV3` (sawyer_handle_press_v3.py): press the handle down."""
 
     name = "handle-press-v3"
     sites = ("rightEndEffector", "leftEndEffector", "handleStart")
     consts = ("_target_pos", "init_tcp", "_handle_init_pos")
-    TARGET_RADIUS = 0.02
-
-    def objects(self, frame: Frame) -> np.ndarray:
-        return _without_quat(frame.site("handleStart"))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        radius = self.TARGET_RADIUS
-        obj, tcp = frame.site("handleStart"), frame.tcp_center
-        target, handle_init = frame.consts["_target_pos"], frame.consts["_handle_init_pos"]
-        target_to_obj = abs_norm(obj[:, 2] - target[:, 2])
-        target_to_obj_init = abs_norm(handle_init[:, 2] - target[:, 2])
-        in_place = tolerance_long_tail(
-            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
-        )
-        handle_radius = 0.02
-        tcp_to_obj = norm(obj - tcp)
-        tcp_to_obj_init = norm(handle_init - frame.consts["init_tcp"])
-        reach = tolerance_long_tail(
-            tcp_to_obj, 0, handle_radius, np.abs(tcp_to_obj_init - handle_radius)
-        )
-        reward = hamacher_product(reach, in_place)
-        reward = np.where(target_to_obj <= radius, 1.0, reward)
-        reward = reward * 10
-        info = {
-            "success": _flag(target_to_obj <= radius),
-            "near_object": _flag(tcp_to_obj <= 0.05),
-            "grasp_success": np.ones_like(reward),
-            "grasp_reward": reach,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+    SITE, AXIS, TARGET_RADIUS, CAPPED = "handleStart", 2, 0.02, True
+    IN_PLACE_INIT = REACH_INIT = "_handle_init_pos"
 
 
 class HandlePressSide(HandlePress):
@@ -321,84 +247,80 @@ class HandlePressSide(HandlePress):
     name = "handle-press-side-v3"
 
 
-class HandlePullSide(Skill):
-    """`SawyerHandlePullSideEnvV3` (sawyer_handle_pull_side_v3.py): pull the handle up."""
+class _HandlePull(Skill):
+    """Handle-pull and handle-pull-side: pull the handle site up, grasped; the two differ in
+    the site, the caging's sizes, how the distance to the target is measured, the lifted
+    test and the success radius."""
+
+    bodies = ("leftpad", "rightpad")
+    consts = ("_target_pos", "obj_init_pos", "init_tcp")
+    TARGET_RADIUS = 0.05
+    SITE: str
+    CAGING: tuple[float, float, float]
+    """`obj_radius, pad_success_thresh, xz_thresh` of the caging reward."""
+    SUCCESS_RADIUS: float
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return without_quat(frame.site(self.SITE))
+
+    def _to_target(self, obj: np.ndarray, target: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _lifted(self, obj: np.ndarray, obj_init: np.ndarray) -> np.ndarray:
+        return obj[:, 2] - 0.01 > obj_init[:, 2]
+
+    def evaluate_state(
+        self, frame: Frame, obs: np.ndarray, action: np.ndarray
+    ) -> tuple[np.ndarray, Info]:
+        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        target_to_obj = self._to_target(obj, target)
+        target_to_obj_init = self._to_target(obj_init, target)
+        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
+        object_grasped, single = gripper_caging_reward(frame, action, obj, *self.CAGING)
+        reward = hamacher_typed(object_grasped, in_place, single)
+        tcp_to_obj = norm(obj - frame.tcp_center)
+        bonus = plus_bonus(reward, 1.0 + 5.0 * in_place, single)
+        lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & self._lifted(obj, obj_init)
+        reward = np.where(lifted, bonus, reward)
+        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        return reward, infos(
+            reward,
+            success=target_to_obj <= self.SUCCESS_RADIUS,
+            near_object=tcp_to_obj <= 0.05,
+            grasp_success=(tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2]),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
+
+
+class HandlePullSide(_HandlePull):
+    """`SawyerHandlePullSideEnvV3` (sawyer_handle_pull_side_v3.py): pull the handle up; the
+    distance to the target is a (unit-scaled) norm."""
 
     name = "handle-pull-side-v3"
-    bodies = ("leftpad", "rightpad")
     sites = ("rightEndEffector", "leftEndEffector", "handleCenter")
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
-    TARGET_RADIUS = 0.05
+    SITE, CAGING, SUCCESS_RADIUS = "handleCenter", (0.032, 0.06, 0.01), 0.08
 
-    def objects(self, frame: Frame) -> np.ndarray:
-        return _without_quat(frame.site("handleCenter"))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        scale = np.array([1.0, 1.0, 1.0])
-        target_to_obj = norm((obj - target) * scale)
-        target_to_obj_init = norm((obj_init - target) * scale)
-        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
-        object_grasped, single = _caging_reward(frame, action, obj, 0.032, 0.06, 0.01)
-        reward = hamacher_product(object_grasped, in_place)
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        reward, bonus = _with_bonus(reward, object_grasped, in_place, single, 1.0 + 5.0 * in_place)
-        lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
-        reward = np.where(lifted, bonus, reward)
-        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": _flag(target_to_obj <= 0.08),
-            "near_object": _flag(tcp_to_obj <= 0.05),
-            "grasp_success": _flag((tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2])),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+    def _to_target(self, obj: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return norm((obj - target) * np.array([1.0, 1.0, 1.0]))
 
 
-class HandlePull(Skill):
+class HandlePull(_HandlePull):
     """`SawyerHandlePullEnvV3` (sawyer_handle_pull_v3.py): pull the handle up by its right
-    end. Its bonus compares the handle's y with the start's z, as Meta-World does."""
+    end; the distance to the target is along z. Its lifted test compares the handle's y with
+    the start's z, as Meta-World does."""
 
     name = "handle-pull-v3"
-    bodies = ("leftpad", "rightpad")
     sites = ("rightEndEffector", "leftEndEffector", "handleRight")
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
-    TARGET_RADIUS = 0.05
+    SITE, CAGING, SUCCESS_RADIUS = "handleRight", (0.022, 0.05, 0.01), 0.05
 
-    def objects(self, frame: Frame) -> np.ndarray:
-        return _without_quat(frame.site("handleRight"))
+    def _to_target(self, obj: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return np.abs(target[:, 2] - obj[:, 2])
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        target_to_obj = np.abs(target[:, 2] - obj[:, 2])
-        target_to_obj_init = np.abs(target[:, 2] - obj_init[:, 2])
-        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
-        object_grasped, single = _caging_reward(frame, action, obj, 0.022, 0.05, 0.01)
-        reward = hamacher_product(object_grasped, in_place)
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        reward, bonus = _with_bonus(reward, object_grasped, in_place, single, 1.0 + 5.0 * in_place)
-        lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[:, 1] - 0.01 > obj_init[:, 2])
-        reward = np.where(lifted, bonus, reward)
-        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": _flag(target_to_obj <= self.TARGET_RADIUS),
-            "near_object": _flag(tcp_to_obj <= 0.05),
-            "grasp_success": _flag((tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2])),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+    def _lifted(self, obj: np.ndarray, obj_init: np.ndarray) -> np.ndarray:
+        return obj[:, 1] - 0.01 > obj_init[:, 2]
 
 
 class PegUnplugSide(Skill):
@@ -411,7 +333,7 @@ class PegUnplugSide(Skill):
     consts = ("_target_pos", "obj_init_pos", "init_tcp")
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return np.concatenate([frame.site("pegEnd"), frame.body_quat("plug1")], axis=1)
+        return with_quat(frame.site("pegEnd"), frame.body_quat("plug1"))
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -420,11 +342,11 @@ class PegUnplugSide(Skill):
         target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
         tcp_to_obj = norm(obj - tcp)
         obj_to_target = norm(obj - target)
-        object_grasped, single = _caging_reward(
+        object_grasped, single = gripper_caging_reward(
             frame, action, obj, 0.025, 0.05, 0.005, desired_gripper_effort=0.8
         )
         in_place = tolerance_long_tail(obj_to_target, 0, 0.05, norm(obj_init - target))
-        grasp_success = (tcp_opened > 0.5) & (obj[:, 0] - obj_init[:, 0] > 0.015)
+        grasped = (tcp_opened > 0.5) & (obj[:, 0] - obj_init[:, 0] > 0.015)
         reward = 2 * object_grasped
         bonus = 1 + 2 * object_grasped + 5 * in_place
         if single.any():  # `object_grasped` is float32 there (`caging_and_gripping`)
@@ -432,18 +354,17 @@ class PegUnplugSide(Skill):
             reward = np.where(single, (np.float32(2) * grasped32).astype(np.float64), reward)
             bonus32 = np.float32(1) + np.float32(2) * grasped32 + (5 * in_place).astype(np.float32)
             bonus = np.where(single, bonus32.astype(np.float64), bonus)
-        reward = np.where(grasp_success & (tcp_to_obj < 0.035), bonus, reward)
+        reward = np.where(grasped & (tcp_to_obj < 0.035), bonus, reward)
         reward = np.where(obj_to_target <= 0.05, 10.0, reward)
-        info = {
-            "success": _flag(obj_to_target <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _flag(grasp_success),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasped,
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 class PickOutOfHole(Skill):
@@ -457,7 +378,7 @@ class PickOutOfHole(Skill):
     TARGET_RADIUS = 0.05  # `SawyerXYZEnv.TARGET_RADIUS`: the env's own 0.02 is unused
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _body_object(frame, "obj")
+        return body_object(frame, "obj")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -467,39 +388,33 @@ class PickOutOfHole(Skill):
         obj_to_target = norm(obj - target)
         tcp_to_obj = norm(obj - gripper)
         in_place_margin = norm(obj_init - target)
-        threshold = 0.03
-        radius = norm(gripper[:, :2] - obj_init[:, :2])
-        beyond = radius > threshold
-        log = np.log(np.where(beyond, radius - threshold, 1.0))
-        floor = np.where(beyond, 0.015 * log + 0.15, 0.0)
+        floor = floor_height(norm(gripper[:, :2] - obj_init[:, :2]), 0.03, 0.015, 0.15)
         below = gripper[:, 2] < floor
         tolerated = tolerance_long_tail(
             np.where(below, np.maximum(floor - gripper[:, 2], 0.0), 0.0), 0.0, 0.01, 0.02
         )
         above_floor = np.where(below, tolerated, 1.0)
-        object_grasped, single = _caging_reward(
+        object_grasped, single = gripper_caging_reward(
             frame, action, obj, 0.015, 0.02, 0.03, desired_gripper_effort=0.1
         )
         in_place = tolerance_long_tail(obj_to_target, 0, 0.02, in_place_margin)
-        reward = hamacher_product(object_grasped, in_place)
+        reward = hamacher_typed(object_grasped, in_place, single)
         near_object = tcp_to_obj < 0.04
         pinched_without_obj = obs[:, 3] < 0.33
         lifted = obj[:, 2] - 0.02 > obj_init[:, 2]
-        grasp_success = near_object & lifted & ~pinched_without_obj
+        grasped = near_object & lifted & ~pinched_without_obj
         bonus = 1.0 + 5.0 * hamacher_product(in_place, above_floor)
-        reward, lifted_reward = _with_bonus(reward, object_grasped, in_place, single, bonus)
-        reward = np.where(grasp_success, lifted_reward, reward)
+        reward = np.where(grasped, plus_bonus(reward, bonus, single), reward)
         reward = np.where(obj_to_target < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": _flag(obj_to_target <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _flag(grasp_success),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasped,
+            grasp_reward=object_grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 class PickPlaceWall(Skill):
@@ -513,7 +428,7 @@ class PickPlaceWall(Skill):
     TARGET_RADIUS = 0.05
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _geom_object(frame, "objGeom")
+        return geom_object(frame, "objGeom")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -531,7 +446,7 @@ class PickPlaceWall(Skill):
         obj_to_target_init = norm(obj_init - target)
         in_place_part1 = tolerance_long_tail(obj_to_midpoint, 0, radius, obj_to_midpoint_init)
         in_place_part2 = tolerance_long_tail(obj_to_target, 0, radius, obj_to_target_init)
-        object_grasped, single = _caging_reward(
+        object_grasped, single = gripper_caging_reward(
             frame, action, obj, 0.015, 0.05, 0.005, high_density=False
         )
         grasped_in_place = hamacher_product(object_grasped, in_place_part1)
@@ -548,16 +463,15 @@ class PickPlaceWall(Skill):
         lifted = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.015 > obj_init[:, 2])
         reward = np.where(lifted, np.where(obj[:, 1] > 0.75, beyond, over), grasped_in_place)
         reward = np.where(obj_to_target < radius, 10.0, reward)
-        info = {
-            "success": _flag(obj_to_target <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": object_grasped,
-            "in_place_reward": in_place_part2,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=object_grasped,
+            in_place_reward=in_place_part2,
+            obj_to_target=obj_to_target,
+        )
 
 
 ML45_SKILLS_D: tuple[type[Skill], ...] = (

@@ -3,7 +3,7 @@ back, a reach past a wall, a soccer ball, sticks and a window to close.
 
 Each `Skill` here is one Meta-World v3 env's `_get_pos_objects` / `_get_quat_objects` /
 `evaluate_state` over rows (the contract and the arithmetic helpers are
-`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_skills_ml10a`'s), in Meta-World's
+`metarl.envs.metaworld_rewards`'s and `metarl.envs.metaworld_families`'s), in Meta-World's
 operation order and types, so that `tests/test_metaworld_vector.py` finds them equal to
 Meta-World's own env bit for bit.
 
@@ -11,9 +11,11 @@ What these skills add:
 
 - Bodies observed through their rotation matrix (the soccer ball, the sticks):
   `Rotation.from_matrix(data.body(b).xmat)`. MuJoCo computes a body's `xmat` from its
-  `xquat` with `mju_quat2Mat`, so `_body_matrix_quat` does the same on the batch's `xquat`.
-- Caging rewards of their own (push-back, soccer): the gripping term is the pads' y-caging at
-  a tighter bound instead of the action's effort, so they stay float64; their
+  `xquat` with `mju_quat2Mat`, so `metaworld_rewards.body_matrix_quat` does the same on the
+  batch's `xquat`.
+- Caging rewards of their own (push-back, soccer: `metaworld_rewards.pad_caging`): the
+  gripping term is the pads' y-caging at a tighter bound instead of the action's effort, so
+  they stay float64; their
   `init_left_pad` / `init_right_pad` are live views of the pads (as pick-place's are), so
   they read the current pads.
 - Stick-push's caging is the shared one measured from `stick_init_pos` instead of
@@ -27,27 +29,24 @@ import dataclasses
 
 import numpy as np
 
+from metarl.envs.metaworld_families import HandleSite
 from metarl.envs.metaworld_rewards import (
     Frame,
     Info,
     Push,
     Reach,
     Skill,
-    _drop_y,
-    _grasp_success,
-    _gripper_caging_reward,
+    body_matrix_quat,
+    geom_object,
+    grasp_success,
+    gripper_caging_reward,
     hamacher_product,
     hamacher_single,
+    infos,
     norm,
-    quaternion,
+    pad_caging,
     tolerance_long_tail,
-)
-from metarl.envs.metaworld_skills_ml10a import (
-    _flag,
-    _geom_object,
-    _without_quat,
-    abs_norm,
-    tolerance_gaussian,
+    without_quat,
 )
 
 # -- plates slid over the table (no grasp) ------------------------------------------------------
@@ -65,7 +64,7 @@ class _PlateSlide(Skill):
     """Subtracted from both tolerance margins (0 for `plate-slide`)."""
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _geom_object(frame, "puck")
+        return geom_object(frame, "puck")
 
     def _reward(
         self, tcp: np.ndarray, tcp_to_obj: np.ndarray, grasped: np.ndarray, in_place: np.ndarray
@@ -92,16 +91,15 @@ class _PlateSlide(Skill):
         )
         reward = self._reward(tcp, tcp_to_obj, grasped, in_place)
         reward = np.where(obj_to_target < radius, 10.0, reward)
-        info = {
-            "success": _flag(obj_to_target <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_reward": grasped,
-            "grasp_success": np.zeros_like(reward),
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=0.0,
+            grasp_reward=grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 class PlateSlide(_PlateSlide):
@@ -146,18 +144,16 @@ class ReachWall(Reach):
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
         reward, reach = super().evaluate_state(frame, obs, action)
-        zeros = np.zeros_like(reward)
         tcp_to_target = reach["obj_to_target"]
-        info = {
-            "success": _flag(tcp_to_target <= 0.05),
-            "near_object": zeros,
-            "grasp_success": zeros,
-            "grasp_reward": zeros,
-            "in_place_reward": reach["in_place_reward"],
-            "obj_to_target": tcp_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=tcp_to_target <= 0.05,
+            near_object=0.0,
+            grasp_success=0.0,
+            grasp_reward=0.0,
+            in_place_reward=reach["in_place_reward"],
+            obj_to_target=tcp_to_target,
+        )
 
 
 class PushWall(Push):
@@ -168,7 +164,7 @@ class PushWall(Push):
     name = "push-wall-v3"
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _geom_object(frame, "objGeom")
+        return geom_object(frame, "objGeom")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -185,7 +181,7 @@ class PushWall(Push):
         obj_to_target_init = norm(obj_init - target)
         in_place_part1 = tolerance_long_tail(obj_to_midpoint, 0, radius, obj_to_midpoint_init)
         in_place_part2 = tolerance_long_tail(obj_to_target, 0, radius, obj_to_target_init)
-        grasped, single = _gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
+        grasped, single = gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
         reward = 2 * grasped
         near = (tcp_to_obj < 0.02) & (tcp_opened > 0)
         past_wall = obj[:, 1] > 0.75
@@ -200,45 +196,15 @@ class PushWall(Push):
             toward_goal = np.where(single, goal32.astype(np.float64), toward_goal)
         reward = np.where(near, np.where(past_wall, toward_goal, toward_wall), reward)
         reward = np.where(obj_to_target < radius, 10.0, reward)
-        info = {
-            "success": _flag(obj_to_target <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": grasped,
-            "in_place_reward": in_place_part2,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
-
-
-def _pad_caging(
-    frame: Frame, obj: np.ndarray, obj_radius: float, grip_margin: float, xz_margin: float
-) -> np.ndarray:
-    """The `_gripper_caging_reward` of push-back and soccer: y-caging by the pads against the
-    object (margins from the pads' current positions, Meta-World's live `init_*_pad` views),
-    x-z caging of the hand, and for gripping the y-caging at the tighter `grip_margin` where
-    the caging is above 0.95; `(caging + gripping) / 2`."""
-    pad_success_margin = 0.05
-    left_pad, right_pad = frame.body("leftpad"), frame.body("rightpad")
-    delta_left = left_pad[:, 1] - obj[:, 1]
-    delta_right = obj[:, 1] - right_pad[:, 1]
-    right_margin = abs(abs(obj[:, 1] - right_pad[:, 1]) - pad_success_margin)
-    left_margin = abs(abs(obj[:, 1] - left_pad[:, 1]) - pad_success_margin)
-    right_caging = tolerance_long_tail(delta_right, obj_radius, pad_success_margin, right_margin)
-    left_caging = tolerance_long_tail(delta_left, obj_radius, pad_success_margin, left_margin)
-    right_gripping = tolerance_long_tail(delta_right, obj_radius, grip_margin, right_margin)
-    left_gripping = tolerance_long_tail(delta_left, obj_radius, grip_margin, left_margin)
-    y_caging = hamacher_product(right_caging, left_caging)
-    y_gripping = hamacher_product(right_gripping, left_gripping)
-    tcp_obj_x_z = norm(_drop_y(frame.tcp_center) - _drop_y(obj))
-    init_obj_x_z = _drop_y(frame.consts["obj_init_pos"])
-    init_tcp_x_z = _drop_y(frame.consts["init_tcp"])
-    x_z_margin = norm(init_obj_x_z - init_tcp_x_z) - xz_margin
-    x_z_caging = tolerance_long_tail(tcp_obj_x_z, 0, xz_margin, x_z_margin)
-    caging = hamacher_product(y_caging, x_z_caging)
-    gripping = np.where(caging > 0.95, y_gripping, 0.0)
-    return (caging + gripping) / 2
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=grasped,
+            in_place_reward=in_place_part2,
+            obj_to_target=obj_to_target,
+        )
 
 
 class PushBack(Skill):
@@ -251,7 +217,7 @@ class PushBack(Skill):
     OBJ_RADIUS, TARGET_RADIUS = 0.007, 0.05
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return _geom_object(frame, "objGeom")
+        return geom_object(frame, "objGeom")
 
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
@@ -263,7 +229,7 @@ class PushBack(Skill):
         target_to_obj_init = norm(obj_init - target)
         in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
         radius = self.OBJ_RADIUS
-        grasped = _pad_caging(frame, obj, radius, radius + 0.003, 0.01)
+        grasped = pad_caging(frame, obj, radius, radius + 0.003, 0.01)
         reward = hamacher_product(grasped, in_place)
         pushing = (
             (tcp_to_obj < 0.01)
@@ -272,31 +238,18 @@ class PushBack(Skill):
         )
         reward = np.where(pushing, reward + (1.0 + 5.0 * in_place), reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        info = {
-            "success": _flag(target_to_obj <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=target_to_obj <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=grasped,
+            in_place_reward=in_place,
+            obj_to_target=target_to_obj,
+        )
 
 
 # -- bodies observed by their rotation matrix: the soccer ball, the sticks ---------------------
-
-
-def _body_matrix_quat(frame: Frame, body: str) -> np.ndarray:
-    """`Rotation.from_matrix(data.body(body).xmat).as_quat()` per row: the matrix MuJoCo's
-    kinematics derives from the body's `xquat` (`mju_quat2Mat`), then SciPy's quaternion."""
-    import mujoco
-
-    quats = frame.body_quat(body)
-    matrices = np.zeros((len(quats), 9))
-    for row, quat in zip(matrices, quats, strict=True):
-        mujoco.mju_quat2Mat(row, np.ascontiguousarray(quat))
-    return quaternion(matrices.reshape(-1, 3, 3))
 
 
 class Soccer(Skill):
@@ -309,7 +262,7 @@ class Soccer(Skill):
     OBJ_RADIUS, TARGET_RADIUS = 0.013, 0.07
 
     def objects(self, frame: Frame) -> np.ndarray:
-        quat = _body_matrix_quat(frame, "soccer_ball")
+        quat = body_matrix_quat(frame, "soccer_ball")
         return np.concatenate([frame.body("soccer_ball"), quat], axis=1)
 
     def evaluate_state(
@@ -327,20 +280,19 @@ class Soccer(Skill):
         penalised = in_place - 2 * ((obj[:, 1] - goal_line) / (1 - goal_line))
         in_place = np.where(wide, np.clip(penalised, 0.0, 1.0), in_place)
         radius = self.OBJ_RADIUS
-        grasped = _pad_caging(frame, obj, radius, radius + 0.01, 0.005)
+        grasped = pad_caging(frame, obj, radius, radius + 0.01, 0.005)
         reward = (3 * grasped) + (6.5 * in_place)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
         obj_to_target = norm(obj - target)
-        info = {
-            "success": _flag(obj_to_target <= 0.07),
-            "near_object": _flag(tcp_to_obj <= 0.03),
-            "grasp_success": _grasp_success(frame, obj, tcp_opened),
-            "grasp_reward": grasped,
-            "in_place_reward": in_place,
-            "obj_to_target": obj_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=obj_to_target <= 0.07,
+            near_object=tcp_to_obj <= 0.03,
+            grasp_success=grasp_success(frame, obj, tcp_opened),
+            grasp_reward=grasped,
+            in_place_reward=in_place,
+            obj_to_target=obj_to_target,
+        )
 
 
 class _Stick(Skill):
@@ -354,8 +306,8 @@ class _Stick(Skill):
     INSERTION_OFFSET = np.zeros(3)
 
     def objects(self, frame: Frame) -> np.ndarray:
-        stick = np.concatenate([frame.body("stick"), _body_matrix_quat(frame, "stick")], axis=1)
-        insertion = _without_quat(frame.site("insertion") + self.INSERTION_OFFSET)
+        stick = np.concatenate([frame.body("stick"), body_matrix_quat(frame, "stick")], axis=1)
+        insertion = without_quat(frame.site("insertion") + self.INSERTION_OFFSET)
         return np.concatenate([stick, insertion], axis=1)
 
 
@@ -390,7 +342,7 @@ class StickPull(_Stick):
         container_in_place = tolerance_long_tail(
             container_to_target, 0, radius, norm(frame.consts["obj_init_pos"] - target)
         )
-        grasped, single = _gripper_caging_reward(frame, action, stick, 0.014, 0.05, 0.01)
+        grasped, single = gripper_caging_reward(frame, action, stick, 0.014, 0.05, 0.01)
         held = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
         grasped = np.where(held, 1.0, grasped)
         single = single & ~held
@@ -409,16 +361,15 @@ class StickPull(_Stick):
         )
         hooked = np.where(handle_to_target <= 0.12, 10.0, hooked)
         reward = np.where(held, np.where(inserted, hooked, lifted), in_place_and_grasped)
-        info = {
-            "success": _flag((handle_to_target <= 0.12) & inserted),
-            "near_object": _flag(tcp_to_stick <= 0.03),
-            "grasp_success": _grasp_success(frame, stick, tcp_opened),
-            "grasp_reward": grasped,
-            "in_place_reward": stick_in_place,
-            "obj_to_target": handle_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=(handle_to_target <= 0.12) & inserted,
+            near_object=tcp_to_stick <= 0.03,
+            grasp_success=grasp_success(frame, stick, tcp_opened),
+            grasp_reward=grasped,
+            in_place_reward=stick_in_place,
+            obj_to_target=handle_to_target,
+        )
 
 
 class StickPush(_Stick):
@@ -449,7 +400,7 @@ class StickPush(_Stick):
             norm(frame.consts["obj_init_pos"] - target) - radius,
         )
         from_stick = dataclasses.replace(frame, consts={**frame.consts, "obj_init_pos": stick_init})
-        grasped, _ = _gripper_caging_reward(from_stick, action, stick, 0.04, 0.05, 0.01)
+        grasped, _ = gripper_caging_reward(from_stick, action, stick, 0.04, 0.05, 0.01)
         held = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
         pushed = 2.0 + 5.0 * stick_in_place + 3.0 * container_in_place
         pushed = np.where(container_to_target <= radius, 10.0, pushed)
@@ -457,65 +408,31 @@ class StickPush(_Stick):
         grasped = np.where(held, 1.0, grasped)
         # `evaluate_state`'s own test, on the observed stick (without the 0.015 offset)
         cheap = (tcp_opened > 0) & (obs[:, 6] - 0.01 > stick_init[:, 2])
-        grasp_success = cheap & frame.touching(cheap, "objGeom")
+        touching = cheap & frame.touching(cheap, "objGeom")
         success = norm(container - target) <= 0.12
-        info = {
-            "success": _flag(grasp_success & success),
-            "near_object": _flag(tcp_to_stick <= 0.03),
-            "grasp_success": _flag(grasp_success),
-            "grasp_reward": grasped,
-            "in_place_reward": stick_in_place,
-            "obj_to_target": container_to_target,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+        return reward, infos(
+            reward,
+            success=touching & success,
+            near_object=tcp_to_stick <= 0.03,
+            grasp_success=touching,
+            grasp_reward=grasped,
+            in_place_reward=stick_in_place,
+            obj_to_target=container_to_target,
+        )
 
 
 # -- a window closed by its handle -------------------------------------------------------------
 
 
-class WindowClose(Skill):
+class WindowClose(HandleSite):
     """`SawyerWindowCloseEnvV3` (sawyer_window_close_v3.py): slide the window shut by its
-    handle. As window-open's, the reward reads the handle site itself, not the observation;
-    the reach term is gaussian."""
+    handle (window-open's reward the other way, with a gaussian reach)."""
 
     name = "window-close-v3"
     sites = ("rightEndEffector", "leftEndEffector", "handleCloseStart")
     consts = ("_target_pos", "init_tcp", "window_handle_pos_init")
-    TARGET_RADIUS = 0.05
-
-    def objects(self, frame: Frame) -> np.ndarray:
-        return _without_quat(frame.site("handleCloseStart"))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        radius = self.TARGET_RADIUS
-        obj, tcp = frame.site("handleCloseStart"), frame.tcp_center
-        target = frame.consts["_target_pos"]
-        handle_init = frame.consts["window_handle_pos_init"]
-        target_to_obj = abs_norm(obj[:, 0] - target[:, 0])
-        target_to_obj_init = abs_norm(handle_init[:, 0] - target[:, 0])
-        in_place = tolerance_long_tail(
-            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
-        )
-        handle_radius = 0.02
-        tcp_to_obj = norm(obj - tcp)
-        tcp_to_obj_init = norm(handle_init - frame.consts["init_tcp"])
-        reach = tolerance_gaussian(
-            tcp_to_obj, 0, handle_radius, np.abs(tcp_to_obj_init - handle_radius)
-        )
-        reward = 10 * hamacher_product(reach, in_place)
-        info = {
-            "success": _flag(target_to_obj <= radius),
-            "near_object": _flag(tcp_to_obj <= 0.05),
-            "grasp_success": np.ones_like(reward),
-            "grasp_reward": reach,
-            "in_place_reward": in_place,
-            "obj_to_target": target_to_obj,
-            "unscaled_reward": reward,
-        }
-        return reward, info
+    SITE, AXIS, TARGET_RADIUS, GAUSSIAN_REACH = "handleCloseStart", 0, 0.05, True
+    IN_PLACE_INIT = REACH_INIT = "window_handle_pos_init"
 
 
 ML45_SKILLS_E: tuple[type[Skill], ...] = (
