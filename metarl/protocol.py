@@ -180,11 +180,15 @@ class ScoresPolicies(Protocol):
 class ScoresPoliciesTogether(Protocol):
     """A `ScoresPolicies` distribution that scores many tasks' policies at once with the same
     protocol (Meta-World on its batched step), or answers None where it cannot (then each
-    task is scored alone)."""
+    task is scored alone). It may keep its envs from one call to the next; the evaluation
+    calls `release_scorer` when it is done."""
 
     def evaluate_policies(
         self, tasks: Sequence[Any], acts: Sequence[Callable[[Any], Any]]
     ) -> Mapping[str, Any] | None: ...
+
+    def release_scorer(self) -> None:
+        """Free what `evaluate_policies` keeps between calls (its envs)."""
 
 
 @runtime_checkable

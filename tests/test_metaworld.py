@@ -354,6 +354,7 @@ def test_the_batched_scorer_is_metaworlds_evaluator_on_adapted_policies(ml1_run,
     _, trainer = ml1_run
     meta = trainer.meta
     together = meta.curves([1, 2], n_tasks=3)
+    assert meta.dist._scorer is None  # the scorer's env, kept across chunks, is released
     monkeypatch.setattr(type(meta.dist), "evaluate_policies", lambda self, tasks, acts: None)
     alone = meta.curves([1, 2], n_tasks=3)
     np.testing.assert_array_equal(together["success"].per_task, alone["success"].per_task)

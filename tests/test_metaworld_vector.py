@@ -286,6 +286,52 @@ def test_the_batched_scorer_is_metaworlds_evaluator_on_per_task_policies(suite):
     assert together["success"][::2].min() == 1.0 and together["success"][1::2].max() == 0.0
 
 
+def test_the_batched_scorer_builds_its_env_once_and_scores_fewer_tasks_on_it(monkeypatch):
+    """The scorer keeps its batched env from one call to the next (an evaluation calls it for
+    each chunk of tasks after each number of updates): ML10 tasks of several skills scored
+    in a chunk of 5, then 3 (the other slots left on their tasks, stepped and unread), then
+    the first 5 again, on one env built once; each call's scores are Meta-World's evaluator's
+    on the same policies, and the repeated call's are the first call's."""
+    import metaworld.policies as policies
+
+    from metarl.envs.metaworld import MetaWorldDistribution
+
+    dist = MetaWorldDistribution("ML10", eval_episodes=1)
+    built = []
+    make = dist.make_vector_env
+
+    def counted(n_tasks, envs_per_task):
+        built.append((n_tasks, envs_per_task))
+        return make(n_tasks, envs_per_task)
+
+    monkeypatch.setattr(dist, "make_vector_env", counted)
+    tasks = dist.sample(8, np.random.default_rng(3), split="test")
+    rng = np.random.default_rng(1)
+    acts = [
+        _goal_seeing(dist, t, getattr(policies, expert_of(t.skill))())
+        if i % 2
+        else (lambda w: lambda obs: np.clip(np.asarray(obs, np.float32) @ w, -1, 1))(
+            rng.normal(0, 0.3, (39, 4)).astype(np.float32)
+        )
+        for i, t in enumerate(tasks)
+    ]
+    first = dist.evaluate_policies(tasks[:5], acts[:5])
+    fewer = dist.evaluate_policies(tasks[5:], acts[5:])
+    again = dist.evaluate_policies(tasks[:5], acts[:5])
+    assert built == [(5, 1)]
+    for got, part in ((first, slice(0, 5)), (fewer, slice(5, 8))):
+        alone = [dist.evaluate_policy(t, a) for t, a in zip(tasks[part], acts[part], strict=True)]
+        np.testing.assert_array_equal(got["success"], [s["success"] for s in alone])
+        np.testing.assert_allclose(got["return"], [s["return"] for s in alone], rtol=1e-5)
+    np.testing.assert_array_equal(again["success"], first["success"])
+    np.testing.assert_array_equal(again["return"], first["return"])
+    assert first["success"].max() == 1.0 and fewer["success"].max() == 1.0
+    dist.release_scorer()
+    dist.evaluate_policies(tasks[:2], acts[:2])
+    assert built == [(5, 1), (2, 1)]
+    dist.close()
+
+
 def _goal_seeing(dist, task, scripted):
     """`scripted` acting on observations with the task's goal filled in (ML hides it)."""
     from metarl.envs.metaworld import make_skill_env

@@ -107,6 +107,8 @@ class MetaWorldDistribution:
         self.bench = load_benchmark(benchmark, self.skill, seed)
         first = self.bench.train_tasks[0].env_name  # the env a fresh MetaWorldEnv builds
         self.env_id = register_env(self.name, first, seed, reward_version)
+        self._scorer: Any = None
+        self._scorer_tasks: list[Any] = []
 
     def run_record(self) -> dict[str, Any]:
         """Task options a run directory records and checks when it is reopened."""
@@ -199,35 +201,61 @@ class MetaWorldDistribution:
         exactly (`tests/test_metaworld_vector.py`). The returns are summed in float64;
         Meta-World's `RecordEpisodeStatistics` turns its sum into float32 at the first float32
         reward (NumPy's promotion of a positive float32 gripper action), so its returns differ
-        from these in float32's last digits."""
+        from these in float32's last digits.
+
+        The batched env is built once and kept for the next call (an evaluation scores each
+        chunk of tasks after each number of updates): a call with fewer tasks than it has
+        slots leaves the other slots on their last tasks (no reset of a Meta-World env for
+        them, no regrouping of ML10's skills) and steps them with zero actions, unread; one
+        with more rebuilds it. `release_scorer` (or `close`) frees it."""
         from metarl.envs.vector import set_vector_tasks
 
-        env = self.make_vector_env(len(tasks), 1)
+        n, episodes = len(tasks), self.eval_episodes
+        env = self._scorer_env(n)
         if env is None:
             return None
-        n, episodes = len(tasks), self.eval_episodes
+        slots = self._scorer_tasks
+        slots[:n] = list(tasks)
+        idle = np.zeros((1, 4), np.float32)
+        policies = [*acts, *(lambda obs: idle for _ in slots[n:])]
         successes, returns = np.zeros(n), np.zeros((n, episodes))
-        try:
-            set_vector_tasks(env, list(tasks))
-            for episode in range(episodes):
-                obs, _ = env.reset()
-                running, total = np.ones(n, dtype=bool), np.zeros(n)
-                for _ in range(MAX_EPISODE_STEPS):
-                    actions = np.concatenate([act(obs[i : i + 1]) for i, act in enumerate(acts)])
-                    obs, reward, _, _, infos = env.step(actions)
-                    total += np.where(running, reward, 0.0)
-                    hit = running & (np.asarray(infos["success"]) == 1.0)
-                    successes += hit
-                    running &= ~hit
-                    if not running.any():
-                        break
-                returns[:, episode] = total
-        finally:
-            env.close()
+        set_vector_tasks(env, slots)
+        for episode in range(episodes):
+            obs, _ = env.reset()
+            running, total = np.zeros(len(slots), dtype=bool), np.zeros(n)
+            running[:n] = True
+            for _ in range(MAX_EPISODE_STEPS):
+                actions = np.concatenate([act(obs[i : i + 1]) for i, act in enumerate(policies)])
+                obs, reward, _, _, infos = env.step(actions)
+                total += np.where(running[:n], reward[:n], 0.0)
+                hit = running & (np.asarray(infos["success"]) == 1.0)
+                successes += hit[:n]
+                running &= ~hit
+                if not running.any():
+                    break
+            returns[:, episode] = total
         return {"success": successes / episodes, "return": returns.mean(axis=1)}
 
+    def _scorer_env(self, n: int) -> Any:
+        """The kept batched env of `evaluate_policies`, rebuilt only to hold more than `n`
+        task slots (None: these tasks have no batched step)."""
+        if self._scorer is not None and len(self._scorer_tasks) >= n:
+            return self._scorer
+        self.release_scorer()
+        env = self.make_vector_env(n, 1)
+        if env is not None:
+            self._scorer, self._scorer_tasks = env, [None] * n
+        return env
+
+    def release_scorer(self) -> None:
+        """Close the batched env `evaluate_policies` keeps (the next call builds one)."""
+        if self._scorer is not None:
+            self._scorer.close()
+        self._scorer, self._scorer_tasks = None, []
+
     def close(self) -> None:
-        """Nothing held: the benchmark objects are cached per process."""
+        """Release the scorer's env; the benchmark objects are cached per process."""
+        self.release_scorer()
 
 
 class _Agent:

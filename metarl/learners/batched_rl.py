@@ -399,32 +399,37 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         if score is None:
             return {}
         # the same score of a chunk's tasks together where the distribution has it
-        # (Meta-World's batched step); None from it means: one task at a time
+        # (Meta-World's batched step, its envs built once for every chunk and step count);
+        # None from it means: one task at a time
         many = (
             self.dist.evaluate_policies if isinstance(self.dist, ScoresPoliciesTogether) else None
         )
         values: dict[str, np.ndarray] = {}
         finished = 0
-        for row, t in enumerate(wanted):
-            for start in range(0, len(tasks), chunk):
-                part = slice(start, start + chunk)
-                run = self.run(
-                    phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
-                )
-                acts = [self._deterministic_act(run.params, i) for i in range(len(tasks[part]))]
-                together = many(tasks[part], acts) if many is not None else None
-                for offset, task in enumerate(tasks[part]):
-                    scores = (
-                        {k: v[offset] for k, v in together.items()}
-                        if together is not None
-                        else score(task, acts[offset])
+        try:
+            for row, t in enumerate(wanted):
+                for start in range(0, len(tasks), chunk):
+                    part = slice(start, start + chunk)
+                    run = self.run(
+                        phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
                     )
-                    for name, value in scores.items():
-                        table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
-                        table[row, start + offset] = value
-                    finished += 1
-                    if tick is not None:
-                        tick(finished)
+                    acts = [self._deterministic_act(run.params, i) for i in range(len(tasks[part]))]
+                    together = many(tasks[part], acts) if many is not None else None
+                    for offset, task in enumerate(tasks[part]):
+                        scores = (
+                            {k: v[offset] for k, v in together.items()}
+                            if together is not None
+                            else score(task, acts[offset])
+                        )
+                        for name, value in scores.items():
+                            table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
+                            table[row, start + offset] = value
+                        finished += 1
+                        if tick is not None:
+                            tick(finished)
+        finally:  # the scorer's envs, kept across chunks and step counts, go with the curves
+            if isinstance(self.dist, ScoresPoliciesTogether):
+                self.dist.release_scorer()
         return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
 
     def _deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
