@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -466,6 +466,52 @@ def grasp_success(frame: Frame, obj: np.ndarray, tcp_opened: np.ndarray) -> np.n
     return cheap & frame.touching(cheap, "objGeom")
 
 
+class Carry(NamedTuple):
+    """The terms every skill that moves an object to a target starts from, per row."""
+
+    obj: np.ndarray
+    """The observed object (`obs[4:7]`)."""
+    tcp_opened: np.ndarray
+    obj_init: np.ndarray
+    tcp_to_obj: np.ndarray
+    obj_to_target: np.ndarray
+    in_place: np.ndarray
+    """Long-tail tolerance of `obj_to_target` within the target radius, margin the reset's
+    distance."""
+
+
+def carry(frame: Frame, obs: np.ndarray, radius: float, target: np.ndarray | None = None) -> Carry:
+    """`Carry` of the observed object to `target` (default `_target_pos`)."""
+    obj, tcp_opened = obs[:, 4:7], obs[:, 3]
+    target = frame.consts["_target_pos"] if target is None else target
+    obj_init = frame.consts["obj_init_pos"]
+    obj_to_target = norm(obj - target)
+    in_place = tolerance_long_tail(obj_to_target, 0, radius, norm(obj_init - target))
+    tcp_to_obj = norm(obj - frame.tcp_center)
+    return Carry(obj, tcp_opened, obj_init, tcp_to_obj, obj_to_target, in_place)
+
+
+def carry_infos(
+    frame: Frame,
+    reward: np.ndarray,
+    c: Carry,
+    grasp_reward: np.ndarray,
+    success_radius: float = 0.07,
+    in_place_reward: np.ndarray | None = None,
+) -> Info:
+    """The infos of those skills: success within `success_radius` of the target, near within
+    0.03 of the hand, `grasp_success` by the pads' contacts (`grasp_success`)."""
+    return infos(
+        reward,
+        success=c.obj_to_target <= success_radius,
+        near_object=c.tcp_to_obj <= 0.03,
+        grasp_success=grasp_success(frame, c.obj, c.tcp_opened),
+        grasp_reward=grasp_reward,
+        in_place_reward=c.in_place if in_place_reward is None else in_place_reward,
+        obj_to_target=c.obj_to_target,
+    )
+
+
 class Push(_OneObject):
     """`SawyerPushEnvV3` (sawyer_push_v3.py)."""
 
@@ -476,31 +522,18 @@ class Push(_OneObject):
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        target_to_obj = norm(obj - target)
-        target_to_obj_init = norm(obj_init - target)
-        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
-        object_grasped, single = gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
+        c = carry(frame, obs, self.TARGET_RADIUS)
+        object_grasped, single = gripper_caging_reward(frame, action, c.obj, 0.015, 0.05, 0.005)
         reward = 2 * object_grasped
-        near = (tcp_to_obj < 0.02) & (tcp_opened > 0)
-        bonus = reward + (1.0 + reward + 5.0 * in_place)
+        near = (c.tcp_to_obj < 0.02) & (c.tcp_opened > 0)
+        bonus = reward + (1.0 + reward + 5.0 * c.in_place)
         if single.any():  # `reward` is float32 there (`caging_and_gripping`)
             r = reward.astype(np.float32)
-            bonus32 = r + ((np.float32(1.0) + r) + (5.0 * in_place).astype(np.float32))
+            bonus32 = r + ((np.float32(1.0) + r) + (5.0 * c.in_place).astype(np.float32))
             bonus = np.where(single, bonus32.astype(np.float64), bonus)
         reward = np.where(near, bonus, reward)
-        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=target_to_obj <= self.TARGET_RADIUS,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
-        )
+        reward = np.where(c.obj_to_target < self.TARGET_RADIUS, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, object_grasped, self.TARGET_RADIUS)
 
 
 class PickPlace(_OneObject):
@@ -514,32 +547,21 @@ class PickPlace(_OneObject):
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        obj_to_target = norm(obj - target)
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        in_place_margin = norm(obj_init - target)
-        in_place = tolerance_long_tail(obj_to_target, 0, 0.05, in_place_margin)
+        c = carry(frame, obs, 0.05)
+        obj = c.obj
         caging = hamacher_product(
             pad_y_caging(frame, obj, 0.015, 0.05), xz_caging(frame, obj, 0.005)
         )
         object_grasped, single = caging_and_gripping(caging, action)
-        reward = hamacher_typed(object_grasped, in_place, single)
-        lifted = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
-        reward = np.where(lifted, plus_bonus(reward, 1.0 + 5.0 * in_place, single), reward)
-        reward = np.where(obj_to_target < 0.05, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
-        )
+        reward = hamacher_typed(object_grasped, c.in_place, single)
+        lifted = (c.tcp_to_obj < 0.02) & (c.tcp_opened > 0) & (obj[:, 2] - 0.01 > c.obj_init[:, 2])
+        reward = np.where(lifted, plus_bonus(reward, 1.0 + 5.0 * c.in_place, single), reward)
+        reward = np.where(c.obj_to_target < 0.05, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, object_grasped)
 
 
 __all__ = [
+    "Carry",
     "Frame",
     "Info",
     "Skill",
@@ -547,6 +569,8 @@ __all__ = [
     "body_matrix_quat",
     "body_object",
     "caging_and_gripping",
+    "carry",
+    "carry_infos",
     "drop_y",
     "flag",
     "geom_object",

@@ -21,7 +21,8 @@ from metarl.envs.metaworld_rewards import (
     Skill,
     body_matrices,
     body_object,
-    grasp_success,
+    carry,
+    carry_infos,
     gripper_caging_reward,
     hamacher_product,
     hamacher_typed,
@@ -267,12 +268,8 @@ class ShelfPlace(Skill):
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
         target_radius = 0.05
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        obj_to_target = norm(obj - target)
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        in_place_margin = norm(obj_init - target)
-        in_place = tolerance_long_tail(obj_to_target, 0, target_radius, in_place_margin)
+        c = carry(frame, obs, target_radius)
+        obj, target, in_place = c.obj, frame.consts["_target_pos"], c.in_place
         object_grasped, single = gripper_caging_reward(
             frame, action, obj, 0.02, 0.05, 0.01, high_density=False
         )
@@ -286,20 +283,12 @@ class ShelfPlace(Skill):
         bound_loss = hamacher_product(y_scaling, z_scaling)
         in_place = np.where(bounded, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
         in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
-        lifted = (tcp_to_obj < 0.025) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        lifted = (c.tcp_to_obj < 0.025) & (c.tcp_opened > 0) & (obj[:, 2] - 0.01 > c.obj_init[:, 2])
         # `reward` is float32 on the `single` rows; `bonus` too where `in_place` is a float
         lifted_reward = plus_bonus(reward, 1.0 + 5.0 * in_place, single & ~bounded)
         reward = np.where(lifted, lifted_reward, reward)
-        reward = np.where(obj_to_target < target_radius, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
-        )
+        reward = np.where(c.obj_to_target < target_radius, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, object_grasped, in_place_reward=in_place)
 
 
 __all__ = ["Basketball", "PegInsertSide", "ShelfPlace", "Sweep", "SweepInto"]

@@ -30,9 +30,10 @@ from metarl.envs.metaworld_rewards import (
     Info,
     Skill,
     body_object,
+    carry,
+    carry_infos,
     flag,
     geom_object,
-    grasp_success,
     gripper_caging_reward,
     hamacher_product,
     hamacher_single,
@@ -62,26 +63,13 @@ class HandInsert(Skill):
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        target_to_obj = norm(obj - target)
-        target_to_obj_init = norm(obj_init - target)
-        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
-        object_grasped, single = gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
-        reward = hamacher_typed(object_grasped, in_place, single)
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        bonus = plus_bonus(reward, 1.0 + 7.0 * in_place, single)
-        reward = np.where((tcp_to_obj < 0.02) & (tcp_opened > 0), bonus, reward)
-        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=target_to_obj <= 0.05,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
-        )
+        c = carry(frame, obs, self.TARGET_RADIUS)
+        object_grasped, single = gripper_caging_reward(frame, action, c.obj, 0.015, 0.05, 0.005)
+        reward = hamacher_typed(object_grasped, c.in_place, single)
+        bonus = plus_bonus(reward, 1.0 + 7.0 * c.in_place, single)
+        reward = np.where((c.tcp_to_obj < 0.02) & (c.tcp_opened > 0), bonus, reward)
+        reward = np.where(c.obj_to_target < self.TARGET_RADIUS, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, object_grasped, 0.05)
 
 
 class DoorUnlock(Skill):
@@ -434,18 +422,15 @@ class PickPlaceWall(Skill):
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
         radius = self.TARGET_RADIUS
-        tcp, obj, tcp_opened = frame.tcp_center, obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        c = carry(frame, obs, radius)
+        obj, obj_init, target = c.obj, c.obj_init, frame.consts["_target_pos"]
         midpoint = np.zeros_like(target)
         midpoint[:, 0], midpoint[:, 1], midpoint[:, 2] = target[:, 0], 0.77, 0.25
-        tcp_to_obj = norm(obj - tcp)
         scaling = np.array([1.0, 1.0, 3.0])
         obj_to_midpoint = norm((obj - midpoint) * scaling)
         obj_to_midpoint_init = norm((obj_init - midpoint) * scaling)
-        obj_to_target = norm(obj - target)
-        obj_to_target_init = norm(obj_init - target)
         in_place_part1 = tolerance_long_tail(obj_to_midpoint, 0, radius, obj_to_midpoint_init)
-        in_place_part2 = tolerance_long_tail(obj_to_target, 0, radius, obj_to_target_init)
+        in_place_part2 = c.in_place
         object_grasped, single = gripper_caging_reward(
             frame, action, obj, 0.015, 0.05, 0.005, high_density=False
         )
@@ -460,18 +445,10 @@ class PickPlaceWall(Skill):
             beyond32 = g32 + one + four + (3.0 * in_place_part2).astype(np.float32)
             over = np.where(single, over32.astype(np.float64), over)
             beyond = np.where(single, beyond32.astype(np.float64), beyond)
-        lifted = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.015 > obj_init[:, 2])
+        lifted = (c.tcp_to_obj < 0.02) & (c.tcp_opened > 0) & (obj[:, 2] - 0.015 > obj_init[:, 2])
         reward = np.where(lifted, np.where(obj[:, 1] > 0.75, beyond, over), grasped_in_place)
-        reward = np.where(obj_to_target < radius, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place_part2,
-            obj_to_target=obj_to_target,
-        )
+        reward = np.where(c.obj_to_target < radius, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, object_grasped)
 
 
 ML45_SKILLS_D: tuple[type[Skill], ...] = (

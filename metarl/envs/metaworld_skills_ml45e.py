@@ -37,6 +37,8 @@ from metarl.envs.metaworld_rewards import (
     Reach,
     Skill,
     body_matrix_quat,
+    carry,
+    carry_infos,
     geom_object,
     grasp_success,
     gripper_caging_reward,
@@ -170,20 +172,16 @@ class PushWall(Push):
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
         radius = 0.05
-        tcp, obj, tcp_opened = frame.tcp_center, obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
+        c = carry(frame, obs, radius)
+        obj, obj_init, in_place_part2 = c.obj, c.obj_init, c.in_place
         midpoint = np.stack([np.full(len(obj), -0.05), np.full(len(obj), 0.77), obj[:, 2]], 1)
-        tcp_to_obj = norm(obj - tcp)
         scaling = np.array([3.0, 1.0, 1.0])
         obj_to_midpoint = norm((obj - midpoint) * scaling)
         obj_to_midpoint_init = norm((obj_init - midpoint) * scaling)
-        obj_to_target = norm(obj - target)
-        obj_to_target_init = norm(obj_init - target)
         in_place_part1 = tolerance_long_tail(obj_to_midpoint, 0, radius, obj_to_midpoint_init)
-        in_place_part2 = tolerance_long_tail(obj_to_target, 0, radius, obj_to_target_init)
         grasped, single = gripper_caging_reward(frame, action, obj, 0.015, 0.05, 0.005)
         reward = 2 * grasped
-        near = (tcp_to_obj < 0.02) & (tcp_opened > 0)
+        near = (c.tcp_to_obj < 0.02) & (c.tcp_opened > 0)
         past_wall = obj[:, 1] > 0.75
         toward_wall = 2.0 * grasped + 1.0 + 4.0 * in_place_part1
         toward_goal = 2 * grasped + 1.0 + 4.0 + 3.0 * in_place_part2
@@ -195,16 +193,8 @@ class PushWall(Push):
             toward_wall = np.where(single, wall32.astype(np.float64), toward_wall)
             toward_goal = np.where(single, goal32.astype(np.float64), toward_goal)
         reward = np.where(near, np.where(past_wall, toward_goal, toward_wall), reward)
-        reward = np.where(obj_to_target < radius, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=grasped,
-            in_place_reward=in_place_part2,
-            obj_to_target=obj_to_target,
-        )
+        reward = np.where(c.obj_to_target < radius, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, grasped)
 
 
 class PushBack(Skill):
@@ -222,31 +212,19 @@ class PushBack(Skill):
     def evaluate_state(
         self, frame: Frame, obs: np.ndarray, action: np.ndarray
     ) -> tuple[np.ndarray, Info]:
-        obj, tcp_opened = obs[:, 4:7], obs[:, 3]
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        tcp_to_obj = norm(obj - frame.tcp_center)
-        target_to_obj = norm(obj - target)
-        target_to_obj_init = norm(obj_init - target)
-        in_place = tolerance_long_tail(target_to_obj, 0, self.TARGET_RADIUS, target_to_obj_init)
+        c = carry(frame, obs, self.TARGET_RADIUS)
+        target_to_obj_init = norm(c.obj_init - frame.consts["_target_pos"])
         radius = self.OBJ_RADIUS
-        grasped = pad_caging(frame, obj, radius, radius + 0.003, 0.01)
-        reward = hamacher_product(grasped, in_place)
+        grasped = pad_caging(frame, c.obj, radius, radius + 0.003, 0.01)
+        reward = hamacher_product(grasped, c.in_place)
         pushing = (
-            (tcp_to_obj < 0.01)
-            & ((tcp_opened > 0) & (tcp_opened < 0.55))
-            & (target_to_obj_init - target_to_obj > 0.01)
+            (c.tcp_to_obj < 0.01)
+            & ((c.tcp_opened > 0) & (c.tcp_opened < 0.55))
+            & (target_to_obj_init - c.obj_to_target > 0.01)
         )
-        reward = np.where(pushing, reward + (1.0 + 5.0 * in_place), reward)
-        reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=target_to_obj <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
-        )
+        reward = np.where(pushing, reward + (1.0 + 5.0 * c.in_place), reward)
+        reward = np.where(c.obj_to_target < self.TARGET_RADIUS, 10.0, reward)
+        return reward, carry_infos(frame, reward, c, grasped)
 
 
 # -- bodies observed by their rotation matrix: the soccer ball, the sticks ---------------------
