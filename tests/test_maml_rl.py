@@ -23,6 +23,7 @@ from metarl.learners.inner_loop import stack
 from metarl.protocol import Split, task_rng
 from metarl.registry import resolve_recipe
 from metarl.rl.baselines import joint_outer_recipe, meta_env_steps
+from metarl.rl.fisher import FISHER_METHODS
 from metarl.rl.maml import (
     RATE_PREFIX,
     InnerLoss,
@@ -520,16 +521,18 @@ def test_settings_maml_rl_cannot_run_are_refused_by_name(recipe, words):
         build_meta_learner(recipe(), CPU)
 
 
+@pytest.mark.parametrize("method", FISHER_METHODS)
 @pytest.mark.parametrize("fixture", ["adapted", "adapted_two_steps", "adapted_every_step"])
-def test_kl_hessian_product_equals_double_backprop_through_the_adaptation(request, fixture):
+def test_kl_hessian_product_equals_double_backprop_through_the_adaptation(request, fixture, method):
     """`MetaObjective.kl_hessian` (J^T F J) against differentiating the KL's gradient with
     respect to phi, taken through the adaptation with create_graph, a second time (what
     pytorch-maml-rl's `hessian_vector_product` does), on random vectors; with two inner
     steps J is the product of the steps' Jacobians, and judging both steps' policies the
-    mean of the two J^T F J."""
+    mean of the two J^T F J. Both methods: three Hessian-vector products, and forward mode
+    with the closed-form KL Hessian (`metarl.rl.fisher`)."""
     meta, phi, adaptation, _, _ = request.getfixturevalue(fixture)
     objective = adaptation.context.objective
-    product = objective.kl_hessian(phi)
+    product = objective.kl_hessian(phi, method=method)
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
     used = [
@@ -819,15 +822,16 @@ def test_metasgd_rate_gradient_is_minus_the_inner_gradient_times_the_outer_one(m
     assert grads[RATE_PREFIX + "action_net.bias"].abs().max() > 0
 
 
+@pytest.mark.parametrize("method", FISHER_METHODS)
 @pytest.mark.parametrize("fixture", ["metasgd", "metasgd_two_steps"])
-def test_metasgd_kl_hessian_equals_double_backprop_in_weights_and_rates(request, fixture):
+def test_metasgd_kl_hessian_equals_double_backprop_in_weights_and_rates(request, fixture, method):
     """`kl_hessian`'s J^T F J with J = d theta' / d (phi, alpha) against differentiating the
     KL's gradient in (phi, alpha), through the adaptation (one or two steps, the same rates
     at each), a second time."""
     meta, phi, adaptation, _ = request.getfixturevalue(fixture)
     objective = adaptation.context.objective
     params = adaptation.context.phi
-    product = objective.kl_hessian(params)
+    product = objective.kl_hessian(params, method=method)
     leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
     used = [k for k in leaves if "value" not in k]

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
 
+from metarl.rl.fisher import FISHER_METHODS, FisherMethod, OutputHead, inner_step_jvp
 from metarl.rl.policy import BatchedPolicy, Params
 from metarl.rl.rollout import Rollout
 from metarl.rl.vpg import vpg_advantages
@@ -406,7 +407,9 @@ class MetaObjective:
         clipped = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
         return -episode_mean(clipped, self.post.mask)
 
-    def kl_hessian(self, phi: Params, fraction: float = 1.0) -> Callable[[Params], Params]:
+    def kl_hessian(
+        self, phi: Params, fraction: float = 1.0, method: FisherMethod = "hvp"
+    ) -> Callable[[Params], Params]:
         """`v -> sum_i Hess_phi KL_i(phi) v` at phi = phi_old (the policies that sampled the
         post-update data), each task's Hessian through the adaptation.
 
@@ -420,7 +423,14 @@ class MetaObjective:
         backward on a kept graph: about a third of the cost of differentiating the KL's
         gradient through the adaptation again (the tests check the two agree). With
         `fraction` < 1 the Hessians are estimated on the first `ceil(fraction * episodes)`
-        episodes of each task (the episode means keep their scale)."""
+        episodes of each task (the episode means keep their scale).
+
+        `method` "jvp" computes the same product in forward mode (`metarl.rl.fisher`): J v
+        by Jacobian-vector products through each inner step and the network, F by the KL's
+        closed-form Hessian in the distribution's parameters, then one vector-Jacobian
+        product of the network and the same reverse chain of the steps."""
+        if method not in FISHER_METHODS:
+            raise ValueError(f"Fisher method {method!r}: expected one of {FISHER_METHODS}")
         n = self.n_tasks
         outer = [samples.head(fraction) for samples in self.outer_samples]
         pres = [samples.head(fraction) for samples in self.pre_steps]
@@ -461,8 +471,12 @@ class MetaObjective:
             if not points:
                 points.append(leaves)
             kl_terms: dict[int, tuple[Params, Params]] = {}  # step -> (point, KL's grads)
+            heads: dict[int, OutputHead] = {}  # step -> the distribution parameters' graph ("jvp")
             for j, samples, old in zip(self.judged, outer, olds, strict=True):
                 dist = self.policy_fn(points[j], samples.obs)
+                if method == "jvp":
+                    heads[j] = OutputHead.of(dist, old, samples.obs, samples.mask, points[j], scale)
+                    continue
                 kl = episode_mean(kl_divergence(dist, old), samples.mask).sum()
                 kl_terms[j] = (points[j], _grads(kl, points[j], create_graph=True))
 
@@ -476,12 +490,20 @@ class MetaObjective:
             by_name = dict(zip(used, out, strict=True))
             return {k: by_name[k] if k in by_name else torch.zeros_like(w[k]) for k in wrt}
 
+        at_steps = [{k: v.detach() for k, v in leaves.items()} for leaves, _ in chain]
+
+        def inner_loss_at(samples: Samples) -> Callable[[Params], Tensor]:
+            return lambda p: self.inner_loss(self.policy_fn, p, samples).sum()
+
         def forward(w: Params, w_rates: Params | None) -> list[Params]:
             """J_1j w for j = 1..k, step by step: d theta_{j+1}' = (I - alpha H_j) d theta_j'
             - grad_j * d alpha (Meta-SGD's rates are the same at every step); joint: [w]."""
             out = []
-            for leaves, inner_grads in chain:
-                hw = hessian_vector(inner_grads, leaves, w)
+            for (leaves, inner_grads), at, samples in zip(chain, at_steps, pres, strict=True):
+                if method == "jvp":
+                    hw = inner_step_jvp(inner_loss_at(samples), at, w)
+                else:
+                    hw = hessian_vector(inner_grads, leaves, w)
                 w = {k: w[k] - rate(k) * hw[k] for k in w}
                 if w_rates is not None:
                     w = {k: w[k] - inner_grads[k].detach() * w_rates[k] for k in w}
@@ -524,6 +546,8 @@ class MetaObjective:
             for at, (point, kl_grads) in kl_terms.items():
                 fw = hessian_vector(kl_grads, point, ws[at])
                 adjoints[at] = fw if scale == 1.0 else {k: scale * x for k, x in fw.items()}
+            for at, head in heads.items():
+                adjoints[at] = head.gauss_newton(self.policy_fn, ws[at])
             by_weight, by_rate = backward(adjoints)
             return with_rates(
                 {k: x.sum(0) for k, x in by_weight.items()},

@@ -32,6 +32,7 @@ from torch import Tensor
 from metarl.cg import conjugate_gradient
 from metarl.config import Recipe
 from metarl.protocol import MetaStep
+from metarl.rl.fisher import FisherMethod
 from metarl.rl.maml import MetaObjective
 from metarl.rl.outer_objective import OuterObjectiveLearner, objective_learner
 from metarl.rl.policy import Params
@@ -52,6 +53,10 @@ class TRPOSettings:
     fisher_fraction: float = 1.0
     """The fraction of each task's episodes in the Fisher-vector products (rllab's
     `subsample_factor`; 1.0, all of them, is MAML-RL's)."""
+    fisher_method: FisherMethod = "hvp"
+    """How each Fisher-vector product is computed (`MetaObjective.kl_hessian`): three
+    Hessian-vector products ("hvp") or forward mode and the KL's closed-form Hessian ("jvp");
+    the same product up to float32 rounding (tests/test_fisher_jvp.py)."""
 
 
 def natural_direction(fisher_vector: Callable[[Tensor], Tensor], g: Tensor, iters: int) -> Tensor:
@@ -101,7 +106,7 @@ def trust_region_step(
     def mean_over_batch(values: dict[str, Tensor]) -> dict[str, Tensor]:
         return {k: v / meta_batch for k, v in reduce(values).items()}
 
-    kl_hessian = objective.kl_hessian(phi, s.fisher_fraction)
+    kl_hessian = objective.kl_hessian(phi, s.fisher_fraction, s.fisher_method)
 
     def fisher_vector(v: Tensor) -> Tensor:
         total = mean_over_batch({k: x.detach() for k, x in kl_hessian(_unflat(v, phi)).items()})
