@@ -1,5 +1,6 @@
 """The RL meta-learner's shared core: the rollout schedule, slot seeds, the engine dispatch,
-and a new engine that is one class and one `ENGINES` entry (the toy engine below)."""
+and a new engine that writes only its rollout and one row of `metarl.combinations.SUPPORTED`
+(the toy engine below)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,34 @@ import numpy as np
 import pytest
 import torch
 
+from metarl import combinations
+from metarl.combinations import FIRST_ORDER, SGD_ADAM, Combination
 from metarl.config import recipe_from_dict
-from metarl.curves import Curve
 from metarl.errors import ConfigError
 from metarl.evaluate import evaluate_run
 from metarl.learners import build_meta_learner
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
     RolloutSchedule,
+    TasksRun,
     Timers,
-    adaptation_metrics,
     initial_policy,
     query_metrics,
     slot_seeds,
 )
 from metarl.optim import stack
 from metarl.protocol import Adaptation, Params, RolloutContext
-from metarl.rl.settings import ENGINES, rl_settings
+from metarl.rl.settings import rl_settings
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
 
 
-# --- a toy engine: one class here and one entry in ENGINES ----------------------------------
+# --- a toy engine: its rollout, one class here, and one row in SUPPORTED -----------------
 class ZeroShotEngine(RLMetaLearnerBase):
-    """No inner update at all (W_i = phi): each task is scored by one deterministic episode."""
+    """No inner update at all (W_i = phi): each task is scored by one deterministic episode.
+    It writes only its rollout (`run`) and FOMAML's loss: `adapt`, `curves`, the seeds and
+    the metrics come from the core."""
 
     name = "the zero-shot engine"
 
@@ -52,23 +56,23 @@ class ZeroShotEngine(RLMetaLearnerBase):
             self.timers.env_steps += 1
         return total
 
-    def adapt(
-        self, phi: Params, tasks: Sequence[Any], rng: np.random.Generator, slots: slice
-    ) -> Adaptation[RolloutContext]:
-        seeds, tasks = slot_seeds(rng, len(tasks), 1, slots), list(tasks)[slots]
-        returns = [self.episode(t, s) for t, s in zip(tasks, seeds, strict=True)]
-        metrics = adaptation_metrics(np.mean(returns), self.timers.env_steps)
-        return Adaptation(stack(phi, len(tasks)), {"tasks": tasks, "seeds": seeds}, metrics)
+    def run(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        seeds: Sequence[int],
+        updates: int,
+        *,
+        lr: float,
+        measure: Sequence[int] = (0,),
+        on_rollout: Any = None,
+    ) -> TasksRun:
+        returns = np.array([self.episode(t, s) for t, s in zip(tasks, seeds, strict=True)])
+        return TasksRun(stack(phi, len(tasks)), {t: returns for t in measure}, len(tasks))
 
     def query_gradient(self, adaptation: Adaptation[RolloutContext]) -> tuple[Params, Any]:
         zero = {k: torch.zeros_like(v[0]) for k, v in adaptation.params.items()}
         return zero, query_metrics(0.0, adaptation.metrics["return_before"], 0)
-
-    def curve(self, steps: list[int], n_tasks: int) -> Curve:
-        tasks, seeds = self.eval_tasks(n_tasks)
-        returns = [self.episode(t, s) for t, s in zip(tasks, seeds, strict=True)]
-        wanted = sorted(set(steps))
-        return Curve.from_values("return", wanted, np.tile(returns, (len(wanted), 1)))
 
 
 def nav(eval_: dict[str, Any] | None = None, **learner: Any) -> Any:
@@ -81,10 +85,12 @@ def nav(eval_: dict[str, Any] | None = None, **learner: Any) -> Any:
     return recipe_from_dict(data, "nav.toml")
 
 
-def test_a_new_engine_is_one_class_and_one_entry(monkeypatch, tmp_path):
-    """Registered by one line, the toy engine is built from a recipe, refuses what RL
-    learners refuse, trains with checkpoints through the trainer, and evaluates."""
-    monkeypatch.setitem(ENGINES, "toy", f"{__name__}:ZeroShotEngine")
+def test_a_new_engine_is_one_class_and_one_row(monkeypatch, tmp_path):
+    """Registered by one row of the table of combinations, the toy engine is built from a
+    recipe, refuses what RL learners refuse, trains with checkpoints through the trainer,
+    and evaluates."""
+    toy = Combination("rl", FIRST_ORDER, SGD_ADAM, f"{__name__}:ZeroShotEngine", backend="toy")
+    monkeypatch.setattr(combinations, "SUPPORTED", [*combinations.SUPPORTED, toy])
     meta = build_meta_learner(nav(backend="toy"), CPU)
     assert isinstance(meta, ZeroShotEngine)
     bad = nav({"transductive": True}, backend="toy")
