@@ -368,7 +368,7 @@ def test_two_step_adaptation_is_what_the_evaluation_does(adapted_two_steps):
     meta, phi, adaptation, grads, metrics = adapted_two_steps
     ctx = adaptation.context
     assert len(ctx.pre) == 2
-    run = meta.run(phi, ctx.tasks, ctx.seeds, 2, lr=meta.recipe.train.inner_lr)
+    run = meta.run(phi, ctx.tasks, ctx.seeds, 2)
     for k, v in run.params.items():
         torch.testing.assert_close(adaptation.params[k], v, rtol=1e-5, atol=1e-6)
     assert adaptation.metrics["env_steps"] == 2 * 4 * 5 * 100

@@ -295,16 +295,14 @@ def test_vpg_baseline_and_gradient_equal_a_hand_computation(meta):
 # -- the meta-learner --------------------------------------------------------------------------
 def test_adaptation_improves_the_return_for_every_inner_algorithm(meta):
     tasks = meta.dist.sample(4, np.random.default_rng(5))
-    ppo = meta.run(
-        meta.phi(), tasks, [1, 2, 3, 4], 4, lr=meta.recipe.train.inner_lr, measure=(0, 4)
-    )
+    ppo = meta.run(meta.phi(), tasks, [1, 2, 3, 4], 4, measure=(0, 4))
     # deterministic (seeded); from about -75 to about -45 in practice
     assert ppo.returns[4].mean() > ppo.returns[0].mean() + 10, ppo.returns
     vpg = build_meta_learner(
         nav_recipe(train={"inner_lr": 0.1}, learner={"inner": "vpg", "n_envs": 20}), CPU
     )
     assert isinstance(vpg, BatchedRLMetaLearner)
-    run = vpg.run(vpg.phi(), tasks, [1, 2, 3, 4], 3, lr=vpg.recipe.train.inner_lr, measure=(0, 3))
+    run = vpg.run(vpg.phi(), tasks, [1, 2, 3, 4], 3, measure=(0, 3))
     assert run.returns[3].mean() > run.returns[0].mean() + 5, run.returns
     for n, p in meta.model.named_parameters():  # phi itself is untouched
         assert torch.equal(p, meta.phi()[n]), n
@@ -403,7 +401,7 @@ def test_a_family_without_a_native_vector_env_and_discrete_actions_adapts(tmp_pa
     meta = build_meta_learner(recipe_from_dict(data, "cartpole"), CPU)
     assert isinstance(meta, BatchedRLMetaLearner) and meta.policy.discrete
     tasks = meta.dist.sample(3, np.random.default_rng(0))
-    run = meta.run(meta.phi(), tasks, [1, 2, 3], 3, lr=meta.recipe.train.inner_lr, measure=(0, 3))
+    run = meta.run(meta.phi(), tasks, [1, 2, 3], 3, measure=(0, 3))
     assert isinstance(meta._envs[3], ProtocolVectorEnv)
     assert run.returns[3].mean() > run.returns[0].mean(), run.returns
 

@@ -4,7 +4,6 @@ and a new engine that writes only its rollout and one row of `metarl.combination
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from metarl.learners import build_meta_learner
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
     RolloutSchedule,
+    RunRequest,
     TasksRun,
     Timers,
     initial_policy,
@@ -37,7 +37,7 @@ CPU = torch.device("cpu")
 # --- a toy engine: its rollout, one class here, and one row in SUPPORTED -----------------
 class ZeroShotEngine(RLMetaLearnerBase):
     """No inner update at all (W_i = phi): each task is scored by one deterministic episode.
-    It writes only its rollout (`run`) and FOMAML's loss: `adapt`, `curves`, the seeds and
+    It writes only its rollouts (`rollouts`) and FOMAML's loss: `adapt`, `curves`, the seeds and
     the metrics come from the core."""
 
     name = "the zero-shot engine"
@@ -56,19 +56,11 @@ class ZeroShotEngine(RLMetaLearnerBase):
             self.timers.env_steps += 1
         return total
 
-    def run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        *,
-        lr: float,
-        measure: Sequence[int] = (0,),
-        on_rollout: Any = None,
-    ) -> TasksRun:
-        returns = np.array([self.episode(t, s) for t, s in zip(tasks, seeds, strict=True)])
-        return TasksRun(stack(phi, len(tasks)), {t: returns for t in measure}, len(tasks))
+    def rollouts(self, request: RunRequest) -> TasksRun:
+        pairs = zip(request.tasks, request.seeds, strict=True)
+        returns = np.array([self.episode(task, seed) for task, seed in pairs])
+        measured = {t: returns for t in request.measure}
+        return TasksRun(stack(request.phi, len(request.tasks)), measured, len(request.tasks))
 
     def query_gradient(self, adaptation: Adaptation[RolloutContext]) -> tuple[Params, Any]:
         zero = {k: torch.zeros_like(v[0]) for k, v in adaptation.params.items()}

@@ -38,8 +38,7 @@ from metarl.config import OptimizerName, Recipe
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
-    RolloutSchedule,
-    RolloutTick,
+    RunRequest,
     TasksRun,
     Timers,
     eval_chunk,
@@ -114,49 +113,28 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return env
 
     # -- adapting a batch of tasks --------------------------------------------------------
-    def run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        *,
-        lr: float,
-        measure: Sequence[int] = (0,),
-        on_rollout: RolloutTick | None = None,
-    ) -> TasksRun:
+    def rollouts(self, request: RunRequest) -> TasksRun:
         """Every task's rollouts at once: one task vector env, the inner update applied to
         all tasks' weights together."""
         with one_torch_thread():
-            return self._run(phi, tasks, seeds, updates, lr, measure, on_rollout)
+            return self._rollouts(request)
 
-    def _run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        lr: float,
-        measure: Sequence[int],
-        on_rollout: RolloutTick | None,
-    ) -> TasksRun:
-        s = self.settings
+    def _rollouts(self, request: RunRequest) -> TasksRun:
+        s, tasks = self.settings, request.tasks
         env = self._env(tasks)
-        params = stack(phi, len(tasks))
-        seeds = list(seeds)
+        params = stack(request.phi, len(tasks))
         run = TasksRun(params, {}, len(tasks) * s.n_steps * s.n_envs)
-        inner = self._inner(lr)
+        inner = self._inner(request.lr)
         state = inner.init(params)
-        schedule = RolloutSchedule(updates, measure)
+        schedule = request.schedule
         for t in range(schedule.rollouts):
-            noise = RolloutNoise(seeds, t)
+            noise = RolloutNoise(request.seeds, t)
             rollout = self._collect(params, env, noise)
-            if on_rollout is not None:
-                on_rollout(len(tasks))
+            request.rolled_out(len(tasks))
             if schedule.measured(t):
                 run.returns[t] = self._returns(rollout)
                 run.episodes[t] = family_metrics(self.dist, tasks, rollout)
-            if t < updates:
+            if t < request.updates:
                 tick = time.perf_counter()
                 params = inner.update(params, rollout, noise, state)
                 self.timers.update += time.perf_counter() - tick

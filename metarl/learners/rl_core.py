@@ -196,14 +196,39 @@ class TasksRun:
 
 
 RolloutTick = Callable[[int], None]
-"""Called by `run` after each rollout with the number of tasks it rolled out."""
+"""Called by an engine after each rollout with the number of tasks it rolled out."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `rollouts` is asked: adapt `phi` to every task with `updates` inner updates of
+    step size `lr`, rollout t (after t updates) of task i drawing its randomness from
+    (seeds[i], t) alone; measure the rollouts in `measure`; `on_rollout` hears each one."""
+
+    phi: Params
+    tasks: list[Any]
+    seeds: list[int]
+    updates: int
+    lr: float
+    measure: tuple[int, ...] = (0,)
+    on_rollout: RolloutTick | None = None
+
+    @property
+    def schedule(self) -> RolloutSchedule:
+        """Which rollouts to collect and which of them to measure."""
+        return RolloutSchedule(self.updates, self.measure)
+
+    def rolled_out(self, n_tasks: int) -> None:
+        """Tell `on_rollout` that a rollout of `n_tasks` tasks is done."""
+        if self.on_rollout is not None:
+            self.on_rollout(n_tasks)
 
 
 class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
     """The part of an RL meta-learner that is not its engine. A subclass sets `name` (how
     messages call it), builds `model` (an SB3 `ActorCriticPolicy` holding phi) in
-    `__init__(recipe, dist, device)` and implements `run` (adapt a batch of tasks and
-    measure its rollouts), `query_gradient` (FOMAML's loss is the engine's) and, for
+    `__init__(recipe, dist, device)` and implements its rollouts (adapt a batch of tasks and
+    measure its rollouts: `rollouts`), `query_gradient` (FOMAML's loss is the engine's) and, for
     distributions that score policies themselves, `deterministic_act`. `adapt`, `curves`,
     the seeds, the held-out tasks and the metrics are written here, once."""
 
@@ -219,21 +244,10 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         return cls(recipe, dist, device)  # type: ignore[call-arg]
 
     # -- what an engine writes ----------------------------------------------------------------
-    def run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        *,
-        lr: float,
-        measure: Sequence[int] = (0,),
-        on_rollout: RolloutTick | None = None,
-    ) -> TasksRun:
-        """Adapt phi to every task with `updates` inner updates of step size `lr`, rollout t
-        (after t updates) of task i drawing its randomness from (seeds[i], t) alone; measure
-        the rollouts in `measure` (`RolloutSchedule`)."""
-        raise NotImplementedError(f"{self.name} has no run")
+    def rollouts(self, request: RunRequest) -> TasksRun:
+        """Adapt `request.phi` to every task of the request and measure the rollouts it asks
+        for (see `RunRequest`): the engine's one job."""
+        raise NotImplementedError(f"{self.name} has no rollouts")
 
     def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
         """Task `index`'s policy in the stacked `params` acting deterministically (the
@@ -254,6 +268,23 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
     def phi(self) -> Params:
         return {n: p.detach().clone() for n, p in self.model.named_parameters()}
 
+    def run(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        seeds: Sequence[int],
+        updates: int,
+        *,
+        lr: float | None = None,
+        measure: Sequence[int] = (0,),
+        on_rollout: RolloutTick | None = None,
+    ) -> TasksRun:
+        """Adapt phi to every task with `updates` inner updates of step size `lr`
+        (train.inner_lr when not given) and measure the rollouts in `measure` (`rollouts`)."""
+        lr = self.recipe.train.inner_lr if lr is None else lr
+        request = RunRequest(phi, list(tasks), list(seeds), updates, lr, tuple(measure))
+        return self.rollouts(dataclasses.replace(request, on_rollout=on_rollout))
+
     def adapt(
         self,
         phi: Params,
@@ -267,7 +298,7 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         k = self.recipe.train.inner_steps
         seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
-        run = self.run(phi, tasks, seeds, k, lr=self.recipe.train.inner_lr)
+        run = self.run(phi, tasks, seeds, k)
         metrics = adaptation_metrics(run.returns[0].mean(), k * run.rollout_steps)
         metrics.update(logged(run.episodes.get(0, {}), "before"))
         return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
@@ -398,6 +429,8 @@ __all__ = [
     "EVAL_CHUNK",
     "RLMetaLearnerBase",
     "RolloutSchedule",
+    "RolloutTick",
+    "RunRequest",
     "TasksRun",
     "Timers",
     "adaptation_metrics",

@@ -51,7 +51,7 @@ from metarl.envs.vector import retask
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
     RolloutSchedule,
-    RolloutTick,
+    RunRequest,
     TasksRun,
     Timers,
     query_metrics,
@@ -214,26 +214,18 @@ class SB3MetaLearner(RLMetaLearnerBase):
         # no episode ended inside the rollout: its reward sum per env (a truncated return)
         return float(ppo.rollout_buffer.rewards.sum() / self.vec_env.num_envs)
 
-    def run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        *,
-        lr: float,
-        measure: Sequence[int] = (0,),
-        on_rollout: RolloutTick | None = None,
-    ) -> TasksRun:
+    def rollouts(self, request: RunRequest) -> TasksRun:
         """One task after another (`run_task`), the adapted weights stacked."""
         runs = []
-        for task, seed in zip(tasks, seeds, strict=True):
-            runs.append(self.run_task(phi, task, seed, updates, measure=measure, lr=lr))
-            if on_rollout is not None:
-                for _ in range(RolloutSchedule(updates, measure).rollouts):
-                    on_rollout(1)
+        for task, seed in zip(request.tasks, request.seeds, strict=True):
+            run = self.run_task(
+                request.phi, task, seed, request.updates, lr=request.lr, measure=request.measure
+            )
+            runs.append(run)
+            for _ in range(request.schedule.rollouts):
+                request.rolled_out(1)
         params = {n: torch.stack([r.params[n] for r in runs]) for n in self.names}
-        returns = {t: np.array([r.returns[t] for r in runs]) for t in measure}
+        returns = {t: np.array([r.returns[t] for r in runs]) for t in request.measure}
         return TasksRun(params, returns, len(runs) * self.ppo.n_steps * self.vec_env.num_envs)
 
     def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
