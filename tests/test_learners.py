@@ -169,8 +169,8 @@ def test_rl_recipe_refuses_supervised_second_order_algorithms():
     recipe = recipe_from_dict(nav_data(algorithm="imaml"), "nav.toml")
     with pytest.raises(
         ConfigError,
-        match="nav.toml: train.algorithm = .imaml.: the batched RL learner .* takes "
-        "reptile, fomaml",
+        match='nav.toml: train.algorithm = "imaml": use algorithm = "reptile" or "fomaml" .*; '
+        'algorithm = "imaml" runs with supervised tasks',
     ):
         build_meta_learner(recipe, CPU)
 

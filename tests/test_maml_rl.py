@@ -915,7 +915,7 @@ def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path,
         and joint.train.meta_iterations == 2 * meta_run.train.meta_iterations
     )
     assert meta_env_steps(joint) == meta_env_steps(meta_run)
-    with pytest.raises(ConfigError, match="or 0 with maml"):
+    with pytest.raises(ConfigError, match='inner_steps = 0 runs with algorithm = "maml"'):
         build_meta_learner(maml_recipe(train={"inner_steps": 0, "algorithm": "metasgd"}), CPU)
 
 
