@@ -4,6 +4,7 @@ and a new engine that writes only its rollout and one row of `metarl.combination
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from metarl import combinations
 from metarl.combinations import FIRST_ORDER, SGD_ADAM, Combination
 from metarl.config import recipe_from_dict
+from metarl.envs.distribution import EnvFamilyDistribution
 from metarl.errors import ConfigError
 from metarl.evaluate import evaluate_run
 from metarl.learners import build_meta_learner
@@ -116,3 +118,23 @@ def test_slot_seeds_do_not_depend_on_the_split_of_the_meta_batch():
     halves = [slot_seeds(np.random.default_rng(7), 6, 3, s) for s in (slice(0, 3), slice(3, 6))]
     assert halves[0] + halves[1] == whole
     assert all(0 <= s < 2**31 - 1 - 3 for s in whole)
+
+
+def test_a_family_metric_is_the_distributions_hook(monkeypatch):
+    """Navigation2D's envs report the distance to the goal in `info`: a distribution that
+    watches it (`ReportsEpisodes`) gets a training metric and an evaluation curve from it,
+    with nothing written in the rollout or the engines."""
+
+    def episode_metrics(self: Any, tasks: Sequence[Any], first: Any) -> dict[str, Any]:
+        return {"mean_distance": first.means["distance"]}
+
+    monkeypatch.setattr(EnvFamilyDistribution, "episode_info", ("distance",))
+    monkeypatch.setattr(EnvFamilyDistribution, "episode_metrics", episode_metrics)
+    meta = build_meta_learner(nav(), CPU)
+    rng = np.random.default_rng(0)
+    adaptation = meta.adapt(meta.phi(), meta.dist.sample(2, rng), rng)
+    assert 0.0 < adaptation.metrics["mean_distance_before"] < 100.0
+    curves = meta.curves([0, 1], 2)
+    assert list(curves) == ["return", "mean_distance"]
+    assert curves["mean_distance"].per_task.shape == (2, 2)
+    assert (curves["mean_distance"].per_task > 0).all()
