@@ -121,15 +121,17 @@ def test_slot_seeds_do_not_depend_on_the_split_of_the_meta_batch():
 
 
 def test_a_family_metric_is_the_distributions_hook(monkeypatch):
-    """Navigation2D's envs report the distance to the goal in `info`: a distribution that
-    watches it (`ReportsEpisodes`) gets a training metric and an evaluation curve from it,
-    with nothing written in the rollout or the engines."""
+    """Navigation2D's envs report the distance to the goal in `info` (stepped here through
+    the protocol's vector env: the family's own batched step reports no info): a
+    distribution that watches it (`ReportsEpisodes`) gets a training metric and an
+    evaluation curve from it, with nothing written in the rollout or the engines."""
 
     def episode_metrics(self: Any, tasks: Sequence[Any], first: Any) -> dict[str, Any]:
         return {"mean_distance": first.means["distance"]}
 
     monkeypatch.setattr(EnvFamilyDistribution, "episode_info", ("distance",))
     monkeypatch.setattr(EnvFamilyDistribution, "episode_metrics", episode_metrics)
+    monkeypatch.setattr(EnvFamilyDistribution, "make_vector_env", lambda *_: None)
     meta = build_meta_learner(nav(), CPU)
     rng = np.random.default_rng(0)
     adaptation = meta.adapt(meta.phi(), meta.dist.sample(2, rng), rng)
