@@ -307,17 +307,6 @@ class Recipe:
                 f"tasks; the supervised learner of task {self.task_name!r} takes its settings "
                 f"in [train] ({', '.join(SUPERVISED_TRAIN_KEYS)})"
             )
-        if self.train.algorithm is Algorithm.RL2:
-            raise ConfigError(
-                f'train.algorithm = "rl2": RL² adapts policies of RL tasks, not the supervised '
-                f"tasks of {self.task_name!r}"
-            )
-        if self.train.outer_optimizer.learner_steps:
-            raise ConfigError(
-                f'train.outer_optimizer = "{self.train.outer_optimizer.value}": an outer step of '
-                "RL recipes (maml on policies); the supervised learner of task "
-                f'{self.task_name!r} takes "sgd" or "adam"'
-            )
         settings: SupervisedSettings = build_dataclass(
             SupervisedSettings, self.supervised.get("train", {}), "train"
         )

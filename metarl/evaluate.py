@@ -15,6 +15,7 @@ the baselines beside them, and `plot_comparison` draws them on one PNG.
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,63 @@ from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.protocol import MetaLearner
 from metarl.run import RunDir
 
+
+class Init(str, enum.Enum):
+    """Where an evaluation adapts from (`--init`)."""
+
+    META = "meta"
+    """The run's meta-trained weights."""
+    RANDOM = "random"
+    """The recipe's seed initialization, without training."""
+    JOINT = "joint"
+    """The weights of another run of the same task and model (`--joint-run`)."""
+    PRETRAINED = "pretrained"
+    """A model shipped with metarl (`pretrained:NAME`, `metarl.zoo`)."""
+
+    @property
+    def label(self) -> str:
+        """How a figure names it."""
+        return INIT_LABELS.get(self, self.value)
+
+
+INIT_LABELS = {
+    Init.META: "meta-trained",
+    Init.RANDOM: "random init",
+    Init.JOINT: "joint training",
+}
 INITS = ("meta", "random", "joint", "pretrained:NAME")
+"""What `--init` takes."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """An evaluation's `init`, typed: which `Init`, and the shipped model's name for
+    `Init.PRETRAINED`. `str()` gives it back as `--init` spells it."""
+
+    init: Init
+    pretrained: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | Start) -> Start:
+        """`--init`'s value, or a one-line refusal naming what it takes."""
+        if isinstance(text, Start):
+            return text
+        if text.startswith(zoo.PREFIX) and text != zoo.PREFIX:
+            return cls(Init.PRETRAINED, text.removeprefix(zoo.PREFIX))
+        if text in (Init.META, Init.RANDOM, Init.JOINT):
+            return cls(Init(text))
+        raise UserError(f"--init {text!r}: expected one of {', '.join(INITS)}")
+
+    def __str__(self) -> str:
+        if self.pretrained is not None:
+            return zoo.PREFIX + self.pretrained
+        return self.init.value
+
+    @property
+    def label(self) -> str:
+        """How a figure names it (a shipped model: `pretrained:NAME`)."""
+        return str(self) if self.pretrained is not None else self.init.label
+
 
 Progress = Callable[[str, float, float], None]
 """`progress(label, done, total)`: how far the evaluation `label` is, in tasks."""
@@ -41,7 +98,7 @@ Progress = Callable[[str, float, float], None]
 def load_run(
     path: Path | None,
     device: torch.device,
-    init: str = "meta",
+    init: str | Start = "meta",
     joint_run: Path | None = None,
 ) -> tuple[Recipe, MetaLearner, int | None]:
     """The recipe and meta-learner of a run directory, its model holding the initialization
@@ -49,21 +106,20 @@ def load_run(
     "pretrained:NAME" from the shipped model NAME, whose own recipe is used when `path` is
     None), and the meta-iteration of the checkpoint those weights come from (None for the
     random and shipped inits): a run still training is evaluated at the checkpoint on disk."""
-    pretrained = init.removeprefix(zoo.PREFIX) if init.startswith(zoo.PREFIX) else None
-    if init not in INITS[:3] and not pretrained:
-        raise UserError(f"--init {init!r}: expected one of {', '.join(INITS)}")
-    if init == "joint" and joint_run is None:
+    start = Start.parse(init)
+    pretrained = start.pretrained
+    if start.init is Init.JOINT and joint_run is None:
         raise UserError(
             "--init joint needs --joint-run DIR (a run of the same recipe trained as a baseline)"
         )
     if pretrained:
         weights, info = zoo.load_weights(pretrained)
         if path is None:
-            recipe = recipe_from_dict(info["recipe"], source=init)
+            recipe = recipe_from_dict(info["recipe"], source=str(start))
         else:
             recipe = RunDir.open(path).recipe()
         meta = build_meta_learner(recipe, device)
-        _load_matching(meta, weights, _mismatch(f"--init {init}", path))
+        _load_matching(meta, weights, _mismatch(f"--init {start}", path))
         return recipe, meta, None
     if path is None:
         raise UserError("give a RUN_DIR (a run directory written by `metarl train`)")
@@ -71,7 +127,7 @@ def load_run(
     recipe = run.recipe()
     meta = build_meta_learner(recipe, device)
     iteration = None
-    if init == "meta":
+    if start.init is Init.META:
         checkpoint = run.load_checkpoint(device)
         iteration = checkpoint.iteration
         _load_matching(
@@ -82,7 +138,7 @@ def load_run(
         )
         meta.load_state_dict(checkpoint.learner)  # what the learner learned besides phi
         # (Meta-SGD for RL: the inner rates its adaptation steps with)
-    elif init == "joint" and joint_run is not None:
+    elif start.init is Init.JOINT and joint_run is not None:
         joint = RunDir.open(joint_run)
         if joint.recipe().task != recipe.task:
             raise UserError(
@@ -119,7 +175,7 @@ class Evaluation:
     recipe: Recipe
     meta: MetaLearner
     curve: Curve
-    init: str
+    init: Start
     transductive: bool | None
     """The query sets' batching for supervised tasks; None for RL (no such choice)."""
     others: list[Curve] = field(default_factory=list)
@@ -137,13 +193,13 @@ class Evaluation:
     @property
     def source(self) -> str:
         """The run directory, or the shipped model evaluated without one."""
-        return str(self.run_dir) if self.run_dir is not None else self.init
+        return str(self.run_dir) if self.run_dir is not None else str(self.init)
 
     def to_json(self, joint_run: Path | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "run": self.source,
             "task": self.recipe.task_name,
-            "init": self.init,
+            "init": str(self.init),
         }
         if self.iteration is not None:
             payload["iteration"] = self.iteration
@@ -152,7 +208,7 @@ class Evaluation:
         payload.update(self.curve.to_json())
         for other in self.others:
             payload[other.metric] = other.to_json()
-        if joint_run is not None:
+        if joint_run is not None and self.init.init is Init.JOINT:
             payload["joint_run"] = str(joint_run)
         return payload
 
@@ -164,7 +220,7 @@ def evaluate_run(
     tasks: int | None = None,
     steps: list[int] | None = None,
     transductive: bool | None = None,
-    init: str = "meta",
+    init: str | Start = "meta",
     joint_run: Path | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
@@ -174,6 +230,7 @@ def evaluate_run(
     tasks are adapted (RL: fractions of tasks, rollout by rollout)."""
     if tasks is not None and tasks < 1:
         raise UserError(f"--tasks {tasks}: must be a positive integer")
+    init = Start.parse(init)
     recipe, meta, iteration = load_run(path, device, init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
@@ -209,7 +266,7 @@ class Comparison:
         per step. A difference whose CI excludes 0 is a difference, not task-to-task noise."""
         first = self.runs[0]
         others = [(e.source, e) for e in self.runs[1:]]
-        others += [(INIT_LABELS.get(b.init, b.init), b) for b in self.baselines]
+        others += [(b.init.label, b) for b in self.baselines]
         return {
             f"{first.source} - {label}": first.curve.paired_difference(e.curve)
             for label, e in others
@@ -219,14 +276,14 @@ class Comparison:
         """One run: its object, plus `baselines` when any; several: `task`, `runs`, ...;
         `paired`: the first run minus each other curve, per task (mean, 95% CI per step)."""
         joint = self.joint_run
-        baselines = [b.to_json(joint if b.init == "joint" else None) for b in self.baselines]
+        baselines = [b.to_json(joint) for b in self.baselines]
         if len(self.runs) == 1:
             first = self.runs[0]
-            payload = first.to_json(joint if first.init == "joint" else None)
+            payload = first.to_json(joint)
         else:
             payload = {
                 "task": self.runs[0].recipe.task_name,
-                "runs": [e.to_json(joint if e.init == "joint" else None) for e in self.runs],
+                "runs": [e.to_json(joint) for e in self.runs],
             }
         if baselines:
             payload["baselines"] = baselines
@@ -246,7 +303,7 @@ def compare_runs(
     tasks: int | None = None,
     steps: list[int] | None = None,
     transductive: bool | None = None,
-    init: str = "meta",
+    init: str | Start = "meta",
     joint_run: Path | None = None,
     random_baseline: bool = False,
     progress: Progress | None = None,
@@ -256,6 +313,7 @@ def compare_runs(
     (each unless it is `init` itself). Runs of different tasks are refused before any work.
     `paths` may be `[None]` with `init` "pretrained:NAME" (the shipped model with its own
     recipe; no baselines then, as they need a run)."""
+    init = Start.parse(init)
     tasks_of = [RunDir.open(p).recipe().task_name if p is not None else "" for p in paths]
     for p, task in zip(paths[1:], tasks_of[1:], strict=True):
         if task != tasks_of[0]:
@@ -268,15 +326,18 @@ def compare_runs(
     )
     runs = [
         evaluate_run(
-            p, device, init=init, joint_run=joint_run if init == "joint" else None, **kwargs
+            p, device, init=init, joint_run=joint_run if init.init is Init.JOINT else None, **kwargs
         )
         for p in paths
     ]
     # the baselines on exactly the first run's tasks and steps
     first = runs[0]
     kwargs.update(tasks=first.curve.n_tasks, steps=first.curve.steps)
-    others: list[tuple[str, Path | None]] = [("random", None)] if random_baseline else []
-    others += [("joint", joint_run)] if joint_run is not None else []
+    others: list[tuple[Start, Path | None]] = []
+    if random_baseline:
+        others.append((Start(Init.RANDOM), None))
+    if joint_run is not None:
+        others.append((Start(Init.JOINT), joint_run))
     if paths[0] is None:
         others = []
     baselines = [
@@ -285,9 +346,6 @@ def compare_runs(
         if b_init != init
     ]
     return Comparison(runs, baselines, joint_run)
-
-
-INIT_LABELS = {"meta": "meta-trained", "random": "random init", "joint": "joint training"}
 
 
 def algorithm_label(recipe: Recipe) -> str:
@@ -307,17 +365,17 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     runs, first = comparison.runs, comparison.runs[0]
     series = []
     for e in runs:
-        what = f"{INIT_LABELS.get(e.init, e.init)}, {algorithm_label(e.recipe)}"
-        name = e.run_dir.name if e.run_dir is not None else e.init
+        what = f"{e.init.label}, {algorithm_label(e.recipe)}"
+        name = e.run_dir.name if e.run_dir is not None else str(e.init)
         series.append((f"{name} ({what})" if len(runs) > 1 else what, e.curve))
     # names, not absolute paths, in a figure that is shared
     for b in comparison.baselines:
         joint = comparison.joint_run
-        extra = f" ({joint.name})" if b.init == "joint" and joint else " (no meta-training)"
-        series.append((INIT_LABELS[b.init] + extra, b.curve))
+        extra = f" ({joint.name})" if b.init.init is Init.JOINT and joint else " (no meta-training)"
+        series.append((b.init.label + extra, b.curve))
     rl = first.meta.dist.kind == "rl"
     xlabel = "policy-gradient updates on the task" if rl else "inner steps on the support set"
-    one = first.run_dir.name if first.run_dir is not None else first.init
+    one = first.run_dir.name if first.run_dir is not None else str(first.init)
     where = one if len(runs) == 1 else f"{len(runs)} runs"
     title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
     written = [plot_curves(series, path, title=title, xlabel=xlabel)]

@@ -12,7 +12,7 @@ The trainer hands it phi (a `Params` dict) and a meta-batch of tasks and gets ba
 `Adaptation` (the adapted parameters W_i stacked on a task axis); for FOMAML it also asks for
 the per-task sum of query gradients at W_i, and for MAML, iMAML and Meta-SGD for the
 meta-gradient the learner computed while adapting. Which learner adapts a distribution is chosen by
-the distribution's `kind` (`metarl.learners.LEARNERS`).
+the distribution's `kind` and the recipe's choices (`metarl.combinations.SUPPORTED`).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class TaskBatch(NamedTuple):
 
 
 Kind = Literal["supervised", "rl"]
-"""Which learner adapts a distribution's tasks (`metarl.learners.LEARNERS`)."""
+"""Which learners adapt a distribution's tasks (`metarl.combinations.SUPPORTED`)."""
 
 
 @runtime_checkable
@@ -145,8 +145,8 @@ class RLDistribution(TaskDistribution, Protocol):
         ...
 
     # Optional parts are the capabilities below (`ScoresPolicies`, `ScoresPoliciesTogether`,
-    # `MakesVectorEnv`, `BoundsEvalEnvs`, `RecordsRun`), each checked with `isinstance` where
-    # it is used.
+    # `ReportsEpisodes`, `MakesVectorEnv`, `BoundsEvalEnvs`, `RecordsRun`), each checked with
+    # `isinstance` where it is used.
 
 
 # -- optional capabilities: small protocols, checked with isinstance where they are used ----
@@ -189,6 +189,32 @@ class ScoresPoliciesTogether(Protocol):
 
     def release_scorer(self) -> None:
         """Free what `evaluate_policies` keeps between calls (its envs)."""
+
+
+@dataclass(frozen=True)
+class FirstEpisodes:
+    """What the envs' infos said over each sub-env's first episode of a rollout, for the info
+    keys a `ReportsEpisodes` distribution watches (a key its envs never report is absent):
+    `means[key]` the mean of `info[key]` over the episode's steps, `ever[key]` 1.0 where it
+    was positive at some step, else 0.0; both `[tasks, envs]`."""
+
+    means: Mapping[str, np.ndarray] = field(default_factory=dict)
+    ever: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ReportsEpisodes(Protocol):
+    """An RL distribution whose envs say more about an episode than its return (a forward
+    velocity, a success flag): the rollout records the info keys in `episode_info` over each
+    first episode, and `episode_metrics` turns them into the family's own metrics, each
+    `[tasks, envs]` (one value per episode). Training logs each one's mean as
+    `<name>_before` / `<name>_after`; evaluation gives each a curve."""
+
+    episode_info: tuple[str, ...]
+
+    def episode_metrics(
+        self, tasks: Sequence[Any], first: FirstEpisodes
+    ) -> dict[str, np.ndarray]: ...
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ FLOORS: list[set[str]] = [
     {"errors", "atomic", "jsonio", "curves", "progress", "allocator", "losses", "peek"},
     {"tomlio", "protocol", "models", "distributed"},
     {"config", "validate", "cg"},
+    {"combinations"},
     {"optim", "registry", "outer", "algorithms", "data"},
     {"distributions", "envs", "plots", "listing"},
     {"rl", "run", "zoo"},

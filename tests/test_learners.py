@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from metarl import algorithms
+from metarl.combinations import SUPPORTED
 from metarl.config import OuterOptimizerName, recipe_from_dict
 from metarl.errors import ConfigError
-from metarl.learners import LEARNERS, build_meta_learner
+from metarl.learners import build_meta_learner
 from metarl.learners.supervised import SupervisedMetaLearner
 from metarl.outer import build_outer_step
 from metarl.protocol import Split, task_rng
@@ -42,9 +43,9 @@ def nav_data(**train):
     }
 
 
-@pytest.mark.parametrize("kind", sorted(LEARNERS))
-def test_every_registered_learner_resolves_to_a_class_with_from_recipe(kind):
-    assert callable(pkgutil.resolve_name(LEARNERS[kind]).from_recipe)
+@pytest.mark.parametrize("learner", sorted({row.learner for row in SUPPORTED}))
+def test_every_supported_learner_resolves_to_a_class_with_from_recipe(learner):
+    assert callable(pkgutil.resolve_name(learner).from_recipe)
 
 
 def test_supervised_learning_does_not_import_stable_baselines3():
@@ -168,8 +169,8 @@ def test_rl_recipe_refuses_supervised_second_order_algorithms():
     recipe = recipe_from_dict(nav_data(algorithm="imaml"), "nav.toml")
     with pytest.raises(
         ConfigError,
-        match="nav.toml: train.algorithm = .imaml.: the batched RL learner .* takes "
-        "reptile, fomaml",
+        match='nav.toml: train.algorithm = "imaml": use algorithm = "reptile" or "fomaml" .*; '
+        'algorithm = "imaml" runs with supervised tasks',
     ):
         build_meta_learner(recipe, CPU)
 

@@ -16,6 +16,7 @@ import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from metarl.config import recipe_from_dict, with_overrides
+from metarl.envs.episodes import runs_asked_way, velocity_asked_way
 from metarl.errors import ConfigError
 from metarl.evaluate import load_run
 from metarl.learners import build_meta_learner
@@ -37,7 +38,7 @@ from metarl.rl.maml import (
 )
 from metarl.rl.policy import per_task_gradients
 from metarl.rl.promp import ProMPSettings, promp_step
-from metarl.rl.rollout import RolloutNoise, collect, runs_asked_way, velocity_asked_way
+from metarl.rl.rollout import RolloutNoise, collect
 from metarl.rl.trpo import TRPOSettings, trust_region_step
 from metarl.rl.vpg import vpg_loss
 from metarl.train import MetaTrainer
@@ -487,11 +488,11 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer, inner_steps)
         (lambda: maml_recipe(learner={"backend": "sb3"}), 'algorithm = "maml"'),
         (
             lambda: with_overrides(resolve_recipe("sine"), "train", outer_optimizer="trpo"),
-            "an outer step of RL recipes",
+            'outer_optimizer = "trpo" runs with RL tasks',
         ),
         (
             lambda: with_overrides(resolve_recipe("sine"), "train", outer_optimizer="promp"),
-            "an outer step of RL recipes",
+            'outer_optimizer = "promp" runs with RL tasks',
         ),
         (lambda: maml_recipe(train={"algorithm": "fomaml", "outer_optimizer": "promp"}), "maml"),
         (lambda: maml_recipe(learner={"trpo_fisher_fraction": 0.0}), "must be in (0, 1]"),
@@ -500,8 +501,8 @@ def test_maml_runs_and_resumes_exactly(tmp_path, one_thread, outer, inner_steps)
                 train={"algorithm": "fomaml", "outer_optimizer": "adam"},
                 learner={"outer_every_step": True},
             ),
-            "outer_every_step = true: only second-order MAML-RL judges each inner step's "
-            'policy (train.algorithm = "maml" or "metasgd", not "fomaml")',
+            "learner.outer_every_step = true: use outer_every_step = false with RL tasks, "
+            'train.algorithm = "fomaml"',
         ),
     ],
     ids=[
@@ -570,12 +571,14 @@ def test_rollout_velocity_is_the_one_in_the_reward(one_thread):
     meta = build_meta_learner(hc_dir_recipe(), CPU)
     tasks = meta.dist.sample(2, np.random.default_rng(3), Split.TRAIN)
     env = meta._env(tasks)
-    rollout = collect(meta.policy, stack(meta.phi(), 2), env, RolloutNoise([5, 6], 0), 30, 0.99)
+    noise = RolloutNoise([5, 6], 0)
+    rollout = collect(meta.policy, stack(meta.phi(), 2), env, noise, 30, 0.99, None, meta._watch)
     direction = torch.tensor([t.params["direction"] for t in tasks]).view(2, 1, 1)
     ctrl = 0.05 * (rollout.actions.clamp(-1, 1) ** 2).sum(-1)
     velocity = ((rollout.rewards + ctrl) / direction).mean(-1)  # episodes of 30 steps
-    np.testing.assert_allclose(rollout.first_velocities, velocity.numpy(), rtol=1e-4, atol=1e-4)
-    assert np.abs(rollout.first_velocities).max() > 1e-3
+    recorded = rollout.first.means["x_velocity"]
+    np.testing.assert_allclose(recorded, velocity.numpy(), rtol=1e-4, atol=1e-4)
+    assert np.abs(recorded).max() > 1e-3
 
 
 def test_locomotion_curves_report_velocity_and_direction(one_thread):
@@ -627,9 +630,15 @@ def test_ant_dir_curves_report_the_asked_way_on_the_plane(one_thread):
     meta = build_meta_learner(recipe, CPU)
     tasks = meta.dist.sample(2, np.random.default_rng(3), Split.TRAIN)
     rollout = collect(
-        meta.policy, stack(meta.phi(), 2), meta._env(tasks), RolloutNoise([5, 6], 0), 30, 0.99
+        meta.policy,
+        stack(meta.phi(), 2),
+        meta._env(tasks),
+        RolloutNoise([5, 6], 0),
+        30,
+        0.99,
+        watch=meta._watch,
     )
-    vx, vy = rollout.first_velocities, rollout.first_y_velocities
+    vx, vy = rollout.first.means.get("x_velocity"), rollout.first.means.get("y_velocity")
     assert vx is not None and vy is not None and vx.shape == vy.shape == (2, 3)
     assert np.abs(vy).max() > 1e-3 and not np.array_equal(vx, vy)
     theta = np.array([t.params["direction"] for t in tasks])[:, None]
@@ -910,7 +919,7 @@ def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path,
         and joint.train.meta_iterations == 2 * meta_run.train.meta_iterations
     )
     assert meta_env_steps(joint) == meta_env_steps(meta_run)
-    with pytest.raises(ConfigError, match="or 0 with maml"):
+    with pytest.raises(ConfigError, match='inner_steps = 0 runs with algorithm = "maml"'):
         build_meta_learner(maml_recipe(train={"inner_steps": 0, "algorithm": "metasgd"}), CPU)
 
 

@@ -63,7 +63,9 @@ def test_adapt_changes_parameters_and_improves_the_return(meta):
     phi = meta.phi()
     before, after = [], []
     for i, task in enumerate(tasks(meta, 3, seed=5)):
-        run = meta.run_task(phi, task, seed=100 + i, updates=5, measure=(0, 5))
+        run = meta.run_task(
+            phi, task, seed=100 + i, updates=5, lr=meta.recipe.train.inner_lr, measure=(0, 5)
+        )
         assert any(not torch.equal(run.params[n], phi[n]) for n in phi)
         before.append(run.returns[0])
         after.append(run.returns[5])
@@ -93,12 +95,12 @@ def test_global_random_state_is_left_alone(meta):
 def test_optimizer_state_is_reset_between_tasks(meta):
     phi = meta.phi()
     first, second = tasks(meta, 2, seed=3)
-    alone = meta.run_task(phi, second, seed=11, updates=2)
+    alone = meta.run_task(phi, second, seed=11, updates=2, lr=meta.recipe.train.inner_lr)
     used = meta.policy.optimizer
     assert len(used.state) > 0  # Adam has moments after the task...
-    meta.run_task(phi, first, seed=12, updates=2)
+    meta.run_task(phi, first, seed=12, updates=2, lr=meta.recipe.train.inner_lr)
     assert meta.policy.optimizer is not used
-    after_another = meta.run_task(phi, second, seed=11, updates=2)
+    after_another = meta.run_task(phi, second, seed=11, updates=2, lr=meta.recipe.train.inner_lr)
     # ...and none of them (nor env or generator state) carry over to the next task
     for n in phi:
         assert torch.equal(alone.params[n], after_another.params[n]), n

@@ -186,8 +186,9 @@ def test_rl2_resumes_exactly_and_evaluates_per_episode(tmp_path):
         ),
         (
             {"train": {"outer_optimizer": "adam"}},
-            "RL²'s step is PPO's (learning rate train.inner_lr), applied whole: "
-            'use outer_optimizer = "sgd"',
+            'train.outer_optimizer = "adam": use outer_optimizer = "sgd" with RL tasks, '
+            "train.algorithm = \"rl2\" (RL²'s step is PPO's (learning rate train.inner_lr), "
+            "applied whole)",
         ),
         ({"learner": {"n_envs": 0}}, "learner.n_envs = 0: must be >= 1"),
     ],
@@ -204,5 +205,7 @@ def test_rl2_refuses_what_it_does_not_read(change, message):
 
 def test_rl2_on_a_supervised_task_is_refused():
     recipe = recipe_from_dict({"task": {"name": "sine"}, "train": {"algorithm": "rl2"}}, "s")
-    with pytest.raises(ConfigError, match='train.algorithm = "rl2": RL² adapts policies of RL'):
+    with pytest.raises(
+        ConfigError, match='train.algorithm = "rl2": use algorithm = .*runs with RL tasks'
+    ):
         build_meta_learner(recipe, CPU)

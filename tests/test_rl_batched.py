@@ -496,7 +496,7 @@ def test_evaluation_bounds_heavy_envs_and_releases_what_it_built(one_thread):
     the envs an evaluation builds are closed when it ends (an `eval` of several runs held
     every run's set and was killed for memory), the training's are kept."""
     from metarl.envs.metaworld import MetaWorldDistribution
-    from metarl.learners.batched_rl import EVAL_CHUNK, eval_chunk
+    from metarl.learners.rl_core import EVAL_CHUNK, eval_chunk
 
     assert eval_chunk(object(), 10) == EVAL_CHUNK
     assert eval_chunk(MetaWorldDistribution, 10) == 16

@@ -1,5 +1,6 @@
 """The RL meta-learner's shared core: the rollout schedule, slot seeds, the engine dispatch,
-and a new engine that is one class and one `ENGINES` entry (the toy engine below)."""
+and a new engine that writes only its rollout and one row of `metarl.combinations.SUPPORTED`
+(the toy engine below)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,36 @@ import numpy as np
 import pytest
 import torch
 
+from metarl import combinations
+from metarl.combinations import FIRST_ORDER, SGD_ADAM, Combination
 from metarl.config import recipe_from_dict
-from metarl.curves import Curve
+from metarl.envs.distribution import EnvFamilyDistribution
 from metarl.errors import ConfigError
 from metarl.evaluate import evaluate_run
 from metarl.learners import build_meta_learner
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
     RolloutSchedule,
+    RunRequest,
+    TasksRun,
     Timers,
-    adaptation_metrics,
     initial_policy,
     query_metrics,
     slot_seeds,
 )
 from metarl.optim import stack
 from metarl.protocol import Adaptation, Params, RolloutContext
-from metarl.rl.settings import ENGINES, rl_settings
+from metarl.rl.settings import rl_settings
 from metarl.train import MetaTrainer
 
 CPU = torch.device("cpu")
 
 
-# --- a toy engine: one class here and one entry in ENGINES ----------------------------------
+# --- a toy engine: its rollout, one class here, and one row in SUPPORTED -----------------
 class ZeroShotEngine(RLMetaLearnerBase):
-    """No inner update at all (W_i = phi): each task is scored by one deterministic episode."""
+    """No inner update at all (W_i = phi): each task is scored by one deterministic episode.
+    It writes only its rollouts (`rollouts`) and FOMAML's loss: `adapt`, `curves`, the seeds and
+    the metrics come from the core."""
 
     name = "the zero-shot engine"
 
@@ -52,23 +58,15 @@ class ZeroShotEngine(RLMetaLearnerBase):
             self.timers.env_steps += 1
         return total
 
-    def adapt(
-        self, phi: Params, tasks: Sequence[Any], rng: np.random.Generator, slots: slice
-    ) -> Adaptation[RolloutContext]:
-        seeds, tasks = slot_seeds(rng, len(tasks), 1, slots), list(tasks)[slots]
-        returns = [self.episode(t, s) for t, s in zip(tasks, seeds, strict=True)]
-        metrics = adaptation_metrics(np.mean(returns), self.timers.env_steps)
-        return Adaptation(stack(phi, len(tasks)), {"tasks": tasks, "seeds": seeds}, metrics)
+    def rollouts(self, request: RunRequest) -> TasksRun:
+        pairs = zip(request.tasks, request.seeds, strict=True)
+        returns = np.array([self.episode(task, seed) for task, seed in pairs])
+        measured = {t: returns for t in request.measure}
+        return TasksRun(stack(request.phi, len(request.tasks)), measured, len(request.tasks))
 
     def query_gradient(self, adaptation: Adaptation[RolloutContext]) -> tuple[Params, Any]:
         zero = {k: torch.zeros_like(v[0]) for k, v in adaptation.params.items()}
         return zero, query_metrics(0.0, adaptation.metrics["return_before"], 0)
-
-    def curve(self, steps: list[int], n_tasks: int) -> Curve:
-        tasks, seeds = self.eval_tasks(n_tasks)
-        returns = [self.episode(t, s) for t, s in zip(tasks, seeds, strict=True)]
-        wanted = sorted(set(steps))
-        return Curve.from_values("return", wanted, np.tile(returns, (len(wanted), 1)))
 
 
 def nav(eval_: dict[str, Any] | None = None, **learner: Any) -> Any:
@@ -81,10 +79,12 @@ def nav(eval_: dict[str, Any] | None = None, **learner: Any) -> Any:
     return recipe_from_dict(data, "nav.toml")
 
 
-def test_a_new_engine_is_one_class_and_one_entry(monkeypatch, tmp_path):
-    """Registered by one line, the toy engine is built from a recipe, refuses what RL
-    learners refuse, trains with checkpoints through the trainer, and evaluates."""
-    monkeypatch.setitem(ENGINES, "toy", f"{__name__}:ZeroShotEngine")
+def test_a_new_engine_is_one_class_and_one_row(monkeypatch, tmp_path):
+    """Registered by one row of the table of combinations, the toy engine is built from a
+    recipe, refuses what RL learners refuse, trains with checkpoints through the trainer,
+    and evaluates."""
+    toy = Combination("rl", FIRST_ORDER, SGD_ADAM, f"{__name__}:ZeroShotEngine", backend="toy")
+    monkeypatch.setattr(combinations, "SUPPORTED", [*combinations.SUPPORTED, toy])
     meta = build_meta_learner(nav(backend="toy"), CPU)
     assert isinstance(meta, ZeroShotEngine)
     bad = nav({"transductive": True}, backend="toy")
@@ -118,3 +118,25 @@ def test_slot_seeds_do_not_depend_on_the_split_of_the_meta_batch():
     halves = [slot_seeds(np.random.default_rng(7), 6, 3, s) for s in (slice(0, 3), slice(3, 6))]
     assert halves[0] + halves[1] == whole
     assert all(0 <= s < 2**31 - 1 - 3 for s in whole)
+
+
+def test_a_family_metric_is_the_distributions_hook(monkeypatch):
+    """Navigation2D's envs report the distance to the goal in `info` (stepped here through
+    the protocol's vector env: the family's own batched step reports no info): a
+    distribution that watches it (`ReportsEpisodes`) gets a training metric and an
+    evaluation curve from it, with nothing written in the rollout or the engines."""
+
+    def episode_metrics(self: Any, tasks: Sequence[Any], first: Any) -> dict[str, Any]:
+        return {"mean_distance": first.means["distance"]}
+
+    monkeypatch.setattr(EnvFamilyDistribution, "episode_info", ("distance",))
+    monkeypatch.setattr(EnvFamilyDistribution, "episode_metrics", episode_metrics)
+    monkeypatch.setattr(EnvFamilyDistribution, "make_vector_env", lambda *_: None)
+    meta = build_meta_learner(nav(), CPU)
+    rng = np.random.default_rng(0)
+    adaptation = meta.adapt(meta.phi(), meta.dist.sample(2, rng), rng)
+    assert 0.0 < adaptation.metrics["mean_distance_before"] < 100.0
+    curves = meta.curves([0, 1], 2)
+    assert list(curves) == ["return", "mean_distance"]
+    assert curves["mean_distance"].per_task.shape == (2, 2)
+    assert (curves["mean_distance"].per_task > 0).all()

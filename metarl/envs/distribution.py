@@ -9,7 +9,7 @@ HalfCheetahDir's two directions, necessarily shares them across splits.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,10 @@ import gymnasium
 import numpy as np
 
 from metarl.envs import family
+from metarl.envs.episodes import LOCOMOTION_INFO, locomotion_metrics
 from metarl.envs.spec import TaskValue
 from metarl.errors import UserError
-from metarl.protocol import Split
+from metarl.protocol import FirstEpisodes, Split
 from metarl.registry import check_env_entry_point
 
 SPLIT_STREAMS = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
@@ -44,6 +45,8 @@ class EnvFamilyDistribution:
     """
 
     kind = "rl"
+    episode_info = LOCOMOTION_INFO
+    """Recorded where the family's envs report them (the locomotion families)."""
 
     def __init__(self, env_id: str) -> None:
         spec = family(env_id)
@@ -71,6 +74,11 @@ class EnvFamilyDistribution:
         env = gymnasium.make(self.env_id, **make_kwargs)
         env.get_wrapper_attr("set_task")(params)
         return env
+
+    def episode_metrics(self, tasks: Sequence[Any], first: FirstEpisodes) -> dict[str, np.ndarray]:
+        """The locomotion families' velocity and asked-way metrics (`metarl.envs.episodes`);
+        nothing for families whose envs report no velocity."""
+        return locomotion_metrics(tasks, first)
 
     def make_vector_env(self, n_tasks: int, envs_per_task: int) -> Any:
         """The family's native task vector env (`vector_entry_point` in its family file), or

@@ -31,6 +31,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from metarl.envs.episodes import SUCCESS_INFO, success_metrics
 from metarl.envs.metaworld_tasks import (
     BENCHMARKS,
     EVAL_EPISODES,
@@ -47,7 +48,7 @@ from metarl.envs.metaworld_tasks import (
     require_metaworld,
 )
 from metarl.errors import ConfigError, UserError
-from metarl.protocol import Split
+from metarl.protocol import FirstEpisodes, Split
 from metarl.registry import register_task
 
 # -- the distribution --------------------------------------------------------------------------
@@ -63,9 +64,11 @@ class MetaWorldDistribution:
 
     kind = "rl"
     max_eval_subenvs = 160
-    """Sub-envs an evaluation may hold at once (`metarl.learners.batched_rl.eval_chunk`):
+    """Sub-envs an evaluation may hold at once (`metarl.learners.rl_core.eval_chunk`):
     each Meta-World env holds ~26 MB, so 64 tasks x 10 episodes were ~17 GB, and an
     evaluation of several runs was killed for memory."""
+    episode_info = SUCCESS_INFO
+    """Training logs the success rate of its rollouts' first episodes (`success_metrics`)."""
 
     def __init__(
         self,
@@ -164,6 +167,10 @@ class MetaWorldDistribution:
         from metarl.envs.metaworld_vector import make_metaworld_vector
 
         return make_metaworld_vector(self, n_tasks, envs_per_task)
+
+    def episode_metrics(self, tasks: Sequence[Any], first: FirstEpisodes) -> dict[str, np.ndarray]:
+        """Whether each first episode succeeded at some step (`metarl.envs.episodes`)."""
+        return success_metrics(tasks, first)
 
     def evaluate_policy(self, task: MetaWorldTask, act: Act) -> dict[str, float]:
         """Meta-World's evaluation of a deterministic policy on one task: success rate and

@@ -3,17 +3,17 @@
 - `inner_loop`: the vmapped SGD/Adam loop on stacked parameters (`InnerLoop`);
 - `supervised`: `SupervisedMetaLearner`, episodes of a supervised distribution adapted by it;
 - `rl_core`: the RL meta-learner's shared part (settings, seeds, held-out tasks, rollout
-  schedule, phi, metrics, timers) and `RLLearners`, which picks the engine that
-  `[learner] backend` names (`metarl.rl.settings.ENGINES`):
+  schedule, phi, adaptation, evaluation, metrics, timers); the engines write their rollouts:
 - `batched_rl`: `BatchedRLMetaLearner`, every task of a meta-batch rolled out and updated at
   once (`backend = "batched"`, the default);
 - `sb3_ppo`: `SB3MetaLearner`, a policy adapted to one task after another by SB3's PPO
   (`backend = "sb3"`, the reference).
 
-The trainer gets its learner from `build_meta_learner`: the distribution's `kind` picks the
-learner class in `LEARNERS`, and the class reads its typed settings from the recipe
-(`from_recipe`). The RL engines are imported only for RL recipes, so supervised users never
-import stable-baselines3.
+The trainer gets its learner from `build_meta_learner`: the recipe's choice (the
+distribution's `kind`, algorithm, outer step, `[learner] backend` and `inner`, inner steps)
+is checked against `metarl.combinations.SUPPORTED`, whose row names the learner class, and
+the class reads its typed settings from the recipe (`from_recipe`). The RL engines are
+imported only for RL recipes, so supervised users never import stable-baselines3.
 """
 
 from __future__ import annotations
@@ -24,16 +24,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from metarl import validate
+from metarl.combinations import combination, kinds
 from metarl.config import Recipe
 from metarl.errors import ConfigError, UserError
 from metarl.protocol import MetaLearner, TaskDistribution
 from metarl.registry import check_option_names, make_distribution
-
-LEARNERS: dict[str, str] = {
-    "supervised": "metarl.learners.supervised:SupervisedMetaLearner",
-    "rl": "metarl.learners.rl_core:RLLearners",
-}
-"""Distribution kind -> the learner class that adapts its tasks (imported when first used)."""
 
 
 def distribution(recipe: Recipe) -> TaskDistribution:
@@ -48,13 +43,13 @@ def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner[Any]
     dist = distribution(recipe)
     validate.check_distribution(dist, recipe.task_name)
     kind = str(dist.kind)
-    if kind not in LEARNERS:
+    if kind not in kinds():
         raise UserError(
             f"task {recipe.task_name!r}: no learner for {kind!r} tasks "
-            f"(known kinds: {', '.join(LEARNERS)})"
+            f"(known kinds: {', '.join(kinds())})"
         )
-    learner_cls = pkgutil.resolve_name(LEARNERS[kind])
     try:
+        learner_cls = pkgutil.resolve_name(combination(recipe, kind).learner)
         learner: MetaLearner[Any] = learner_cls.from_recipe(recipe, dist, device)
     except ConfigError as e:
         raise ConfigError(f"{recipe.source}: {e}" if recipe.source else str(e)) from None
@@ -75,4 +70,4 @@ if TYPE_CHECKING:  # mypy checks here that every learner meets the whole contrac
     from metarl.learners import batched_rl, maml_rl, rl2, sb3_ppo, supervised
 
 
-__all__ = ["LEARNERS", "build_meta_learner", "distribution"]
+__all__ = ["build_meta_learner", "distribution"]

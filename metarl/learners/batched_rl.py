@@ -25,49 +25,40 @@ sub-env's one episode.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from metarl.combinations import Inner
 from metarl.config import OptimizerName, Recipe
-from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
-from metarl.errors import ConfigError
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
-    RolloutSchedule,
+    RunRequest,
+    TasksRun,
     Timers,
-    adaptation_metrics,
+    eval_chunk,
     initial_policy,
-    policy_scorer,
     query_metrics,
-    slot_seeds,
 )
 from metarl.optim import InnerOptimizer, stack
-from metarl.protocol import (
-    Adaptation,
-    BoundsEvalEnvs,
-    Params,
-    Progress,
-    ScoresPoliciesTogether,
-)
+from metarl.protocol import Adaptation, Params
 from metarl.rl.batched_ppo import BatchedPPO, PPOBatch, PPOLoss, loss_and_grad
 from metarl.rl.policy import BatchedPolicy
 from metarl.rl.rollout import (
     Rollout,
     RolloutNoise,
     collect,
-    episode_metrics,
+    family_metrics,
     gae,
-    velocity_asked_way,
+    logged,
+    watched,
 )
-from metarl.rl.settings import BatchedSettings, Inner
+from metarl.rl.settings import BatchedSettings
 from metarl.rl.vpg import vpg_gradient
 
 
@@ -88,36 +79,6 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-EVAL_CHUNK = 64
-"""Held-out tasks adapted together in `curve` (bounds the rollout arrays' memory)."""
-
-
-def eval_chunk(dist: Any, n_envs: int) -> int:
-    """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
-    heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one."""
-    if not isinstance(dist, BoundsEvalEnvs):
-        return EVAL_CHUNK
-    return max(1, min(EVAL_CHUNK, dist.max_eval_subenvs // n_envs))
-
-
-@dataclass
-class TasksRun:
-    """What adapting a batch of tasks produced."""
-
-    params: Params
-    """Stacked adapted parameters."""
-    returns: dict[int, np.ndarray]
-    """Updates done before a rollout -> its per-task mean return `[tasks]`."""
-    last: Rollout | None = None
-    """The extra rollout after the last update (FOMAML's query rollout), if asked for."""
-    successes: dict[int, np.ndarray] = field(default_factory=dict)
-    """Like `returns`, for envs that report `info["success"]` (Meta-World): each task's
-    fraction of first episodes with a success, `[tasks]` (`Rollout.first_successes`)."""
-    velocities: dict[int, np.ndarray] = field(default_factory=dict)
-    """Like `returns`, for envs that report `x_velocity`: each episode's mean velocity,
-    `[tasks, envs, axes]`, x (`Rollout.first_velocities`) and, on a plane (AntDir), y."""
-
-
 class BatchedRLMetaLearner(RLMetaLearnerBase):
     """Meta-learning over an RL task distribution with the whole meta-batch batched.
 
@@ -130,24 +91,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
     """Meta-SGD's learned per-parameter inner learning rates (`metarl.learners.maml_rl`):
     where set, the VPG inner steps take them instead of the recipe's `inner_lr`."""
 
-    judges_inner_steps: ClassVar[bool] = False
-    """Whether the outer objective can judge each inner step's policy (`[learner]
-    outer_every_step`: second-order MAML-RL's learner); the first-order learners refuse it."""
-
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
         self.settings = s = BatchedSettings.from_recipe(recipe)
-        if s.outer_every_step and not self.judges_inner_steps:
-            raise ConfigError(
-                "learner.outer_every_step = true: only second-order MAML-RL judges each inner "
-                f'step\'s policy (train.algorithm = "maml" or "metasgd", not '
-                f'"{recipe.train.algorithm.value}")'
-            )
         self.model = initial_policy(dist, s, recipe.train.seed, device)
         self.policy = BatchedPolicy(self.model)
         self.names = self.policy.names
         self.timers = Timers()
         self._envs: dict[int, TaskVectorEnv] = {}
+        self._watch = watched(dist)
 
     # -- envs ---------------------------------------------------------------------------
     def _env(self, tasks: Sequence[Any]) -> TaskVectorEnv:
@@ -161,70 +113,42 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return env
 
     # -- adapting a batch of tasks --------------------------------------------------------
-    def run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        *,
-        measure: Sequence[int] = (0,),
-        lr: float | None = None,
-        extra_rollout: bool = False,
-        on_rollout: Callable[[], None] | None = None,
-    ) -> TasksRun:
-        """Adapt phi to every task with `updates` inner updates; measure the returns of the
-        rollouts in `measure` (rollout t = after t updates). With `extra_rollout`, one more
-        rollout is collected after the last update and kept (FOMAML's query rollout).
-        `on_rollout()` is called after each rollout (an evaluation's progress)."""
+    def rollouts(self, request: RunRequest) -> TasksRun:
+        """Every task's rollouts at once: one task vector env, the inner update applied to
+        all tasks' weights together."""
         with one_torch_thread():
-            return self._run(phi, tasks, seeds, updates, measure, lr, extra_rollout, on_rollout)
+            return self._rollouts(request)
 
-    def _run(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        seeds: Sequence[int],
-        updates: int,
-        measure: Sequence[int],
-        lr: float | None,
-        extra_rollout: bool,
-        on_rollout: Callable[[], None] | None = None,
-    ) -> TasksRun:
-        s = self.settings
-        lr = self.recipe.train.inner_lr if lr is None else lr
+    def _rollouts(self, request: RunRequest) -> TasksRun:
+        s, tasks = self.settings, request.tasks
         env = self._env(tasks)
-        params = stack(phi, len(tasks))
-        seeds = list(seeds)
-        returns: dict[int, np.ndarray] = {}
-        velocities: dict[int, np.ndarray] = {}
-        successes: dict[int, np.ndarray] = {}
-        inner = self._inner(lr)
+        params = stack(request.phi, len(tasks))
+        run = TasksRun(params, {}, len(tasks) * s.n_steps * s.n_envs)
+        inner = self._inner(request.lr)
         state = inner.init(params)
-        schedule = RolloutSchedule(updates, measure, extra_rollout)
-        last = None
+        schedule = request.schedule
         for t in range(schedule.rollouts):
-            noise = RolloutNoise(seeds, t)
-            rollout = collect(
-                self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout
-            )
-            self.timers.env_steps += rollout.env_steps
-            if on_rollout is not None:
-                on_rollout()
+            noise = RolloutNoise(request.seeds, t)
+            rollout = self._collect(params, env, noise)
+            request.rolled_out(len(tasks))
             if schedule.measured(t):
-                returns[t] = self._returns(rollout)
-                if rollout.first_velocities is not None:
-                    axes = (rollout.first_velocities, rollout.first_y_velocities)
-                    velocities[t] = np.stack([v for v in axes if v is not None], axis=-1)
-                if rollout.first_successes is not None:
-                    successes[t] = rollout.first_successes.mean(1)
-            if t < updates:
+                run.returns[t] = self._returns(rollout)
+                run.episodes[t] = family_metrics(self.dist, tasks, rollout)
+            if t < request.updates:
                 tick = time.perf_counter()
                 params = inner.update(params, rollout, noise, state)
                 self.timers.update += time.perf_counter() - tick
-            elif extra_rollout:
-                last = rollout
-        return TasksRun(params, returns, last, successes, velocities)
+        run.params = params
+        return run
+
+    def _collect(self, params: Params, env: TaskVectorEnv, noise: RolloutNoise) -> Rollout:
+        """One rollout of every task (stacked `params`), the distribution's info watched."""
+        s = self.settings
+        rollout = collect(
+            self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout, self._watch
+        )
+        self.timers.env_steps += rollout.env_steps
+        return rollout
 
     def _returns(self, rollout: Rollout) -> np.ndarray:
         if self.settings.inner is Inner.VPG:
@@ -250,23 +174,6 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         return PPOLoss(s.clip_range, s.ent_coef, s.vf_coef, s.normalize_advantage)
 
     # -- the MetaLearner interface ----------------------------------------------------------
-    def adapt(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        rng: np.random.Generator,
-        slots: slice = slice(None),
-    ) -> Adaptation:
-        k = self.recipe.train.inner_steps
-        seeds = slot_seeds(rng, len(tasks), k, slots)
-        tasks = list(tasks)[slots]
-        run = self.run(phi, tasks, seeds, k)
-        s = self.settings
-        metrics = adaptation_metrics(run.returns[0].mean(), len(tasks) * k * s.n_steps * s.n_envs)
-        if 0 in run.successes:  # Meta-World: the fraction of phi's episodes that succeed
-            metrics["success_before"] = float(run.successes[0].mean())  # (as episode_metrics)
-        return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
-
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """FOMAML: at each task's adapted weights W_i, a fresh rollout (rollout index k of
         its seed) and the gradient of the inner algorithm's loss on it at W_i: PPO's loss on
@@ -282,8 +189,7 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         noise = RolloutNoise(seeds, k)
         s = self.settings
         params = adaptation.params
-        rollout = collect(self.policy, params, env, noise, s.n_steps, s.gamma, self.timers.rollout)
-        self.timers.env_steps += rollout.env_steps
+        rollout = self._collect(params, env, noise)
         tick = time.perf_counter()
         if s.inner is Inner.VPG:
             grads, losses = vpg_gradient(self.policy, params, rollout, s.gamma)
@@ -293,146 +199,24 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         self.timers.update += time.perf_counter() - tick
         total = {n: g.sum(0) for n, g in grads.items()}
         metrics = query_metrics(losses.mean(), self._returns(rollout).mean(), rollout.env_steps)
-        metrics.update(episode_metrics(rollout, tasks, "after"))
+        metrics.update(logged(family_metrics(self.dist, tasks, rollout), "after"))
         return total, metrics
 
-    def curves(
-        self, steps: list[int], n_tasks: int, progress: Progress | None = None
-    ) -> dict[str, Curve]:
-        """Mean return over held-out tasks after each number of inner updates in `steps`,
-        adapting from `model` with eval.inner_lr (default: train.inner_lr), `eval_chunk`
-        tasks at a time (the envs built for them are closed at the end: an evaluation of
-        several runs holds one set at a time). Locomotion envs (those reporting
-        `x_velocity`) add the tasks' mean per-episode forward velocity and, for families
-        with a `direction` (HalfCheetahDir's +-1, AntDir's angle), the mean velocity along it
-        (`velocity_asked_way`) and the fraction of each task's episodes whose mean velocity
-        goes that way (`runs_asked_way`): "runs the asked way"
-        measured, not read off the sign of a return that includes control costs.
-        `progress(done, n_tasks)` hears each rollout, as the fraction of the tasks' work done
-        (the benchmark's own scoring, where there is one, counts as much again)."""
-        kept = set(self._envs)  # the training's envs stay; the evaluation's are released
+    def eval_chunk(self) -> int:
+        return eval_chunk(self.dist, self.settings.n_envs)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The training's envs stay; those built for the evaluation are closed at the end (an
+        evaluation of several runs holds one set at a time)."""
+        kept = set(self._envs)
         try:
-            return self._curves(steps, n_tasks, progress)
+            yield
         finally:
             for size in set(self._envs) - kept:
                 self._envs.pop(size).close()
 
-    def _curves(
-        self, steps: list[int], n_tasks: int, progress: Progress | None
-    ) -> dict[str, Curve]:
-        wanted = sorted(set(steps))
-        phi = self.phi()
-        tasks, seeds = self.eval_tasks(n_tasks)
-        chunk = eval_chunk(self.dist, self.settings.n_envs)
-        values = np.zeros((len(wanted), n_tasks))
-        velocity: np.ndarray | None = None  # [steps, tasks, envs, axes]
-        scoring = policy_scorer(self.dist) is not None
-        share = 0.5 if scoring else 1.0  # of the progress bar taken by the rollouts
-        done = 0.0
-        for start in range(0, n_tasks, chunk):
-            part = slice(start, start + chunk)
-            size = len(tasks[part])
-
-            def tick(size: int = size) -> None:
-                nonlocal done
-                done += share * size / (max(wanted) + 1)
-                if progress is not None:
-                    progress(done, n_tasks)
-
-            run = self.run(
-                phi,
-                tasks[part],
-                seeds[part],
-                max(wanted),
-                measure=wanted,
-                lr=self.recipe.eval_inner_lr,
-                on_rollout=tick,
-            )
-            for row, t in enumerate(wanted):
-                values[row, part] = run.returns[t]
-                if t in run.velocities:
-                    if velocity is None:
-                        velocity = np.zeros((len(wanted), n_tasks, *run.velocities[t].shape[1:]))
-                    velocity[row, part] = run.velocities[t]
-        curves = {"return": Curve.from_values("return", wanted, values)}
-
-        def scored_tick(finished: int) -> None:  # tasks scored at one step count
-            if progress is not None:
-                progress(done + (1 - share) * finished / len(wanted), n_tasks)
-
-        scored = self._scored_curves(phi, tasks, seeds, wanted, chunk, scored_tick)
-        if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
-            rollouts = dataclasses.replace(curves["return"], metric="rollout_return")
-            curves = {**scored, "rollout_return": rollouts}
-        if velocity is not None:
-            curves["forward_velocity"] = Curve.from_values(
-                "forward_velocity", wanted, velocity[..., 0].mean(-1)
-            )
-            y = velocity[..., 1] if velocity.shape[-1] > 1 else None
-            along = velocity_asked_way(velocity[..., 0], tasks, y)
-            if along is not None:
-                curves["velocity_asked_way"] = Curve.from_values(
-                    "velocity_asked_way", wanted, along.mean(-1)
-                )
-                curves["runs_asked_way"] = Curve.from_values(
-                    "runs_asked_way", wanted, (along > 0).mean(-1)
-                )
-        return curves
-
-    def _scored_curves(
-        self,
-        phi: Params,
-        tasks: list[Any],
-        seeds: list[int],
-        wanted: list[int],
-        chunk: int,
-        tick: Callable[[int], None] | None = None,
-    ) -> dict[str, Curve]:
-        """The distribution's own score (`policy_scorer`: Meta-World's evaluator, success
-        rate and return) of each task's policy after each t in `wanted` updates (`chunk`
-        tasks adapted at a time, as the rollouts of `curves` were), acting
-        deterministically (the Gaussian's mean, clipped to the action space), as the SB3
-        engine scores its policies: the same protocol, so both engines' numbers compare.
-        Adapting is a function of (phi, task, seed), so each t replays the same updates.
-        Empty where the distribution has no score of its own."""
-        score = policy_scorer(self.dist)
-        if score is None:
-            return {}
-        # the same score of a chunk's tasks together where the distribution has it
-        # (Meta-World's batched step, its envs built once for every chunk and step count);
-        # None from it means: one task at a time
-        many = (
-            self.dist.evaluate_policies if isinstance(self.dist, ScoresPoliciesTogether) else None
-        )
-        values: dict[str, np.ndarray] = {}
-        finished = 0
-        try:
-            for row, t in enumerate(wanted):
-                for start in range(0, len(tasks), chunk):
-                    part = slice(start, start + chunk)
-                    run = self.run(
-                        phi, tasks[part], seeds[part], t, measure=(), lr=self.recipe.eval_inner_lr
-                    )
-                    acts = [self._deterministic_act(run.params, i) for i in range(len(tasks[part]))]
-                    together = many(tasks[part], acts) if many is not None else None
-                    for offset, task in enumerate(tasks[part]):
-                        scores = (
-                            {k: v[offset] for k, v in together.items()}
-                            if together is not None
-                            else score(task, acts[offset])
-                        )
-                        for name, value in scores.items():
-                            table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
-                            table[row, start + offset] = value
-                        finished += 1
-                        if tick is not None:
-                            tick(finished)
-        finally:  # the scorer's envs, kept across chunks and step counts, go with the curves
-            if isinstance(self.dist, ScoresPoliciesTogether):
-                self.dist.release_scorer()
-        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
-
-    def _deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
+    def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
         """Task `index`'s policy in `params` as a deterministic act(observations)."""
         mine = {name: value[index : index + 1] for name, value in params.items()}
         space: Any = self.model.action_space
@@ -504,4 +288,4 @@ class _VPGInner:
         return self.sgd.step(params, grads, {}, 1)
 
 
-__all__ = ["BatchedRLMetaLearner", "TasksRun"]
+__all__ = ["BatchedRLMetaLearner", "one_torch_thread"]

@@ -26,13 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.config import Algorithm, OuterOptimizerName, Recipe
-from metarl.errors import ConfigError
+from metarl.config import Algorithm, Recipe
 from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
 from metarl.learners.rl_core import (
     adaptation_metrics,
     query_metrics,
-    refuse_supervised_keys,
     slot_seeds,
 )
 from metarl.protocol import Adaptation, Params
@@ -45,8 +43,7 @@ from metarl.rl.maml import (
     with_rates,
 )
 from metarl.rl.outer_objective import OuterObjective
-from metarl.rl.rollout import RolloutNoise, collect, episode_metrics
-from metarl.rl.settings import Inner
+from metarl.rl.rollout import RolloutNoise, family_metrics, logged
 
 
 @dataclass
@@ -70,45 +67,6 @@ class MAMLRLContext:
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
     """The batched learner with MAML-RL's second-order meta-gradient (see the module)."""
-
-    judges_inner_steps = True
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> MAMLRLMetaLearner:
-        refuse_supervised_keys(
-            recipe, "the batched RL learner", (Algorithm.MAML, Algorithm.METASGD)
-        )
-        algorithm = recipe.train.algorithm
-        if (
-            algorithm is Algorithm.METASGD
-            and recipe.train.outer_optimizer is not OuterOptimizerName.TRPO
-        ):
-            raise ConfigError(
-                f'train.outer_optimizer = "{recipe.train.outer_optimizer.value}": Meta-SGD '
-                'for RL learns its inner rates with MAML-RL\'s trust-region step (use "trpo")'
-            )
-        learner = cls(recipe, dist, device)
-        if learner.settings.inner is not Inner.VPG:
-            raise ConfigError(
-                f'learner.inner = "{learner.settings.inner.value}": train.algorithm = '
-                f'"{algorithm.value}" differentiates through MAML-RL\'s policy-gradient step '
-                '(use inner = "vpg")'
-            )
-        joint_ok = algorithm is Algorithm.MAML  # the joint baseline with TRPO's or ProMP's step
-        k = recipe.train.inner_steps
-        if recipe.train.outer_optimizer is OuterOptimizerName.PROMP and k > 1:
-            raise ConfigError(
-                f"train.inner_steps = {k}: ProMP's outer objective is written for one "
-                "policy-gradient step, use 1 or 0 (the joint baseline), or the trpo outer "
-                "step for several"
-            )
-        if k < (0 if joint_ok else 1):
-            raise ConfigError(
-                f"train.inner_steps = {k}: {algorithm.value} for RL takes 1 or more "
-                "policy-gradient steps (MAML-RL's protocol: 1), or 0 with maml "
-                "(the joint baseline, trained without adaptation)"
-            )
-        return learner
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         super().__init__(recipe, dist, device)
@@ -160,7 +118,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
                 self.timers.update += time.perf_counter() - tick
         metrics = {
             **adaptation_metrics(first.first_returns.mean(), env_steps),
-            **episode_metrics(first, tasks, "before"),
+            **logged(family_metrics(self.dist, tasks, first), "before"),
         }
         context = MAMLRLContext(tasks, seeds, self._with_rates(phi), steps, path)
         return Adaptation(params, context, metrics)
@@ -168,20 +126,9 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     def _rollout(
         self, params: Params, tasks: list[Any], seeds: list[int], index: int, *, stacked: bool
     ) -> Any:
-        s = self.settings
         if not stacked:
             params = {k: v.unsqueeze(0).expand(len(tasks), *v.shape) for k, v in params.items()}
-        rollout = collect(
-            self.policy,
-            params,
-            self._env(tasks),
-            RolloutNoise(seeds, index),
-            s.n_steps,
-            s.gamma,
-            self.timers.rollout,
-        )
-        self.timers.env_steps += rollout.env_steps
-        return rollout
+        return self._collect(params, self._env(tasks), RolloutNoise(seeds, index))
 
     def meta_gradient(self, adaptation: Adaptation[Any]) -> tuple[Params, dict[str, float]]:
         """Post-update rollouts from theta_i', then the sum over this rank's tasks of the
@@ -211,7 +158,11 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             # the joint baseline adapts nothing: phi's own episodes are logged as "before"
             # (an "after" equal to it would read as an adaptation that did nothing)
             metrics["return_before"], when = metrics.pop("return_after"), "before"
-        return grads, {**metrics, **episode_metrics(post, ctx.tasks, when), **self.seconds()}
+        return grads, {
+            **metrics,
+            **logged(family_metrics(self.dist, ctx.tasks, post), when),
+            **self.seconds(),
+        }
 
     def outer_objective(self, adaptation: Adaptation) -> OuterObjective:
         """The objective `meta_gradient` built (TRPO's and ProMP's steps re-evaluate it)."""

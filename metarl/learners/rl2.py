@@ -30,12 +30,18 @@ from typing import Any, ClassVar, TypedDict
 import numpy as np
 import torch
 
-from metarl.config import Algorithm, OuterOptimizerName, Recipe
+from metarl.config import Recipe
 from metarl.curves import Curve
 from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_tasks
 from metarl.errors import ConfigError
-from metarl.learners.batched_rl import eval_chunk, one_torch_thread
-from metarl.learners.rl_core import Timers, held_out_tasks, refuse_supervised_keys, slot_seeds
+from metarl.learners.batched_rl import one_torch_thread
+from metarl.learners.rl_core import (
+    Timers,
+    eval_chunk,
+    held_out_tasks,
+    refuse_supervised_keys,
+    slot_seeds,
+)
 from metarl.protocol import Adaptation, MetaLearnerBase, Params, Progress, Split
 from metarl.rl.recurrent import (
     PPOConfig,
@@ -86,16 +92,12 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> RL2MetaLearner:
-        refuse_supervised_keys(recipe, cls.name, (Algorithm.RL2,))
+        refuse_supervised_keys(recipe, cls.name)
         t = recipe.train
-        if t.outer_optimizer is not OuterOptimizerName.SGD or (t.meta_step, t.meta_step_final) != (
-            1.0,
-            1.0,
-        ):
+        if (t.meta_step, t.meta_step_final) != (1.0, 1.0):  # the outer step: SUPPORTED's
             raise ConfigError(
-                f'train.outer_optimizer = "{t.outer_optimizer.value}", meta_step = '
-                f"{t.meta_step}, meta_step_final = {t.meta_step_final}: RL²'s step is PPO's "
-                '(learning rate train.inner_lr), applied whole: use outer_optimizer = "sgd", '
+                f"train.meta_step = {t.meta_step}, meta_step_final = {t.meta_step_final}: "
+                "RL²'s step is PPO's (learning rate train.inner_lr), applied whole: use "
                 "meta_step = 1.0, meta_step_final = 1.0"
             )
         return cls(recipe, dist, device)

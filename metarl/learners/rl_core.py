@@ -1,25 +1,31 @@
 """What the RL meta-learner's engines share: everything but stepping the envs and the update.
 
-An RL recipe is adapted by one of the engines in `ENGINES` (`[learner] backend`): the batched
-engine (`metarl.learners.batched_rl`, every task of a meta-batch at once) or SB3's
+An RL recipe is adapted by the engine its `[learner] backend` names (`metarl.combinations`,
+which also picks MAML-RL's second-order learner): the batched engine
+(`metarl.learners.batched_rl`, every task of a meta-batch at once) or SB3's
 (`metarl.learners.sb3_ppo`, one task after another: the reference). Each engine subclasses
-`RLMetaLearnerBase` and keeps only its engine; what they share lives here, written once:
+`RLMetaLearnerBase` and writes only its rollout (`run`) and FOMAML's loss
+(`query_gradient`); what they share lives here, written once:
 
 - settings: the recipe's `[learner]` table (`metarl.rl.settings`), the refusal of supervised
-  keys and algorithms (`refuse_supervised_keys`), construction from a recipe (`from_recipe`);
+  keys (`refuse_supervised_keys`), construction from a recipe (`from_recipe`);
 - randomness: one seed per meta-batch slot (`slot_seeds`), the held-out tasks and their seeds
   (`held_out_tasks`), and which rollouts a run collects and measures (`RolloutSchedule`);
 - phi at the start (`initial_policy`), the names of the metrics the trainer logs
   (`adaptation_metrics`, `query_metrics`), the timers the benchmark reads (`Timers`), and
-  the benchmark's own score of a policy (`policy_scorer`: Meta-World's success rate).
+  the benchmark's own score of a policy (`policy_scorer`: Meta-World's success rate);
+- adaptation (`adapt`) and evaluation (`curves`, the benchmark's own scoring included), with
+  the family's own episode metrics (`metarl.protocol.ReportsEpisodes`).
 
-A new engine is one module with a `RLMetaLearnerBase` subclass and one entry in `ENGINES`.
+A new engine is one module with a `RLMetaLearnerBase` subclass and one row in
+`metarl.combinations.SUPPORTED`.
 """
 
 from __future__ import annotations
 
-import pkgutil
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, SupportsFloat
 
@@ -27,40 +33,33 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from metarl.config import Algorithm, EvalConfig, Recipe
+from metarl.config import EvalConfig, Recipe
 from metarl.curves import Curve
 from metarl.errors import ConfigError
 from metarl.protocol import (
+    Adaptation,
+    BoundsEvalEnvs,
     MetaLearnerBase,
     Params,
+    Progress,
     RolloutContext,
     ScoresPolicies,
+    ScoresPoliciesTogether,
     Split,
     task_rng,
 )
 from metarl.rl.policy import build_sb3_policy
-from metarl.rl.rollout import RolloutTimers
-from metarl.rl.settings import ENGINES, SECOND_ORDER_ENGINES, PPOSettings, backend_of
+from metarl.rl.rollout import RolloutTimers, logged
+from metarl.rl.settings import PPOSettings
 
 Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 """A distribution's `evaluate_policy(task, act)`: metrics of a deterministic policy `act`."""
 
 
-def refuse_supervised_keys(
-    recipe: Recipe,
-    learner: str,
-    algorithms: tuple[Algorithm, ...] = (Algorithm.REPTILE, Algorithm.FOMAML),
-) -> None:
+def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
     """`[model]` and the supervised learner's `[train]`/`[eval]` keys have no meaning for an
-    RL learner: the first one given is a `ConfigError` naming it and why. So are the
-    algorithms the learner does not run (not in `algorithms`)."""
-    if recipe.train.algorithm not in algorithms:
-        names = ", ".join(a.value for a in algorithms)
-        raise ConfigError(
-            f"train.algorithm = {recipe.train.algorithm.value!r}: {learner} of task "
-            f"{recipe.task_name!r} takes {names} (imaml and gradients are for supervised "
-            'tasks; maml and metasgd for RL need the batched learner with inner = "vpg")'
-        )
+    RL learner: the first one given is a `ConfigError` naming it and why. (Which algorithms
+    an RL learner runs is `metarl.combinations.SUPPORTED`'s to say.)"""
     if recipe.model:
         raise ConfigError(
             "[model] is not used by RL recipes; put net_arch, "
@@ -169,10 +168,69 @@ class Timers:
         self.env_steps = 0
 
 
+EVAL_CHUNK = 64
+"""Held-out tasks adapted together in `curves` (bounds the rollout arrays' memory)."""
+
+
+def eval_chunk(dist: Any, n_envs: int) -> int:
+    """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
+    heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one."""
+    if not isinstance(dist, BoundsEvalEnvs):
+        return EVAL_CHUNK
+    return max(1, min(EVAL_CHUNK, dist.max_eval_subenvs // n_envs))
+
+
+@dataclass
+class TasksRun:
+    """What an engine's `run` produced for a batch of tasks."""
+
+    params: Params
+    """The adapted parameters, stacked `[tasks, ...]`."""
+    returns: dict[int, np.ndarray]
+    """Updates done before a measured rollout -> its per-task mean return `[tasks]`."""
+    rollout_steps: int
+    """Env steps of one rollout of every task (what an update costs in env steps)."""
+    episodes: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Like `returns`: the distribution's own metrics of the measured rollouts' first
+    episodes (`metarl.protocol.ReportsEpisodes`), each `[tasks, envs]`."""
+
+
+RolloutTick = Callable[[int], None]
+"""Called by an engine after each rollout with the number of tasks it rolled out."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `rollouts` is asked: adapt `phi` to every task with `updates` inner updates of
+    step size `lr`, rollout t (after t updates) of task i drawing its randomness from
+    (seeds[i], t) alone; measure the rollouts in `measure`; `on_rollout` hears each one."""
+
+    phi: Params
+    tasks: list[Any]
+    seeds: list[int]
+    updates: int
+    lr: float
+    measure: tuple[int, ...] = (0,)
+    on_rollout: RolloutTick | None = None
+
+    @property
+    def schedule(self) -> RolloutSchedule:
+        """Which rollouts to collect and which of them to measure."""
+        return RolloutSchedule(self.updates, self.measure)
+
+    def rolled_out(self, n_tasks: int) -> None:
+        """Tell `on_rollout` that a rollout of `n_tasks` tasks is done."""
+        if self.on_rollout is not None:
+            self.on_rollout(n_tasks)
+
+
 class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
     """The part of an RL meta-learner that is not its engine. A subclass sets `name` (how
     messages call it), builds `model` (an SB3 `ActorCriticPolicy` holding phi) in
-    `__init__(recipe, dist, device)` and implements `adapt`, `query_gradient` and `curve`."""
+    `__init__(recipe, dist, device)` and implements its rollouts (adapt a batch of tasks and
+    measure its rollouts: `rollouts`), `query_gradient` (FOMAML's loss is the engine's) and, for
+    distributions that score policies themselves, `deterministic_act`. `adapt`, `curves`,
+    the seeds, the held-out tasks and the metrics are written here, once."""
 
     name: ClassVar[str] = "the RL learner"
     recipe: Recipe
@@ -185,8 +243,65 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         refuse_supervised_keys(recipe, cls.name)
         return cls(recipe, dist, device)  # type: ignore[call-arg]
 
+    # -- what an engine writes ----------------------------------------------------------------
+    def rollouts(self, request: RunRequest) -> TasksRun:
+        """Adapt `request.phi` to every task of the request and measure the rollouts it asks
+        for (see `RunRequest`): the engine's one job."""
+        raise NotImplementedError(f"{self.name} has no rollouts")
+
+    def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Task `index`'s policy in the stacked `params` acting deterministically (the
+        Gaussian's mean, clipped to the action space): what a distribution that scores
+        policies (`policy_scorer`) is handed."""
+        raise NotImplementedError(f"{self.name} cannot hand out a deterministic policy")
+
+    def eval_chunk(self) -> int:
+        """Held-out tasks adapted together by `curves`."""
+        return EVAL_CHUNK
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Around `curves`: an engine releases there what the evaluation built."""
+        yield
+
+    # -- written once --------------------------------------------------------------------------
     def phi(self) -> Params:
         return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+    def run(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        seeds: Sequence[int],
+        updates: int,
+        *,
+        lr: float | None = None,
+        measure: Sequence[int] = (0,),
+        on_rollout: RolloutTick | None = None,
+    ) -> TasksRun:
+        """Adapt phi to every task with `updates` inner updates of step size `lr`
+        (train.inner_lr when not given) and measure the rollouts in `measure` (`rollouts`)."""
+        lr = self.recipe.train.inner_lr if lr is None else lr
+        request = RunRequest(phi, list(tasks), list(seeds), updates, lr, tuple(measure))
+        return self.rollouts(dataclasses.replace(request, on_rollout=on_rollout))
+
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation[Any]:
+        """`train.inner_steps` updates of this rank's slots' tasks from phi (`run`); the log
+        gets the return of phi's rollouts, the env steps, and the family's metrics of phi's
+        episodes (`<name>_before`)."""
+        k = self.recipe.train.inner_steps
+        seeds = slot_seeds(rng, len(tasks), k, slots)
+        tasks = list(tasks)[slots]
+        run = self.run(phi, tasks, seeds, k)
+        metrics = adaptation_metrics(run.returns[0].mean(), k * run.rollout_steps)
+        metrics.update(logged(run.episodes.get(0, {}), "before"))
+        return Adaptation(run.params, {"tasks": tasks, "seeds": seeds}, metrics)
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """The headline metric of `curves`: success rate where the distribution scores
@@ -201,42 +316,130 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         """Not offered: `from_recipe` refuses maml, imaml and metasgd for RL."""
         raise NotImplementedError(f"{self.name} takes reptile or fomaml")
 
+    def curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None = None
+    ) -> dict[str, Curve]:
+        """Each metric over held-out tasks after each number of inner updates in `steps`,
+        adapting from `model` with eval.inner_lr (default: train.inner_lr), `eval_chunk`
+        tasks at a time: the mean return of the rollout collected after t updates, and a
+        curve per family metric of its first episodes (`ReportsEpisodes`). A distribution
+        that scores policies (`policy_scorer`, Meta-World) scores each adapted policy with
+        its benchmark's own protocol: its metrics lead, and the rollouts' return is kept as
+        `rollout_return`. `progress(done, n_tasks)` hears each rollout, as the fraction of
+        the tasks' work done (the scoring, where there is one, counts as much again)."""
+        with self.evaluating():
+            return self._curves(steps, n_tasks, progress)
 
-RL2_LEARNER = "metarl.learners.rl2:RL2MetaLearner"
-"""`train.algorithm = "rl2"`: the recurrent learner, whatever `[learner]` says (it reads its
-own keys, `metarl.rl.rl2_settings`)."""
+    def _curves(
+        self, steps: list[int], n_tasks: int, progress: Progress | None
+    ) -> dict[str, Curve]:
+        wanted = sorted(set(steps))
+        phi = self.phi()
+        tasks, seeds = self.eval_tasks(n_tasks)
+        chunk = self.eval_chunk()
+        values = np.zeros((len(wanted), n_tasks))
+        family: dict[str, np.ndarray] = {}  # name -> [steps, tasks]
+        share = 0.5 if policy_scorer(self.dist) is not None else 1.0  # of the progress bar
+        done = 0.0
 
+        def tick(size: int) -> None:
+            nonlocal done
+            done += share * size / (max(wanted) + 1)
+            if progress is not None:
+                progress(done, n_tasks)
 
-class RLLearners:
-    """`LEARNERS["rl"]`: the engine that the recipe's `[learner] backend` names (`ENGINES`;
-    "batched" by default), imported when first used."""
-
-    @staticmethod
-    def from_recipe(recipe: Recipe, dist: Any, device: torch.device) -> Any:
-        if recipe.train.algorithm is Algorithm.RL2:  # its own learner and [learner] keys
-            rl2: Any = pkgutil.resolve_name(RL2_LEARNER)
-            return rl2.from_recipe(recipe, dist, device)
-        backend = backend_of(recipe)
-        second_order = recipe.train.algorithm in (Algorithm.MAML, Algorithm.METASGD)
-        outer = recipe.train.outer_optimizer
-        if outer.learner_steps and not (second_order and backend in SECOND_ORDER_ENGINES):
-            raise ConfigError(
-                f'train.outer_optimizer = "{outer.value}": needs algorithm = "maml" on the '
-                'batched learner (learner.backend = "batched", inner = "vpg")'
+        for start in range(0, n_tasks, chunk):
+            part = slice(start, start + chunk)
+            run = self.run(
+                phi,
+                tasks[part],
+                seeds[part],
+                max(wanted),
+                lr=self.recipe.eval_inner_lr,
+                measure=wanted,
+                on_rollout=tick,
             )
-        target = ENGINES[backend]
-        if second_order and backend in SECOND_ORDER_ENGINES:
-            target = SECOND_ORDER_ENGINES[backend]
-        engine: type[RLMetaLearnerBase] = pkgutil.resolve_name(target)
-        return engine.from_recipe(recipe, dist, device)
+            for row, t in enumerate(wanted):
+                values[row, part] = run.returns[t]
+                for name, per_episode in run.episodes.get(t, {}).items():
+                    table = family.setdefault(name, np.zeros((len(wanted), n_tasks)))
+                    table[row, part] = per_episode.mean(-1)
+        curves = {"return": Curve.from_values("return", wanted, values)}
+
+        def scored_tick(finished: int) -> None:  # tasks scored at one step count
+            if progress is not None:
+                progress(done + (1 - share) * finished / len(wanted), n_tasks)
+
+        scored = self._scored_curves(phi, tasks, seeds, wanted, chunk, scored_tick)
+        if scored:  # the benchmark's own protocol (Meta-World): its metrics lead
+            rollouts = dataclasses.replace(curves["return"], metric="rollout_return")
+            curves = {**scored, "rollout_return": rollouts}
+        for name, table in family.items():  # a scored metric of the same name stays
+            curves.setdefault(name, Curve.from_values(name, wanted, table))
+        return curves
+
+    def _scored_curves(
+        self,
+        phi: Params,
+        tasks: list[Any],
+        seeds: list[int],
+        wanted: list[int],
+        chunk: int,
+        tick: Callable[[int], None],
+    ) -> dict[str, Curve]:
+        """The distribution's own score (`policy_scorer`: Meta-World's evaluator, success
+        rate and return) of each task's policy after each t in `wanted` updates (`chunk`
+        tasks adapted at a time, as the rollouts of `curves` were), acting deterministically
+        (`deterministic_act`): the same protocol on every engine, so their numbers compare.
+        Adapting is a function of (phi, task, seed), so each t replays the same updates.
+        Empty where the distribution has no score of its own."""
+        score = policy_scorer(self.dist)
+        if score is None:
+            return {}
+        # the same score of a chunk's tasks together where the distribution has it
+        # (Meta-World's batched step, its envs built once for every chunk and step count);
+        # None from it means: one task at a time
+        many = (
+            self.dist.evaluate_policies if isinstance(self.dist, ScoresPoliciesTogether) else None
+        )
+        values: dict[str, np.ndarray] = {}
+        finished = 0
+        try:
+            for row, t in enumerate(wanted):
+                for start in range(0, len(tasks), chunk):
+                    part = slice(start, start + chunk)
+                    run = self.run(
+                        phi, tasks[part], seeds[part], t, lr=self.recipe.eval_inner_lr, measure=()
+                    )
+                    acts = [self.deterministic_act(run.params, i) for i in range(len(tasks[part]))]
+                    together = many(tasks[part], acts) if many is not None else None
+                    for offset, task in enumerate(tasks[part]):
+                        scores = (
+                            {k: v[offset] for k, v in together.items()}
+                            if together is not None
+                            else score(task, acts[offset])
+                        )
+                        for name, value in scores.items():
+                            table = values.setdefault(name, np.zeros((len(wanted), len(tasks))))
+                            table[row, start + offset] = value
+                        finished += 1
+                        tick(finished)
+        finally:
+            if isinstance(self.dist, ScoresPoliciesTogether):
+                self.dist.release_scorer()
+        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
 
 
 __all__ = [
-    "RLLearners",
+    "EVAL_CHUNK",
     "RLMetaLearnerBase",
     "RolloutSchedule",
+    "RolloutTick",
+    "RunRequest",
+    "TasksRun",
     "Timers",
     "adaptation_metrics",
+    "eval_chunk",
     "held_out_tasks",
     "initial_policy",
     "policy_scorer",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,27 +45,18 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from metarl.config import (
-    Recipe,
-)
-from metarl.curves import Curve
+from metarl.config import Recipe
 from metarl.envs.distribution import EnvTask
 from metarl.envs.vector import retask
 from metarl.learners.rl_core import (
     RLMetaLearnerBase,
     RolloutSchedule,
+    RunRequest,
+    TasksRun,
     Timers,
-    adaptation_metrics,
-    policy_scorer,
     query_metrics,
-    slot_seeds,
 )
-from metarl.protocol import (
-    Adaptation,
-    Params,
-    Progress,
-    Split,
-)
+from metarl.protocol import Adaptation, Params, Split
 from metarl.rl.settings import PPOSettings
 
 
@@ -112,9 +103,7 @@ class SB3MetaLearner(RLMetaLearnerBase):
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         self.recipe, self.dist, self.device = recipe, dist, device
         self.settings = s = PPOSettings.from_recipe(recipe)
-        self.inner_steps = recipe.train.inner_steps
-        self.inner_lr = inner_lr = recipe.train.inner_lr
-        self.eval_lr = recipe.eval_inner_lr
+        inner_lr = recipe.train.inner_lr
         seed = recipe.train.seed
         self.timers = Timers()
         self._first_task = dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0]
@@ -162,8 +151,8 @@ class SB3MetaLearner(RLMetaLearnerBase):
         seed: int,
         updates: int,
         *,
+        lr: float,
         measure: Sequence[int] = (0,),
-        lr: float | None = None,
         extra_rollout: bool = False,
     ) -> TaskRun:
         """Copy phi into the PPO policy, run `updates` PPO updates on `task`, and return the
@@ -182,7 +171,6 @@ class SB3MetaLearner(RLMetaLearnerBase):
             with torch.no_grad():
                 for name, p in self.policy.named_parameters():
                     p.copy_(phi[name])
-            lr = self.inner_lr if lr is None else lr
             ppo.learning_rate = lr
             ppo.lr_schedule = lambda _: lr
             # fresh Adam state per task: no moment estimates leak from the previous task
@@ -226,25 +214,35 @@ class SB3MetaLearner(RLMetaLearnerBase):
         # no episode ended inside the rollout: its reward sum per env (a truncated return)
         return float(ppo.rollout_buffer.rewards.sum() / self.vec_env.num_envs)
 
-    # -- the MetaLearner interface ----------------------------------------------------------
-    def adapt(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        rng: np.random.Generator,
-        slots: slice = slice(None),
-    ) -> Adaptation:
-        k = self.inner_steps
-        seeds = slot_seeds(rng, len(tasks), k, slots)
-        tasks = list(tasks)[slots]
-        runs = [self.run_task(phi, task, seed, k) for task, seed in zip(tasks, seeds, strict=True)]
+    def rollouts(self, request: RunRequest) -> TasksRun:
+        """One task after another (`run_task`), the adapted weights stacked."""
+        runs = []
+        for task, seed in zip(request.tasks, request.seeds, strict=True):
+            run = self.run_task(
+                request.phi, task, seed, request.updates, lr=request.lr, measure=request.measure
+            )
+            runs.append(run)
+            for _ in range(request.schedule.rollouts):
+                request.rolled_out(1)
         params = {n: torch.stack([r.params[n] for r in runs]) for n in self.names}
-        metrics = adaptation_metrics(
-            np.mean([r.returns[0] for r in runs]),
-            len(tasks) * k * self.ppo.n_steps * self.vec_env.num_envs,
-        )
-        return Adaptation(params, {"tasks": list(tasks), "seeds": seeds}, metrics)
+        returns = {t: np.array([r.returns[t] for r in runs]) for t in request.measure}
+        return TasksRun(params, returns, len(runs) * self.ppo.n_steps * self.vec_env.num_envs)
 
+    def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Task `index`'s adapted weights in a copy of the policy, acting as SB3's
+        deterministic `predict` (the Gaussian's mean, clipped to the action space)."""
+        policy = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for name, p in policy.named_parameters():
+                p.copy_(params[name][index])
+
+        def act(observations: np.ndarray) -> np.ndarray:
+            actions, _ = policy.predict(observations, deterministic=True)
+            return np.asarray(actions)
+
+        return act
+
+    # -- the MetaLearner interface ----------------------------------------------------------
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """FOMAML, summed over the tasks: at each task's adapted parameters W_i, collect a
         fresh rollout with W_i and take the gradient of PPO's loss on it (one full batch:
@@ -252,13 +250,15 @@ class SB3MetaLearner(RLMetaLearnerBase):
         plus vf_coef * value loss and ent_coef * entropy loss, so the value network gets a
         meta-gradient too)."""
         tasks, seeds = adaptation.context["tasks"], adaptation.context["seeds"]
-        k = self.inner_steps
+        k = self.recipe.train.inner_steps
         total: dict[str, torch.Tensor] = {}
         losses, returns = [], []
         for i, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
             w = {n: v[i] for n, v in adaptation.params.items()}
             # a rollout seeded past the k adaptation rollouts: fresh episodes, policy W_i
-            run = self.run_task(w, task, seed + k, 0, measure=(), extra_rollout=True)
+            run = self.run_task(
+                w, task, seed + k, 0, lr=self.recipe.train.inner_lr, measure=(), extra_rollout=True
+            )
             returns.append(run.returns[0])
             grads, loss = self._surrogate_gradient(seed + k)
             losses.append(loss)
@@ -296,46 +296,6 @@ class SB3MetaLearner(RLMetaLearnerBase):
         }
         self.timers.update += time.perf_counter() - tick
         return out, float(loss.detach())
-
-    def curves(
-        self, steps: list[int], n_tasks: int, progress: Progress | None = None
-    ) -> dict[str, Curve]:
-        """Each metric over held-out tasks after each number of PPO updates in `steps`,
-        adapting from `model` with eval.inner_lr (default: train.inner_lr).
-
-        By default the metric is the mean return of the rollout collected after t updates
-        (stochastic policy, fresh episodes). A distribution with `evaluate_policy(task, act)`
-        (optional in the RL protocol) scores the adapted policy with its benchmark's own
-        protocol instead: `act` is the policy after t updates acting deterministically, and
-        every metric it returns (Meta-World: success, return) gets a curve."""
-        wanted = sorted(set(steps))
-        lr = self.eval_lr
-        phi = self.phi()
-        tasks, seeds = self.eval_tasks(n_tasks)
-        score = policy_scorer(self.dist)
-        values: dict[str, np.ndarray] = {}
-        for j, (task, seed) in enumerate(zip(tasks, seeds, strict=True)):
-            if score is None:
-                run = self.run_task(phi, task, seed, max(wanted), measure=wanted, lr=lr)
-                scores = [{"return": run.returns[t]} for t in wanted]
-            else:
-                # adapting is a function of (phi, task, seed): each t replays the same updates
-                scores = []
-                for t in wanted:
-                    self.run_task(phi, task, seed, t, measure=(), lr=lr)
-                    scores.append(score(task, self._act))
-            for row, row_scores in enumerate(scores):
-                for name, value in row_scores.items():
-                    values.setdefault(name, np.zeros((len(wanted), n_tasks)))[row, j] = value
-            if progress is not None:
-                progress(j + 1, n_tasks)
-        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
-
-    def _act(self, observations: np.ndarray) -> np.ndarray:
-        """The PPO policy's deterministic action (the Gaussian's mean, clipped to the action
-        space) for a batch of observations."""
-        actions, _ = self.policy.predict(observations, deterministic=True)
-        return np.asarray(actions)
 
 
 __all__ = [

@@ -25,7 +25,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from metarl.protocol import ParametrizedTask
+from metarl.protocol import FirstEpisodes, ReportsEpisodes
 from metarl.rl.policy import BatchedPolicy, Params
 
 
@@ -53,15 +53,8 @@ class Rollout:
     first_returns: np.ndarray
     """`[tasks]`: mean undiscounted return of each sub-env's first episode (or its reward sum
     if it outlasts the rollout)."""
-    first_velocities: np.ndarray | None = None
-    """`[tasks, envs]`: the mean forward (x) velocity over each sub-env's first episode, when
-    the env reports `x_velocity` in its info (the locomotion families), else None."""
-    first_y_velocities: np.ndarray | None = None
-    """Likewise for `y_velocity`, where the env moves on a plane (AntDir), else None."""
-    first_successes: np.ndarray | None = None
-    """`[tasks, envs]`: 1 where the env reported `info["success"]` at any step of the
-    sub-env's first episode (Meta-World's criterion), 0 elsewhere; None for envs that do not
-    report it."""
+    first: FirstEpisodes = field(default_factory=FirstEpisodes)
+    """The watched info keys over each sub-env's first episode (`collect`'s `watch`)."""
     advantages: Tensor = field(default_factory=lambda: torch.zeros(0))
     returns: Tensor = field(default_factory=lambda: torch.zeros(0))
 
@@ -111,8 +104,11 @@ def collect(
     n_steps: int,
     gamma: float,
     timers: RolloutTimers | None = None,
+    watch: Sequence[str] = (),
 ) -> Rollout:
-    """Reset `env` (a `TaskVectorEnv`) with per-sub-env seeds and roll out `n_steps` steps."""
+    """Reset `env` (a `TaskVectorEnv`) with per-sub-env seeds and roll out `n_steps` steps.
+    The info keys in `watch` (the distribution's `episode_info`) are recorded over each
+    sub-env's first episode (`Rollout.first`)."""
     timers = timers or RolloutTimers()
     n_tasks, n_envs = env.n_tasks, env.envs_per_task
     action_space = env.single_action_space
@@ -135,8 +131,8 @@ def collect(
     alive = np.ones(n_tasks * n_envs, dtype=bool)
     running = np.zeros(n_tasks * n_envs)
     first_return = np.zeros(n_tasks * n_envs)
-    velocity_sums: dict[str, np.ndarray] = {}
-    succeeded: np.ndarray | None = None
+    sums: dict[str, np.ndarray] = {}
+    ever: dict[str, np.ndarray] = {}
     first_length = np.zeros(n_tasks * n_envs)
     finished: list[list[float]] = [[] for _ in range(n_tasks)]
     low = high = None
@@ -173,13 +169,11 @@ def collect(
             running += np.asarray(reward, dtype=np.float64)
             first_return += np.where(alive, reward, 0.0)
             first_length += alive
-            for key in ("x_velocity", "y_velocity"):
+            for key in watch:
                 if key in infos:
-                    velocity = np.where(alive, np.asarray(infos[key], dtype=np.float64), 0.0)
-                    velocity_sums[key] = velocity_sums.get(key, 0.0) + velocity
-            if "success" in infos:
-                hit = alive & (np.asarray(infos["success"], dtype=np.float64) > 0)
-                succeeded = hit if succeeded is None else succeeded | hit
+                    said = np.asarray(infos[key], dtype=np.float64)
+                    sums[key] = sums.get(key, 0.0) + np.where(alive, said, 0.0)
+                    ever[key] = ever.get(key, False) | (alive & (said > 0))
             for i in np.flatnonzero(done):
                 finished[i // n_envs].append(float(running[i]))
                 running[i] = 0.0
@@ -194,10 +188,12 @@ def collect(
         ]
     )
 
-    def first_mean(key: str) -> np.ndarray | None:
-        if key not in velocity_sums:
-            return None
-        return (velocity_sums[key] / np.maximum(first_length, 1)).reshape(n_tasks, n_envs)
+    first_episodes = FirstEpisodes(
+        means={
+            k: (v / np.maximum(first_length, 1)).reshape(n_tasks, n_envs) for k, v in sums.items()
+        },
+        ever={k: v.astype(np.float64).reshape(n_tasks, n_envs) for k, v in ever.items()},
+    )
 
     def tet(x: Tensor) -> Tensor:  # [time, tasks, envs, ...] -> [tasks, envs, time, ...]
         return x.transpose(0, 1).transpose(1, 2).contiguous()
@@ -214,66 +210,26 @@ def collect(
         first_episode=tet(first),
         episode_returns=episode_returns,
         first_returns=first_return.reshape(n_tasks, n_envs).mean(1),
-        first_velocities=first_mean("x_velocity"),
-        first_y_velocities=first_mean("y_velocity"),
-        first_successes=None
-        if succeeded is None
-        else succeeded.astype(np.float64).reshape(n_tasks, n_envs),
+        first=first_episodes,
     )
 
 
-def velocity_asked_way(
-    velocities: np.ndarray, tasks: Sequence[Any], y_velocities: np.ndarray | None = None
-) -> np.ndarray | None:
-    """`[..., tasks, envs]`: each episode's mean velocity along its task's `direction` (m/s;
-    negative: the other way). On a line (HalfCheetahDir, no `y_velocities`) the direction is
-    +-1 and this is the forward velocity times it; on a plane (AntDir) it is an angle theta
-    and this is the mean velocity's component along (cos theta, sin theta). None when the
-    tasks have no direction (the other families). Where the tasks ask for different
-    directions, the mean forward velocity over tasks says little (the two ways cancel); this
-    says how fast they run the way each was asked."""
-    directions = [
-        task.params.get("direction") if isinstance(task, ParametrizedTask) else None
-        for task in tasks
-    ]
-    if not all(isinstance(d, int | float) and not isinstance(d, bool) for d in directions):
-        return None
-    wanted = np.asarray(directions, dtype=float)[:, None]
-    if y_velocities is not None:
-        return np.cos(wanted) * velocities + np.sin(wanted) * y_velocities
-    if not np.isin(wanted, (-1.0, 1.0)).all():
-        return None
-    return wanted * velocities
+def watched(dist: Any) -> tuple[str, ...]:
+    """The info keys `collect` records for `dist` (its `episode_info`; none by default)."""
+    return tuple(dist.episode_info) if isinstance(dist, ReportsEpisodes) else ()
 
 
-def runs_asked_way(
-    velocities: np.ndarray, tasks: Sequence[Any], y_velocities: np.ndarray | None = None
-) -> np.ndarray | None:
-    """`[..., tasks, envs]`: 1.0 where an episode went its task's `direction`, else 0.0: its
-    `velocity_asked_way` is positive (on a line the mean forward velocity has the
-    direction's sign; on a plane the mean velocity points within 90 degrees of it). None
-    when the tasks have no direction."""
-    along = velocity_asked_way(velocities, tasks, y_velocities)
-    return None if along is None else (along > 0).astype(float)
+def family_metrics(dist: Any, tasks: Sequence[Any], rollout: Rollout) -> dict[str, np.ndarray]:
+    """The distribution's own metrics of the rollout's first episodes (`ReportsEpisodes`),
+    each `[tasks, envs]`; none for a distribution without the hook."""
+    if not isinstance(dist, ReportsEpisodes):
+        return {}
+    return dist.episode_metrics(tasks, rollout.first)
 
 
-def episode_metrics(rollout: Rollout, tasks: Sequence[Any], when: str) -> dict[str, float]:
-    """What the env's info says about the rollout's first episodes, for the training log:
-    the success rate where the env reports `success` (Meta-World: `success_<when>`), the mean
-    forward velocity where it reports `x_velocity` (`forward_velocity_<when>`) and, for
-    HalfCheetahDir and AntDir, the mean velocity along the task's direction
-    (`velocity_asked_way_<when>`) and the fraction going that way (`runs_asked_way_<when>`);
-    nothing for envs that report neither."""
-    out: dict[str, float] = {}
-    if rollout.first_successes is not None:
-        out[f"success_{when}"] = float(rollout.first_successes.mean())
-    if rollout.first_velocities is not None:
-        out[f"forward_velocity_{when}"] = float(rollout.first_velocities.mean())
-        along = velocity_asked_way(rollout.first_velocities, tasks, rollout.first_y_velocities)
-        if along is not None:
-            out[f"velocity_asked_way_{when}"] = float(along.mean())
-            out[f"runs_asked_way_{when}"] = float((along > 0).mean())
-    return out
+def logged(metrics: dict[str, np.ndarray], when: str) -> dict[str, float]:
+    """Family metrics as the training log has them: `<name>_<when>`, the mean over episodes."""
+    return {f"{name}_{when}": float(values.mean()) for name, values in metrics.items()}
 
 
 def gae(
@@ -300,7 +256,8 @@ __all__ = [
     "RolloutNoise",
     "RolloutTimers",
     "collect",
+    "family_metrics",
     "gae",
-    "runs_asked_way",
-    "velocity_asked_way",
+    "logged",
+    "watched",
 ]

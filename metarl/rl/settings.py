@@ -8,38 +8,15 @@ a learner.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from gymnasium import spaces
 
+from metarl.combinations import DEFAULT_BACKEND, DEFAULT_INNER, Inner, check_backend
 from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
 from metarl.models import ACTIVATIONS
-
-DEFAULT_BACKEND = "batched"
-"""The engine of a recipe that names none."""
-ENGINES: dict[str, str] = {
-    "batched": "metarl.learners.batched_rl:BatchedRLMetaLearner",
-    "sb3": "metarl.learners.sb3_ppo:SB3MetaLearner",
-}
-"""`[learner] backend` -> the engine that adapts the tasks (`metarl.learners.rl_core`): every
-task of a meta-batch at once, or SB3's PPO one task after another. Imported when first used;
-a new engine is one module and one entry here."""
-SECOND_ORDER_ENGINES: dict[str, str] = {
-    "batched": "metarl.learners.maml_rl:MAMLRLMetaLearner",
-}
-"""`[learner] backend` -> the engine that runs MAML-RL's second-order step (`algorithm =
-"maml"`, `metarl.rl.maml`) on it; a backend without an entry refuses maml."""
-
-
-class Inner(str, enum.Enum):
-    """The batched engine's inner update: SB3's PPO update, or MAML-RL's policy-gradient
-    step."""
-
-    PPO = "ppo"
-    VPG = "vpg"
 
 
 @dataclass
@@ -48,9 +25,10 @@ class PPOSettings:
     except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
 
     backend: str = DEFAULT_BACKEND
-    """The engine (`ENGINES`): "batched", every task of the meta-batch stepped and updated at
-    once (`metarl.learners.batched_rl`); "sb3", one task after another through SB3's PPO
-    (`metarl.learners.sb3_ppo`, the reference the batched engine is tested against)."""
+    """The engine (`metarl.combinations.SUPPORTED`): "batched", every task of the meta-batch
+    stepped and updated at once (`metarl.learners.batched_rl`); "sb3", one task after
+    another through SB3's PPO (`metarl.learners.sb3_ppo`, the reference the batched engine
+    is tested against)."""
     n_steps: int = 1000
     """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
     n_envs: int = 1
@@ -109,7 +87,6 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
-        check_backend(self.backend)
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -137,7 +114,7 @@ class BatchedSettings(PPOSettings):
     """`[learner]` of the batched backend: SB3's PPO settings (`PPOSettings`), `n_envs`
     read as envs per task, plus the inner algorithm."""
 
-    inner: Inner = Inner.PPO
+    inner: Inner = DEFAULT_INNER
     """"ppo" (SB3's update, vmapped) or "vpg" (MAML-RL's policy gradient step)."""
     trpo_fisher_fraction: float = 1.0
     """`outer_optimizer = "trpo"`: the fraction of each task's episodes on which TRPO's
@@ -166,13 +143,6 @@ SETTINGS: dict[str, type[PPOSettings]] = {"sb3": PPOSettings}
 """The `[learner]` declaration of an engine that does not read `BatchedSettings`."""
 
 
-def check_backend(backend: Any) -> str:
-    """`backend` if it names an engine, else the one-line refusal naming what exists."""
-    if backend not in ENGINES:
-        raise ConfigError(f"learner.backend = {backend!r}: expected one of {', '.join(ENGINES)}")
-    return str(backend)
-
-
 def backend_of(recipe: Recipe) -> str:
     """The recipe's RL engine: `[learner] backend`, `DEFAULT_BACKEND` when not given."""
     return check_backend(recipe.learner.get("backend", DEFAULT_BACKEND))
@@ -189,14 +159,10 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
 
 
 __all__ = [
-    "DEFAULT_BACKEND",
-    "ENGINES",
     "SETTINGS",
-    "Inner",
     "BatchedSettings",
     "PPOSettings",
     "rl_settings",
     "backend_of",
-    "check_backend",
     "settings_class",
 ]

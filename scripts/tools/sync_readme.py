@@ -6,7 +6,9 @@ The README (read on GitHub) and `docs/index.md` (the site's home) show the same 
 part sits between `<!-- shared: NAME -->` and `<!-- /shared: NAME -->` in the README and in
 each copy, and this script rewrites the copies from the README's, with the README's `docs/`
 link prefix dropped (both pages sit in docs/). `tests/test_docs.py` runs the check, so an edit
-to one copy alone fails the tests.
+to one copy alone fails the tests. The table of supported combinations inside "what runs on
+what" (between `<!-- combinations -->` markers) is itself generated, from the table the
+library checks (`metarl.combinations.markdown_table`): it is rewritten in the README first.
 
     python scripts/tools/sync_readme.py           # rewrite the copies
     python scripts/tools/sync_readme.py --check   # exit 1, naming the blocks that drifted
@@ -24,9 +26,19 @@ README = ROOT / "README.md"
 HOME = ROOT / "docs" / "index.md"
 COPIES = (HOME, ROOT / "docs" / "results.md")
 """The pages holding copies: the home page all of the README's blocks, the others some."""
+COMBINATIONS = re.compile(r"(<!-- combinations -->\n).*?(<!-- /combinations -->)", re.S)
+"""Where the README holds the generated table of supported combinations."""
 BLOCK = re.compile(
     r"<!-- shared: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /shared: (?P=name) -->", re.S
 )
+
+
+def with_combinations(readme: str) -> str:
+    """The README with its table of combinations generated from `metarl.combinations`."""
+    sys.path.insert(0, str(ROOT))
+    from metarl.combinations import markdown_table
+
+    return COMBINATIONS.sub(lambda m: m[1] + markdown_table() + m[2], readme)
 
 
 def blocks(text: str) -> dict[str, str]:
@@ -65,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     readme = README.read_text()
     failed = False
+    generated = with_combinations(readme)
+    if generated != readme:
+        if args.check:
+            print("README.md's table of combinations differs from metarl.combinations")
+            failed = True
+        else:
+            README.write_text(generated)
+            readme = generated
     for page in COPIES:
         text = page.read_text()
         if not args.check:
