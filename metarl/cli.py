@@ -44,6 +44,7 @@ from metarl.errors import UserError, os_error_message, utf8_name
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback, progress_bar
+from metarl.startup import hand_over
 
 if TYPE_CHECKING:  # torch is imported by the commands that use it: `metarl --help`,
     # `--version`, `tasks list` and `runs` answer without waiting for it
@@ -159,6 +160,10 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            # Ctrl-C raises KeyboardInterrupt from here on, caught below or by the training
+            # loop; until here (imports, typer's parsing, which would turn it into a silent
+            # exit 130) it ended the process with one line (metarl/startup.py)
+            hand_over()
             return fn(*args, **kwargs)
         except UserError as e:
             # escaped: messages name TOML tables ("[learner]"), which are not rich markup
@@ -877,8 +882,9 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point. Ctrl-C before a command's own handling (while typer parses
-    the line, or while a command imports torch) is one line and exit code 130, as within one;
+    """Console-script entry point. Ctrl-C before a command's own handling (while the package
+    imports: metarl/startup.py; while typer parses the line, or while a command imports
+    torch) is one line and exit code 130, as within one;
     after the command has said what it did, Ctrl-C ends the process quietly with 130."""
     global _ending_is_ours
     _ending_is_ours = True
