@@ -5,6 +5,22 @@ families of parametrized Gymnasium environments (Reptile and first-order MAML; t
 supervised tasks).
 """
 
+# First: Ctrl-C while `metarl ...` starts is one line and exit code 130 (metarl/startup.py).
+# Until that module has said whether this process is the command line, a SIGINT is held.
+import _signal
+
+_held: list[int] = []
+_at_start = _signal.getsignal(_signal.SIGINT)
+if _at_start is _signal.default_int_handler:
+    try:
+        _signal.signal(_signal.SIGINT, lambda signum, frame: _held.append(signum))
+    except ValueError:  # imported outside the main thread: signals are not ours to set
+        _at_start = None
+
+from metarl.startup import quiet_while_starting  # noqa: E402
+
+quiet_while_starting(_at_start, _held)
+
 __version__ = "0.1.0"
 
 import metarl.envs  # noqa: E402, F401  (registers the metarl/ Gymnasium envs)

@@ -1,11 +1,6 @@
-"""`python -m metarl ...` (also what `torchrun -m metarl` runs)."""
+"""`python -m metarl ...` (also what `torchrun -m metarl` runs). Ctrl-C while the package
+and the command line import is one line and exit code 130 (metarl/startup.py)."""
 
-import sys
-
-try:
-    from metarl.cli import main
-except KeyboardInterrupt:  # Ctrl-C while the command line's modules import: one line, no trace
-    sys.stderr.write("interrupted\n")
-    sys.exit(130)
+from metarl.cli import main
 
 main()

@@ -44,6 +44,7 @@ from metarl.errors import UserError, os_error_message, utf8_name
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
 from metarl.progress import ProgressCallback, progress_bar
+from metarl.startup import hand_over
 
 if TYPE_CHECKING:  # torch is imported by the commands that use it: `metarl --help`,
     # `--version`, `tasks list` and `runs` answer without waiting for it
@@ -159,6 +160,10 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            # Ctrl-C raises KeyboardInterrupt from here on, caught below or by the training
+            # loop; until here (imports, typer's parsing, which would turn it into a silent
+            # exit 130) it ended the process with one line (metarl/startup.py)
+            hand_over()
             return fn(*args, **kwargs)
         except UserError as e:
             # escaped: messages name TOML tables ("[learner]"), which are not rich markup
@@ -711,7 +716,7 @@ def runs(
 
     found = scan_runs(folder)
     if plot is not None:
-        _plot_training(folder, {r.name: r.path for r in found if r.path is not None}, plot)
+        _plot_training(folder, {r.name: (r.task, r.path) for r in found if r.path}, plot)
     if as_json:
         sys.stdout.write(dumps_json([r.to_json() for r in found]) + "\n")
         return
@@ -724,22 +729,35 @@ def runs(
     show(out, compact_table(title, headers, rows, free="last metrics", width=out.width))
 
 
-def _plot_training(folder: Path, runs: dict[str, Path], path: Path) -> None:
-    """`metarl runs --plot`: every listed run's metrics.jsonl on one figure (`runs`: name ->
-    directory; FOLDER may itself be the one run)."""
-    from metarl.plots import plot_training_curves
+def _plot_training(folder: Path, runs: dict[str, tuple[str, Path]], path: Path) -> None:
+    """`metarl runs --plot`: every listed run's metrics.jsonl, a panel per task and metric
+    (`runs`: name -> its task and directory; FOLDER may itself be the one run). A run that
+    cannot be drawn is named in one line with why."""
+    from metarl.plots import plot_training_curves, training_metric
     from metarl.run import RunDir
 
     if path.suffix.lower() != ".png":
         raise UserError(f"--plot {path}: expected a .png file name")
-    rows = {}
-    for name, run_dir in runs.items():
-        with contextlib.suppress(UserError, OSError, ValueError):  # listed as unreadable
-            rows[name] = RunDir.open(run_dir).read_metrics()
-    if not any(rows.values()):
+    rows, left_out = {}, []
+    for name, (_, run_dir) in runs.items():
+        try:
+            metrics = RunDir.open(run_dir).read_metrics()
+        except (UserError, OSError, ValueError):  # listed as unreadable
+            left_out.append(f"{name} (unreadable)")
+            continue
+        if not metrics:
+            left_out.append(f"{name} (no metrics yet)")
+        elif training_metric(metrics) is None:
+            left_out.append(f"{name} (logs no loss or return)")
+        else:
+            rows[name] = metrics
+    if not rows:
         raise UserError(f"--plot {path}: no run under {folder} has logged metrics yet")
-    plot_training_curves(rows, path, title=f"training curves: {folder.resolve().name}")
+    tasks = {name: task for name, (task, _) in runs.items()}
+    plot_training_curves(rows, path, title=f"training curves: {folder.resolve().name}", tasks=tasks)
     err.print(f"wrote {path}", highlight=False)
+    if left_out:
+        err.print(escape(f"note: not in the plot: {', '.join(left_out)}"), **ONE_LINE)
 
 
 @tasks_app.command("list")
@@ -877,8 +895,9 @@ def data_verify(name: DatasetArg, data_dir: DataDirOpt = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point. Ctrl-C before a command's own handling (while typer parses
-    the line, or while a command imports torch) is one line and exit code 130, as within one;
+    """Console-script entry point. Ctrl-C before a command's own handling (while the package
+    imports: metarl/startup.py; while typer parses the line, or while a command imports
+    torch) is one line and exit code 130, as within one;
     after the command has said what it did, Ctrl-C ends the process quietly with 130."""
     global _ending_is_ours
     _ending_is_ours = True

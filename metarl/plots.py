@@ -215,32 +215,74 @@ TRAINING_METRICS = (
 meta-batch's returns, supervised learners their losses."""
 
 
+def training_metric(rows: Sequence[Mapping[str, float]]) -> tuple[str, str, str] | None:
+    """The (before, after, name) of `TRAINING_METRICS` a run's metrics.jsonl logs: the first
+    with both keys, else the first with one (a joint baseline logs no "after"); None where
+    it logs neither a loss nor a return."""
+    keys = {key for row in rows for key in row}
+    for both in (True, False):
+        for before, after, name in TRAINING_METRICS:
+            if (before in keys and after in keys) if both else (before in keys or after in keys):
+                return before, after, name
+    return None
+
+
 def plot_training_curves(
     runs: Mapping[str, Sequence[Mapping[str, float]]],
     path: Path,
     title: str = "",
     window: int = 10,
+    tasks: Mapping[str, str] | None = None,
 ) -> Path:
-    """Training curves of runs on one axes: the meta-batch's metric before adaptation
-    (dashed) and after it (solid), one colour per run (baselines named "joint..." or
-    "random..." in their own), against environment steps (RL: the sum of `env_steps` and
-    `query_env_steps` so far) or iterations. Each line is a running mean over `window` logged
-    iterations, or a 40th of the run where that is more (a joint baseline logs one row per
-    task), the raw values faint behind it; the axis is fitted to the running means, so a few
-    early outliers do not flatten the curves being compared."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    names = [n for n, rows in runs.items() if rows]
-    first = runs[names[0]] if names else []
-    metric = next(
-        ((b, a, m) for b, a, m in TRAINING_METRICS if first and b in first[0] and a in first[0]),
-        TRAINING_METRICS[0],
+    """Training curves of runs: the meta-batch's metric before adaptation (dashed) and after
+    it (solid), one colour per run (baselines named "joint..." or "random..." in their own),
+    against environment steps (RL: the sum of `env_steps` and `query_env_steps` so far) or
+    iterations. Each line is a running mean over `window` logged iterations, or a 40th of the
+    run where that is more (a joint baseline logs one row per task), the raw values faint
+    behind it.
+
+    Runs share a panel only where their numbers share a scale: the same task (`tasks`: run
+    name -> task name), the same metric (a loss, a return) and the same x axis (env steps,
+    iterations). A folder of sine and Navigation2D runs gets one panel each, instead of the
+    returns drawn against the losses' axis (or left out); each panel's y axis is fitted to
+    its running means, so a few early outliers do not flatten the curves being compared.
+    Runs that log neither a loss nor a return are left out (`training_metric`)."""
+    panels: dict[tuple[str, str, bool], list[str]] = {}
+    for name, rows in runs.items():
+        found = training_metric(rows) if rows else None
+        if found is not None:
+            key = ((tasks or {}).get(name, ""), found[2], "env_steps" in rows[0])
+            panels.setdefault(key, []).append(name)
+    ncols = 1 if len(panels) <= 1 else 2
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(FIGSIZE[0] * ncols, FIGSIZE[1] * nrows), squeeze=False
     )
-    by_env_steps = bool(first) and "env_steps" in first[0]
+    for ax, ((task, metric, by_env_steps), names) in zip(axes.flat, panels.items(), strict=False):
+        panel = f"{task}: {metric}" if task else metric
+        _training_panel(ax, {n: runs[n] for n in names}, by_env_steps, window)
+        _finish(
+            ax,
+            "env steps" if by_env_steps else "meta-iteration",
+            (title or "training curves") if len(panels) == 1 else panel,
+        )
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    if len(panels) > 1:
+        fig.suptitle(title or "training curves", fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _training_panel(
+    ax: plt.Axes, runs: Mapping[str, Sequence[Mapping[str, float]]], by_env_steps: bool, window: int
+) -> None:
+    """One panel of `plot_training_curves`: runs of one task, metric and x axis."""
     colours = iter(COLOURS * 4)
     low, high = np.inf, -np.inf
-    span = max(window, 1)
-    for name in names:
-        rows = runs[name]
+    name_of_metric = ""
+    for name, rows in runs.items():
+        before, after, name_of_metric = training_metric(rows) or TRAINING_METRICS[0]
         style = BASELINE_STYLES.get(name.split()[0], {})
         colour = style.get("color") or next(colours)
         if by_env_steps:
@@ -249,23 +291,30 @@ def plot_training_curves(
         else:
             x = np.array([r.get("iteration", i + 1) for i, r in enumerate(rows)], dtype=float)
         span = max(window, len(rows) // 40)
-        for key, dash, suffix in ((metric[0], "--", "before"), (metric[1], "-", "after")):
+        dots = "o" if len(rows) <= 10 else None  # a line of 1 row draws nothing
+        for key, dash, suffix in ((before, "--", "before"), (after, "-", "after")):
             y = np.array([r.get(key, np.nan) for r in rows], dtype=float)
             if not np.isfinite(y).any():
                 continue
             smooth = _running_mean(y, span)
             ax.plot(x, y, color=colour, linestyle=dash, alpha=0.12, linewidth=0.7)
-            ax.plot(x, smooth, color=colour, linestyle=dash, label=f"{name}, {suffix}")
+            ax.plot(
+                x,
+                smooth,
+                color=colour,
+                linestyle=dash,
+                label=f"{name}, {suffix}",
+                marker=dots,
+                markersize=4,
+            )
             finite = smooth[np.isfinite(smooth)]
             low, high = min(low, finite.min()), max(high, finite.max())
     if np.isfinite(low) and np.isfinite(high):
         pad = 0.08 * max(high - low, 1e-9)
         ax.set_ylim(low - pad, high + pad)
-    ax.set_ylabel(f"{metric[2]} of the meta-batch (running mean)")
+    ax.set_ylabel(f"{name_of_metric} of the meta-batch (running mean)")
     if by_env_steps:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g} M"))
-    _finish(ax, "env steps" if by_env_steps else "meta-iteration", title or "training curves")
-    return _save(fig, path)
 
 
 def _running_mean(y: np.ndarray, window: int) -> np.ndarray:

@@ -36,6 +36,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import metarl
 from metarl.cli import DIVERGED, app
 from metarl.config import Algorithm
 from metarl.run import LOCK, RunDir
@@ -790,6 +791,71 @@ def test_a_run_named_with_bytes_that_are_not_utf8_trains_evaluates_lists_and_plo
     listed = _metarl("runs", str(run.parent), "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["state"] == "finished"
+
+
+START_DELAYS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+"""Seconds after the start: the package, `metarl.cli` and typer's parsing (~0.35 s quiet), then
+torch's import."""
+
+
+def _ctrl_c_at(command: list[str], delay: float, cwd: Path) -> tuple[int, str] | None:
+    """Start `command`, send SIGINT `delay` s later: its exit code and stderr. A Ctrl-C that
+    lands while Python itself starts (its `site`, `runpy`, the console script's `import re`,
+    finding the package: ~20 ms on a quiet machine, over 0.1 s on an overloaded 2-core one)
+    is Python's: no code of metarl's has run, and the process dies of the signal or prints a
+    traceback that names no file of the package. Such a draw is repeated, up to five times;
+    None where all five were."""
+    import signal
+    import time
+
+    package = str(Path(metarl.__file__).parent) + os.sep
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    for _ in range(5):
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_ctrl_c_by_default,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        pythons = (proc.returncode == -signal.SIGINT and not stderr) or (
+            "KeyboardInterrupt" in stderr and package not in stderr
+        )
+        if not pythons:
+            return proc.returncode, stderr
+    return None
+
+
+@pytest.mark.parametrize("how", ["console-script", "python-m"])
+def test_ctrl_c_while_the_command_line_starts_is_one_line_and_130(tmp_path, how):
+    """Ctrl-C while the package imports (before `cli.main` could catch anything: Python
+    printed a KeyboardInterrupt traceback) or while typer parses the line (it turned the
+    interrupt into a silent exit 130): exit 130 and the one line "interrupted", whenever it
+    comes after Python's own start-up (metarl/startup.py)."""
+    script = Path(sys.executable).parent / "metarl"
+    assert script.exists(), f"no installed metarl beside {sys.executable}"
+    command = [str(script)] if how == "console-script" else [sys.executable, "-m", "metarl"]
+    args = ["train", "sine", "--out", "run", "--meta-iterations", "100000", "--threads", "1"]
+    drawn = {delay: _ctrl_c_at([*command, *args], delay, tmp_path) for delay in START_DELAYS}
+    reached = {d: o for d, o in drawn.items() if o is not None}
+    assert len(reached) >= len(START_DELAYS) - 2, f"Python's own start-up outlasted {drawn}"
+    wrong = {d: o for d, o in reached.items() if o != (130, "interrupted\n")}
+    assert not wrong, wrong
+    assert not (tmp_path / "run").exists()  # stopped before training started
+
+
+def test_a_program_that_imports_metarl_keeps_its_ctrl_c():
+    """Only the command line's process exits quietly on Ctrl-C; `import metarl` in a user's
+    program (here `python -c`) leaves SIGINT raising KeyboardInterrupt."""
+    code = "import metarl, signal; print(signal.getsignal(2) is signal.default_int_handler)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "True", done.stderr
 
 
 def _interrupt_twice_after_the_checkpoint(tmp_path: Path, delay: float) -> tuple[int, str]:

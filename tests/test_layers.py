@@ -14,7 +14,7 @@ import metarl
 PACKAGE = Path(metarl.__file__).parent
 
 FLOORS: list[set[str]] = [
-    {"errors", "atomic", "jsonio", "curves", "progress", "allocator", "losses", "peek"},
+    {"errors", "atomic", "jsonio", "curves", "progress", "allocator", "losses", "peek", "startup"},
     {"tomlio", "protocol", "models", "distributed"},
     {"config", "validate", "cg"},
     {"combinations"},
