@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from torch import nn
 
 import metarl.functional as mf
 from metarl.errors import UserError
-from metarl.protocol import Split, TaskBatch
+from metarl.protocol import Split, SupervisedDistribution, TaskBatch
 from metarl.registry import make_distribution
 
 err = Console(stderr=True)
@@ -71,7 +72,10 @@ def meta_batches(n: int, tasks: int, ways: int, shots: int, random_images: bool)
     rng = np.random.default_rng(0)
     if not random_images:
         try:
-            dist = make_distribution("omniglot", ways=ways, train_classes=1200, val_classes=100)
+            dist = cast(
+                SupervisedDistribution,
+                make_distribution("omniglot", ways=ways, train_classes=1200, val_classes=100),
+            )
             return [
                 dist.episodes(dist.sample(tasks, rng, Split.TRAIN), rng, support=shots, query=shots)
                 for _ in range(n)
@@ -101,7 +105,7 @@ def functional_step(model: nn.Module, batch: TaskBatch, lr: float, steps: int) -
 
 def per_task_step(model: nn.Module, batch: TaskBatch, lr: float, steps: int) -> None:
     """learn2learn's loop in plain PyTorch: per task a parameter dict adapted with a graph."""
-    phi = dict(model.named_parameters())
+    phi: dict[str, torch.Tensor] = dict(model.named_parameters())
     n = batch.num_tasks
     for i in range(n):
         w = dict(phi)
@@ -117,7 +121,7 @@ def per_task_step(model: nn.Module, batch: TaskBatch, lr: float, steps: int) -> 
 def learn2learn_step() -> Callable[[nn.Module, TaskBatch, float, int], None] | None:
     """The example's loop with learn2learn's MAML wrapper, if learn2learn imports."""
     try:
-        import learn2learn as l2l  # type: ignore[import-not-found]
+        import learn2learn as l2l
     except Exception as e:  # noqa: BLE001 - any failure to import means: not available here
         err.print(f"[yellow]learn2learn does not import here ({type(e).__name__}: {e})[/]")
         return None
