@@ -78,8 +78,10 @@ def unroll(
         loss = learner.task_losses(params, bx, by)
         losses.append(loss.detach())
         grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=not first_order)
+        # one fused op for the scalar rate (as `InnerOptimizer`'s SGD step): the stacked
+        # weights are the largest tensors here, and a separate lr * g is one more pass
         params = {
-            k: p - (rates[k] if rates else lr) * g
+            k: p - rates[k] * g if rates else torch.add(p, g, alpha=-lr)
             for (k, p), g in zip(params.items(), grads, strict=True)
         }
     return params, losses

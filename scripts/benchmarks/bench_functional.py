@@ -17,6 +17,7 @@ rounds.
   does inside), timed in any case, so that the batched side always has a reference.
 
     python scripts/benchmarks/bench_functional.py                 # 3 rounds of 20 iterations
+    python scripts/benchmarks/bench_functional.py --model conv   # metarl's Omniglot conv net
     python scripts/benchmarks/bench_functional.py --device cuda --iterations 100
 
 Tasks come from metarl's Omniglot distribution where the data is installed (`metarl data
@@ -39,6 +40,7 @@ from torch import nn
 
 import metarl.functional as mf
 from metarl.errors import UserError
+from metarl.models import conv_classifier
 from metarl.protocol import Split, SupervisedDistribution, TaskBatch
 from metarl.registry import make_distribution
 
@@ -161,6 +163,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--random-images", action="store_true")
+    parser.add_argument(
+        "--model",
+        choices=["fc", "conv"],
+        default="fc",
+        help="fc: the example's OmniglotFC; conv: metarl's Omniglot conv net (64 filters)",
+    )
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -172,7 +180,12 @@ def main() -> None:
         sides["learn2learn"] = l2l
 
     torch.manual_seed(42)
-    reference = omniglot_fc(28**2, ways).to(device)
+    build = (
+        (lambda: omniglot_fc(28**2, ways))
+        if a.model == "fc"
+        else (lambda: conv_classifier(1, 28, ways))
+    )
+    reference = build().to(device)
     want = gradient(per_task_step, reference, batches[0], lr, a.steps)
     for name, step in sides.items():
         got = gradient(step, reference, batches[0], lr, a.steps)
@@ -183,7 +196,7 @@ def main() -> None:
     for _ in range(a.rounds):
         for name, step in sides.items():
             torch.manual_seed(42)
-            model = omniglot_fc(28**2, ways).to(device)
+            model = build().to(device)
             opt = torch.optim.Adam(model.parameters(), meta_lr)
             for i in range(2):  # warm-up (vmap's first trace, allocator)
                 opt.zero_grad()
@@ -199,7 +212,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             times[name].append((time.perf_counter() - start) / a.iterations)
 
-    table = Table(title=f"MAML Omniglot 5-way 1-shot, {a.meta_batch} tasks, {a.device}, "
+    table = Table(title=f"MAML Omniglot 5-way 1-shot, {a.model}, {a.meta_batch} tasks, {a.device}, "
                   f"{a.threads} thread(s)")  # fmt: skip
     table.add_column("side")
     table.add_column("ms / meta-iteration (best round)", justify="right")
