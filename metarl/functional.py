@@ -118,7 +118,7 @@ def adapt(
     *,
     loss: Loss | str,
     steps: int,
-    lr: float = 0.0,
+    lr: float | None = None,
     rates: dict[str, Tensor] | None = None,
     first_order: bool = False,
     inner_batch: int = 0,
@@ -150,6 +150,7 @@ def adapt(
     """
     loop, phi = _prepare(model, loss, steps, lr, rates, inner_batch, params)
     support_x, support_y = _check_pair("support", support_x, support_y)
+    lr = 0.0 if lr is None else lr  # the rates step instead
     if not torch.is_grad_enabled():
         return loop.adapt(phi, _support_only(support_x, support_y), steps)
     # a tensor that needs no grad (a detached `params`) still gets a graph to its copy, so
@@ -291,9 +292,9 @@ def _check_model(model: nn.Module) -> None:
             )
 
 
-def _check_positive(name: str, value: float) -> None:
+def _check_positive(name: str, value: float | None) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
+    if value is None or not ok or not math.isfinite(value) or value <= 0:
         raise ArgumentError(f"{name} = {value!r}: expected a finite number > 0")
 
 
@@ -363,7 +364,7 @@ def _prepare(
     model: nn.Module,
     loss: Loss | str,
     steps: int,
-    lr: float,
+    lr: float | None,
     rates: dict[str, Tensor] | None,
     inner_batch: int,
     params: Params | None,
@@ -383,7 +384,8 @@ def _prepare(
     if params is not None:
         _check_like("params", params, phi)
         phi = dict(params)
-    optimizer = InnerOptimizer(OptimizerName.SGD, lr if rates is None else 1.0, rates=rates)
+    step = 1.0 if rates is not None or lr is None else lr
+    optimizer = InnerOptimizer(OptimizerName.SGD, step, rates=rates)
     return InnerLoop(model, loss, optimizer, inner_batch=inner_batch), phi
 
 

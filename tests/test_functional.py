@@ -276,6 +276,11 @@ BAD = [
     ("lr-negative", _maml(lr=-0.1), "lr = -0.1: expected a finite number > 0"),
     ("lr-nan", _maml(lr=float("nan")), "lr = nan: expected a finite number > 0"),
     (
+        "lr-missing",
+        lambda: mf.adapt(_model(), torch.randn(2, 5, 1), torch.randn(2, 5, 1), loss="mse", steps=1),
+        "lr = None: expected a finite number > 0",
+    ),
+    (
         "loss-name",
         _maml(loss="hinge"),
         "loss = 'hinge': expected a function (outputs, targets) -> scalar, or one of 'mse', "
