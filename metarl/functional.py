@@ -197,6 +197,31 @@ def maml(
     is FOMAML, the query-loss gradient at W_i. `task_chunk` tasks keep their graph at once
     (0 = all), bounding memory without changing the result. The model is not changed: write
     the result into `.grad` with `apply_to` and step your optimizer.
+
+    Args:
+        model: any `nn.Module` (BatchNorm without running statistics, as for `adapt`).
+        batch: `TaskBatch(support_x, support_y, query_x, query_y)`, each `[tasks, n, ...]`.
+        loss: one task's loss, `(outputs, targets) -> scalar`, or "mse" / "cross_entropy".
+        steps: inner SGD steps (>= 1).
+        lr: the inner learning rate (> 0).
+        first_order: FOMAML instead of second-order MAML.
+        inner_batch: support examples per step, cycling through the support set (0 = all).
+        task_chunk: tasks differentiated at once (0 = all).
+
+    Returns:
+        `MetaGradients`: `grads` (the mean meta-gradient), the adapted weights, the support
+        and query losses.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> import metarl.functional as mf
+        >>> model = nn.Linear(3, 2)
+        >>> x, y = torch.randn(5, 8, 3), torch.randint(0, 2, (5, 8))
+        >>> batch = mf.TaskBatch(x[:, :4], y[:, :4], x[:, 4:], y[:, 4:])
+        >>> result = mf.maml(model, batch, loss="cross_entropy", steps=2, lr=0.1)
+        >>> sorted(result.grads), result.adapted["weight"].shape
+        (['bias', 'weight'], torch.Size([5, 2, 3]))
     """
     b = _check_batch(batch)
     loop, phi = _prepare(model, loss, steps, lr, None, inner_batch, None, task_chunk)
@@ -224,7 +249,20 @@ def meta_sgd(
 ) -> MetaGradients:
     """Meta-SGD's meta-gradient (Li et al. 2017): MAML with W <- W - alpha * grad, alpha the
     learned per-entry `rates` (`learned_rates`), differentiated with respect to both phi
-    (`grads`) and alpha (`rate_grads`); `apply_to(model, rates)` writes both."""
+    (`grads`) and alpha (`rate_grads`); `apply_to(model, rates)` writes both.
+
+    Args:
+        model: any `nn.Module` (BatchNorm without running statistics, as for `adapt`).
+        rates: alpha, keyed and shaped like `parameters(model)` (`learned_rates`).
+        batch: `TaskBatch(support_x, support_y, query_x, query_y)`, each `[tasks, n, ...]`.
+        loss: one task's loss, `(outputs, targets) -> scalar`, or "mse" / "cross_entropy".
+        steps: inner steps (>= 1).
+        inner_batch: support examples per step, cycling through the support set (0 = all).
+        task_chunk: tasks differentiated at once (0 = all).
+
+    Returns:
+        `MetaGradients` with `grads` (d/d phi) and `rate_grads` (d/d alpha), means over tasks.
+    """
     b = _check_batch(batch)
     loop, phi = _prepare(model, loss, steps, 0.0, rates, inner_batch, None, task_chunk)
     phi = {k: v.detach() for k, v in phi.items()}
@@ -253,7 +291,21 @@ def reptile(
     """Reptile's meta-gradient (Nichol et al. 2018): phi - mean_i W_i, W_i `steps` steps of
     SGD or Adam (fresh moments per task, `beta1` its first) from phi on task i's support set.
     Plain SGD with learning rate epsilon on it is the paper's interpolation
-    phi <- phi + epsilon (mean_i W_i - phi); Adam on it is the paper's "Adam on phi - W"."""
+    phi <- phi + epsilon (mean_i W_i - phi); Adam on it is the paper's "Adam on phi - W".
+
+    Args:
+        model: any `nn.Module` (BatchNorm without running statistics, as for `adapt`).
+        support_x, support_y: `[tasks, support, ...]`; Reptile uses no query set.
+        loss: one task's loss, `(outputs, targets) -> scalar`, or "mse" / "cross_entropy".
+        steps: inner steps (>= 1).
+        lr: the inner learning rate (> 0).
+        optimizer: "sgd" or "adam" inside.
+        beta1: Adam's first-moment decay, in [0, 1) (the Reptile paper's Omniglot: 0).
+        inner_batch: support examples per step, cycling through the support set (0 = all).
+
+    Returns:
+        `MetaGradients` whose `grads` are phi - mean_i W_i (`query_losses` is None).
+    """
     names = [o.value for o in OptimizerName]
     if optimizer not in names:
         raise ArgumentError(f"optimizer = {optimizer!r}: expected one of {', '.join(names)}")

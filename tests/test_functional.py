@@ -395,3 +395,10 @@ def test_the_functional_pages_examples_run_each_on_its_own(tmp_path, monkeypatch
         namespace: dict[str, object] = {"__name__": "__main__"}
         exec(compile(code, str(page), "exec"), namespace)
         assert any(p.grad is not None for p in namespace["model"].parameters())
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(mf, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 10 and result.failed == 0
