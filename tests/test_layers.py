@@ -22,7 +22,7 @@ FLOORS: list[set[str]] = [
     {"distributions", "envs", "plots", "listing"},
     {"rl", "run", "zoo"},
     {"learners", "provenance", "run_status"},
-    {"evaluate"},
+    {"evaluate", "functional"},
     {"tensorboard_log", "export"},
     {"train", "demo"},
     {"cli"},

@@ -12,7 +12,7 @@ tests and benchmarks drive it directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,9 @@ class InnerLoop:
 
     Args:
         model: the network; its parameters are only read for their names and shapes.
-        loss: "mse" or "cross_entropy".
+        loss: "mse" or "cross_entropy" (`metarl.losses.LOSSES`), or any function of one
+            task's outputs and targets that returns a scalar (`metarl.functional` passes the
+            user's own).
         optimizer: the inner optimizer.
         inner_batch: support examples per step (cycling through the support set); 0 = all.
         amp: run the network under bfloat16 autocast (outputs are returned as float32).
@@ -38,14 +40,14 @@ class InnerLoop:
     def __init__(
         self,
         model: nn.Module,
-        loss: str,
+        loss: str | Callable[[Tensor, Tensor], Tensor],
         optimizer: InnerOptimizer,
         inner_batch: int = 0,
         amp: bool = False,
     ) -> None:
         self.model = model
         self.amp = amp
-        self.loss_fn = LOSSES[loss]
+        self.loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
         self.optimizer = optimizer
         self.inner_batch = inner_batch
         self.buffers = {k: b for k, b in model.named_buffers()}
@@ -56,7 +58,7 @@ class InnerLoop:
     def _predict(self, params: Params, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = functional_call(self.model, (params, self.buffers), (x,))
-        return out.float()  # a no-op without amp
+        return out.float() if self.amp else out  # float64 models keep their precision
 
     def _task_loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(self._predict(params, x), y)
@@ -152,6 +154,11 @@ class InnerLoop:
         if not losses:
             return adapted, torch.zeros(0, batch.num_tasks)
         return adapted, torch.stack(losses)
+
+    def outputs(self, params: Params, x: Tensor) -> Tensor:
+        """Outputs of each task's model on its inputs `x` (`[tasks, examples, ...]`),
+        differentiable with respect to `params` (`predict` without the graph)."""
+        return self._forward(params, x)
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
         """Outputs of each task's model on its inputs `x` (`[tasks, examples, ...]`)."""

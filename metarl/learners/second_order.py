@@ -52,6 +52,41 @@ def _chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
     return [batch.take(slice(i, i + size)) for i in range(0, n, size)]
 
 
+def unroll(
+    learner: InnerLoop,
+    phi: Params,
+    x: Tensor,
+    y: Tensor,
+    steps: int,
+    lr: float,
+    rates: Params | None = None,
+    first_order: bool = False,
+) -> tuple[Params, list[Tensor]]:
+    """`steps` SGD steps from phi on every task's support set `x, y` at once (W <- W - lr *
+    grad, or W <- W - alpha * grad with Meta-SGD's `rates`), keeping the graph back to phi
+    and the rates: the adapted parameters (stacked) and each step's detached support losses.
+
+    Second order (default), each step's gradient is itself differentiated
+    (`create_graph=True`), so d W / d phi holds the Hessian terms MAML needs; `first_order`
+    detaches the steps' gradients, so d W / d phi is the identity and a query loss
+    differentiated back to phi gives first-order MAML's gradient. Call it with grad mode on.
+    """
+    n = x.shape[0]
+    params = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in phi.items()}
+    losses = []
+    for bx, by in learner.minibatches(x, y, steps):
+        loss = learner.task_losses(params, bx, by)
+        losses.append(loss.detach())
+        grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=not first_order)
+        # one fused op for the scalar rate (as `InnerOptimizer`'s SGD step): the stacked
+        # weights are the largest tensors here, and a separate lr * g is one more pass
+        params = {
+            k: p - rates[k] * g if rates else torch.add(p, g, alpha=-lr)
+            for (k, p), g in zip(params.items(), grads, strict=True)
+        }
+    return params, losses
+
+
 def unrolled_meta_gradient(
     learner: InnerLoop,
     phi: Params,
@@ -78,16 +113,9 @@ def unrolled_meta_gradient(
     for part in _chunks(batch, task_chunk):
         n = part.num_tasks
         with torch.enable_grad():
-            params = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in leaves.items()}
-            losses = []
-            for bx, by in learner.minibatches(part.support_x, part.support_y, steps):
-                loss = learner.task_losses(params, bx, by)
-                losses.append(loss.detach())
-                grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)
-                params = {
-                    k: p - (rate_leaves[k] if rate_leaves else lr) * g
-                    for (k, p), g in zip(params.items(), grads, strict=True)
-                }
+            params, losses = unroll(
+                learner, leaves, part.support_x, part.support_y, steps, lr, rate_leaves or None
+            )
             q = learner.task_losses(params, part.query_x, part.query_y)
             for acc, g in zip(total, torch.autograd.grad(q.sum(), inputs), strict=True):
                 acc += g
@@ -170,5 +198,6 @@ def implicit_meta_gradient(
 __all__ = [
     "MetaGradient",
     "implicit_meta_gradient",
+    "unroll",
     "unrolled_meta_gradient",
 ]
