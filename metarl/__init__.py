@@ -5,12 +5,17 @@ families of parametrized Gymnasium environments (Reptile and first-order MAML; t
 supervised tasks).
 """
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 import metarl.envs  # noqa: E402, F401  (registers the metarl/ Gymnasium envs)
 from metarl.registry import make_distribution, register_task  # noqa: E402
 
 __all__ = ["__version__", "make_distribution", "pretrained", "register_task"]
+
+if TYPE_CHECKING:  # for type checkers and the API reference; at run time, `__getattr__`
+    from metarl.zoo import pretrained
 
 
 def __getattr__(name: str) -> object:

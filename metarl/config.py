@@ -141,6 +141,7 @@ class SupervisedSettings:
     inner_optimizer: OptimizerName = _supervised(
         OptimizerName.SGD, "PPO's optimizer is its own Adam"
     )
+    """The inner loop's optimizer (maml and metasgd differentiate through plain SGD steps)."""
     inner_batch: int = _supervised(0, "PPO's minibatch is [learner] batch_size")
     """Support examples per inner step; 0 uses the whole support set each step."""
     inner_beta1: float = _supervised(0.9, "PPO's Adam uses its own betas")

@@ -52,18 +52,28 @@ class PPOSettings:
     once (`metarl.learners.batched_rl`); "sb3", one task after another through SB3's PPO
     (`metarl.learners.sb3_ppo`, the reference the batched engine is tested against)."""
     n_steps: int = 1000
-    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
+    """Env steps per rollout and env (one PPO update = one rollout + n_epochs); at least
+    `batch_size / n_envs`."""
     n_envs: int = 1
     """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
     n_epochs: int = 10
+    """PPO's passes over a rollout per update."""
     batch_size: int = 100
+    """PPO's minibatch, in env steps; at most `n_steps * n_envs`."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE's lambda: the bias-variance trade-off of the advantage estimate."""
     clip_range: float = 0.2
+    """PPO's clip of the probability ratio."""
     ent_coef: float = 0.0
+    """Weight of the entropy bonus in PPO's loss."""
     vf_coef: float = 0.5
+    """Weight of the value loss in PPO's loss."""
     max_grad_norm: float = 0.5
+    """Clip of the gradient's norm (per task)."""
     normalize_advantage: bool = True
+    """Normalize the advantages within each minibatch."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layers of the policy and (separately) of the value network."""
     activation: str = "tanh"
