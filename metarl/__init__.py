@@ -3,6 +3,12 @@
 Learns an initialization that adapts fast to new tasks: few-shot supervised problems and
 families of parametrized Gymnasium environments (Reptile and first-order MAML; the others on
 supervised tasks).
+
+Examples:
+    >>> import metarl
+    >>> sine = metarl.make_distribution("sine")
+    >>> sine.kind, sine.metric
+    ('supervised', 'mse')
 """
 
 from typing import TYPE_CHECKING

@@ -59,7 +59,24 @@ SPLIT_STREAM = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
 
 def task_rng(seed: int, split: Split, *keys: int) -> np.random.Generator:
     """The generator for one draw of tasks: a pure function of the seed, the split and the
-    keys (e.g. the iteration), never of global state or of what ran before."""
+    keys (e.g. the iteration), never of global state or of what ran before.
+
+    Args:
+        seed: The recipe's `train.seed` or `eval.seed`.
+        split: The split the tasks come from.
+        *keys: Further integers, e.g. the meta-iteration.
+
+    Returns:
+        A fresh generator: the same arguments give the same tasks in any process.
+
+    Examples:
+        >>> from metarl.protocol import Split, task_rng
+        >>> a = task_rng(0, Split.TRAIN, 7).integers(1000, size=3)
+        >>> b = task_rng(0, Split.TRAIN, 7).integers(1000, size=3)
+        >>> c = task_rng(0, Split.TEST, 7).integers(1000, size=3)
+        >>> bool((a == b).all()), bool((a == c).all())
+        (True, False)
+    """
     return np.random.default_rng([seed, SPLIT_STREAM[split], *keys])
 
 

@@ -3,8 +3,9 @@
 Every recipe setting is a field of one dataclass: `[train]` and `[eval]` of `metarl.config`
 (`TrainConfig`, `EvalConfig`, and the supervised learner's `SupervisedSettings` and
 `SupervisedEval`), `[learner]` of `metarl.rl.settings` (the PPO engines) and of
-`metarl.rl.rl2_settings` (RL²). The page lists each one's key, type, default and meaning (the
-docstring under the field) and the values it accepts: an enum's or a `Literal`'s members, and
+`metarl.rl.rl2_settings` (RL²); `metarl.provenance.settings()` lists them with who reads them
+(`READERS`). The page shows each one's key, type, default and meaning (the docstring under
+the field) and the values it accepts: an enum's or a `Literal`'s members, and
 for numbers the bounds found by handing the real validators a few values at the edges (so
 the page says what the code refuses, not what someone remembered). `tests/test_settings_doc.py`
 runs the check, so a setting added or changed without regenerating the page fails the tests.
@@ -16,12 +17,9 @@ runs the check, so a setting added or changed without regenerating the page fail
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import enum
-import inspect
 import sys
-import textwrap
 import types
 import typing
 from collections.abc import Callable
@@ -43,8 +41,11 @@ from metarl.config import (  # noqa: E402  (the paths above first, for --help's 
 )
 from metarl.errors import ConfigError  # noqa: E402
 from metarl.models import ACTIVATIONS  # noqa: E402
+from metarl.provenance import READERS, Setting, settings  # noqa: E402
 from metarl.rl.rl2_settings import RL2Settings  # noqa: E402
 from metarl.rl.settings import ENGINES, BatchedSettings, PPOSettings  # noqa: E402
+
+Accepts = Callable[[str, Any], bool]
 
 CHOICES: dict[tuple[type, str], list[str]] = {
     (PPOSettings, "backend"): list(ENGINES),
@@ -56,21 +57,7 @@ INT_PROBES = (-1, 0, 1, MAX_STEPS, MAX_STEPS + 1, MAX_ITERATIONS, MAX_ITERATIONS
 FLOAT_PROBES = (-1.0, 0.0, 0.5, 1.0, 2.0)
 
 
-@dataclasses.dataclass
-class Table:
-    """One group of settings: where they are written and who reads them."""
-
-    title: str
-    intro: str
-    cls: type
-    section: str
-    accepts: Callable[[str, Any], bool]
-    """Whether the real validators accept `key = value` (the other keys at their defaults)."""
-    only: tuple[type, ...] = ()
-    """Fields declared on these classes alone (a subclass's additions)."""
-
-
-def _recipe_accepts(section: str, supervised: bool) -> Callable[[str, Any], bool]:
+def _recipe_accepts(section: str, supervised: bool) -> Accepts:
     def accepts(key: str, value: Any) -> bool:
         try:
             recipe = recipe_from_dict({"task": {"name": "sine"}, section: {key: value}}, "probe")
@@ -84,7 +71,7 @@ def _recipe_accepts(section: str, supervised: bool) -> Callable[[str, Any], bool
     return accepts
 
 
-def _settings_accepts(cls: type) -> Callable[[str, Any], bool]:
+def _settings_accepts(cls: type) -> Accepts:
     def accepts(key: str, value: Any) -> bool:
         try:
             cls(**{key: value}).validate()
@@ -95,83 +82,59 @@ def _settings_accepts(cls: type) -> Callable[[str, Any], bool]:
     return accepts
 
 
-TABLES = (
-    Table(
+@dataclasses.dataclass
+class Table:
+    """How the page shows one declaration of `metarl.provenance.READERS`."""
+
+    title: str
+    intro: str
+    accepts: Accepts
+    """Whether the real validators accept `key = value` (the other keys at their defaults)."""
+
+
+TABLES: dict[type, Table] = {
+    TrainConfig: Table(
         "[train]: every learner",
         "How to meta-train (`metarl.config.TrainConfig`).",
-        TrainConfig,
-        "train",
         _recipe_accepts("train", False),
     ),
-    Table(
+    SupervisedSettings: Table(
         "[train]: the supervised learner",
         "Read by the supervised learner only (`metarl.config.SupervisedSettings`); an RL "
         "recipe that gives one is refused, saying why the RL learner has no use for it.",
-        SupervisedSettings,
-        "train",
         _recipe_accepts("train", True),
     ),
-    Table(
+    EvalConfig: Table(
         "[eval]: every learner",
         "How adaptation is measured on held-out tasks (`metarl.config.EvalConfig`).",
-        EvalConfig,
-        "eval",
         _recipe_accepts("eval", False),
     ),
-    Table(
+    SupervisedEval: Table(
         "[eval]: the supervised learner",
         "The held-out episodes of supervised tasks (`metarl.config.SupervisedEval`); refused "
         "by the RL learners.",
-        SupervisedEval,
-        "eval",
         _recipe_accepts("eval", True),
     ),
-    Table(
+    PPOSettings: Table(
         "[learner]: the PPO engines (RL tasks)",
         "RL recipes with `algorithm` = `reptile`, `fomaml`, `maml` or `metasgd`: PPO's "
         "settings with stable-baselines3's names (`metarl.rl.settings.PPOSettings`), read by "
         "both engines (`backend`).",
-        PPOSettings,
-        "learner",
         _settings_accepts(BatchedSettings),
     ),
-    Table(
+    BatchedSettings: Table(
         "[learner]: the batched engine only",
         'Read by `backend = "batched"` alone (`metarl.rl.settings.BatchedSettings`); the '
         "`sb3` engine refuses them.",
-        BatchedSettings,
-        "learner",
         _settings_accepts(BatchedSettings),
-        only=(BatchedSettings,),
     ),
-    Table(
+    RL2Settings: Table(
         "[learner]: RL²",
         'RL recipes with `algorithm = "rl2"` (`metarl.rl.rl2_settings.RL2Settings`).',
-        RL2Settings,
-        "learner",
         _settings_accepts(RL2Settings),
     ),
-)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of `cls` and of its dataclass bases, by field name."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
-        assert isinstance(body, ast.ClassDef)
-        for stmt, following in zip(body.body, [*body.body[1:], None], strict=True):
-            if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-                continue
-            if (
-                isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)
-            ):
-                docs[stmt.target.id] = " ".join(inspect.cleandoc(following.value.value).split())
-    return docs
+}
+"""Titles and validators of the declarations, by class (every one of `READERS` has one)."""
 
 
 def type_name(annotation: Any) -> str:
@@ -247,8 +210,10 @@ def bounds(accepts: Callable[[str, Any], bool], key: str, kind: type, wrap: bool
     return text or "see the meaning"
 
 
-def allowed(table: Table, f: dataclasses.Field[Any], annotation: Any) -> str:
-    """What `f` accepts: named choices, `true`/`false`, or a range."""
+def allowed(setting: Setting) -> str:
+    """What a setting accepts: named choices, `true`/`false`, or a range."""
+    annotation, name = setting.hint, setting.field.name
+    accepts = TABLES[setting.declared_by].accepts
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
@@ -257,44 +222,32 @@ def allowed(table: Table, f: dataclasses.Field[Any], annotation: Any) -> str:
         return ", ".join(f"`{m.value}`" for m in annotation)
     if origin is typing.Literal:
         return ", ".join(f"`{v}`" for v in typing.get_args(annotation))
-    for (cls, name), choices in CHOICES.items():
-        if issubclass(table.cls, cls) and f.name == name:
+    for (cls, key), choices in CHOICES.items():
+        if issubclass(setting.declared_by, cls) and name == key:
             return ", ".join(f"`{c}`" for c in choices)
     if annotation is bool:
         return "`true`, `false`"
     if annotation in (int, float):
-        return bounds(table.accepts, f.name, annotation, wrap=False)
+        return bounds(accepts, name, annotation, wrap=False)
     if origin is list and typing.get_args(annotation)[0] in (int, float):
-        return bounds(table.accepts, f.name, typing.get_args(annotation)[0], wrap=True)
+        return bounds(accepts, name, typing.get_args(annotation)[0], wrap=True)
     return "see the meaning"
 
 
-def rows(table: Table) -> list[list[str]]:
-    """One row per setting of `table`: key, type, default, allowed values, meaning."""
-    docs = field_docs(table.cls)
-    hints = typing.get_type_hints(table.cls)
-    out = []
-    for f in dataclasses.fields(table.cls):
-        if table.only and f.name in {g.name for g in dataclasses.fields(table.cls.__mro__[1])}:
-            continue
-        meaning = docs.get(f.name, "").replace("|", "\\|")
-        out.append(
-            [
-                f"`{table.section}.{f.name}`",
-                type_name(hints[f.name]),
-                toml(default_of(f)),
-                allowed(table, f, hints[f.name]),
-                meaning,
-            ]
-        )
-    return out
+def row(setting: Setting) -> list[str]:
+    """Key, type, default, allowed values, meaning."""
+    return [
+        f"`{setting.section}.{setting.field.name}`",
+        type_name(setting.hint),
+        toml(setting.default),
+        allowed(setting),
+        setting.meaning.replace("|", "\\|"),
+    ]
 
 
 def missing_meanings() -> list[str]:
     """Settings without a docstring (the page would say nothing about them)."""
-    return [
-        f"{t.cls.__name__}.{row[0].strip('`')}" for t in TABLES for row in rows(t) if not row[4]
-    ]
+    return [f"{s.section}.{s.field.name}" for s in settings() if not s.meaning]
 
 
 def render() -> str:
@@ -313,10 +266,12 @@ def render() -> str:
         "`metarl tasks show NAME` prints a recipe's resolved values and where each came from.",
         "",
     ]
-    for table in TABLES:
+    every = settings()
+    for _, cls, _ in READERS:
+        table = TABLES[cls]
         lines += [f"## {table.title}", "", table.intro, ""]
         lines += ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows(table)]
+        lines += ["| " + " | ".join(row(s)) + " |" for s in every if s.declared_by is cls]
         lines.append("")
     return "\n".join(lines)
 
