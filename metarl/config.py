@@ -223,19 +223,7 @@ class SupervisedSettings:
             raise ConfigError(f"train.cg_steps = {self.cg_steps}: must be >= 1")
 
     def combination_indices(self) -> list[int]:
-        """The 1-based inner steps whose gradients `combination` sums.
-
-        Returns:
-            The step numbers, sorted and without repeats.
-
-        Raises:
-            ConfigError: `combination` is not `g1`, `g2`, ... joined by "+".
-
-        Examples:
-            >>> from metarl.config import SupervisedSettings
-            >>> SupervisedSettings(combination="g3+g1").combination_indices()
-            [1, 3]
-        """
+        """The 1-based inner steps whose gradients `combination` sums (e.g. "g1+g3": [1, 3])."""
         terms = self.combination.replace(" ", "").split("+")
         if not all(t[:1] == "g" and t[1:].isdigit() and int(t[1:]) >= 1 for t in terms):
             raise ConfigError(

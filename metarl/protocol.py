@@ -91,6 +91,13 @@ class TaskBatch(NamedTuple):
 
     Shapes: `support_x` is `[tasks, support, *features]`, `support_y` is `[tasks, support, ...]`,
     and the same for the query set.
+
+    Examples:
+        >>> import torch
+        >>> from metarl.protocol import TaskBatch
+        >>> batch = TaskBatch(*(torch.zeros(4, 10, 1) for _ in range(4)))
+        >>> batch.num_tasks, batch.take(slice(1, 3)).num_tasks
+        (4, 2)
     """
 
     support_x: torch.Tensor
@@ -99,6 +106,7 @@ class TaskBatch(NamedTuple):
     query_y: torch.Tensor
 
     def to(self, device: torch.device | str) -> TaskBatch:
+        """The four tensors on `device`."""
         return TaskBatch(*(t.to(device, non_blocking=True) for t in self))
 
     def take(self, index: slice) -> TaskBatch:
@@ -107,6 +115,7 @@ class TaskBatch(NamedTuple):
 
     @property
     def num_tasks(self) -> int:
+        """The size of the task axis."""
         return int(self.support_x.shape[0])
 
 

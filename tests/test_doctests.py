@@ -29,6 +29,7 @@ MODULES = (
     "metarl.evaluate",
     "metarl.curves",
     "metarl.algorithms",
+    "metarl.rl.settings",
     "metarl.models",
     "metarl.export",
     "metarl.zoo",

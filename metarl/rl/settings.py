@@ -88,14 +88,32 @@ class PPOSettings:
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> Self:
-        """The recipe's `[learner]` table, typed and checked."""
+        """The recipe's `[learner]` table, typed and checked.
+
+        Args:
+            recipe: The recipe whose `[learner]` table is read.
+
+        Returns:
+            The settings; keys not given take their defaults.
+
+        Raises:
+            ConfigError: An unknown key, a wrong type or a value out of range.
+        """
         settings: Self = build_dataclass(cls, recipe.learner, "learner", owner=cls.owner)
         settings.validate()
         return settings
 
     def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
         """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
-        benchmark's plain-SB3 baseline build PPO from the same ones)."""
+        benchmark's plain-SB3 baseline build PPO from the same ones).
+
+        Args:
+            learning_rate: PPO's learning rate (the recipe's `train.inner_lr`).
+            action_space: The env's; `log_std_init` is passed for continuous actions only.
+
+        Returns:
+            Everything but the policy name and the env.
+        """
         policy_kwargs: dict[str, Any] = {
             "net_arch": list(self.net_arch),
             "activation_fn": ACTIVATIONS[self.activation],
@@ -119,6 +137,7 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
+        """Range checks: `ConfigError` naming `learner.KEY` and what it accepts."""
         check_backend(self.backend)
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
@@ -194,7 +213,25 @@ def settings_class(recipe: Recipe) -> type[PPOSettings]:
 
 
 def rl_settings(recipe: Recipe) -> PPOSettings:
-    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
+    """The `[learner]` settings of the recipe's RL backend (typed, checked).
+
+    Args:
+        recipe: An RL recipe (its `[learner]` table and `backend`).
+
+    Returns:
+        `BatchedSettings` for the batched engine, `PPOSettings` for `sb3`.
+
+    Raises:
+        ConfigError: An unknown key (with the known ones), a wrong type or a value out of
+            range, named `learner.KEY`.
+
+    Examples:
+        >>> from metarl.registry import resolve_recipe
+        >>> from metarl.rl.settings import rl_settings
+        >>> settings = rl_settings(resolve_recipe("navigation2d"))
+        >>> type(settings).__name__, settings.net_arch
+        ('BatchedSettings', [64, 64])
+    """
     return settings_class(recipe).from_recipe(recipe)
 
 
