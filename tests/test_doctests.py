@@ -10,6 +10,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,8 @@ def restored_registry():
 
 @pytest.mark.parametrize("name", MODULES)
 def test_the_docstring_examples_run(name, restored_registry, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # nothing an example writes lands in the checkout
+    monkeypatch.chdir(tmp_path)  # nothing an example writes lands in the checkout,
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # nor stays behind in /tmp
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
