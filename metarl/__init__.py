@@ -3,6 +3,12 @@
 Learns an initialization that adapts fast to new tasks: few-shot supervised problems and
 families of parametrized Gymnasium environments (Reptile and first-order MAML; the others on
 supervised tasks).
+
+Examples:
+    >>> import metarl
+    >>> sine = metarl.make_distribution("sine")
+    >>> sine.kind, sine.metric
+    ('supervised', 'mse')
 """
 
 # First: Ctrl-C while `metarl ...` starts is one line and exit code 130 (metarl/startup.py).
@@ -21,12 +27,17 @@ from metarl.startup import quiet_while_starting  # noqa: E402
 
 quiet_while_starting(_at_start, _held)
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 __version__ = "0.1.0"
 
 import metarl.envs  # noqa: E402, F401  (registers the metarl/ Gymnasium envs)
 from metarl.registry import make_distribution, register_task  # noqa: E402
 
 __all__ = ["__version__", "make_distribution", "pretrained", "register_task"]
+
+if TYPE_CHECKING:  # for type checkers and the API reference; at run time, `__getattr__`
+    from metarl.zoo import pretrained
 
 
 def __getattr__(name: str) -> object:

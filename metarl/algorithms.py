@@ -26,13 +26,45 @@ from metarl.protocol import Adaptation, MetaLearner, Params
 
 
 def linear_schedule(start: float, end: float, iteration: int, total: int) -> float:
-    """Linear annealing from `start` (iteration 0) to `end` (the last iteration)."""
+    """Linear annealing from `start` (iteration 0) to `end` (the last iteration).
+
+    Args:
+        start: The value at iteration 0.
+        end: The value at iteration `total - 1`.
+        iteration: The iteration (0-based).
+        total: The number of iterations.
+
+    Returns:
+        The value at `iteration`.
+
+    Examples:
+        >>> from metarl.algorithms import linear_schedule
+        >>> [linear_schedule(1.0, 0.0, i, 5) for i in range(5)]
+        [1.0, 0.75, 0.5, 0.25, 0.0]
+    """
     frac = iteration / max(total - 1, 1)
     return start + (end - start) * frac
 
 
 def reptile_delta(phi: Params, adapted: Params) -> Params:
-    """Reptile: sum_i (phi - W_i) over the adapted tasks (W_i stacked on axis 0)."""
+    """Reptile: sum_i (phi - W_i) over the adapted tasks (W_i stacked on axis 0).
+
+    Args:
+        phi: The initialization, by parameter name.
+        adapted: Each task's adapted parameters, stacked on a leading task axis.
+
+    Returns:
+        The delta by parameter name: divided by the tasks and scaled by the meta-step, it
+        is the outer SGD step (phi <- phi - eps * delta / n moves phi toward the W_i).
+
+    Examples:
+        >>> import torch
+        >>> from metarl.algorithms import reptile_delta
+        >>> phi = {"w": torch.tensor([1.0, 1.0])}
+        >>> adapted = {"w": torch.tensor([[2.0, 0.0], [4.0, 1.0]])}
+        >>> reptile_delta(phi, adapted)["w"]
+        tensor([-4.,  1.])
+    """
     return {k: phi[k] * w.shape[0] - w.sum(0) for k, w in adapted.items()}
 
 
@@ -45,7 +77,17 @@ def fomaml_delta(learner: MetaLearner, adaptation: Adaptation) -> tuple[Params, 
 def meta_delta(
     algorithm: Algorithm, learner: MetaLearner, phi: Params, adaptation: Adaptation
 ) -> tuple[Params, dict[str, float]]:
-    """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics."""
+    """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics.
+
+    Args:
+        algorithm: The recipe's `train.algorithm`.
+        learner: The meta-learner that adapted the tasks.
+        phi: The initialization the tasks were adapted from.
+        adaptation: What `learner.adapt` returned.
+
+    Returns:
+        The delta by parameter name (summed over this rank's tasks), and metrics of it.
+    """
     if algorithm is Algorithm.REPTILE:
         return reptile_delta(phi, adaptation.params), {}
     if algorithm.second_order or algorithm in (Algorithm.GRADIENTS, Algorithm.RL2):

@@ -33,7 +33,13 @@ from metarl.tomlio import read_toml, toml_value
 
 
 class Algorithm(str, enum.Enum):
-    """The outer loop's meta-gradient."""
+    """The outer loop's meta-gradient (`train.algorithm`).
+
+    Examples:
+        >>> from metarl.config import Algorithm
+        >>> Algorithm("metasgd").second_order, Algorithm.REPTILE.needs_query
+        (True, False)
+    """
 
     REPTILE = "reptile"
     FOMAML = "fomaml"
@@ -55,6 +61,8 @@ class Algorithm(str, enum.Enum):
 
 
 class OptimizerName(str, enum.Enum):
+    """The inner loop's optimizer (`train.inner_optimizer`)."""
+
     SGD = "sgd"
     ADAM = "adam"
 
@@ -141,6 +149,7 @@ class SupervisedSettings:
     inner_optimizer: OptimizerName = _supervised(
         OptimizerName.SGD, "PPO's optimizer is its own Adam"
     )
+    """The inner loop's optimizer (maml and metasgd differentiate through plain SGD steps)."""
     inner_batch: int = _supervised(0, "PPO's minibatch is [learner] batch_size")
     """Support examples per inner step; 0 uses the whole support set each step."""
     inner_beta1: float = _supervised(0.9, "PPO's Adam uses its own betas")
@@ -276,7 +285,19 @@ SUPERVISED_TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(SupervisedSetti
 
 @dataclass
 class Recipe:
-    """A complete description of a meta-learning job."""
+    """A complete description of a meta-learning job.
+
+    Read one with `load_recipe_file` or `recipe_from_dict`, or by catalog name with
+    `metarl.registry.resolve_recipe`; every key is listed in the settings reference.
+
+    Examples:
+        >>> from metarl.registry import resolve_recipe
+        >>> recipe = resolve_recipe("sine")
+        >>> recipe.task_name, recipe.train.algorithm.value, recipe.eval.steps
+        ('sine', 'reptile', [0, 1, 10, 32])
+        >>> recipe.to_dict()["train"]["meta_batch"]
+        32
+    """
 
     task: dict[str, Any]
     """`name` of the distribution plus its options."""
@@ -296,6 +317,7 @@ class Recipe:
 
     @property
     def task_name(self) -> str:
+        """The registered distribution the tasks come from (`[task] name`)."""
         return str(self.task["name"])
 
     def supervised_settings(self) -> SupervisedSettings:
@@ -340,6 +362,7 @@ class Recipe:
 
     @property
     def task_options(self) -> dict[str, Any]:
+        """The distribution's options: `[task]` without its `name`."""
         return {k: v for k, v in self.task.items() if k != "name"}
 
     def to_dict(self) -> dict[str, Any]:
@@ -405,7 +428,31 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 def coerce_value(value: Any, annotation: Any, where: str) -> Any:
     """Check `value` against a field's or parameter's type annotation (the few types configs
-    use; others pass unchecked) and return it typed (an enum member, an int as a float)."""
+    use; others pass unchecked) and return it typed (an enum member, an int as a float).
+
+    Args:
+        value: A plain value, as read from TOML.
+        annotation: The type it must have (`int`, `float | None`, `list[int]`, an enum, a
+            `Literal`, ...).
+        where: The setting's name for the error message (`"train.inner_lr"`).
+
+    Returns:
+        The value typed.
+
+    Raises:
+        ConfigError: `value` does not fit `annotation`.
+
+    Examples:
+        >>> from metarl.config import Algorithm, coerce_value
+        >>> coerce_value("maml", Algorithm, "train.algorithm")
+        <Algorithm.MAML: 'maml'>
+        >>> coerce_value(1, float, "train.inner_lr")
+        1.0
+        >>> coerce_value("1", int, "train.seed")
+        Traceback (most recent call last):
+        ...
+        metarl.errors.ConfigError: train.seed = '1': expected an integer
+    """
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(annotation)
@@ -460,10 +507,31 @@ def build_dataclass(
 ) -> Any:
     """`cls(**data)` with unknown keys and wrong types reported by name.
 
-    `where` names the data: a recipe table (`"train"`: messages read `[train] unknown key ...`
-    and `train.key = ...`) or, with `table=False`, a place such as a file and a field
-    (`"f.toml: params.x"`: `f.toml: params.x: unknown key ...`, `f.toml: params.x: key = ...`).
-    `owner` says who reads the data (e.g. "the PPO learner")."""
+    Args:
+        cls: A dataclass whose fields are the accepted keys.
+        data: The keys given.
+        where: Names the data: a recipe table (`"train"`: messages read `[train] unknown
+            key ...` and `train.key = ...`) or, with `table=False`, a place such as a file
+            and a field (`"f.toml: params.x"`: `f.toml: params.x: unknown key ...`).
+        owner: Who reads the data (e.g. "the PPO learner"), for the message.
+        table: Whether `where` is a recipe table.
+
+    Returns:
+        An instance of `cls`; keys not given take its defaults.
+
+    Raises:
+        ConfigError: An unknown key (with the known ones and a "did you mean") or a value
+            of the wrong type.
+
+    Examples:
+        >>> from metarl.config import EvalConfig, build_dataclass
+        >>> build_dataclass(EvalConfig, {"tasks": 50}, "eval").tasks
+        50
+        >>> build_dataclass(EvalConfig, {"task": 50}, "eval")
+        Traceback (most recent call last):
+        ...
+        metarl.errors.ConfigError: [eval] unknown key 'task'; known keys: ...
+    """
     head, field_of = (f"[{where}]", f"{where}.") if table else (f"{where}:", f"{where}: ")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{head} must be a table, got {data!r}")
@@ -544,7 +612,34 @@ def forget_recorded_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
-    """Build and validate a recipe; errors name `source` and the offending key."""
+    """Build and validate a recipe from plain values, as read from TOML.
+
+    Args:
+        data: The recipe's tables: `task` (with `name`), and optionally `model`, `train`,
+            `eval`, `learner` and `description`.
+        source: Where the data came from (a file, a catalog name); it starts every error
+            message and is kept as `Recipe.source`.
+
+    Returns:
+        The typed recipe (enums for the algorithm and optimizers, floats for numbers).
+
+    Raises:
+        ConfigError: The first unknown key, wrong type or value out of range, named with
+            its table (`train.meta_batch = 0: must be a positive integer`).
+
+    Examples:
+        >>> from metarl.config import recipe_from_dict
+        >>> recipe = recipe_from_dict(
+        ...     {"task": {"name": "sine"}, "train": {"algorithm": "maml", "inner_steps": 1}},
+        ...     source="example",
+        ... )
+        >>> recipe.train.algorithm.second_order, recipe.eval.tasks
+        (True, 1000)
+        >>> recipe_from_dict({"task": {"name": "sine"}, "train": {"inner_stepz": 1}}, "example")
+        Traceback (most recent call last):
+        ...
+        metarl.errors.ConfigError: example: [train] unknown key 'inner_stepz'; known keys: ...
+    """
     try:
         reject_non_finite(data, "")
         unknown = sorted(set(data) - set(RECIPE_KEYS))
@@ -580,12 +675,58 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
 
 
 def load_recipe_file(path: Path) -> Recipe:
+    """Read a recipe from a TOML file, typed and checked (`recipe_from_dict`).
+
+    A run directory's `config.toml` is a recipe too, and so is every file of the catalog
+    (`metarl.registry.resolve_recipe` finds those by name).
+
+    Args:
+        path: The TOML file.
+
+    Returns:
+        The recipe, with `source` set to `path`.
+
+    Raises:
+        ConfigError: A key that does not exist, a value of the wrong type, out of range or
+            not finite; the message names the file and the key. A file that cannot be read
+            or parsed is a `UserError` naming it.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from metarl.config import load_recipe_file
+        >>> path = Path(tempfile.mkdtemp()) / "my-sine.toml"
+        >>> _ = path.write_text('[task]\\nname = "sine"\\n[train]\\nmeta_iterations = 20\\n')
+        >>> recipe = load_recipe_file(path)
+        >>> recipe.task_name, recipe.train.meta_iterations, recipe.train.algorithm.value
+        ('sine', 20, 'reptile')
+    """
     return recipe_from_dict(read_toml(path), source=str(path))
 
 
 def with_overrides(recipe: Recipe, section: str, **values: Any) -> Recipe:
-    """A copy of `recipe` with the given fields of `section` ("train", "eval" or "learner")
-    replaced; `None` values mean "not given" and are skipped."""
+    """A copy of `recipe` with some settings of one table replaced, checked again.
+
+    This is what the command line's options (`--meta-iterations`, `--algorithm`, ...) do.
+
+    Args:
+        recipe: The recipe to start from (left unchanged).
+        section: The table: "train", "eval" or "learner".
+        **values: Settings of that table by name; `None` means "not given" and is skipped.
+
+    Returns:
+        The new recipe (the same object when every value is `None`).
+
+    Raises:
+        ConfigError: A value refused as in a recipe file.
+
+    Examples:
+        >>> from metarl.config import recipe_from_dict, with_overrides
+        >>> recipe = recipe_from_dict({"task": {"name": "sine"}}, source="example")
+        >>> short = with_overrides(recipe, "train", meta_iterations=10, seed=None)
+        >>> short.train.meta_iterations, recipe.train.meta_iterations
+        (10, 1000)
+    """
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return recipe

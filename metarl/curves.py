@@ -16,7 +16,21 @@ loss blow up, not noise."""
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    """Mean and the half-width of its normal-approximation 95% confidence interval.
+
+    Args:
+        values: One value per task.
+
+    Returns:
+        The mean, and 1.96 standard errors (nan for fewer than two values).
+
+    Examples:
+        >>> import numpy as np
+        >>> from metarl.curves import mean_ci95
+        >>> mean, ci = mean_ci95(np.array([1.0, 2.0, 3.0, 4.0]))
+        >>> mean, round(ci, 4)
+        (2.5, 1.2652)
+    """
     n = len(values)
     mean = float(np.mean(values))
     if n < 2:
@@ -28,7 +42,21 @@ def wilson95(successes: int, n: int) -> tuple[float, float]:
     """The Wilson score 95% interval of a success rate from `successes` of `n` trials: the
     normal approximation's mean ± CI is wrong near 0 and 1 (0 of 50 is "0.00 ± 0.00", as
     if certain; 3 of 50 reaches below 0), the Wilson interval stays in [0, 1] and is not
-    degenerate there."""
+    degenerate there.
+
+    Args:
+        successes: Trials that succeeded.
+        n: Trials.
+
+    Returns:
+        The interval's low and high ends (nan, nan for no trials).
+
+    Examples:
+        >>> from metarl.curves import wilson95
+        >>> low, high = wilson95(0, 50)
+        >>> low, round(high, 3)
+        (0.0, 0.071)
+    """
     if n == 0:
         return math.nan, math.nan
     p = successes / n
@@ -54,6 +82,23 @@ class Curve:
 
     @classmethod
     def from_values(cls, metric: str, steps: list[int], values: np.ndarray) -> Curve:
+        """The curve of raw per-task values.
+
+        Args:
+            metric: The metric's name ("mse", "accuracy", "return", "success").
+            steps: The numbers of adaptation steps, one per row of `values`.
+            values: `[len(steps), n_tasks]`.
+
+        Returns:
+            Means and 95% CIs per step, the values kept as `per_task`.
+
+        Examples:
+            >>> import numpy as np
+            >>> from metarl.curves import Curve
+            >>> curve = Curve.from_values("mse", [0, 1], np.array([[2.0, 4.0], [1.0, 1.0]]))
+            >>> curve.mean, curve.n_tasks, curve.gains()[1][0]
+            ([3.0, 1.0], 2, -2.0)
+        """
         stats = [mean_ci95(v) for v in values]
         return cls(
             metric=metric,

@@ -105,7 +105,21 @@ def load_run(
     `init` (one of `INITS`; "joint" takes its weights from the run directory `joint_run`,
     "pretrained:NAME" from the shipped model NAME, whose own recipe is used when `path` is
     None), and the meta-iteration of the checkpoint those weights come from (None for the
-    random and shipped inits): a run still training is evaluated at the checkpoint on disk."""
+    random and shipped inits): a run still training is evaluated at the checkpoint on disk.
+
+    Args:
+        path: A run directory (None only with a "pretrained:NAME" `init`).
+        device: Where the model goes.
+        init: "meta" (the run's checkpoint), "random", "joint" or "pretrained:NAME".
+        joint_run: The baseline run whose weights `init = "joint"` takes.
+
+    Returns:
+        The recipe, the meta-learner holding the weights, and their checkpoint's iteration.
+
+    Raises:
+        UserError: An unknown `init`, a missing or damaged run, or weights that do not fit
+            the run's model.
+    """
     start = Start.parse(init)
     pretrained = start.pretrained
     if start.init is Init.JOINT and joint_run is None:
@@ -225,9 +239,42 @@ def evaluate_run(
     progress: Progress | None = None,
 ) -> Evaluation:
     """The adaptation curve of the run in `path` on `tasks` held-out tasks (default: the
-    recipe's eval settings). `transductive` applies to supervised tasks only (default: the
-    recipe's `eval.transductive`). `progress(label, done, total)` hears how many of the
-    tasks are adapted (RL: fractions of tasks, rollout by rollout)."""
+    recipe's eval settings): what `metarl eval RUN_DIR` prints.
+
+    Args:
+        path: A run directory (None with `init` "pretrained:NAME": the shipped model on its
+            own recipe).
+        device: Where the adaptation runs.
+        tasks: Held-out tasks (default: the recipe's `eval.tasks`).
+        steps: Numbers of adaptation steps to report (default: `eval.steps`).
+        transductive: Supervised tasks only (default: the recipe's `eval.transductive`).
+        init: The initialization adapted from, as for `load_run`.
+        joint_run: The baseline run of `init = "joint"`.
+        progress: `progress(label, done, total)` hears how many of the tasks are adapted
+            (RL: fractions of tasks, rollout by rollout).
+
+    Returns:
+        The curve (mean and 95% CI of the metric per number of steps) and how it was made.
+
+    Raises:
+        UserError: `tasks` below 1, `transductive` for an RL task, or as `load_run`.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from metarl.config import with_overrides
+        >>> from metarl.evaluate import evaluate_run
+        >>> from metarl.registry import resolve_recipe
+        >>> from metarl.train import MetaTrainer
+        >>> recipe = with_overrides(resolve_recipe("sine"), "train", meta_iterations=2)
+        >>> out = Path(tempfile.mkdtemp()) / "sine"
+        >>> _ = MetaTrainer.start(recipe, out, torch.device("cpu")).fit(progress=False)
+        >>> result = evaluate_run(out, torch.device("cpu"), tasks=20, steps=[0, 5])
+        >>> result.curve.metric, result.curve.steps, result.curve.n_tasks
+        ('mse', [0, 5], 20)
+        >>> result.curve.mean[1] < result.curve.mean[0]  # 5 steps on the support set help
+        True
+    """
     if tasks is not None and tasks < 1:
         raise UserError(f"--tasks {tasks}: must be a positive integer")
     init = Start.parse(init)
@@ -312,7 +359,26 @@ def compare_runs(
     the baselines: random init when `random_baseline`, the weights of `joint_run` when given
     (each unless it is `init` itself). Runs of different tasks are refused before any work.
     `paths` may be `[None]` with `init` "pretrained:NAME" (the shipped model with its own
-    recipe; no baselines then, as they need a run)."""
+    recipe; no baselines then, as they need a run).
+
+    Args:
+        paths: Run directories of one task.
+        device: Where the adaptation runs.
+        tasks: As for `evaluate_run`.
+        steps: As for `evaluate_run`.
+        transductive: As for `evaluate_run`.
+        init: As for `evaluate_run`.
+        joint_run: A joint-training run of the same task, evaluated as a baseline.
+        random_baseline: Also evaluate the first run's network from a random init.
+        progress: As for `evaluate_run`.
+
+    Returns:
+        The runs' evaluations and the baselines', all on the same held-out tasks, so their
+        differences are paired task by task (`Comparison.paired`).
+
+    Raises:
+        UserError: Runs of different tasks, or as `evaluate_run`.
+    """
     init = Start.parse(init)
     tasks_of = [RunDir.open(p).recipe().task_name if p is not None else "" for p in paths]
     for p, task in zip(paths[1:], tasks_of[1:], strict=True):

@@ -23,7 +23,19 @@ CPU = torch.device("cpu")
 
 
 def export_sb3(run_dir: Path, out: Path) -> Path:
-    """Write the meta-trained policy of the RL run `run_dir` as an SB3 PPO zip at `out`."""
+    """Write the meta-trained policy of the RL run `run_dir` as an SB3 PPO zip at `out`:
+    what `metarl export RUN_DIR --out FILE.zip` does.
+
+    Args:
+        run_dir: A run directory of an RL recipe with an MLP policy (not RL²).
+        out: The zip to write.
+
+    Returns:
+        `out`, which `stable_baselines3.PPO.load(out)` reads.
+
+    Raises:
+        UserError: `out` not a `.zip` or not writable, or the run not an MLP-policy RL run.
+    """
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -66,7 +78,17 @@ def export_sb3(run_dir: Path, out: Path) -> Path:
 
 
 def load_sb3_policy(path: Path) -> dict[str, torch.Tensor]:
-    """The policy parameters of an SB3 PPO zip (SB3's names: metarl's phi layout)."""
+    """The policy parameters of an SB3 PPO zip (SB3's names: metarl's phi layout).
+
+    Args:
+        path: A zip written by `export_sb3` or by SB3's own `PPO.save`.
+
+    Returns:
+        The parameters by name, on the CPU, detached.
+
+    Raises:
+        UserError: No such file.
+    """
     from stable_baselines3 import PPO
 
     if not path.is_file():

@@ -18,7 +18,26 @@ def mlp(
     hidden: Sequence[int] = (64, 64),
     activation: str = "tanh",
 ) -> nn.Sequential:
-    """A fully connected network, e.g. the sine regressor 1-64-64-1 with tanh."""
+    """A fully connected network, e.g. the sine regressor 1-64-64-1 with tanh.
+
+    Args:
+        in_features: Inputs.
+        out_features: Outputs.
+        hidden: Widths of the hidden layers.
+        activation: A name of `ACTIVATIONS` ("tanh", "relu").
+
+    Returns:
+        Linear layers with the activation between them (none after the last).
+
+    Raises:
+        ConfigError: An unknown activation or an empty or non-positive width.
+
+    Examples:
+        >>> from metarl.models import mlp
+        >>> net = mlp(1, 1, hidden=[64, 64])
+        >>> sum(p.numel() for p in net.parameters())
+        4353
+    """
     if activation not in ACTIVATIONS:
         raise ConfigError(
             f"model.activation = {activation!r}: expected one of {', '.join(ACTIVATIONS)}"

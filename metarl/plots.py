@@ -63,8 +63,30 @@ def plot_curves(
     it, and a point beyond it is marked at the top edge with its value and how many tasks
     diverged there (`Curve.diverged`).
 
-    `symlog_steps` spaces the steps logarithmically past 1 (ticks at the steps evaluated), for
-    curves evaluated at, say, 0, 1, 3 and 50 steps."""
+    Args:
+        series: Label -> curve (or pairs, to keep an order): the curves of one metric.
+        path: The PNG to write.
+        title: The figure's title.
+        xlabel: The x axis's label.
+        symlog_steps: Space the steps logarithmically past 1 (ticks at the steps
+            evaluated), for curves evaluated at, say, 0, 1, 3 and 50 steps.
+
+    Returns:
+        `path`, written atomically.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from pathlib import Path
+        >>> from metarl.curves import Curve
+        >>> from metarl.plots import plot_curves
+        >>> values = np.random.default_rng(0).uniform(size=(3, 10))
+        >>> meta = Curve.from_values("mse", [0, 1, 10], values / [[1], [2], [4]])
+        >>> random = Curve.from_values("mse", [0, 1, 10], values)
+        >>> path = Path(tempfile.mkdtemp()) / "curves.png"
+        >>> plot_curves({"meta-trained": meta, "random init": random}, path).stat().st_size > 0
+        True
+    """
     items = list(series.items()) if isinstance(series, Mapping) else list(series)
     fig, ax = plt.subplots(figsize=FIGSIZE)
     metric, n_tasks = items[0][1].metric, items[0][1].n_tasks
@@ -195,7 +217,17 @@ def plot_against_time(
     series: dict[str, list[tuple[float, float, float]]], path: Path, ylabel: str, title: str
 ) -> Path:
     """One line per name through its (seconds, mean, 95% CI) points, the CI as a band: a
-    metric against training wall time, e.g. two training loops given the same minutes."""
+    metric against training wall time, e.g. two training loops given the same minutes.
+
+    Args:
+        series: Name -> its (seconds, mean, 95% CI) points.
+        path: The PNG to write.
+        ylabel: The metric's name.
+        title: The figure's title.
+
+    Returns:
+        `path`, written atomically.
+    """
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for (name, points), colour in zip(series.items(), COLOURS * 4, strict=False):
         seconds, mean, ci = (np.array(column) for column in zip(*points, strict=True))
@@ -246,7 +278,18 @@ def plot_training_curves(
     iterations). A folder of sine and Navigation2D runs gets one panel each, instead of the
     returns drawn against the losses' axis (or left out); each panel's y axis is fitted to
     its running means, so a few early outliers do not flatten the curves being compared.
-    Runs that log neither a loss nor a return are left out (`training_metric`)."""
+    Runs that log neither a loss nor a return are left out (`training_metric`).
+
+    Args:
+        runs: Label -> the run's rows of `metrics.jsonl` (`RunDir.read_metrics`).
+        path: The PNG to write.
+        title: The figure's title.
+        window: Logged iterations per running mean (at least).
+        tasks: Label -> the run's task name, which decides the panels.
+
+    Returns:
+        `path`, written atomically.
+    """
     panels: dict[tuple[str, str, bool], list[str]] = {}
     for name, rows in runs.items():
         found = training_metric(rows) if rows else None
@@ -333,7 +376,18 @@ def plot_sine_fits(
 ) -> Path:
     """A few held-out sine tasks (`batch`): the true wave, the support points, the prediction
     `before` adaptation (the meta-learned initialization) and `after` `steps` adaptation steps
-    (both `[tasks, query, 1]`, on the query inputs)."""
+    (both `[tasks, query, 1]`, on the query inputs).
+
+    Args:
+        batch: The tasks' support and query points.
+        before: Predictions on the query inputs before adapting.
+        after: Predictions after `steps` steps.
+        path: The PNG to write.
+        steps: The adaptation steps of `after`, for the legend.
+
+    Returns:
+        `path`, written atomically.
+    """
     n = batch.num_tasks
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), sharey=True)
     for i, ax in enumerate(np.atleast_1d(axes)):

@@ -59,7 +59,24 @@ SPLIT_STREAM = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
 
 def task_rng(seed: int, split: Split, *keys: int) -> np.random.Generator:
     """The generator for one draw of tasks: a pure function of the seed, the split and the
-    keys (e.g. the iteration), never of global state or of what ran before."""
+    keys (e.g. the iteration), never of global state or of what ran before.
+
+    Args:
+        seed: The recipe's `train.seed` or `eval.seed`.
+        split: The split the tasks come from.
+        *keys: Further integers, e.g. the meta-iteration.
+
+    Returns:
+        A fresh generator: the same arguments give the same tasks in any process.
+
+    Examples:
+        >>> from metarl.protocol import Split, task_rng
+        >>> a = task_rng(0, Split.TRAIN, 7).integers(1000, size=3)
+        >>> b = task_rng(0, Split.TRAIN, 7).integers(1000, size=3)
+        >>> c = task_rng(0, Split.TEST, 7).integers(1000, size=3)
+        >>> bool((a == b).all()), bool((a == c).all())
+        (True, False)
+    """
     return np.random.default_rng([seed, SPLIT_STREAM[split], *keys])
 
 
@@ -74,6 +91,13 @@ class TaskBatch(NamedTuple):
 
     Shapes: `support_x` is `[tasks, support, *features]`, `support_y` is `[tasks, support, ...]`,
     and the same for the query set.
+
+    Examples:
+        >>> import torch
+        >>> from metarl.protocol import TaskBatch
+        >>> batch = TaskBatch(*(torch.zeros(4, 10, 1) for _ in range(4)))
+        >>> batch.num_tasks, batch.take(slice(1, 3)).num_tasks
+        (4, 2)
     """
 
     support_x: torch.Tensor
@@ -82,6 +106,7 @@ class TaskBatch(NamedTuple):
     query_y: torch.Tensor
 
     def to(self, device: torch.device | str) -> TaskBatch:
+        """The four tensors on `device`."""
         return TaskBatch(*(t.to(device, non_blocking=True) for t in self))
 
     def take(self, index: slice) -> TaskBatch:
@@ -90,6 +115,7 @@ class TaskBatch(NamedTuple):
 
     @property
     def num_tasks(self) -> int:
+        """The size of the task axis."""
         return int(self.support_x.shape[0])
 
 

@@ -129,32 +129,55 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def settings_reference() -> str:
-    """The reference of every recipe key outside `[task]` and `[model]` (whose keys are the
-    distribution's and network's parameters), as a Markdown table made from the declarations
-    the parser reads: key, type, default, who reads it and what it means."""
-    lines = ["| key | type | default | read by | meaning |", "|---|---|---|---|---|"]
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One recipe key outside `[task]` and `[model]`, as its declaration says it."""
+
+    section: str
+    field: dataclasses.Field[Any]
+    declared_by: type
+    """The dataclass declaring it (a subclass's row holds only the keys it adds)."""
+    hint: Any
+    default: Any
+    reader: str
+    meaning: str
+    """The docstring under the field, and for a supervised-only key why RL has no use."""
+
+
+def settings() -> list[Setting]:
+    """Every recipe key outside `[task]` and `[model]` (whose keys are the distribution's and
+    network's parameters), in `READERS`' order: the one list the settings reference (this
+    module's `settings_reference`, `scripts/tools/settings_reference.py`) is made from."""
+    out = []
     for section, cls, reader in READERS:
         hints = typing.get_type_hints(cls)
         docs = field_docs(cls)
         own = [f for f in dataclasses.fields(cls) if f.name in vars(cls).get("__annotations__", {})]
         for f in own:
             default = f.default_factory() if callable(f.default_factory) else f.default
-            hint = hints[f.name]
-            kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
             meaning = docs.get(f.name, "")
-            if not meaning and issubclass(cls, PPOSettings):
-                meaning = "SB3's `PPO(...)` argument of this name."
             if f.metadata.get("why_not_rl"):
                 meaning += f" (RL: {f.metadata['why_not_rl']})"
-            cells = [
-                f"`{section}.{f.name}`",
-                f"`{kind}`",
-                f"`{_plain(default)!r}`",
-                reader,
-                meaning,
-            ]
-            lines.append("| " + " | ".join(c.replace("|", "\\|").strip() for c in cells) + " |")
+            out.append(Setting(section, f, cls, hints[f.name], default, reader, meaning))
+    return out
+
+
+def settings_reference() -> str:
+    """The reference of every recipe key outside `[task]` and `[model]`, as one Markdown table
+    made from the declarations the parser reads: key, type, default, who reads it and what it
+    means."""
+    lines = ["| key | type | default | read by | meaning |", "|---|---|---|---|---|"]
+    for s in settings():
+        hint = s.hint
+        kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+        cells = [
+            f"`{s.section}.{s.field.name}`",
+            f"`{kind}`",
+            f"`{_plain(s.default)!r}`",
+            s.reader,
+            s.meaning,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").strip() for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -164,9 +187,11 @@ def _plain(value: Any) -> Any:
 
 __all__ = [
     "READERS",
+    "Setting",
     "field_docs",
     "field_sources",
     "learner_tables",
     "resolve_with_sets",
+    "settings",
     "settings_reference",
 ]

@@ -46,6 +46,11 @@ class TaskSpec:
         return self.entry_point
 
     def make(self, **options: Any) -> TaskDistribution:
+        """The distribution built with the registration's `kwargs` and then `options`.
+
+        Raises:
+            UserError: The entry point cannot be imported or does not take the options.
+        """
         factory = self.factory()
         try:
             return factory(**{**self.kwargs, **options})
@@ -99,12 +104,34 @@ def register_task(
     description: str = "",
     overwrite: bool = False,
 ) -> TaskSpec:
-    """Register a task distribution under `name`.
+    """Register a task distribution under `name`, for recipes (`[task] name`) and
+    `make_distribution`.
 
-    Example:
-        >>> register_task(
-        ...     "my-sine", "metarl.distributions.sine:SineDistribution", kwargs={"phase": [0, 3.14]}
+    Args:
+        name: The name recipes use; `metarl tasks list` shows it.
+        entry_point: The distribution's class or factory, or a `"package.module:Class"`
+            string imported only when the task is first used (as Gymnasium's `register`).
+        kwargs: Options passed to every construction, under the recipe's own `[task]` keys.
+        description: One line for `metarl tasks list`.
+        overwrite: Replace a registration of the same name instead of refusing it.
+
+    Returns:
+        The registration.
+
+    Raises:
+        UserError: `name` is registered already and `overwrite` is false.
+
+    Examples:
+        >>> import metarl
+        >>> spec = metarl.register_task(
+        ...     "my-sine",
+        ...     "metarl.distributions.sine:SineDistribution",
+        ...     kwargs={"phase": [0.0, 3.14]},
+        ...     description="sine regression, half the phases",
         ... )
+        >>> dist = metarl.make_distribution("my-sine", amplitude=[1.0, 2.0])
+        >>> dist.phase, dist.amplitude
+        ((0.0, 3.14), (1.0, 2.0))
     """
     if name in _REGISTRY and not overwrite:
         raise UserError(f"task {name!r} is already registered (pass overwrite=True to replace)")
@@ -148,6 +175,11 @@ def _distribution_of(ep: importlib.metadata.EntryPoint) -> str:
 
 
 def task_spec(name: str) -> TaskSpec:
+    """The registration of `name` (installed plugins are registered first).
+
+    Raises:
+        UserError: No task of that name; the message lists the registered ones.
+    """
     load_plugins()
     try:
         return _REGISTRY[name]
@@ -160,11 +192,43 @@ def task_spec(name: str) -> TaskSpec:
 
 
 def make_distribution(name: str, **options: Any) -> TaskDistribution:
-    """Instantiate the registered distribution `name` with `options`."""
+    """Instantiate the registered distribution `name` with `options`.
+
+    Args:
+        name: A registered task distribution (`metarl tasks list`, second table).
+        **options: The distribution's options, as a recipe's `[task]` table gives them.
+
+    Returns:
+        The distribution: it samples tasks from a generator it is handed
+        (`metarl.protocol.TaskDistribution`).
+
+    Raises:
+        UserError: An unknown name (with the registered ones) or options the distribution
+            does not take.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metarl import make_distribution
+        >>> from metarl.protocol import Split
+        >>> sine = make_distribution("sine", amplitude=[1.0, 1.0])
+        >>> task = sine.sample(3, np.random.default_rng(0), Split.TRAIN)[0]
+        >>> task.amplitude
+        1.0
+        >>> batch = sine.episodes([task], np.random.default_rng(0), support=10, query=5)
+        >>> tuple(batch.support_x.shape), tuple(batch.query_y.shape)
+        ((1, 10, 1), (1, 5, 1))
+    """
     return task_spec(name).make(**options)
 
 
 def registered_tasks() -> list[TaskSpec]:
+    """Every registered task distribution, by name (installed plugins included).
+
+    Examples:
+        >>> from metarl.registry import registered_tasks
+        >>> "sine" in [spec.name for spec in registered_tasks()]
+        True
+    """
     load_plugins()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
@@ -183,7 +247,13 @@ def catalog_dir(kind: str = "tasks") -> Path:
 
 
 def catalog_recipes() -> dict[str, Path]:
-    """Recipe name -> file for every recipe in the shipped catalog."""
+    """Recipe name -> file for every recipe in the shipped catalog.
+
+    Examples:
+        >>> from metarl.registry import catalog_recipes
+        >>> catalog_recipes()["sine"].name
+        'sine.toml'
+    """
     return {p.stem: p for p in sorted(catalog_dir("tasks").glob("*.toml"))}
 
 
@@ -243,7 +313,29 @@ def recipe_path(name_or_path: str) -> tuple[Path, bool]:
 
 
 def resolve_recipe(name_or_path: str) -> Recipe:
-    """A catalog name (`sine`) or a path to a recipe file (`my/sine.toml`)."""
+    """The recipe a catalog name (`sine`) or a path to a recipe file (`my/sine.toml`) names,
+    as `metarl train NAME_OR_PATH` reads it.
+
+    Args:
+        name_or_path: A name of `metarl tasks list` or a `.toml` file.
+
+    Returns:
+        The recipe, typed and checked; `source` is the catalog name or the path.
+
+    Raises:
+        UserError: Neither a catalog name nor an existing file (with a "did you mean").
+        ConfigError: The file's settings are refused (`metarl.config.recipe_from_dict`).
+
+    Examples:
+        >>> from metarl.registry import resolve_recipe
+        >>> recipe = resolve_recipe("omniglot-5way-1shot")
+        >>> recipe.task["ways"], recipe.supervised_eval().support_shots
+        (5, 1)
+        >>> resolve_recipe("sin")
+        Traceback (most recent call last):
+        ...
+        metarl.errors.UserError: unknown task 'sin'; catalog recipes: ...
+    """
     path, in_catalog = recipe_path(name_or_path)
     recipe = load_recipe_file(path)
     if in_catalog:

@@ -55,7 +55,19 @@ class Checkpoint:
 
 
 class RunDir:
-    """Paths and file I/O of one run."""
+    """Paths and file I/O of one run: `config.toml` (the recipe), `checkpoint.pt` and
+    `metrics.jsonl`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from metarl.registry import resolve_recipe
+        >>> from metarl.run import RunDir
+        >>> run = RunDir.create(Path(tempfile.mkdtemp()) / "run", resolve_recipe("sine"))
+        >>> run.append_metrics({"iteration": 1, "loss_before": 2.5})
+        >>> RunDir.open(run.path).recipe().task_name, run.read_metrics()
+        ('sine', [{'iteration': 1, 'loss_before': 2.5}])
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -170,7 +182,18 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, recipe: Recipe) -> RunDir:
-        """A new run; refuses a directory that already holds one."""
+        """A new run directory holding `recipe` as its `config.toml`.
+
+        Args:
+            path: A new or empty directory.
+            recipe: The run's recipe.
+
+        Returns:
+            The run.
+
+        Raises:
+            UserError: `path` holds a run or other files, or cannot be written.
+        """
         cls.check_new(path)
         run = cls(path)
         created = not path.exists()
@@ -198,7 +221,17 @@ class RunDir:
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
-        """An existing run; a clear error when `path` is not one."""
+        """An existing run.
+
+        Args:
+            path: A run directory (one holding `config.toml`).
+
+        Returns:
+            The run, not locked: reading it needs no lock.
+
+        Raises:
+            UserError: `path` is a file, does not exist or has no `config.toml`.
+        """
         run = cls(path)
         if path.is_file():
             raise UserError(f"run directory {str(path)!r} is a file, not a run directory")
@@ -209,11 +242,13 @@ class RunDir:
         return run
 
     def recipe(self) -> Recipe:
+        """The run's recipe (`config.toml`), as the current parser reads it."""
         data = forget_recorded_defaults(read_toml(self.config_path))
         return recipe_from_dict(data, source=str(self.config_path))
 
     # -- metrics --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
+        """Append one row (an iteration's metrics) to `metrics.jsonl`."""
         try:
             with open(self.metrics_path, "a") as f:
                 f.write(dumps_json(row) + "\n")

@@ -71,7 +71,23 @@ class Callback(Protocol):
 
 @dataclass
 class MetaTrainer:
-    """Runs (or continues) a run directory's meta-training."""
+    """Runs (or continues) a run directory's meta-training: what `metarl train` does.
+
+    Build one with `start` (a new run directory) or `resume` (an existing one), then `fit`.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from metarl.config import with_overrides
+        >>> from metarl.registry import resolve_recipe
+        >>> from metarl.train import MetaTrainer
+        >>> recipe = with_overrides(resolve_recipe("sine"), "train", meta_iterations=3)
+        >>> out = Path(tempfile.mkdtemp()) / "sine"
+        >>> trainer = MetaTrainer.start(recipe, out, torch.device("cpu"))
+        >>> model = trainer.fit(progress=False)
+        >>> trainer.iteration, [(out / f).is_file() for f in ("config.toml", "checkpoint.pt")]
+        (3, [True, True])
+    """
 
     run: RunDir
     recipe: Recipe
@@ -116,7 +132,21 @@ class MetaTrainer:
         world: World | None = None,
     ) -> MetaTrainer:
         """A new run in `out`, created by rank 0 once every rank has checked it is free and
-        built its model and learner (so a bad task or learner setting leaves no directory)."""
+        built its model and learner (so a bad task or learner setting leaves no directory).
+
+        Args:
+            recipe: What to train (`metarl.registry.resolve_recipe`, `metarl.config`).
+            out: The run directory to create; it must not exist or must be empty.
+            device: Where the model and the inner loop run.
+            callbacks: Told of the start, every iteration's metrics and the end.
+            world: This process's rank among those sharing the meta-batch (default: alone).
+
+        Returns:
+            The trainer, at iteration 0; the directory holds the recipe as `config.toml`.
+
+        Raises:
+            UserError: `out` holds files, or the task or learner cannot be built.
+        """
         world = world or World()
         RunDir.check_new(out)
         trainer = cls(RunDir(out), recipe, device, callbacks, world)
@@ -142,7 +172,23 @@ class MetaTrainer:
         """Continue the run in `path` from its last checkpoint (or from scratch if it has none),
         with any number of ranks; `meta_iterations` extends (or shortens, down to the
         iterations done) the run's plan, written to its config.toml. An annealed outer step
-        then follows the new plan's schedule from the iteration reached."""
+        then follows the new plan's schedule from the iteration reached.
+
+        Args:
+            path: A run directory written by `start` (or `metarl train`).
+            device: Where to continue.
+            callbacks: As for `start`.
+            world: As for `start`.
+            meta_iterations: A new total number of meta-iterations (None keeps the recipe's).
+
+        Returns:
+            The trainer, at the checkpoint's iteration with its weights, outer-optimizer
+            state and random state, so the run continues as if it had not stopped.
+
+        Raises:
+            UserError: No run there, a damaged checkpoint, a `config.toml` edited since the
+                checkpoint, or `meta_iterations` below the iterations done.
+        """
         world = world or World()
         run = RunDir.open(path)
         if world.is_main:  # before anything is read: a second resume must not truncate;
@@ -207,7 +253,12 @@ class MetaTrainer:
         self._stop_signal = signum
 
     def step(self) -> dict[str, float]:
-        """One meta-iteration: sample, adapt this rank's share, meta-gradient, outer step."""
+        """One meta-iteration: sample, adapt this rank's share, meta-gradient, outer step.
+
+        Returns:
+            The iteration's metrics by name (losses or returns before and after adapting,
+            the outer step size as `meta_step`, ...), as `metrics.jsonl` logs them.
+        """
         t = self.recipe.train
         rng = task_rng(t.seed, Split.TRAIN, self.iteration)
         tasks = self.meta.dist.sample(t.meta_batch, rng, Split.TRAIN)
@@ -247,10 +298,20 @@ class MetaTrainer:
         return [f"parameter {n}" for n, ok in zip(self.names, finite, strict=True) if not ok]
 
     def fit(self, progress: bool | None = None) -> torch.nn.Module:
-        """Train to `meta_iterations`, writing metrics and checkpoints; returns the model.
+        """Train to `meta_iterations`, writing metrics and checkpoints.
 
-        `progress` shows a progress bar (rate, ETA, loss) on stderr: True always, False
-        never, None (default) when stderr is a terminal and no callback shows one already.
+        Args:
+            progress: Show a progress bar (rate, ETA, loss) on stderr: True always, False
+                never, None (default) when stderr is a terminal and no callback shows one
+                already.
+
+        Returns:
+            The meta-trained model (phi).
+
+        Raises:
+            TrainingInterrupted: Ctrl-C or `request_stop`; a checkpoint was written first.
+            TrainingDiverged: A loss or a parameter became non-finite; the last finite
+                checkpoint is kept.
         """
         t = self.recipe.train
         main = self.world.is_main  # rank 0 alone writes files and reports progress

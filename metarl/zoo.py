@@ -49,7 +49,19 @@ class Pretrained:
 
 
 def available(folder: Path = WEIGHTS_DIR) -> list[str]:
-    """Names of the shipped models (those with both files)."""
+    """Names of the shipped models (those with both files).
+
+    Args:
+        folder: Where to look (default: the package's weights).
+
+    Returns:
+        The names, sorted.
+
+    Examples:
+        >>> from metarl.zoo import available
+        >>> available()
+        ['omniglot-5way-1shot']
+    """
     return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".pt").is_file())
 
 
@@ -69,7 +81,19 @@ def build_model(recipe: Recipe) -> nn.Module:
 
 
 def provenance(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
-    """The provenance JSON of a shipped model; a clear error naming what exists."""
+    """The provenance JSON of a shipped model: its recipe, how it was trained (the command
+    and the versions) and its evaluation.
+
+    Args:
+        name: A shipped model (`available()`).
+        folder: Where to look (default: the package's weights).
+
+    Returns:
+        The JSON as a dict.
+
+    Raises:
+        UserError: Not a name, or no such model; the message names the shipped ones.
+    """
     if not NAME.fullmatch(name):  # a name, never a path out of the weights folder
         names = ", ".join(available(folder)) or "none"
         raise UserError(
@@ -86,7 +110,18 @@ def provenance(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
 
 def load_weights(name: str, folder: Path = WEIGHTS_DIR) -> tuple[dict[str, torch.Tensor], dict]:
     """The float32 state dict of a shipped model and its provenance, after checking that the
-    weights file's sha256 is the one its provenance records."""
+    weights file's sha256 is the one its provenance records.
+
+    Args:
+        name: A shipped model (`available()`).
+        folder: Where to look (default: the package's weights).
+
+    Returns:
+        The weights by parameter name, and the provenance.
+
+    Raises:
+        UserError: An unknown model, or a weights file whose hash differs.
+    """
     info = provenance(name, folder)
     path = folder / f"{name}.pt"
     found = sha256(path)
@@ -103,7 +138,27 @@ def load_weights(name: str, folder: Path = WEIGHTS_DIR) -> tuple[dict[str, torch
 def pretrained(
     name: str, device: torch.device | str = "cpu", folder: Path = WEIGHTS_DIR
 ) -> Pretrained:
-    """A shipped model by name, e.g. `pretrained("omniglot-5way-1shot")`, on `device`."""
+    """A shipped model by name, on `device`: `metarl.pretrained(...)`.
+
+    Args:
+        name: A shipped model (`available()`).
+        device: Where the network goes.
+        folder: Where to look (default: the package's weights).
+
+    Returns:
+        The model (its recipe, its network holding the weights, its provenance).
+
+    Raises:
+        UserError: An unknown model, or a weights file whose hash differs.
+
+    Examples:
+        >>> import metarl, torch
+        >>> shipped = metarl.pretrained("omniglot-5way-1shot")
+        >>> shipped.recipe.task_name, len(shipped.provenance["sha256"])
+        ('omniglot', 64)
+        >>> shipped.model(torch.zeros(2, 1, 28, 28)).shape  # 5-way logits
+        torch.Size([2, 5])
+    """
     weights, info = load_weights(name, folder)
     recipe = recipe_from_dict(info["recipe"], source=f"pretrained:{name}")
     model = build_model(recipe)

@@ -44,7 +44,26 @@ def _interval(name: str, value: Sequence[float]) -> tuple[float, float]:
 
 
 class SineDistribution:
-    """Sine regression tasks; infinite, so splits are independent random streams."""
+    """Sine regression tasks (the Reptile and MAML papers' toy problem): y = A sin(x + b) with
+    A, b and x drawn uniformly; infinite, so splits are independent random streams.
+
+    Args:
+        amplitude: `[low, high]` of A.
+        phase: `[low, high]` of b.
+        x_range: `[low, high]` of the inputs.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metarl.distributions.sine import SineDistribution
+        >>> dist = SineDistribution(amplitude=[1.0, 2.0])
+        >>> tasks = dist.sample(4, np.random.default_rng(0))
+        >>> batch = dist.episodes(tasks, np.random.default_rng(1), support=10, query=20)
+        >>> batch.num_tasks, tuple(batch.support_x.shape)
+        (4, (4, 10, 1))
+        >>> model = dist.build_model(hidden=[40, 40])
+        >>> tuple(model(batch.query_x).shape)
+        (4, 20, 1)
+    """
 
     kind = "supervised"
     loss = "mse"
@@ -63,6 +82,7 @@ class SineDistribution:
     def sample(
         self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN
     ) -> list[SineTask]:
+        """Draw `n` tasks (amplitude and phase) using only `rng`."""
         amplitudes = rng.uniform(*self.amplitude, size=n)
         phases = rng.uniform(*self.phase, size=n)
         return [SineTask(float(a), float(b)) for a, b in zip(amplitudes, phases, strict=True)]
@@ -76,6 +96,19 @@ class SineDistribution:
         query: int,
         evaluation: bool = False,
     ) -> TaskBatch:
+        """Support and query points of each task.
+
+        Args:
+            tasks: Tasks of this distribution.
+            rng: The only source of randomness.
+            support: Support points per task, drawn uniformly from `x_range`.
+            query: Query points per task: uniform in training, evenly spaced over `x_range`
+                in evaluation.
+            evaluation: Whether the batch is for evaluation.
+
+        Returns:
+            `[tasks, points, 1]` tensors of inputs and targets.
+        """
         n = len(tasks)
         amplitude = np.array([t.amplitude for t in tasks])[:, None]
         phase = np.array([t.phase for t in tasks])[:, None]
@@ -98,4 +131,5 @@ class SineDistribution:
     def build_model(
         self, hidden: Sequence[int] = (64, 64), activation: str = "tanh"
     ) -> torch.nn.Module:
+        """The regressor: an MLP 1-hidden-1 (`metarl.models.mlp`); the recipe's `[model]`."""
         return mlp(1, 1, hidden, activation)

@@ -36,7 +36,18 @@ _FAMILIES: dict[str, FamilySpec] = {}
 
 
 def register_family(spec: FamilySpec) -> FamilySpec:
-    """Register `spec` with Gymnasium and as a task distribution (named `spec.task_name`)."""
+    """Register `spec` with Gymnasium and as a task distribution (named `spec.task_name`).
+
+    Args:
+        spec: A family, as `load_family` reads it from a family file.
+
+    Returns:
+        `spec`.
+
+    Raises:
+        UserError: Its env id is registered with Gymnasium already.
+        ConfigError: Its `base` is not a Gymnasium env id.
+    """
     if spec.env_id in gymnasium.registry:
         raise UserError(f"{spec.source}: {spec.env_id} is already registered with Gymnasium")
     max_steps = spec.max_episode_steps
@@ -66,17 +77,50 @@ def register_family(spec: FamilySpec) -> FamilySpec:
 
 
 def register_family_file(path: str | Path) -> FamilySpec:
-    """Register a family file of your own (same format as the catalog's, see `envs/README.md`)."""
+    """Register a family file of your own (same format as the catalog's, see `envs/README.md`).
+
+    Args:
+        path: The family's TOML file.
+
+    Returns:
+        The family, registered as the Gymnasium env `spec.env_id` and the task distribution
+        `spec.task_name`.
+
+    Raises:
+        ConfigError: The file's settings are refused, naming the file and the key.
+        UserError: Its env id is registered already.
+    """
     return register_family(load_family(Path(path)))
 
 
 def registered_families() -> list[FamilySpec]:
-    """Every family registered so far, by env id."""
+    """Every family registered so far, by env id.
+
+    Examples:
+        >>> from metarl.envs import registered_families
+        >>> "metarl/Navigation2D-v0" in [f.env_id for f in registered_families()]
+        True
+    """
     return [_FAMILIES[k] for k in sorted(_FAMILIES)]
 
 
 def family(env_id: str) -> FamilySpec:
-    """The family registered as `env_id`, or a `UserError` listing the registered ids."""
+    """The family registered as `env_id`.
+
+    Args:
+        env_id: Its Gymnasium id, e.g. "metarl/Navigation2D-v0".
+
+    Returns:
+        The family: its parameters, entry point and the task distribution's name.
+
+    Raises:
+        UserError: No such family; the message lists the registered ids.
+
+    Examples:
+        >>> from metarl.envs import family
+        >>> family("metarl/Navigation2D-v0").task_name
+        'navigation2d'
+    """
     try:
         return _FAMILIES[env_id]
     except KeyError:

@@ -42,6 +42,18 @@ class EnvFamilyDistribution:
 
     Sampling asks one env of the family (built on first use and kept) for `sample_tasks`, so
     the distribution is the one its family file declares.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metarl import make_distribution
+        >>> dist = make_distribution("navigation2d")
+        >>> task = dist.sample(2, np.random.default_rng(0))[0]
+        >>> task.env_id, sorted(task.params)
+        ('metarl/Navigation2D-v0', ['goal'])
+        >>> env = dist.make_env(task)
+        >>> obs, info = env.reset(seed=0)
+        >>> obs.shape
+        (2,)
     """
 
     kind = "rl"
@@ -56,6 +68,16 @@ class EnvFamilyDistribution:
         self._sampler: gymnasium.Env[Any, Any] | None = None
 
     def sample(self, n: int, rng: np.random.Generator, split: Split = Split.TRAIN) -> list[EnvTask]:
+        """Draw `n` tasks of `split` (an independent stream per split) using only `rng`.
+
+        Args:
+            n: Tasks to draw.
+            rng: The only source of randomness.
+            split: Which part of the family.
+
+        Returns:
+            The tasks: the env id and the parameters the family varies.
+        """
         stream = SPLIT_STREAMS[Split(split)]
         split_rng = np.random.default_rng([int(rng.integers(2**63)), stream])
         if self._sampler is None:
@@ -64,7 +86,18 @@ class EnvFamilyDistribution:
         return [EnvTask(self.env_id, t) for t in tasks]
 
     def make_env(self, task: EnvTask | Mapping[str, Any], **make_kwargs: Any) -> Any:
-        """`gymnasium.make(env_id)` with `task` set (an `EnvTask` or its `params` dict)."""
+        """`gymnasium.make(env_id)` with `task` set.
+
+        Args:
+            task: An `EnvTask` of this family or its `params` dict.
+            **make_kwargs: Passed to `gymnasium.make` (e.g. `render_mode`).
+
+        Returns:
+            The env, its task set.
+
+        Raises:
+            UserError: A task of another family.
+        """
         if isinstance(task, EnvTask):
             if task.env_id != self.env_id:
                 raise UserError(f"task of {task.env_id} given to the {self.env_id} distribution")

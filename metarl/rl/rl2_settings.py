@@ -35,11 +35,17 @@ class RL2Settings:
     gamma: float = 0.99
     """Discount over the whole trial (episode boundaries inside a trial do not cut it)."""
     gae_lambda: float = 0.95
+    """GAE's lambda: the bias-variance trade-off of the advantage estimate."""
     clip_range: float = 0.2
+    """PPO's clip of the probability ratio."""
     ent_coef: float = 0.0
+    """Weight of the entropy bonus in PPO's loss."""
     vf_coef: float = 0.5
+    """Weight of the value loss in PPO's loss."""
     max_grad_norm: float = 0.5
+    """Clip of the gradient's norm."""
     normalize_advantage: bool = True
+    """Normalize the advantages within each minibatch."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this for PPO's values and advantages (not for what the policy
     reads or what is reported): keeps the value loss of long trials with large returns from

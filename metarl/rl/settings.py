@@ -30,18 +30,28 @@ class PPOSettings:
     another through SB3's PPO (`metarl.learners.sb3_ppo`, the reference the batched engine
     is tested against)."""
     n_steps: int = 1000
-    """Env steps per rollout and env (one PPO update = one rollout + n_epochs)."""
+    """Env steps per rollout and env (one PPO update = one rollout + n_epochs); at least
+    `batch_size / n_envs`."""
     n_envs: int = 1
     """Copies of the task's env stepped in lockstep (DummyVecEnv)."""
     n_epochs: int = 10
+    """PPO's passes over a rollout per update."""
     batch_size: int = 100
+    """PPO's minibatch, in env steps; at most `n_steps * n_envs`."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE's lambda: the bias-variance trade-off of the advantage estimate."""
     clip_range: float = 0.2
+    """PPO's clip of the probability ratio."""
     ent_coef: float = 0.0
+    """Weight of the entropy bonus in PPO's loss."""
     vf_coef: float = 0.5
+    """Weight of the value loss in PPO's loss."""
     max_grad_norm: float = 0.5
+    """Clip of the gradient's norm (per task)."""
     normalize_advantage: bool = True
+    """Normalize the advantages within each minibatch."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layers of the policy and (separately) of the value network."""
     activation: str = "tanh"
@@ -56,14 +66,32 @@ class PPOSettings:
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> Self:
-        """The recipe's `[learner]` table, typed and checked."""
+        """The recipe's `[learner]` table, typed and checked.
+
+        Args:
+            recipe: The recipe whose `[learner]` table is read.
+
+        Returns:
+            The settings; keys not given take their defaults.
+
+        Raises:
+            ConfigError: An unknown key, a wrong type or a value out of range.
+        """
         settings: Self = build_dataclass(cls, recipe.learner, "learner", owner=cls.owner)
         settings.validate()
         return settings
 
     def ppo_kwargs(self, learning_rate: float, action_space: spaces.Space) -> dict[str, Any]:
         """Keyword arguments of SB3's `PPO(...)` for these settings (the meta-learner and the
-        benchmark's plain-SB3 baseline build PPO from the same ones)."""
+        benchmark's plain-SB3 baseline build PPO from the same ones).
+
+        Args:
+            learning_rate: PPO's learning rate (the recipe's `train.inner_lr`).
+            action_space: The env's; `log_std_init` is passed for continuous actions only.
+
+        Returns:
+            Everything but the policy name and the env.
+        """
         policy_kwargs: dict[str, Any] = {
             "net_arch": list(self.net_arch),
             "activation_fn": ACTIVATIONS[self.activation],
@@ -87,6 +115,7 @@ class PPOSettings:
         }
 
     def validate(self) -> None:
+        """Range checks: `ConfigError` naming `learner.KEY` and what it accepts."""
         for name in ("n_steps", "n_envs", "n_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
@@ -154,7 +183,25 @@ def settings_class(recipe: Recipe) -> type[PPOSettings]:
 
 
 def rl_settings(recipe: Recipe) -> PPOSettings:
-    """The `[learner]` settings of the recipe's RL backend (typed, checked)."""
+    """The `[learner]` settings of the recipe's RL backend (typed, checked).
+
+    Args:
+        recipe: An RL recipe (its `[learner]` table and `backend`).
+
+    Returns:
+        `BatchedSettings` for the batched engine, `PPOSettings` for `sb3`.
+
+    Raises:
+        ConfigError: An unknown key (with the known ones), a wrong type or a value out of
+            range, named `learner.KEY`.
+
+    Examples:
+        >>> from metarl.registry import resolve_recipe
+        >>> from metarl.rl.settings import rl_settings
+        >>> settings = rl_settings(resolve_recipe("navigation2d"))
+        >>> type(settings).__name__, settings.net_arch
+        ('BatchedSettings', [64, 64])
+    """
     return settings_class(recipe).from_recipe(recipe)
 
 
