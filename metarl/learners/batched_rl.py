@@ -48,6 +48,7 @@ from metarl.learners.rl_core import (
     policy_scorer,
     query_metrics,
     slot_seeds,
+    with_env_steps,
 )
 from metarl.optim import InnerOptimizer, stack
 from metarl.protocol import (
@@ -377,7 +378,8 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 curves["runs_asked_way"] = Curve.from_values(
                     "runs_asked_way", wanted, (along > 0).mean(-1)
                 )
-        return curves
+        # each inner update follows one rollout of n_envs x n_steps env steps per task
+        return with_env_steps(curves, self.settings.n_envs * self.settings.n_steps)
 
     def _scored_curves(
         self,

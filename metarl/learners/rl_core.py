@@ -18,6 +18,7 @@ A new engine is one module with a `RLMetaLearnerBase` subclass and one entry in 
 
 from __future__ import annotations
 
+import dataclasses
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,15 @@ def query_metrics(
     }
 
 
+def with_env_steps(curves: dict[str, Curve], per_update: int) -> dict[str, Curve]:
+    """`curves` with `Curve.env_steps` set: `per_update` env steps of rollouts per task for
+    each inner update (a curve's step t follows t updates, so t x `per_update` env steps)."""
+    return {
+        k: dataclasses.replace(c, env_steps=[float(t * per_update) for t in c.steps])
+        for k, c in curves.items()
+    }
+
+
 def policy_scorer(dist: Any) -> Scorer | None:
     """The distribution's own score of a policy (`evaluate_policy(task, act)`, optional in
     the RL protocol: Meta-World's success rate and return), or None: evaluation then reports
@@ -243,4 +253,5 @@ __all__ = [
     "query_metrics",
     "refuse_supervised_keys",
     "slot_seeds",
+    "with_env_steps",
 ]

@@ -59,6 +59,7 @@ from metarl.learners.rl_core import (
     policy_scorer,
     query_metrics,
     slot_seeds,
+    with_env_steps,
 )
 from metarl.protocol import (
     Adaptation,
@@ -329,7 +330,9 @@ class SB3MetaLearner(RLMetaLearnerBase):
                     values.setdefault(name, np.zeros((len(wanted), n_tasks)))[row, j] = value
             if progress is not None:
                 progress(j + 1, n_tasks)
-        return {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
+        curves = {name: Curve.from_values(name, wanted, v) for name, v in values.items()}
+        # one PPO update = one rollout of n_steps per env
+        return with_env_steps(curves, self.ppo.n_steps * self.vec_env.num_envs)
 
     def _act(self, observations: np.ndarray) -> np.ndarray:
         """The PPO policy's deterministic action (the Gaussian's mean, clipped to the action
