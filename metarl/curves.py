@@ -79,6 +79,10 @@ class Curve:
     n_tasks: int
     per_task: np.ndarray
     """`[len(steps), n_tasks]`: the raw values behind the means."""
+    env_steps: list[float] | None = None
+    """RL: the env steps spent adapting to a task before each step count was measured (MAML:
+    the inner updates' rollouts; RL²: the trial's earlier episodes), the one axis on which
+    learners of both families compare; None where that is not counted (supervised)."""
 
     @classmethod
     def from_values(cls, metric: str, steps: list[int], values: np.ndarray) -> Curve:
@@ -177,6 +181,7 @@ class Curve:
             "gain": [g for g, _ in gains],
             "gain_ci95": [c for _, c in gains],
             "diverged": diverged,
+            **({"env_steps": self.env_steps} if self.env_steps is not None else {}),
             # the raw values, [step][task], tasks in the evaluation's order: what a reader
             # needs to pair two runs' JSON or to break a mixture (ML10's skills) down
             "per_task": [[float(v) for v in row] for row in np.asarray(self.per_task)],

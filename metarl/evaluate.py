@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from metarl import zoo
-from metarl.config import Recipe, recipe_from_dict
+from metarl.config import Algorithm, Recipe, recipe_from_dict
 from metarl.curves import Curve
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
@@ -314,9 +314,12 @@ class Comparison:
         first = self.runs[0]
         others = [(e.source, e) for e in self.runs[1:]]
         others += [(b.init.label, b) for b in self.baselines]
+        # RL² (episodes of a trial) against a gradient learner (updates): step t of each is
+        # another amount of experience, so a difference at the same t means nothing
         return {
             f"{first.source} - {label}": first.curve.paired_difference(e.curve)
             for label, e in others
+            if is_rl2(e.recipe) == is_rl2(first.recipe)
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -421,10 +424,44 @@ def algorithm_label(recipe: Recipe) -> str:
     return f"{recipe.train.algorithm.value}{f' + {outer.value}' if outer.learner_steps else ''}"
 
 
+def is_rl2(recipe: Recipe) -> bool:
+    """A run of RL² (adapts by episodes of a trial, not by gradient steps)."""
+    return recipe.train.algorithm is Algorithm.RL2
+
+
+ENV_STEPS_AXIS = (
+    "env steps spent adapting to the task\n(RL²: the trial's earlier episodes; "
+    "gradient learners: the updates' rollouts)"
+)
+
+
+def adaptation_axis(comparison: Comparison) -> tuple[str, list[list[float]] | None]:
+    """The x axis of `plot_comparison`: its label, and each curve's positions (runs, then
+    baselines) where they are not the step counts. RL² beside a gradient learner: the env
+    steps spent adapting (`Curve.env_steps`), the one axis on which an episode of a trial
+    and a policy-gradient update mean the same experience; RL² alone: episodes of experience
+    in the trial; a gradient learner alone: its updates (supervised: inner steps)."""
+    first = comparison.runs[0]
+    if first.meta.dist.kind != "rl":
+        return "inner steps on the support set", None
+    evaluations = comparison.runs + comparison.baselines
+    families = {is_rl2(e.recipe) for e in evaluations}
+    if len(families) == 1:
+        if is_rl2(first.recipe):
+            return "episodes of experience in the trial (RL²)", None
+        return "policy-gradient updates on the task", None
+    positions = []
+    for e in evaluations:
+        if e.curve.env_steps is None:
+            raise UserError(f"{e.source}: its curve does not count env steps; re-evaluate it")
+        positions.append(e.curve.env_steps)
+    return ENV_STEPS_AXIS, positions
+
+
 def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
     """All curves of `comparison` on one PNG at `path` (the metric against inner steps, or
-    against policy updates for RL); for one sine run the fitted waves beside it
-    (`<stem>-fits.png`)."""
+    for RL against the axis of `adaptation_axis`: env steps where RL² meets a gradient
+    learner); for one sine run the fitted waves beside it (`<stem>-fits.png`)."""
     from metarl.distributions.sine import SineDistribution
     from metarl.plots import plot_curves
 
@@ -434,17 +471,18 @@ def plot_comparison(comparison: Comparison, path: Path) -> list[Path]:
         what = f"{e.init.label}, {algorithm_label(e.recipe)}"
         name = e.run_dir.name if e.run_dir is not None else str(e.init)
         series.append((f"{name} ({what})" if len(runs) > 1 else what, e.curve))
+    xlabel, positions = adaptation_axis(comparison)
     # names, not absolute paths, in a figure that is shared
     for b in comparison.baselines:
         joint = comparison.joint_run
         extra = f" ({joint.name})" if b.init.init is Init.JOINT and joint else " (no meta-training)"
+        if positions is not None:  # families mixed: say whose baseline it is
+            extra = f"{extra[:-1]}, {algorithm_label(b.recipe)})"
         series.append((b.init.label + extra, b.curve))
-    rl = first.meta.dist.kind == "rl"
-    xlabel = "policy-gradient updates on the task" if rl else "inner steps on the support set"
     one = first.run_dir.name if first.run_dir is not None else str(first.init)
     where = one if len(runs) == 1 else f"{len(runs)} runs"
     title = f"{first.recipe.task_name}: {where}, held-out tasks{first.mode()}"
-    written = [plot_curves(series, path, title=title, xlabel=xlabel)]
+    written = [plot_curves(series, path, title=title, xlabel=xlabel, x=positions)]
     meta = first.meta
     if (
         len(runs) == 1

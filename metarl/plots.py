@@ -53,6 +53,7 @@ def plot_curves(
     title: str = "",
     xlabel: str = "adaptation steps",
     symlog_steps: bool = False,
+    x: Sequence[Sequence[float]] | None = None,
 ) -> Path:
     """Several adaptation curves of one metric on the same axes (e.g. meta-trained against
     random init, or two runs of a task), each with its 95% CI as a band. Curves whose label
@@ -70,6 +71,8 @@ def plot_curves(
         xlabel: The x axis's label.
         symlog_steps: Space the steps logarithmically past 1 (ticks at the steps
             evaluated), for curves evaluated at, say, 0, 1, 3 and 50 steps.
+        x: Each curve's positions instead of its step counts (env steps spent adapting,
+            where curves of different units of adaptation share the axis).
 
     Returns:
         `path`, written atomically.
@@ -95,8 +98,8 @@ def plot_curves(
     )
     low, high = _limits(items, log)
     colours = iter(COLOURS)
-    for label, curve in items:
-        steps = np.array(curve.steps)
+    for index, (label, curve) in enumerate(items):
+        steps = np.array(curve.steps if x is None else x[index], dtype=float)
         mean = np.array(curve.mean, dtype=float)
         band_low, band_high = _band(curve)
         style = BASELINE_STYLES.get(label.split()[0], {})
@@ -138,6 +141,8 @@ def plot_curves(
         ax.set_xlim(ticks[0] - 0.15, ticks[-1] * 1.15)
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_locator(NullLocator())
+    elif x is not None:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are counts
     return _save(fig, path)
@@ -153,7 +158,8 @@ def _finish(ax: plt.Axes, xlabel: str, title: str) -> None:
     where a legend inside would go), the title."""
     ax.set_xlabel(xlabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    below = -0.14 - 0.06 * xlabel.count("\n")  # clear of a label of several lines
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, below), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=11)
 
 

@@ -13,9 +13,11 @@ rank's trials and gives the updated weights W; the algorithm's delta (`meta_grad
 phi - W per task slot, and the trainer's outer step is plain SGD with step 1, which sets phi
 to W (the recipe must say `outer_optimizer = "sgd"`, `meta_step = meta_step_final = 1.0`;
 anything else is refused). PPO's Adam is this learner's training state (`state_dict`, in the
-checkpoint), so a resumed run continues exactly. Under torchrun each rank runs PPO on its own
-slots from the same phi and the trainer averages the ranks' W (as Reptile averages tasks):
-with one rank it is PPO exactly.
+checkpoint), so a resumed run continues exactly. Under torchrun the trainer refuses RL²
+(`WORLD_SIZE` > 1): each rank's PPO epochs on its own trials would drift apart and only their
+end points be averaged, which is not PPO on the whole batch; making it exact needs PPO's
+minibatch gradients all-reduced inside the update (an outer step that owns the PPO update and
+uses `MetaStep.reduce`, as TRPO and ProMP do).
 
 `train.inner_lr` is PPO's learning rate; `train.inner_steps` is not read (a trial's length
 is `[learner] trial_episodes`).
@@ -23,8 +25,9 @@ is `[learner] trial_episodes`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
@@ -42,7 +45,14 @@ from metarl.learners.rl_core import (
     refuse_supervised_keys,
     slot_seeds,
 )
-from metarl.protocol import Adaptation, MetaLearnerBase, Params, Progress, Split
+from metarl.protocol import (
+    Adaptation,
+    MetaLearnerBase,
+    Params,
+    Progress,
+    ScoresPolicies,
+    Split,
+)
 from metarl.rl.recurrent import (
     PPOConfig,
     RecurrentActorCritic,
@@ -126,14 +136,17 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
             ),
         )
         self.timers = Timers()
-        self._envs: dict[int, TaskVectorEnv] = {}
+        self._envs: dict[tuple[int, int], TaskVectorEnv] = {}
 
-    def _env(self, tasks: Sequence[Any]) -> TaskVectorEnv:
-        """A vector env of `len(tasks)` task slots x `n_envs` trials (kept per size)."""
-        env = self._envs.get(len(tasks))
+    def _env(self, tasks: Sequence[Any], n_envs: int | None = None) -> TaskVectorEnv:
+        """A vector env of `len(tasks)` task slots x `n_envs` trials (default: the
+        settings'), kept per shape."""
+        n_envs = self.settings.n_envs if n_envs is None else n_envs
+        key = (len(tasks), n_envs)
+        env = self._envs.get(key)
         if env is None:
-            env = make_task_vector_env(self.dist, tasks, self.settings.n_envs)
-            self._envs[len(tasks)] = env
+            env = make_task_vector_env(self.dist, tasks, n_envs)
+            self._envs[key] = env
         else:
             set_vector_tasks(env, tasks)
         return env
@@ -195,39 +208,91 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
     ) -> dict[str, Curve]:
         """Per episode of a trial on the recipe's held-out tasks (`eval.seed`, `eval.split`):
         step t is episode t + 1, after t episodes of experience on the task (0: before any).
-        Trials run max(steps) + 1 episodes (longer than training's is allowed), `n_envs` per
-        task, the policy sampling as in training. Reports the mean return per task and,
-        where the env reports `info["success"]` (Meta-World), the fraction of each task's
-        trials that succeed in that episode, first."""
+        Trials run max(steps) + 1 episodes (longer than training's is allowed).
+
+        The return is that of `n_envs` trials per task, the policy sampling as in training.
+        Where the distribution scores policies itself (Meta-World, `ScoresPolicies`), its
+        protocol leads: `eval_episodes` trials per task (Meta-World's 3 per goal) acting
+        deterministically (the Gaussian's mean, clipped to the action space), the hidden
+        state carried across the trial's episodes; `success` is the fraction of a task's
+        trials whose episode t + 1 has `info["success"]` at any step (Meta-World's
+        criterion), `return` their mean return; the sampled trials' return and success
+        become `rollout_return` (as the gradient learners name theirs) and `rollout_success`.
+        Every curve carries the env steps spent before each episode (`Curve.env_steps`,
+        measured on its trials): the axis on which it meets a gradient learner's curve."""
         wanted = sorted(set(steps))
+        episodes = max(wanted) + 1
         tasks, seeds = held_out_tasks(self.recipe.eval, self.dist, n_tasks)
-        chunk = eval_chunk(self.dist, self.settings.n_envs)
-        n_envs = self.settings.n_envs
-        returns = np.zeros((len(wanted), n_tasks))
-        successes: np.ndarray | None = None
+        scored = isinstance(self.dist, ScoresPolicies)
+        runs = [(self.settings.n_envs, False)]
+        if scored:  # the benchmark's protocol first
+            protocol = int(getattr(self.dist, "eval_episodes", self.settings.n_envs))
+            runs.insert(0, (protocol, True))
+        work = len(runs) * n_tasks
+        curves: dict[str, Curve] = {}
         kept = set(self._envs)
         try:
             with one_torch_thread():
-                for start in range(0, n_tasks, chunk):
-                    part = slice(start, start + chunk)
-                    trials = self.trials(self.model, tasks[part], seeds[part], max(wanted) + 1)
-                    size = len(tasks[part])
-                    per_task = trials.episode_returns.reshape(size, n_envs, -1).mean(1)
-                    returns[:, part] = per_task[:, wanted].T
-                    if trials.episode_successes is not None:
-                        if successes is None:
-                            successes = np.zeros((len(wanted), n_tasks))
-                        won = trials.episode_successes.reshape(size, n_envs, -1).mean(1)
-                        successes[:, part] = won[:, wanted].T
-                    if progress is not None:
-                        progress(min(start + chunk, n_tasks), n_tasks)
+                for i, (n_envs, deterministic) in enumerate(runs):
+
+                    def tick(done: int, i: int = i) -> None:
+                        if progress is not None:
+                            progress((i * n_tasks + done) * n_tasks / work, n_tasks)
+
+                    per_episode = self._trial_table(
+                        tasks, seeds, n_envs, episodes, deterministic, tick
+                    )
+                    lengths = per_episode.pop("length").mean(1)  # env steps per episode
+                    before = np.concatenate([[0.0], np.cumsum(lengths)])
+                    env_steps = [float(before[t]) for t in wanted]
+                    for name, table in per_episode.items():
+                        if scored and not deterministic:
+                            name = f"rollout_{name}"
+                        curves[name] = dataclasses.replace(
+                            Curve.from_values(name, wanted, table[wanted]), env_steps=env_steps
+                        )
         finally:
-            for size in set(self._envs) - kept:
-                self._envs.pop(size).close()
-        curves = {"return": Curve.from_values("return", wanted, returns)}
-        if successes is not None:
-            curves = {"success": Curve.from_values("success", wanted, successes), **curves}
+            for key in set(self._envs) - kept:
+                self._envs.pop(key).close()
+        if "success" in curves:  # the benchmark's own metric leads
+            curves = {"success": curves.pop("success"), **curves}
         return curves
+
+    def _trial_table(
+        self,
+        tasks: list[Any],
+        seeds: list[int],
+        n_envs: int,
+        episodes: int,
+        deterministic: bool,
+        tick: Callable[[int], None],
+    ) -> dict[str, np.ndarray]:
+        """`n_envs` trials of `episodes` episodes per task, `eval_chunk` tasks at a time:
+        `[episodes, tasks]` tables of the mean return over a task's trials, the fraction
+        that succeed (where the env reports success) and the mean episode length."""
+        chunk = eval_chunk(self.dist, n_envs)
+        tables: dict[str, np.ndarray] = {}
+        for start in range(0, len(tasks), chunk):
+            part = slice(start, start + chunk)
+            size = len(tasks[part])
+            env = self._env(tasks[part], n_envs)
+            trials = collect_trials(
+                self.model,
+                env,
+                RolloutNoise(seeds[part], 0),
+                episodes,
+                deterministic=deterministic,
+                timers=self.timers.rollout,
+            )
+            self.timers.env_steps += trials.env_steps
+            parts = {"return": trials.episode_returns, "length": trials.episode_lengths}
+            if trials.episode_successes is not None:
+                parts["success"] = trials.episode_successes
+            for name, values in parts.items():
+                table = tables.setdefault(name, np.zeros((episodes, len(tasks))))
+                table[:, part] = values.reshape(size, n_envs, episodes).mean(1).T
+            tick(min(start + chunk, len(tasks)))
+        return tables
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         return next(iter(self.curves(steps, n_tasks).values()))

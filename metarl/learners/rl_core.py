@@ -142,6 +142,15 @@ def query_metrics(
     }
 
 
+def with_env_steps(curves: dict[str, Curve], per_update: int) -> dict[str, Curve]:
+    """`curves` with `Curve.env_steps` set: `per_update` env steps of rollouts per task for
+    each inner update (a curve's step t follows t updates, so t x `per_update` env steps)."""
+    return {
+        k: dataclasses.replace(c, env_steps=[float(t * per_update) for t in c.steps])
+        for k, c in curves.items()
+    }
+
+
 def policy_scorer(dist: Any) -> Scorer | None:
     """The distribution's own score of a policy (`evaluate_policy(task, act)`, optional in
     the RL protocol: Meta-World's success rate and return), or None: evaluation then reports
@@ -339,6 +348,7 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         chunk = self.eval_chunk()
         values = np.zeros((len(wanted), n_tasks))
         family: dict[str, np.ndarray] = {}  # name -> [steps, tasks]
+        per_update = 0  # env steps of one task's rollout: what an inner update costs it
         share = 0.5 if policy_scorer(self.dist) is not None else 1.0  # of the progress bar
         done = 0.0
 
@@ -359,6 +369,7 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
                 measure=wanted,
                 on_rollout=tick,
             )
+            per_update = run.rollout_steps // len(tasks[part])
             for row, t in enumerate(wanted):
                 values[row, part] = run.returns[t]
                 for name, per_episode in run.episodes.get(t, {}).items():
@@ -376,7 +387,7 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
             curves = {**scored, "rollout_return": rollouts}
         for name, table in family.items():  # a scored metric of the same name stays
             curves.setdefault(name, Curve.from_values(name, wanted, table))
-        return curves
+        return with_env_steps(curves, per_update)
 
     def _scored_curves(
         self,
@@ -446,4 +457,5 @@ __all__ = [
     "query_metrics",
     "refuse_supervised_keys",
     "slot_seeds",
+    "with_env_steps",
 ]

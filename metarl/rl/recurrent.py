@@ -160,6 +160,9 @@ class Trials:
     episode_successes: np.ndarray | None
     """`[trials, episodes]`: 1 where the env reported `info["success"]` in the episode
     (Meta-World's criterion), None for envs that do not report it."""
+    episode_lengths: np.ndarray
+    """`[trials, episodes]`: each episode's env steps (what the trial spent before the next
+    episode: evaluation's axis of experience)."""
     advantages: Tensor | None = None
     returns: Tensor | None = None
 
@@ -212,6 +215,8 @@ def collect_trials(
     completed = np.zeros(n, dtype=np.int64)
     running = np.zeros(n)
     returns = np.zeros((n, episodes))
+    lengths = np.zeros((n, episodes))
+    length = np.zeros(n)
     successes: np.ndarray | None = None
     steps: dict[str, list[Tensor]] = {k: [] for k in ("x", "a", "lp", "v", "r", "m")}
     draws = torch.zeros(0)
@@ -243,6 +248,7 @@ def collect_trials(
             done = np.logical_or(terminated, truncated)
             reward = np.asarray(reward, dtype=np.float64)
             running += reward
+            length += 1
             if "success" in infos:
                 if successes is None:
                     successes = np.zeros((n, episodes))
@@ -251,7 +257,9 @@ def collect_trials(
                 successes[rows, completed[rows]] = 1.0
             for i in np.flatnonzero(done & live):
                 returns[i, completed[i]] = running[i]
+                lengths[i, completed[i]] = length[i]
             running[done] = 0.0
+            length[done] = 0.0
             completed += done & live
             steps["x"].append(x)
             steps["a"].append(action)
@@ -276,6 +284,7 @@ def collect_trials(
         mask=stacked["m"],
         episode_returns=returns,
         episode_successes=successes,
+        episode_lengths=lengths,
     )
 
 
