@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from metarl import algorithms
+from metarl.cg import truncated_conjugate_gradient
 from metarl.config import Algorithm, with_overrides
 from metarl.learners import build_meta_learner
 from metarl.protocol import Split
@@ -299,3 +300,53 @@ def test_a_trpo_checkpoint_has_the_layout_of_a_stateless_torch_optimizer():
         "state": {},
         "param_groups": [{"params": sgd["param_groups"][0]["params"]}],
     }
+
+
+# -- conjugate gradient (metarl/cg.py) at its edges ---------------------------------------------
+# `... metarl/cg.py --limit 0 -- tests/test_second_order.py tests/test_maml_rl.py -k "conjugate
+# or imaml or trpo or trust_region"`: the solves were tested, the stopping rules where a system
+# needs no step, converges exactly, or meets zero curvature were not.
+
+
+def _diagonal_system(diagonals: list[list[float]]):
+    a = torch.diag_embed(torch.tensor(diagonals, dtype=torch.float64))
+
+    def apply_a(v):
+        return {"w": (a @ v["w"].unsqueeze(-1)).squeeze(-1)}
+
+    return a, apply_a
+
+
+def test_cg_solves_a_zero_right_hand_side_by_zero_without_calling_it_indefinite():
+    """A task whose right-hand side is 0 (iMAML: a query gradient of 0) has x = 0 and is not
+    reported as meeting non-positive curvature; the other task is solved."""
+    a, apply_a = _diagonal_system([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    b = {"w": torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)}
+    x, indefinite = truncated_conjugate_gradient(apply_a, b, 5)
+    assert indefinite.tolist() == [False, False]
+    torch.testing.assert_close(x["w"][0], torch.linalg.solve(a[0], b["w"][0]))
+    assert torch.equal(x["w"][1], torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_cg_stops_a_system_it_solved_exactly(truncate):
+    """A = 2 I: the first step solves it exactly (alpha = 1/2, the residual exactly 0 in binary
+    floating point). The system stops there: further iterations would meet p = 0 (p^T A p = 0),
+    which truncated CG would report as indefinite and untruncated CG (TRPO's) would turn into
+    0 / 0 = NaN."""
+    _, apply_a = _diagonal_system([[2.0, 2.0, 2.0]])
+    b = {"w": torch.tensor([[1.0, -3.0, 0.5]], dtype=torch.float64)}
+    x, indefinite = truncated_conjugate_gradient(apply_a, b, 5, truncate=truncate)
+    assert torch.equal(x["w"], b["w"] / 2)
+    assert indefinite.tolist() == [False]
+
+
+def test_cg_reports_zero_curvature_as_non_positive_and_keeps_its_iterate():
+    """A = diag(1, 0) and b along the null direction: p^T A p is exactly 0 on the first
+    direction, which is not positive curvature; the system keeps x = 0 (any step along it
+    would be unbounded) and is reported."""
+    _, apply_a = _diagonal_system([[1.0, 0.0]])
+    b = {"w": torch.tensor([[0.0, 1.0]], dtype=torch.float64)}
+    x, indefinite = truncated_conjugate_gradient(apply_a, b, 3)
+    assert indefinite.tolist() == [True]
+    assert torch.equal(x["w"], torch.zeros(1, 2, dtype=torch.float64))
