@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Independent, Normal
 
 from metarl import algorithms
 from metarl.cg import truncated_conjugate_gradient
@@ -14,7 +15,7 @@ from metarl.config import Algorithm, with_overrides
 from metarl.learners import build_meta_learner
 from metarl.protocol import Split
 from metarl.registry import resolve_recipe
-from metarl.rl.maml import OuterLosses
+from metarl.rl.maml import MetaObjective, OuterLosses, Samples, episode_mean
 from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.trpo import TRPOSettings, TRPOStep, trust_region_step
 from metarl.train import MetaTrainer
@@ -350,3 +351,118 @@ def test_cg_reports_zero_curvature_as_non_positive_and_keeps_its_iterate():
     x, indefinite = truncated_conjugate_gradient(apply_a, b, 3)
     assert indefinite.tolist() == [True]
     assert torch.equal(x["w"], torch.zeros(1, 2, dtype=torch.float64))
+
+
+# -- MAML-RL's objective (metarl/rl/maml.py) on a Gaussian bandit, in closed form ---------------
+# `... metarl/rl/maml.py --limit 36 -- tests/test_maml_rl.py` (a sample of the module's 123
+# mutants): the test of ProMP's objective compared it with a written-out form that calls the
+# same clipped surrogate, so the clip's bounds were not checked by anything independent.
+# One-step episodes, a ~ N(mu, 1): log pi(a) = -(a - mu)^2 / 2 + const, so every ratio, inner
+# step and KL below is a line of numpy.
+
+
+def _bandit_policy(params, obs):
+    mean = params["mu"].reshape(-1, 1, 1, 1).expand(*obs.shape[:-1], 1)
+    return Independent(Normal(mean, torch.ones_like(mean)), 1)
+
+
+def _bandit_samples(mu: np.ndarray, rng: np.random.Generator, envs: int = 6) -> Samples:
+    """`envs` one-step episodes per task from N(mu[i], 1), advantages of both signs."""
+    tasks = len(mu)
+    actions = mu[:, None] + rng.standard_normal((tasks, envs))
+    return Samples(
+        torch.zeros(tasks, envs, 1, 1, dtype=torch.float64),
+        torch.tensor(actions, dtype=torch.float64).view(tasks, envs, 1, 1),
+        torch.tensor(rng.standard_normal((tasks, envs)), dtype=torch.float64).view(tasks, envs, 1),
+        torch.ones(tasks, envs, 1, dtype=torch.float64),
+    )
+
+
+def _bandit_objective(lr: float = 0.5):
+    """Two tasks, phi_old mu = 0.1: the pre-update episodes from it, theta_old' by one inner
+    step, the post-update episodes from theta_old'."""
+    rng = np.random.default_rng(0)
+    mu0 = 0.1
+    pre = _bandit_samples(np.full(2, mu0), rng)
+    a, adv = pre.actions.view(2, -1).numpy(), pre.advantages.view(2, -1).numpy()
+    theta_old = mu0 + lr * ((a - mu0) * adv).mean(1)  # the VPG step of the LVC loss at phi
+    post = _bandit_samples(theta_old, rng)
+    phi = {"mu": torch.tensor([mu0], dtype=torch.float64)}
+    return MetaObjective(_bandit_policy, phi, pre, post, lr), mu0, theta_old, lr
+
+
+def _np(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
+    return samples.actions.view(2, -1).numpy(), samples.advantages.view(2, -1).numpy()
+
+
+def test_maml_rl_surrogate_and_kl_match_the_bandits_closed_form():
+    """At mu = 0.1 + 0.3: theta' = mu + lr mean_j (a_j - mu) A_j (the LVC loss's gradient is
+    the score's), the surrogate -mean_k r_k A'_k with r_k = pi_theta'(a'_k) / pi_theta_old'(a'_k),
+    and KL(pi_theta' || pi_theta_old') = (theta' - theta_old')^2 / 2."""
+    objective, mu0, theta_old, lr = _bandit_objective()
+    mu = mu0 + 0.3
+    losses = objective.losses({"mu": torch.tensor([mu], dtype=torch.float64)}, create_graph=False)
+    a, adv = _np(objective.pre)
+    b, adv_post = _np(objective.post)
+    theta = mu + lr * ((a - mu) * adv).mean(1)
+    log_ratio = -((b - theta[:, None]) ** 2) / 2 + (b - theta_old[:, None]) ** 2 / 2
+    np.testing.assert_allclose(
+        losses.surrogate.numpy(), -(np.exp(log_ratio) * adv_post).mean(1), rtol=1e-12
+    )
+    np.testing.assert_allclose(losses.kl.numpy(), (theta - theta_old) ** 2 / 2, rtol=1e-12)
+
+
+def test_promp_objective_matches_the_bandits_closed_form_with_the_clip_engaged():
+    """At mu = 0.1 + 0.6 (ratios well outside [0.8, 1.2], advantages of both signs): ProMP's
+    re-adaptation theta' = mu + lr mean_j w_j (a_j - mu) A_j, w_j = pi_mu(a_j) / pi_phi_old(a_j),
+    its clipped surrogate -mean_k min(r_k A'_k, clip(r_k, 0.8, 1.2) A'_k) and the inner KL
+    KL(pi_phi_old || pi_mu) = (mu - 0.1)^2 / 2."""
+    objective, mu0, theta_old, lr = _bandit_objective()
+    mu = mu0 + 0.6
+    surrogate, kl = objective.promp_losses(
+        {"mu": torch.tensor([mu], dtype=torch.float64)}, 0.2, create_graph=False
+    )
+    a, adv = _np(objective.pre)
+    b, adv_post = _np(objective.post)
+    w = np.exp(-((a - mu) ** 2) / 2 + (a - mu0) ** 2 / 2)
+    theta = mu + lr * (w * (a - mu) * adv).mean(1)
+    r = np.exp(-((b - theta[:, None]) ** 2) / 2 + (b - theta_old[:, None]) ** 2 / 2)
+    assert (r < 0.8).any() and (r > 1.2).any()  # both bounds bind somewhere
+    expected = -np.minimum(r * adv_post, np.clip(r, 0.8, 1.2) * adv_post).mean(1)
+    np.testing.assert_allclose(surrogate.numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(kl.numpy(), np.full(2, (mu - mu0) ** 2 / 2), rtol=1e-12)
+
+
+def test_promp_objective_refuses_two_inner_steps():
+    """ProMP's objective is written for one inner step (its inner KL is phi's); an objective
+    of two steps is refused rather than judged after the first."""
+    objective, _, theta_old, lr = _bandit_objective()
+    two = MetaObjective(
+        _bandit_policy,
+        {"mu": torch.tensor([0.1], dtype=torch.float64)},
+        [objective.pre, objective.post],
+        objective.post,
+        lr,
+    )
+    with pytest.raises(ValueError, match="one inner step"):
+        two.promp_losses({"mu": torch.tensor([0.1], dtype=torch.float64)}, 0.2)
+
+
+def test_episode_mean_weights_each_episode_by_its_own_steps():
+    """Per episode the mean over its masked steps (an episode without any counts as 0, not
+    NaN), then the mean over episodes; here by hand: (2 + 3) / 2 = 2.5, 5, 0 -> 7.5 / 3."""
+    values = torch.tensor([[[2.0, 3.0, 9.0], [5.0, 7.0, 7.0], [4.0, 4.0, 4.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    assert episode_mean(values, mask).tolist() == [2.5]
+    both = episode_mean(values.expand(2, 3, 3), mask.expand(2, 3, 3))
+    assert both.tolist() == [2.5, 2.5]
+
+
+def test_a_fraction_of_the_episodes_keeps_at_least_one():
+    """`Samples.head`: the first ceil(fraction * episodes) of each task's, at least one."""
+    samples = _bandit_samples(np.zeros(2), np.random.default_rng(0), envs=4)
+    assert samples.head(1.0) is samples
+    assert samples.head(0.5).actions.shape[1] == 2
+    assert samples.head(0.3).actions.shape[1] == 2
+    assert samples.head(0.1).actions.shape[1] == 1
+    assert torch.equal(samples.head(0.1).actions, samples.actions[:, :1])
