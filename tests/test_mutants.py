@@ -466,3 +466,19 @@ def test_a_fraction_of_the_episodes_keeps_at_least_one():
     assert samples.head(0.3).actions.shape[1] == 2
     assert samples.head(0.1).actions.shape[1] == 1
     assert torch.equal(samples.head(0.1).actions, samples.actions[:, :1])
+
+
+def test_cg_solves_a_small_scale_system_as_exactly_as_a_unit_one():
+    """CG is invariant to the scale of A and b: with both 1e-3 times a unit-scale system
+    (p^T A p and r^T r far below 1, where a floor or threshold of 1 instead of 1e-30 or 0
+    would bind), each task is solved as torch.linalg.solve solves it, and none is reported
+    indefinite."""
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(2, 4, 4, generator=g, dtype=torch.float64)
+    a = 1e-3 * (m @ m.transpose(1, 2) + torch.eye(4, dtype=torch.float64))
+    b = {"w": 1e-3 * torch.randn(2, 4, generator=g, dtype=torch.float64)}
+    x, indefinite = truncated_conjugate_gradient(
+        lambda v: {"w": (a @ v["w"].unsqueeze(-1)).squeeze(-1)}, b, 4
+    )
+    assert indefinite.tolist() == [False, False]
+    torch.testing.assert_close(x["w"], torch.linalg.solve(a, b["w"]), rtol=1e-9, atol=1e-12)
