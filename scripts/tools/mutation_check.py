@@ -9,6 +9,10 @@ share killed. Mutants are drawn at random (`--limit`, `--seed`) so a check fits 
 
     python scripts/tools/mutation_check.py metarl/algorithms.py tests/test_algorithms.py \
         --limit 20 --timeout 120
+
+Pytest's own options go after `--` (`... --limit 0 -- tests/test_maml_rl.py -k trpo`);
+`--slice 0:40` runs the first 40 of the chosen mutants, so a long check can be run in parts;
+`--only 3,17` runs those mutants (by the number printed before each), e.g. the survivors again.
 """
 
 from __future__ import annotations
@@ -109,12 +113,24 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20, help="mutants drawn (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant")
+    parser.add_argument(
+        "--only", default="", help="these mutants alone, by number (e.g. 3,17: the survivors)"
+    )
+    parser.add_argument(
+        "--slice",
+        default=":",
+        help="which of the chosen mutants to run, START:STOP (a long check in parts)",
+    )
     args = parser.parse_args()
     source = (REPO / args.module).read_text()
     found = mutants(source)
     chosen = found
-    if args.limit and args.limit < len(found):
+    if args.only:
+        chosen = [found[int(i)] for i in args.only.split(",")]
+    elif args.limit and args.limit < len(found):
         chosen = sorted(random.Random(args.seed).sample(found, args.limit), key=lambda m: m.index)
+    start, _, stop = args.slice.partition(":")
+    chosen = chosen[int(start) if start else None : int(stop) if stop else None]
     print(f"{args.module}: {len(found)} mutants, {len(chosen)} checked", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     survived = []
@@ -137,7 +153,10 @@ def main() -> None:
                 killed = done.returncode != 0
             except subprocess.TimeoutExpired:
                 killed = True
-            print(f"  line {m.line}: {m.what}: {'killed' if killed else 'SURVIVED'}", flush=True)
+            print(
+                f"  #{m.index} line {m.line}: {m.what}: {'killed' if killed else 'SURVIVED'}",
+                flush=True,
+            )
             if not killed:
                 survived.append(m)
         target.write_text(source)
