@@ -84,7 +84,7 @@ class QuadraticObjective:
         kl = 0.5 * torch.einsum("i,tij,j->t", d, self.a, d) + self.kl_offset
         return OuterLosses(self.g @ d, kl)
 
-    def kl_hessian(self, phi, fraction: float = 1.0):
+    def kl_hessian(self, phi, fraction: float = 1.0, method: str = "hvp"):
         def product(v):
             flat = self.a.sum(0) @ _flat(v)
             out, at = {}, 0
