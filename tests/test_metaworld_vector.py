@@ -348,3 +348,53 @@ def _goal_seeing(dist, task, scripted):
         return np.stack([scripted.get_action(o) for o in seen]).astype(np.float32)
 
     return act
+
+
+@pytest.mark.parametrize("skill", ["sweep-into-v3", "sweep-v3", "pick-place-v3"])
+def test_rows_skipped_by_the_contact_distance_test_have_no_such_contact(skill, monkeypatch):
+    """`_touching` runs the scratch forward only on rows where the pads are within MuJoCo's
+    bounding-sphere reach of the object (`_within_reach`). Over an expert and a random
+    episode, every row that test rules out has, after a forward, no contact of that pad and
+    the object at all (so skipping it cannot change `grasp_success`), and the test rules out
+    some rows and keeps some (it is exercised both ways)."""
+    import metaworld.policies as policies
+    import mujoco
+
+    from metarl.envs.metaworld_vector import MetaWorldVector
+
+    counts = {"kept": 0, "skipped": 0}
+    original = MetaWorldVector._within_reach
+
+    def checked(self, geom, pad):
+        near = original(self, geom, pad)
+        a, b = self._ids[f"geom:{geom}"], self._ids[f"geom:{pad}"]
+        for i in np.flatnonzero(~near):
+            self._batch.get_data(int(i), self._scratch)
+            mujoco.mj_forward(self._models[i], self._scratch)
+            pairs = {
+                tuple(sorted(p))
+                for p in zip(self._scratch.contact.geom1, self._scratch.contact.geom2, strict=True)
+            }
+            assert tuple(sorted((a, b))) not in pairs
+        counts["kept"] += int(near.sum())
+        counts["skipped"] += int((~near).sum())
+        return near
+
+    monkeypatch.setattr(MetaWorldVector, "_within_reach", checked)
+    vec, own, goals, first = _both(skill)
+    expert = getattr(policies, expert_of(skill))()
+    rng = np.random.default_rng(1)
+
+    def act(obs, t):
+        seen = (first if obs is None else obs).copy()
+        seen[:, 36:39] = goals
+        actions = rng.uniform(-1, 1, (len(own), 4)).astype(np.float32)
+        for i in range(1, len(own), 2):
+            actions[i] = expert.get_action(seen[i])
+        return actions
+
+    try:
+        _compare(vec, own, act)
+    finally:
+        vec.close()
+    assert counts["kept"] > 0 and counts["skipped"] > 0, counts

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from metarl.envs import _FAMILIES, register_family
+from metarl.envs import register_family, registered_families
 from metarl.envs.distribution import EnvFamilyDistribution
 from metarl.envs.spec import family_from_dict
 from metarl.errors import ConfigError
@@ -28,7 +28,7 @@ def inline_family(family: str | None = None, **declaration: Any) -> EnvFamilyDis
     if family is None:
         raise ConfigError('[task] of an env-family recipe needs family = "<Name>"')
     spec = family_from_dict({"name": family, **declaration}, Path(f"recipe-{family}.toml"))
-    known = _FAMILIES.get(spec.env_id)
+    known = next((f for f in registered_families() if f.env_id == spec.env_id), None)
     if known is None:
         register_family(spec)
     elif known.raw_params != spec.raw_params or known.base != spec.base:

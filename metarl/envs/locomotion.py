@@ -22,7 +22,7 @@ CTRL_COST = 0.05
 """The control cost weight of the MAML cheetah tasks (Gymnasium's own is 0.1)."""
 
 
-class _Locomotion(TaskWrapper):
+class Locomotion(TaskWrapper):
     """Shared step: the base env's transition, the family's reward."""
 
     default_base: str
@@ -55,7 +55,7 @@ class _Locomotion(TaskWrapper):
         raise NotImplementedError
 
 
-class HalfCheetahVel(_Locomotion):
+class HalfCheetahVel(Locomotion):
     """Run at a goal forward velocity: reward = -|v_x - goal| - 0.05 |a|^2, goal ~ U[0, 2].
 
     Task `{"velocity": goal}`; a fresh env has goal 1.0.
@@ -72,7 +72,7 @@ class HalfCheetahVel(_Locomotion):
         return -speed_error - CTRL_COST * float(np.sum(np.square(action)))
 
 
-class HalfCheetahDir(_Locomotion):
+class HalfCheetahDir(Locomotion):
     """Run forward or backward: reward = d * v_x - 0.05 |a|^2, d in {-1, +1}.
 
     Task `{"direction": d}`; a fresh env runs forward (+1).
@@ -88,7 +88,7 @@ class HalfCheetahDir(_Locomotion):
         return direction * float(info["x_velocity"]) - CTRL_COST * float(np.sum(np.square(action)))
 
 
-class AntDir(_Locomotion):
+class AntDir(Locomotion):
     """Walk in a direction on the plane, an angle theta ~ U[0, 2 pi).
 
     reward = (v_x, v_y) . (cos theta, sin theta) + healthy reward - control cost - contact

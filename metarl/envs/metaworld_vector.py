@@ -274,6 +274,11 @@ class MetaWorldVector(TaskVectorEnv):
 
         out = np.zeros(self.num_envs, dtype=bool)
         ids = self._ids
+        rows = (
+            rows
+            & self._within_reach(geom, "leftpad_geom")
+            & self._within_reach(geom, "rightpad_geom")
+        )
         for i in np.flatnonzero(rows):
             model = self._models[i]
             self._batch.get_data(int(i), self._scratch)
@@ -285,6 +290,20 @@ class MetaWorldVector(TaskVectorEnv):
                 ids["geom:rightpad_geom"],
             )
         return out
+
+    def _within_reach(self, geom: str, pad: str) -> np.ndarray:
+        """Rows where geoms `geom` and `pad` may be in contact: MuJoCo's collision test skips
+        a pair whose frames are farther apart than their bounding spheres' radii (`geom_rbound`)
+        plus the pair's margin (the larger `geom_margin`, here bounded by their sum), so such
+        a row has no contact of the pair and `touching` is False there without a forward."""
+        a, b = self._ids[f"geom:{geom}"], self._ids[f"geom:{pad}"]
+        model = self.model
+        if model.geom_rbound[a] <= 0 or model.geom_rbound[b] <= 0:  # planes: no sphere test
+            return np.ones(self.num_envs, dtype=bool)
+        reach = model.geom_rbound[a] + model.geom_rbound[b]
+        reach += model.geom_margin[a] + model.geom_margin[b]
+        xpos = self._outputs[3]
+        return norm(xpos[:, a] - xpos[:, b]) <= reach * (1 + 1e-6) + 1e-9
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self._slot_envs:

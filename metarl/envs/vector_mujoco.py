@@ -55,7 +55,7 @@ from metarl.envs.locomotion import (
     AntDir,
     HalfCheetahDir,
     HalfCheetahVel,
-    _Locomotion,
+    Locomotion,
 )
 from metarl.envs.spec import TaskValue, check_task, parse_params, sample_params
 from metarl.envs.vector import Seeds, TaskVectorEnv, sub_env_seeds
@@ -96,7 +96,7 @@ class MujocoTaskVectorEnv(TaskVectorEnv):
         threads: threads of the physics pool (default `default_threads()`).
     """
 
-    family: ClassVar[type[_Locomotion]]
+    family: ClassVar[type[Locomotion]]
     persistent: ClassVar[bool] = False
     """Whether the batch keeps one MjData per sub-env, for families that read derived fields
     (positions of bodies, contact forces) as Gymnasium leaves them after `mj_step`."""
