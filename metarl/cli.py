@@ -37,12 +37,12 @@ from metarl.config import (
     MAX_TASKS,
     Algorithm,
     OptimizerName,
-    OuterOptimizerName,
     with_overrides,
 )
 from metarl.errors import UserError, os_error_message, utf8_name
 from metarl.jsonio import all_finite
 from metarl.jsonio import dumps as dumps_json
+from metarl.outer_registry import names as outer_step_names
 from metarl.progress import ProgressCallback, progress_bar
 from metarl.startup import hand_over
 
@@ -259,7 +259,8 @@ def train(
         float | None, typer.Option(help="Outer step size at the end.")
     ] = None,
     outer_optimizer: Annotated[
-        OuterOptimizerName | None, typer.Option(help="Outer optimizer (trpo: RL maml).")
+        str | None,
+        typer.Option(help=f"Outer step, a registered one: {', '.join(outer_step_names())}."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the model and every task draw.")] = None,
     amp: Annotated[

@@ -8,7 +8,12 @@ choices, and what the value runs with) and builds the row's learner, imported wh
 used. The docs' table of combinations is generated from `SUPPORTED` (`markdown_table`,
 written into the README by `scripts/tools/sync_readme.py`, tested equal to it).
 
-A new RL engine or learner is its module and one row here.
+A row names the outer steps it takes by what they are (`Steps`), not by name: the steps
+themselves say what they serve in their registry (`metarl.outer_registry.OUTER_STEPS`),
+read each time a row's `outer` is asked, so a step registered later is in the table.
+
+A new RL engine or learner is its module and one row here; a new outer step is its module
+and its registry line.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from metarl.config import Algorithm, OuterOptimizerName, Recipe
 from metarl.errors import ConfigError
+from metarl.outer_registry import OUTER_STEPS, OuterStepEntry
 
 
 class Inner(str, enum.Enum):
@@ -36,6 +42,19 @@ DEFAULT_INNER = Inner.PPO
 """The inner update of an engine with a choice of them, where the recipe names none."""
 
 
+class Steps(enum.Enum):
+    """Which registered outer steps a row takes (of those serving its kind and algorithms)."""
+
+    GRADIENT = "gradient"
+    """The optimizers on the meta-gradient (`learner_steps` false)."""
+    LEARNER = "learner"
+    """The steps the learner takes on its own outer objective (`learner_steps` true)."""
+    ANY = "any"
+    """Both."""
+    BOUNDED = "bounded"
+    """The learner steps written for exactly the row's `inner_steps` (ProMP's one step)."""
+
+
 @dataclass(frozen=True)
 class Combination:
     """One row of `SUPPORTED`: what a learner runs."""
@@ -43,7 +62,9 @@ class Combination:
     kind: str
     """The task distribution's kind ("supervised" or "rl")."""
     algorithms: tuple[Algorithm, ...]
-    outer: tuple[OuterOptimizerName, ...]
+    steps: Steps | tuple[str, ...]
+    """The outer steps taken: those of a kind (read from the registry), or by name where
+    the learner itself allows no other (RL²'s PPO step applied whole)."""
     learner: str
     """The learner class ("module:Class"), imported when the row is chosen."""
     backend: str | None = None
@@ -56,10 +77,37 @@ class Combination:
     """Whether `[learner] outer_every_step = true` is taken (the outer objective judges each
     inner step's policy: second-order MAML-RL)."""
     why: str = ""
-    """Why the row is as narrow as it is (said in its refusals)."""
+    """Why the row is as narrow as it is (said in its refusals; a `Steps.BOUNDED` row's is
+    its steps')."""
+
+    @property
+    def outer(self) -> tuple[OuterOptimizerName, ...]:
+        """The outer steps this row takes, in the registry's order."""
+        if isinstance(self.steps, tuple):
+            return tuple(OuterOptimizerName(name) for name in self.steps)
+        return tuple(OuterOptimizerName(n) for n, e in OUTER_STEPS.items() if self.serves(e))
+
+    def serves(self, entry: OuterStepEntry) -> bool:
+        """Whether this row takes the registered step `entry` (`Steps` says which)."""
+        algorithms = {a.value for a in self.algorithms}
+        if self.kind not in entry.kinds or not algorithms <= set(entry.algorithms or algorithms):
+            return False
+        if self.steps is Steps.BOUNDED:
+            return entry.learner_steps and entry.inner_steps == self.inner_steps
+        if entry.learner_steps and self.steps is Steps.GRADIENT:
+            return False
+        if not entry.learner_steps and self.steps is Steps.LEARNER:
+            return False
+        return entry.inner_steps is None
+
+    @property
+    def reason(self) -> str:
+        """Why the row is as narrow as it is: its own `why`, else its bounded steps'."""
+        if self.why or self.steps is not Steps.BOUNDED:
+            return self.why
+        return "; ".join(dict.fromkeys(OUTER_STEPS[o.value].why for o in self.outer))
 
 
-SGD_ADAM = (OuterOptimizerName.SGD, OuterOptimizerName.ADAM)
 FIRST_ORDER = (Algorithm.REPTILE, Algorithm.FOMAML)
 SECOND_ORDER = "metarl.learners.maml_rl:MAMLRLMetaLearner"
 
@@ -67,24 +115,24 @@ SUPPORTED: list[Combination] = [
     Combination(
         "supervised",
         (*FIRST_ORDER, Algorithm.MAML, Algorithm.IMAML, Algorithm.METASGD, Algorithm.GRADIENTS),
-        SGD_ADAM,
+        Steps.GRADIENT,
         "metarl.learners.supervised:SupervisedMetaLearner",
     ),
     Combination(
         "rl",
         FIRST_ORDER,
-        SGD_ADAM,
+        Steps.GRADIENT,
         "metarl.learners.batched_rl:BatchedRLMetaLearner",
         backend="batched",
         inner=(Inner.PPO, Inner.VPG),
     ),
     Combination(
-        "rl", FIRST_ORDER, SGD_ADAM, "metarl.learners.sb3_ppo:SB3MetaLearner", backend="sb3"
+        "rl", FIRST_ORDER, Steps.GRADIENT, "metarl.learners.sb3_ppo:SB3MetaLearner", backend="sb3"
     ),
     Combination(
         "rl",
         (Algorithm.MAML,),
-        (*SGD_ADAM, OuterOptimizerName.TRPO),
+        Steps.ANY,
         SECOND_ORDER,
         backend="batched",
         inner=(Inner.VPG,),
@@ -94,18 +142,17 @@ SUPPORTED: list[Combination] = [
     Combination(
         "rl",
         (Algorithm.MAML,),
-        (OuterOptimizerName.PROMP,),
+        Steps.BOUNDED,
         SECOND_ORDER,
         backend="batched",
         inner=(Inner.VPG,),
         inner_steps=(0, 1),
         every_step=True,
-        why="ProMP's outer objective is written for one policy-gradient step",
     ),
     Combination(
         "rl",
         (Algorithm.METASGD,),
-        (OuterOptimizerName.TRPO,),
+        Steps.LEARNER,
         SECOND_ORDER,
         backend="batched",
         inner=(Inner.VPG,),
@@ -116,7 +163,7 @@ SUPPORTED: list[Combination] = [
     Combination(
         "rl",
         (Algorithm.RL2,),
-        (OuterOptimizerName.SGD,),
+        ("sgd",),
         "metarl.learners.rl2:RL2MetaLearner",
         why="RL²'s step is PPO's (learning rate train.inner_lr), applied whole",
     ),
@@ -290,7 +337,7 @@ def _refusal(
     said = _said(value)
     message = f"{dim.key} = {said}: use {dim.short} = {' or '.join(accepted)} with "
     message += ", ".join(context)
-    whys = {r.why for r in rows if r.why}
+    whys = {r.reason for r in rows if r.reason}
     if len(whys) == 1:
         message += f" ({whys.pop()})"
     # the closest rows that take the value: of the same kind of tasks where there are any,
@@ -355,6 +402,7 @@ __all__ = [
     "Choice",
     "Combination",
     "Inner",
+    "Steps",
     "backends",
     "check_backend",
     "combination",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metarl.errors import ConfigError, did_you_mean
+from metarl.outer_registry import OuterOptimizerName as OuterOptimizerName
 from metarl.tomlio import read_toml, toml_value
 
 
@@ -65,22 +66,6 @@ class OptimizerName(str, enum.Enum):
 
     SGD = "sgd"
     ADAM = "adam"
-
-
-class OuterOptimizerName(str, enum.Enum):
-    """The outer step: an optimizer on the meta-gradient, or one the RL maml learner takes
-    itself (MAML-RL's TRPO trust region, ProMP's clipped objective)."""
-
-    SGD = "sgd"
-    ADAM = "adam"
-    TRPO = "trpo"
-    PROMP = "promp"
-
-    @property
-    def learner_steps(self) -> bool:
-        """TRPO and ProMP: steps that re-evaluate MAML-RL's outer objective (RL maml only:
-        `metarl.rl.trpo`, `metarl.rl.promp`), not an optimizer on the meta-gradient."""
-        return self in (OuterOptimizerName.TRPO, OuterOptimizerName.PROMP)
 
 
 MAX_ITERATIONS = 100_000_000
@@ -120,7 +105,7 @@ class TrainConfig:
     trpo: MAML-RL's trust-region step (RL recipes with algorithm = "maml" only; `meta_step`
     is then unused: the step length comes from the KL bound, `metarl.rl.trpo`); promp:
     ProMP's clipped objective, 5 Adam steps of `meta_step` per batch (RL maml only,
-    `metarl.rl.promp`)."""
+    `metarl.rl.promp`); or any step registered in `metarl.outer_registry.OUTER_STEPS`."""
     seed: int = 0
     """Seeds the model's initialization and every meta-batch's tasks and data."""
     checkpoint_every: int = 500
@@ -473,6 +458,11 @@ def coerce_value(value: Any, annotation: Any, where: str) -> Any:
         except ValueError:
             choices = ", ".join(m.value for m in annotation)
             raise ConfigError(f"{where} = {value!r}: expected one of {choices}") from None
+    if annotation is OuterOptimizerName:
+        try:
+            return OuterOptimizerName(value)
+        except ValueError as e:
+            raise ConfigError(f"{where} = {e}") from None
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} = {value!r}: expected true or false")

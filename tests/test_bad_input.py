@@ -32,6 +32,11 @@ BAD_INPUTS: list[tuple[list[str], dict[str, str], str]] = [
     (["train", "sine", "--device", "tpu", "--out", "OUT"], {}, "--device 'tpu'"),
     (["train", "sine", "--algorithm", "maml2", "--out", "OUT"], {}, "'maml2'"),
     (["train", "sine", "--inner-optimizer", "rmsprop", "--out", "OUT"], {}, "'rmsprop'"),
+    (
+        ["train", "sine", "--outer-optimizer", "lbfgs", "--out", "OUT"],
+        {},
+        "train.outer_optimizer = 'lbfgs': expected one of sgd, adam, trpo, promp",
+    ),
     (["train", "sine", "--bogus", "--out", "OUT"], {}, "--bogus"),
     (["train", "sine", "--meta-batch", "abc", "--out", "OUT"], {}, "'abc'"),
     (["train", "sine", "--seed", "1.5", "--out", "OUT"], {}, "'1.5'"),

@@ -15,7 +15,7 @@ PACKAGE = Path(metarl.__file__).parent
 
 FLOORS: list[set[str]] = [
     {"errors", "atomic", "jsonio", "curves", "progress", "allocator", "losses", "peek", "startup"},
-    {"tomlio", "protocol", "models", "distributed"},
+    {"tomlio", "protocol", "models", "distributed", "outer_registry"},
     {"config", "validate", "cg"},
     {"combinations"},
     {"optim", "registry", "outer", "algorithms", "data"},

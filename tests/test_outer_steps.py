@@ -1,18 +1,25 @@
-"""The outer steps' registry (`metarl.outer`): every `train.outer_optimizer` has its class,
-an unknown one is refused when the recipe is read, and a new step is a class and one
-registry entry: a test-only step registered here trains a recipe and resumes."""
+"""The outer steps' registry (`metarl.outer_registry`): every `train.outer_optimizer` has its
+class, an unknown one is refused when the recipe is read, and a new step is a class and one
+registry entry: a test-only step registered here under a name of its own (no edit to the
+config or the table of what combines) is accepted by the recipe, listed in the table, refused
+where it serves nothing, trains a recipe and resumes."""
 
 from __future__ import annotations
+
+import pkgutil
 
 import pytest
 import torch
 
-from metarl.config import OuterOptimizerName, Recipe, recipe_from_dict
+from metarl.combinations import SUPPORTED, combination, markdown_table
+from metarl.config import Recipe, recipe_from_dict, with_overrides
 from metarl.errors import ConfigError
 from metarl.learners import build_meta_learner
-from metarl.outer import OUTER_STEPS, build_outer_step
+from metarl.outer import build_outer_step
 from metarl.outer.optimizers import AdamStep, SGDStep
+from metarl.outer_registry import OUTER_STEPS, OuterOptimizerName, OuterStepEntry
 from metarl.protocol import MetaLearner, MetaStep
+from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer, TrainingInterrupted
 from tests.test_run import StopAt
 
@@ -67,8 +74,37 @@ class SignStep:
         self.steps = int(state["steps"])
 
 
+def register_sign(monkeypatch) -> None:
+    """The test-only step's one registry line."""
+    monkeypatch.setitem(
+        OUTER_STEPS, "sign", OuterStepEntry(f"{__name__}:SignStep", kinds=("supervised",))
+    )
+
+
+def test_a_registered_step_is_a_name_the_table_and_its_refusals_read(monkeypatch):
+    register_sign(monkeypatch)
+    assert sine_recipe(outer_optimizer="sign").train.outer_optimizer.value == "sign"
+    assert [r.learner.rpartition(":")[2] for r in SUPPORTED if "sign" in r.outer] == [
+        "SupervisedMetaLearner"
+    ]
+    assert "| `sgd`, `adam`, `sign` |" in markdown_table()
+    with pytest.raises(ConfigError) as e:
+        sine_recipe(outer_optimizer="lbfgs")
+    assert str(e.value).endswith("expected one of sgd, adam, trpo, promp, sign")
+    rl = with_overrides(resolve_recipe("halfcheetah-dir"), "train", outer_optimizer="sign")
+    with pytest.raises(ConfigError) as e:
+        combination(rl, "rl")
+    assert str(e.value) == (
+        'train.outer_optimizer = "sign": use outer_optimizer = "sgd" or "adam" with RL tasks, '
+        'train.algorithm = "reptile"; outer_optimizer = "sign" runs with supervised tasks'
+    )
+
+
 def test_every_outer_optimizer_has_its_class():
-    assert set(OUTER_STEPS) == set(OuterOptimizerName)
+    assert list(OUTER_STEPS) == ["sgd", "adam", "trpo", "promp"]
+    for name, entry in OUTER_STEPS.items():
+        assert callable(pkgutil.resolve_name(entry.cls).from_recipe), name
+        assert OuterOptimizerName(name).learner_steps == (name in ("trpo", "promp"))
     learner = build_meta_learner(sine_recipe(), CPU)
     assert isinstance(build_outer_step(sine_recipe(), learner), SGDStep)
     assert isinstance(build_outer_step(sine_recipe(outer_optimizer="adam"), learner), AdamStep)
@@ -83,11 +119,11 @@ def test_an_unknown_outer_optimizer_is_refused_when_the_recipe_is_read():
 
 
 def test_a_test_only_outer_step_trains_a_recipe_and_resumes(tmp_path, monkeypatch):
-    """Registered from this file in place of "sgd": the trainer builds and steps it without
-    knowing it, each weight moves by exactly lr per step (two steps: 0 or 2 lr), its metric
-    is logged, and its state comes back from the checkpoint on resume."""
-    monkeypatch.setitem(OUTER_STEPS, OuterOptimizerName.SGD, f"{__name__}:SignStep")
-    recipe = sine_recipe()
+    """Registered from this file as "sign", for supervised tasks: the trainer builds and
+    steps it without knowing it, each weight moves by exactly lr per step (two steps: 0 or 2
+    lr), its metric is logged, and its state comes back from the checkpoint on resume."""
+    register_sign(monkeypatch)
+    recipe = sine_recipe(outer_optimizer="sign")
     with pytest.raises(TrainingInterrupted):
         MetaTrainer.start(recipe, tmp_path / "run", CPU, callbacks=[StopAt(2)]).fit()
     trainer = MetaTrainer.resume(tmp_path / "run", CPU)

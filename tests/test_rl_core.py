@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from metarl import combinations
-from metarl.combinations import FIRST_ORDER, SGD_ADAM, Combination
+from metarl.combinations import FIRST_ORDER, Combination, Steps
 from metarl.config import recipe_from_dict
 from metarl.envs.distribution import EnvFamilyDistribution
 from metarl.errors import ConfigError
@@ -83,7 +83,9 @@ def test_a_new_engine_is_one_class_and_one_row(monkeypatch, tmp_path):
     """Registered by one row of the table of combinations, the toy engine is built from a
     recipe, refuses what RL learners refuse, trains with checkpoints through the trainer,
     and evaluates."""
-    toy = Combination("rl", FIRST_ORDER, SGD_ADAM, f"{__name__}:ZeroShotEngine", backend="toy")
+    toy = Combination(
+        "rl", FIRST_ORDER, Steps.GRADIENT, f"{__name__}:ZeroShotEngine", backend="toy"
+    )
     monkeypatch.setattr(combinations, "SUPPORTED", [*combinations.SUPPORTED, toy])
     meta = build_meta_learner(nav(backend="toy"), CPU)
     assert isinstance(meta, ZeroShotEngine)

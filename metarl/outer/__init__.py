@@ -1,14 +1,10 @@
-"""The outer steps (`train.outer_optimizer`), one class each, in one registry keyed by the
-enum: the trainer builds the recipe's step once and calls its `step` every iteration, never
-asking which one it is.
-
-- `sgd`, `adam` (`metarl.outer.optimizers`): torch's optimizer on the meta-gradient;
-- `trpo` (`metarl.rl.trpo`): MAML-RL's trust region on the policies' KL;
-- `promp` (`metarl.rl.promp`): ProMP's clipped objective, several Adam steps per batch.
+"""The outer steps (`train.outer_optimizer`), one class each, found by name in the registry
+(`metarl.outer_registry.OUTER_STEPS`, which says what each serves): the trainer builds the
+recipe's step once and calls its `step` every iteration, never asking which one it is.
 
 A new outer step is a class meeting `metarl.protocol.OuterStep` with a
 `from_recipe(recipe, learner)` constructor (which refuses a learner it cannot step, in one
-line), and its line here.
+line), and its line in the registry.
 """
 
 from __future__ import annotations
@@ -16,21 +12,14 @@ from __future__ import annotations
 import pkgutil
 from typing import Any
 
-from metarl.config import OuterOptimizerName, Recipe
+from metarl.config import Recipe
+from metarl.outer_registry import OUTER_STEPS
 from metarl.protocol import MetaLearner, OuterStep
-
-OUTER_STEPS: dict[OuterOptimizerName, str] = {
-    OuterOptimizerName.SGD: "metarl.outer.optimizers:SGDStep",
-    OuterOptimizerName.ADAM: "metarl.outer.optimizers:AdamStep",
-    OuterOptimizerName.TRPO: "metarl.rl.trpo:TRPOStep",
-    OuterOptimizerName.PROMP: "metarl.rl.promp:ProMPStep",
-}
-"""`train.outer_optimizer` -> its class (imported when first used)."""
 
 
 def build_outer_step(recipe: Recipe, learner: MetaLearner[Any]) -> OuterStep:
     """The recipe's outer step on `learner`'s model."""
-    cls = pkgutil.resolve_name(OUTER_STEPS[recipe.train.outer_optimizer])
+    cls = pkgutil.resolve_name(OUTER_STEPS[recipe.train.outer_optimizer.value].cls)
     step: OuterStep = cls.from_recipe(recipe, learner)
     return step
 
@@ -44,4 +33,4 @@ def checkpoint_state(optimizer: dict[str, Any], learner: dict[str, Any]) -> dict
     return optimizer
 
 
-__all__ = ["OUTER_STEPS", "build_outer_step", "checkpoint_state"]
+__all__ = ["build_outer_step", "checkpoint_state"]

@@ -67,7 +67,7 @@ def joint_outer_recipe(recipe: Recipe) -> Recipe:
     meta-batch of the meta run."""
     t = recipe.train
     iterations = max(1, round(meta_env_steps(recipe) / (t.meta_batch * _steps_per_update(recipe))))
-    promp = t.outer_optimizer is OuterOptimizerName.PROMP
+    promp = t.outer_optimizer == OuterOptimizerName.PROMP
     return with_overrides(
         recipe,
         "train",

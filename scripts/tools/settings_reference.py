@@ -42,6 +42,8 @@ from metarl.config import (  # noqa: E402  (the paths above first, for --help's 
 )
 from metarl.errors import ConfigError  # noqa: E402
 from metarl.models import ACTIVATIONS  # noqa: E402
+from metarl.outer_registry import OuterOptimizerName  # noqa: E402
+from metarl.outer_registry import names as outer_step_names  # noqa: E402
 from metarl.provenance import READERS, Setting, settings  # noqa: E402
 from metarl.rl.rl2_settings import RL2Settings  # noqa: E402
 from metarl.rl.settings import BatchedSettings, PPOSettings  # noqa: E402
@@ -51,6 +53,7 @@ Accepts = Callable[[str, Any], bool]
 CHOICES: dict[tuple[type, str], list[str]] = {
     (PPOSettings, "backend"): backends(),
     (PPOSettings, "activation"): list(ACTIVATIONS),
+    (TrainConfig, "outer_optimizer"): outer_step_names(),
 }
 """String settings whose values are the keys of a table in the code."""
 
@@ -144,8 +147,10 @@ def type_name(annotation: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         args = [type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
         return " \\| ".join(args) + " (optional)"
-    if origin is typing.Literal or (
-        isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+    if (
+        origin is typing.Literal
+        or annotation is OuterOptimizerName
+        or (isinstance(annotation, type) and issubclass(annotation, enum.Enum))
     ):
         return "string"
     if origin is list:
