@@ -76,7 +76,17 @@ def build_policy(
     dist: Any, settings: RL2Settings, seed: int, device: torch.device
 ) -> RecurrentActorCritic:
     """The GRU actor-critic for the spaces of the distribution's envs, initialized from
-    `seed` alone (torch's global generator is left as it was)."""
+    `seed` alone (torch's global generator is left as it was).
+
+    Args:
+        dist: the RL distribution (one env is made to read its spaces, then closed).
+        settings: the recipe's RL² `[learner]` settings (the network's shape).
+        seed: the policy's seed.
+        device: where the policy lives.
+
+    Returns:
+        The recurrent policy holding phi.
+    """
     probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
     try:
         with torch.random.fork_rng(devices=[]):

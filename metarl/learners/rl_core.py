@@ -59,7 +59,15 @@ Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
     """`[model]` and the supervised learner's `[train]`/`[eval]` keys have no meaning for an
     RL learner: the first one given is a `ConfigError` naming it and why. (Which algorithms
-    an RL learner runs is `metarl.combinations.SUPPORTED`'s to say.)"""
+    an RL learner runs is `metarl.combinations.SUPPORTED`'s to say.)
+
+    Args:
+        recipe: the recipe to check.
+        learner: how the message names the learner ("the batched RL learner").
+
+    Raises:
+        ConfigError: a `[model]` table, or a supervised-only key.
+    """
     if recipe.model:
         raise ConfigError(
             "[model] is not used by RL recipes; put net_arch, "
@@ -72,7 +80,17 @@ def initial_policy(
     dist: Any, settings: PPOSettings, seed: int, device: torch.device
 ) -> ActorCriticPolicy:
     """phi at the start: SB3's `MlpPolicy` for the spaces of the distribution's envs, shaped
-    by the `[learner]` settings and initialized from `seed` (train.seed) alone."""
+    by the `[learner]` settings and initialized from `seed` (train.seed) alone.
+
+    Args:
+        dist: the RL distribution (one env is made to read its spaces, then closed).
+        settings: the `[learner]` table's network shape and initialization.
+        seed: the policy's seed.
+        device: where the policy lives.
+
+    Returns:
+        The policy holding phi.
+    """
     probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
     policy = build_sb3_policy(
         probe.observation_space,
@@ -90,13 +108,41 @@ def initial_policy(
 def slot_seeds(rng: np.random.Generator, n_tasks: int, rollouts: int, slots: slice) -> list[int]:
     """One seed per meta-batch slot, drawn for all `n_tasks` slots and then cut to `slots`,
     so a slot's rollouts do not depend on how the meta-batch is split across ranks. Rollout
-    r of a task uses seed + r, so the seeds leave room for `rollouts` of them below 2**31."""
+    r of a task uses seed + r, so the seeds leave room for `rollouts` of them below 2**31.
+
+    Args:
+        rng: the iteration's generator.
+        n_tasks: the whole meta-batch's size.
+        rollouts: rollouts per task (the seeds stay below 2**31 - rollouts).
+        slots: this rank's slots.
+
+    Returns:
+        The seeds of `slots`.
+
+    Examples:
+        A rank holding slots 2 and 3 gets the seeds those slots get in the whole batch:
+
+        >>> import numpy as np
+        >>> from metarl.learners.rl_core import slot_seeds
+        >>> whole = slot_seeds(np.random.default_rng(0), 4, 2, slice(None))
+        >>> whole[2:] == slot_seeds(np.random.default_rng(0), 4, 2, slice(2, 4))
+        True
+    """
     return [int(s) for s in rng.integers(2**31 - 1 - rollouts, size=n_tasks)][slots]
 
 
 def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:
     """The recipe's fixed evaluation tasks and one seed each (functions of eval.seed and
-    eval.split alone, so every engine and every init is evaluated on the same ones)."""
+    eval.split alone, so every engine and every init is evaluated on the same ones).
+
+    Args:
+        evaluation: the recipe's `[eval]` table (its seed and split).
+        dist: the task distribution.
+        n_tasks: how many tasks.
+
+    Returns:
+        The tasks and one rollout seed per task.
+    """
     split = Split(evaluation.split)
     rng = task_rng(evaluation.seed, split)
     tasks = list(dist.sample(n_tasks, rng, split))

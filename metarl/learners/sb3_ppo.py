@@ -169,6 +169,19 @@ class SB3MetaLearner(RLMetaLearnerBase):
 
         With `extra_rollout`, one more rollout is collected after the last update (it is left
         in the rollout buffer, for FOMAML's query gradient) and measured as `updates`.
+
+        Args:
+            phi: the parameters to adapt from.
+            task: the task.
+            seed: the task's seed (torch's generator is forked and seeded with it, so the
+                global stream is left as it was).
+            updates: PPO updates.
+            lr: PPO's learning rate.
+            measure: the rollout indices whose return is recorded.
+            extra_rollout: collect one more rollout after the last update.
+
+        Returns:
+            The adapted parameters and the measured returns.
         """
         ppo, timers = self.ppo, self.timers
         started = time.perf_counter()
