@@ -35,6 +35,15 @@ MODULES = (
     "metarl.export",
     "metarl.zoo",
     "metarl.plots",
+    "metarl.learners",
+    "metarl.learners.supervised",
+    "metarl.learners.inner_loop",
+    "metarl.learners.second_order",
+    "metarl.learners.rl_core",
+    "metarl.learners.batched_rl",
+    "metarl.learners.sb3_ppo",
+    "metarl.learners.maml_rl",
+    "metarl.learners.rl2",
 )
 """The modules whose docstring examples run (the API pages of docs/api/ render them)."""
 
@@ -52,6 +61,11 @@ WITH_EXAMPLES = (
     "metarl.distributions.sine.SineDistribution",
     "metarl.envs.distribution.EnvFamilyDistribution",
     "metarl.plots.plot_curves",
+    "metarl.learners.build_meta_learner",
+    "metarl.learners.supervised.SupervisedMetaLearner",
+    "metarl.learners.inner_loop.InnerLoop",
+    "metarl.learners.second_order.unrolled_meta_gradient",
+    "metarl.learners.rl_core.RLMetaLearnerBase",
 )
 """What a new user reaches for first: each has an example."""
 

@@ -84,7 +84,21 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
 
     `model` is an SB3 `ActorCriticPolicy` holding phi (on `device`: the policy, rollout
     arrays and updates live there; the envs step in NumPy, so each env step copies the
-    observations in and the actions out). Adaptation never changes its parameters."""
+    observations in and the actions out). Adaptation never changes its parameters.
+
+    Stepping every task of a meta-batch in one vector env and updating all tasks' weights
+    in one batched call is what makes it the default: the per-task Python loop of the SB3
+    engine is its reference, not its speed.
+
+    Args:
+        recipe: an RL recipe whose row of `metarl.combinations.SUPPORTED` names this
+            class; its `[learner]` table is typed by the engine's settings.
+        dist: the recipe's task distribution.
+        device: where the policy, the rollout arrays and the updates lives.
+
+    Build it with `from_recipe` (or `build_meta_learner`); the class example of
+    `metarl.learners.rl_core.RLMetaLearnerBase` runs one on Navigation2D.
+    """
 
     name = "the batched RL learner"
     inner_rates: Params | None = None
@@ -115,7 +129,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
     # -- adapting a batch of tasks --------------------------------------------------------
     def rollouts(self, request: RunRequest) -> TasksRun:
         """Every task's rollouts at once: one task vector env, the inner update applied to
-        all tasks' weights together."""
+        all tasks' weights together.
+
+        Args:
+            request: the policy, tasks, seeds, updates, step size and measured rollouts.
+
+        Returns:
+            The adapted parameters (stacked), the measured returns and the env steps of
+            one rollout.
+        """
         with one_torch_thread():
             return self._rollouts(request)
 

@@ -66,7 +66,17 @@ class MAMLRLContext:
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
-    """The batched learner with MAML-RL's second-order meta-gradient (see the module)."""
+    """The batched learner with MAML-RL's second-order meta-gradient (see the module).
+
+    A subclass of the batched engine, so its rollouts, seeds and held-out tasks are the
+    first-order learner's: maml and fomaml differ only in the gradient they take.
+
+    Args:
+        recipe: an RL recipe whose row of `metarl.combinations.SUPPORTED` names this
+            class; its `[learner]` table is typed by the engine's settings.
+        dist: the recipe's task distribution.
+        device: where the policy and the rollout arrays lives.
+    """
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         super().__init__(recipe, dist, device)
@@ -91,7 +101,18 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         """Pre-update rollouts and theta_i' for this rank's slots: `inner_steps` VPG steps,
         step j on fresh episodes of theta_j' (rollout index j; phi's at j = 0), as the
         evaluation adapts. The context keeps every step's samples (`pre`, a list: empty for
-        the joint baseline) for the meta-gradient through all of them."""
+        the joint baseline) for the meta-gradient through all of them.
+
+        Args:
+            phi: the meta-parameters.
+            tasks: the whole meta-batch.
+            rng: the iteration's generator (every task's seed is drawn from it).
+            slots: this rank's tasks.
+
+        Returns:
+            theta_i' stacked, the context `meta_gradient` differentiates through, and the
+            log's metrics (`return_before`, `env_steps`).
+        """
         k = self.recipe.train.inner_steps
         seeds = slot_seeds(rng, len(tasks), max(k, 1), slots)
         tasks = list(tasks)[slots]
@@ -133,7 +154,15 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
     def meta_gradient(self, adaptation: Adaptation[Any]) -> tuple[Params, dict[str, float]]:
         """Post-update rollouts from theta_i', then the sum over this rank's tasks of the
         outer surrogate's gradient with respect to phi through the adaptation. The objective
-        is kept in the adaptation's context for the trust-region step."""
+        is kept in the adaptation's context for the trust-region step.
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Returns:
+            The meta-gradient keyed like phi, summed over this rank's tasks, and the
+            post-update rollouts' metrics.
+        """
         ctx: MAMLRLContext = adaptation.context  # (what `adapt` returned)
         with one_torch_thread():
             k = len(ctx.pre)

@@ -76,7 +76,17 @@ def build_policy(
     dist: Any, settings: RL2Settings, seed: int, device: torch.device
 ) -> RecurrentActorCritic:
     """The GRU actor-critic for the spaces of the distribution's envs, initialized from
-    `seed` alone (torch's global generator is left as it was)."""
+    `seed` alone (torch's global generator is left as it was).
+
+    Args:
+        dist: the RL distribution (one env is made to read its spaces, then closed).
+        settings: the recipe's RL² `[learner]` settings (the network's shape).
+        seed: the policy's seed.
+        device: where the policy lives.
+
+    Returns:
+        The recurrent policy holding phi.
+    """
     probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
     try:
         with torch.random.fork_rng(devices=[]):
@@ -95,13 +105,39 @@ def build_policy(
 
 
 class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
-    """RL² on the batched engine (see the module docstring)."""
+    """RL² on the batched engine (see the module docstring).
+
+    Not an `RLMetaLearnerBase`: it has no inner gradient step to run, but it shares that
+    class's seeds, held-out tasks and metrics (`metarl.learners.rl_core`), so its curves
+    sit on the same env-steps axis as MAML's.
+
+    Args:
+        recipe: an RL recipe whose row of `metarl.combinations.SUPPORTED` names this
+            class; its `[learner]` table is typed by the engine's settings.
+        dist: the recipe's task distribution.
+        device: where the policy (a GRU actor-critic) lives.
+    """
 
     name: ClassVar[str] = "the RL² learner"
     model: RecurrentActorCritic
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> RL2MetaLearner:
+        """The learner of `recipe`: `[model]` and the supervised keys are refused, and the
+        outer step must be taken whole, since PPO's update already is RL²'s meta-update.
+
+        Args:
+            recipe: a recipe with `train.algorithm = "rl2"`.
+            dist: its task distribution.
+            device: where the policy lives.
+
+        Returns:
+            The learner, its GRU policy initialized from `train.seed`.
+
+        Raises:
+            ConfigError: a supervised key or `[model]` table, or `meta_step` /
+                `meta_step_final` other than 1.0.
+        """
         refuse_supervised_keys(recipe, cls.name)
         t = recipe.train
         if (t.meta_step, t.meta_step_final) != (1.0, 1.0):  # the outer step: SUPPORTED's
@@ -176,7 +212,18 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         rng: np.random.Generator,
         slots: slice = slice(None),
     ) -> Adaptation[RL2Context]:
-        """Trials of phi on this rank's tasks, then PPO on them: W in `params` (one slot)."""
+        """Trials of phi on this rank's tasks, then PPO on them: W in `params` (one slot).
+
+        Args:
+            phi: the meta-parameters.
+            tasks: the whole meta-batch.
+            rng: the iteration's generator (every task's seed is drawn from it).
+            slots: this rank's tasks.
+
+        Returns:
+            W (one slot), the context `meta_gradient` reads, and the log's metrics: PPO's,
+            the trials' (`trial_metrics`) and the env steps.
+        """
         with one_torch_thread():
             seeds = slot_seeds(rng, len(tasks), 1, slots)
             mine = list(tasks)[slots]
@@ -195,7 +242,14 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
 
     def meta_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
         """The delta whose SGD step of 1 takes phi to W: (phi - W) per task slot of this rank
-        (the trainer divides the ranks' sum by the meta-batch)."""
+        (the trainer divides the ranks' sum by the meta-batch).
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Returns:
+            The delta keyed like phi, and no metrics.
+        """
         phi = adaptation.context["phi"]
         count = len(adaptation.context["tasks"])
         return {n: (phi[n] - w[0]) * count for n, w in adaptation.params.items()}, {}

@@ -59,7 +59,15 @@ Scorer = Callable[[Any, Callable[[np.ndarray], np.ndarray]], dict[str, float]]
 def refuse_supervised_keys(recipe: Recipe, learner: str) -> None:
     """`[model]` and the supervised learner's `[train]`/`[eval]` keys have no meaning for an
     RL learner: the first one given is a `ConfigError` naming it and why. (Which algorithms
-    an RL learner runs is `metarl.combinations.SUPPORTED`'s to say.)"""
+    an RL learner runs is `metarl.combinations.SUPPORTED`'s to say.)
+
+    Args:
+        recipe: the recipe to check.
+        learner: how the message names the learner ("the batched RL learner").
+
+    Raises:
+        ConfigError: a `[model]` table, or a supervised-only key.
+    """
     if recipe.model:
         raise ConfigError(
             "[model] is not used by RL recipes; put net_arch, "
@@ -72,7 +80,17 @@ def initial_policy(
     dist: Any, settings: PPOSettings, seed: int, device: torch.device
 ) -> ActorCriticPolicy:
     """phi at the start: SB3's `MlpPolicy` for the spaces of the distribution's envs, shaped
-    by the `[learner]` settings and initialized from `seed` (train.seed) alone."""
+    by the `[learner]` settings and initialized from `seed` (train.seed) alone.
+
+    Args:
+        dist: the RL distribution (one env is made to read its spaces, then closed).
+        settings: the `[learner]` table's network shape and initialization.
+        seed: the policy's seed.
+        device: where the policy lives.
+
+    Returns:
+        The policy holding phi.
+    """
     probe = dist.make_env(dist.sample(1, np.random.default_rng(0), Split.TRAIN)[0])
     policy = build_sb3_policy(
         probe.observation_space,
@@ -90,13 +108,41 @@ def initial_policy(
 def slot_seeds(rng: np.random.Generator, n_tasks: int, rollouts: int, slots: slice) -> list[int]:
     """One seed per meta-batch slot, drawn for all `n_tasks` slots and then cut to `slots`,
     so a slot's rollouts do not depend on how the meta-batch is split across ranks. Rollout
-    r of a task uses seed + r, so the seeds leave room for `rollouts` of them below 2**31."""
+    r of a task uses seed + r, so the seeds leave room for `rollouts` of them below 2**31.
+
+    Args:
+        rng: the iteration's generator.
+        n_tasks: the whole meta-batch's size.
+        rollouts: rollouts per task (the seeds stay below 2**31 - rollouts).
+        slots: this rank's slots.
+
+    Returns:
+        The seeds of `slots`.
+
+    Examples:
+        A rank holding slots 2 and 3 gets the seeds those slots get in the whole batch:
+
+        >>> import numpy as np
+        >>> from metarl.learners.rl_core import slot_seeds
+        >>> whole = slot_seeds(np.random.default_rng(0), 4, 2, slice(None))
+        >>> whole[2:] == slot_seeds(np.random.default_rng(0), 4, 2, slice(2, 4))
+        True
+    """
     return [int(s) for s in rng.integers(2**31 - 1 - rollouts, size=n_tasks)][slots]
 
 
 def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:
     """The recipe's fixed evaluation tasks and one seed each (functions of eval.seed and
-    eval.split alone, so every engine and every init is evaluated on the same ones)."""
+    eval.split alone, so every engine and every init is evaluated on the same ones).
+
+    Args:
+        evaluation: the recipe's `[eval]` table (its seed and split).
+        dist: the task distribution.
+        n_tasks: how many tasks.
+
+    Returns:
+        The tasks and one rollout seed per task.
+    """
     split = Split(evaluation.split)
     rng = task_rng(evaluation.seed, split)
     tasks = list(dist.sample(n_tasks, rng, split))
@@ -191,7 +237,8 @@ def eval_chunk(dist: Any, n_envs: int) -> int:
 
 @dataclass
 class TasksRun:
-    """What an engine's `run` produced for a batch of tasks."""
+    """What an engine's `run` produced for a batch of tasks: the one result type every
+    engine returns, so `adapt` and `curves` are written once above the engines."""
 
     params: Params
     """The adapted parameters, stacked `[tasks, ...]`."""
@@ -212,7 +259,21 @@ RolloutTick = Callable[[int], None]
 class RunRequest:
     """What `rollouts` is asked: adapt `phi` to every task with `updates` inner updates of
     step size `lr`, rollout t (after t updates) of task i drawing its randomness from
-    (seeds[i], t) alone; measure the rollouts in `measure`; `on_rollout` hears each one."""
+    (seeds[i], t) alone; measure the rollouts in `measure`; `on_rollout` hears each one.
+
+    Seeding each rollout by (task seed, update) rather than by a shared stream is what makes
+    a task's numbers independent of which other tasks share its batch, its rank or its
+    evaluation chunk. Callers build it through `RLMetaLearnerBase.run`.
+
+    Args:
+        phi: the policy's parameters to adapt from, keyed like `model.named_parameters()`.
+        tasks: the tasks, one per slot.
+        seeds: one seed per task.
+        updates: inner updates per task.
+        lr: the inner step size.
+        measure: the update counts after which the rollout's return is recorded.
+        on_rollout: called with the number of tasks after each rollout (progress bars).
+    """
 
     phi: Params
     tasks: list[Any]
@@ -228,7 +289,12 @@ class RunRequest:
         return RolloutSchedule(self.updates, self.measure)
 
     def rolled_out(self, n_tasks: int) -> None:
-        """Tell `on_rollout` that a rollout of `n_tasks` tasks is done."""
+        """Tell `on_rollout` that a rollout of `n_tasks` tasks is done (engines call it after
+        each rollout, so progress is reported the same way whichever engine runs).
+
+        Args:
+            n_tasks: the tasks the rollout covered.
+        """
         if self.on_rollout is not None:
             self.on_rollout(n_tasks)
 
@@ -239,7 +305,34 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
     `__init__(recipe, dist, device)` and implements its rollouts (adapt a batch of tasks and
     measure its rollouts: `rollouts`), `query_gradient` (FOMAML's loss is the engine's) and, for
     distributions that score policies themselves, `deterministic_act`. `adapt`, `curves`,
-    the seeds, the held-out tasks and the metrics are written here, once."""
+    the seeds, the held-out tasks and the metrics are written here, once.
+
+    Writing them once is why the engines agree: the same seeds, held-out tasks and metrics
+    whichever engine rolls out, so a run of the batched engine and one of SB3's are
+    compared on the same tasks.
+
+    Examples:
+        A tiny Navigation2D learner (two 20-step episodes per update) adapts two tasks by
+        one update and measures the rollouts before and after it, then the held-out curve:
+
+        >>> import numpy as np, torch
+        >>> from metarl.config import with_overrides
+        >>> from metarl.learners import build_meta_learner
+        >>> from metarl.registry import resolve_recipe
+        >>> recipe = with_overrides(
+        ...     resolve_recipe("navigation2d"), "learner", n_steps=20, batch_size=20, n_epochs=1
+        ... )
+        >>> learner = build_meta_learner(recipe, torch.device("cpu"))
+        >>> type(learner).__name__
+        'BatchedRLMetaLearner'
+        >>> tasks = learner.dist.sample(2, np.random.default_rng(0))
+        >>> run = learner.run(learner.phi(), tasks, seeds=[0, 1], updates=1, measure=(0, 1))
+        >>> sorted(run.returns), run.returns[1].shape
+        ([0, 1], (2,))
+        >>> curves = learner.curves([0, 1], n_tasks=2)
+        >>> list(curves), curves["return"].steps
+        (['return'], [0, 1])
+    """
 
     name: ClassVar[str] = "the RL learner"
     recipe: Recipe
@@ -248,14 +341,38 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
     @classmethod
     def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> RLMetaLearnerBase:
         """The learner of `recipe`: `[model]` and the supervised learner's keys are refused,
-        naming the first one given; `[learner]` is typed by the engine's settings."""
+        naming the first one given; `[learner]` is typed by the engine's settings.
+
+        Args:
+            recipe: an RL recipe.
+            dist: its task distribution.
+            device: where the policy lives.
+
+        Returns:
+            The engine's learner, its policy initialized from `train.seed`.
+
+        Raises:
+            ConfigError: a `[model]` table or a supervised-only `[train]` key, or a
+                `[learner]` key the engine does not read.
+        """
         refuse_supervised_keys(recipe, cls.name)
         return cls(recipe, dist, device)  # type: ignore[call-arg]
 
     # -- what an engine writes ----------------------------------------------------------------
     def rollouts(self, request: RunRequest) -> TasksRun:
         """Adapt `request.phi` to every task of the request and measure the rollouts it asks
-        for (see `RunRequest`): the engine's one job."""
+        for (see `RunRequest`): the engine's one job.
+
+        Args:
+            request: the policy, tasks, seeds, updates, step size and measured rollouts.
+
+        Returns:
+            The adapted parameters (stacked), the measured returns and the env steps of
+            one rollout.
+
+        Raises:
+            NotImplementedError: the subclass is not an engine (it writes no rollouts).
+        """
         raise NotImplementedError(f"{self.name} has no rollouts")
 
     def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -289,7 +406,20 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         on_rollout: RolloutTick | None = None,
     ) -> TasksRun:
         """Adapt phi to every task with `updates` inner updates of step size `lr`
-        (train.inner_lr when not given) and measure the rollouts in `measure` (`rollouts`)."""
+        (train.inner_lr when not given) and measure the rollouts in `measure` (`rollouts`).
+
+        Args:
+            phi: the parameters to adapt from (`phi()` gives the model's, detached).
+            tasks: the tasks.
+            seeds: one seed per task; a task's rollouts depend on its seed alone.
+            updates: inner updates per task.
+            lr: the inner step size (None: `train.inner_lr`).
+            measure: the update counts whose rollouts are measured.
+            on_rollout: hears each rollout, with the number of tasks it covered.
+
+        Returns:
+            The adapted parameters, stacked `[tasks, ...]`, and the measured returns.
+        """
         lr = self.recipe.train.inner_lr if lr is None else lr
         request = RunRequest(phi, list(tasks), list(seeds), updates, lr, tuple(measure))
         return self.rollouts(dataclasses.replace(request, on_rollout=on_rollout))
@@ -303,7 +433,19 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
     ) -> Adaptation[Any]:
         """`train.inner_steps` updates of this rank's slots' tasks from phi (`run`); the log
         gets the return of phi's rollouts, the env steps, and the family's metrics of phi's
-        episodes (`<name>_before`)."""
+        episodes (`<name>_before`).
+
+        Args:
+            phi: the meta-parameters.
+            tasks: the whole meta-batch.
+            rng: the iteration's generator: every task's seed is drawn from it, then this
+                rank keeps its slots', so a task's rollouts do not depend on the split.
+            slots: this rank's tasks.
+
+        Returns:
+            The adapted parameters, the tasks and seeds (the context `query_gradient`
+            rolls out again from), and the log's metrics (`return_before`, `env_steps`).
+        """
         k = self.recipe.train.inner_steps
         seeds = slot_seeds(rng, len(tasks), k, slots)
         tasks = list(tasks)[slots]
@@ -335,7 +477,16 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         that scores policies (`policy_scorer`, Meta-World) scores each adapted policy with
         its benchmark's own protocol: its metrics lead, and the rollouts' return is kept as
         `rollout_return`. `progress(done, n_tasks)` hears each rollout, as the fraction of
-        the tasks' work done (the scoring, where there is one, counts as much again)."""
+        the tasks' work done (the scoring, where there is one, counts as much again).
+
+        Args:
+            steps: the numbers of inner updates after which each metric is measured.
+            n_tasks: held-out tasks (`eval_tasks`: fixed by eval.seed and eval.split).
+            progress: called with (tasks done, n_tasks).
+
+        Returns:
+            Metric name -> curve, the headline (`curve`'s) first.
+        """
         with self.evaluating():
             return self._curves(steps, n_tasks, progress)
 

@@ -96,6 +96,15 @@ class SB3MetaLearner(RLMetaLearnerBase):
     included); the PPO object works on its own copy of the policy, so adapting never touches
     phi. `inner_lr` (`train.inner_lr`) is PPO's learning rate (`eval.inner_lr` in evaluation);
     PPO's own settings are `PPOSettings` (the recipe's `[learner]` table).
+
+    It runs one task after another through SB3's own PPO, so it is the reference the batched
+    engine is checked against, not the fast path (`backend = "sb3"`).
+
+    Args:
+        recipe: an RL recipe whose row of `metarl.combinations.SUPPORTED` names this
+            class; its `[learner]` table is typed by the engine's settings.
+        dist: the recipe's task distribution.
+        device: where the policy lives.
     """
 
     name = "the PPO learner"
@@ -160,6 +169,19 @@ class SB3MetaLearner(RLMetaLearnerBase):
 
         With `extra_rollout`, one more rollout is collected after the last update (it is left
         in the rollout buffer, for FOMAML's query gradient) and measured as `updates`.
+
+        Args:
+            phi: the parameters to adapt from.
+            task: the task.
+            seed: the task's seed (torch's generator is forked and seeded with it, so the
+                global stream is left as it was).
+            updates: PPO updates.
+            lr: PPO's learning rate.
+            measure: the rollout indices whose return is recorded.
+            extra_rollout: collect one more rollout after the last update.
+
+        Returns:
+            The adapted parameters and the measured returns.
         """
         ppo, timers = self.ppo, self.timers
         started = time.perf_counter()
@@ -215,7 +237,15 @@ class SB3MetaLearner(RLMetaLearnerBase):
         return float(ppo.rollout_buffer.rewards.sum() / self.vec_env.num_envs)
 
     def rollouts(self, request: RunRequest) -> TasksRun:
-        """One task after another (`run_task`), the adapted weights stacked."""
+        """One task after another (`run_task`), the adapted weights stacked.
+
+        Args:
+            request: the policy, tasks, seeds, updates, step size and measured rollouts.
+
+        Returns:
+            The adapted parameters (stacked), the measured returns and the env steps of
+            one rollout.
+        """
         runs = []
         for task, seed in zip(request.tasks, request.seeds, strict=True):
             run = self.run_task(

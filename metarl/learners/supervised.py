@@ -59,7 +59,21 @@ def build_inner_loop(
     """The recipe's inner loop on `model` with step size `lr` (for evaluation, the recipe's
     `eval_inner_lr`) and `inner_batch` support examples per step (default: the training
     one); `rates` (Meta-SGD's alpha) replace the learning rate. Needs no task data, so
-    `metarl demo` builds the evaluation loop of a shipped model with it."""
+    `metarl demo` builds the evaluation loop of a shipped model with it.
+
+    Args:
+        model: the network the loop adapts (its parameters are only the template: the loop
+            steps stacked copies of them).
+        loss: the distribution's loss name ("mse" or "cross_entropy").
+        settings: the recipe's typed `[train]` keys (inner optimizer, its beta1, minibatch,
+            mixed precision).
+        lr: the inner step size.
+        inner_batch: support examples per inner step (None: `settings.inner_batch`).
+        rates: Meta-SGD's learned per-parameter rates, used instead of `lr`.
+
+    Returns:
+        The vmapped inner loop.
+    """
     batch = settings.inner_batch if inner_batch is None else inner_batch
     optimizer = InnerOptimizer(
         settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
@@ -81,9 +95,28 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             at `inner_lr`).
         evaluation: the held-out protocol (`[eval]`): the tasks' seed and split, and the
             supervised keys (shots, minibatch, transduction).
+        held_out: the supervised evaluation keys (`[eval]`: shots, inner minibatch,
+            transduction).
         eval_lr: the inner learning rate of evaluation.
         model_options: the `[model]` table, handed to `dist.build_model`.
         seed: initializes the model.
+
+    Build it with `from_recipe` (or `metarl.learners.build_meta_learner`), which types and
+    checks these from a recipe; the constructor is for code that has no recipe.
+
+    Examples:
+        The held-out curve of an untrained sine model, two tasks (the evaluation tasks are
+        a function of the recipe's `eval.seed`, so a second call measures the same tasks):
+
+        >>> import torch
+        >>> from metarl.learners import build_meta_learner
+        >>> from metarl.registry import resolve_recipe
+        >>> learner = build_meta_learner(resolve_recipe("sine"), torch.device("cpu"))
+        >>> curve = learner.curve([0, 1, 5], n_tasks=2)
+        >>> curve.metric, curve.steps, curve.per_task.shape
+        ('mse', [0, 1, 5], (3, 2))
+        >>> curve.mean == learner.curve([0, 1, 5], n_tasks=2).mean
+        True
     """
 
     def __init__(
@@ -125,7 +158,20 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         cls, recipe: Recipe, dist: SupervisedDistribution, device: torch.device
     ) -> SupervisedMetaLearner:
         """The learner of `recipe`: its `[train]` keys typed and checked (a `[learner]` table,
-        the RL learner's, is refused)."""
+        the RL learner's, is refused).
+
+        Args:
+            recipe: a supervised recipe.
+            dist: its task distribution (`metarl.learners.distribution(recipe)`).
+            device: where the model and the episodes live.
+
+        Returns:
+            The learner, its model initialized from `train.seed`.
+
+        Raises:
+            ConfigError: a key this learner does not read, or `algorithm = "gradients"`
+                whose `combination` names a step beyond `inner_steps`.
+        """
         t = recipe.train
         settings = recipe.supervised_settings()
         if t.algorithm is Algorithm.GRADIENTS and t.inner_steps < max(
@@ -203,7 +249,19 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         slots: slice = slice(None),
     ) -> Adaptation:
         """Adapt phi to this rank's tasks. For MAML, iMAML and Meta-SGD the meta-gradient is
-        computed here, while the inner loop's graph is alive, and kept in the context."""
+        computed here, while the inner loop's graph is alive, and kept in the context.
+
+        Args:
+            phi: the meta-parameters, keyed like `model.named_parameters()`.
+            tasks: the whole meta-batch (every rank draws the same episodes from `rng`).
+            rng: the iteration's generator; the support and query sets come from it.
+            slots: the tasks this rank adapts.
+
+        Returns:
+            W_i stacked over the tasks, the context `query_gradient` or `meta_gradient`
+            finishes the step from (the episodes, or the meta-gradient already computed),
+            and the support loss before and after adapting.
+        """
         s = self.settings
         query = s.query_shots if self.algorithm.needs_query else 0
         batch = self.dist.episodes(tasks, rng, support=s.support_shots, query=query)
@@ -233,7 +291,18 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
     def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
         """MAML's, iMAML's, Meta-SGD's or a gradient combination's meta-gradient of the
         adapted tasks (summed over them, keyed like phi), and the mean query loss (for the
-        combinations, which use no query set: the support loss of the last step)."""
+        combinations, which use no query set: the support loss of the last step).
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Returns:
+            The meta-gradient keyed like phi, and `{"query_loss": ...}`.
+
+        Raises:
+            TypeError: the adaptation is Reptile's or FOMAML's, which compute none (their
+                outer steps use the adapted weights or `query_gradient`).
+        """
         result = adaptation.context
         if not isinstance(result, MetaGradient):
             raise TypeError(f"{self.algorithm.value} adaptations carry no meta-gradient")
@@ -252,7 +321,14 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             self.carry.steps = int(carried["steps"])
 
     def query_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
-        """Sum over the tasks of the query-loss gradient at W_i, and the mean query loss."""
+        """Sum over the tasks of the query-loss gradient at W_i, and the mean query loss.
+
+        Args:
+            adaptation: what `adapt` returned for an algorithm that draws query sets.
+
+        Returns:
+            FOMAML's meta-gradient keyed like phi, and `{"query_loss": ...}`.
+        """
         batch = adaptation.context
         grads, losses = self.learner.query_gradients(
             adaptation.params, batch.query_x, batch.query_y
@@ -286,6 +362,16 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         support set plus that example (`InnerLoop.predict_each_with_support`), which only
         changes the numbers of networks whose output depends on the batch (BatchNorm).
         `progress(done, total)` hears of each adaptation step, in tasks (fractions of them).
+
+        Args:
+            steps: the numbers of inner steps after which the metric is measured.
+            n_tasks: held-out tasks to adapt to.
+            chunk: tasks adapted at once.
+            transductive: classify each query set in one batch.
+            progress: called with (tasks done, total).
+
+        Returns:
+            The metric's mean and 95% CI per step count, the per-task values kept.
         """
         if transductive is None:
             transductive = self.held_out.transductive
