@@ -4,6 +4,7 @@ size, a dead rank is an error and not a hang, and torchrun drives the CLI."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import socket
 import subprocess
@@ -36,10 +37,17 @@ def small_recipe(**train: Any) -> dict[str, Any]:
 def _worker(
     rank: int, size: int, init: str, out: str, recipe: dict, stop_at: int, crash_rank: int
 ) -> None:
+    """One rank. A C++ abort prints every thread's Python stack (faulthandler), so a failure
+    says where it happened. A rank that finished its work leaves with `os._exit(0)` after
+    tearing the group down: what these tests check is on disk by then, and the interpreter's
+    own teardown of gloo's threads has aborted a rank ("terminate called without an active
+    exception", SIGABRT) once in a few hundred runs on a loaded 2-core machine."""
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=init, rank=rank, world_size=size, timeout=timedelta(seconds=10)
-    )
+    # a short collective timeout only where a rank is meant to die: a loaded machine must not
+    # turn a slow rank into a failure
+    timeout = timedelta(seconds=10 if crash_rank >= 0 else 120)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size, timeout=timeout)
     try:
         if rank == crash_rank:
             return  # a rank that goes away before its first collective, without a word
@@ -53,6 +61,10 @@ def _worker(
     finally:
         if rank != crash_rank:
             dist.destroy_process_group()
+    if rank != crash_rank:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def spawn(tmp_path: Path, out: Path, recipe: dict, stop_at: int = 0, crash_rank: int = -1) -> None:
