@@ -91,7 +91,7 @@ class MetaWorldVector(TaskVectorEnv):
         self._ctrl = self._batch.bind("ctrl")
         self._outputs = [
             self._batch.bind(name)
-            for name in ("xpos", "xquat", "site_xpos", "geom_xpos", "geom_xmat")
+            for name in ("xpos", "xquat", "xmat", "site_xpos", "geom_xpos", "geom_xmat")
         ]
         self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
         self._stage = mujoco.mjtStage.mjSTAGE_ACC.value
@@ -221,10 +221,11 @@ class MetaWorldVector(TaskVectorEnv):
         self._batch.step(nstep=self.frame_skip, stage=self._stage)
         self._elapsed += 1
 
-        xpos, xquat, site_xpos, geom_xpos, geom_xmat = self._outputs
+        xpos, xquat, xmat, site_xpos, geom_xpos, geom_xmat = self._outputs
         frame = Frame(
             xpos,
             xquat,
+            xmat,
             site_xpos,
             geom_xpos,
             geom_xmat,
@@ -302,7 +303,7 @@ class MetaWorldVector(TaskVectorEnv):
             return np.ones(self.num_envs, dtype=bool)
         reach = model.geom_rbound[a] + model.geom_rbound[b]
         reach += model.geom_margin[a] + model.geom_margin[b]
-        xpos = self._outputs[3]
+        xpos = self._outputs[4]
         return norm(xpos[:, a] - xpos[:, b]) <= reach * (1 + 1e-6) + 1e-9
 
     def close_extras(self, **kwargs: Any) -> None:
