@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -156,9 +157,10 @@ class Frame:
         """The body's `xmat` rows, `[n, 3, 3]` (`data.body(name).xmat`)."""
         return self.xmat[:, self.ids[f"body:{name}"]].reshape(-1, 3, 3)
 
-    @property
+    @cached_property
     def tcp_center(self) -> np.ndarray:
-        """`SawyerXYZEnv.tcp_center`: the midpoint of the two finger sites."""
+        """`SawyerXYZEnv.tcp_center`: the midpoint of the two finger sites (computed once a
+        frame: most rewards read it several times)."""
         return (self.site("rightEndEffector") + self.site("leftEndEffector")) / 2.0
 
 

@@ -7,8 +7,12 @@ every sub-env is one row of a `mujoco.batch.Batch`, and one step is, for all row
 1. Meta-World's `set_xyz_action`: the mocap moves by `clip(a[:3], -1, 1) * action_scale`
    (in the action's dtype, as Meta-World computes it), clipped to the skill's mocap box, its
    quaternion set to (1, 0, 1, 0); the two finger controls are `a[3], -a[3]`;
-2. `frame_skip` calls to `mj_step` and then `mj_forward` (Meta-World's step ends with one), as
-   one `Batch.step(nstep=frame_skip, stage=mjSTAGE_ACC)` on a C thread pool;
+2. `frame_skip` calls to `mj_step`, then the position stage at the new state, as one
+   `Batch.step(nstep=frame_skip, stage=mjSTAGE_POS)` on a C thread pool. Meta-World's step
+   ends with a whole `mj_forward`, but what it adds to the position stage (velocities,
+   forces, the constraint solver) is read neither by the observation and rewards nor by the
+   next step (`mj_step` recomputes it, and the solver's warm start is saved by `mj_step`
+   alone), so the trajectories are the same and the batch skips it;
 3. the observation (hand, gripper opening, objects, the previous frame, the goal or zeros),
    clipped to the skill's observation box, and the skill's V2 `evaluate_state`.
 
@@ -94,7 +98,7 @@ class MetaWorldVector(TaskVectorEnv):
             for name in ("xpos", "xquat", "xmat", "site_xpos", "geom_xpos", "geom_xmat")
         ]
         self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
-        self._stage = mujoco.mjtStage.mjSTAGE_ACC.value
+        self._stage = mujoco.mjtStage.mjSTAGE_POS.value
         self._scratch = mujoco.MjData(self.model)
         self._ids = self._name_ids(skill)
         nstate = self._state.shape[1]
