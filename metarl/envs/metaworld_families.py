@@ -3,10 +3,12 @@
 Meta-World writes each skill's `evaluate_state` in full, so skills built on one fixture repeat
 one another with other constants: the handle skills (window-open, window-close, handle-press
 and its side variant) drive a handle site along one axis; the button skills (five of them)
-press a button along one axis with their own weights. Here each family is one `Skill` base
-whose class attributes are what differs; a skill of the family (in the `metaworld_skills_*`
-modules) is its parameters. Also here: the terms several skills of different families share
-(the reach that a closed gripper scales, the floor that keeps the hand above a fixture).
+press a button along one axis with their own weights; the two lock skills observe the lock's
+site on the door. Here each family is one `Skill` base whose class attributes are what
+differs; a skill of the family (in the `metaworld_skills_*` modules) is its parameters. Also
+here: the terms several skills of different families share (a fixture pushed to its target
+and the hand's reach to it, `push_to_target`; the reach that a closed gripper scales; the
+floor that keeps the hand above a fixture).
 
 The arithmetic is `metarl.envs.metaworld_rewards`'s, in Meta-World's operation order, so the
 skills stay equal to Meta-World's own env bit for bit (`tests/test_metaworld_vector.py`).
