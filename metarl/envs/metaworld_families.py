@@ -3,10 +3,12 @@
 Meta-World writes each skill's `evaluate_state` in full, so skills built on one fixture repeat
 one another with other constants: the handle skills (window-open, window-close, handle-press
 and its side variant) drive a handle site along one axis; the button skills (five of them)
-press a button along one axis with their own weights. Here each family is one `Skill` base
-whose class attributes are what differs; a skill of the family (in the `metaworld_skills_*`
-modules) is its parameters. Also here: the terms several skills of different families share
-(the reach that a closed gripper scales, the floor that keeps the hand above a fixture).
+press a button along one axis with their own weights; the two lock skills observe the lock's
+site on the door. Here each family is one `Skill` base whose class attributes are what
+differs; a skill of the family (in the `metaworld_skills_*` modules) is its parameters. Also
+here: the terms several skills of different families share (a fixture pushed to its target
+and the hand's reach to it, `push_to_target`; the reach that a closed gripper scales; the
+floor that keeps the hand above a fixture).
 
 The arithmetic is `metarl.envs.metaworld_rewards`'s, in Meta-World's operation order, so the
 skills stay equal to Meta-World's own env bit for bit (`tests/test_metaworld_vector.py`).
@@ -14,13 +16,14 @@ skills stay equal to Meta-World's own env bit for bit (`tests/test_metaworld_vec
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from metarl.envs.metaworld_rewards import (
+    Evaluation,
     Frame,
-    Info,
     Skill,
     abs_norm,
     hamacher_product,
@@ -51,6 +54,53 @@ def closed_reach_reward(
     reward32 = hamacher_single(reach32, in_place) * np.float32(10)
     object_grasped = np.where(single, reach32.astype(np.float64), reach64)
     return object_grasped, np.where(single, reward32.astype(np.float64), reward64)
+
+
+def tolerance_past_radius(
+    distance: np.ndarray,
+    initial: np.ndarray,
+    radius: float,
+    sigmoid: Callable[..., np.ndarray] = tolerance_long_tail,
+) -> np.ndarray:
+    """`tolerance(distance, bounds=(0, radius), margin=abs(initial - radius))`: 1 within
+    `radius`, the margin how far the reset's distance `initial` was from the radius. The
+    in-place and reach terms of the fixtures moved to a target (handles, drawer-close, the
+    dial, the faucets); `sigmoid` is `tolerance_long_tail` or `tolerance_gaussian`."""
+    return sigmoid(distance, 0, radius, np.abs(initial - radius))
+
+
+class Pushed(NamedTuple):
+    """The terms of a fixture the hand pushes to a target (`push_to_target`), per row."""
+
+    target_to_obj: np.ndarray
+    in_place: np.ndarray
+    tcp_to_obj: np.ndarray
+    reach: np.ndarray
+
+    def closed_reach_reward(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Drawer-close's and dial-turn's reward of these terms (`closed_reach_reward`)."""
+        return closed_reach_reward(self.reach, self.in_place, action)
+
+
+def push_to_target(
+    frame: Frame,
+    obj: np.ndarray,
+    start: np.ndarray,
+    radius: float,
+    reach_radius: float,
+    push_point: np.ndarray | None = None,
+) -> Pushed:
+    """Drawer-close's, the dial's and the faucets' terms: `in_place`, the fixture `obj` within
+    `radius` of `_target_pos` (long tail), and `reach`, the hand at `push_point` (default
+    `obj`) within `reach_radius` (gaussian); both margins measured from `start`, the reset's
+    position of the fixture."""
+    target, tcp_to = frame.consts["_target_pos"], obj if push_point is None else push_point
+    target_to_obj = norm(obj - target)
+    in_place = tolerance_past_radius(target_to_obj, norm(start - target), radius)
+    tcp_to_obj = norm(tcp_to - frame.tcp_center)
+    tcp_to_obj_init = norm(start - frame.consts["init_tcp"])
+    reach = tolerance_past_radius(tcp_to_obj, tcp_to_obj_init, reach_radius, tolerance_gaussian)
+    return Pushed(target_to_obj, in_place, tcp_to_obj, reach)
 
 
 def floor_height(
@@ -94,34 +144,32 @@ class HandleSite(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return without_quat(frame.site(self.SITE))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius, axis = self.TARGET_RADIUS, self.AXIS
         obj, tcp = frame.site(self.SITE), frame.tcp_center
         target = frame.consts["_target_pos"]
         target_to_obj = abs_norm(obj[:, axis] - target[:, axis])
         target_to_obj_init = abs_norm(frame.consts[self.IN_PLACE_INIT][:, axis] - target[:, axis])
-        in_place = tolerance_long_tail(
-            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
-        )
+        in_place = tolerance_past_radius(target_to_obj, target_to_obj_init, radius)
         handle_radius = 0.02
         tcp_to_obj = norm(obj - tcp)
         tcp_to_obj_init = norm(frame.consts[self.REACH_INIT] - frame.consts["init_tcp"])
         tolerance = tolerance_gaussian if self.GAUSSIAN_REACH else tolerance_long_tail
-        reach = tolerance(tcp_to_obj, 0, handle_radius, np.abs(tcp_to_obj_init - handle_radius))
+        reach = tolerance_past_radius(tcp_to_obj, tcp_to_obj_init, handle_radius, tolerance)
         reward = 10 * hamacher_product(reach, in_place)
         if self.CAPPED:
             reward = np.where(target_to_obj <= radius, 10.0, reward)
         return reward, infos(
-            reward,
-            success=target_to_obj <= radius,
-            near_object=tcp_to_obj <= 0.05,
-            grasp_success=1.0,
-            grasp_reward=reach,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
+            reward, target_to_obj <= radius, tcp_to_obj <= 0.05, 1.0, reach, in_place, target_to_obj
         )
+
+
+class DoorLockSite(Skill):
+    """Door-lock and door-unlock: the observed object is the lock's start site (the skill's
+    last site) with the door's quaternion."""
+
+    def objects(self, frame: Frame) -> np.ndarray:
+        return with_quat(frame.site(self.sites[-1]), frame.body_quat("door_link"))
 
 
 class Button(Skill):
@@ -155,9 +203,7 @@ class Button(Skill):
         reward = self.NEAR_WEIGHT * hamacher_product(self.tcp_closed(obs), near)
         return np.where(tcp_to_obj <= self.PRESS_FROM, reward + self.PRESS_WEIGHT * pressed, reward)
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, axis = obs[:, 4:7], self.AXIS
         tcp_to_obj = norm(obj - frame.tcp_center)
         tcp_to_obj_init = norm(obj - frame.consts["init_tcp"])
@@ -165,15 +211,19 @@ class Button(Skill):
         near = tolerance_long_tail(tcp_to_obj, 0, self.NEAR_RADIUS, tcp_to_obj_init)
         pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts[self.PRESS_MARGIN])
         reward = self.reward(obs, tcp_to_obj, near, pressed)
-        return reward, infos(
-            reward,
-            success=obj_to_target <= self.SUCCESS_RADIUS,
-            near_object=tcp_to_obj <= 0.05,
-            grasp_success=obs[:, 3] > 0,
-            grasp_reward=near,
-            in_place_reward=pressed,
-            obj_to_target=obj_to_target,
-        )
+        success, near_object = obj_to_target <= self.SUCCESS_RADIUS, tcp_to_obj <= 0.05
+        grasped = obs[:, 3] > 0
+        return reward, infos(reward, success, near_object, grasped, near, pressed, obj_to_target)
 
 
-__all__ = ["Button", "HandleSite", "above_floor", "closed_reach_reward", "floor_height"]
+__all__ = [
+    "Button",
+    "DoorLockSite",
+    "HandleSite",
+    "Pushed",
+    "above_floor",
+    "closed_reach_reward",
+    "floor_height",
+    "push_to_target",
+    "tolerance_past_radius",
+]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -108,7 +109,8 @@ def drop_y(points: np.ndarray) -> np.ndarray:
 @dataclass
 class Frame:
     """What one step of the physics gives a skill, every array with a leading sub-env axis:
-    MuJoCo's `xpos` `[n, nbody, 3]`, `xquat` `[n, nbody, 4]`, `site_xpos` `[n, nsite, 3]`,
+    MuJoCo's `xpos` `[n, nbody, 3]`, `xquat` `[n, nbody, 4]`, `xmat` `[n, nbody, 9]`,
+    `site_xpos` `[n, nsite, 3]`,
     `geom_xpos` `[n, ngeom, 3]`, `geom_xmat` `[n, ngeom, 9]`, `qpos` `[n, nq]`, `qvel`
     `[n, nv]` after Meta-World's final `mj_forward`; `consts` are the per-sub-env values
     Meta-World's reset computed (`Skill.consts`), `[n, ...]` each; `ids` the model's ids by
@@ -117,6 +119,7 @@ class Frame:
 
     xpos: np.ndarray
     xquat: np.ndarray
+    xmat: np.ndarray
     site_xpos: np.ndarray
     geom_xpos: np.ndarray
     geom_xmat: np.ndarray
@@ -150,9 +153,14 @@ class Frame:
     def geom_matrix(self, name: str) -> np.ndarray:
         return self.geom_xmat[:, self.ids[f"geom:{name}"]].reshape(-1, 3, 3)
 
-    @property
+    def body_matrix(self, name: str) -> np.ndarray:
+        """The body's `xmat` rows, `[n, 3, 3]` (`data.body(name).xmat`)."""
+        return self.xmat[:, self.ids[f"body:{name}"]].reshape(-1, 3, 3)
+
+    @cached_property
     def tcp_center(self) -> np.ndarray:
-        """`SawyerXYZEnv.tcp_center`: the midpoint of the two finger sites."""
+        """`SawyerXYZEnv.tcp_center`: the midpoint of the two finger sites (computed once a
+        frame: most rewards read it several times)."""
         return (self.site("rightEndEffector") + self.site("leftEndEffector")) / 2.0
 
 
@@ -161,17 +169,6 @@ def quaternion(matrices: np.ndarray) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     return np.asarray(Rotation.from_matrix(matrices).as_quat()).reshape(-1, 4)
-
-
-def body_matrices(quats: np.ndarray) -> np.ndarray:
-    """MuJoCo's `xmat` of bodies from their `xquat` rows, `[n, 3, 3]`: `mju_quat2Mat`, the
-    function `mj_kinematics` computes it with, so the same bits."""
-    import mujoco
-
-    out = np.zeros((len(quats), 9))
-    for row, quat in zip(out, quats, strict=True):
-        mujoco.mju_quat2Mat(row, np.ascontiguousarray(quat))
-    return out.reshape(-1, 3, 3)
 
 
 def with_quat(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
@@ -195,17 +192,18 @@ def geom_object(frame: Frame, geom: str) -> np.ndarray:
 
 
 def body_matrix_quat(frame: Frame, body: str) -> np.ndarray:
-    """`Rotation.from_matrix(data.body(body).xmat).as_quat()` per row: the matrix MuJoCo's
-    kinematics derives from the body's `xquat`, then SciPy's quaternion."""
-    return quaternion(body_matrices(frame.body_quat(body)))
+    """`Rotation.from_matrix(data.body(body).xmat).as_quat()` per row: SciPy's quaternion
+    of the matrix MuJoCo's kinematics derives from the body's `xquat`."""
+    return quaternion(frame.body_matrix(body))
 
 
 Info = dict[str, np.ndarray]
+Evaluation = tuple[np.ndarray, Info]
+"""What `evaluate_state` returns: the rewards `[n]` and the infos."""
 
 
 def infos(
     reward: np.ndarray,
-    *,
     success: np.ndarray,
     near_object: np.ndarray | float,
     grasp_success: np.ndarray | float,
@@ -214,7 +212,9 @@ def infos(
     obj_to_target: np.ndarray | float,
 ) -> Info:
     """Meta-World's info values of `evaluate_state` per row, with `unscaled_reward`: a boolean
-    test becomes its 0/1 float (`float(test)`), a constant fills every row."""
+    test becomes its 0/1 float (`float(test)`), a constant fills every row. The arguments are
+    in the order every skill's `evaluate_state` writes its info dict, so a skill passes its
+    six values in one line."""
 
     def value(v: np.ndarray | float) -> np.ndarray:
         v = np.asarray(v)
@@ -248,45 +248,39 @@ class Skill:
         """`hstack((pos, quat) per object)`, `[n, 7 * objects]` (before the padding to 14)."""
         raise NotImplementedError
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         """The env's `evaluate_state(obs, action)` for every row: rewards `[n]` and infos."""
         raise NotImplementedError
 
 
-class _OneObject(Skill):
-    """Skills whose observation is body `obj`'s position and geom `objGeom`'s quaternion."""
+class OneObject(Skill):
+    """Skills that move one object to a target: observed as body `obj`'s position and the
+    quaternion of the frame of their first geom (`objGeom` unless the skill names another),
+    their reward reading the reset's target, object and hand."""
 
-    bodies = ("obj", "leftpad", "rightpad")
-    geoms = ("objGeom",)
+    bodies: ClassVar[tuple[str, ...]] = ("obj", "leftpad", "rightpad")
+    geoms: ClassVar[tuple[str, ...]] = ("objGeom",)
+    consts: ClassVar[tuple[str, ...]] = ("_target_pos", "obj_init_pos", "init_tcp")
 
     def objects(self, frame: Frame) -> np.ndarray:
-        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("objGeom")))
+        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix(self.geoms[0])))
 
 
-class Reach(_OneObject):
+class Reach(OneObject):
     """`SawyerReachEnvV3` (sawyer_reach_v3.py)."""
 
     name = "reach-v3"
     consts = ("_target_pos", "hand_init_pos")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         target = frame.consts["_target_pos"]
         tcp_to_target = norm(frame.tcp_center - target)
         in_place_margin = norm(frame.consts["hand_init_pos"] - target)
         in_place = tolerance_long_tail(tcp_to_target, 0, 0.05, in_place_margin)
         reward = 10 * in_place
+        success = tcp_to_target <= 0.05
         return reward, infos(
-            reward,
-            success=tcp_to_target <= 0.05,
-            near_object=tcp_to_target,
-            grasp_success=1.0,
-            grasp_reward=tcp_to_target,
-            in_place_reward=in_place,
-            obj_to_target=tcp_to_target,
+            reward, success, tcp_to_target, 1.0, tcp_to_target, in_place, tcp_to_target
         )
 
 
@@ -459,10 +453,44 @@ def plus_bonus(reward: np.ndarray, bonus: np.ndarray, single: np.ndarray) -> np.
     return total
 
 
+def opened_and_lifted(
+    tcp_opened: np.ndarray, obj: np.ndarray, obj_init: np.ndarray, height: float
+) -> np.ndarray:
+    """`tcp_opened > 0 and obj[2] - height > obj_init[2]` per row: the gripper's opening
+    positive and the object `height` above where it started."""
+    return (tcp_opened > 0) & (obj[:, 2] - height > obj_init[:, 2])
+
+
+def held(
+    tcp_to_obj: np.ndarray,
+    near: float,
+    tcp_opened: np.ndarray,
+    obj: np.ndarray,
+    obj_init: np.ndarray,
+    height: float = 0.01,
+) -> np.ndarray:
+    """`tcp_to_obj < near` and `opened_and_lifted`: the object lifted within `near` of the
+    hand, the test of the lift bonus most carrying skills add."""
+    return (tcp_to_obj < near) & opened_and_lifted(tcp_opened, obj, obj_init, height)
+
+
+def lifted_in_grip(
+    near_object: np.ndarray,
+    tcp_opened: np.ndarray,
+    pinch: float,
+    obj: np.ndarray,
+    obj_init: np.ndarray,
+) -> np.ndarray:
+    """Bin-picking's and pick-out-of-hole's `near_object and not pinched_without_obj and
+    lifted`: the object near, the gripper's opening not below `pinch` (closed on nothing)
+    and the object 2 cm above where it started."""
+    return near_object & ~(tcp_opened < pinch) & (obj[:, 2] - 0.02 > obj_init[:, 2])
+
+
 def grasp_success(frame: Frame, obj: np.ndarray, tcp_opened: np.ndarray) -> np.ndarray:
     """`touching_main_object and tcp_opened > 0 and obj[2] - 0.02 > obj_init_pos[2]`: the
     contacts are computed only where the two cheap conditions hold (the same value)."""
-    cheap = (tcp_opened > 0) & (obj[:, 2] - 0.02 > frame.consts["obj_init_pos"][:, 2])
+    cheap = opened_and_lifted(tcp_opened, obj, frame.consts["obj_init_pos"], 0.02)
     return cheap & frame.touching(cheap, "objGeom")
 
 
@@ -501,27 +529,19 @@ def carry_infos(
 ) -> Info:
     """The infos of those skills: success within `success_radius` of the target, near within
     0.03 of the hand, `grasp_success` by the pads' contacts (`grasp_success`)."""
-    return infos(
-        reward,
-        success=c.obj_to_target <= success_radius,
-        near_object=c.tcp_to_obj <= 0.03,
-        grasp_success=grasp_success(frame, c.obj, c.tcp_opened),
-        grasp_reward=grasp_reward,
-        in_place_reward=c.in_place if in_place_reward is None else in_place_reward,
-        obj_to_target=c.obj_to_target,
-    )
+    success, near_object = c.obj_to_target <= success_radius, c.tcp_to_obj <= 0.03
+    grasped = grasp_success(frame, c.obj, c.tcp_opened)
+    in_place = c.in_place if in_place_reward is None else in_place_reward
+    return infos(reward, success, near_object, grasped, grasp_reward, in_place, c.obj_to_target)
 
 
-class Push(_OneObject):
+class Push(OneObject):
     """`SawyerPushEnvV3` (sawyer_push_v3.py)."""
 
     name = "push-v3"
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
     TARGET_RADIUS = 0.05
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         c = carry(frame, obs, self.TARGET_RADIUS)
         object_grasped, single = gripper_caging_reward(frame, action, c.obj, 0.015, 0.05, 0.005)
         reward = 2 * object_grasped
@@ -536,17 +556,14 @@ class Push(_OneObject):
         return reward, carry_infos(frame, reward, c, object_grasped, self.TARGET_RADIUS)
 
 
-class PickPlace(_OneObject):
+class PickPlace(OneObject):
     """`SawyerPickPlaceEnvV3` (sawyer_pick_place_v3.py), with its own caging reward: the
     pads' y-caging and the hand's x-z caging (`pad_y_caging`, `xz_caging`), then the gripper's
     effort as the shared reward's."""
 
     name = "pick-place-v3"
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         c = carry(frame, obs, 0.05)
         obj = c.obj
         caging = hamacher_product(
@@ -554,7 +571,7 @@ class PickPlace(_OneObject):
         )
         object_grasped, single = caging_and_gripping(caging, action)
         reward = hamacher_typed(object_grasped, c.in_place, single)
-        lifted = (c.tcp_to_obj < 0.02) & (c.tcp_opened > 0) & (obj[:, 2] - 0.01 > c.obj_init[:, 2])
+        lifted = held(c.tcp_to_obj, 0.02, c.tcp_opened, obj, c.obj_init)
         reward = np.where(lifted, plus_bonus(reward, 1.0 + 5.0 * c.in_place, single), reward)
         reward = np.where(c.obj_to_target < 0.05, 10.0, reward)
         return reward, carry_infos(frame, reward, c, object_grasped)
@@ -562,8 +579,10 @@ class PickPlace(_OneObject):
 
 __all__ = [
     "Carry",
+    "Evaluation",
     "Frame",
     "Info",
+    "OneObject",
     "Skill",
     "abs_norm",
     "body_matrix_quat",
@@ -580,9 +599,12 @@ __all__ = [
     "hamacher_product",
     "hamacher_single",
     "hamacher_typed",
+    "held",
     "infos",
+    "lifted_in_grip",
     "norm",
     "norm4",
+    "opened_and_lifted",
     "pad_caging",
     "pad_y_caging",
     "plus_bonus",

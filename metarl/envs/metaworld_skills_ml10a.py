@@ -28,12 +28,12 @@ from metarl.envs.metaworld_families import (
     Button,
     HandleSite,
     above_floor,
-    closed_reach_reward,
     floor_height,
+    push_to_target,
 )
 from metarl.envs.metaworld_rewards import (
+    Evaluation,
     Frame,
-    Info,
     Skill,
     flag,
     geom_object,
@@ -54,14 +54,11 @@ class DoorOpen(Skill):
     name = "door-open-v3"
     geoms = ("handle",)
     joints = ("doorjoint",)
-    consts = ("_target_pos",)
 
     def objects(self, frame: Frame) -> np.ndarray:
         return geom_object(frame, "handle")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         target = frame.consts["_target_pos"]
         theta = frame.joint_qpos("doorjoint")
         # `_reward_grab_effort`: in the action's dtype, then `float(...)`
@@ -84,15 +81,7 @@ class DoorOpen(Skill):
         reward = 2.0 * hamacher_product(ready_to_open, grab) + 8.0 * opened
         success = np.abs(obs[:, 4] - target[:, 0]) <= 0.08
         reward = np.where(success, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=success,
-            near_object=ready_to_open,
-            grasp_success=grab >= 0.5,
-            grasp_reward=grab,
-            in_place_reward=opened,
-            obj_to_target=0.0,
-        )
+        return reward, infos(reward, success, ready_to_open, grab >= 0.5, grab, opened, 0.0)
 
 
 class DrawerClose(Skill):
@@ -106,35 +95,15 @@ class DrawerClose(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return without_quat(frame.body("drawer_link") + np.array([0.0, -0.16, 0.05]))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = self.TARGET_RADIUS
-        obj, tcp = obs[:, 4:7], frame.tcp_center
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        target_to_obj = norm(obj - target)
-        target_to_obj_init = norm(obj_init - target)
-        in_place = tolerance_long_tail(
-            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
-        )
-        handle_reach_radius = 0.005
-        tcp_to_obj = norm(obj - tcp)
-        tcp_to_obj_init = norm(obj_init - frame.consts["init_tcp"])
-        reach = tolerance_gaussian(
-            tcp_to_obj, 0, handle_reach_radius, np.abs(tcp_to_obj_init - handle_reach_radius)
-        )
-        object_grasped, reward = closed_reach_reward(reach, in_place, action)
-        success = target_to_obj <= radius + 0.015
+        p = push_to_target(frame, obs[:, 4:7], frame.consts["obj_init_pos"], radius, 0.005)
+        object_grasped, reward = p.closed_reach_reward(action)
+        success = p.target_to_obj <= radius + 0.015
         reward = np.where(success, 10.0, reward)
-        return reward, infos(
-            reward,
-            success=success,
-            near_object=tcp_to_obj <= 0.01,
-            grasp_success=1.0,
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
-        )
+        near_object = p.tcp_to_obj <= 0.01
+        info = infos(reward, success, near_object, 1.0, object_grasped, p.in_place, p.target_to_obj)
+        return reward, info
 
 
 class ButtonPressTopdown(Button):
@@ -172,9 +141,7 @@ class DrawerOpen(Skill):
         pos = frame.body("drawer_link") + np.array([0.0, -0.16, 0.0])
         return with_quat(pos, frame.body_quat("drawer_link"))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         max_dist = frame.consts["maxDist"]
         target = frame.consts["_target_pos"]
         gripper, handle = obs[:, :3], obs[:, 4:7]
@@ -191,14 +158,16 @@ class DrawerOpen(Skill):
         )
         reward = reward_for_caging + reward_for_opening
         reward = reward * 5.0
+        success, near_object = handle_error <= 0.03, norm(handle - gripper) <= 0.03
+        grasped = obs[:, 3] > 0
         return reward, infos(
             reward,
-            success=handle_error <= 0.03,
-            near_object=norm(handle - gripper) <= 0.03,
-            grasp_success=obs[:, 3] > 0,
-            grasp_reward=reward_for_caging,
-            in_place_reward=reward_for_opening,
-            obj_to_target=handle_error,
+            success,
+            near_object,
+            grasped,
+            reward_for_caging,
+            reward_for_opening,
+            handle_error,
         )
 
 
@@ -214,9 +183,7 @@ class DoorClose(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return geom_object(frame, "handle")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         target_radius = 0.05
         tcp, obj = frame.tcp_center, obs[:, 4:7]
         target = frame.consts["_target_pos"]
@@ -229,13 +196,7 @@ class DoorClose(Skill):
         reward = 3 * hand_in_place + 6 * in_place
         reward = np.where(obj_to_target < target_radius, 10.0, reward)
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.08,
-            near_object=0.0,
-            grasp_success=1.0,
-            grasp_reward=1.0,
-            in_place_reward=hand_in_place,
-            obj_to_target=obj_to_target,
+            reward, obj_to_target <= 0.08, 0.0, 1.0, 1.0, hand_in_place, obj_to_target
         )
 
 
@@ -251,9 +212,7 @@ class LeverPull(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return with_quat(frame.site("leverStart"), quaternion(frame.geom_matrix("objGeom")))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         gripper, lever = obs[:, :3], obs[:, 4:7]
         lever_pos_init = frame.consts["_lever_pos_init"]
         scale = np.array([4.0, 1.0, 4.0])
@@ -271,27 +230,14 @@ class LeverPull(Skill):
         in_place_margin = norm(lever_pos_init - target)
         in_place = tolerance_long_tail(obj_to_target, 0, 0.04, in_place_margin)
         reward = 10.0 * hamacher_product(ready_to_lift, in_place)
+        success, near_object = lever_error <= np.pi / 24, shoulder_to_lever < 0.03
+        grasped = ready_to_lift > 0.9
         return reward, infos(
             reward,
-            success=lever_error <= np.pi / 24,
-            near_object=shoulder_to_lever < 0.03,
-            grasp_success=ready_to_lift > 0.9,
-            grasp_reward=ready_to_lift,
-            in_place_reward=lever_engagement,
-            obj_to_target=shoulder_to_lever,
+            success,
+            near_object,
+            grasped,
+            ready_to_lift,
+            lever_engagement,
+            shoulder_to_lever,
         )
-
-
-ML10_SKILLS_A: tuple[type[Skill], ...] = (
-    DoorOpen,
-    DrawerClose,
-    ButtonPressTopdown,
-    WindowOpen,
-    DrawerOpen,
-    DoorClose,
-    LeverPull,
-)
-"""The skills of this module that pass the bit-for-bit test (registered in
-`metarl.envs.metaworld_skills`)."""
-
-__all__ = ["ML10_SKILLS_A"]

@@ -16,18 +16,21 @@ from __future__ import annotations
 import numpy as np
 
 from metarl.envs.metaworld_rewards import (
+    Evaluation,
     Frame,
-    Info,
+    OneObject,
     Skill,
-    body_matrices,
+    body_matrix_quat,
     body_object,
     carry,
     carry_infos,
     gripper_caging_reward,
     hamacher_product,
     hamacher_typed,
+    held,
     infos,
     norm,
+    opened_and_lifted,
     pad_caging,
     plus_bonus,
     quaternion,
@@ -53,9 +56,7 @@ class _Sweep(Skill):
     def _target(self, frame: Frame, obj: np.ndarray) -> np.ndarray:
         return frame.consts["_target_pos"]
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         target_radius = 0.05
         obj, tcp_opened = obs[:, 4:7], obs[:, 3]
         target = self._target(frame, obj)
@@ -71,14 +72,10 @@ class _Sweep(Skill):
         reward = (2 * object_grasped) + (6 * in_place_and_object_grasped)
         reward = np.where(obj_to_target < target_radius, 10.0, reward)
         opened = tcp_opened > 0
+        success, near_object = obj_to_target <= 0.05, tcp_to_obj <= 0.03
+        grasped = opened & frame.touching(opened, "objGeom")
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.05,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=opened & frame.touching(opened, "objGeom"),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, grasped, object_grasped, in_place, obj_to_target
         )
 
 
@@ -128,9 +125,7 @@ class Basketball(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return body_object(frame, "bsktball")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, obj_init = obs[:, 4:7], frame.consts["obj_init_pos"]
         target = frame.site("goal").copy()
         target[:, 2] = 0.3
@@ -141,19 +136,15 @@ class Basketball(Skill):
         tcp_opened = obs[:, 3]
         tcp_to_obj = norm(obj - frame.tcp_center)
         object_grasped, single = gripper_caging_reward(frame, action, obj, 0.025, 0.06, 0.005)
-        lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        lifted = held(tcp_to_obj, 0.035, tcp_opened, obj, obj_init)
         object_grasped = np.where(lifted, 1.0, object_grasped)
         reward = hamacher_typed(object_grasped, in_place, single & ~lifted)
         reward = np.where(lifted, reward + (1.0 + 5.0 * in_place), reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        success, near_object = target_to_obj <= self.TARGET_RADIUS, tcp_to_obj <= 0.05
+        grasped = opened_and_lifted(tcp_opened, obj, obj_init, 0.03)
         return reward, infos(
-            reward,
-            success=target_to_obj <= self.TARGET_RADIUS,
-            near_object=tcp_to_obj <= 0.05,
-            grasp_success=(tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2]),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
+            reward, success, near_object, grasped, object_grasped, in_place, target_to_obj
         )
 
 
@@ -179,7 +170,7 @@ class PegInsertSide(Skill):
     """`SawyerPegInsertionSideEnvV3` (sawyer_peg_insertion_side_v3.py). The observed object
     is the site `pegGrasp`: its position, and the quaternion of its `xmat`, which MuJoCo
     copies from the peg body's (the site has no rotation of its own: `site_sameframe` is
-    `mjSAMEFRAME_BODYROT`) and the frame has as the body's `xquat`.
+    `mjSAMEFRAME_BODYROT`), read from the frame as the body's `xmat`.
 
     Types: `in_place` becomes a NumPy float64 where the peg's head is inside either
     collision prism (`rect_prism_tolerance`'s product of NumPy scalars), else it stays a
@@ -202,12 +193,9 @@ class PegInsertSide(Skill):
     TARGET_RADIUS = 0.07
 
     def objects(self, frame: Frame) -> np.ndarray:
-        quat = quaternion(body_matrices(frame.body_quat("peg")))
-        return with_quat(frame.site("pegGrasp"), quat)
+        return with_quat(frame.site("pegGrasp"), body_matrix_quat(frame, "peg"))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, obj_init = obs[:, 4:7], frame.consts["obj_init_pos"]
         obj_head = frame.site("pegHead")
         tcp_opened = obs[:, 3]
@@ -230,25 +218,20 @@ class PegInsertSide(Skill):
         collision_boxes = hamacher_product(box_2, box_1)
         in_place = hamacher_product(in_place, collision_boxes)
         object_grasped, single = gripper_caging_reward(frame, action, obj, 0.0075, 0.03, 0.005)
-        lifted = (tcp_to_obj < 0.08) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        lifted = held(tcp_to_obj, 0.08, tcp_opened, obj, obj_init)
         object_grasped = np.where(lifted, 1.0, object_grasped)
         single = single & ~lifted & ~inside_1 & ~inside_2
         reward = hamacher_typed(object_grasped, in_place, single)
         reward = np.where(lifted, reward + (1.0 + 5 * in_place), reward)
         reward = np.where(obj_to_target <= 0.07, 10.0, reward)
-        grasped = (tcp_to_obj < 0.02) & (tcp_opened > 0) & (obj[:, 2] - 0.01 > obj_init[:, 2])
+        grasped = held(tcp_to_obj, 0.02, tcp_opened, obj, obj_init)
+        success, near_object = obj_to_target <= 0.07, tcp_to_obj <= 0.03
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasped,
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, grasped, object_grasped, in_place, obj_to_target
         )
 
 
-class ShelfPlace(Skill):
+class ShelfPlace(OneObject):
     """`SawyerShelfPlaceEnvV3` (sawyer_shelf_place_v3.py): the block's geom quaternion in the
     observation, the caging reward of neither density.
 
@@ -257,16 +240,8 @@ class ShelfPlace(Skill):
     to a float32 reward stays float32 only outside those rows."""
 
     name = "shelf-place-v3"
-    bodies = ("obj", "leftpad", "rightpad")
-    geoms = ("objGeom",)
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
 
-    def objects(self, frame: Frame) -> np.ndarray:
-        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("objGeom")))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         target_radius = 0.05
         c = carry(frame, obs, target_radius)
         obj, target, in_place = c.obj, frame.consts["_target_pos"], c.in_place
@@ -283,12 +258,9 @@ class ShelfPlace(Skill):
         bound_loss = hamacher_product(y_scaling, z_scaling)
         in_place = np.where(bounded, np.clip(in_place - bound_loss, 0.0, 1.0), in_place)
         in_place = np.where(low & beside & (obj[:, 1] > target[:, 1]), 0.0, in_place)
-        lifted = (c.tcp_to_obj < 0.025) & (c.tcp_opened > 0) & (obj[:, 2] - 0.01 > c.obj_init[:, 2])
+        lifted = held(c.tcp_to_obj, 0.025, c.tcp_opened, obj, c.obj_init)
         # `reward` is float32 on the `single` rows; `bonus` too where `in_place` is a float
         lifted_reward = plus_bonus(reward, 1.0 + 5.0 * in_place, single & ~bounded)
         reward = np.where(lifted, lifted_reward, reward)
         reward = np.where(c.obj_to_target < target_radius, 10.0, reward)
         return reward, carry_infos(frame, reward, c, object_grasped, in_place_reward=in_place)
-
-
-__all__ = ["Basketball", "PegInsertSide", "ShelfPlace", "Sweep", "SweepInto"]

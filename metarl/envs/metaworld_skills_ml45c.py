@@ -27,13 +27,16 @@ import numpy as np
 
 from metarl.envs.metaworld_families import (
     Button,
+    DoorLockSite,
     above_floor,
-    closed_reach_reward,
     floor_height,
+    push_to_target,
 )
 from metarl.envs.metaworld_rewards import (
+    Evaluation,
     Frame,
     Info,
+    OneObject,
     Skill,
     body_object,
     flag,
@@ -41,12 +44,11 @@ from metarl.envs.metaworld_rewards import (
     hamacher_product,
     hamacher_typed,
     infos,
+    lifted_in_grip,
     norm,
     norm4,
     plus_bonus,
-    quaternion,
     squared,
-    tolerance_gaussian,
     tolerance_long_tail,
     with_quat,
 )
@@ -102,7 +104,7 @@ class CoffeeButton(Button):
         return with_quat(pos, np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), (len(pos), 4)))
 
 
-class DoorLock(Skill):
+class DoorLock(DoorLockSite):
     """`SawyerDoorLockEnvV3` (sawyer_door_lock_v3.py): press the lock down. Its reach is
     measured from the left pad, and its `init_left_pad` is a live view of that pad, so the
     reach margin is the current distance itself."""
@@ -112,12 +114,7 @@ class DoorLock(Skill):
     sites = ("rightEndEffector", "leftEndEffector", "lockStartLock")
     consts = ("_target_pos", "_lock_length")
 
-    def objects(self, frame: Frame) -> np.ndarray:
-        return with_quat(frame.site("lockStartLock"), frame.body_quat("door_link"))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj = obs[:, 4:7]
         scale = np.array([0.25, 1.0, 0.5])
         tcp_to_obj = norm((obj - frame.body("leftpad")) * scale)
@@ -127,14 +124,10 @@ class DoorLock(Skill):
         lock_pressed = tolerance_long_tail(obj_to_target, 0, 0.005, frame.consts["_lock_length"])
         reward = 2 * hamacher_product(tcp_opened, near_lock)
         reward = reward + 8 * lock_pressed
+        success, near_object = obj_to_target <= 0.02, tcp_to_obj <= 0.05
+        grasped = obs[:, 3] > 0
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.02,
-            near_object=tcp_to_obj <= 0.05,
-            grasp_success=obs[:, 3] > 0,
-            grasp_reward=near_lock,
-            in_place_reward=lock_pressed,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, grasped, near_lock, lock_pressed, obj_to_target
         )
 
 
@@ -153,14 +146,11 @@ class BoxClose(Skill):
 
     name = "box-close-v3"
     bodies = ("top_link",)
-    consts = ("_target_pos",)
 
     def objects(self, frame: Frame) -> np.ndarray:
         return body_object(frame, "top_link")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         target = frame.consts["_target_pos"]
         effort = action[:, 3]
         grab = np.clip((np.clip(effort, -1, 1) + 1.0) / 2.0, 0.0, 1.0).astype(np.float64)
@@ -181,15 +171,7 @@ class BoxClose(Skill):
         success = norm(obs[:, 4:7] - target) < 0.08
         reward = np.where(success, 10.0, reward)
         reward = reward * quat
-        return reward, infos(
-            reward,
-            success=success,
-            near_object=ready_to_lift,
-            grasp_success=grab >= 0.5,
-            grasp_reward=grab,
-            in_place_reward=lifted,
-            obj_to_target=0.0,
-        )
+        return reward, infos(reward, success, ready_to_lift, grab >= 0.5, grab, lifted, 0.0)
 
 
 class DialTurn(Skill):
@@ -212,52 +194,26 @@ class DialTurn(Skill):
         offset = np.stack([np.sin(angle), -np.cos(angle), np.zeros_like(angle)], axis=1)
         return frame.body("dial") + offset * 0.05
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
-        radius = self.TARGET_RADIUS
-        obj = self._knob(frame)
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
+        radius, obj = self.TARGET_RADIUS, self._knob(frame)
         push_position = obj + np.array([0.05, 0.02, 0.09])
-        target, push_init = frame.consts["_target_pos"], frame.consts["dial_push_position"]
-        target_to_obj = norm(obj - target)
-        target_to_obj_init = norm(push_init - target)
-        in_place = tolerance_long_tail(
-            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
-        )
-        reach_radius = 0.005
-        tcp_to_obj = norm(push_position - frame.tcp_center)
-        tcp_to_obj_init = norm(push_init - frame.consts["init_tcp"])
-        reach = tolerance_gaussian(
-            tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius)
-        )
-        object_grasped, reward = closed_reach_reward(reach, in_place, action)
-        return reward, infos(
-            reward,
-            success=target_to_obj <= radius,
-            near_object=tcp_to_obj <= 0.01,
-            grasp_success=1.0,
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
-        )
+        start = frame.consts["dial_push_position"]
+        p = push_to_target(frame, obj, start, radius, 0.005, push_position)
+        object_grasped, reward = p.closed_reach_reward(action)
+        success, near_object = p.target_to_obj <= radius, p.tcp_to_obj <= 0.01
+        info = infos(reward, success, near_object, 1.0, object_grasped, p.in_place, p.target_to_obj)
+        return reward, info
 
 
 # -- the coffee mug ---------------------------------------------------------------------------
 
 
-class _CoffeeMug(Skill):
+class _CoffeeMug(OneObject):
     """Coffee-pull and coffee-push: carry the mug to the goal (the same reward)."""
 
-    bodies = ("obj", "leftpad", "rightpad")
     geoms = ("mug",)
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
 
-    def objects(self, frame: Frame) -> np.ndarray:
-        return with_quat(frame.body("obj"), quaternion(frame.geom_matrix("mug")))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, target = obs[:, 4:7], frame.consts["_target_pos"]
         scale = np.array([2.0, 2.0, 1.0])
         target_to_obj = norm((obj - target) * scale)
@@ -281,14 +237,11 @@ class _CoffeeMug(Skill):
         reward = np.where(near, plus_bonus(reward, 1.0 + 5.0 * in_place, single), reward)
         reward = np.where(target_to_obj < 0.05, 10.0, reward)
         cheap = tcp_opened > 0
+        success, near_object = norm(obj - target) <= 0.07, tcp_to_obj <= 0.03
+        grasped = cheap & frame.touching(cheap, "mug")
+        obj_to_target = norm(obj - target)
         return reward, infos(
-            reward,
-            success=norm(obj - target) <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=cheap & frame.touching(cheap, "mug"),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=norm(obj - target),
+            reward, success, near_object, grasped, object_grasped, in_place, obj_to_target
         )
 
 
@@ -348,15 +301,7 @@ class _Nut(Skill):
         in_place: np.ndarray,
         success: np.ndarray,
     ) -> Info:
-        return infos(
-            reward,
-            success=success,
-            near_object=quat,
-            grasp_success=grab >= 0.5,
-            grasp_reward=grab,
-            in_place_reward=in_place,
-            obj_to_target=0.0,
-        )
+        return infos(reward, success, quat, grab >= 0.5, grab, in_place, 0.0)
 
 
 class Assembly(_Nut):
@@ -364,9 +309,7 @@ class Assembly(_Nut):
 
     name = "assembly-v3"
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         quat = _quat_reward(obs, 0.4)
         grab, single = gripper_caging_reward(
             frame,
@@ -399,9 +342,7 @@ class Disassemble(_Nut):
 
     name = "disassemble-v3"
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         quat = _quat_reward(obs, 0.4)
         grab, single = gripper_caging_reward(frame, action, self._threshed(obs), 0.015, 0.02, 0.01)
         # `_reward_pos`
@@ -438,9 +379,7 @@ class BinPicking(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return body_object(frame, "obj")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         if frame.elapsed is None:
             raise ValueError("bin-picking-v3's reward needs the frame's step counts (elapsed)")
         hand, obj = obs[:, :3], obs[:, 4:7]
@@ -470,38 +409,11 @@ class BinPicking(Skill):
         )
         reward = hamacher_typed(object_grasped, in_place, single)
         near_object = norm(obj - hand) < 0.04
-        pinched_without_obj = obs[:, 3] < 0.43
-        lifted = obj[:, 2] - 0.02 > obj_init[:, 2]
-        grasp_success = near_object & lifted & ~pinched_without_obj
+        grasp_success = lifted_in_grip(near_object, obs[:, 3], 0.43, obj, obj_init)
         bonus = 1.0 + 5.0 * hamacher_product(above, in_place)
         reward = np.where(grasp_success, plus_bonus(reward, bonus, single), reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        success = target_to_obj <= 0.05
         return reward, infos(
-            reward,
-            success=target_to_obj <= 0.05,
-            near_object=near_object,
-            grasp_success=grasp_success,
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
+            reward, success, near_object, grasp_success, object_grasped, in_place, target_to_obj
         )
-
-
-ML45_SKILLS_C: tuple[type[Skill], ...] = (
-    BinPicking,
-    BoxClose,
-    DoorLock,
-    Assembly,
-    ButtonPressTopdownWall,
-    ButtonPress,
-    ButtonPressWall,
-    CoffeeButton,
-    CoffeePull,
-    CoffeePush,
-    DialTurn,
-    Disassemble,
-)
-"""The skills of this module that pass the bit-for-bit test (registered in
-`metarl.envs.metaworld_skills`)."""
-
-__all__ = ["ML45_SKILLS_C"]

@@ -24,10 +24,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from metarl.envs.metaworld_families import HandleSite, floor_height
+from metarl.envs.metaworld_families import (
+    DoorLockSite,
+    HandleSite,
+    floor_height,
+    push_to_target,
+)
 from metarl.envs.metaworld_rewards import (
+    Evaluation,
     Frame,
-    Info,
+    OneObject,
     Skill,
     body_object,
     carry,
@@ -38,31 +44,28 @@ from metarl.envs.metaworld_rewards import (
     hamacher_product,
     hamacher_single,
     hamacher_typed,
+    held,
     infos,
+    lifted_in_grip,
     norm,
+    opened_and_lifted,
     plus_bonus,
-    tolerance_gaussian,
     tolerance_long_tail,
     with_quat,
     without_quat,
 )
 
 
-class HandInsert(Skill):
+class HandInsert(OneObject):
     """`SawyerHandInsertEnvV3` (sawyer_hand_insert_v3.py): put the block into the hole."""
 
     name = "hand-insert-v3"
-    bodies = ("obj", "leftpad", "rightpad")
-    geoms = ("objGeom",)
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
     TARGET_RADIUS = 0.05
 
     def objects(self, frame: Frame) -> np.ndarray:
         return body_object(frame, "obj")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         c = carry(frame, obs, self.TARGET_RADIUS)
         object_grasped, single = gripper_caging_reward(frame, action, c.obj, 0.015, 0.05, 0.005)
         reward = hamacher_typed(object_grasped, c.in_place, single)
@@ -72,7 +75,7 @@ class HandInsert(Skill):
         return reward, carry_infos(frame, reward, c, object_grasped, 0.05)
 
 
-class DoorUnlock(Skill):
+class DoorUnlock(DoorLockSite):
     """`SawyerDoorUnlockEnvV3` (sawyer_door_unlock_v3.py): turn the lock by pushing it. Its
     `obj_init_pos` is a view of the lock body's current position, which the reward reads."""
 
@@ -81,12 +84,7 @@ class DoorUnlock(Skill):
     sites = ("rightEndEffector", "leftEndEffector", "lockStartUnlock")
     consts = ("_target_pos", "init_tcp")
 
-    def objects(self, frame: Frame) -> np.ndarray:
-        return with_quat(frame.site("lockStartUnlock"), frame.body_quat("door_link"))
-
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         gripper, lock = obs[:, :3], obs[:, 4:7]
         offset = np.array([0.0, 0.055, 0.07])
         scale = np.array([0.25, 1.0, 0.5])
@@ -99,14 +97,10 @@ class DoorUnlock(Skill):
         obj_to_target = np.abs(frame.consts["_target_pos"][:, 0] - lock[:, 0])
         pushed = tolerance_long_tail(obj_to_target, 0, 0.005, 0.1)
         reward = 2 * ready_to_push + 8 * pushed
+        success, near_object = obj_to_target <= 0.02, norm(shoulder_to_lock) <= 0.05
+        grasped = obs[:, 3] > 0
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.02,
-            near_object=norm(shoulder_to_lock) <= 0.05,
-            grasp_success=obs[:, 3] > 0,
-            grasp_reward=ready_to_push,
-            in_place_reward=pushed,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, grasped, ready_to_push, pushed, obj_to_target
         )
 
 
@@ -125,35 +119,16 @@ class FaucetClose(Skill):
         pos = frame.site(self.SITE) + np.array([0.0, 0.0, -0.01])
         return with_quat(pos, frame.body_quat("faucetBase"))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = self.TARGET_RADIUS
         obj = obs[:, 4:7] if self.OBJ_OFFSET is None else obs[:, 4:7] + self.OBJ_OFFSET
-        tcp = frame.tcp_center
-        target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
-        target_to_obj = norm(obj - target)
-        target_to_obj_init = norm(obj_init - target)
-        in_place = tolerance_long_tail(
-            target_to_obj, 0, radius, np.abs(target_to_obj_init - radius)
-        )
-        reach_radius = 0.01
-        tcp_to_obj = norm(obj - tcp)
-        tcp_to_obj_init = norm(obj_init - frame.consts["init_tcp"])
-        reach = tolerance_gaussian(
-            tcp_to_obj, 0, reach_radius, np.abs(tcp_to_obj_init - reach_radius)
-        )
-        reward = 2 * reach + 3 * in_place
+        p = push_to_target(frame, obj, frame.consts["obj_init_pos"], radius, 0.01)
+        reward = 2 * p.reach + 3 * p.in_place
         reward = reward * 2
-        reward = np.where(target_to_obj <= radius, 10.0, reward)
+        reward = np.where(p.target_to_obj <= radius, 10.0, reward)
+        success, near_object = p.target_to_obj <= 0.07, p.tcp_to_obj <= 0.01
         return reward, infos(
-            reward,
-            success=target_to_obj <= 0.07,
-            near_object=tcp_to_obj <= 0.01,
-            grasp_success=1.0,
-            grasp_reward=reach,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
+            reward, success, near_object, 1.0, p.reach, p.in_place, p.target_to_obj
         )
 
 
@@ -180,9 +155,7 @@ class Hammer(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return np.concatenate([body_object(frame, "hammer"), body_object(frame, "nail_link")], 1)
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         hand, hammer = obs[:, :3], obs[:, 4:7]
         hammer_head = hammer + np.array([0.16, 0.06, 0.0])
         hammer_threshed = hammer.copy()
@@ -208,13 +181,7 @@ class Hammer(Skill):
         success = frame.joint_qpos("NailSlideJoint") > 0.09
         reward = np.where(success & (reward > 5.0), 10.0, reward)
         return reward, infos(
-            reward,
-            success=success,
-            near_object=reward_quat,
-            grasp_success=reward_grab >= 0.5,
-            grasp_reward=reward_grab,
-            in_place_reward=in_place,
-            obj_to_target=0.0,
+            reward, success, reward_quat, reward_grab >= 0.5, reward_grab, in_place, 0.0
         )
 
 
@@ -257,9 +224,7 @@ class _HandlePull(Skill):
     def _lifted(self, obj: np.ndarray, obj_init: np.ndarray) -> np.ndarray:
         return obj[:, 2] - 0.01 > obj_init[:, 2]
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, tcp_opened = obs[:, 4:7], obs[:, 3]
         target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
         target_to_obj = self._to_target(obj, target)
@@ -272,14 +237,10 @@ class _HandlePull(Skill):
         lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & self._lifted(obj, obj_init)
         reward = np.where(lifted, bonus, reward)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
+        success, near_object = target_to_obj <= self.SUCCESS_RADIUS, tcp_to_obj <= 0.05
+        grasped = opened_and_lifted(tcp_opened, obj, obj_init, 0.03)
         return reward, infos(
-            reward,
-            success=target_to_obj <= self.SUCCESS_RADIUS,
-            near_object=tcp_to_obj <= 0.05,
-            grasp_success=(tcp_opened > 0) & (obj[:, 2] - 0.03 > obj_init[:, 2]),
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=target_to_obj,
+            reward, success, near_object, grasped, object_grasped, in_place, target_to_obj
         )
 
 
@@ -323,9 +284,7 @@ class PegUnplugSide(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return with_quat(frame.site("pegEnd"), frame.body_quat("plug1"))
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         tcp, obj, tcp_opened = frame.tcp_center, obs[:, 4:7], obs[:, 3]
         target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
         tcp_to_obj = norm(obj - tcp)
@@ -344,14 +303,9 @@ class PegUnplugSide(Skill):
             bonus = np.where(single, bonus32.astype(np.float64), bonus)
         reward = np.where(grasped & (tcp_to_obj < 0.035), bonus, reward)
         reward = np.where(obj_to_target <= 0.05, 10.0, reward)
+        success, near_object = obj_to_target <= 0.07, tcp_to_obj <= 0.03
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasped,
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, grasped, object_grasped, in_place, obj_to_target
         )
 
 
@@ -368,9 +322,7 @@ class PickOutOfHole(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return body_object(frame, "obj")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, gripper = obs[:, 4:7], frame.tcp_center
         target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
         obj_to_target = norm(obj - target)
@@ -387,40 +339,28 @@ class PickOutOfHole(Skill):
         )
         in_place = tolerance_long_tail(obj_to_target, 0, 0.02, in_place_margin)
         reward = hamacher_typed(object_grasped, in_place, single)
-        near_object = tcp_to_obj < 0.04
-        pinched_without_obj = obs[:, 3] < 0.33
-        lifted = obj[:, 2] - 0.02 > obj_init[:, 2]
-        grasped = near_object & lifted & ~pinched_without_obj
+        grasped = lifted_in_grip(tcp_to_obj < 0.04, obs[:, 3], 0.33, obj, obj_init)
         bonus = 1.0 + 5.0 * hamacher_product(in_place, above_floor)
         reward = np.where(grasped, plus_bonus(reward, bonus, single), reward)
         reward = np.where(obj_to_target < self.TARGET_RADIUS, 10.0, reward)
+        success, near_object = obj_to_target <= 0.07, tcp_to_obj <= 0.03
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasped,
-            grasp_reward=object_grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, grasped, object_grasped, in_place, obj_to_target
         )
 
 
-class PickPlaceWall(Skill):
+class PickPlaceWall(OneObject):
     """`SawyerPickPlaceWallEnvV3` (sawyer_pick_place_wall_v3.py): carry the block over the
     wall, by a midpoint above it; its caging reward has no high-density average."""
 
     name = "pick-place-wall-v3"
     bodies = ("leftpad", "rightpad")
-    geoms = ("objGeom",)
-    consts = ("_target_pos", "obj_init_pos", "init_tcp")
     TARGET_RADIUS = 0.05
 
     def objects(self, frame: Frame) -> np.ndarray:
         return geom_object(frame, "objGeom")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = self.TARGET_RADIUS
         c = carry(frame, obs, radius)
         obj, obj_init, target = c.obj, c.obj_init, frame.consts["_target_pos"]
@@ -445,27 +385,7 @@ class PickPlaceWall(Skill):
             beyond32 = g32 + one + four + (3.0 * in_place_part2).astype(np.float32)
             over = np.where(single, over32.astype(np.float64), over)
             beyond = np.where(single, beyond32.astype(np.float64), beyond)
-        lifted = (c.tcp_to_obj < 0.02) & (c.tcp_opened > 0) & (obj[:, 2] - 0.015 > obj_init[:, 2])
+        lifted = held(c.tcp_to_obj, 0.02, c.tcp_opened, obj, obj_init, 0.015)
         reward = np.where(lifted, np.where(obj[:, 1] > 0.75, beyond, over), grasped_in_place)
         reward = np.where(c.obj_to_target < radius, 10.0, reward)
         return reward, carry_infos(frame, reward, c, object_grasped)
-
-
-ML45_SKILLS_D: tuple[type[Skill], ...] = (
-    HandInsert,
-    DoorUnlock,
-    FaucetClose,
-    FaucetOpen,
-    Hammer,
-    HandlePressSide,
-    HandlePress,
-    HandlePullSide,
-    HandlePull,
-    PegUnplugSide,
-    PickOutOfHole,
-    PickPlaceWall,
-)
-"""The skills of this module that pass the bit-for-bit test (registered in
-`metarl.envs.metaworld_skills`)."""
-
-__all__ = ["ML45_SKILLS_D"]

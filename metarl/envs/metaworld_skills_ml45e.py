@@ -10,9 +10,8 @@ Meta-World's own env bit for bit.
 What these skills add:
 
 - Bodies observed through their rotation matrix (the soccer ball, the sticks):
-  `Rotation.from_matrix(data.body(b).xmat)`. MuJoCo computes a body's `xmat` from its
-  `xquat` with `mju_quat2Mat`, so `metaworld_rewards.body_matrix_quat` does the same on the
-  batch's `xquat`.
+  `Rotation.from_matrix(data.body(b).xmat)`, the batch's `xmat` rows through
+  `metaworld_rewards.body_matrix_quat`.
 - Caging rewards of their own (push-back, soccer: `metaworld_rewards.pad_caging`): the
   gripping term is the pads' y-caging at a tighter bound instead of the action's effort, so
   they stay float64; their
@@ -31,8 +30,8 @@ import numpy as np
 
 from metarl.envs.metaworld_families import HandleSite
 from metarl.envs.metaworld_rewards import (
+    Evaluation,
     Frame,
-    Info,
     Push,
     Reach,
     Skill,
@@ -44,8 +43,10 @@ from metarl.envs.metaworld_rewards import (
     gripper_caging_reward,
     hamacher_product,
     hamacher_single,
+    held,
     infos,
     norm,
+    opened_and_lifted,
     pad_caging,
     tolerance_long_tail,
     without_quat,
@@ -75,9 +76,7 @@ class _PlateSlide(Skill):
         low_and_near = (tcp[:, 2] <= 0.03) & (tcp_to_obj < 0.07)
         return np.where(low_and_near, 2.0 + (7.0 * in_place), reward)
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = self.TARGET_RADIUS
         tcp, obj = frame.tcp_center, obs[:, 4:7]
         target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
@@ -94,13 +93,7 @@ class _PlateSlide(Skill):
         reward = self._reward(tcp, tcp_to_obj, grasped, in_place)
         reward = np.where(obj_to_target < radius, 10.0, reward)
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=0.0,
-            grasp_reward=grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
+            reward, obj_to_target <= 0.07, tcp_to_obj <= 0.03, 0.0, grasped, in_place, obj_to_target
         )
 
 
@@ -142,19 +135,11 @@ class ReachWall(Reach):
 
     name = "reach-wall-v3"
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         reward, reach = super().evaluate_state(frame, obs, action)
         tcp_to_target = reach["obj_to_target"]
         return reward, infos(
-            reward,
-            success=tcp_to_target <= 0.05,
-            near_object=0.0,
-            grasp_success=0.0,
-            grasp_reward=0.0,
-            in_place_reward=reach["in_place_reward"],
-            obj_to_target=tcp_to_target,
+            reward, tcp_to_target <= 0.05, 0.0, 0.0, 0.0, reach["in_place_reward"], tcp_to_target
         )
 
 
@@ -168,9 +153,7 @@ class PushWall(Push):
     def objects(self, frame: Frame) -> np.ndarray:
         return geom_object(frame, "objGeom")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = 0.05
         c = carry(frame, obs, radius)
         obj, obj_init, in_place_part2 = c.obj, c.obj_init, c.in_place
@@ -209,9 +192,7 @@ class PushBack(Skill):
     def objects(self, frame: Frame) -> np.ndarray:
         return geom_object(frame, "objGeom")
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         c = carry(frame, obs, self.TARGET_RADIUS)
         target_to_obj_init = norm(c.obj_init - frame.consts["_target_pos"])
         radius = self.OBJ_RADIUS
@@ -243,9 +224,7 @@ class Soccer(Skill):
         quat = body_matrix_quat(frame, "soccer_ball")
         return np.concatenate([frame.body("soccer_ball"), quat], axis=1)
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         obj, tcp_opened = obs[:, 4:7], obs[:, 3]
         target, obj_init = frame.consts["_target_pos"], frame.consts["obj_init_pos"]
         x_scaling = np.array([3.0, 1.0, 1.0])
@@ -262,14 +241,10 @@ class Soccer(Skill):
         reward = (3 * grasped) + (6.5 * in_place)
         reward = np.where(target_to_obj < self.TARGET_RADIUS, 10.0, reward)
         obj_to_target = norm(obj - target)
+        success, near_object = obj_to_target <= 0.07, tcp_to_obj <= 0.03
+        touching = grasp_success(frame, obj, tcp_opened)
         return reward, infos(
-            reward,
-            success=obj_to_target <= 0.07,
-            near_object=tcp_to_obj <= 0.03,
-            grasp_success=grasp_success(frame, obj, tcp_opened),
-            grasp_reward=grasped,
-            in_place_reward=in_place,
-            obj_to_target=obj_to_target,
+            reward, success, near_object, touching, grasped, in_place, obj_to_target
         )
 
 
@@ -295,9 +270,7 @@ class StickPull(_Stick):
 
     name = "stick-pull-v3"
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = 0.05
         tcp, stick, tcp_opened = frame.tcp_center, obs[:, 4:7], obs[:, 3]
         end_of_stick = frame.site("stick_end")
@@ -321,9 +294,9 @@ class StickPull(_Stick):
             container_to_target, 0, radius, norm(frame.consts["obj_init_pos"] - target)
         )
         grasped, single = gripper_caging_reward(frame, action, stick, 0.014, 0.05, 0.01)
-        held = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
-        grasped = np.where(held, 1.0, grasped)
-        single = single & ~held
+        held_stick = held(tcp_to_stick, 0.02, tcp_opened, stick, stick_init)
+        grasped = np.where(held_stick, 1.0, grasped)
+        single = single & ~held_stick
         in_place_and_grasped = hamacher_product(grasped, stick_in_place)
         if single.any():  # `grasped` is float32 there (`caging_and_gripping`)
             product32 = hamacher_single(grasped, stick_in_place).astype(np.float64)
@@ -338,15 +311,11 @@ class StickPull(_Stick):
             1.0 + in_place_and_grasped + 5.0 + 2.0 * stick_in_place_2 + 1.0 * container_in_place
         )
         hooked = np.where(handle_to_target <= 0.12, 10.0, hooked)
-        reward = np.where(held, np.where(inserted, hooked, lifted), in_place_and_grasped)
+        reward = np.where(held_stick, np.where(inserted, hooked, lifted), in_place_and_grasped)
+        success, near_object = (handle_to_target <= 0.12) & inserted, tcp_to_stick <= 0.03
+        touching = grasp_success(frame, stick, tcp_opened)
         return reward, infos(
-            reward,
-            success=(handle_to_target <= 0.12) & inserted,
-            near_object=tcp_to_stick <= 0.03,
-            grasp_success=grasp_success(frame, stick, tcp_opened),
-            grasp_reward=grasped,
-            in_place_reward=stick_in_place,
-            obj_to_target=handle_to_target,
+            reward, success, near_object, touching, grasped, stick_in_place, handle_to_target
         )
 
 
@@ -357,9 +326,7 @@ class StickPush(_Stick):
     name = "stick-push-v3"
     INSERTION_OFFSET = np.array([0.0, 0.09, 0.0])
 
-    def evaluate_state(
-        self, frame: Frame, obs: np.ndarray, action: np.ndarray
-    ) -> tuple[np.ndarray, Info]:
+    def evaluate_state(self, frame: Frame, obs: np.ndarray, action: np.ndarray) -> Evaluation:
         radius = 0.12
         tcp, tcp_opened = frame.tcp_center, obs[:, 3]
         stick = obs[:, 4:7] + np.array([0.015, 0.0, 0.0])
@@ -379,23 +346,17 @@ class StickPush(_Stick):
         )
         from_stick = dataclasses.replace(frame, consts={**frame.consts, "obj_init_pos": stick_init})
         grasped, _ = gripper_caging_reward(from_stick, action, stick, 0.04, 0.05, 0.01)
-        held = (tcp_to_stick < 0.02) & (tcp_opened > 0) & (stick[:, 2] - 0.01 > stick_init[:, 2])
+        held_stick = held(tcp_to_stick, 0.02, tcp_opened, stick, stick_init)
         pushed = 2.0 + 5.0 * stick_in_place + 3.0 * container_in_place
         pushed = np.where(container_to_target <= radius, 10.0, pushed)
-        reward = np.where(held, pushed, grasped)
-        grasped = np.where(held, 1.0, grasped)
+        reward = np.where(held_stick, pushed, grasped)
+        grasped = np.where(held_stick, 1.0, grasped)
         # `evaluate_state`'s own test, on the observed stick (without the 0.015 offset)
-        cheap = (tcp_opened > 0) & (obs[:, 6] - 0.01 > stick_init[:, 2])
+        cheap = opened_and_lifted(tcp_opened, obs[:, 4:7], stick_init, 0.01)
         touching = cheap & frame.touching(cheap, "objGeom")
-        success = norm(container - target) <= 0.12
+        success, near_object = touching & (norm(container - target) <= 0.12), tcp_to_stick <= 0.03
         return reward, infos(
-            reward,
-            success=touching & success,
-            near_object=tcp_to_stick <= 0.03,
-            grasp_success=touching,
-            grasp_reward=grasped,
-            in_place_reward=stick_in_place,
-            obj_to_target=container_to_target,
+            reward, success, near_object, touching, grasped, stick_in_place, container_to_target
         )
 
 
@@ -411,22 +372,3 @@ class WindowClose(HandleSite):
     consts = ("_target_pos", "init_tcp", "window_handle_pos_init")
     SITE, AXIS, TARGET_RADIUS, GAUSSIAN_REACH = "handleCloseStart", 0, 0.05, True
     IN_PLACE_INIT = REACH_INIT = "window_handle_pos_init"
-
-
-ML45_SKILLS_E: tuple[type[Skill], ...] = (
-    PlateSlide,
-    PlateSlideBack,
-    PlateSlideSide,
-    PlateSlideBackSide,
-    PushBack,
-    PushWall,
-    ReachWall,
-    Soccer,
-    StickPull,
-    StickPush,
-    WindowClose,
-)
-"""The skills of this module that pass the bit-for-bit test (registered in
-`metarl.envs.metaworld_skills`)."""
-
-__all__ = ["ML45_SKILLS_E"]

@@ -7,8 +7,12 @@ every sub-env is one row of a `mujoco.batch.Batch`, and one step is, for all row
 1. Meta-World's `set_xyz_action`: the mocap moves by `clip(a[:3], -1, 1) * action_scale`
    (in the action's dtype, as Meta-World computes it), clipped to the skill's mocap box, its
    quaternion set to (1, 0, 1, 0); the two finger controls are `a[3], -a[3]`;
-2. `frame_skip` calls to `mj_step` and then `mj_forward` (Meta-World's step ends with one), as
-   one `Batch.step(nstep=frame_skip, stage=mjSTAGE_ACC)` on a C thread pool;
+2. `frame_skip` calls to `mj_step`, then the position stage at the new state, as one
+   `Batch.step(nstep=frame_skip, stage=mjSTAGE_POS)` on a C thread pool. Meta-World's step
+   ends with a whole `mj_forward`, but what it adds to the position stage (velocities,
+   forces, the constraint solver) is read neither by the observation and rewards nor by the
+   next step (`mj_step` recomputes it, and the solver's warm start is saved by `mj_step`
+   alone), so the trajectories are the same and the batch skips it;
 3. the observation (hand, gripper opening, objects, the previous frame, the goal or zeros),
    clipped to the skill's observation box, and the skill's V2 `evaluate_state`.
 
@@ -91,10 +95,10 @@ class MetaWorldVector(TaskVectorEnv):
         self._ctrl = self._batch.bind("ctrl")
         self._outputs = [
             self._batch.bind(name)
-            for name in ("xpos", "xquat", "site_xpos", "geom_xpos", "geom_xmat")
+            for name in ("xpos", "xquat", "xmat", "site_xpos", "geom_xpos", "geom_xmat")
         ]
         self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
-        self._stage = mujoco.mjtStage.mjSTAGE_ACC.value
+        self._stage = mujoco.mjtStage.mjSTAGE_POS.value
         self._scratch = mujoco.MjData(self.model)
         self._ids = self._name_ids(skill)
         nstate = self._state.shape[1]
@@ -221,10 +225,11 @@ class MetaWorldVector(TaskVectorEnv):
         self._batch.step(nstep=self.frame_skip, stage=self._stage)
         self._elapsed += 1
 
-        xpos, xquat, site_xpos, geom_xpos, geom_xmat = self._outputs
+        xpos, xquat, xmat, site_xpos, geom_xpos, geom_xmat = self._outputs
         frame = Frame(
             xpos,
             xquat,
+            xmat,
             site_xpos,
             geom_xpos,
             geom_xmat,
@@ -302,7 +307,7 @@ class MetaWorldVector(TaskVectorEnv):
             return np.ones(self.num_envs, dtype=bool)
         reach = model.geom_rbound[a] + model.geom_rbound[b]
         reach += model.geom_margin[a] + model.geom_margin[b]
-        xpos = self._outputs[3]
+        xpos = self._outputs[4]
         return norm(xpos[:, a] - xpos[:, b]) <= reach * (1 + 1e-6) + 1e-9
 
     def close_extras(self, **kwargs: Any) -> None:
