@@ -281,10 +281,10 @@ def evaluate_run(
     recipe, meta, iteration = load_run(path, device, init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
+    label = f"{init}" if path is None else f"{path.name} ({init})"
+    report = None if progress is None else functools.partial(progress, label)
     if isinstance(meta, SupervisedMetaLearner):
         mode = recipe.supervised_eval().transductive if transductive is None else transductive
-        label = f"{init}" if path is None else f"{path.name} ({init})"
-        report = None if progress is None else functools.partial(progress, label)
         curve = meta.curve(steps, n_tasks, transductive=mode, progress=report)
         return Evaluation(path, recipe, meta, curve, init, mode, iteration=iteration)
     if transductive is not None:
@@ -292,8 +292,6 @@ def evaluate_run(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
         )
     # RL: every metric the distribution scores (Meta-World: success, then return)
-    label = f"{init}" if path is None else f"{path.name} ({init})"
-    report = None if progress is None else functools.partial(progress, label)
     curve, *others = meta.curves(steps, n_tasks, progress=report).values()
     return Evaluation(path, recipe, meta, curve, init, None, others, iteration)
 

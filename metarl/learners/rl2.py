@@ -47,6 +47,7 @@ from metarl.learners.rl_core import (
 )
 from metarl.protocol import (
     Adaptation,
+    FixesEvalEpisodes,
     Params,
     Progress,
     ScoresPolicies,
@@ -251,7 +252,9 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         scored = isinstance(self.dist, ScoresPolicies)
         runs = [(self.settings.n_envs, False)]
         if scored:  # the benchmark's protocol first
-            protocol = int(getattr(self.dist, "eval_episodes", self.settings.n_envs))
+            protocol = self.settings.n_envs
+            if isinstance(self.dist, FixesEvalEpisodes):
+                protocol = int(self.dist.eval_episodes)
             runs.insert(0, (protocol, True))
         work = len(runs) * n_tasks
         curves: dict[str, Curve] = {}
