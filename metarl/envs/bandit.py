@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from metarl.envs.base import TaskFamily
+from metarl.envs.base import FamilyEnv
 from metarl.envs.spec import ParamDist, TaskValue
 from metarl.envs.vector import FamilyVectorEnv, Seeds, sub_env_seeds
 
@@ -35,17 +35,13 @@ def arms(params: Mapping[str, ParamDist]) -> int:
     return size
 
 
-class BernoulliBandit(TaskFamily, gymnasium.Env[np.ndarray, np.int64]):
+class BernoulliBandit(FamilyEnv, gymnasium.Env[np.ndarray, np.int64]):
     """A k-armed Bernoulli bandit; the task is `{"means": [p_1, ..., p_k]}`."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
     family_name = "metarl/BernoulliBandit-v0"
+    default_params = DEFAULT_PARAMS
 
-    def __init__(
-        self, params: Mapping[str, Any] | None = None, render_mode: str | None = None
-    ) -> None:
-        self._init_tasks(params, DEFAULT_PARAMS, self.family_name)
-        self.render_mode = render_mode
+    def _start(self) -> None:
         k = arms(self.params)
         self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32)
         self.action_space = gymnasium.spaces.Discrete(k)
