@@ -72,20 +72,4 @@ def truncated_conjugate_gradient(
     return x, indefinite
 
 
-def conjugate_gradient(
-    apply_a: Callable[[Params], Params],
-    b: Params,
-    steps: int,
-    *,
-    dot: Dot = task_dot,
-    residual_tol: float = 0.0,
-    truncate: bool = True,
-) -> Params:
-    """`truncated_conjugate_gradient`'s x alone."""
-    found, _ = truncated_conjugate_gradient(
-        apply_a, b, steps, dot=dot, residual_tol=residual_tol, truncate=truncate
-    )
-    return found
-
-
-__all__ = ["conjugate_gradient", "task_dot", "truncated_conjugate_gradient"]
+__all__ = ["task_dot", "truncated_conjugate_gradient"]

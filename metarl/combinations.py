@@ -109,7 +109,28 @@ class Combination:
 
 
 FIRST_ORDER = (Algorithm.REPTILE, Algorithm.FOMAML)
-SECOND_ORDER = "metarl.learners.maml_rl:MAMLRLMetaLearner"
+
+
+def _maml_rl(
+    algorithm: Algorithm,
+    steps: Steps,
+    inner_steps: tuple[int, int | None] = (0, None),
+    why: str = "",
+) -> Combination:
+    """A row of second-order MAML-RL: the batched engine's VPG step, differentiated through
+    (`outer_every_step` taken)."""
+    return Combination(
+        "rl",
+        (algorithm,),
+        steps,
+        "metarl.learners.maml_rl:MAMLRLMetaLearner",
+        backend="batched",
+        inner=(Inner.VPG,),
+        inner_steps=inner_steps,
+        every_step=True,
+        why=why,
+    )
+
 
 SUPPORTED: list[Combination] = [
     Combination(
@@ -129,35 +150,16 @@ SUPPORTED: list[Combination] = [
     Combination(
         "rl", FIRST_ORDER, Steps.GRADIENT, "metarl.learners.sb3_ppo:SB3MetaLearner", backend="sb3"
     ),
-    Combination(
-        "rl",
-        (Algorithm.MAML,),
+    _maml_rl(
+        Algorithm.MAML,
         Steps.ANY,
-        SECOND_ORDER,
-        backend="batched",
-        inner=(Inner.VPG,),
-        every_step=True,
         why="second-order MAML-RL differentiates through its policy-gradient step",
     ),
-    Combination(
-        "rl",
-        (Algorithm.MAML,),
-        Steps.BOUNDED,
-        SECOND_ORDER,
-        backend="batched",
-        inner=(Inner.VPG,),
-        inner_steps=(0, 1),
-        every_step=True,
-    ),
-    Combination(
-        "rl",
-        (Algorithm.METASGD,),
+    _maml_rl(Algorithm.MAML, Steps.BOUNDED, inner_steps=(0, 1)),
+    _maml_rl(
+        Algorithm.METASGD,
         Steps.LEARNER,
-        SECOND_ORDER,
-        backend="batched",
-        inner=(Inner.VPG,),
         inner_steps=(1, None),
-        every_step=True,
         why="Meta-SGD for RL learns its inner rates in MAML-RL's trust-region step",
     ),
     Combination(
@@ -234,11 +236,32 @@ def _steps(bounds: tuple[int, int | None]) -> str:
 @dataclass(frozen=True)
 class _Dimension:
     key: str
-    short: str
     value: Callable[[Choice, list[Combination]], Any]
     """The choice's value, defaults applied (None: nothing to check)."""
     accepts: Callable[[Combination, Any], bool]
     accepted: Callable[[Combination], list[str]]
+
+    @property
+    def short(self) -> str:
+        """The key without its table (`inner` of `learner.inner`)."""
+        return self.key.partition(".")[2]
+
+
+def _listed(
+    key: str,
+    value: Callable[[Choice, list[Combination]], Any],
+    listed: Callable[[Combination], Sequence[Any]],
+    *,
+    optional: bool = False,
+) -> _Dimension:
+    """A dimension whose rows list the values they take (`optional`: a row that lists none
+    has no such choice, and takes any)."""
+    return _Dimension(
+        key,
+        value,
+        lambda r, v: (optional and not listed(r)) or v in listed(r),
+        lambda r: [_quoted(x) for x in listed(r)],
+    )
 
 
 def _backend(choice: Choice, rows: list[Combination]) -> str | None:
@@ -259,44 +282,20 @@ def _in_steps(row: Combination, k: int) -> bool:
 
 
 DIMENSIONS = (
-    _Dimension(
-        "train.algorithm",
-        "algorithm",
-        lambda c, _: c.algorithm,
-        lambda r, v: v in r.algorithms,
-        lambda r: [_quoted(a) for a in r.algorithms],
+    _listed("train.algorithm", lambda c, _: c.algorithm, lambda r: r.algorithms),
+    _listed("train.outer_optimizer", lambda c, _: c.outer, lambda r: r.outer),
+    _listed(
+        "learner.backend", _backend, lambda r: (r.backend,) if r.backend else (), optional=True
     ),
-    _Dimension(
-        "train.outer_optimizer",
-        "outer_optimizer",
-        lambda c, _: c.outer,
-        lambda r, v: v in r.outer,
-        lambda r: [_quoted(o) for o in r.outer],
-    ),
-    _Dimension(
-        "learner.backend",
-        "backend",
-        _backend,
-        lambda r, v: r.backend is None or r.backend == v,
-        lambda r: [_quoted(r.backend)] if r.backend else [],
-    ),
-    _Dimension(
-        "learner.inner",
-        "inner",
-        _inner,
-        lambda r, v: not r.inner or v in r.inner,
-        lambda r: [_quoted(i) for i in r.inner],
-    ),
+    _listed("learner.inner", _inner, lambda r: r.inner, optional=True),
     _Dimension(
         "train.inner_steps",
-        "inner_steps",
         lambda c, _: c.inner_steps,
         _in_steps,
         lambda r: [_steps(r.inner_steps)],
     ),
     _Dimension(
         "learner.outer_every_step",
-        "outer_every_step",
         lambda c, _: True if c.every_step else None,
         lambda r, v: r.every_step,
         lambda r: ["false"],

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 
@@ -93,6 +93,15 @@ class Start:
 
 Progress = Callable[[str, float, float], None]
 """`progress(label, done, total)`: how far the evaluation `label` is, in tasks."""
+
+
+class EvalOptions(TypedDict, total=False):
+    """What `compare_runs` passes on to every `evaluate_run` it makes (see there)."""
+
+    tasks: int | None
+    steps: list[int] | None
+    transductive: bool | None
+    progress: Progress | None
 
 
 def load_run(
@@ -281,10 +290,10 @@ def evaluate_run(
     recipe, meta, iteration = load_run(path, device, init=init, joint_run=joint_run)
     n_tasks = tasks if tasks is not None else recipe.eval.tasks
     steps = steps or recipe.eval.steps
+    label = f"{init}" if path is None else f"{path.name} ({init})"
+    report = None if progress is None else functools.partial(progress, label)
     if isinstance(meta, SupervisedMetaLearner):
         mode = recipe.supervised_eval().transductive if transductive is None else transductive
-        label = f"{init}" if path is None else f"{path.name} ({init})"
-        report = None if progress is None else functools.partial(progress, label)
         curve = meta.curve(steps, n_tasks, transductive=mode, progress=report)
         return Evaluation(path, recipe, meta, curve, init, mode, iteration=iteration)
     if transductive is not None:
@@ -292,8 +301,6 @@ def evaluate_run(
             f"--transductive/--no-transductive: only for supervised tasks, not {recipe.task_name!r}"
         )
     # RL: every metric the distribution scores (Meta-World: success, then return)
-    label = f"{init}" if path is None else f"{path.name} ({init})"
-    report = None if progress is None else functools.partial(progress, label)
     curve, *others = meta.curves(steps, n_tasks, progress=report).values()
     return Evaluation(path, recipe, meta, curve, init, None, others, iteration)
 
@@ -350,13 +357,10 @@ def compare_runs(
     paths: list[Path | None],
     device: torch.device,
     *,
-    tasks: int | None = None,
-    steps: list[int] | None = None,
-    transductive: bool | None = None,
     init: str | Start = "meta",
     joint_run: Path | None = None,
     random_baseline: bool = False,
-    progress: Progress | None = None,
+    **options: Unpack[EvalOptions],
 ) -> Comparison:
     """Evaluate every run in `paths` from `init` on the same held-out tasks, and for the first
     the baselines: random init when `random_baseline`, the weights of `joint_run` when given
@@ -367,13 +371,10 @@ def compare_runs(
     Args:
         paths: Run directories of one task.
         device: Where the adaptation runs.
-        tasks: As for `evaluate_run`.
-        steps: As for `evaluate_run`.
-        transductive: As for `evaluate_run`.
         init: As for `evaluate_run`.
         joint_run: A joint-training run of the same task, evaluated as a baseline.
         random_baseline: Also evaluate the first run's network from a random init.
-        progress: As for `evaluate_run`.
+        **options: `tasks`, `steps`, `transductive` and `progress`, as for `evaluate_run`.
 
     Returns:
         The runs' evaluations and the baselines', all on the same held-out tasks, so their
@@ -390,18 +391,19 @@ def compare_runs(
                 f"{p}: its task {task!r} differs from {tasks_of[0]!r} of {paths[0]}; "
                 "compare runs of one task"
             )
-    kwargs: dict[str, Any] = dict(
-        tasks=tasks, steps=steps, transductive=transductive, progress=progress
-    )
     runs = [
         evaluate_run(
-            p, device, init=init, joint_run=joint_run if init.init is Init.JOINT else None, **kwargs
+            p,
+            device,
+            init=init,
+            joint_run=joint_run if init.init is Init.JOINT else None,
+            **options,
         )
         for p in paths
     ]
     # the baselines on exactly the first run's tasks and steps
     first = runs[0]
-    kwargs.update(tasks=first.curve.n_tasks, steps=first.curve.steps)
+    same: EvalOptions = {**options, "tasks": first.curve.n_tasks, "steps": first.curve.steps}
     others: list[tuple[Start, Path | None]] = []
     if random_baseline:
         others.append((Start(Init.RANDOM), None))
@@ -410,7 +412,7 @@ def compare_runs(
     if paths[0] is None:
         others = []
     baselines = [
-        evaluate_run(paths[0], device, init=b_init, joint_run=b_run, **kwargs)
+        evaluate_run(paths[0], device, init=b_init, joint_run=b_run, **same)
         for b_init, b_run in others
         if b_init != init
     ]

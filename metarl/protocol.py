@@ -260,6 +260,14 @@ class BoundsEvalEnvs(Protocol):
 
 
 @runtime_checkable
+class FixesEvalEpisodes(Protocol):
+    """An RL distribution whose benchmark fixes how many episodes per task score a policy
+    (Meta-World's evaluator: 3 per goal)."""
+
+    eval_episodes: int
+
+
+@runtime_checkable
 class RecordsRun(Protocol):
     """A distribution (any kind) with task options a run directory records in its [task]
     table (simulator versions) and passes back when the run is reopened, so the

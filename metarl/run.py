@@ -69,9 +69,12 @@ class RunDir:
         ('sine', [{'iteration': 1, 'loss_before': 2.5}])
     """
 
+    _lock_fd: int | None = None
+    """The held lock file's descriptor (None: not held; also what `__del__` reads of an
+    object whose `__init__` did not finish)."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._lock_fd: int | None = None
         self._lock_created = False
         """This process created the lock file (removed again if never recorded in)."""
         self._recorded = False
@@ -143,7 +146,7 @@ class RunDir:
             self._lock_fd = None
 
     def __del__(self) -> None:
-        if getattr(self, "_lock_fd", None) is not None:
+        if self._lock_fd is not None:
             self.unlock()
 
     @property

@@ -13,7 +13,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,9 +343,9 @@ class MetaTrainer:
             self.run.lock()  # released when fit returns or fails: resume may follow
         with (
             _stop_on_signals(self),
-            closing_log(scalars),
-            _unlocking(self.run if main else None),
-            closing_bar(own_bar),
+            _finally(scalars.close if scalars is not None else None),
+            _finally(self.run.unlock if main else None),
+            _finally(own_bar.close if own_bar is not None else None),
         ):
             while self.iteration < t.meta_iterations:
                 metrics = self.step()
@@ -446,32 +446,14 @@ def peak_rss_mib() -> float | None:
 
 
 @contextmanager
-def closing_log(log: ScalarLog | None) -> Iterator[None]:
-    """Close the event files however the loop ends (finished, interrupted, failed)."""
+def _finally(action: Callable[[], object] | None) -> Iterator[None]:
+    """Run `action` (where there is one) however the block ends: finished, interrupted or
+    failed (closing the event files, releasing the run's lock, stopping a bar `fit` added)."""
     try:
         yield
     finally:
-        if log is not None:
-            log.close()
-
-
-@contextmanager
-def closing_bar(bar: Any) -> Iterator[None]:
-    """Stop a progress bar `fit` added itself however the loop ends."""
-    try:
-        yield
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-@contextmanager
-def _unlocking(run: RunDir | None) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        if run is not None:
-            run.unlock()
+        if action is not None:
+            action()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

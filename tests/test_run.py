@@ -262,3 +262,13 @@ def test_carried_inner_moments_resume_exactly(tmp_path):
 def test_carried_moments_need_adam():
     with pytest.raises(UserError, match="inner_carry_moments = true: needs"):
         MetaTrainer.start(tiny_recipe(inner_carry_moments=True), Path("/tmp/never"), CPU)
+
+
+def test_a_run_dir_whose_init_did_not_finish_is_collected_quietly():
+    """`__del__` reads the lock descriptor declared on the class, so an object whose
+    `__init__` raised (a bad path) holds nothing and releases nothing."""
+    from metarl.run import RunDir
+
+    run = RunDir.__new__(RunDir)
+    run.__del__()
+    assert run._lock_fd is None

@@ -1,4 +1,5 @@
-"""Turning the images picked for a batch of N-way tasks into support and query sets.
+"""Turning the images picked for a batch of N-way tasks into support and query sets, and
+what the N-way image distributions are besides (`NWayImages`).
 
 Both image datasets (Omniglot, Mini-ImageNet) pick, per task and class, `support + query`
 images by indexing a uint8 tensor held on the device; this module does the rest the same way
@@ -8,10 +9,31 @@ consecutive minibatches), and pixels become float32 in [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
+from metarl.errors import ConfigError
 from metarl.protocol import TaskBatch
+
+
+class NWayImages:
+    """What the N-way image distributions (Omniglot, Mini-ImageNet) are alike in: supervised
+    classification scored by accuracy, with `ways` classes per task that every split must
+    hold."""
+
+    kind = "supervised"
+    loss = "cross_entropy"
+    metric = "accuracy"
+
+    @staticmethod
+    def checked_ways(ways: int, classes: Mapping[str, int]) -> int:
+        """`ways` as an int, or a one-line refusal where a split (`classes`: its class
+        count) has fewer classes."""
+        if not 1 <= int(ways) <= min(classes.values()):
+            raise ConfigError(f"task.ways = {ways}: must be between 1 and the classes {classes}")
+        return int(ways)
 
 
 def support_and_query(

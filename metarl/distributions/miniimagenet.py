@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.data.episodes import support_and_query
+from metarl.data.episodes import NWayImages, support_and_query
 from metarl.data.miniimagenet import IMAGE_SIZE, SplitImages, load
 from metarl.errors import ConfigError
 from metarl.models import conv_classifier
@@ -34,7 +34,7 @@ class MiniImageNetTask:
         return {"split": self.split, "classes": list(self.classes), "seed": self.seed}
 
 
-class MiniImageNetDistribution:
+class MiniImageNetDistribution(NWayImages):
     """N-way K-shot Mini-ImageNet episodes, 84x84 RGB in [0, 1], over the imported splits.
 
     Each split is the imported uint8 file, memory-mapped (the training split is 813 MB; ranks
@@ -47,10 +47,6 @@ class MiniImageNetDistribution:
         data: split -> images to use instead of reading the data root (tests, custom data).
     """
 
-    kind = "supervised"
-    loss = "cross_entropy"
-    metric = "accuracy"
-
     def __init__(
         self,
         ways: int = 5,
@@ -59,13 +55,10 @@ class MiniImageNetDistribution:
     ) -> None:
         if data is None:
             data = load(Path(data_dir) if data_dir is not None else None)
-        self.ways = int(ways)
+        self.ways = self.checked_ways(ways, {s: len(d.classes) for s, d in data.items()})
         self.splits = data
         self.device = torch.device("cpu")
         self._images: dict[str, torch.Tensor] = {}
-        sizes = {s: len(d.classes) for s, d in data.items()}
-        if not 1 <= self.ways <= min(sizes.values()):
-            raise ConfigError(f"task.ways = {ways}: must be between 1 and the classes {sizes}")
 
     def to(self, device: torch.device) -> MiniImageNetDistribution:
         """Hold the images on `device` (uint8; the training split is 813 MB), so episodes are

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.data.episodes import support_and_query
+from metarl.data.episodes import NWayImages, support_and_query
 from metarl.data.omniglot import IMAGE_SIZE, OmniglotImages, load
 from metarl.errors import ConfigError
 from metarl.models import conv_classifier
@@ -38,7 +38,7 @@ class OmniglotTask:
         }
 
 
-class OmniglotDistribution:
+class OmniglotDistribution(NWayImages):
     """N-way Omniglot episodes, 28x28 grayscale, with the Reptile paper's splits.
 
     Args:
@@ -52,10 +52,6 @@ class OmniglotDistribution:
         data_dir: the data root (default `$METARL_DATA`, else the per-user cache).
         data: decoded images to use instead of reading the data root (tests, custom data).
     """
-
-    kind = "supervised"
-    loss = "cross_entropy"
-    metric = "accuracy"
 
     def __init__(
         self,
@@ -74,7 +70,6 @@ class OmniglotDistribution:
             raise ConfigError("task.train_classes only applies to split_mode = 'paper'")
         if data is None:
             data = load(Path(data_dir) if data_dir is not None else None)
-        self.ways = int(ways)
         self.rotations = rotations
         self.names = data.names
         self._images = torch.from_numpy(np.array(data.images))  # one read of the memory-map
@@ -90,8 +85,7 @@ class OmniglotDistribution:
             for s, chars in splits.items()
         }
         sizes = {s.value: len(c) for s, c in self.classes.items() if len(c)}
-        if not 1 <= self.ways <= min(sizes.values()):
-            raise ConfigError(f"task.ways = {ways}: must be between 1 and the classes {sizes}")
+        self.ways = self.checked_ways(ways, sizes)
 
     def to(self, device: torch.device) -> OmniglotDistribution:
         """Hold the images on `device` (uint8, 25 MB), so episodes are assembled there by

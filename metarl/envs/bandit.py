@@ -20,9 +20,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from metarl.envs.base import TaskFamily
-from metarl.envs.spec import ParamDist, TaskValue, check_task, parse_params
-from metarl.envs.vector import Seeds, TaskVectorEnv, sub_env_seeds
+from metarl.envs.base import FamilyEnv
+from metarl.envs.spec import ParamDist, TaskValue
+from metarl.envs.vector import FamilyVectorEnv, Seeds, sub_env_seeds
 
 DEFAULT_PARAMS: dict[str, Any] = {"means": {"uniform": [0.0, 1.0], "size": 5}}
 
@@ -35,17 +35,13 @@ def arms(params: Mapping[str, ParamDist]) -> int:
     return size
 
 
-class BernoulliBandit(TaskFamily, gymnasium.Env[np.ndarray, np.int64]):
+class BernoulliBandit(FamilyEnv, gymnasium.Env[np.ndarray, np.int64]):
     """A k-armed Bernoulli bandit; the task is `{"means": [p_1, ..., p_k]}`."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
     family_name = "metarl/BernoulliBandit-v0"
+    default_params = DEFAULT_PARAMS
 
-    def __init__(
-        self, params: Mapping[str, Any] | None = None, render_mode: str | None = None
-    ) -> None:
-        self._init_tasks(params, DEFAULT_PARAMS, self.family_name)
-        self.render_mode = render_mode
+    def _start(self) -> None:
         k = arms(self.params)
         self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32)
         self.action_space = gymnasium.spaces.Discrete(k)
@@ -65,36 +61,25 @@ class BernoulliBandit(TaskFamily, gymnasium.Env[np.ndarray, np.int64]):
         return np.zeros(1, np.float32), reward, True, False, {}
 
 
-class BernoulliBanditVector(TaskVectorEnv):
+class BernoulliBanditVector(FamilyVectorEnv):
     """`BernoulliBandit` for all sub-envs at once (every step ends an episode, so every step
     autoresets; `final_obs` is the constant observation)."""
 
     family_name = BernoulliBandit.family_name
+    default_params = DEFAULT_PARAMS
 
-    def __init__(
-        self,
-        n_tasks: int,
-        envs_per_task: int,
-        params: Mapping[str, Any] | None = None,
-        max_episode_steps: int | None = None,
-    ) -> None:
-        self._init_layout(n_tasks, envs_per_task)
-        self.params: dict[str, ParamDist] = parse_params(
-            DEFAULT_PARAMS if params is None else params, self.family_name
-        )
+    def _start(self, max_episode_steps: int | None) -> None:
         k = arms(self.params)
         self._init_spaces(
             gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32), gymnasium.spaces.Discrete(k)
         )
         self._means = np.full((self.num_envs, k), 0.5)
         self._rngs = [np.random.default_rng(i) for i in range(self.num_envs)]
-        self.tasks: list[dict[str, TaskValue]] = [{"means": [0.5] * k}] * n_tasks
+        self.tasks: list[dict[str, TaskValue]] = [{"means": [0.5] * k}] * self.n_tasks
 
     def set_tasks(self, tasks: Any) -> None:
-        self._check_task_count(tasks)
-        self.tasks = [check_task(self.params, t, self.family_name) for t in tasks]
-        means = np.asarray([t["means"] for t in self.tasks], dtype=np.float64)
-        self._means = np.repeat(means, self.envs_per_task, axis=0)
+        super().set_tasks(tasks)
+        self._means = self.task_column("means")
 
     def reset(
         self, *, seed: Seeds = None, options: dict[str, Any] | None = None

@@ -15,7 +15,7 @@ Through `gymnasium.make`'s wrappers, reach the methods with
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -68,6 +68,26 @@ class TaskFamily:
     def _task_from_options(self, options: dict[str, Any] | None) -> None:
         if options and "task" in options:
             self.set_task(options["task"])
+
+
+class FamilyEnv(TaskFamily):
+    """A family written as an env of its own (not a wrapper of Gymnasium's): the constructor
+    parses the `[params]` table (the family's `default_params` where none is given), keeps
+    the render mode, then builds the spaces and sets the default task (`_start`)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    default_params: ClassVar[Mapping[str, Any]]
+
+    def __init__(
+        self, params: Mapping[str, Any] | None = None, render_mode: str | None = None
+    ) -> None:
+        self._init_tasks(params, self.default_params, self.family_name)
+        self.render_mode = render_mode
+        self._start()
+
+    def _start(self) -> None:
+        """The family's spaces, state and default task."""
+        raise NotImplementedError
 
 
 def episode_return(

@@ -15,14 +15,13 @@ Pure numpy: thousands of steps per second, for fast meta-RL tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
 import numpy as np
 from numpy.typing import ArrayLike
 
-from metarl.envs.base import TaskFamily
+from metarl.envs.base import FamilyEnv
 
 MAX_SPEED = 0.1
 GOAL_RADIUS = 0.01
@@ -45,17 +44,13 @@ def goal_distance(position: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return np.sqrt(diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1])
 
 
-class Navigation2D(TaskFamily, gymnasium.Env[np.ndarray, np.ndarray]):
+class Navigation2D(FamilyEnv, gymnasium.Env[np.ndarray, np.ndarray]):
     """Point navigation to a goal; the task is `{"goal": [x, y]}`."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
     family_name = "metarl/Navigation2D-v0"
+    default_params = DEFAULT_PARAMS
 
-    def __init__(
-        self, params: Mapping[str, Any] | None = None, render_mode: str | None = None
-    ) -> None:
-        self._init_tasks(params, DEFAULT_PARAMS, self.family_name)
-        self.render_mode = render_mode
+    def _start(self) -> None:
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gymnasium.spaces.Box(-MAX_SPEED, MAX_SPEED, (2,), np.float32)
         self._position = np.zeros(2)

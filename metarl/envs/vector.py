@@ -29,7 +29,7 @@ Gymnasium env included) through the protocol alone: `make_env(task)`, and the en
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -99,12 +99,13 @@ class TaskVectorEnv(VectorEnv[Any, Any, Any]):
             raise ValueError(f"set_tasks: {len(tasks)} tasks for {self.n_tasks} task slots")
 
 
-class Navigation2DVector(TaskVectorEnv):
-    """`metarl.envs.navigation.Navigation2D` for all sub-envs at once, in numpy: the same
-    clipped velocity step, reward (minus the distance after the move), termination within
-    `GOAL_RADIUS` of the goal and truncation after `max_episode_steps` (100)."""
+class FamilyVectorEnv(TaskVectorEnv):
+    """A task vector env of one of metarl's numpy families: the contract's constructor lays
+    out the sub-envs, parses the `[params]` table (the family's `default_params` where none
+    is given), then builds the family's spaces and state (`_start`)."""
 
-    family_name = "metarl/Navigation2D-v0"
+    family_name: ClassVar[str]
+    default_params: ClassVar[Mapping[str, Any]]
 
     def __init__(
         self,
@@ -115,8 +116,34 @@ class Navigation2DVector(TaskVectorEnv):
     ) -> None:
         self._init_layout(n_tasks, envs_per_task)
         self.params: dict[str, ParamDist] = parse_params(
-            DEFAULT_PARAMS if params is None else params, self.family_name
+            self.default_params if params is None else params, self.family_name
         )
+        self._start(max_episode_steps)
+
+    def _start(self, max_episode_steps: int | None) -> None:
+        """The family's spaces and the state of its sub-envs."""
+        raise NotImplementedError
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        """One task per slot, each checked as the single env's `set_task` checks it."""
+        self._check_task_count(tasks)
+        self.tasks = [check_task(self.params, t, self.family_name) for t in tasks]
+
+    def task_column(self, key: str) -> np.ndarray:
+        """Parameter `key` of every sub-env's task, `[num_envs]` (or `[num_envs, size]`)."""
+        values = np.asarray([t[key] for t in self.tasks], dtype=np.float64)
+        return np.repeat(values, self.envs_per_task, axis=0)
+
+
+class Navigation2DVector(FamilyVectorEnv):
+    """`metarl.envs.navigation.Navigation2D` for all sub-envs at once, in numpy: the same
+    clipped velocity step, reward (minus the distance after the move), termination within
+    `GOAL_RADIUS` of the goal and truncation after `max_episode_steps` (100)."""
+
+    family_name = "metarl/Navigation2D-v0"
+    default_params = DEFAULT_PARAMS
+
+    def _start(self, max_episode_steps: int | None) -> None:
         self.max_episode_steps = 100 if max_episode_steps is None else max_episode_steps
         self._init_spaces(
             gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float32),
@@ -126,14 +153,12 @@ class Navigation2DVector(TaskVectorEnv):
         self._position = np.zeros((self.num_envs, 2))
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self.tasks: list[dict[str, TaskValue]] = [
-            {"goal": list(DEFAULT_GOAL)} for _ in range(n_tasks)
+            {"goal": list(DEFAULT_GOAL)} for _ in range(self.n_tasks)
         ]
 
-    def set_tasks(self, tasks: Sequence[Mapping[str, Any]]) -> None:
-        self._check_task_count(tasks)
-        self.tasks = [check_task(self.params, t, self.family_name) for t in tasks]
-        goals = np.asarray([t["goal"] for t in self.tasks], dtype=np.float64)
-        self._goal = np.repeat(goals, self.envs_per_task, axis=0)
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        super().set_tasks(tasks)
+        self._goal = self.task_column("goal")
 
     def reset(
         self, *, seed: Seeds = None, options: dict[str, Any] | None = None
@@ -280,6 +305,7 @@ def import_vector_class(entry_point: str, where: str) -> Callable[..., TaskVecto
 
 
 __all__ = [
+    "FamilyVectorEnv",
     "Navigation2DVector",
     "ProtocolVectorEnv",
     "TaskVectorEnv",

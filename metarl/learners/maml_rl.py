@@ -17,12 +17,11 @@ in them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,7 +30,6 @@ from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
 from metarl.learners.rl_core import (
     adaptation_metrics,
     query_metrics,
-    slot_seeds,
 )
 from metarl.protocol import Adaptation, Params
 from metarl.rl.maml import (
@@ -91,31 +89,18 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         """phi and, for Meta-SGD, the inner rates alpha (what the outer step optimizes)."""
         return with_rates(phi, self.inner_rates)
 
-    def adapt(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        rng: np.random.Generator,
-        slots: slice = slice(None),
+    def seeded_rollouts(self) -> int:
+        return max(self.recipe.train.inner_steps, 1)
+
+    def adapt_slots(
+        self, phi: Params, tasks: list[Any], seeds: list[int]
     ) -> Adaptation[MAMLRLContext]:
-        """Pre-update rollouts and theta_i' for this rank's slots: `inner_steps` VPG steps,
+        """Pre-update rollouts and theta_i' for this rank's tasks: `inner_steps` VPG steps,
         step j on fresh episodes of theta_j' (rollout index j; phi's at j = 0), as the
         evaluation adapts. The context keeps every step's samples (`pre`, a list: empty for
-        the joint baseline) for the meta-gradient through all of them.
-
-        Args:
-            phi: the meta-parameters.
-            tasks: the whole meta-batch.
-            rng: the iteration's generator (every task's seed is drawn from it).
-            slots: this rank's tasks.
-
-        Returns:
-            theta_i' stacked, the context `meta_gradient` differentiates through, and the
-            log's metrics (`return_before`, `env_steps`).
-        """
+        the joint baseline) for the meta-gradient through all of them; the log gets
+        `return_before` and `env_steps`."""
         k = self.recipe.train.inner_steps
-        seeds = slot_seeds(rng, len(tasks), max(k, 1), slots)
-        tasks = list(tasks)[slots]
         if k == 0:  # the joint baseline: the outer step's episodes come from phi itself
             stacked = {n: v.unsqueeze(0).expand(len(tasks), *v.shape) for n, v in phi.items()}
             joint = MAMLRLContext(tasks, seeds, phi, [])

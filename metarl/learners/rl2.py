@@ -39,22 +39,21 @@ from metarl.envs.vector import TaskVectorEnv, make_task_vector_env, set_vector_t
 from metarl.errors import ConfigError
 from metarl.learners.batched_rl import one_torch_thread
 from metarl.learners.rl_core import (
+    SeededAdapt,
     Timers,
     eval_chunk,
     held_out_tasks,
     refuse_supervised_keys,
-    slot_seeds,
 )
 from metarl.protocol import (
     Adaptation,
-    MetaLearnerBase,
+    FixesEvalEpisodes,
     Params,
     Progress,
     ScoresPolicies,
     Split,
 )
 from metarl.rl.recurrent import (
-    PPOConfig,
     RecurrentActorCritic,
     RecurrentPPO,
     Trials,
@@ -104,12 +103,12 @@ def build_policy(
     return model.to(device)
 
 
-class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
+class RL2MetaLearner(SeededAdapt[RL2Context]):
     """RL² on the batched engine (see the module docstring).
 
     Not an `RLMetaLearnerBase`: it has no inner gradient step to run, but it shares that
-    class's seeds, held-out tasks and metrics (`metarl.learners.rl_core`), so its curves
-    sit on the same env-steps axis as MAML's.
+    class's `adapt` (`SeededAdapt`), seeds, held-out tasks and metrics
+    (`metarl.learners.rl_core`), so its curves sit on the same env-steps axis as MAML's.
 
     Args:
         recipe: an RL recipe whose row of `metarl.combinations.SUPPORTED` names this
@@ -155,22 +154,7 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         # PPO steps a working copy, loaded with phi each iteration, so the trainer's model
         # changes only through the trainer's outer step; its Adam state persists.
         self.work = build_policy(dist, s, recipe.train.seed, device)
-        self.ppo = RecurrentPPO(
-            self.work,
-            PPOConfig(
-                lr=recipe.train.inner_lr,
-                n_epochs=s.n_epochs,
-                minibatches=s.minibatches,
-                clip_range=s.clip_range,
-                ent_coef=s.ent_coef,
-                vf_coef=s.vf_coef,
-                max_grad_norm=s.max_grad_norm,
-                normalize_advantage=s.normalize_advantage,
-                gamma=s.gamma,
-                gae_lambda=s.gae_lambda,
-                reward_scale=s.reward_scale,
-            ),
-        )
+        self.ppo = RecurrentPPO(self.work, s, lr=recipe.train.inner_lr)
         self.timers = Timers()
         self._envs: dict[tuple[int, int], TaskVectorEnv] = {}
 
@@ -205,39 +189,27 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         return trials
 
     # -- the MetaLearner interface ---------------------------------------------------------
-    def adapt(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        rng: np.random.Generator,
-        slots: slice = slice(None),
+    def seeded_rollouts(self) -> int:
+        return 1
+
+    def adapt_slots(
+        self, phi: Params, tasks: list[Any], seeds: list[int]
     ) -> Adaptation[RL2Context]:
-        """Trials of phi on this rank's tasks, then PPO on them: W in `params` (one slot).
-
-        Args:
-            phi: the meta-parameters.
-            tasks: the whole meta-batch.
-            rng: the iteration's generator (every task's seed is drawn from it).
-            slots: this rank's tasks.
-
-        Returns:
-            W (one slot), the context `meta_gradient` reads, and the log's metrics: PPO's,
-            the trials' (`trial_metrics`) and the env steps.
-        """
+        """Trials of phi on this rank's tasks, then PPO on them: W in `params` (one slot),
+        the context `meta_gradient` reads, and the log's metrics: PPO's, the trials'
+        (`trial_metrics`) and the env steps."""
         with one_torch_thread():
-            seeds = slot_seeds(rng, len(tasks), 1, slots)
-            mine = list(tasks)[slots]
             with torch.no_grad():
                 for name, p in self.work.named_parameters():
                     p.copy_(phi[name])
-            trials = self.trials(self.work, mine, seeds, self.settings.trial_episodes)
+            trials = self.trials(self.work, tasks, seeds, self.settings.trial_episodes)
             tick = time.perf_counter()
             metrics = self.ppo.update(trials, np.random.default_rng([*seeds, 1]))
             self.timers.update += time.perf_counter() - tick
         metrics.update(trial_metrics(trials))
         metrics["env_steps"] = float(trials.env_steps)
         params = {n: p.detach().clone().unsqueeze(0) for n, p in self.work.named_parameters()}
-        context: RL2Context = {"tasks": mine, "seeds": seeds, "phi": phi}
+        context: RL2Context = {"tasks": tasks, "seeds": seeds, "phi": phi}
         return Adaptation(params, context, metrics)
 
     def meta_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
@@ -280,7 +252,9 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         scored = isinstance(self.dist, ScoresPolicies)
         runs = [(self.settings.n_envs, False)]
         if scored:  # the benchmark's protocol first
-            protocol = int(getattr(self.dist, "eval_episodes", self.settings.n_envs))
+            protocol = self.settings.n_envs
+            if isinstance(self.dist, FixesEvalEpisodes):
+                protocol = int(self.dist.eval_episodes)
             runs.insert(0, (protocol, True))
         work = len(runs) * n_tasks
         curves: dict[str, Curve] = {}

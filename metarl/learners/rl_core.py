@@ -39,10 +39,10 @@ from metarl.errors import ConfigError
 from metarl.protocol import (
     Adaptation,
     BoundsEvalEnvs,
+    C,
     MetaLearnerBase,
     Params,
     Progress,
-    RolloutContext,
     ScoresPolicies,
     ScoresPoliciesTogether,
     Split,
@@ -129,6 +129,43 @@ def slot_seeds(rng: np.random.Generator, n_tasks: int, rollouts: int, slots: sli
         True
     """
     return [int(s) for s in rng.integers(2**31 - 1 - rollouts, size=n_tasks)][slots]
+
+
+class SeededAdapt(MetaLearnerBase[C, Any]):
+    """`adapt` of an RL learner, written once: every task's seed drawn from the iteration's
+    generator, then this rank's slots kept (`slot_seeds`), so a task's rollouts do not depend
+    on how the meta-batch is split across ranks. A learner says how many rollouts a seed
+    covers (`seeded_rollouts`) and adapts its slots' tasks from their seeds (`adapt_slots`)."""
+
+    def adapt(
+        self,
+        phi: Params,
+        tasks: Sequence[Any],
+        rng: np.random.Generator,
+        slots: slice = slice(None),
+    ) -> Adaptation[C]:
+        """Adapt phi to this rank's tasks (`adapt_slots`).
+
+        Args:
+            phi: the meta-parameters.
+            tasks: the whole meta-batch.
+            rng: the iteration's generator: every task's seed is drawn from it, then this
+                rank keeps its slots'.
+            slots: this rank's tasks.
+
+        Returns:
+            What `adapt_slots` returns.
+        """
+        seeds = slot_seeds(rng, len(tasks), self.seeded_rollouts(), slots)
+        return self.adapt_slots(phi, list(tasks)[slots], seeds)
+
+    def seeded_rollouts(self) -> int:
+        """Rollouts per task in one adaptation (seed + r is rollout r's)."""
+        raise NotImplementedError
+
+    def adapt_slots(self, phi: Params, tasks: list[Any], seeds: list[int]) -> Adaptation[C]:
+        """Adapt phi to this rank's `tasks`, task i's rollouts drawn from `seeds[i]`."""
+        raise NotImplementedError
 
 
 def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[list[Any], list[int]]:
@@ -299,7 +336,7 @@ class RunRequest:
             self.on_rollout(n_tasks)
 
 
-class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
+class RLMetaLearnerBase(SeededAdapt[Any]):
     """The part of an RL meta-learner that is not its engine. A subclass sets `name` (how
     messages call it), builds `model` (an SB3 `ActorCriticPolicy` holding phi) in
     `__init__(recipe, dist, device)` and implements its rollouts (adapt a batch of tasks and
@@ -424,31 +461,15 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         request = RunRequest(phi, list(tasks), list(seeds), updates, lr, tuple(measure))
         return self.rollouts(dataclasses.replace(request, on_rollout=on_rollout))
 
-    def adapt(
-        self,
-        phi: Params,
-        tasks: Sequence[Any],
-        rng: np.random.Generator,
-        slots: slice = slice(None),
-    ) -> Adaptation[Any]:
-        """`train.inner_steps` updates of this rank's slots' tasks from phi (`run`); the log
-        gets the return of phi's rollouts, the env steps, and the family's metrics of phi's
-        episodes (`<name>_before`).
+    def seeded_rollouts(self) -> int:
+        return self.recipe.train.inner_steps
 
-        Args:
-            phi: the meta-parameters.
-            tasks: the whole meta-batch.
-            rng: the iteration's generator: every task's seed is drawn from it, then this
-                rank keeps its slots', so a task's rollouts do not depend on the split.
-            slots: this rank's tasks.
-
-        Returns:
-            The adapted parameters, the tasks and seeds (the context `query_gradient`
-            rolls out again from), and the log's metrics (`return_before`, `env_steps`).
-        """
+    def adapt_slots(self, phi: Params, tasks: list[Any], seeds: list[int]) -> Adaptation[Any]:
+        """`train.inner_steps` updates of the tasks from phi (`run`); the log gets the return
+        of phi's rollouts, the env steps, and the family's metrics of phi's episodes
+        (`<name>_before`); the context holds the tasks and seeds `query_gradient` rolls out
+        again from."""
         k = self.recipe.train.inner_steps
-        seeds = slot_seeds(rng, len(tasks), k, slots)
-        tasks = list(tasks)[slots]
         run = self.run(phi, tasks, seeds, k)
         metrics = adaptation_metrics(run.returns[0].mean(), k * run.rollout_steps)
         metrics.update(logged(run.episodes.get(0, {}), "before"))
@@ -598,6 +619,7 @@ __all__ = [
     "RolloutSchedule",
     "RolloutTick",
     "RunRequest",
+    "SeededAdapt",
     "TasksRun",
     "Timers",
     "adaptation_metrics",

@@ -31,7 +31,6 @@ the caller hands in, so a trial is a function of the weights, the task and its s
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,8 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from metarl.rl.rollout import RolloutNoise, RolloutTimers
+from metarl.rl.rl2_settings import RL2Settings
+from metarl.rl.rollout import RolloutNoise, RolloutTimers, TimedEnv
 
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 ADAM_EPS = 1e-5
@@ -201,13 +201,8 @@ def collect_trials(
     timers = timers or RolloutTimers()
     n = env.num_envs
     device = model.pi.weight.device
-    action_space = env.single_action_space
-    low = high = None
-    if isinstance(action_space, spaces.Box):
-        low, high = action_space.low, action_space.high
-    tick = time.perf_counter()
-    obs_np, _ = env.reset(seed=noise.env_seeds(env.envs_per_task))
-    timers.physics += time.perf_counter() - tick
+    timed = TimedEnv(env, timers)
+    obs_np = timed.reset(noise.env_seeds(env.envs_per_task))
     h = model.initial_state(n)
     prev_action = torch.zeros((n,) if model.discrete else (n, model.action_dim), device=device)
     prev_reward = torch.zeros(n, device=device)
@@ -227,7 +222,7 @@ def collect_trials(
                 raise RuntimeError(f"a trial ran {t} steps without ending {episodes} episodes")
             if t % NOISE_CHUNK == 0:
                 draws = _noise_block(model, noise, env.envs_per_task).to(device)
-            tick = time.perf_counter()
+            timed.start()
             obs = torch.from_numpy(np.asarray(obs_np, dtype=np.float32)).to(device)
             x = model.inputs(obs, prev_action, prev_reward, prev_done)
             out, value, h = model.step(x, h)
@@ -236,14 +231,8 @@ def collect_trials(
             else:
                 action = model.sample(out, draws[:, t % NOISE_CHUNK])
             log_prob, _ = model.log_prob_entropy(out, action)
-            step_actions = action.cpu().numpy()
-            if low is not None:
-                step_actions = np.clip(step_actions, low, high)
-            timers.policy += time.perf_counter() - tick
-            tick = time.perf_counter()
-            obs_np, reward, terminated, truncated, infos = env.step(step_actions)
-            timers.physics += time.perf_counter() - tick
-            tick = time.perf_counter()
+            step_actions = timed.clip(action.cpu().numpy())
+            obs_np, reward, terminated, truncated, infos = timed.step(step_actions)
             live = completed < episodes
             done = np.logical_or(terminated, truncated)
             reward = np.asarray(reward, dtype=np.float64)
@@ -272,7 +261,7 @@ def collect_trials(
             prev_action = taken.to(prev_action.dtype)
             prev_reward = reward_t
             prev_done = torch.as_tensor(done, dtype=torch.float32, device=device)
-            timers.policy += time.perf_counter() - tick
+            timed.stop()
             t += 1
     stacked = {k: torch.stack(v, 1) for k, v in steps.items()}
     return Trials(
@@ -310,23 +299,6 @@ def trial_gae(
     return advantages, advantages + values * mask
 
 
-@dataclass
-class PPOConfig:
-    """PPO's settings for trials (SB3's names)."""
-
-    lr: float
-    n_epochs: int = 4
-    minibatches: int = 4
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    reward_scale: float = 1.0
-
-
 class RecurrentPPO:
     """PPO on whole trials: `n_epochs` passes, each over the trials split into `minibatches`
     sets in a random order; per minibatch the clipped surrogate, the value loss (MSE to the
@@ -336,13 +308,13 @@ class RecurrentPPO:
     The Adam state is the learner's training state: kept from one meta-iteration to the next
     (PPO is RL²'s outer learner, so this is the one optimizer of the run)."""
 
-    def __init__(self, model: RecurrentActorCritic, config: PPOConfig) -> None:
-        self.model, self.config = model, config
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=ADAM_EPS)
+    def __init__(self, model: RecurrentActorCritic, settings: RL2Settings, lr: float) -> None:
+        self.model, self.settings = model, settings
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=ADAM_EPS)
 
     def loss(self, trials: Trials, index: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """PPO's loss on the trials `index`."""
-        c = self.config
+        c = self.settings
         assert trials.advantages is not None and trials.returns is not None
         mask = trials.mask[index]
         count = mask.sum().clamp(min=1.0)
@@ -368,7 +340,7 @@ class RecurrentPPO:
 
     def update(self, trials: Trials, rng: np.random.Generator) -> dict[str, float]:
         """Advantages, then the epochs of minibatch steps (order drawn from `rng`)."""
-        c = self.config
+        c = self.settings
         trials.advantages, trials.returns = trial_gae(
             trials.rewards * c.reward_scale, trials.values, trials.mask, c.gamma, c.gae_lambda
         )
@@ -391,7 +363,6 @@ class RecurrentPPO:
 
 
 __all__ = [
-    "PPOConfig",
     "RecurrentActorCritic",
     "RecurrentPPO",
     "Trials",

@@ -71,6 +71,44 @@ class RolloutTimers:
     policy: float = 0.0
 
 
+class TimedEnv:
+    """A task vector env as a rollout steps it: actions clipped to a Box space's bounds
+    (`clip`), and the time counted into `timers`: `reset` and `step` as the physics', from
+    `start` to `step` and from `step` to `stop` as the policy's."""
+
+    def __init__(self, env: Any, timers: RolloutTimers) -> None:
+        self.env, self.timers = env, timers
+        space = env.single_action_space
+        self.bounds = (space.low, space.high) if isinstance(space, spaces.Box) else None
+        self.tick = time.perf_counter()
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        """Every sub-env's first observation, sub-env i seeded with `seeds[i]`."""
+        tick = time.perf_counter()
+        obs, _ = self.env.reset(seed=seeds)
+        self.timers.physics += time.perf_counter() - tick
+        return obs
+
+    def clip(self, actions: np.ndarray) -> np.ndarray:
+        return actions if self.bounds is None else np.clip(actions, *self.bounds)
+
+    def start(self) -> None:
+        self.tick = time.perf_counter()
+
+    def step(self, actions: np.ndarray) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """The env's `step(actions)`; the time since `start` (or the last step) was the
+        policy's."""
+        now = time.perf_counter()
+        self.timers.policy += now - self.tick
+        result = self.env.step(actions)
+        self.tick = time.perf_counter()
+        self.timers.physics += self.tick - now
+        return result
+
+    def stop(self) -> None:
+        self.timers.policy += time.perf_counter() - self.tick
+
+
 class RolloutNoise:
     """Per-task randomness of one rollout: sub-env reset seeds and the action noise, drawn
     from generators seeded by (task seed, rollout index) alone."""
@@ -116,9 +154,8 @@ def collect(
     out_dim = int(action_space.n) if policy.discrete else int(np.prod(action_space.shape))
     device = next(iter(params.values())).device
     draws = noise.actions(policy, (n_steps, n_envs, out_dim)).to(device)
-    tick = time.perf_counter()
-    obs_np, _ = env.reset(seed=noise.env_seeds(n_envs))
-    timers.physics += time.perf_counter() - tick
+    timed = TimedEnv(env, timers)
+    obs_np = timed.reset(noise.env_seeds(n_envs))
     obs_dim = obs_np.shape[-1]
     obs = torch.zeros(n_steps, n_tasks, n_envs, obs_dim, device=device)
     actions = torch.zeros(n_steps, n_tasks, n_envs, *act_shape, device=device)
@@ -135,25 +172,16 @@ def collect(
     ever: dict[str, np.ndarray] = {}
     first_length = np.zeros(n_tasks * n_envs)
     finished: list[list[float]] = [[] for _ in range(n_tasks)]
-    low = high = None
-    if isinstance(action_space, spaces.Box):
-        low, high = action_space.low, action_space.high
     with torch.no_grad():
         current = torch.from_numpy(obs_np).view(n_tasks, n_envs, obs_dim).to(device)
         for t in range(n_steps):
-            tick = time.perf_counter()
+            timed.start()
             out, value = policy.heads(params, current)
             action = policy.sample(params, out, draws[:, t])
             log_prob, _ = policy.log_prob_entropy(params, out, action)
             obs[t], actions[t], log_probs[t], values[t] = current, action, log_prob, value
             step_actions = action.reshape(n_tasks * n_envs, *act_shape).cpu().numpy()
-            if low is not None:
-                step_actions = np.clip(step_actions, low, high)
-            timers.policy += time.perf_counter() - tick
-            tick = time.perf_counter()
-            obs_np, reward, terminated, truncated, infos = env.step(step_actions)
-            timers.physics += time.perf_counter() - tick
-            tick = time.perf_counter()
+            obs_np, reward, terminated, truncated, infos = timed.step(timed.clip(step_actions))
             done = np.logical_or(terminated, truncated)
             reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
             timeout = np.logical_and(truncated, ~np.asarray(terminated))
@@ -179,7 +207,7 @@ def collect(
                 running[i] = 0.0
             alive &= ~done
             current = torch.from_numpy(obs_np).view(n_tasks, n_envs, obs_dim).to(device)
-            timers.policy += time.perf_counter() - tick
+            timed.stop()
         last_values = policy.values(params, current)
     episode_returns = np.array(
         [
@@ -255,6 +283,7 @@ __all__ = [
     "Rollout",
     "RolloutNoise",
     "RolloutTimers",
+    "TimedEnv",
     "collect",
     "family_metrics",
     "gae",

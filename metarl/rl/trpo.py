@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metarl.cg import conjugate_gradient
+from metarl.cg import truncated_conjugate_gradient
 from metarl.config import Recipe
 from metarl.protocol import MetaStep
 from metarl.rl.fisher import FisherMethod
@@ -63,7 +63,7 @@ def natural_direction(fisher_vector: Callable[[Tensor], Tensor], g: Tensor, iter
     """x ~= F^-1 g by `iters` of conjugate gradient (`metarl.cg`) on the flat vector, as
     pytorch-maml-rl's `conjugate_gradient`: stopping where the residual's squared norm falls
     to 1e-10, not truncated."""
-    x = conjugate_gradient(
+    x, _ = truncated_conjugate_gradient(
         lambda v: {"v": fisher_vector(v["v"])},
         {"v": g},
         iters,
