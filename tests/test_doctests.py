@@ -66,6 +66,11 @@ WITH_EXAMPLES = (
     "metarl.learners.inner_loop.InnerLoop",
     "metarl.learners.second_order.unrolled_meta_gradient",
     "metarl.learners.rl_core.RLMetaLearnerBase",
+    "metarl.learners.rl_core.RolloutSchedule",
+    "metarl.learners.rl_core.with_env_steps",
+    "metarl.learners.sb3_ppo.SB3MetaLearner",
+    "metarl.learners.maml_rl.MAMLRLMetaLearner",
+    "metarl.learners.rl2.RL2MetaLearner",
 )
 """What a new user reaches for first: each has an example."""
 
