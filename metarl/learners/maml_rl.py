@@ -271,6 +271,11 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         return {"inner_rates": {k: v.clone() for k, v in self.inner_rates.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore Meta-SGD's rates from a checkpoint (`state_dict`'s).
+
+        Args:
+            state: what `state_dict` returned (empty unless the recipe is Meta-SGD's).
+        """
         if "inner_rates" in state and self.inner_rates is not None:
             self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
 

@@ -300,6 +300,14 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         return {n: (phi[n] - w[0]) * count for n, w in adaptation.params.items()}, {}
 
     def query_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
+        """Not offered: RL²'s meta-update is PPO's (`meta_gradient`).
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Raises:
+            NotImplementedError: always.
+        """
         raise NotImplementedError("RL² takes no query gradient (train.algorithm = rl2)")
 
     def curves(
@@ -404,6 +412,15 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         return tables
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """The headline metric of `curves` (Meta-World's success, else the return).
+
+        Args:
+            steps: episodes of experience before the measured one.
+            n_tasks: held-out tasks.
+
+        Returns:
+            The headline curve.
+        """
         return next(iter(self.curves(steps, n_tasks).values()))
 
     def state_dict(self) -> dict[str, Any]:
@@ -411,6 +428,11 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
         return {"ppo_adam": self.ppo.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore PPO's Adam state from a checkpoint (`state_dict`'s).
+
+        Args:
+            state: what `state_dict` returned; a state without `ppo_adam` leaves Adam fresh.
+        """
         if "ppo_adam" in state:
             self.ppo.optimizer.load_state_dict(state["ppo_adam"])
 
@@ -423,7 +445,14 @@ class RL2MetaLearner(MetaLearnerBase[RL2Context, Any]):
 def trial_metrics(trials: Trials) -> dict[str, float]:
     """The training log's view of an iteration's trials: the mean return of episode 1
     (`return_before`: no experience of the task yet), of the last episode (`return_after`)
-    and of each episode (`return_episode_<i>`); the same for success where the env reports it."""
+    and of each episode (`return_episode_<i>`); the same for success where the env reports it.
+
+    Args:
+        trials: an iteration's trials (`RL2MetaLearner.trials`).
+
+    Returns:
+        The metrics by name, as the training log writes them.
+    """
     returns = trials.episode_returns.mean(0)
     out = {"return_before": float(returns[0]), "return_after": float(returns[-1])}
     out.update({f"return_episode_{i + 1}": float(r) for i, r in enumerate(returns)})

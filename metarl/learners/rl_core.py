@@ -563,7 +563,16 @@ class RLMetaLearnerBase(MetaLearnerBase[RolloutContext, Any]):
         return held_out_tasks(self.recipe.eval, self.dist, n_tasks)
 
     def meta_gradient(self, adaptation: Any) -> tuple[Params, dict[str, float]]:
-        """Not offered: `from_recipe` refuses maml, imaml and metasgd for RL."""
+        """Not offered by the first-order engines: Reptile's delta is the trainer's and
+        FOMAML's is `query_gradient`; second-order MAML-RL is
+        `metarl.learners.maml_rl.MAMLRLMetaLearner` (`metarl.combinations` routes to it).
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Raises:
+            NotImplementedError: always, naming the learner.
+        """
         raise NotImplementedError(f"{self.name} takes reptile or fomaml")
 
     def curves(
