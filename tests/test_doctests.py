@@ -74,6 +74,7 @@ WITH_EXAMPLES = (
     "metarl.learners.maml_rl.MAMLRLMetaLearner",
     "metarl.learners.rl2.RL2MetaLearner",
     "metarl.functional.adapt",
+    "metarl.train.Callback",
     "metarl.functional.maml",
 )
 """What a new user reaches for first: each has an example."""
