@@ -32,6 +32,7 @@ MODULES = (
     "metarl.algorithms",
     "metarl.rl.settings",
     "metarl.models",
+    "metarl.losses",
     "metarl.export",
     "metarl.zoo",
     "metarl.plots",
