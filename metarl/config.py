@@ -173,7 +173,14 @@ class SupervisedSettings:
 
     def validate(self, algorithm: Algorithm) -> None:
         """Range checks, and what `algorithm` needs (a query set; plain SGD to differentiate
-        through)."""
+        through).
+
+        Args:
+            algorithm: the recipe's `train.algorithm`.
+
+        Raises:
+            ConfigError: a value out of range, or a setting the algorithm cannot use.
+        """
         if self.support_shots < 1:
             raise ConfigError(f"train.support_shots = {self.support_shots}: must be >= 1")
         for name in ("inner_batch", "query_shots"):
@@ -329,7 +336,14 @@ class Recipe:
 
     def refuse_supervised(self, learner: str) -> None:
         """Refuse the supervised learner's `[train]`/`[eval]` keys for an RL `learner`: the
-        first one given is a `ConfigError` naming it, the learner, and why it has no use."""
+        first one given is a `ConfigError` naming it, the learner, and why it has no use.
+
+        Args:
+            learner: how the message names the RL learner.
+
+        Raises:
+            ConfigError: the first supervised-only key given.
+        """
         for section, cls in SUPERVISED.items():
             given = self.supervised.get(section, {})
             why = {f.name: f.metadata["why_not_rl"] for f in dataclasses.fields(cls)}
@@ -543,7 +557,15 @@ RECIPE_KEYS = ("description", "task", "model", "train", "eval", "learner")
 def reject_non_finite(value: Any, where: str) -> None:
     """Refuse nan and inf anywhere in a recipe (TOML reads `nan` and `inf` as floats): no
     setting of any learner, task or network means anything when it is not finite, and one
-    non-finite step size would only show up later, as a run of NaN weights."""
+    non-finite step size would only show up later, as a run of NaN weights.
+
+    Args:
+        value: a recipe's value (tables and lists are searched).
+        where: how the message names its key.
+
+    Raises:
+        ConfigError: a nan or inf, naming the key.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where} = {value}: expected a finite number")
     if isinstance(value, dict):
@@ -558,7 +580,20 @@ def split_table(data: Any, section: str, common: type) -> tuple[dict[str, Any], 
     """`[train]` or `[eval]` split into the keys every learner reads (fields of `common`) and
     the supervised learner's (`SUPERVISED[section]`, type-checked here, so a wrong type is
     refused when the recipe is read whatever the learner). An unknown key is refused with
-    both lists of known keys."""
+    both lists of known keys.
+
+    Args:
+        data: the table as read.
+        section: "train" or "eval".
+        common: the dataclass of the keys every learner reads.
+
+    Returns:
+        The common keys and the supervised learner's keys.
+
+    Raises:
+        ConfigError: an unknown key (both lists of known keys in the message), or a value
+            of the wrong type.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"[{section}] must be a table, got {data!r}")
     own = SUPERVISED[section]
@@ -584,7 +619,14 @@ def forget_recorded_defaults(data: dict[str, Any]) -> dict[str, Any]:
     ...) and `None` for the supervised `[train]` keys, which the RL learners now refuse as
     given: in an RL recipe (one with a `[learner]` table) a supervised-only key that holds its
     default or None is dropped, so those runs still resume and evaluate. A non-default value
-    stays, and is refused by name."""
+    stays, and is refused by name.
+
+    Args:
+        data: the recipe as a dict (`config.toml` read).
+
+    Returns:
+        The same recipe without those recorded defaults.
+    """
     if not isinstance(data.get("learner"), dict):
         return data
     out = dict(data)

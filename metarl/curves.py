@@ -121,7 +121,14 @@ class Curve:
 
     def paired_difference(self, other: Curve) -> list[tuple[float, float]]:
         """Per step: mean and 95% CI of (this curve - `other`), task by task: the two curves
-        must come from the same held-out tasks (as `metarl eval`'s comparisons do)."""
+        must come from the same held-out tasks (as `metarl eval`'s comparisons do).
+
+        Args:
+            other: a curve over the same steps and held-out tasks.
+
+        Returns:
+            `(mean, 95% CI half-width)` of the per-task difference, one pair per step.
+        """
         if self.steps != other.steps or self.n_tasks != other.n_tasks:
             raise ValueError(
                 f"paired curves need the same steps and tasks: {self.steps} x {self.n_tasks} "

@@ -219,6 +219,17 @@ class Evaluation:
         return str(self.run_dir) if self.run_dir is not None else str(self.init)
 
     def to_json(self, joint_run: Path | None = None) -> dict[str, Any]:
+        """What `metarl eval --json` prints for this run: the contract scripts read.
+
+        Args:
+            joint_run: the `--joint-run` the curve came from, recorded with `--init joint`.
+
+        Returns:
+            `run`, `task`, `init`, the `iteration` and `transductive` where they apply, the
+            headline curve's fields (`metric`, `steps`, `mean`, `ci95`, `n_tasks`, and
+            `env_steps` for RL: `metarl.curves.Curve.to_json`), and each other metric's
+            curve under its name.
+        """
         payload: dict[str, Any] = {
             "run": self.source,
             "task": self.recipe.task_name,

@@ -16,7 +16,7 @@ query_y)` adds the query set. A loss is any function of *one task's* outputs and
 returns a scalar (`torch.nn.functional.cross_entropy`, `mse_loss`, ...), or the name of one
 of metarl's (`"mse"`, `"cross_entropy"`).
 
-Example:
+Examples:
     >>> import torch
     >>> from torch import nn
     >>> import metarl.functional as mf
@@ -81,7 +81,18 @@ class MetaGradients:
     ) -> None:
         """Write the meta-gradient into `.grad` of `model`'s parameters (and of Meta-SGD's
         `rates`), replacing what is there, or adding to it with `accumulate=True`; then
-        `optimizer.step()` takes the outer step."""
+        `optimizer.step()` takes the outer step.
+
+        Args:
+            model: the model the meta-gradient was taken for (its parameters' names).
+            rates: Meta-SGD's learned rates (`learned_rates`): required for `meta_sgd`'s
+                result, which carries their gradients too.
+            accumulate: add to the `.grad` already there (gradient accumulation over
+                several meta-batches) instead of replacing it.
+
+        Raises:
+            ArgumentError: Meta-SGD gradients without the `rates` to write them into.
+        """
         targets = dict(_trainable(model))
         pairs = [(targets[k], g) for k, g in self.grads.items()]
         if self.rate_grads:
@@ -98,14 +109,46 @@ class MetaGradients:
 
 # -- building blocks -------------------------------------------------------------------------
 def parameters(model: nn.Module) -> Params:
-    """phi: the model's trainable parameters by name (the live tensors, not copies)."""
+    """phi: the model's trainable parameters by name (the live tensors, not copies).
+
+    Args:
+        model: any `nn.Module`.
+
+    Returns:
+        `{name: parameter}` for the parameters that require grad, as
+        `model.named_parameters()` names them.
+
+    Examples:
+        >>> from torch import nn
+        >>> import metarl.functional as mf
+        >>> sorted(mf.parameters(nn.Linear(3, 2)))
+        ['bias', 'weight']
+    """
     return dict(_trainable(model))
 
 
 def learned_rates(model: nn.Module, init: float) -> dict[str, nn.Parameter]:
     """Meta-SGD's alpha: one learned inner learning rate per parameter entry, all `init`,
     keyed like `parameters(model)`. Hand them to your optimizer with the model's parameters
-    (`[*model.parameters(), *rates.values()]`) and to `meta_sgd`."""
+    (`[*model.parameters(), *rates.values()]`) and to `meta_sgd`.
+
+    Args:
+        model: the model whose parameters get a rate each.
+        init: every rate's initial value (> 0; Meta-SGD starts alpha at the inner lr).
+
+    Returns:
+        `{name: alpha}`, each of its parameter's shape.
+
+    Raises:
+        ArgumentError: `init` not a finite number > 0, or BatchNorm with running statistics.
+
+    Examples:
+        >>> from torch import nn
+        >>> import metarl.functional as mf
+        >>> rates = mf.learned_rates(nn.Linear(3, 2), init=0.01)
+        >>> rates["weight"].shape, rates["weight"].requires_grad
+        (torch.Size([2, 3]), True)
+    """
     _check_positive("init", init)
     _check_model(model)
     return {k: nn.Parameter(torch.full_like(p.detach(), init)) for k, p in _trainable(model)}
@@ -147,6 +190,29 @@ def adapt(
 
     Returns:
         Each task's adapted parameters, `{name: [tasks, *shape]}`.
+
+    Raises:
+        ArgumentError: a bad argument (steps < 1, lr not > 0, an unknown loss name,
+            support sets of mismatched sizes, BatchNorm with running statistics), named
+            in one line before anything runs.
+
+    Examples:
+        Second-order MAML by hand: adapt 4 tasks by one step, then the query loss at the
+        adapted weights, backpropagated through the step into the model's `.grad`:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> import metarl.functional as mf
+        >>> model = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))
+        >>> sx, sy, qx, qy = (torch.randn(4, 10, 1) for _ in range(4))
+        >>> adapted = mf.adapt(model, sx, sy, loss="mse", steps=1, lr=0.01)
+        >>> adapted["0.weight"].shape  # one copy of the weights per task
+        torch.Size([4, 16, 1])
+        >>> mf.predict(model, adapted, qx).shape
+        torch.Size([4, 10, 1])
+        >>> mf.task_losses(model, adapted, qx, qy, loss="mse").mean().backward()
+        >>> model[0].weight.grad.shape
+        torch.Size([16, 1])
     """
     loop, phi = _prepare(model, loss, steps, lr, rates, inner_batch, params)
     support_x, support_y = _check_pair("support", support_x, support_y)
@@ -163,7 +229,16 @@ def adapt(
 
 def predict(model: nn.Module, params: Params, x: Tensor) -> Tensor:
     """Each task's model on its own inputs: `x` is `[tasks, examples, ...]`, `params` is
-    stacked (`adapt`'s result); the outputs are `[tasks, examples, ...]`, differentiable."""
+    stacked (`adapt`'s result); the outputs are `[tasks, examples, ...]`, differentiable.
+
+    Args:
+        model: the model `params` belong to.
+        params: each task's parameters, `{name: [tasks, *shape]}`.
+        x: each task's inputs, `[tasks, examples, *features]`.
+
+    Returns:
+        Each task's outputs at its own parameters, `[tasks, examples, ...]`.
+    """
     loop = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, 1.0))
     return loop.outputs(params, x)
 
@@ -172,7 +247,20 @@ def task_losses(
     model: nn.Module, params: Params, x: Tensor, y: Tensor, *, loss: Loss | str
 ) -> Tensor:
     """Each task's loss at its own parameters, `[tasks]`, differentiable (e.g. the query loss
-    after `adapt`: `task_losses(...).mean().backward()` gives the MAML meta-gradient)."""
+    after `adapt`: `task_losses(...).mean().backward()` gives the MAML meta-gradient).
+
+    Args:
+        model: the model `params` belong to.
+        params: each task's parameters, `{name: [tasks, *shape]}`.
+        x, y: each task's inputs and targets, `[tasks, examples, ...]`.
+        loss: one task's loss, `(outputs, targets) -> scalar`, or "mse" / "cross_entropy".
+
+    Returns:
+        The loss of each task, `[tasks]`.
+
+    Raises:
+        ArgumentError: `x` and `y` of different numbers of tasks, or an unknown loss name.
+    """
     x, y = _check_pair("x/y", x, y)
     loop = InnerLoop(model, _check_loss(loss), InnerOptimizer(OptimizerName.SGD, 1.0))
     return loop.task_losses(params, x, y)
@@ -212,7 +300,7 @@ def maml(
         `MetaGradients`: `grads` (the mean meta-gradient), the adapted weights, the support
         and query losses.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> import metarl.functional as mf

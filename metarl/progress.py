@@ -145,7 +145,11 @@ class ProgressCallback:
 
     A live bar draws nothing into a file, so where the console is not a terminal (a long run
     started with `nohup ... > train.log`) it prints a plain line every `LOG_LINE_SECONDS`
-    instead, and at the last iteration: iteration, rate, ETA and the same loss or returns."""
+    instead, and at the last iteration: iteration, rate, ETA and the same loss or returns.
+
+    Args:
+        console: where the bar or the lines go (the CLI's is `Console(stderr=True)`).
+    """
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(

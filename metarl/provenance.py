@@ -182,7 +182,11 @@ def settings_reference() -> str:
 
 
 def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
+    """A value as a recipe writes it: an enum's value, and a name typed as a `str` subclass
+    (`OuterOptimizerName`) as the plain string, so `tasks show` prints `'sgd'`."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    return str(value) if isinstance(value, str) else value
 
 
 __all__ = [

@@ -48,6 +48,12 @@ class TaskSpec:
     def make(self, **options: Any) -> TaskDistribution:
         """The distribution built with the registration's `kwargs` and then `options`.
 
+        Args:
+            **options: the recipe's `[task]` options, over the registration's `kwargs`.
+
+        Returns:
+            The task distribution.
+
         Raises:
             UserError: The entry point cannot be imported or does not take the options.
         """
@@ -64,7 +70,18 @@ _REGISTRY: dict[str, TaskSpec] = {}
 def import_entry_point(value: str, what: str) -> Any:
     """The object `"package.module:attr"` names, imported now; a `UserError` naming `what`
     and the value when the module or attribute does not exist or the module fails on import
-    (whatever it raises: it is someone else's code)."""
+    (whatever it raises: it is someone else's code).
+
+    Args:
+        value: `"package.module:attr"`.
+        what: how the message names the value.
+
+    Returns:
+        The object.
+
+    Raises:
+        UserError: it does not import.
+    """
     try:
         return pkgutil.resolve_name(value)
     except ModuleNotFoundError as e:
@@ -81,7 +98,15 @@ def import_entry_point(value: str, what: str) -> Any:
 
 def check_env_entry_point(value: str, where: str) -> None:
     """Refuse a family's `entry_point` that cannot be imported or is not a Gymnasium env
-    class (or a function making one), before `gymnasium.make` fails with a traceback."""
+    class (or a function making one), before `gymnasium.make` fails with a traceback.
+
+    Args:
+        value: the family's `entry_point`, `"package.module:Class"`.
+        where: how the message names the family file.
+
+    Raises:
+        UserError: it does not import, or names neither an env class nor a function.
+    """
     import gymnasium
 
     target = import_entry_point(value, f"{where}: entry_point")
@@ -177,6 +202,12 @@ def _distribution_of(ep: importlib.metadata.EntryPoint) -> str:
 def task_spec(name: str) -> TaskSpec:
     """The registration of `name` (installed plugins are registered first).
 
+    Args:
+        name: a registered task distribution's name (`sine`, `env-family`, a plugin's).
+
+    Returns:
+        Its registration: entry point, kwargs, description.
+
     Raises:
         UserError: No task of that name; the message lists the registered ones.
     """
@@ -237,7 +268,14 @@ def registered_tasks() -> list[TaskSpec]:
 
 
 def catalog_dir(kind: str = "tasks") -> Path:
-    """The shipped catalog folder (`tasks` or `envs`): inside the wheel, or the source tree."""
+    """The shipped catalog folder (`tasks` or `envs`): inside the wheel, or the source tree.
+
+    Args:
+        kind: `tasks` (recipes) or `envs` (environment families).
+
+    Returns:
+        The folder.
+    """
     # metarl is imported from files (not a zip), so its resources are a real folder
     package = Path(str(importlib.resources.files(__package__ or "metarl")))
     for candidate in (package / "catalog" / kind, package.parent / kind):
@@ -294,7 +332,18 @@ def _plain_values(d: dict[str, Any]) -> dict[str, Any]:
 
 def recipe_path(name_or_path: str) -> tuple[Path, bool]:
     """The file of a catalog name (`sine`) or a path (`my/sine.toml`), and whether it is from
-    the shipped catalog."""
+    the shipped catalog.
+
+    Args:
+        name_or_path: a catalog recipe's name, or a TOML file's path.
+
+    Returns:
+        The file, and True when it is the shipped catalog's.
+
+    Raises:
+        UserError: a directory, a missing file, or an unknown name (the message lists the
+            catalog's names).
+    """
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if path.is_dir():
@@ -378,7 +427,14 @@ def check_option_names(recipe: Recipe) -> None:
 
 def option_defaults(name: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     """The defaults of a registered distribution's options and of its model's options (from
-    their signatures), and the class name: what a recipe gets for the keys it leaves out."""
+    their signatures), and the class name: what a recipe gets for the keys it leaves out.
+
+    Args:
+        name: a registered task distribution's name.
+
+    Returns:
+        The `[task]` defaults, the `[model]` defaults, and the distribution's class name.
+    """
     spec = task_spec(name)
     factory = spec.factory()
 

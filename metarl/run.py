@@ -87,7 +87,15 @@ class RunDir:
 
         `record=False` takes the lock without writing: a command that may still be refused
         (a resume whose checkpoint is damaged) then leaves the run byte for byte as it was;
-        `record_holder` writes this process's pid once it is accepted."""
+        `record_holder` writes this process's pid once it is accepted.
+
+        Args:
+            record: write this process's pid into `.lock` now (False: later, with
+                `record_holder`).
+
+        Raises:
+            UserError: another live process holds the lock (its pid named).
+        """
         if self._lock_fd is not None:
             if record:
                 self.record_holder()
@@ -251,7 +259,11 @@ class RunDir:
 
     # -- metrics --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
-        """Append one row (an iteration's metrics) to `metrics.jsonl`."""
+        """Append one row (an iteration's metrics) to `metrics.jsonl`.
+
+        Args:
+            row: metric name -> value (JSON-serializable).
+        """
         try:
             with open(self.metrics_path, "a") as f:
                 f.write(dumps_json(row) + "\n")
@@ -285,13 +297,23 @@ class RunDir:
         return rows, False
 
     def truncate_metrics(self, iteration: int) -> None:
-        """Drop rows past `iteration` (logged after the checkpoint a resume starts from)."""
+        """Drop rows past `iteration` (logged after the checkpoint a resume starts from).
+
+        Args:
+            iteration: the last iteration whose rows are kept.
+        """
         rows = [r for r in self.read_metrics() if r.get("iteration", 0) <= iteration]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write_bytes(self.metrics_path, text.encode())
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self, ckpt: Checkpoint) -> None:
+        """Write `checkpoint.pt` atomically (a temporary file, then a rename: a crash leaves
+        the previous one), with the metarl, torch and Python versions that wrote it.
+
+        Args:
+            ckpt: the weights, outer-step state, iteration, RNG states and config.
+        """
         import torch
 
         payload = {
@@ -318,7 +340,18 @@ class RunDir:
         """The checkpoint, its weights and optimizer state on `map_location`. The RNG state
         stays a CPU ByteTensor whatever the device: `torch.set_rng_state` takes nothing else
         (loading it onto a GPU was what broke resuming there). `lazy` memory-maps the file so
-        tensors are read only when touched (to look at its iteration and config)."""
+        tensors are read only when touched (to look at its iteration and config).
+
+        Args:
+            map_location: where the weights and optimizer state go.
+            lazy: memory-map the file instead of reading it whole.
+
+        Returns:
+            The checkpoint.
+
+        Raises:
+            UserError: no checkpoint, or one that is damaged or of another structure (named).
+        """
         import torch
 
         path = self.checkpoint_path
@@ -381,11 +414,26 @@ class RunDir:
         defaults: a field added since the run began is no edit. The plan's length,
         `train.meta_iterations`, is not what was trained: a run is extended by changing it
         (`metarl train --resume RUN --meta-iterations N`, which writes config.toml before the
-        next checkpoint does)."""
+        next checkpoint does).
+
+        Args:
+            ckpt: the checkpoint a resume would start from.
+
+        Returns:
+            True when `config.toml` differs from the checkpoint's config in anything but
+            `train.meta_iterations`.
+        """
         return self.config_edited(ckpt.config)
 
     def config_edited(self, checkpoint_config: dict[str, Any]) -> bool:
-        """`edited_since` for a checkpoint's config alone."""
+        """`edited_since` for a checkpoint's config alone.
+
+        Args:
+            checkpoint_config: a checkpoint's config (the recipe as a dict).
+
+        Returns:
+            Whether `config.toml` differs from it (see `edited_since`).
+        """
         config = forget_recorded_defaults(checkpoint_config)
         saved = recipe_from_dict(config, source=str(self.checkpoint_path)).to_dict()
         now = self.recipe().to_dict()
@@ -394,7 +442,11 @@ class RunDir:
         return saved != now
 
     def write_recipe(self, recipe: Recipe) -> None:
-        """Replace config.toml (atomically): a resume that extends the run's plan."""
+        """Replace config.toml (atomically): a resume that extends the run's plan.
+
+        Args:
+            recipe: the recipe to write.
+        """
         try:
             atomic_write_bytes(self.config_path, dumps_toml(recipe.to_dict()).encode())
         except OSError as e:
@@ -411,7 +463,18 @@ def _is_text(line: bytes) -> bool:
 def check_payload(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     """Check a loaded checkpoint's structure as a whole, before any of it is used (a resume
     truncates metrics.jsonl to the checkpoint's iteration: a bad iteration must not get that
-    far); returns its config. Shapes are checked against the model by `check_shapes`."""
+    far); returns its config. Shapes are checked against the model by `check_shapes`.
+
+    Args:
+        payload: what `torch.load` read.
+        path: the checkpoint's path (for the message).
+
+    Returns:
+        The checkpoint's config.
+
+    Raises:
+        UserError: a missing or malformed part, naming it and the file.
+    """
 
     import torch
 
@@ -464,7 +527,17 @@ def check_shapes(
     """Refuse a checkpoint whose weights or outer-step state do not fit `model` and the run's
     outer step (`outer`: its `state_dict()`, torch's optimizer layout over the model's
     parameters; names, shapes, parameter groups), before anything is loaded:
-    `load_state_dict` would fail half-way, with a traceback."""
+    `load_state_dict` would fail half-way, with a traceback.
+
+    Args:
+        ckpt: the loaded checkpoint.
+        model: the model the run builds.
+        outer: the outer step's `state_dict()`.
+        path: the checkpoint's path (for the message).
+
+    Raises:
+        UserError: a weight or optimizer state that does not fit, naming it.
+    """
     import torch
 
     mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -510,7 +583,15 @@ def _to_device(value: Any, device: torch.device | str) -> Any:
 
 
 def check_length(path: Path, what: str) -> None:
-    """Refuse a path with a name longer than the file system takes, or longer as a whole."""
+    """Refuse a path with a name longer than the file system takes, or longer as a whole.
+
+    Args:
+        path: the path to check.
+        what: how the message names it (`--out`).
+
+    Raises:
+        UserError: a name or the whole path too long, with the limit.
+    """
     too_long = next((p for p in path.parts if len(os.fsencode(p)) > NAME_MAX), None)
     if too_long is not None:
         raise UserError(
@@ -525,7 +606,15 @@ def check_writable(path: Path, what: str) -> None:
     """Refuse a file or directory path that cannot be created: every name in it must fit the
     file system's limit, and its nearest existing ancestor must be a directory where a file
     can be created (tried, so a read-only mount or /proc is refused as such, even for root).
-    Checked before long work, not after it."""
+    Checked before long work, not after it.
+
+    Args:
+        path: the file or directory to be created.
+        what: how the message names it (`--out`, `--plot`).
+
+    Raises:
+        UserError: it cannot be created, and why.
+    """
     check_length(path, what)
     ancestor = path
     while not ancestor.exists() and ancestor != ancestor.parent:

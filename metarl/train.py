@@ -64,9 +64,65 @@ class TrainingDiverged(Exception):
 
 
 class Callback(Protocol):
-    def on_start(self, trainer: MetaTrainer) -> None: ...
-    def on_iteration(self, trainer: MetaTrainer, metrics: dict[str, float]) -> None: ...
-    def on_end(self, trainer: MetaTrainer) -> None: ...
+    """What `MetaTrainer.fit` tells as it trains (SB3's `BaseCallback`, without a base class:
+    any object with these three methods). Only rank 0 hears them; the CLI's progress bar is
+    one (`metarl.progress.ProgressCallback`). To stop early, call `trainer.request_stop()`
+    from `on_iteration`: the iteration ends, a checkpoint is written and `fit` raises
+    `TrainingInterrupted`.
+
+    Examples:
+        A callback that keeps every iteration's loss before adaptation:
+
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from metarl.config import with_overrides
+        >>> from metarl.registry import resolve_recipe
+        >>> from metarl.train import MetaTrainer
+        >>> class Losses:
+        ...     def __init__(self):
+        ...         self.before = []
+        ...     def on_start(self, trainer):
+        ...         pass
+        ...     def on_iteration(self, trainer, metrics):
+        ...         self.before.append(metrics["loss_before"])
+        ...     def on_end(self, trainer):
+        ...         pass
+        >>> losses = Losses()
+        >>> recipe = with_overrides(resolve_recipe("sine"), "train", meta_iterations=3)
+        >>> out = Path(tempfile.mkdtemp()) / "sine"
+        >>> trainer = MetaTrainer.start(recipe, out, torch.device("cpu"), callbacks=[losses])
+        >>> _ = trainer.fit(progress=False)
+        >>> len(losses.before)
+        3
+    """
+
+    def on_start(self, trainer: MetaTrainer) -> None:
+        """Before the first iteration of this `fit` (also when a run is resumed).
+
+        Args:
+            trainer: the trainer (its `iteration` is where this `fit` starts).
+        """
+        ...
+
+    def on_iteration(self, trainer: MetaTrainer, metrics: dict[str, float]) -> None:
+        """After every meta-iteration, logged or not.
+
+        Args:
+            trainer: the trainer (its `iteration` counts this one).
+            metrics: the iteration's metrics, by the names `metrics.jsonl` uses
+                (`loss_before` and the algorithm's loss after adapting, or the returns for
+                RL; `iteration`, `elapsed_s`, ...).
+        """
+        ...
+
+    def on_end(self, trainer: MetaTrainer) -> None:
+        """After the last iteration, once the final checkpoint is written (not after a stop
+        or a divergence, which raise).
+
+        Args:
+            trainer: the trainer.
+        """
+        ...
 
 
 @dataclass
@@ -90,9 +146,13 @@ class MetaTrainer:
     """
 
     run: RunDir
+    """The run directory (recipe, metrics, checkpoint)."""
     recipe: Recipe
+    """What is trained."""
     device: torch.device
+    """Where the model and the inner loop run."""
     callbacks: Sequence[Callback] = ()
+    """Told of the start, every iteration's metrics and the end (`Callback`)."""
     world: World = field(default_factory=World)
     """This process's rank among those sharing the meta-batch (one process: rank 0 of 1)."""
     iteration: int = 0
@@ -256,7 +316,12 @@ class MetaTrainer:
         return {n: p.detach() for n, p in self.model.named_parameters()}
 
     def request_stop(self, signum: int = signal.SIGINT) -> None:
-        """Finish the current iteration, write a checkpoint, raise `TrainingInterrupted`."""
+        """Finish the current iteration, write a checkpoint, raise `TrainingInterrupted`
+        (what Ctrl-C and SIGTERM do; a callback may call it too).
+
+        Args:
+            signum: the signal the stop is reported as (the exit status is 128 + it).
+        """
         self._stop_signal = signum
 
     def step(self) -> dict[str, float]:

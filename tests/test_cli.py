@@ -96,6 +96,9 @@ def test_tasks_show_says_where_each_value_comes_from(tmp_path, monkeypatch):
     assert "command line" in rows["train.inner_lr"] and "0.05" in rows["train.inner_lr"]
     assert "default of SineDistribution" in rows["task.amplitude"]
     assert "default of SineDistribution" in rows["model.hidden"]
+    # a value reads as the recipe writes it, the outer step's name included
+    assert rows["train.outer_optimizer"].split("│")[2].strip() == "'sgd'"
+    assert rows["train.algorithm"].split("│")[2].strip() == "'reptile'"
 
 
 def test_eval_transductive_flag(trained_run):

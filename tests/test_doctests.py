@@ -32,6 +32,7 @@ MODULES = (
     "metarl.algorithms",
     "metarl.rl.settings",
     "metarl.models",
+    "metarl.losses",
     "metarl.export",
     "metarl.zoo",
     "metarl.plots",
@@ -44,6 +45,8 @@ MODULES = (
     "metarl.learners.sb3_ppo",
     "metarl.learners.maml_rl",
     "metarl.learners.rl2",
+    "metarl.functional",
+    "metarl.outer_registry",
 )
 """The modules whose docstring examples run (the API pages of docs/api/ render them)."""
 
@@ -66,6 +69,14 @@ WITH_EXAMPLES = (
     "metarl.learners.inner_loop.InnerLoop",
     "metarl.learners.second_order.unrolled_meta_gradient",
     "metarl.learners.rl_core.RLMetaLearnerBase",
+    "metarl.learners.rl_core.RolloutSchedule",
+    "metarl.learners.rl_core.with_env_steps",
+    "metarl.learners.sb3_ppo.SB3MetaLearner",
+    "metarl.learners.maml_rl.MAMLRLMetaLearner",
+    "metarl.learners.rl2.RL2MetaLearner",
+    "metarl.functional.adapt",
+    "metarl.train.Callback",
+    "metarl.functional.maml",
 )
 """What a new user reaches for first: each has an example."""
 
@@ -110,6 +121,17 @@ def test_the_docstring_examples_run(name, restored_registry, tmp_path, monkeypat
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {name} failed"
+
+
+def test_every_module_with_examples_is_run():
+    """A module whose docstrings hold examples (`>>> `) is in MODULES, so they run."""
+    package = ROOT / "metarl"
+    with_examples = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in package.rglob("*.py")
+        if ">>> " in path.read_text()
+    }
+    assert sorted(with_examples - set(MODULES)) == []
 
 
 @pytest.mark.parametrize("dotted", WITH_EXAMPLES)

@@ -314,7 +314,14 @@ def _fingerprint(folder: Path, layout: Sequence[PartLayout]) -> dict[str, list[i
 def preprocess(drawing: Image.Image) -> np.ndarray:
     """A drawing (dark strokes on a light background, any size, any mode) as the network sees
     it: `uint8 [28, 28]`, Lanczos-resized, strokes bright. Every Omniglot image goes through
-    this, and so does a drawing from `metarl demo`'s canvas."""
+    this, and so does a drawing from `metarl demo`'s canvas.
+
+    Args:
+        drawing: a PIL image of one symbol.
+
+    Returns:
+        The `uint8 [28, 28]` array the network reads.
+    """
     if drawing.mode in ("RGBA", "LA") or "transparency" in drawing.info:
         white = Image.new("RGBA", drawing.size, (255, 255, 255, 255))
         drawing = Image.alpha_composite(white, drawing.convert("RGBA"))  # transparent = paper

@@ -200,7 +200,15 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
         """FOMAML: at each task's adapted weights W_i, a fresh rollout (rollout index k of
         its seed) and the gradient of the inner algorithm's loss on it at W_i: PPO's loss on
         the whole rollout (at ratio 1 the clipped surrogate is the policy gradient of the
-        normalized advantages; plus the value and entropy terms), or the VPG loss."""
+        normalized advantages; plus the value and entropy terms), or the VPG loss.
+
+        Args:
+            adaptation: what `adapt` returned (the adapted weights, the tasks and seeds).
+
+        Returns:
+            The gradient summed over the tasks, keyed like phi, and the log's metrics
+            (`query_loss`, `return_after`, `query_env_steps`, the family's `*_after`).
+        """
         with one_torch_thread():
             return self._query_gradient(adaptation)
 
@@ -239,7 +247,16 @@ class BatchedRLMetaLearner(RLMetaLearnerBase):
                 self._envs.pop(size).close()
 
     def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
-        """Task `index`'s policy in `params` as a deterministic act(observations)."""
+        """Task `index`'s policy in `params` as a deterministic act(observations): the
+        Gaussian's mean clipped to the action space (the most likely action, if discrete).
+
+        Args:
+            params: adapted parameters, stacked `[tasks, ...]` (`TasksRun.params`).
+            index: the task whose weights act.
+
+        Returns:
+            A function from a batch of observations to actions.
+        """
         mine = {name: value[index : index + 1] for name, value in params.items()}
         space: Any = self.model.action_space
         device = next(iter(mine.values())).device

@@ -89,7 +89,15 @@ class InnerLoop:
         """Per-task gradients and losses. The tasks share no weights, so the gradient of the
         sum of per-task losses with respect to the stacked parameters *is* the stack of
         per-task gradients; one backward through the vmapped forward is cheaper than
-        `vmap(grad(...))`, which re-traces the backward per call (tested equal)."""
+        `vmap(grad(...))`, which re-traces the backward per call (tested equal).
+
+        Args:
+            params: each task's parameters, `{name: [tasks, *shape]}`.
+            x, y: each task's inputs and targets, `[tasks, examples, ...]`.
+
+        Returns:
+            Each task's gradient (keyed and stacked like `params`) and its loss, `[tasks]`.
+        """
         with torch.enable_grad():
             leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
             losses = self.task_losses(leaves, x, y)
@@ -98,7 +106,15 @@ class InnerLoop:
 
     # -- batched API ----------------------------------------------------------------------
     def minibatches(self, x: Tensor, y: Tensor, steps: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """The support minibatch of each step: consecutive slices, wrapping around."""
+        """The support minibatch of each step: consecutive slices, wrapping around.
+
+        Args:
+            x, y: the support sets, `[tasks, support, ...]`.
+            steps: the number of steps.
+
+        Yields:
+            Each step's `(x, y)`, `inner_batch` examples of every task (all when it is 0).
+        """
         size = x.shape[1]
         b = self.inner_batch if 0 < self.inner_batch < size else size
         if b == size:
@@ -116,7 +132,17 @@ class InnerLoop:
         """Yield `steps + 1` triples `(params_t, grads_t, loss_t)`: the parameters after t steps
         (t = 0 is phi itself), and the gradient and loss there on the minibatch of step t + 1
         (None after the last step). With `carry`, Adam starts from its moments and leaves its
-        own there."""
+        own there.
+
+        Args:
+            phi: the parameters to adapt from, `{name: shape}` (copied for every task).
+            x, y: the support sets, `[tasks, support, ...]`.
+            steps: inner steps.
+            carry: Adam's moments to start from and leave (`train.inner_carry_moments`).
+
+        Yields:
+            `(params_t, grads_t, loss_t)` for t = 0 .. steps.
+        """
         params = stack(phi, x.shape[0])
         fresh = carry is None or not carry.state
         state = self.optimizer.init(params) if fresh else carry.state  # type: ignore[union-attr]
@@ -132,7 +158,17 @@ class InnerLoop:
     def adapt_steps(
         self, phi: Params, x: Tensor, y: Tensor, steps: int, carry: AdamCarry | None = None
     ) -> Iterator[tuple[Params, Tensor | None]]:
-        """`trajectory` without the gradients: `(params_t, loss_t)`."""
+        """`trajectory` without the gradients: `(params_t, loss_t)`.
+
+        Args:
+            phi: the parameters to adapt from.
+            x, y: the support sets, `[tasks, support, ...]`.
+            steps: inner steps.
+            carry: Adam's moments to start from and leave.
+
+        Yields:
+            `(params_t, loss_t)` for t = 0 .. steps (`loss_t` None after the last step).
+        """
         for params, _, loss in self.trajectory(phi, x, y, steps, carry):
             yield params, loss
 
@@ -141,7 +177,18 @@ class InnerLoop:
     ) -> tuple[Params, Params, Tensor]:
         """The Reptile blog's gradient combinations: adapt for `steps` and sum, per task, the
         minibatch gradients g_i of the inner steps i in `which` (1-based; g1 is at phi).
-        Returns the adapted parameters, that sum (stacked) and the support losses."""
+        Returns the adapted parameters, that sum (stacked) and the support losses.
+
+        Args:
+            phi: the meta-parameters.
+            batch: the meta-batch (its support sets are used).
+            steps: inner steps.
+            which: the 1-based inner steps whose gradients are summed.
+
+        Returns:
+            The adapted parameters, the sum of the chosen gradients (both stacked per task) and
+            the support losses, `[steps, tasks]`.
+        """
         total: Params = {}
         losses = []
         adapted: Params = phi
@@ -200,11 +247,27 @@ class InnerLoop:
 
     def outputs(self, params: Params, x: Tensor) -> Tensor:
         """Outputs of each task's model on its inputs `x` (`[tasks, examples, ...]`),
-        differentiable with respect to `params` (`predict` without the graph)."""
+        differentiable with respect to `params` (`predict` without the graph).
+
+        Args:
+            params: each task's parameters, `{name: [tasks, *shape]}`.
+            x: each task's inputs.
+
+        Returns:
+            The outputs, `[tasks, examples, ...]`.
+        """
         return self._forward(params, x)
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
-        """Outputs of each task's model on its inputs `x` (`[tasks, examples, ...]`)."""
+        """Outputs of each task's model on its inputs `x` (`[tasks, examples, ...]`).
+
+        Args:
+            params: each task's parameters, `{name: [tasks, *shape]}`.
+            x: each task's inputs.
+
+        Returns:
+            The outputs, `[tasks, examples, ...]`, with no graph.
+        """
         with torch.no_grad():
             return self._forward(params, x)
 
@@ -232,6 +295,15 @@ class InnerLoop:
         The `[support + 1]` batches of all query examples of all tasks run in one vmapped call
         (tasks outer, query examples inner), `group` query examples at a time (0 = all) to
         bound memory: the work is `query` times a support-set forward pass.
+
+        Args:
+            params: each task's adapted parameters, stacked.
+            support_x: the support inputs, `[tasks, support, ...]`.
+            query_x: the query inputs, `[tasks, query, ...]`.
+            group: query examples per vmapped call (0: all).
+
+        Returns:
+            The query outputs, `[tasks, query, ...]`.
         """
         queries = query_x.shape[1]
         group = queries if group < 1 else group
@@ -255,13 +327,32 @@ class InnerLoop:
         metric: str,
         group: int = 0,
     ) -> Tensor:
-        """Per-task metric, `[tasks]`, with `predict_each_with_support`'s outputs."""
+        """Per-task metric, `[tasks]`, with `predict_each_with_support`'s outputs.
+
+        Args:
+            params: each task's adapted parameters, stacked.
+            support_x: the support inputs.
+            query_x, query_y: the query set.
+            metric: the metric's name (`metarl.losses.METRICS`: "accuracy", "mse").
+            group: query examples per vmapped call (0: all).
+
+        Returns:
+            The metric of each task, `[tasks]`.
+        """
         out = self.predict_each_with_support(params, support_x, query_x, group)
         return vmap(METRICS[metric])(out, query_y)
 
     def query_gradients(self, params: Params, x: Tensor, y: Tensor) -> tuple[Params, Tensor]:
         """Per-task gradient of the query loss at `params` (FOMAML's meta-gradient), and the
-        per-task query loss."""
+        per-task query loss.
+
+        Args:
+            params: each task's adapted parameters, stacked.
+            x, y: the query sets, `[tasks, query, ...]`.
+
+        Returns:
+            Each task's gradient (stacked like `params`) and query loss, `[tasks]`.
+        """
         with torch.no_grad():
             return self.loss_and_grad(params, x, y)
 

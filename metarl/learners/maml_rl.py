@@ -73,7 +73,37 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         recipe: an RL recipe whose row of `metarl.combinations.SUPPORTED` names this
             class; its `[learner]` table is typed by the engine's settings.
         dist: the recipe's task distribution.
-        device: where the policy and the rollout arrays lives.
+        device: where the policy and the rollout arrays live.
+
+    Examples:
+        The `navigation2d-maml` recipe shrunk to two episodes of 20 steps per task: one VPG
+        step adapts two tasks together (their weights stacked), then the meta-gradient
+        through that step comes back keyed and shaped like phi, with the post-update
+        rollouts' metrics:
+
+        >>> import numpy as np, torch
+        >>> from metarl.config import with_overrides
+        >>> from metarl.learners import build_meta_learner
+        >>> from metarl.registry import resolve_recipe
+        >>> recipe = with_overrides(
+        ...     resolve_recipe("navigation2d-maml"), "learner", n_envs=2, n_steps=20, batch_size=40
+        ... )
+        >>> learner = build_meta_learner(recipe, torch.device("cpu"))
+        >>> type(learner).__name__, recipe.train.outer_optimizer.value
+        ('MAMLRLMetaLearner', 'trpo')
+        >>> phi = learner.phi()
+        >>> tasks = learner.dist.sample(2, np.random.default_rng(0))
+        >>> adaptation = learner.adapt(phi, tasks, np.random.default_rng(0))
+        >>> adaptation.params["action_net.weight"].shape, phi["action_net.weight"].shape
+        (torch.Size([2, 2, 64]), torch.Size([2, 64]))
+        >>> grads, metrics = learner.meta_gradient(adaptation)
+        >>> all(grads[n].shape == phi[n].shape for n in phi)
+        True
+        >>> sorted(m for m in metrics if not m.startswith("seconds"))
+        ['query_env_steps', 'query_loss', 'return_after']
+
+        TRPO's step then re-evaluates the objective `meta_gradient` built
+        (`outer_objective`).
     """
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
@@ -179,14 +209,29 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         }
 
     def outer_objective(self, adaptation: Adaptation) -> OuterObjective:
-        """The objective `meta_gradient` built (TRPO's and ProMP's steps re-evaluate it)."""
+        """The objective `meta_gradient` built (TRPO's and ProMP's steps re-evaluate it).
+
+        Args:
+            adaptation: what `adapt` returned, after `meta_gradient` ran on it.
+
+        Returns:
+            The outer objective at phi, with the surrogate the line search compares against.
+
+        Raises:
+            RuntimeError: `meta_gradient` has not run on this adaptation yet.
+        """
         ctx = adaptation.context
         if ctx.objective is None:
             raise RuntimeError("outer_objective before meta_gradient built the objective")
         return OuterObjective(ctx.objective, ctx.phi, ctx.surrogate)
 
     def load_phi(self, phi: Params) -> None:
-        """The outer step's new phi into the model; Meta-SGD's rates into `inner_rates`."""
+        """The outer step's new phi into the model; Meta-SGD's rates into `inner_rates`.
+
+        Args:
+            phi: the new meta-parameters and, for Meta-SGD, the inner rates
+                (`metarl.rl.maml.RATE_PREFIX`).
+        """
         weights, rates = split_rates(phi, 0.0)
         with torch.no_grad():
             for name, p in self.model.named_parameters():
@@ -211,6 +256,11 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         return {"inner_rates": {k: v.clone() for k, v in self.inner_rates.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore Meta-SGD's rates from a checkpoint (`state_dict`'s).
+
+        Args:
+            state: what `state_dict` returned (empty unless the recipe is Meta-SGD's).
+        """
         if "inner_rates" in state and self.inner_rates is not None:
             self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
 

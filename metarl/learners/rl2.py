@@ -115,6 +115,39 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
             class; its `[learner]` table is typed by the engine's settings.
         dist: the recipe's task distribution.
         device: where the policy (a GRU actor-critic) lives.
+
+    Examples:
+        The `navigation2d-rl2` recipe shrunk to a GRU of 8 units and two trials per task:
+        `adapt` runs PPO on the trials of phi, `meta_gradient` gives the delta whose outer
+        step of 1 lands on PPO's weights, and the held-out curve is per episode of a trial
+        (step t: after t episodes of experience), on the env-steps axis:
+
+        >>> import numpy as np, torch
+        >>> from metarl.config import with_overrides
+        >>> from metarl.learners import build_meta_learner
+        >>> from metarl.registry import resolve_recipe
+        >>> recipe = with_overrides(
+        ...     resolve_recipe("navigation2d-rl2"),
+        ...     "learner",
+        ...     n_envs=2,
+        ...     hidden_size=8,
+        ...     n_epochs=1,
+        ...     minibatches=1,
+        ... )
+        >>> learner = build_meta_learner(recipe, torch.device("cpu"))
+        >>> type(learner).__name__
+        'RL2MetaLearner'
+        >>> phi = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+        >>> tasks = learner.dist.sample(2, np.random.default_rng(0))
+        >>> adaptation = learner.adapt(phi, tasks, np.random.default_rng(0))
+        >>> adaptation.metrics["env_steps"]  # 2 tasks x 2 trials x 2 episodes of 100 steps
+        800.0
+        >>> delta, _ = learner.meta_gradient(adaptation)
+        >>> all(torch.allclose(phi[n] - delta[n] / 2, adaptation.params[n][0]) for n in phi)
+        True
+        >>> curves = learner.curves([0, 1], n_tasks=2)
+        >>> list(curves), curves["return"].env_steps
+        (['return'], [0.0, 100.0])
     """
 
     name: ClassVar[str] = "the RL² learner"
@@ -180,7 +213,19 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         index: int = 0,
     ) -> Trials:
         """`n_envs` trials of `episodes` episodes of `model` on each task; the noise of rollout
-        `index` of each task's seed (`RolloutNoise`)."""
+        `index` of each task's seed (`RolloutNoise`).
+
+        Args:
+            model: the GRU policy that acts (its hidden state carried across a trial).
+            tasks: the tasks, one slot each.
+            seeds: one seed per task.
+            episodes: episodes per trial.
+            index: the rollout index whose noise each task's seed gives.
+
+        Returns:
+            The trials (`Trials`): what the GRU read, its actions, log-probabilities,
+            values and rewards, and each episode's return, success and length.
+        """
         env = self._env(tasks)
         trials = collect_trials(
             model, env, RolloutNoise(list(seeds), index), episodes, timers=self.timers.rollout
@@ -227,6 +272,14 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         return {n: (phi[n] - w[0]) * count for n, w in adaptation.params.items()}, {}
 
     def query_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
+        """Not offered: RL²'s meta-update is PPO's (`meta_gradient`).
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Raises:
+            NotImplementedError: always.
+        """
         raise NotImplementedError("RL² takes no query gradient (train.algorithm = rl2)")
 
     def curves(
@@ -245,7 +298,17 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         criterion), `return` their mean return; the sampled trials' return and success
         become `rollout_return` (as the gradient learners name theirs) and `rollout_success`.
         Every curve carries the env steps spent before each episode (`Curve.env_steps`,
-        measured on its trials): the axis on which it meets a gradient learner's curve."""
+        measured on its trials): the axis on which it meets a gradient learner's curve.
+
+        Args:
+            steps: episodes of experience before the measured one (0: the first episode).
+            n_tasks: held-out tasks (fixed by eval.seed and eval.split).
+            progress: called with (tasks done, n_tasks).
+
+        Returns:
+            Metric name -> curve, the benchmark's own metric (`success`) first where there
+            is one, else `return`.
+        """
         wanted = sorted(set(steps))
         episodes = max(wanted) + 1
         tasks, seeds = held_out_tasks(self.recipe.eval, self.dist, n_tasks)
@@ -323,6 +386,15 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         return tables
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
+        """The headline metric of `curves` (Meta-World's success, else the return).
+
+        Args:
+            steps: episodes of experience before the measured one.
+            n_tasks: held-out tasks.
+
+        Returns:
+            The headline curve.
+        """
         return next(iter(self.curves(steps, n_tasks).values()))
 
     def state_dict(self) -> dict[str, Any]:
@@ -330,6 +402,11 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         return {"ppo_adam": self.ppo.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore PPO's Adam state from a checkpoint (`state_dict`'s).
+
+        Args:
+            state: what `state_dict` returned; a state without `ppo_adam` leaves Adam fresh.
+        """
         if "ppo_adam" in state:
             self.ppo.optimizer.load_state_dict(state["ppo_adam"])
 
@@ -342,7 +419,14 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
 def trial_metrics(trials: Trials) -> dict[str, float]:
     """The training log's view of an iteration's trials: the mean return of episode 1
     (`return_before`: no experience of the task yet), of the last episode (`return_after`)
-    and of each episode (`return_episode_<i>`); the same for success where the env reports it."""
+    and of each episode (`return_episode_<i>`); the same for success where the env reports it.
+
+    Args:
+        trials: an iteration's trials (`RL2MetaLearner.trials`).
+
+    Returns:
+        The metrics by name, as the training log writes them.
+    """
     returns = trials.episode_returns.mean(0)
     out = {"return_before": float(returns[0]), "return_after": float(returns[-1])}
     out.update({f"return_episode_{i + 1}": float(r) for i, r in enumerate(returns)})

@@ -191,7 +191,23 @@ def held_out_tasks(evaluation: EvalConfig, dist: Any, n_tasks: int) -> tuple[lis
 class RolloutSchedule:
     """The rollouts of adapting a task with `updates` inner updates: rollout t is collected
     after t updates; those in `measure` are measured; with `extra`, one more rollout after
-    the last update is collected and kept (FOMAML's query rollout)."""
+    the last update is collected and kept (FOMAML's query rollout).
+
+    Args:
+        updates: inner updates of the task.
+        measure: the update counts after which the rollout's return is recorded.
+        extra: collect one more rollout after the last update (FOMAML's query rollout).
+
+    Examples:
+        Two updates, measured before the first and after the last: three rollouts.
+
+        >>> from metarl.learners.rl_core import RolloutSchedule
+        >>> schedule = RolloutSchedule(updates=2, measure=(0, 2))
+        >>> schedule.rollouts, [t for t in range(3) if schedule.measured(t)]
+        (3, [0, 2])
+        >>> RolloutSchedule(updates=2, measure=(0,)).rollouts  # no rollout after the last
+        2
+    """
 
     updates: int
     measure: Sequence[int]
@@ -204,12 +220,28 @@ class RolloutSchedule:
         return self.updates + 1 if needed else self.updates
 
     def measured(self, t: int) -> bool:
+        """Whether rollout `t` (collected after t updates) is measured.
+
+        Args:
+            t: the rollout's index.
+
+        Returns:
+            True for the indices in `measure`, and for the extra rollout.
+        """
         return t in self.measure or (self.extra and t == self.updates)
 
 
 def adaptation_metrics(return_before: SupportsFloat, env_steps: int) -> dict[str, float]:
     """What `adapt` reports to the trainer's log: the mean return of the first rollouts (of
-    phi) and the env steps taken."""
+    phi) and the env steps taken.
+
+    Args:
+        return_before: the mean return of phi's rollouts.
+        env_steps: the env steps the adaptation took.
+
+    Returns:
+        `return_before` and `env_steps`, as floats (the log's names).
+    """
     return {"return_before": float(return_before), "env_steps": float(env_steps)}
 
 
@@ -217,7 +249,16 @@ def query_metrics(
     query_loss: SupportsFloat, return_after: SupportsFloat, env_steps: int
 ) -> dict[str, float]:
     """What `query_gradient` (FOMAML) reports: the loss whose gradient it took, the mean
-    return of the query rollouts (of the adapted policies), and their env steps."""
+    return of the query rollouts (of the adapted policies), and their env steps.
+
+    Args:
+        query_loss: the loss whose gradient was taken.
+        return_after: the mean return of the adapted policies' rollouts.
+        env_steps: the env steps of those rollouts.
+
+    Returns:
+        `query_loss`, `return_after` and `query_env_steps`, as floats (the log's names).
+    """
     return {
         "query_loss": float(query_loss),
         "return_after": float(return_after),
@@ -227,7 +268,23 @@ def query_metrics(
 
 def with_env_steps(curves: dict[str, Curve], per_update: int) -> dict[str, Curve]:
     """`curves` with `Curve.env_steps` set: `per_update` env steps of rollouts per task for
-    each inner update (a curve's step t follows t updates, so t x `per_update` env steps)."""
+    each inner update (a curve's step t follows t updates, so t x `per_update` env steps).
+
+    Args:
+        curves: metric name -> curve, over inner updates.
+        per_update: env steps of one task's rollout (what an inner update costs it).
+
+    Returns:
+        The same curves, each with its `env_steps` axis.
+
+    Examples:
+        >>> import numpy as np
+        >>> from metarl.curves import Curve
+        >>> from metarl.learners.rl_core import with_env_steps
+        >>> curve = Curve.from_values("return", [0, 1, 3], np.zeros((3, 4)))
+        >>> with_env_steps({"return": curve}, per_update=200)["return"].env_steps
+        [0.0, 200.0, 600.0]
+    """
     return {
         k: dataclasses.replace(c, env_steps=[float(t * per_update) for t in c.steps])
         for k, c in curves.items()
@@ -237,7 +294,14 @@ def with_env_steps(curves: dict[str, Curve], per_update: int) -> dict[str, Curve
 def policy_scorer(dist: Any) -> Scorer | None:
     """The distribution's own score of a policy (`evaluate_policy(task, act)`, optional in
     the RL protocol: Meta-World's success rate and return), or None: evaluation then reports
-    the return of the rollouts."""
+    the return of the rollouts.
+
+    Args:
+        dist: an RL distribution.
+
+    Returns:
+        Its `evaluate_policy`, or None where it has none.
+    """
     return dist.evaluate_policy if isinstance(dist, ScoresPolicies) else None
 
 
@@ -266,7 +330,15 @@ EVAL_CHUNK = 64
 
 def eval_chunk(dist: Any, n_envs: int) -> int:
     """Held-out tasks adapted together: `EVAL_CHUNK`, fewer where the distribution's envs are
-    heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one."""
+    heavy (its `max_eval_subenvs`, e.g. Meta-World's), at least one.
+
+    Args:
+        dist: an RL distribution.
+        n_envs: envs per task.
+
+    Returns:
+        How many tasks `curves` adapts together.
+    """
     if not isinstance(dist, BoundsEvalEnvs):
         return EVAL_CHUNK
     return max(1, min(EVAL_CHUNK, dist.max_eval_subenvs // n_envs))
@@ -415,7 +487,18 @@ class RLMetaLearnerBase(SeededAdapt[Any]):
     def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
         """Task `index`'s policy in the stacked `params` acting deterministically (the
         Gaussian's mean, clipped to the action space): what a distribution that scores
-        policies (`policy_scorer`) is handed."""
+        policies (`policy_scorer`) is handed.
+
+        Args:
+            params: adapted parameters, stacked `[tasks, ...]` (`TasksRun.params`).
+            index: the task whose weights act.
+
+        Returns:
+            A function from a batch of observations to actions.
+
+        Raises:
+            NotImplementedError: the engine cannot hand out a policy.
+        """
         raise NotImplementedError(f"{self.name} cannot hand out a deterministic policy")
 
     def eval_chunk(self) -> int:
@@ -429,6 +512,7 @@ class RLMetaLearnerBase(SeededAdapt[Any]):
 
     # -- written once --------------------------------------------------------------------------
     def phi(self) -> Params:
+        """A detached copy of the model's parameters (what `run` and `adapt` start from)."""
         return {n: p.detach().clone() for n, p in self.model.named_parameters()}
 
     def run(
@@ -477,15 +561,39 @@ class RLMetaLearnerBase(SeededAdapt[Any]):
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         """The headline metric of `curves`: success rate where the distribution scores
-        policies itself (Meta-World), else the return."""
+        policies itself (Meta-World), else the return.
+
+        Args:
+            steps: the numbers of inner updates after which it is measured.
+            n_tasks: held-out tasks.
+
+        Returns:
+            The headline curve.
+        """
         return next(iter(self.curves(steps, n_tasks).values()))
 
     def eval_tasks(self, n_tasks: int) -> tuple[list[Any], list[int]]:
-        """The recipe's fixed held-out tasks and their seeds (the same for every engine)."""
+        """The recipe's fixed held-out tasks and their seeds (the same for every engine).
+
+        Args:
+            n_tasks: how many tasks.
+
+        Returns:
+            The tasks and one rollout seed per task (`held_out_tasks`).
+        """
         return held_out_tasks(self.recipe.eval, self.dist, n_tasks)
 
     def meta_gradient(self, adaptation: Any) -> tuple[Params, dict[str, float]]:
-        """Not offered: `from_recipe` refuses maml, imaml and metasgd for RL."""
+        """Not offered by the first-order engines: Reptile's delta is the trainer's and
+        FOMAML's is `query_gradient`; second-order MAML-RL is
+        `metarl.learners.maml_rl.MAMLRLMetaLearner` (`metarl.combinations` routes to it).
+
+        Args:
+            adaptation: what `adapt` returned.
+
+        Raises:
+            NotImplementedError: always, naming the learner.
+        """
         raise NotImplementedError(f"{self.name} takes reptile or fomaml")
 
     def curves(

@@ -105,6 +105,35 @@ class SB3MetaLearner(RLMetaLearnerBase):
             class; its `[learner]` table is typed by the engine's settings.
         dist: the recipe's task distribution.
         device: where the policy lives.
+
+    Examples:
+        Navigation2D on SB3's engine, shrunk to one 20-step rollout per update: two tasks
+        adapted by one PPO update each, the rollouts before and after it measured, then
+        FOMAML's query gradient at the adapted weights, keyed like phi:
+
+        >>> import numpy as np, torch
+        >>> from metarl.config import with_overrides
+        >>> from metarl.learners import build_meta_learner
+        >>> from metarl.registry import resolve_recipe
+        >>> recipe = with_overrides(
+        ...     resolve_recipe("navigation2d"),
+        ...     "learner",
+        ...     backend="sb3",
+        ...     n_steps=20,
+        ...     batch_size=20,
+        ...     n_epochs=1,
+        ... )
+        >>> learner = build_meta_learner(recipe, torch.device("cpu"))
+        >>> type(learner).__name__
+        'SB3MetaLearner'
+        >>> tasks = learner.dist.sample(2, np.random.default_rng(0))
+        >>> run = learner.run(learner.phi(), tasks, seeds=[0, 1], updates=1, measure=(0, 1))
+        >>> sorted(run.returns), run.returns[1].shape, run.rollout_steps
+        ([0, 1], (2,), 40)
+        >>> adaptation = learner.adapt(learner.phi(), tasks, np.random.default_rng(0))
+        >>> grads, metrics = learner.query_gradient(adaptation)
+        >>> grads.keys() == learner.phi().keys(), sorted(metrics)
+        (True, ['query_env_steps', 'query_loss', 'return_after'])
     """
 
     name = "the PPO learner"
@@ -260,7 +289,15 @@ class SB3MetaLearner(RLMetaLearnerBase):
 
     def deterministic_act(self, params: Params, index: int) -> Callable[[np.ndarray], np.ndarray]:
         """Task `index`'s adapted weights in a copy of the policy, acting as SB3's
-        deterministic `predict` (the Gaussian's mean, clipped to the action space)."""
+        deterministic `predict` (the Gaussian's mean, clipped to the action space).
+
+        Args:
+            params: adapted parameters, stacked `[tasks, ...]` (`TasksRun.params`).
+            index: the task whose weights act.
+
+        Returns:
+            A function from a batch of observations to actions.
+        """
         policy = copy.deepcopy(self.model)
         with torch.no_grad():
             for name, p in policy.named_parameters():
@@ -278,7 +315,15 @@ class SB3MetaLearner(RLMetaLearnerBase):
         fresh rollout with W_i and take the gradient of PPO's loss on it (one full batch:
         clipped surrogate, at ratio 1 the plain policy gradient of the normalized advantages,
         plus vf_coef * value loss and ent_coef * entropy loss, so the value network gets a
-        meta-gradient too)."""
+        meta-gradient too).
+
+        Args:
+            adaptation: what `adapt` returned (the adapted weights, the tasks and seeds).
+
+        Returns:
+            The gradient summed over the tasks, keyed like phi, and the log's metrics
+            (`query_loss`, `return_after`, `query_env_steps`).
+        """
         tasks, seeds = adaptation.context["tasks"], adaptation.context["seeds"]
         k = self.recipe.train.inner_steps
         total: dict[str, torch.Tensor] = {}

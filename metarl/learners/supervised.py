@@ -199,7 +199,15 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         self, *, evaluation: bool = False, rates: Params | None = None
     ) -> InnerLoop:
         """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch;
-        `rates`, Meta-SGD's alpha, replace the learning rate)."""
+        `rates`, Meta-SGD's alpha, replace the learning rate).
+
+        Args:
+            evaluation: the evaluation's inner loop (eval.inner_lr, eval.inner_batch).
+            rates: Meta-SGD's learned rates, replacing the learning rate.
+
+        Returns:
+            The inner loop.
+        """
         if not evaluation:
             return build_inner_loop(
                 self.model, self.dist.loss, self.settings, self.inner_lr, None, rates
@@ -210,7 +218,15 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         )
 
     def weights_and_rates(self, phi: Params) -> tuple[Params, Params | None]:
-        """The network's weights in phi and, for Meta-SGD, its learned rates alpha."""
+        """The network's weights in phi and, for Meta-SGD, its learned rates alpha.
+
+        Args:
+            phi: the model's parameters (for Meta-SGD, the wrapped network's and alpha).
+
+        Returns:
+            The weights keyed as the network names them, and alpha keyed alike (None but for
+            Meta-SGD).
+        """
         if isinstance(self.model, WithLearnedRates):
             return self.model.split(phi)
         return phi, None
@@ -315,6 +331,11 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         return {"adam_carry": {**self.carry.state, "steps": self.carry.steps}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the inner Adam's carried moments from a checkpoint (`state_dict`'s).
+
+        Args:
+            state: what `state_dict` returned (empty unless `train.inner_carry_moments`).
+        """
         carried = state.get("adam_carry")
         if self.carry is not None and carried is not None:
             self.carry.state = {"m": carried["m"], "v": carried["v"]}
@@ -336,7 +357,14 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         return {k: g.sum(0) for k, g in grads.items()}, {"query_loss": float(losses.mean())}
 
     def eval_batch(self, n_tasks: int) -> TaskBatch:
-        """The recipe's fixed evaluation tasks (a function of eval.seed and eval.split)."""
+        """The recipe's fixed evaluation tasks (a function of eval.seed and eval.split).
+
+        Args:
+            n_tasks: how many tasks.
+
+        Returns:
+            Their support and query sets, stacked on the task axis.
+        """
         e, h = self.evaluation, self.held_out
         split = Split(e.split)
         rng = task_rng(e.seed, split)

@@ -38,7 +38,15 @@ def meta_env_steps(recipe: Recipe) -> int:
 
 def joint_recipe(recipe: Recipe, env_steps: int | None = None) -> Recipe:
     """The joint-training baseline of `recipe` with `env_steps` environment steps (default:
-    as many as meta-training `recipe` takes), the same PPO settings and seed."""
+    as many as meta-training `recipe` takes), the same PPO settings and seed.
+
+    Args:
+        recipe: the meta-training recipe.
+        env_steps: the baseline's env steps (None: as many as meta-training `recipe`).
+
+    Returns:
+        The baseline's recipe: Reptile with meta-batch 1, one inner update and meta-step 1.
+    """
     per_update = _steps_per_update(recipe)
     steps = meta_env_steps(recipe) if env_steps is None else env_steps
     updates = max(1, round(steps / per_update))
@@ -64,7 +72,14 @@ def joint_outer_recipe(recipe: Recipe) -> Recipe:
     two). The step is the recipe's "promp" (its clipped objective with nothing to re-adapt:
     PPO's, with ProMP's 5 Adam steps per batch) or otherwise "trpo". A fairer baseline than
     `joint_recipe`'s sequential inner steps, which take neither the outer optimizer nor the
-    meta-batch of the meta run."""
+    meta-batch of the meta run.
+
+    Args:
+        recipe: a MAML-RL recipe (`algorithm = "maml"`, its own outer step).
+
+    Returns:
+        The baseline's recipe (`inner_steps = 0`, twice the iterations).
+    """
     t = recipe.train
     iterations = max(1, round(meta_env_steps(recipe) / (t.meta_batch * _steps_per_update(recipe))))
     promp = t.outer_optimizer == OuterOptimizerName.PROMP
