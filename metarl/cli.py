@@ -151,15 +151,27 @@ out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def user_errors(fn: F) -> F:
+def user_errors(fn: F | None = None, *, imports_torch: bool = True) -> Any:
     """Turn a `UserError` into one line on stderr and exit code 2, and Ctrl-C outside the
     training loop (whose own handler writes a checkpoint) into one line and exit code 130.
     An `OSError` (on a path the user gave: a full disk, a read-only file system, a name too
-    long, a folder where a file is expected) is one line naming the path, exit code 2."""
+    long, a folder where a file is expected) is one line naming the path, exit code 2.
+
+    Args:
+        fn: the command.
+        imports_torch: whether the command needs torch. torch is then imported before Ctrl-C
+            is handed to the command: a KeyboardInterrupt raised inside torch's C++ import
+            can abort the process or be lost, while the start-up handler ends it with one
+            line and 130. `False` for the commands that are fast because they never load it.
+    """
+    if fn is None:
+        return functools.partial(user_errors, imports_torch=imports_torch)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if imports_torch:
+                import torch  # noqa: F401
             # Ctrl-C raises KeyboardInterrupt from here on, caught below or by the training
             # loop; until here (imports, typer's parsing, which would turn it into a silent
             # exit 130) it ended the process with one line (metarl/startup.py)
@@ -176,7 +188,7 @@ def user_errors(fn: F) -> F:
             err.print("interrupted", **ONE_LINE)
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def parse_steps(text: str) -> list[int]:
@@ -697,7 +709,7 @@ def demo(
 
 
 @app.command("runs")
-@user_errors
+@user_errors(imports_torch=False)
 def runs(
     folder: Annotated[Path, typer.Argument(help="A folder of run directories.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout.")] = False,
@@ -762,7 +774,7 @@ def _plot_training(folder: Path, runs: dict[str, tuple[str, Path]], path: Path) 
 
 
 @tasks_app.command("list")
-@user_errors
+@user_errors(imports_torch=False)
 def tasks_list() -> None:
     """The shipped recipes and the registered task distributions, one line each (the full
     description: `metarl tasks show NAME`)."""
