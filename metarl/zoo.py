@@ -1,16 +1,17 @@
 """Pretrained meta-parameters that ship inside the package, loaded by name.
 
 Each model is two files in `metarl/weights/`: `NAME.pt`, a float16 state dict (read with
-`torch.load(weights_only=True)`, so the file cannot run code), and `NAME.json`, its provenance:
+`torch.load(weights_only=True)`, so the file cannot run code; for Meta-SGD it holds the learned
+rates `alpha.*` beside the weights), and `NAME.json`, its provenance:
 the full recipe it was meta-trained with, the meta-iterations and seed, the sha256 of `NAME.pt`,
 and its accuracy on the held-out test split in both evaluation modes. Loading checks the sha256
 against the provenance before reading the weights, so a damaged or swapped file is refused.
 `scripts/tools/make_pretrained.py` writes both files.
 
     >>> import metarl
-    >>> model = metarl.pretrained("omniglot-5way-1shot")
-    >>> model.recipe.task_name, model.provenance["meta_iterations"]
-    ('omniglot', 5000)
+    >>> model = metarl.pretrained("omniglot-5way-1shot-metasgd")  # the demo's
+    >>> model.recipe.train.algorithm.value, model.provenance["meta_iterations"]
+    ('metasgd', 14693)
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch
 from torch import nn
 
 from metarl.atomic import atomic_write_bytes
-from metarl.config import Recipe, recipe_from_dict
+from metarl.config import Algorithm, Recipe, recipe_from_dict
 from metarl.errors import UserError
+from metarl.models import WithLearnedRates
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
@@ -60,7 +62,7 @@ def available(folder: Path = WEIGHTS_DIR) -> list[str]:
     Examples:
         >>> from metarl.zoo import available
         >>> available()
-        ['omniglot-5way-1shot']
+        ['omniglot-5way-1shot', 'omniglot-5way-1shot-metasgd']
     """
     return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".pt").is_file())
 
@@ -70,14 +72,19 @@ def sha256(path: Path) -> str:
 
 
 def build_model(recipe: Recipe) -> nn.Module:
-    """The recipe's network without its task data (the demo must run without the dataset)."""
+    """The recipe's network without its task data (the demo must run without the dataset);
+    for Meta-SGD wrapped with its learned rates, as training holds it, since the rates are
+    part of what ships (`alpha.*` beside the weights in `NAME.pt`)."""
     if recipe.task_name != "omniglot":
         raise UserError(
             f"task {recipe.task_name!r}: pretrained models exist for omniglot recipes only"
         )
     from metarl.distributions.omniglot import omniglot_model
 
-    return omniglot_model(int(recipe.task_options.get("ways", 5)), **recipe.model)
+    net = omniglot_model(int(recipe.task_options.get("ways", 5)), **recipe.model)
+    if recipe.train.algorithm is Algorithm.METASGD:
+        return WithLearnedRates(net, recipe.train.inner_lr)
+    return net
 
 
 def provenance(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, Any]:

@@ -26,29 +26,88 @@ from typer.testing import CliRunner
 import metarl
 from metarl import zoo
 from metarl.cli import app
-from metarl.demo import is_loopback, make_server
+from metarl.demo import DEFAULT_MODEL, is_loopback, make_server
 from metarl.demo.drawings import CANVAS, PEN
 from metarl.demo.server import MAX_BODY, DemoServer
 from metarl.errors import UserError
 
-NAME = "omniglot-5way-1shot"
+NAME = DEFAULT_MODEL
 REAL = Path(os.environ.get("METARL_DATA", "/nonexistent")) / "omniglot"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 # --- the shipped model -------------------------------------------------------------------
 
 
-def test_shipped_model_loads_by_name_with_its_provenance():
-    model = metarl.pretrained(NAME)
+def test_the_shipped_models_are_listed_the_demos_among_them():
+    assert zoo.available() == ["omniglot-5way-1shot", "omniglot-5way-1shot-metasgd"]
+    assert NAME == "omniglot-5way-1shot-metasgd"
+
+
+@pytest.mark.parametrize("name", zoo.available())
+def test_shipped_model_loads_by_name_with_its_provenance(name):
+    model = metarl.pretrained(name)
     info = model.provenance
     assert model.recipe.task_name == "omniglot" and info["ways"] == 5
-    assert info["sha256"] == zoo.sha256(zoo.WEIGHTS_DIR / f"{NAME}.pt")
-    assert info["meta_iterations"] == model.recipe.train.meta_iterations
+    assert info["algorithm"] == model.recipe.train.algorithm.value
+    assert info["sha256"] == zoo.sha256(zoo.WEIGHTS_DIR / f"{name}.pt")
+    # a run stopped with SIGTERM ships with fewer iterations than its recipe's
+    assert 0 < info["meta_iterations"] <= model.recipe.train.meta_iterations
     for mode in ("transductive", "non_transductive"):
         assert 0.0 < info["accuracy"][mode]["mean"] <= 1.0
     assert all(p.dtype == torch.float32 for p in model.model.parameters())
-    size = (zoo.WEIGHTS_DIR / f"{NAME}.pt").stat().st_size
-    assert size < 400_000, f"{size} bytes: too large to ship"
+    size = (zoo.WEIGHTS_DIR / f"{name}.pt").stat().st_size
+    assert size < 500_000, f"{size} bytes: too large to ship"
+
+
+def test_the_metasgd_model_ships_its_learned_rates():
+    """Meta-SGD adapts with its learned per-parameter rates: they ship beside the weights
+    (without them the model would step with the initial rate, another model)."""
+    state = torch.load(zoo.WEIGHTS_DIR / f"{NAME}.pt", weights_only=True)
+    rates = [k for k in state if k.startswith("alpha.")]
+    assert len(rates) == len(state) - len(rates) > 0
+    model = metarl.pretrained(NAME).model
+    assert all(not torch.all(r == 0.4) for r in model.alpha)  # learned, not the init
+
+
+def test_the_weights_folder_stays_small():
+    total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.iterdir())
+    assert total < 1_000_000, f"{total} bytes of shipped weights"
+
+
+def test_the_demo_page_states_the_accuracy_of_its_model_in_its_mode(server):
+    """The demo predicts non-transductively; its page (/api/info), docs/demo.md and the
+    README state the provenance's non-transductive accuracy, the one `metarl eval --init
+    pretrained:NAME --no-transductive` gives (checked on the real data below)."""
+    accuracy = metarl.pretrained(NAME).provenance["accuracy"]["non_transductive"]
+    stated = f"{100 * accuracy['mean']:.1f}%"
+    status, info = request(server, "GET", "/api/info")
+    assert status == 200 and info["mode"].startswith("non-transductive")
+    assert f"{stated} after {accuracy['steps']} steps (non-transductive" in info["about"]
+    assert info["default_steps"] == accuracy["steps"]
+    page = (DOCS / "demo.md").read_text()
+    assert f"**{stated}" in page and f"pretrained:{NAME}" in page
+    readme = (DOCS.parent / "README.md").read_text()
+    assert f"{stated} on Omniglot's 5-way" in " ".join(readme.split())
+
+
+@pytest.mark.parametrize("transductive", [False, True])
+def test_the_stated_accuracy_is_what_metarl_eval_gives(transductive):
+    """`metarl eval --init pretrained:NAME` on the real test split reproduces the provenance's
+    figures exactly (same tasks: the recipe's evaluation seed)."""
+    if not (REAL / "images_evaluation.zip").is_file():
+        pytest.skip("$METARL_DATA holds no omniglot/images_evaluation.zip")
+    mode = "transductive" if transductive else "non_transductive"
+    accuracy = metarl.pretrained(NAME).provenance["accuracy"][mode]
+    args = ["eval", "--init", f"pretrained:{NAME}", "--json", "--threads", "1"]
+    args += ["--tasks", str(accuracy["tasks"]), "--steps", str(accuracy["steps"])]
+    args += ["--transductive" if transductive else "--no-transductive"]
+    result = runner.invoke(app, args, env={"METARL_DATA": str(REAL.parent)})
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["n_tasks"] == accuracy["tasks"] == 1000
+    assert payload["mean"][-1] == pytest.approx(accuracy["mean"], abs=1e-4)
+    assert payload["ci95"][-1] == pytest.approx(accuracy["ci95"], abs=1e-4)
 
 
 def test_a_changed_weights_file_is_refused(tmp_path):
@@ -138,7 +197,8 @@ def test_the_page_is_served_and_uses_only_local_resources(server):
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html), "one self-contained page"
     status, info = request(server, "GET", "/api/info")
     assert status == 200 and info["model"] == f"pretrained:{NAME}"
-    assert (info["min_ways"], info["max_ways"], info["default_steps"]) == (2, 5, 50)
+    assert (info["min_ways"], info["max_ways"]) == (2, 5)
+    assert info["default_steps"] == max(metarl.pretrained(NAME).recipe.eval.steps)
 
 
 def test_classify_returns_probabilities_and_timing(server):
@@ -294,7 +354,8 @@ def test_eval_a_shipped_model_by_name_on_its_own_recipe(omniglot_root):
     result = runner.invoke(app, args, env={"METARL_DATA": str(omniglot_root)})
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["run"] == f"pretrained:{NAME}" and payload["transductive"] is False
+    assert payload["run"] == f"pretrained:{NAME}"
+    assert payload["transductive"] is True  # the Meta-SGD recipe's mode, as MAML evaluates
     assert payload["steps"] == [0, 1] and payload["n_tasks"] == 4
 
 
@@ -302,7 +363,10 @@ def test_eval_a_shipped_model_by_name_on_its_own_recipe(omniglot_root):
     "args,message",
     [
         (["eval"], "give a RUN_DIR"),
-        (["eval", "--init", "pretrained:nope"], f"'nope' does not exist; shipped: {NAME}"),
+        (
+            ["eval", "--init", "pretrained:nope"],
+            "'nope' does not exist; shipped: omniglot-5way-1shot, omniglot-5way-1shot-metasgd",
+        ),
         (["eval", "--init", "pretrained"], "expected one of meta, random, joint, pretrained:NAME"),
         (["demo", "--port", "70000", "--no-browser"], "--port 70000: expected 0"),
         (["demo", "--model", "nope", "--no-browser"], "'nope' does not exist"),

@@ -17,7 +17,7 @@ from metarl.demo.classifier import FewShotClassifier, from_pretrained, from_run
 from metarl.demo.server import DemoServer
 from metarl.errors import UserError
 
-DEFAULT_MODEL = "omniglot-5way-1shot"
+DEFAULT_MODEL = "omniglot-5way-1shot-metasgd"
 
 
 def is_loopback(host: str) -> bool:

@@ -26,7 +26,9 @@ from torch import nn
 
 from metarl.config import Recipe
 from metarl.errors import UserError
+from metarl.learners.inner_loop import InnerLoop
 from metarl.learners.supervised import build_inner_loop
+from metarl.models import WithLearnedRates
 from metarl.protocol import Params, TaskBatch
 
 MIN_WAYS = 2
@@ -57,23 +59,38 @@ class FewShotClassifier:
         self.recipe = recipe
         self.device = device
         self.model = model.to(device)
-        self.learner = build_inner_loop(
-            self.model,
-            "cross_entropy",
-            recipe.supervised_settings(),
-            recipe.eval_inner_lr,
-            recipe.supervised_eval().inner_batch,
-        )
-        self.phi: Params = {k: v.detach() for k, v in self.model.named_parameters()}
+        params = {k: v.detach() for k, v in self.model.named_parameters()}
+        self.phi: Params = params
+        self.rates: Params | None = None  # Meta-SGD's learned per-parameter rates
+        if isinstance(self.model, WithLearnedRates):
+            self.phi, self.rates = self.model.split(params)
         linear = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)]
         self.head = (f"{linear[-1]}.weight", f"{linear[-1]}.bias")
         self.ways = int(self.phi[self.head[0]].shape[0])
         self.max_ways = min(MAX_WAYS, self.ways)
         self.default_steps = max(recipe.eval.steps)
+        self.loops: dict[int, InnerLoop] = {}
 
     def phi_for(self, n: int) -> Params:
         """phi with the output layer cut to its first `n` rows (an n-way classifier)."""
-        return {k: v[:n] if k in self.head else v for k, v in self.phi.items()}
+        return self._cut(self.phi, n)
+
+    def _cut(self, params: Params, n: int) -> Params:
+        return {k: v[:n] if k in self.head else v for k, v in params.items()}
+
+    def learner(self, n: int) -> InnerLoop:
+        """The evaluation inner loop of an `n`-way task; Meta-SGD's rates are cut like phi,
+        so each n has its own loop (built once)."""
+        if n not in self.loops:
+            self.loops[n] = build_inner_loop(
+                self.model,
+                "cross_entropy",
+                self.recipe.supervised_settings(),
+                self.recipe.eval_inner_lr,
+                self.recipe.supervised_eval().inner_batch,
+                None if self.rates is None else self._cut(self.rates, n),
+            )
+        return self.loops[n]
 
     def classify(self, support: np.ndarray, query: np.ndarray, steps: int) -> Prediction:
         """Probabilities of `query` (`uint8 [28, 28]`, strokes bright) for each class of
@@ -88,8 +105,9 @@ class FewShotClassifier:
         qx = torch.from_numpy(np.ascontiguousarray(query)).to(self.device)
         qx = qx.float().div(255.0).view(1, 1, 1, *query.shape)
         batch = TaskBatch(sx, sy, qx, torch.zeros(1, 1, dtype=torch.long, device=self.device))
-        params = self.learner.adapt(self.phi_for(n), batch, steps)
-        logits = self.learner.predict_each_with_support(params, sx, qx)[0, 0]
+        learner = self.learner(n)
+        params = learner.adapt(self.phi_for(n), batch, steps)
+        logits = learner.predict_each_with_support(params, sx, qx)[0, 0]
         probs = torch.softmax(logits.float(), dim=-1).cpu().tolist()
         return Prediction(probs, steps, time.perf_counter() - start)
 
@@ -107,7 +125,8 @@ def from_pretrained(name: str, device: torch.device) -> tuple[FewShotClassifier,
     if accuracy:
         about += (
             f"; Omniglot test split, {info.get('ways', '?')}-way 1-shot: "
-            f"{100 * accuracy['mean']:.1f}% (non-transductive, {accuracy['tasks']} tasks)"
+            f"{100 * accuracy['mean']:.1f}% after {accuracy['steps']} steps "
+            f"(non-transductive, {accuracy['tasks']} tasks)"
         )
     return FewShotClassifier(model.recipe, model.model, device), {
         "model": f"pretrained:{name}",

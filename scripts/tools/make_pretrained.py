@@ -9,7 +9,10 @@ The provenance (`NAME.json`) records the recipe and its overrides, the meta-iter
 training time and device, the sha256 of `NAME.pt`, both accuracies with 95% CIs, the date and
 the torch version.
 
-    python scripts/tools/make_pretrained.py --meta-iterations 5000 --threads 1   # the shipped model
+    python scripts/tools/make_pretrained.py --meta-iterations 5000 --threads 1   # the Reptile model
+    python scripts/tools/make_pretrained.py --recipe omniglot-5way-1shot-metasgd \
+        --name omniglot-5way-1shot-metasgd --run RUN --meta-iterations N --threads 1 \
+        --train-command "metarl train ... (resumed; stopped with SIGTERM at N)"   # stopped early
     python scripts/tools/make_pretrained.py --meta-iterations 200 --run runs/p --out-dir /tmp/w
 """
 
@@ -20,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +40,10 @@ from metarl.models import default_device
 from metarl.run import RunDir
 
 
-def train(args: argparse.Namespace) -> RunDir:
+def train(args: argparse.Namespace) -> tuple[RunDir, str]:
     """Train (or resume, or reuse) the run directory with the CLI, so the run is an ordinary
-    `metarl train` run with its progress bar, checkpoints and metrics."""
+    `metarl train` run with its progress bar, checkpoints and metrics; returns the run and the
+    command that trained it ("" for a finished run reused)."""
     run = RunDir(args.run)
     base = [sys.executable, "-m", "metarl", "train"]
     if not run.config_path.is_file():
@@ -51,12 +56,21 @@ def train(args: argparse.Namespace) -> RunDir:
         ]
     elif run.checkpoint_path.is_file() and run.load_checkpoint().iteration >= args.meta_iterations:
         print(f"{args.run} is finished; evaluating it", file=sys.stderr)
-        return run
+        return run, ""
     else:
         command = base + ["--resume", str(args.run), f"--device={args.device}"]
     print(" ".join(command[1:]), file=sys.stderr)
     subprocess.run(command, check=True)
-    return run
+    return run, " ".join(["metarl", *command[3:]])
+
+
+def train_seconds(metrics: list[dict[str, Any]]) -> float | None:
+    """Training time of the run, summed over its resumes (`train_s`; runs written before it
+    existed have only `elapsed_s`, one process's time)."""
+    if not metrics:
+        return None
+    last = metrics[-1]
+    return round(float(last.get("train_s", last["elapsed_s"])), 1)
 
 
 def accuracy(curve: Curve) -> dict[str, Any]:
@@ -77,6 +91,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run", type=Path, default=Path("runs/pretrained-omniglot-5way-1shot"))
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--train-command",
+        default="",
+        help="How the run of --run was trained, for the provenance, where it was trained "
+        "before this script (e.g. by resumes, stopped with SIGTERM).",
+    )
     p.add_argument("--tasks", type=int, default=1000, help="Test tasks per evaluation mode.")
     p.add_argument(
         "--check-tasks", type=int, default=200, help="Tasks of the float16/float32 comparison."
@@ -89,7 +109,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the training subprocess
 
-    run = train(args)
+    run, trained_with = train(args)
     checkpoint = run.load_checkpoint("cpu")
     recipe = run.recipe()
     metrics = run.read_metrics()
@@ -98,12 +118,16 @@ def main() -> None:
     info: dict[str, Any] = {
         "name": args.name,
         "recipe_name": args.recipe,
-        "overrides": {"train.meta_iterations": args.meta_iterations, "train.seed": args.seed},
+        "overrides": {  # as the run's config.toml has them
+            "train.meta_iterations": recipe.train.meta_iterations,
+            "train.seed": recipe.train.seed,
+        },
         "algorithm": recipe.train.algorithm.value,
         "ways": int(recipe.task_options.get("ways", 5)),
+        # fewer than the recipe's where the run was stopped (SIGTERM) and shipped as it stood
         "meta_iterations": checkpoint.iteration,
         "seed": recipe.train.seed,
-        "train_seconds": round(float(metrics[-1]["elapsed_s"]), 1) if metrics else None,
+        "train_seconds": train_seconds(metrics),
         "train_device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "weights": {
             "file": weights_file.name,
@@ -115,7 +139,8 @@ def main() -> None:
         "torch_version": str(torch.__version__),
         "metarl_version": metarl.__version__,
         "python": platform.python_version(),
-        "command": "python scripts/tools/make_pretrained.py " + " ".join(sys.argv[1:]),
+        "command": "python scripts/tools/make_pretrained.py " + shlex.join(sys.argv[1:]),
+        "train_command": args.train_command or trained_with,
         "recipe": recipe.to_dict(),
     }
     zoo.write_provenance(args.name, info, args.out_dir)
