@@ -560,3 +560,16 @@ def test_task_chunks_hold_that_many_tasks_at_a_time():
     three = TaskBatch(*(torch.cat([t, t[:1]]) for t in batch))
     sizes = {k: [c.num_tasks for c in second_order._chunks(three, k)] for k in range(5)}
     assert sizes == {0: [3], 1: [1, 1, 1], 2: [2, 1], 3: [3], 4: [3]}
+
+
+def test_no_inner_step_records_no_support_loss():
+    """Zero inner steps (an evaluation at step 0): theta = phi and no support loss, `[0, tasks]`,
+    from both second-order meta-gradients (not a row of zeros, which a mean would count)."""
+    model, phi, batch = _imaml_problem()
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.05))
+    implicit = implicit_meta_gradient(learner, phi, batch, steps=0, lam=2.0, cg_steps=4)
+    unrolled = second_order.unrolled_meta_gradient(learner, phi, batch, steps=0, lr=0.05)
+    for result in (implicit, unrolled):
+        assert result.support_losses.shape == (0, 2)
+        for k in phi:
+            assert torch.equal(result.adapted[k], phi[k].expand(2, *phi[k].shape))
