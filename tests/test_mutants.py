@@ -1,7 +1,7 @@
 """Tests for the mutants of the core that scripts/tools/mutation_check.py found surviving
 (`python scripts/tools/mutation_check.py metarl/algorithms.py tests/test_algorithms.py
 --limit 0`: 11 of 13 killed before these), one section per module (algorithms, TRPO, ProMP,
-conjugate gradient, MAML-RL's objective). Each compares with what does not go through the
+conjugate gradient, MAML-RL's objective, iMAML). Each compares with what does not go through the
 code under test: a closed form, torch.linalg.solve, torch's own optimizer, numbers by hand,
 the published settings. The scores before and after are in docs/results/speed.md."""
 
