@@ -418,12 +418,12 @@ def test_maml_rl_surrogate_and_kl_match_the_bandits_closed_form():
 
 
 def test_promp_objective_matches_the_bandits_closed_form_with_the_clip_engaged():
-    """At mu = 0.1 + 0.6 (ratios well outside [0.8, 1.2], advantages of both signs): ProMP's
+    """At mu = 0.1 - 0.6 (ratios well outside [0.8, 1.2], advantages of both signs): ProMP's
     re-adaptation theta' = mu + lr mean_j w_j (a_j - mu) A_j, w_j = pi_mu(a_j) / pi_phi_old(a_j),
     its clipped surrogate -mean_k min(r_k A'_k, clip(r_k, 0.8, 1.2) A'_k) and the inner KL
     KL(pi_phi_old || pi_mu) = (mu - 0.1)^2 / 2."""
     objective, mu0, theta_old, lr = _bandit_objective()
-    mu = mu0 + 0.6
+    mu = mu0 - 0.6
     surrogate, kl = objective.promp_losses(
         {"mu": torch.tensor([mu], dtype=torch.float64)}, 0.2, create_graph=False
     )
@@ -432,7 +432,9 @@ def test_promp_objective_matches_the_bandits_closed_form_with_the_clip_engaged()
     w = np.exp(-((a - mu) ** 2) / 2 + (a - mu0) ** 2 / 2)
     theta = mu + lr * (w * (a - mu) * adv).mean(1)
     r = np.exp(-((b - theta[:, None]) ** 2) / 2 + (b - theta_old[:, None]) ** 2 / 2)
-    assert (r < 0.8).any() and (r > 1.2).any()  # both bounds bind somewhere
+    # both bounds bind where they change the minimum: above 1.2 with a positive advantage,
+    # below 0.8 with a negative one (at mu = 0.1 + 0.6 the upper bound never did)
+    assert ((r > 1.2) & (adv_post > 0)).any() and ((r < 0.8) & (adv_post < 0)).any()
     expected = -np.minimum(r * adv_post, np.clip(r, 0.8, 1.2) * adv_post).mean(1)
     np.testing.assert_allclose(surrogate.numpy(), expected, rtol=1e-12)
     np.testing.assert_allclose(kl.numpy(), np.full(2, (mu - mu0) ** 2 / 2), rtol=1e-12)
