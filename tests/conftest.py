@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,15 +49,20 @@ def _real_omniglot_root() -> Path | None:
     return None
 
 
-def synthetic_omniglot(folder: Path) -> Path:
-    """The synthetic Omniglot of scripts/tools/make_synthetic_omniglot.py (the published
-    layout and counts, random strokes) written into `folder`."""
-    script = Path(__file__).parents[1] / "scripts" / "tools" / "make_synthetic_omniglot.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_omniglot", script)
+def _tool(name: str) -> Any:
+    """The module of the script scripts/tools/NAME.py (scripts are not a package)."""
+    script = Path(__file__).parents[1] / "scripts" / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.write(folder)
+    return module
+
+
+def synthetic_omniglot(folder: Path) -> Path:
+    """The synthetic Omniglot of scripts/tools/make_synthetic_omniglot.py (the published
+    layout and counts, random strokes) written into `folder`."""
+    _tool("make_synthetic_omniglot").write(folder)
     return folder
 
 
@@ -73,4 +79,28 @@ def omniglot_root(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("omniglot-synthetic")
     import_(synthetic_omniglot(base / "src"), base / "root")
+    return base / "root"
+
+
+def _real_miniimagenet_root() -> Path | None:
+    """$METARL_DATA when it holds an imported Mini-ImageNet."""
+    root = os.environ.get("METARL_DATA")
+    if root and (Path(root) / "miniimagenet" / "84x84" / "train.json").is_file():
+        return Path(root)
+    return None
+
+
+@pytest.fixture(scope="session")
+def miniimagenet_root(tmp_path_factory) -> Path:
+    """A data root holding Mini-ImageNet: the imported real one where $METARL_DATA has it,
+    else the synthetic set of scripts/tools/make_synthetic_miniimagenet.py (the Ravi &
+    Larochelle layout, 5 classes of 30 images per split) imported, so the Mini-ImageNet
+    recipes run in every test run."""
+    real = _real_miniimagenet_root()
+    if real is not None:
+        return real
+    from metarl.data.miniimagenet import import_
+
+    base = tmp_path_factory.mktemp("miniimagenet-synthetic")
+    import_(_tool("make_synthetic_miniimagenet").write(base / "src"), base / "root", progress=False)
     return base / "root"

@@ -24,6 +24,7 @@ from metarl.data.miniimagenet import (
     SPLITS,
     SplitImages,
     benchmark_classes,
+    benchmark_files,
     fetch,
     import_,
     load,
@@ -448,18 +449,56 @@ def test_registered_and_the_recipes_are_the_papers():
     assert twenty.train.meta_iterations == 200_000 and twenty.supervised_eval().inner_batch == 10
 
 
-# --- the real dataset (when $METARL_DATA holds it, imported) --------------------------------
-
-REAL = Path(os.environ.get("METARL_DATA", "/nonexistent"))
+# --- the benchmark: the shipped split, and a complete set verified as the benchmark ------------
 
 
-def test_real_data_is_the_benchmark():
-    if not (REAL / "miniimagenet" / "84x84" / "train.json").is_file():
-        pytest.skip("$METARL_DATA holds no imported Mini-ImageNet (miniimagenet/84x84/)")
-    found = verify(REAL)
+def test_the_shipped_split_is_ravi_and_larochelles():
+    """The split CSVs shipped in the package (which `verify` and the import without CSVs
+    read): 64 / 16 / 20 classes of 600 images, 60,000 distinct files, no class in two
+    splits, each file named after its class."""
+    files = benchmark_files()
+    assert [len(files[s]) for s in SPLITS] == [64, 16, 20]
+    assert {len(names) for table in files.values() for names in table.values()} == {600}
+    every = [name for table in files.values() for names in table.values() for name in names]
+    assert len(set(every)) == len(every) == 60_000
+    classes = [c for s in SPLITS for c in files[s]]
+    assert len(set(classes)) == 100
+    assert all(
+        name.startswith(label) and name.endswith(".jpg")
+        for table in files.values()
+        for label, names in table.items()
+        for name in names
+    )
+
+
+def _benchmark_shaped(root: Path, short: int = 0) -> Path:
+    """The compact form of the full benchmark (every class of the shipped split, 600 images
+    each), its arrays sparse files of zeros, so nothing is written but the headers; the
+    first training class `short` images short of 600."""
+    folder = root / "miniimagenet" / "84x84"
+    folder.mkdir(parents=True)
+    for split, classes in benchmark_classes().items():
+        counts = [600] * len(classes)
+        counts[0] -= short if split == "train" else 0
+        shape = (sum(counts), 84, 84, 3)
+        np.lib.format.open_memmap(folder / f"{split}.npy", "w+", np.uint8, shape).flush()
+        meta = {"format": 1, "source": "test", "classes": sorted(classes), "counts": counts}
+        (folder / f"{split}.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_verify_calls_the_complete_benchmark_the_benchmark(tmp_path):
+    """A set holding the benchmark's classes in their splits, 600 images each, is named the
+    Ravi & Larochelle benchmark with its counts; one image short, it is refused. (The real
+    data, imported, is the first; `metarl data verify miniimagenet` says so on it.)"""
+    found = verify(_benchmark_shaped(tmp_path / "full"))
     assert [c["classes"] for c in found.values()] == [64, 16, 20]
+    assert [c["images"] for c in found.values()] == [38_400, 9_600, 12_000]
     assert all(c["per class"] == "600" for c in found.values())
     assert all(c["split"] == "Ravi & Larochelle benchmark" for c in found.values())
+    first = sorted(benchmark_classes()["train"])[0]
+    with pytest.raises(UserError, match=f"class {first} has 599 images; the benchmark has 600"):
+        verify(_benchmark_shaped(tmp_path / "short", short=1))
 
 
 def test_cli_train_and_eval_end_to_end(tmp_path):

@@ -1,7 +1,7 @@
 """Tests for the mutants of the core that scripts/tools/mutation_check.py found surviving
 (`python scripts/tools/mutation_check.py metarl/algorithms.py tests/test_algorithms.py
 --limit 0`: 11 of 13 killed before these), one section per module (algorithms, TRPO, ProMP,
-conjugate gradient, MAML-RL's objective). Each compares with what does not go through the
+conjugate gradient, MAML-RL's objective, iMAML). Each compares with what does not go through the
 code under test: a closed form, torch.linalg.solve, torch's own optimizer, numbers by hand,
 the published settings. The scores before and after are in docs/results/speed.md."""
 
@@ -14,9 +14,11 @@ from torch.distributions import Independent, Normal
 
 from metarl import algorithms
 from metarl.cg import truncated_conjugate_gradient
-from metarl.config import Algorithm, with_overrides
-from metarl.learners import build_meta_learner
-from metarl.protocol import Split
+from metarl.config import Algorithm, OptimizerName, with_overrides
+from metarl.learners import build_meta_learner, second_order
+from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
+from metarl.learners.second_order import implicit_meta_gradient
+from metarl.protocol import Split, TaskBatch
 from metarl.registry import resolve_recipe
 from metarl.rl.maml import MetaObjective, OuterLosses, Samples, episode_mean
 from metarl.rl.promp import ProMPSettings, promp_step
@@ -416,12 +418,12 @@ def test_maml_rl_surrogate_and_kl_match_the_bandits_closed_form():
 
 
 def test_promp_objective_matches_the_bandits_closed_form_with_the_clip_engaged():
-    """At mu = 0.1 + 0.6 (ratios well outside [0.8, 1.2], advantages of both signs): ProMP's
+    """At mu = 0.1 - 0.6 (ratios well outside [0.8, 1.2], advantages of both signs): ProMP's
     re-adaptation theta' = mu + lr mean_j w_j (a_j - mu) A_j, w_j = pi_mu(a_j) / pi_phi_old(a_j),
     its clipped surrogate -mean_k min(r_k A'_k, clip(r_k, 0.8, 1.2) A'_k) and the inner KL
     KL(pi_phi_old || pi_mu) = (mu - 0.1)^2 / 2."""
     objective, mu0, theta_old, lr = _bandit_objective()
-    mu = mu0 + 0.6
+    mu = mu0 - 0.6
     surrogate, kl = objective.promp_losses(
         {"mu": torch.tensor([mu], dtype=torch.float64)}, 0.2, create_graph=False
     )
@@ -430,7 +432,9 @@ def test_promp_objective_matches_the_bandits_closed_form_with_the_clip_engaged()
     w = np.exp(-((a - mu) ** 2) / 2 + (a - mu0) ** 2 / 2)
     theta = mu + lr * (w * (a - mu) * adv).mean(1)
     r = np.exp(-((b - theta[:, None]) ** 2) / 2 + (b - theta_old[:, None]) ** 2 / 2)
-    assert (r < 0.8).any() and (r > 1.2).any()  # both bounds bind somewhere
+    # both bounds bind where they change the minimum: above 1.2 with a positive advantage,
+    # below 0.8 with a negative one (at mu = 0.1 + 0.6 the upper bound never did)
+    assert ((r > 1.2) & (adv_post > 0)).any() and ((r < 0.8) & (adv_post < 0)).any()
     expected = -np.minimum(r * adv_post, np.clip(r, 0.8, 1.2) * adv_post).mean(1)
     np.testing.assert_allclose(surrogate.numpy(), expected, rtol=1e-12)
     np.testing.assert_allclose(kl.numpy(), np.full(2, (mu - mu0) ** 2 / 2), rtol=1e-12)
@@ -485,3 +489,89 @@ def test_cg_solves_a_small_scale_system_as_exactly_as_a_unit_one():
     )
     assert indefinite.tolist() == [False, False]
     torch.testing.assert_close(x["w"], torch.linalg.solve(a, b["w"]), rtol=1e-9, atol=1e-12)
+
+
+# --- iMAML (metarl/learners/second_order.py) ------------------------------------------------
+# `... metarl/learners/second_order.py --limit 0 -- tests/test_mutants.py
+# tests/test_second_order.py tests/test_functional.py`: the tests used SGD in iMAML's inner
+# loop (which ignores the step count) and checked the residual only near 0 or 1.
+
+
+def _imaml_problem(scale: float = 1.0):
+    """Linear regression, 2 tasks of 6 support and 4 query points in 3 dimensions, float64;
+    targets times `scale`."""
+    g = torch.Generator().manual_seed(5)
+    model = torch.nn.Linear(3, 1).double()
+    phi = {
+        k: torch.randn(v.shape, generator=g, dtype=torch.float64)
+        for k, v in model.named_parameters()
+    }
+    sx, qx = (torch.randn(2, n, 3, generator=g, dtype=torch.float64) for n in (6, 4))
+    sy, qy = (scale * torch.randn(2, n, 1, generator=g, dtype=torch.float64) for n in (6, 4))
+    return model, phi, TaskBatch(sx, sy, qx, qy)
+
+
+def test_imaml_inner_adam_counts_its_steps_from_one():
+    """iMAML's proximal inner loop with Adam is torch.optim.Adam on L_support(w) + lambda / 2
+    ||w - phi||^2, task by task (its bias correction needs the steps counted from 1)."""
+    model, phi, batch = _imaml_problem()
+    lam, steps, lr = 2.0, 5, 0.05
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.ADAM, lr, beta1=0.9))
+    result = implicit_meta_gradient(learner, phi, batch, steps=steps, lam=lam, cg_steps=4)
+    for i in range(2):
+        w = {k: v.clone().requires_grad_() for k, v in phi.items()}
+        adam = torch.optim.Adam(list(w.values()), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        for _ in range(steps):
+            adam.zero_grad()
+            pred = torch.func.functional_call(model, w, (batch.support_x[i],))
+            proximal = sum(((w[k] - phi[k]) ** 2).sum() for k in w)
+            (((pred - batch.support_y[i]) ** 2).mean() + lam / 2 * proximal).backward()
+            adam.step()
+        for k in phi:
+            torch.testing.assert_close(result.adapted[k][i], w[k].detach(), rtol=1e-9, atol=1e-12)
+
+
+def test_imaml_residual_is_the_stationarity_ratio_at_a_small_scale():
+    """`imaml_residual` = ||g + lambda (theta - phi)|| / (||g|| + ||lambda (theta - phi)||) per
+    task, averaged, with g the support gradient at theta, by hand; on targets of 1e-3 the
+    denominator is far below 1 (a floor of 1 instead of 1e-30 would divide by 1)."""
+    model, phi, batch = _imaml_problem(scale=1e-3)
+    phi = {k: 1e-3 * v for k, v in phi.items()}
+    lam = 2.0
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.05))
+    result = implicit_meta_gradient(learner, phi, batch, steps=3, lam=lam, cg_steps=4)
+    ratios = []
+    for i in range(2):
+        theta = {k: v[i].clone().requires_grad_() for k, v in result.adapted.items()}
+        pred = torch.func.functional_call(model, theta, (batch.support_x[i],))
+        support_loss = ((pred - batch.support_y[i]) ** 2).mean()
+        grads = torch.autograd.grad(support_loss, list(theta.values()))
+        g = torch.cat([v.reshape(-1) for v in grads])
+        p = torch.cat([lam * (theta[k].detach() - phi[k]).reshape(-1) for k in theta])
+        assert float(g.norm() + p.norm()) < 1e-2
+        ratios.append(float((g + p).norm() / (g.norm() + p.norm())))
+    assert result.metrics["imaml_residual"] == pytest.approx(np.mean(ratios), rel=1e-9)
+    assert 0.05 < result.metrics["imaml_residual"] < 0.95
+
+
+def test_task_chunks_hold_that_many_tasks_at_a_time():
+    """`task_chunk` bounds the graph kept in memory to that many tasks (the meta-gradient is
+    the same whatever it is: tests/test_second_order.py), 0 meaning all at once; a chunk of 1
+    is one task at a time, not all of them."""
+    _, _, batch = _imaml_problem()
+    three = TaskBatch(*(torch.cat([t, t[:1]]) for t in batch))
+    sizes = {k: [c.num_tasks for c in second_order._chunks(three, k)] for k in range(5)}
+    assert sizes == {0: [3], 1: [1, 1, 1], 2: [2, 1], 3: [3], 4: [3]}
+
+
+def test_no_inner_step_records_no_support_loss():
+    """Zero inner steps (an evaluation at step 0): theta = phi and no support loss, `[0, tasks]`,
+    from both second-order meta-gradients (not a row of zeros, which a mean would count)."""
+    model, phi, batch = _imaml_problem()
+    learner = InnerLoop(model, "mse", InnerOptimizer(OptimizerName.SGD, 0.05))
+    implicit = implicit_meta_gradient(learner, phi, batch, steps=0, lam=2.0, cg_steps=4)
+    unrolled = second_order.unrolled_meta_gradient(learner, phi, batch, steps=0, lr=0.05)
+    for result in (implicit, unrolled):
+        assert result.support_losses.shape == (0, 2)
+        for k in phi:
+            assert torch.equal(result.adapted[k], phi[k].expand(2, *phi[k].shape))

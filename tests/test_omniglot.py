@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -374,50 +373,6 @@ def test_omniglot_is_registered_and_the_recipe_resolves():
     assert held_out.support_shots == 1 and held_out.inner_batch == 5
 
 
-# --- the real dataset (when $METARL_DATA holds it) ----------------------------------------
-
-REAL = Path(os.environ.get("METARL_DATA", "/nonexistent")) / "omniglot"
-
-
-@pytest.fixture(scope="session")
-def real_root(tmp_path_factory) -> Path:
-    """The real archives imported into a writable root and decoded once per session."""
-    if not (REAL / "images_background.zip").is_file():
-        pytest.skip("$METARL_DATA holds no omniglot/images_background.zip")
-    root = tmp_path_factory.mktemp("omniglot-real")
-    import_(REAL, root)
-    load(root, progress=False)
-    return root
-
-
-def test_real_data_verifies_in_place():
-    if not (REAL / "images_background.zip").is_file():
-        pytest.skip("$METARL_DATA holds no omniglot/images_background.zip")
-    found = verify(REAL.parent)
-    assert [c["characters"] for c in found.values()] == [p.characters for p in LAYOUT]
-
-
-def test_real_data_decodes_and_splits_as_the_paper(real_root):
-    data = load(real_root, progress=False)
-    assert data.images.shape == (1623, 20, 28, 28) and data.background == 964
-    d = make_distribution("omniglot", data_dir=str(real_root))
-    assert {s.value: len(c) for s, c in d.classes.items()} == {
-        "train": 4400,
-        "val": 100,
-        "test": 423,
-    }
-    rng = np.random.default_rng(0)
-    batch = d.episodes(d.sample(5, rng, Split.TEST), rng, support=1, query=1, evaluation=True)
-    assert batch.support_x.shape == (5, 5, 1, 28, 28)
-    assert float(batch.support_x.min()) >= 0.0 and float(batch.support_x.max()) <= 1.0
-
-
-def test_real_data_cli_verify(real_root):
-    result = runner.invoke(app, ["data", "verify", "omniglot", "--data-dir", str(real_root)])
-    assert result.exit_code == 0, result.output
-    assert "964 characters" in result.stdout and "659 characters" in result.stdout
-
-
 # --- the data every test run has: the real set, else the synthetic one --------------------
 
 
@@ -440,3 +395,15 @@ def test_the_omniglot_root_decodes_and_splits_as_the_real_layout(omniglot_root):
     queries = data.images[:200, 0].reshape(200, -1).astype(np.float32)
     nearest = ((queries[:, None] - means[None]) ** 2).sum(-1).argmin(1)
     assert (nearest == np.arange(200)).mean() > 0.5
+    rng = np.random.default_rng(0)
+    batch = d.episodes(d.sample(5, rng, Split.TEST), rng, support=1, query=1, evaluation=True)
+    assert batch.support_x.shape == (5, 5, 1, 28, 28)
+    assert float(batch.support_x.min()) >= 0.0 and float(batch.support_x.max()) <= 1.0
+
+
+def test_cli_verify_states_both_halves(omniglot_root):
+    """`metarl data verify omniglot` on the data every test run has (the real set in place
+    where $METARL_DATA holds it)."""
+    result = runner.invoke(app, ["data", "verify", "omniglot", "--data-dir", str(omniglot_root)])
+    assert result.exit_code == 0, result.output
+    assert "964 characters" in result.stdout and "659 characters" in result.stdout
