@@ -178,3 +178,39 @@ def test_the_policies_distribution_parameters_are_its_mean_and_scale(adapted):
     mean, scale = distribution_parameters(meta.policy_fn(stacked, post.obs))
     assert mean.shape == scale.shape == post.actions.shape
     torch.testing.assert_close(scale[0, 0, 0], phi["log_std"].exp())
+
+
+def test_with_a_fisher_fraction_hvp_is_the_full_hessian_and_jvp_its_psd_part(adapted):
+    """Which method is which, away from fraction 1: "hvp" differentiates the KL's gradient,
+    the full Hessian, which on this batch at fraction 0.4 has a direction of negative
+    curvature; "jvp" is its Gauss-Newton part, positive semi-definite, so it is not negative
+    along that direction either. The direction: shifted power iteration on `top * I - H`."""
+    _, phi, adaptation, _, _ = adapted
+    objective = adaptation.context.objective
+    keys = list(phi)
+
+    def as_operator(method: str):
+        product = objective.kl_hessian(phi, 0.4, method)  # type: ignore[arg-type]
+
+        def apply(x: torch.Tensor) -> torch.Tensor:
+            parts, at = {}, 0
+            for k in keys:
+                parts[k] = x[at : at + phi[k].numel()].view(phi[k].shape)
+                at += phi[k].numel()
+            out = product(parts)
+            return _flat([out[k] for k in keys])
+
+        return apply
+
+    full, gauss_newton = as_operator("hvp"), as_operator("jvp")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(sum(v.numel() for v in phi.values()), generator=gen)
+    for _ in range(30):
+        y = full(x)
+        x = y / y.norm()
+    top = abs(float(x @ full(x)))
+    for _ in range(60):
+        y = top * x - full(x)
+        x = y / y.norm()
+    assert float(x @ full(x)) < -1e-4 * top
+    assert float(x @ gauss_newton(x)) > -1e-5 * top
