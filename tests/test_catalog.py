@@ -20,6 +20,8 @@ def test_catalog_recipe_trains_a_few_iterations(name, tmp_path, request, monkeyp
     if recipe.task_name in DATASETS:  # the real data, else a synthetic set in the real layout
         root = request.getfixturevalue(f"{recipe.task_name}_root")  # (tests/conftest.py)
         monkeypatch.setenv("METARL_DATA", str(root))
+        if recipe.task_name == "miniimagenet":  # 84x84 convolutions: a smoke-sized batch
+            recipe = with_overrides(recipe, "train", meta_batch=2, inner_steps=1)
     if recipe.train.algorithm.value == "rl2":  # RL²: a smoke-sized trial batch and PPO
         recipe = with_overrides(recipe, "train", meta_batch=2)
         recipe = with_overrides(recipe, "learner", n_epochs=1, n_envs=2)
