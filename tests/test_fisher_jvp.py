@@ -20,7 +20,7 @@ from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from metarl.rl.fisher import distribution_parameters, kl_hessian_in_parameters
 from metarl.rl.maml import MetaObjective
-from metarl.rl.trpo import TRPOSettings, _flat, trust_region_step
+from metarl.rl.trpo import TRPOSettings, _flat, _unflat, trust_region_step
 from tests.test_maml_rl import adaptation_of, maml_recipe
 
 PRODUCT_RTOL = 1e-5
@@ -193,11 +193,7 @@ def test_with_a_fisher_fraction_hvp_is_the_full_hessian_and_jvp_its_psd_part(ada
         product = objective.kl_hessian(phi, 0.4, method)  # type: ignore[arg-type]
 
         def apply(x: torch.Tensor) -> torch.Tensor:
-            parts, at = {}, 0
-            for k in keys:
-                parts[k] = x[at : at + phi[k].numel()].view(phi[k].shape)
-                at += phi[k].numel()
-            out = product(parts)
+            out = product(_unflat(x, phi))
             return _flat([out[k] for k in keys])
 
         return apply

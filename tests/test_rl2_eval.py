@@ -23,17 +23,21 @@ EPISODE = 100
 """Navigation2D's episode length (its TimeLimit; an untrained policy reaches no goal)."""
 
 
+TRAIN = {
+    "algorithm": "rl2",
+    "meta_iterations": 1,
+    "meta_batch": 2,
+    "inner_lr": 0.001,
+    "meta_step": 1.0,
+    "meta_step_final": 1.0,
+}
+"""One RL² iteration of two tasks; the outer step of 1 lands on PPO's weights."""
+
+
 def rl2_nav() -> dict:
     return {
         "task": {"name": "navigation2d"},
-        "train": {
-            "algorithm": "rl2",
-            "meta_iterations": 1,
-            "meta_batch": 2,
-            "inner_lr": 0.001,
-            "meta_step": 1.0,
-            "meta_step_final": 1.0,
-        },
+        "train": {**TRAIN},
         "eval": {"tasks": 3, "steps": [0, 1, 2]},
         "learner": {"trial_episodes": 2, "hidden_size": 8, "n_envs": 2, "reward_scale": 0.1},
     }
@@ -114,14 +118,7 @@ def test_rl2_on_metaworld_is_scored_per_episode_with_deterministic_actions():
     changes nothing of it, while the sampled trials' return moves with it."""
     data = {
         "task": {"name": "metaworld-ml1-reach", "reward_version": "v2"},
-        "train": {
-            "algorithm": "rl2",
-            "meta_iterations": 1,
-            "meta_batch": 2,
-            "inner_lr": 0.001,
-            "meta_step": 1.0,
-            "meta_step_final": 1.0,
-        },
+        "train": {**TRAIN},
         "eval": {"tasks": 2, "steps": [0, 1], "split": "test"},
         "learner": {"trial_episodes": 2, "hidden_size": 8, "n_envs": 2},
     }
