@@ -268,6 +268,15 @@ class FixesEvalEpisodes(Protocol):
 
 
 @runtime_checkable
+class UpdatesAcrossRanks(Protocol):
+    """A learner whose `adapt` itself takes a training step that must see the whole meta-batch
+    (RL²'s PPO update on every rank's trials). The trainer hands it, once, the sum over ranks
+    (`World.all_reduce_sum`; the identity for one process), which its step calls inside."""
+
+    def join_ranks(self, reduce: Callable[[Params], Params]) -> None: ...
+
+
+@runtime_checkable
 class RecordsRun(Protocol):
     """A distribution (any kind) with task options a run directory records in its [task]
     table (simulator versions) and passes back when the run is reopened, so the

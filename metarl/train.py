@@ -22,12 +22,12 @@ from typing import Any, Protocol
 import torch
 
 from metarl import algorithms
-from metarl.config import Algorithm, Recipe, with_overrides
+from metarl.config import Recipe, with_overrides
 from metarl.distributed import World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
 from metarl.outer import build_outer_step, checkpoint_state
-from metarl.protocol import MetaStep, Params, Split, task_rng
+from metarl.protocol import MetaStep, Params, Split, UpdatesAcrossRanks, task_rng
 from metarl.run import Checkpoint, RunDir, check_shapes
 from metarl.tensorboard_log import ScalarLog
 from metarl.tensorboard_log import enabled as tensorboard_enabled
@@ -173,14 +173,9 @@ class MetaTrainer:
     """When the last checkpoint was written (or training started): for checkpoint_seconds."""
 
     def __post_init__(self) -> None:
-        if self.world.size > 1 and self.recipe.train.algorithm is Algorithm.RL2:
-            # each rank's PPO epochs would move apart and only their end points be averaged:
-            # not PPO on the whole batch (exact only with per-minibatch gradient all-reduces)
-            raise UserError(
-                f'WORLD_SIZE={self.world.size}: train.algorithm = "rl2" trains on one rank '
-                "only; run it without torchrun"
-            )
         self.meta = build_meta_learner(self.recipe, self.device)
+        if isinstance(self.meta, UpdatesAcrossRanks):
+            self.meta.join_ranks(self.world.all_reduce_sum)
         self.model = self.meta.model
         self.names = [n for n, _ in self.model.named_parameters()]
         # refused before a run is created

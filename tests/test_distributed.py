@@ -23,6 +23,7 @@ from metarl.config import recipe_from_dict, with_overrides
 from metarl.distributed import World
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer, TrainingInterrupted
+from tests.test_rl2 import nav_recipe
 from tests.test_run import StopAt
 
 CPU = torch.device("cpu")
@@ -89,6 +90,29 @@ def test_two_ranks_match_one(tmp_path, algorithm):
     spawn(tmp_path, tmp_path / "two", recipe)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
     assert (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") == 8  # rank 0 only
+
+
+def rl2_recipe() -> dict[str, Any]:
+    """RL² on Navigation2D, shrunk: 3 tasks (2 on rank 0, 1 on rank 1) x 2 trials, PPO in 2
+    minibatches of 3 trials over 2 epochs, so some minibatches hold none of a rank's trials."""
+    recipe = nav_recipe(meta_iterations=3, meta_batch=3, inner_lr=0.003, checkpoint_every=100)
+    recipe["learner"].update(hidden_size=8, n_epochs=2, minibatches=2)
+    return recipe
+
+
+def test_two_ranks_match_one_for_rl2(tmp_path):
+    """RL²'s PPO update runs inside `adapt`: each rank steps its tasks' trials, and every
+    minibatch's normalizers and gradient are summed over ranks, so two ranks take the Adam
+    steps one rank takes (averaging each rank's own PPO end point would not)."""
+    recipe = rl2_recipe()
+    MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "one", CPU).fit()
+    spawn(tmp_path, tmp_path / "two", recipe)
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    adam_one, adam_two = one["learner"]["ppo_adam"], two["learner"]["ppo_adam"]
+    for k, state in adam_one["state"].items():
+        torch.testing.assert_close(state["exp_avg_sq"], adam_two["state"][k]["exp_avg_sq"])
 
 
 def test_interrupted_two_rank_run_resumes_on_one(tmp_path):

@@ -139,19 +139,3 @@ def test_rl2_on_metaworld_is_scored_per_episode_with_deterministic_actions():
     np.testing.assert_array_equal(second["return"].per_task, first["return"].per_task)
     assert not np.allclose(second["rollout_return"].per_task, first["rollout_return"].per_task)
     meta.close()
-
-
-def test_rl2_under_torchrun_is_refused_in_one_line(tmp_path):
-    """Several ranks would average their PPO end points, not PPO on the whole batch: refused
-    before any run directory is written."""
-    from metarl.distributed import World
-    from metarl.errors import UserError
-
-    with pytest.raises(UserError) as err:
-        MetaTrainer.start(
-            recipe_from_dict(rl2_nav(), "nav"), tmp_path / "r", CPU, world=World(0, 2)
-        )
-    assert str(err.value) == (
-        'WORLD_SIZE=2: train.algorithm = "rl2" trains on one rank only; run it without torchrun'
-    )
-    assert not (tmp_path / "r").exists()

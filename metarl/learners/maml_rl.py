@@ -28,6 +28,7 @@ from torch import Tensor
 from metarl.config import Algorithm, Recipe
 from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
 from metarl.learners.rl_core import (
+    SlotPlace,
     adaptation_metrics,
     query_metrics,
 )
@@ -123,7 +124,7 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         return max(self.recipe.train.inner_steps, 1)
 
     def adapt_slots(
-        self, phi: Params, tasks: list[Any], seeds: list[int]
+        self, phi: Params, tasks: list[Any], seeds: list[int], place: SlotPlace
     ) -> Adaptation[MAMLRLContext]:
         """Pre-update rollouts and theta_i' for this rank's tasks: `inner_steps` VPG steps,
         step j on fresh episodes of theta_j' (rollout index j; phi's at j = 0), as the

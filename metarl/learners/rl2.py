@@ -13,11 +13,11 @@ rank's trials and gives the updated weights W; the algorithm's delta (`meta_grad
 phi - W per task slot, and the trainer's outer step is plain SGD with step 1, which sets phi
 to W (the recipe must say `outer_optimizer = "sgd"`, `meta_step = meta_step_final = 1.0`;
 anything else is refused). PPO's Adam is this learner's training state (`state_dict`, in the
-checkpoint), so a resumed run continues exactly. Under torchrun the trainer refuses RL²
-(`WORLD_SIZE` > 1): each rank's PPO epochs on its own trials would drift apart and only their
-end points be averaged, which is not PPO on the whole batch; making it exact needs PPO's
-minibatch gradients all-reduced inside the update (an outer step that owns the PPO update and
-uses `MetaStep.reduce`, as TRPO and ProMP do).
+checkpoint), so a resumed run continues exactly. Under torchrun each rank runs the trials
+of its share of the meta-batch and PPO's minibatches are the same sets of the whole batch's
+trials on every rank, their gradients summed over ranks (`join_ranks`, `TrialShare`): every
+rank takes the same Adam steps, so W, and the run, do not depend on how many ranks split it
+(up to float summation order).
 
 `train.inner_lr` is PPO's learning rate; `train.inner_steps` is not read (a trial's length
 is `[learner] trial_episodes`).
@@ -40,6 +40,7 @@ from metarl.errors import ConfigError
 from metarl.learners.batched_rl import one_torch_thread
 from metarl.learners.rl_core import (
     SeededAdapt,
+    SlotPlace,
     Timers,
     eval_chunk,
     held_out_tasks,
@@ -57,6 +58,7 @@ from metarl.rl.recurrent import (
     RecurrentActorCritic,
     RecurrentPPO,
     Trials,
+    TrialShare,
     collect_trials,
 )
 from metarl.rl.rl2_settings import RL2Settings
@@ -101,6 +103,11 @@ def build_policy(
     finally:
         probe.close()
     return model.to(device)
+
+
+def _one_rank(tensors: Params) -> Params:
+    """The sum over ranks when there is one."""
+    return tensors
 
 
 class RL2MetaLearner(SeededAdapt[RL2Context]):
@@ -190,6 +197,16 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         self.ppo = RecurrentPPO(self.work, s, lr=recipe.train.inner_lr)
         self.timers = Timers()
         self._envs: dict[tuple[int, int], TaskVectorEnv] = {}
+        self._reduce: Callable[[Params], Params] = _one_rank
+
+    def join_ranks(self, reduce: Callable[[Params], Params]) -> None:
+        """PPO's sums over ranks (`metarl.protocol.UpdatesAcrossRanks`): the trainer's
+        `World.all_reduce_sum`.
+
+        Args:
+            reduce: sums a dict of tensors over ranks.
+        """
+        self._reduce = reduce
 
     def _env(self, tasks: Sequence[Any], n_envs: int | None = None) -> TaskVectorEnv:
         """A vector env of `len(tasks)` task slots x `n_envs` trials (default: the
@@ -238,18 +255,22 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         return 1
 
     def adapt_slots(
-        self, phi: Params, tasks: list[Any], seeds: list[int]
+        self, phi: Params, tasks: list[Any], seeds: list[int], place: SlotPlace
     ) -> Adaptation[RL2Context]:
-        """Trials of phi on this rank's tasks, then PPO on them: W in `params` (one slot),
-        the context `meta_gradient` reads, and the log's metrics: PPO's, the trials'
-        (`trial_metrics`) and the env steps."""
+        """Trials of phi on this rank's tasks, then PPO on the whole meta-batch's trials (this
+        rank's share of each minibatch, the gradients summed over ranks, the minibatch order
+        drawn from every slot's seed in `place`): W in `params` (one slot), the context
+        `meta_gradient` reads, and the log's metrics: PPO's, this rank's trials'
+        (`trial_metrics`) and their env steps."""
+        n_envs = self.settings.n_envs
+        share = TrialShare(place.first * n_envs, len(place.seeds) * n_envs, self._reduce)
         with one_torch_thread():
             with torch.no_grad():
                 for name, p in self.work.named_parameters():
                     p.copy_(phi[name])
             trials = self.trials(self.work, tasks, seeds, self.settings.trial_episodes)
             tick = time.perf_counter()
-            metrics = self.ppo.update(trials, np.random.default_rng([*seeds, 1]))
+            metrics = self.ppo.update(trials, np.random.default_rng([*place.seeds, 1]), share)
             self.timers.update += time.perf_counter() - tick
         metrics.update(trial_metrics(trials))
         metrics["env_steps"] = float(trials.env_steps)

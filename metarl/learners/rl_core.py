@@ -131,6 +131,15 @@ def slot_seeds(rng: np.random.Generator, n_tasks: int, rollouts: int, slots: sli
     return [int(s) for s in rng.integers(2**31 - 1 - rollouts, size=n_tasks)][slots]
 
 
+@dataclass(frozen=True)
+class SlotPlace:
+    """Where this rank's slots sit in the meta-batch: the index of its first slot and every
+    slot's seed, for what must not depend on how the batch is split (RL²'s PPO minibatches)."""
+
+    first: int
+    seeds: list[int]
+
+
 class SeededAdapt(MetaLearnerBase[C, Any]):
     """`adapt` of an RL learner, written once: every task's seed drawn from the iteration's
     generator, then this rank's slots kept (`slot_seeds`), so a task's rollouts do not depend
@@ -156,15 +165,19 @@ class SeededAdapt(MetaLearnerBase[C, Any]):
         Returns:
             What `adapt_slots` returns.
         """
-        seeds = slot_seeds(rng, len(tasks), self.seeded_rollouts(), slots)
-        return self.adapt_slots(phi, list(tasks)[slots], seeds)
+        everyone = slot_seeds(rng, len(tasks), self.seeded_rollouts(), slice(None))
+        place = SlotPlace(range(len(tasks))[slots].start, everyone)
+        return self.adapt_slots(phi, list(tasks)[slots], everyone[slots], place)
 
     def seeded_rollouts(self) -> int:
         """Rollouts per task in one adaptation (seed + r is rollout r's)."""
         raise NotImplementedError
 
-    def adapt_slots(self, phi: Params, tasks: list[Any], seeds: list[int]) -> Adaptation[C]:
-        """Adapt phi to this rank's `tasks`, task i's rollouts drawn from `seeds[i]`."""
+    def adapt_slots(
+        self, phi: Params, tasks: list[Any], seeds: list[int], place: SlotPlace
+    ) -> Adaptation[C]:
+        """Adapt phi to this rank's `tasks`, task i's rollouts drawn from `seeds[i]`; `place`
+        says where they sit in the meta-batch."""
         raise NotImplementedError
 
 
@@ -548,7 +561,9 @@ class RLMetaLearnerBase(SeededAdapt[Any]):
     def seeded_rollouts(self) -> int:
         return self.recipe.train.inner_steps
 
-    def adapt_slots(self, phi: Params, tasks: list[Any], seeds: list[int]) -> Adaptation[Any]:
+    def adapt_slots(
+        self, phi: Params, tasks: list[Any], seeds: list[int], place: SlotPlace
+    ) -> Adaptation[Any]:
         """`train.inner_steps` updates of the tasks from phi (`run`); the log gets the return
         of phi's rollouts, the env steps, and the family's metrics of phi's episodes
         (`<name>_before`); the context holds the tasks and seeds `query_gradient` rolls out
@@ -728,6 +743,7 @@ __all__ = [
     "RolloutTick",
     "RunRequest",
     "SeededAdapt",
+    "SlotPlace",
     "TasksRun",
     "Timers",
     "adaptation_metrics",

@@ -21,7 +21,11 @@ trial starts. What it learned about the task in episode 1 is in the hidden state
 - `RecurrentPPO`: PPO's clipped update on whole-trial sequences. Trials are short (tens to a
   few hundred steps), so backpropagation through the whole trial from its zero initial state
   is exact and cheap: no truncated BPTT, no stored hidden states going stale as the weights
-  move during the epochs. Minibatches are sets of whole trials.
+  move during the epochs. Minibatches are sets of whole trials. Under torchrun each rank holds
+  its share of the meta-batch's trials (`TrialShare`): a minibatch is the same set of the
+  whole batch's trials on every rank, its normalizers and gradient are summed over ranks, and
+  every rank takes the same Adam step, so the update does not depend on how the trials are
+  split (up to float summation order).
 
 Randomness: the action noise and the sub-envs' reset seeds come from `RolloutNoise` (per-task
 generators seeded by (task seed, rollout index)), and the minibatch order from a generator
@@ -31,7 +35,8 @@ the caller hands in, so a trial is a function of the weights, the task and its s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -299,6 +304,28 @@ def trial_gae(
     return advantages, advantages + values * mask
 
 
+def _alone(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The sum over ranks when there is one rank."""
+    return tensors
+
+
+@dataclass(frozen=True)
+class TrialShare:
+    """This rank's trials within the meta-batch's: the whole batch's trials `first` to
+    `first + len(trials) - 1` of `total`, and the sum over ranks of a dict of tensors
+    (`World.all_reduce_sum`). One rank holds them all."""
+
+    first: int
+    total: int
+    reduce: Callable[[dict[str, Tensor]], dict[str, Tensor]] = field(default=_alone)
+
+    def local(self, chosen: np.ndarray, held: int) -> np.ndarray:
+        """The positions in this rank's trials (of which it holds `held`) of the whole
+        batch's trials `chosen`, in their order."""
+        mine = chosen[(chosen >= self.first) & (chosen < self.first + held)]
+        return mine - self.first
+
+
 class RecurrentPPO:
     """PPO on whole trials: `n_epochs` passes, each over the trials split into `minibatches`
     sets in a random order; per minibatch the clipped surrogate, the value loss (MSE to the
@@ -312,19 +339,31 @@ class RecurrentPPO:
         self.model, self.settings = model, settings
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=ADAM_EPS)
 
-    def loss(self, trials: Trials, index: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """PPO's loss on the trials `index`."""
+    def loss(
+        self,
+        trials: Trials,
+        index: Tensor,
+        reduce: Callable[[dict[str, Tensor]], dict[str, Tensor]] = _alone,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """PPO's loss on this rank's trials `index` of a minibatch, normalized by the whole
+        minibatch's step count (`reduce` sums over ranks), so the ranks' losses sum to the
+        minibatch's; the parts likewise."""
         c = self.settings
         assert trials.advantages is not None and trials.returns is not None
         mask = trials.mask[index]
-        count = mask.sum().clamp(min=1.0)
+        advantages = trials.advantages[index]
+        totals = reduce({"count": mask.sum(), "advantage": (advantages * mask).sum()})
+        count = totals["count"].clamp(min=1.0)
+        if c.normalize_advantage and count > 1:
+            mean = totals["advantage"] / count
+            spread = reduce({"square": (((advantages - mean) * mask) ** 2).sum()})
+            var = spread["square"] / (count - 1)
+            advantages = (advantages - mean) / (var.sqrt() + 1e-8)
+        if index.numel() == 0:  # none of the minibatch's trials is on this rank
+            zero = mask.new_zeros(())
+            return zero, {"policy_loss": zero, "value_loss": zero, "entropy": zero}
         out, values = self.model.sequence(trials.inputs[index])
         log_prob, entropy = self.model.log_prob_entropy(out, trials.actions[index])
-        advantages = trials.advantages[index]
-        if c.normalize_advantage and count > 1:
-            mean = (advantages * mask).sum() / count
-            var = (((advantages - mean) * mask) ** 2).sum() / (count - 1)
-            advantages = (advantages - mean) / (var.sqrt() + 1e-8)
         ratio = torch.exp(log_prob - trials.log_probs[index])
         clipped = torch.clamp(ratio, 1 - c.clip_range, 1 + c.clip_range)
         surrogate = torch.min(advantages * ratio, advantages * clipped)
@@ -338,26 +377,43 @@ class RecurrentPPO:
             "entropy": -entropy_loss,
         }
 
-    def update(self, trials: Trials, rng: np.random.Generator) -> dict[str, float]:
-        """Advantages, then the epochs of minibatch steps (order drawn from `rng`)."""
+    def update(
+        self, trials: Trials, rng: np.random.Generator, share: TrialShare | None = None
+    ) -> dict[str, float]:
+        """Advantages, then the epochs of minibatch steps over the whole batch's trials
+        (order drawn from `rng`, the same on every rank), each step's gradient and metrics
+        summed over ranks (`share`; default: this rank holds every trial)."""
         c = self.settings
+        held = trials.inputs.shape[0]
+        share = share or TrialShare(0, held)
         trials.advantages, trials.returns = trial_gae(
             trials.rewards * c.reward_scale, trials.values, trials.mask, c.gamma, c.gae_lambda
         )
-        n = trials.inputs.shape[0]
+        n = share.total
         size = max(1, math.ceil(n / c.minibatches))
+        params = dict(self.model.named_parameters())
         sums: dict[str, float] = {}
         count = 0
         for _ in range(c.n_epochs):
-            order = torch.from_numpy(rng.permutation(n)).to(trials.inputs.device)
+            order = rng.permutation(n)
             for start in range(0, n, size):
-                loss, parts = self.loss(trials, order[start : start + size])
+                local = share.local(order[start : start + size], held)
+                index = torch.from_numpy(local).to(trials.inputs.device)
+                loss, parts = self.loss(trials, index, share.reduce)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if loss.requires_grad:
+                    loss.backward()
+                grads = {
+                    k: torch.zeros_like(p) if p.grad is None else p.grad for k, p in params.items()
+                }
+                logged = {f"metric/{k}": v.detach() for k, v in {"ppo_loss": loss, **parts}.items()}
+                summed = share.reduce({**grads, **logged})
+                for k, p in params.items():
+                    p.grad = summed[k]
                 nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
                 self.optimizer.step()
-                for k, v in {"ppo_loss": loss, **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                for k in ("ppo_loss", *parts):
+                    sums[k] = sums.get(k, 0.0) + float(summed[f"metric/{k}"])
                 count += 1
         return {k: v / max(count, 1) for k, v in sums.items()}
 
@@ -365,6 +421,7 @@ class RecurrentPPO:
 __all__ = [
     "RecurrentActorCritic",
     "RecurrentPPO",
+    "TrialShare",
     "Trials",
     "collect_trials",
     "trial_gae",
