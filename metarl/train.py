@@ -338,8 +338,9 @@ class MetaTrainer:
         phi = self.phi()
         adaptation = self.meta.adapt(phi, tasks, rng, slots)
         # the sum of the per-task deltas of this rank's slots; the mean is over the meta-batch
-        local_sum, delta_metrics = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
-        metrics = {**adaptation.metrics, **delta_metrics}
+        local = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
+        local_sum = local.gradient
+        metrics = {**adaptation.metrics, **local.metrics}
         # The stop request and a non-finite loss ride along in the same collective: one
         # all-reduce per iteration, and every rank agrees on both.
         bad_losses = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -353,7 +354,7 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        step = MetaStep(adaptation, delta, self.world.all_reduce_sum, t.meta_batch, lr)
+        step = MetaStep(delta, self.world.all_reduce_sum, t.meta_batch, lr, local.objective)
         metrics.update(self.outer.step(step))
         self.iteration += 1
         metrics["meta_step"] = lr
