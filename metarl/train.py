@@ -13,8 +13,8 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -407,12 +407,16 @@ class MetaTrainer:
         scalars = ScalarLog(self.run.path, first + 1) if main and self.tensorboard else None
         if main:
             self.run.lock()  # released when fit returns or fails: resume may follow
-        with (
-            _stop_on_signals(self),
-            _finally(scalars.close if scalars is not None else None),
-            _finally(self.run.unlock if main else None),
-            _finally(own_bar.close if own_bar is not None else None),
-        ):
+        # however the loop ends (finished, interrupted or failed), in reverse order: stop the
+        # bar fit added, release the run's lock, close the event files, restore the signals
+        with ExitStack() as teardown:
+            teardown.enter_context(_stop_on_signals(self))
+            if scalars is not None:
+                teardown.callback(scalars.close)
+            if main:
+                teardown.callback(self.run.unlock)
+            if own_bar is not None:
+                teardown.callback(own_bar.close)
             while self.iteration < t.meta_iterations:
                 metrics = self.step()
                 done = self.iteration
@@ -509,17 +513,6 @@ def peak_rss_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-@contextmanager
-def _finally(action: Callable[[], object] | None) -> Iterator[None]:
-    """Run `action` (where there is one) however the block ends: finished, interrupted or
-    failed (closing the event files, releasing the run's lock, stopping a bar `fit` added)."""
-    try:
-        yield
-    finally:
-        if action is not None:
-            action()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
