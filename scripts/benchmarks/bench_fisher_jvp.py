@@ -62,10 +62,9 @@ def main() -> None:
     phi = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
     adaptation = learner.adapt(phi, tasks, rng, slice(None))
     delta = learner.meta_gradient(adaptation)
-    grads = delta.gradient
     assert delta.objective is not None
     objective = delta.objective.objective
-    gradient = {k: g / n_tasks for k, g in grads.items()}
+    gradient = {k: g / n_tasks for k, g in delta.gradient.items()}
     names = list(phi)
 
     times: dict[str, dict[str, list[float]]] = {

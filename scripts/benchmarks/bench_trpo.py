@@ -55,10 +55,9 @@ def measure(fractions: list[float], n_tasks: int) -> list[dict[str, float]]:
     adaptation = learner.adapt(phi, tasks, rng, slice(None))
     tick = time.perf_counter()
     delta = learner.meta_gradient(adaptation)
-    grads = delta.gradient
     assert delta.objective is not None
     objective = delta.objective.objective
-    gradient = {k: g / n_tasks for k, g in grads.items()}
+    gradient = {k: g / n_tasks for k, g in delta.gradient.items()}
     names = list(phi)
     rows, full_direction = [], None
     for fraction in fractions:
