@@ -21,8 +21,10 @@ of the meta-batch needs no weighting.
 
 from __future__ import annotations
 
+from typing import Any
+
 from metarl.config import Algorithm
-from metarl.protocol import Adaptation, MetaLearner, Params
+from metarl.protocol import Adaptation, MetaDelta, MetaLearner, Params
 
 
 def linear_schedule(start: float, end: float, iteration: int, total: int) -> float:
@@ -76,8 +78,9 @@ def fomaml_delta(learner: MetaLearner, adaptation: Adaptation) -> tuple[Params, 
 
 def meta_delta(
     algorithm: Algorithm, learner: MetaLearner, phi: Params, adaptation: Adaptation
-) -> tuple[Params, dict[str, float]]:
-    """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, and metrics.
+) -> MetaDelta[Any]:
+    """The per-task sum of `algorithm`'s delta for one rank's adapted tasks, with metrics and
+    (MAML-RL's) the objective it was taken of.
 
     Args:
         algorithm: The recipe's `train.algorithm`.
@@ -86,13 +89,13 @@ def meta_delta(
         adaptation: What `learner.adapt` returned.
 
     Returns:
-        The delta by parameter name (summed over this rank's tasks), and metrics of it.
+        The delta by parameter name (summed over this rank's tasks), its metrics and objective.
     """
     if algorithm is Algorithm.REPTILE:
-        return reptile_delta(phi, adaptation.params), {}
+        return MetaDelta(reptile_delta(phi, adaptation.params))
     if algorithm.second_order or algorithm in (Algorithm.GRADIENTS, Algorithm.RL2):
         return learner.meta_gradient(adaptation)
-    return fomaml_delta(learner, adaptation)
+    return MetaDelta(*fomaml_delta(learner, adaptation))
 
 
 __all__ = ["fomaml_delta", "linear_schedule", "meta_delta", "reptile_delta"]

@@ -98,7 +98,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     # click's plain help: at 80 columns rich's option panels cut flags and wrap every
-    # description into a narrow column (`metarl train --help` was 86 lines)
+    # description into a narrow column
     rich_markup_mode=None,
 )
 tasks_app = typer.Typer(
@@ -700,7 +700,7 @@ def demo(
         err.print("metarl demo: stopped", highlight=False)
         # end now, as asked: the demo has nothing to save, and the interpreter's teardown
         # waits on (or, tearing torch down under them, aborts) request threads that are
-        # still adapting; on a loaded machine it outlived Ctrl-C by more than 10 s
+        # still adapting, which on a loaded machine outlives Ctrl-C noticeably
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -296,6 +296,8 @@ C = TypeVar("C")
 """A learner's adaptation context: what it keeps from `adapt` to finish the step."""
 D = TypeVar("D", bound=TaskDistribution)
 """The kind of distribution a learner adapts to."""
+Obj = TypeVar("Obj")
+"""What a meta-gradient was taken of, for an outer step that re-evaluates it."""
 
 
 class RolloutContext(TypedDict):
@@ -319,12 +321,22 @@ class Adaptation(Generic[C]):
 
 
 @dataclass(frozen=True)
-class MetaStep:
-    """What one meta-iteration hands its outer step: the meta-gradient and how to reach the
-    other ranks."""
+class MetaDelta(Generic[Obj]):
+    """One rank's meta-gradient (or Reptile's delta), as the learner hands it to the trainer."""
 
-    adaptation: Adaptation[Any]
-    """This rank's adaptation (its context holds what an outer objective re-evaluates)."""
+    gradient: Params
+    """The per-task sum over this rank's adapted tasks, keyed like phi."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    objective: Obj | None = None
+    """What the gradient was taken of, for an outer step that re-evaluates it (MAML-RL's
+    `metarl.rl.outer_objective.OuterObjective`); None where the learner leaves nothing."""
+
+
+@dataclass(frozen=True)
+class MetaStep(Generic[Obj]):
+    """What one meta-iteration hands its outer step: the meta-gradient, the objective it was
+    taken of, and how to reach the other ranks."""
+
     gradient: Params
     """The meta-batch mean of the meta-gradient, already summed over ranks."""
     reduce: Callable[[Params], Params]
@@ -332,6 +344,8 @@ class MetaStep:
     meta_batch: int
     lr: float
     """This iteration's `meta_step` (annealed by the trainer's schedule)."""
+    objective: Obj | None = None
+    """This rank's `MetaDelta.objective`, passed on as the learner left it."""
 
 
 class OuterStep(Protocol):
@@ -340,7 +354,7 @@ class OuterStep(Protocol):
     (`metarl.outer.build_outer_step`); it owns its settings and state, which the checkpoint
     keeps in torch's optimizer layout (`state`, `param_groups`, and any keys of its own)."""
 
-    def step(self, meta: MetaStep) -> dict[str, float]:
+    def step(self, meta: MetaStep[Any]) -> dict[str, float]:
         """Take the step on the learner's model; returns metrics ({} when it has none)."""
         ...
 
@@ -382,9 +396,10 @@ class MetaLearner(Protocol[C]):
         adapted parameters W_i (first order), plus metrics."""
         ...
 
-    def meta_gradient(self, adaptation: Adaptation[C]) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation[C]) -> MetaDelta[Any]:
         """MAML's, iMAML's or Meta-SGD's meta-gradient, summed over the adapted tasks and
-        keyed like phi, plus metrics (learners that refuse those algorithms raise)."""
+        keyed like phi, with metrics and the objective it was taken of where an outer step
+        re-evaluates it (learners that refuse those algorithms raise)."""
         ...
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
@@ -429,7 +444,7 @@ class MetaLearnerBase(Generic[C, D]):
         curve = self.curve(steps, n_tasks)
         return {curve.metric: curve}
 
-    def meta_gradient(self, adaptation: Adaptation[C]) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation[C]) -> MetaDelta[Any]:
         raise NotImplementedError(f"{type(self).__name__} computes no second-order meta-gradient")
 
     def state_dict(self) -> dict[str, Any]:

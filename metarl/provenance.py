@@ -25,7 +25,7 @@ from metarl.config import (
 from metarl.protocol import TaskDistribution
 from metarl.registry import option_defaults, recipe_path, resolve_recipe, task_spec
 from metarl.rl.rl2_settings import RL2Settings
-from metarl.rl.settings import BatchedSettings, PPOSettings, settings_class
+from metarl.rl.settings import BatchedSettings, PPOSettings, PPOUpdateSettings, settings_class
 from metarl.tomlio import SECTIONS, parse_assignment, read_toml
 
 
@@ -104,6 +104,7 @@ READERS: list[tuple[str, type, str]] = [
     ("train", SupervisedSettings, "supervised"),
     ("eval", EvalConfig, "every learner"),
     ("eval", SupervisedEval, "supervised"),
+    ("learner", PPOUpdateSettings, "RL (both engines) and RL²"),
     ("learner", PPOSettings, "RL (both engines)"),
     ("learner", BatchedSettings, "RL, batched engine"),
     ("learner", RL2Settings, "RL² (algorithm = rl2)"),

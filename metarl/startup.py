@@ -1,9 +1,10 @@
 """Ctrl-C while the command line starts: one line and exit code 130, at any moment.
 
 `metarl ...` (the console script) and `python -m metarl ...` import the package and then
-`metarl.cli` (gymnasium's registry, typer, rich: ~0.3 s) before a command is there to catch a
-KeyboardInterrupt: Python's default handler printed a traceback for a Ctrl-C in that window,
-and typer turns one raised while it parses the line into a silent exit 130.
+`metarl.cli` (gymnasium's registry, typer, rich: a noticeable while) before a command is
+there to catch a KeyboardInterrupt: Python's default handler printed a traceback for a
+Ctrl-C in that window, and typer turns one raised while it parses the line into a silent
+exit 130.
 `metarl/__init__.py` imports this module first (it needs only the standard library): where
 this process is the command line, SIGINT ends it at once with "interrupted" and 130 until a
 command's own handling takes over (`hand_over`, called by `cli.user_errors`). A program that
@@ -13,13 +14,13 @@ imports metarl as a library keeps its own Ctrl-C handling: nothing changes there
 from __future__ import annotations
 
 # Only modules a Python process has loaded before it runs any code of ours: `signal` (its
-# enums take milliseconds to build, more on a loaded machine) would leave a window in which
+# enums take a while to build, longer on a loaded machine) would leave a window in which
 # Ctrl-C still printed a traceback, so the handler is set through its C module `_signal`.
 import _signal
 import os
 import sys
 
-TYPE_CHECKING = False  # not `typing`'s, which takes ~25 ms to import
+TYPE_CHECKING = False  # not `typing`'s, which is slow to import
 if TYPE_CHECKING:
     from types import FrameType
 

@@ -13,8 +13,8 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -333,8 +333,9 @@ class MetaTrainer:
         phi = self.phi()
         adaptation = self.meta.adapt(phi, tasks, rng, slots)
         # the sum of the per-task deltas of this rank's slots; the mean is over the meta-batch
-        local_sum, delta_metrics = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
-        metrics = {**adaptation.metrics, **delta_metrics}
+        local = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
+        local_sum = local.gradient
+        metrics = {**adaptation.metrics, **local.metrics}
         # The stop request and a non-finite loss ride along in the same collective: one
         # all-reduce per iteration, and every rank agrees on both.
         bad_losses = sorted(k for k, v in metrics.items() if not math.isfinite(v))
@@ -348,7 +349,7 @@ class MetaTrainer:
         lr = algorithms.linear_schedule(
             t.meta_step, t.meta_step_final, self.iteration, t.meta_iterations
         )
-        step = MetaStep(adaptation, delta, self.world.all_reduce_sum, t.meta_batch, lr)
+        step = MetaStep(delta, self.world.all_reduce_sum, t.meta_batch, lr, local.objective)
         metrics.update(self.outer.step(step))
         self.iteration += 1
         metrics["meta_step"] = lr
@@ -401,12 +402,16 @@ class MetaTrainer:
         scalars = ScalarLog(self.run.path, first + 1) if main and self.tensorboard else None
         if main:
             self.run.lock()  # released when fit returns or fails: resume may follow
-        with (
-            _stop_on_signals(self),
-            _finally(scalars.close if scalars is not None else None),
-            _finally(self.run.unlock if main else None),
-            _finally(own_bar.close if own_bar is not None else None),
-        ):
+        # however the loop ends (finished, interrupted or failed), in reverse order: stop the
+        # bar fit added, release the run's lock, close the event files, restore the signals
+        with ExitStack() as teardown:
+            teardown.enter_context(_stop_on_signals(self))
+            if scalars is not None:
+                teardown.callback(scalars.close)
+            if main:
+                teardown.callback(self.run.unlock)
+            if own_bar is not None:
+                teardown.callback(own_bar.close)
             while self.iteration < t.meta_iterations:
                 metrics = self.step()
                 done = self.iteration
@@ -503,17 +508,6 @@ def peak_rss_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-@contextmanager
-def _finally(action: Callable[[], object] | None) -> Iterator[None]:
-    """Run `action` (where there is one) however the block ends: finished, interrupted or
-    failed (closing the event files, releasing the run's lock, stopping a bar `fit` added)."""
-    try:
-        yield
-    finally:
-        if action is not None:
-            action()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -20,7 +20,7 @@ from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from metarl.rl.fisher import distribution_parameters, kl_hessian_in_parameters
 from metarl.rl.maml import MetaObjective
-from metarl.rl.trpo import TRPOSettings, _flat, _unflat, trust_region_step
+from metarl.rl.trpo import TRPOSettings, trust_region_step
 from tests.test_maml_rl import adaptation_of, maml_recipe
 
 PRODUCT_RTOL = 1e-5
@@ -28,6 +28,16 @@ PRODUCT_RTOL = 1e-5
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflat(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`flat` cut into tensors keyed and shaped like `like`."""
+    sizes = [v.numel() for v in like.values()]
+    return {k: t.view_as(like[k]) for k, t in zip(like, flat.split(sizes), strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +70,8 @@ def products(objective: MetaObjective, phi, fraction: float) -> dict[str, list[t
 @pytest.mark.parametrize("fixture", ["adapted", "adapted_two_steps_every_step"])
 def test_forward_mode_fisher_products_are_the_hvp_ones(request, fixture):
     """One and two inner steps (judging both policies): the same products to rounding."""
-    _, phi, adaptation, _, _ = request.getfixturevalue(fixture)
-    out = products(adaptation.context.objective, phi, 1.0)
+    _, phi, adaptation, _, handed = request.getfixturevalue(fixture)
+    out = products(handed.objective.objective, phi, 1.0)
     for jvp, hvp in zip(out["jvp"], out["hvp"], strict=True):
         assert relative(jvp, hvp) < PRODUCT_RTOL
 
@@ -75,8 +85,8 @@ def test_forward_mode_takes_the_same_trust_region_step(adapted):
     Fisher matrix is singular up to the 1e-5 damping and 10 CG iterations amplify rounding
     to ~0.7% of the step (measured); on HalfCheetahDir's full batch the two methods' steps
     differ by 4.6e-7 (docs/results/speed.md)."""
-    _, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context.objective
+    _, phi, adaptation, grads, handed = adapted
+    objective = handed.objective.objective
     delta = {k: v / 4 for k, v in grads.items()}
     keys = ("trpo_shs", "trpo_kl", "trpo_loss_after")
 
@@ -113,17 +123,17 @@ def test_with_a_fisher_fraction_the_two_methods_are_different_metrics(adapted):
     construction. Different products, far above rounding (36% apart on this small batch,
     0.2% on HalfCheetahDir's): the default stays "hvp" while the shipped MuJoCo recipes
     subsample."""
-    _, phi, adaptation, _, _ = adapted
-    out = products(adaptation.context.objective, phi, 0.4)
+    _, phi, adaptation, _, handed = adapted
+    out = products(handed.objective.objective, phi, 0.4)
     for v, jvp, hvp in zip(out["v"], out["jvp"], out["hvp"], strict=True):
         assert relative(jvp, hvp) > 100 * PRODUCT_RTOL
         assert float(v @ jvp) > 0
 
 
 def test_an_unknown_fisher_method_is_refused(adapted):
-    _, phi, adaptation, _, _ = adapted
+    _, phi, adaptation, _, handed = adapted
     with pytest.raises(ValueError, match="Fisher method 'fvp': expected one of"):
-        adaptation.context.objective.kl_hessian(phi, 1.0, "fvp")  # type: ignore[arg-type]
+        handed.objective.objective.kl_hessian(phi, 1.0, "fvp")  # type: ignore[arg-type]
 
 
 def autograd_hessian_product(kl_of, at: tuple[torch.Tensor, ...], t: tuple[torch.Tensor, ...]):
@@ -172,8 +182,8 @@ def test_a_policy_without_a_closed_form_kl_hessian_is_refused():
 
 
 def test_the_policies_distribution_parameters_are_its_mean_and_scale(adapted):
-    meta, phi, adaptation, _, _ = adapted
-    post = adaptation.context.objective.post
+    meta, phi, adaptation, _, handed = adapted
+    post = handed.objective.objective.post
     stacked = {k: v.unsqueeze(0).expand(4, *v.shape) for k, v in phi.items()}
     mean, scale = distribution_parameters(meta.policy_fn(stacked, post.obs))
     assert mean.shape == scale.shape == post.actions.shape
@@ -185,8 +195,8 @@ def test_with_a_fisher_fraction_hvp_is_the_full_hessian_and_jvp_its_psd_part(ada
     the full Hessian, which on this batch at fraction 0.4 has a direction of negative
     curvature; "jvp" is its Gauss-Newton part, positive semi-definite, so it is not negative
     along that direction either. The direction: shifted power iteration on `top * I - H`."""
-    _, phi, adaptation, _, _ = adapted
-    objective = adaptation.context.objective
+    _, phi, adaptation, _, handed = adapted
+    objective = handed.objective.objective
     keys = list(phi)
 
     def as_operator(method: str):

@@ -44,7 +44,7 @@ def learner_step(recipe_name, **train):
     phi = {k: v.detach() for k, v in meta.model.named_parameters()}
     rng = np.random.default_rng(7)
     adaptation = meta.adapt(phi, meta.dist.sample(TASKS, rng, Split.TRAIN), rng)
-    summed, _ = meta_delta(recipe.train.algorithm, meta, phi, adaptation)
+    summed = meta_delta(recipe.train.algorithm, meta, phi, adaptation).gradient
     rng = np.random.default_rng(7)
     s = meta.settings
     query = s.query_shots if recipe.train.algorithm.needs_query else 0

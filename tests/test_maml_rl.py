@@ -252,14 +252,15 @@ def one_thread():
 
 
 def adaptation_of(recipe):
-    """A learner of `recipe`, one adaptation of 4 training tasks and its outer objective."""
+    """A learner of `recipe`, one adaptation of 4 training tasks, its meta-gradient and what
+    the learner handed on with it (metrics, the outer objective)."""
     meta = build_meta_learner(recipe, CPU)
     phi = meta.phi()
     rng = task_rng(0, Split.TRAIN, 0)
     tasks = meta.dist.sample(4, rng, Split.TRAIN)
     adaptation = meta.adapt(phi, tasks, rng)
-    grads, metrics = meta.meta_gradient(adaptation)
-    return meta, phi, adaptation, grads, metrics
+    handed = meta.meta_gradient(adaptation)
+    return meta, phi, adaptation, handed.gradient, handed
 
 
 @pytest.fixture(scope="module")
@@ -287,8 +288,8 @@ def test_every_step_objective_is_the_mean_of_the_one_judged_step_objectives(
     objectives on the same episodes: theta_1' after one step judged on the episodes it
     sampled for the second step, and theta_2' after two judged on the post-update ones. Its
     gradient through the adaptation and its value are their means."""
-    meta, phi, adaptation, grads, _ = adapted_every_step
-    objective = adaptation.context.objective
+    meta, phi, adaptation, grads, handed = adapted_every_step
+    objective = handed.objective.objective
     d0, d1 = objective.pre_steps
     lr = meta.recipe.train.inner_lr
     first = MetaObjective(meta.policy_fn, phi, [d0], d1, lr)
@@ -306,9 +307,9 @@ def test_the_learner_reuses_its_adaptation_and_surrogate_without_changing_a_bit(
     """The learner hands the objective the adaptation it rolled out with (`path`) and TRPO
     the surrogate at phi it computed with the gradient, instead of redoing both: the old
     policies, the step and its metrics are the same, bit for bit, as when they are redone."""
-    meta, phi, adaptation, grads, _ = request.getfixturevalue(fixture)
+    meta, phi, adaptation, grads, handed = request.getfixturevalue(fixture)
     ctx = adaptation.context
-    given = ctx.objective
+    given = handed.objective.objective
     redone = MetaObjective(
         meta.policy_fn,
         ctx.phi,
@@ -320,7 +321,7 @@ def test_the_learner_reuses_its_adaptation_and_surrogate_without_changing_a_bit(
     for a, b in zip(given.old_log_probs, redone.old_log_probs, strict=True):
         assert torch.equal(a, b)
     fast, fast_metrics = trust_region_step(
-        phi, given, grads, lambda x: x, 4, surrogate_at_phi=ctx.surrogate
+        phi, given, grads, lambda x: x, 4, surrogate_at_phi=handed.objective.surrogate
     )
     slow, slow_metrics = trust_region_step(phi, redone, grads, lambda x: x, 4)
     assert fast_metrics == slow_metrics
@@ -337,8 +338,8 @@ def test_every_step_with_one_step_or_none_is_maml_rls_objective(one_thread, inne
         recipe = maml_recipe(
             train={"inner_steps": inner_steps}, learner={"outer_every_step": every}
         )
-        _, _, _, grads, metrics = adaptation_of(recipe)
-        results.append((grads, metrics))
+        _, _, _, grads, handed = adaptation_of(recipe)
+        results.append((grads, handed.metrics))
     (g0, m0), (g1, m1) = results
     timing = ("seconds_physics", "seconds_policy", "seconds_update")
     assert {k: v for k, v in m0.items() if k not in timing} == {
@@ -349,14 +350,14 @@ def test_every_step_with_one_step_or_none_is_maml_rls_objective(one_thread, inne
 
 
 def test_an_adaptation_path_of_the_wrong_length_is_refused(adapted_two_steps):
-    meta, phi, adaptation, _, _ = adapted_two_steps
+    meta, phi, adaptation, _, handed = adapted_two_steps
     ctx = adaptation.context
     with pytest.raises(ValueError, match="path holds 1 policies, the adaptation 2"):
         MetaObjective(
             meta.policy_fn,
             phi,
             ctx.pre,
-            ctx.objective.post,
+            handed.objective.objective.post,
             meta.recipe.train.inner_lr,
             path=ctx.path[:1],
         )
@@ -366,7 +367,7 @@ def test_two_step_adaptation_is_what_the_evaluation_does(adapted_two_steps):
     """Training adapts as `metarl eval` does for k = 2 (the learner's `run`: a rollout, a VPG
     step, a fresh rollout, a VPG step, on the same seeds): the same theta'' per task; each
     step's samples kept for the meta-gradient; the env steps of both rollouts counted."""
-    meta, phi, adaptation, grads, metrics = adapted_two_steps
+    meta, phi, adaptation, grads, _ = adapted_two_steps
     ctx = adaptation.context
     assert len(ctx.pre) == 2
     run = meta.run(phi, ctx.tasks, ctx.seeds, 2)
@@ -402,8 +403,8 @@ def test_lvc_inner_step_is_the_vpg_step(adapted):
 def test_second_order_meta_gradient_differs_from_first_order_by_the_adaptation_term(adapted):
     """The learner's meta-gradient is `MetaObjective.gradient`; first order (the inner step's
     derivative dropped) is a different vector of the same scale."""
-    meta, phi, adaptation, grads, metrics = adapted
-    objective = adaptation.context.objective
+    meta, phi, adaptation, grads, handed = adapted
+    objective, metrics = handed.objective.objective, handed.metrics
     again, _ = objective.gradient(phi)
     first, _ = objective.gradient(phi, first_order=True)
     flat = torch.cat([grads[k].flatten() for k in grads])
@@ -417,8 +418,8 @@ def test_trpo_step_keeps_the_kl_under_the_bound_and_improves_the_surrogate(adapt
     """After the step, measured anew on the same samples: the mean KL between the post-update
     sampling policies and the re-adapted ones is <= max_kl (0.01), the mean surrogate loss is
     lower, and the step is not nothing (KL above a tenth of the bound)."""
-    meta, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context.objective
+    meta, phi, adaptation, grads, handed = adapted
+    objective = handed.objective.objective
     delta = {k: v / 4 for k, v in grads.items()}
     new_phi, metrics = trust_region_step(phi, objective, delta, lambda x: x, 4)
     with torch.no_grad():
@@ -438,8 +439,8 @@ def test_trpo_with_a_fisher_fraction_still_keeps_the_kl_under_the_bound(adapted)
     its constraint. (How close the direction is to the full metric's depends on the samples
     against the ~6,000 weights: 0.997 cosine on HalfCheetahDir's 40 x 5 x 200 samples,
     `scripts/benchmarks/bench_trpo.py`; this problem has 800, so only inequality is pinned.)"""
-    meta, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context.objective
+    meta, phi, adaptation, grads, handed = adapted
+    objective = handed.objective.objective
     assert objective.pre.head(0.4).obs.shape[1] == 2 and objective.pre.head(1.0) is objective.pre
     delta = {k: v / 4 for k, v in grads.items()}
     full, _ = trust_region_step(phi, objective, delta, lambda x: x, 4)
@@ -531,8 +532,8 @@ def test_kl_hessian_product_equals_double_backprop_through_the_adaptation(reques
     steps J is the product of the steps' Jacobians, and judging both steps' policies the
     mean of the two J^T F J. Both methods: three Hessian-vector products, and forward mode
     with the closed-form KL Hessian (`metarl.rl.fisher`)."""
-    meta, phi, adaptation, _, _ = request.getfixturevalue(fixture)
-    objective = adaptation.context.objective
+    meta, phi, adaptation, _, handed = request.getfixturevalue(fixture)
+    objective = handed.objective.objective
     product = objective.kl_hessian(phi, method=method)
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
@@ -702,12 +703,12 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
     """ProMP's 5 Adam steps (lr 1e-3) on one batch: its clipped objective, measured on the
     same samples after the steps, is lower than at phi_old; the coefficient moves by ProMP's
     rule (halved below target / 1.5, doubled above target * 1.5)."""
-    meta, phi, adaptation, grads, _ = adapted
+    meta, phi, adaptation, grads, handed = adapted
     model = copy.deepcopy(meta.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     delta = {k: v / 4 for k, v in grads.items()}
     coeff, metrics = promp_step(
-        model, adaptation.context.objective, delta, lambda x: x, 4, optimizer, 1e-3, 0.01
+        model, handed.objective.objective, delta, lambda x: x, 4, optimizer, 1e-3, 0.01
     )
     assert metrics["promp_loss_after"] < metrics["promp_loss_before"]
     kl = metrics["promp_inner_kl"]
@@ -722,7 +723,7 @@ def test_promp_steps_lower_its_objective_and_adapt_the_kl_coefficient(adapted):
     for start in (floor, 1e-33):
         model = copy.deepcopy(meta.model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        objective = adaptation.context.objective
+        objective = handed.objective.objective
         coeff, metrics = promp_step(model, objective, delta, lambda x: x, 4, optimizer, 1e-3, start)
         assert metrics["promp_kl_coeff"] == floor
         kl = metrics["promp_inner_kl"]
@@ -735,8 +736,8 @@ def test_promp_objective_equals_its_written_out_form(adapted):
     written out (re-adapt with `ratio_loss`, the clipped surrogate, the KL from its own
     forward); without a graph the same values. At phi_old the clipped objective is the
     meta-gradient's surrogate (what `promp_step` takes as its value before the steps)."""
-    meta, phi, adaptation, grads, _ = adapted
-    objective = adaptation.context.objective
+    meta, phi, adaptation, grads, handed = adapted
+    objective = handed.objective.objective
     moved = {k: (v - 0.05 * grads[k]).detach() for k, v in phi.items()}
     pre = objective.pre
     pre = Samples(
@@ -772,7 +773,7 @@ def test_promp_objective_equals_its_written_out_form(adapted):
     torch.testing.assert_close(s3, s1.detach())
     torch.testing.assert_close(k3, k1.detach())
     at_old, kl_old = objective.promp_losses(phi, 0.2, create_graph=False)
-    torch.testing.assert_close(at_old, adaptation.context.surrogate, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(at_old, handed.objective.surrogate, rtol=1e-5, atol=1e-6)
     assert float(kl_old.abs().max()) < 1e-6
 
 
@@ -790,8 +791,7 @@ def metasgd_adaptation(inner_steps: int):
     rng = task_rng(0, Split.TRAIN, 0)
     tasks = meta.dist.sample(4, rng, Split.TRAIN)
     adaptation = meta.adapt(phi, tasks, rng)
-    grads, _ = meta.meta_gradient(adaptation)
-    return meta, phi, adaptation, grads
+    return meta, phi, adaptation, meta.meta_gradient(adaptation)
 
 
 @pytest.fixture(scope="module")
@@ -807,8 +807,8 @@ def metasgd_two_steps(one_thread):
 def test_metasgd_rate_gradient_is_minus_the_inner_gradient_times_the_outer_one(metasgd):
     """theta_i' = phi - alpha * g_i(phi), so d L / d alpha = -sum_i g_i * dL_i/dtheta_i'
     (elementwise): the objective's gradient in alpha against that identity, computed apart."""
-    meta, phi, adaptation, grads = metasgd
-    objective = adaptation.context.objective
+    meta, phi, adaptation, handed = metasgd
+    grads, objective = handed.gradient, handed.objective.objective
     rates = meta.inner_rates
     assert set(grads) == set(phi) | {RATE_PREFIX + k for k in phi}
     (pre,) = adaptation.context.pre
@@ -837,8 +837,8 @@ def test_metasgd_kl_hessian_equals_double_backprop_in_weights_and_rates(request,
     """`kl_hessian`'s J^T F J with J = d theta' / d (phi, alpha) against differentiating the
     KL's gradient in (phi, alpha), through the adaptation (one or two steps, the same rates
     at each), a second time."""
-    meta, phi, adaptation, _ = request.getfixturevalue(fixture)
-    objective = adaptation.context.objective
+    meta, phi, adaptation, handed = request.getfixturevalue(fixture)
+    objective = handed.objective.objective
     params = adaptation.context.phi
     product = objective.kl_hessian(params, method=method)
     leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
@@ -892,9 +892,10 @@ def test_joint_trpo_baseline_takes_the_trust_region_step_on_phi_itself(tmp_path,
     tasks = meta.dist.sample(4, rng, Split.TRAIN)
     adaptation = meta.adapt(phi, tasks, rng)
     assert adaptation.context.pre == [] and adaptation.metrics["env_steps"] == 0
-    grads, metrics = meta.meta_gradient(adaptation)
+    handed = meta.meta_gradient(adaptation)
+    grads, metrics = handed.gradient, handed.metrics
     assert math.isfinite(metrics["return_before"]) and "return_after" not in metrics
-    objective = adaptation.context.objective
+    objective = handed.objective.objective
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     kl = objective.losses(leaves, create_graph=True).kl.sum()
     used = [k for k in leaves if "value" not in k]
@@ -928,8 +929,8 @@ def test_joint_promp_baseline_takes_clipped_steps_on_phi_itself(one_thread):
     (nothing to re-adapt, no inner KL), lowered by its Adam steps; `joint_outer_recipe` keeps
     the meta run's ProMP step and its env steps."""
     recipe = maml_recipe(train={"inner_steps": 0, "outer_optimizer": "promp", "meta_step": 1e-3})
-    meta, phi, adaptation, grads, _ = adaptation_of(recipe)
-    objective = adaptation.context.objective
+    meta, phi, adaptation, grads, handed = adaptation_of(recipe)
+    objective = handed.objective.objective
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
     surrogate, inner_kl = objective.promp_losses(leaves, 0.2)
     assert torch.equal(inner_kl, torch.zeros(4))

@@ -119,7 +119,10 @@ def test_fomaml_query_gradient_has_the_policy_shapes_and_is_nonzero(meta):
 
 
 def test_unknown_learner_key_names_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown key 'n_step'; known keys: backend, n_steps"):
+    known = "known keys: gamma, gae_lambda, clip_range, ent_coef, vf_coef, max_grad_norm, "
+    with pytest.raises(
+        ConfigError, match=f"unknown key 'n_step'; {known}normalize_advantage, backend, n_steps"
+    ):
         build_meta_learner(nav_recipe(learner={"n_step": 10}), CPU)
     with pytest.raises(ConfigError, match="learner.batch_size = 500"):
         build_meta_learner(nav_recipe(learner={"batch_size": 500}), CPU)

@@ -26,8 +26,7 @@ from torch import nn
 
 from metarl.config import Recipe
 from metarl.errors import UserError
-from metarl.learners.inner_loop import InnerLoop
-from metarl.learners.supervised import build_inner_loop
+from metarl.learners.inner_loop import InnerLoop, build_inner_loop
 from metarl.models import WithLearnedRates
 from metarl.protocol import Params, TaskBatch
 

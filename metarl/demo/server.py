@@ -33,7 +33,7 @@ from metarl.demo.drawings import CANVAS, PEN, BadDrawing, decode
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 2 << 20
-"""Bytes a request body may have: six 210x210 canvases are ~10-60 KB as PNG data URLs."""
+"""Bytes a request body may have: six 210x210 canvases as PNG data URLs stay far below it."""
 LOCK_WAIT = 30.0
 
 

@@ -65,8 +65,8 @@ class MetaWorldDistribution:
     kind = "rl"
     max_eval_subenvs = 160
     """Sub-envs an evaluation may hold at once (`metarl.learners.rl_core.eval_chunk`):
-    each Meta-World env holds ~26 MB, so 64 tasks x 10 episodes were ~17 GB, and an
-    evaluation of several runs was killed for memory."""
+    each Meta-World env holds a simulator of its own, so a whole evaluation's envs at once
+    ran out of memory (docs/changelog.md)."""
     episode_info = SUCCESS_INFO
     """Training logs the success rate of its rollouts' first episodes (`success_metrics`)."""
 

@@ -178,9 +178,9 @@ class MetaWorldEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     def _env(self, skill: str) -> Any:
         """The env of `skill`, built when the skill changes; the previous skill's is closed
-        first, so a sub-env holds one Meta-World env (~26 MB) however many skills its tasks
-        visit: an ML10 training that kept every skill's env in each of its 200 sub-envs grew
-        past 23 GB in 5 iterations and was killed for memory."""
+        first, so a sub-env holds one Meta-World env however many skills its tasks visit (an
+        ML10 training that kept every skill's env in each sub-env ran out of memory:
+        docs/changelog.md)."""
         if skill not in self._envs:
             self.close()
             self._envs[skill] = make_skill_env(skill, self.reward_version, self.render_mode)

@@ -10,7 +10,7 @@ code (pytorch-maml-rl) tests |dx| < 0.01 and |dy| < 0.01 per axis; a disc reads 
 and differs only on a sliver of the square. Reaching the goal ends the stream of negative
 rewards, so an optimal policy still heads straight for it.
 
-Pure numpy: thousands of steps per second, for fast meta-RL tests.
+Pure numpy, cheap enough to step for fast meta-RL tests.
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ def build_meta_learner(recipe: Recipe, device: torch.device) -> MetaLearner[Any]
         >>> adaptation = learner.adapt(phi, learner.dist.sample(4, rng), rng, slice(None))
         >>> adaptation.params["0.weight"].shape  # W_i, one per task
         torch.Size([4, 64, 1])
-        >>> grads, metrics = learner.meta_gradient(adaptation)
-        >>> grads.keys() == phi.keys(), sorted(metrics)
+        >>> delta = learner.meta_gradient(adaptation)
+        >>> delta.gradient.keys() == phi.keys(), sorted(delta.metrics)
         (True, ['query_loss'])
 
         An algorithm the task's kind cannot run is refused with the accepted ones:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from metarl.config import SupervisedSettings
 from metarl.losses import LOSSES, METRICS
 from metarl.optim import AdamCarry, InnerOptimizer, stack
 from metarl.protocol import Params, TaskBatch
@@ -357,6 +358,39 @@ class InnerLoop:
             return self.loss_and_grad(params, x, y)
 
 
-__all__ = ["InnerLoop", "InnerOptimizer", "stack"]
+def build_inner_loop(
+    model: torch.nn.Module,
+    loss: str,
+    settings: SupervisedSettings,
+    lr: float,
+    inner_batch: int | None = None,
+    rates: Params | None = None,
+) -> InnerLoop:
+    """The recipe's inner loop on `model` with step size `lr` (for evaluation, the recipe's
+    `eval_inner_lr`) and `inner_batch` support examples per step (default: the training
+    one); `rates` (Meta-SGD's alpha) replace the learning rate. Needs no task data, so
+    `metarl demo` builds the evaluation loop of a shipped model with it.
+
+    Args:
+        model: the network the loop adapts (its parameters are only the template: the loop
+            steps stacked copies of them).
+        loss: the distribution's loss name ("mse" or "cross_entropy").
+        settings: the recipe's typed `[train]` keys (inner optimizer, its beta1, minibatch,
+            mixed precision).
+        lr: the inner step size.
+        inner_batch: support examples per inner step (None: `settings.inner_batch`).
+        rates: Meta-SGD's learned per-parameter rates, used instead of `lr`.
+
+    Returns:
+        The vmapped inner loop.
+    """
+    batch = settings.inner_batch if inner_batch is None else inner_batch
+    optimizer = InnerOptimizer(
+        settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
+    )
+    return InnerLoop(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
+
+
+__all__ = ["InnerLoop", "InnerOptimizer", "build_inner_loop", "stack"]
 """`InnerOptimizer` and `stack` live in `metarl.optim`; named here too for callers that import
 them with the inner loop."""

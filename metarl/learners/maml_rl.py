@@ -7,11 +7,11 @@ the importance-weighted surrogate outside): its gradient with respect to phi thr
 adaptation is the meta-gradient (`meta_gradient`, for Adam/SGD), and with
 `outer_optimizer = "trpo"` the same objective drives MAML-RL's trust-region step
 (`metarl.rl.trpo.TRPOStep`), with "promp" ProMP's Adam steps on its clipped objective
-(`metarl.rl.promp.ProMPStep`): both re-evaluate the objective the meta-gradient built
-(`outer_objective`: the learner is a `metarl.rl.outer_objective.OuterObjectiveLearner`). The
-rollouts use the seeds and rollout indices of the first-order learner (pre-update rollout 0,
-post-update rollout 1), so maml and fomaml see the same episodes up to the policies that act
-in them.
+(`metarl.rl.promp.ProMPStep`): both re-evaluate the objective that the meta-gradient hands on
+with it (`MetaDelta.objective`; the learner is a
+`metarl.rl.outer_objective.OuterObjectiveLearner`). The rollouts use the seeds and rollout
+indices of the first-order learner (pre-update rollout 0, post-update rollout 1), so maml and
+fomaml see the same episodes up to the policies that act in them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from metarl.config import Algorithm, Recipe
 from metarl.learners.batched_rl import BatchedRLMetaLearner, one_torch_thread
@@ -32,7 +31,7 @@ from metarl.learners.rl_core import (
     adaptation_metrics,
     query_metrics,
 )
-from metarl.protocol import Adaptation, Params
+from metarl.protocol import Adaptation, MetaDelta, Params
 from metarl.rl.maml import (
     MetaObjective,
     Samples,
@@ -58,10 +57,6 @@ class MAMLRLContext:
     """Each inner step's samples (empty for the joint baseline, `inner_steps = 0`)."""
     path: list[Params] | None = None
     """theta_1', ..., theta_k' as adapted (the outer objective reuses them)."""
-    objective: MetaObjective | None = None
-    """Built by `meta_gradient`; TRPO's and ProMP's steps re-evaluate it."""
-    surrogate: Tensor | None = None
-    """This rank's per-task surrogate at phi, from `meta_gradient`."""
 
 
 class MAMLRLMetaLearner(BatchedRLMetaLearner):
@@ -97,14 +92,14 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         >>> adaptation = learner.adapt(phi, tasks, np.random.default_rng(0))
         >>> adaptation.params["action_net.weight"].shape, phi["action_net.weight"].shape
         (torch.Size([2, 2, 64]), torch.Size([2, 64]))
-        >>> grads, metrics = learner.meta_gradient(adaptation)
-        >>> all(grads[n].shape == phi[n].shape for n in phi)
+        >>> delta = learner.meta_gradient(adaptation)
+        >>> all(delta.gradient[n].shape == phi[n].shape for n in phi)
         True
-        >>> sorted(m for m in metrics if not m.startswith("seconds"))
+        >>> sorted(m for m in delta.metrics if not m.startswith("seconds"))
         ['query_env_steps', 'query_loss', 'return_after']
 
-        TRPO's step then re-evaluates the objective `meta_gradient` built
-        (`outer_objective`).
+        TRPO's step then re-evaluates the objective the gradient was taken of
+        (`delta.objective`, handed on in the trainer's `MetaStep`).
     """
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
@@ -167,19 +162,20 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             params = {k: v.unsqueeze(0).expand(len(tasks), *v.shape) for k, v in params.items()}
         return self._collect(params, self._env(tasks), RolloutNoise(seeds, index))
 
-    def meta_gradient(self, adaptation: Adaptation[Any]) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation[MAMLRLContext]) -> MetaDelta[OuterObjective]:
         """Post-update rollouts from theta_i', then the sum over this rank's tasks of the
-        outer surrogate's gradient with respect to phi through the adaptation. The objective
-        is kept in the adaptation's context for the trust-region step.
+        outer surrogate's gradient with respect to phi through the adaptation, handed on with
+        the objective (for TRPO's and ProMP's steps, which re-evaluate it).
 
         Args:
             adaptation: what `adapt` returned.
 
         Returns:
-            The meta-gradient keyed like phi, summed over this rank's tasks, and the
-            post-update rollouts' metrics.
+            The meta-gradient keyed like phi, summed over this rank's tasks, the post-update
+            rollouts' metrics, and the objective at phi with this rank's per-task surrogate
+            there (the line search's reference).
         """
-        ctx: MAMLRLContext = adaptation.context  # (what `adapt` returned)
+        ctx = adaptation.context
         with one_torch_thread():
             k = len(ctx.pre)
             post = self._rollout(adaptation.params, ctx.tasks, ctx.seeds, max(k, 1), stacked=True)
@@ -195,36 +191,15 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
             )
             grads, losses = objective.gradient(ctx.phi)
             self.timers.update += time.perf_counter() - tick
-        ctx.objective = objective
-        ctx.surrogate = losses.surrogate  # at phi: the line search's reference
         metrics = query_metrics(losses.surrogate.mean(), post.first_returns.mean(), post.env_steps)
         when = "after"
         if not ctx.pre:
             # the joint baseline adapts nothing: phi's own episodes are logged as "before"
             # (an "after" equal to it would read as an adaptation that did nothing)
             metrics["return_before"], when = metrics.pop("return_after"), "before"
-        return grads, {
-            **metrics,
-            **logged(family_metrics(self.dist, ctx.tasks, post), when),
-            **self.seconds(),
-        }
-
-    def outer_objective(self, adaptation: Adaptation) -> OuterObjective:
-        """The objective `meta_gradient` built (TRPO's and ProMP's steps re-evaluate it).
-
-        Args:
-            adaptation: what `adapt` returned, after `meta_gradient` ran on it.
-
-        Returns:
-            The outer objective at phi, with the surrogate the line search compares against.
-
-        Raises:
-            RuntimeError: `meta_gradient` has not run on this adaptation yet.
-        """
-        ctx = adaptation.context
-        if ctx.objective is None:
-            raise RuntimeError("outer_objective before meta_gradient built the objective")
-        return OuterObjective(ctx.objective, ctx.phi, ctx.surrogate)
+        metrics = {**metrics, **logged(family_metrics(self.dist, ctx.tasks, post), when)}
+        outer = OuterObjective(objective, ctx.phi, losses.surrogate)
+        return MetaDelta(grads, {**metrics, **self.seconds()}, outer)
 
     def load_phi(self, phi: Params) -> None:
         """The outer step's new phi into the model; Meta-SGD's rates into `inner_rates`.

@@ -49,6 +49,7 @@ from metarl.learners.rl_core import (
 from metarl.protocol import (
     Adaptation,
     FixesEvalEpisodes,
+    MetaDelta,
     Params,
     Progress,
     ScoresPolicies,
@@ -149,7 +150,7 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         >>> adaptation = learner.adapt(phi, tasks, np.random.default_rng(0))
         >>> adaptation.metrics["env_steps"]  # 2 tasks x 2 trials x 2 episodes of 100 steps
         800.0
-        >>> delta, _ = learner.meta_gradient(adaptation)
+        >>> delta = learner.meta_gradient(adaptation).gradient
         >>> all(torch.allclose(phi[n] - delta[n] / 2, adaptation.params[n][0]) for n in phi)
         True
         >>> curves = learner.curves([0, 1], n_tasks=2)
@@ -278,7 +279,7 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         context: RL2Context = {"tasks": tasks, "seeds": seeds, "phi": phi}
         return Adaptation(params, context, metrics)
 
-    def meta_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation[RL2Context]) -> MetaDelta[None]:
         """The delta whose SGD step of 1 takes phi to W: (phi - W) per task slot of this rank
         (the trainer divides the ranks' sum by the meta-batch).
 
@@ -286,11 +287,11 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
             adaptation: what `adapt` returned.
 
         Returns:
-            The delta keyed like phi, and no metrics.
+            The delta keyed like phi (no metrics, no objective).
         """
         phi = adaptation.context["phi"]
         count = len(adaptation.context["tasks"])
-        return {n: (phi[n] - w[0]) * count for n, w in adaptation.params.items()}, {}
+        return MetaDelta({n: (phi[n] - w[0]) * count for n, w in adaptation.params.items()})
 
     def query_gradient(self, adaptation: Adaptation[RL2Context]) -> tuple[Params, dict[str, float]]:
         """Not offered: RL²'s meta-update is PPO's (`meta_gradient`).

@@ -40,6 +40,7 @@ from metarl.protocol import (
     Adaptation,
     BoundsEvalEnvs,
     C,
+    MetaDelta,
     MetaLearnerBase,
     Params,
     Progress,
@@ -598,7 +599,7 @@ class RLMetaLearnerBase(SeededAdapt[Any]):
         """
         return held_out_tasks(self.recipe.eval, self.dist, n_tasks)
 
-    def meta_gradient(self, adaptation: Any) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Any) -> MetaDelta[Any]:
         """Not offered by the first-order engines: Reptile's delta is the trainer's and
         FOMAML's is `query_gradient`; second-order MAML-RL is
         `metarl.learners.maml_rl.MAMLRLMetaLearner` (`metarl.combinations` routes to it).

@@ -198,9 +198,8 @@ def implicit_meta_gradient(
     - `imaml_indefinite`: the fraction of tasks where CG met a direction of non-positive
       curvature of I + H/lambda (`truncated_conjugate_gradient`): H has eigenvalues below
       -lambda, the proximal problem has no minimizer near phi, and the implicit gradient is
-      not the derivative of the inner loop's result. A larger lambda fixes it (a
-      tanh network's support Hessian on sine reaches -4 at initialization and below -20
-      along a run at lambda = 1; tasks/sine-imaml.toml).
+      not the derivative of the inner loop's result. A larger lambda fixes it (the
+      reason tasks/sine-imaml.toml gives for its lambda).
 
     Args:
         learner: the inner loop; its optimizer steps the proximal problem.

@@ -16,17 +16,18 @@ import torch
 from metarl.config import Algorithm, EvalConfig, Recipe, SupervisedEval, SupervisedSettings
 from metarl.curves import Curve
 from metarl.errors import ConfigError
-from metarl.learners.inner_loop import InnerLoop
+from metarl.learners.inner_loop import InnerLoop, build_inner_loop
 from metarl.learners.second_order import (
     MetaGradient,
     implicit_meta_gradient,
     unrolled_meta_gradient,
 )
 from metarl.models import WithLearnedRates
-from metarl.optim import AdamCarry, InnerOptimizer
+from metarl.optim import AdamCarry
 from metarl.protocol import (
     Adaptation,
     HoldsData,
+    MetaDelta,
     MetaLearnerBase,
     Params,
     Split,
@@ -46,39 +47,6 @@ CHUNK_INPUTS = 1 << 17
 chunks keep a conv net's activations in cache. Omniglot 5-way 1-shot evaluates 33 tasks at a
 time, sine regression 250 (`scripts/benchmarks/bench_omniglot.py --eval-chunks` compares
 chunk sizes)."""
-
-
-def build_inner_loop(
-    model: torch.nn.Module,
-    loss: str,
-    settings: SupervisedSettings,
-    lr: float,
-    inner_batch: int | None = None,
-    rates: Params | None = None,
-) -> InnerLoop:
-    """The recipe's inner loop on `model` with step size `lr` (for evaluation, the recipe's
-    `eval_inner_lr`) and `inner_batch` support examples per step (default: the training
-    one); `rates` (Meta-SGD's alpha) replace the learning rate. Needs no task data, so
-    `metarl demo` builds the evaluation loop of a shipped model with it.
-
-    Args:
-        model: the network the loop adapts (its parameters are only the template: the loop
-            steps stacked copies of them).
-        loss: the distribution's loss name ("mse" or "cross_entropy").
-        settings: the recipe's typed `[train]` keys (inner optimizer, its beta1, minibatch,
-            mixed precision).
-        lr: the inner step size.
-        inner_batch: support examples per inner step (None: `settings.inner_batch`).
-        rates: Meta-SGD's learned per-parameter rates, used instead of `lr`.
-
-    Returns:
-        The vmapped inner loop.
-    """
-    batch = settings.inner_batch if inner_batch is None else inner_batch
-    optimizer = InnerOptimizer(
-        settings.inner_optimizer, lr, beta1=settings.inner_beta1, rates=rates
-    )
-    return InnerLoop(model, loss, optimizer, inner_batch=batch, amp=settings.amp)
 
 
 class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", SupervisedDistribution]):
@@ -150,7 +118,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         if algorithm is Algorithm.METASGD:
             net = WithLearnedRates(net, inner_lr)
         self.model = net.to(device)
-        self.learner = self.make_inner_loop()
+        self.learner = build_inner_loop(self.model, dist.loss, settings, inner_lr)
         self.carry = AdamCarry() if settings.inner_carry_moments else None
 
     @classmethod
@@ -195,28 +163,6 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             seed=t.seed,
         )
 
-    def make_inner_loop(
-        self, *, evaluation: bool = False, rates: Params | None = None
-    ) -> InnerLoop:
-        """The inner loop (its evaluation variant uses eval.inner_lr / eval.inner_batch;
-        `rates`, Meta-SGD's alpha, replace the learning rate).
-
-        Args:
-            evaluation: the evaluation's inner loop (eval.inner_lr, eval.inner_batch).
-            rates: Meta-SGD's learned rates, replacing the learning rate.
-
-        Returns:
-            The inner loop.
-        """
-        if not evaluation:
-            return build_inner_loop(
-                self.model, self.dist.loss, self.settings, self.inner_lr, None, rates
-            )
-        batch = self.held_out.inner_batch
-        return build_inner_loop(
-            self.model, self.dist.loss, self.settings, self.eval_lr, batch, rates
-        )
-
     def weights_and_rates(self, phi: Params) -> tuple[Params, Params | None]:
         """The network's weights in phi and, for Meta-SGD, its learned rates alpha.
 
@@ -237,7 +183,11 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         phi, rates = self.weights_and_rates(
             {k: v.detach() for k, v in self.model.named_parameters()}
         )
-        return phi, self.make_inner_loop(evaluation=True, rates=rates)
+        batch = self.held_out.inner_batch
+        loop = build_inner_loop(
+            self.model, self.dist.loss, self.settings, self.eval_lr, batch, rates
+        )
+        return phi, loop
 
     def _second_order(self, phi: Params, batch: TaskBatch) -> MetaGradient:
         s = self.settings
@@ -304,7 +254,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             metrics["loss_last_step"] = float(losses[-1].mean())
         return Adaptation(params, context, metrics)
 
-    def meta_gradient(self, adaptation: Adaptation) -> tuple[Params, dict[str, float]]:
+    def meta_gradient(self, adaptation: Adaptation) -> MetaDelta[None]:
         """MAML's, iMAML's, Meta-SGD's or a gradient combination's meta-gradient of the
         adapted tasks (summed over them, keyed like phi), and the mean query loss (for the
         combinations, which use no query set: the support loss of the last step).
@@ -313,7 +263,7 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             adaptation: what `adapt` returned.
 
         Returns:
-            The meta-gradient keyed like phi, and `{"query_loss": ...}`.
+            The meta-gradient keyed like phi, with `{"query_loss": ...}`.
 
         Raises:
             TypeError: the adaptation is Reptile's or FOMAML's, which compute none (their
@@ -322,7 +272,8 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         result = adaptation.context
         if not isinstance(result, MetaGradient):
             raise TypeError(f"{self.algorithm.value} adaptations carry no meta-gradient")
-        return result.grads, {"query_loss": float(result.query_losses.mean()), **result.metrics}
+        metrics = {"query_loss": float(result.query_losses.mean()), **result.metrics}
+        return MetaDelta(result.grads, metrics)
 
     def state_dict(self) -> dict[str, Any]:
         """Training state beyond the weights, for the checkpoint: the carried inner moments."""
@@ -436,4 +387,4 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
         return Curve.from_values(metric_name, wanted, values)
 
 
-__all__ = ["SupervisedMetaLearner", "build_inner_loop"]
+__all__ = ["SupervisedMetaLearner"]

@@ -1,17 +1,18 @@
 """What the outer steps that re-evaluate MAML-RL's objective (TRPO's trust region, ProMP's
-clipped steps) need of a learner, as one capability checked once, when the step is built."""
+clipped steps) are handed with the meta-gradient (`OuterObjective`, in `MetaStep.objective`),
+and what they need of the learner whose phi they move, as one capability checked once, when
+the step is built."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from metarl.errors import ConfigError
-from metarl.protocol import Adaptation
 from metarl.rl.maml import MetaObjective
 from metarl.rl.policy import Params
 from metarl.rl.settings import BatchedSettings
@@ -19,27 +20,25 @@ from metarl.rl.settings import BatchedSettings
 
 @dataclass(frozen=True)
 class OuterObjective:
-    """One rank's outer objective, as the meta-gradient left it."""
+    """One rank's outer objective, as the meta-gradient was taken of it."""
 
     objective: MetaObjective
     phi: Params
     """The point it was built at: phi and, for Meta-SGD, the inner rates (`RATE_PREFIX`)."""
-    surrogate: Tensor | None
-    """This rank's per-task surrogate at phi (computed with the meta-gradient), or None."""
+    surrogate: Tensor
+    """This rank's per-task surrogate at phi, computed with the meta-gradient (the line
+    search's reference and ProMP's objective before its steps)."""
 
 
 @runtime_checkable
 class OuterObjectiveLearner(Protocol):
-    """A learner whose meta-gradient leaves MAML-RL's outer objective to re-evaluate."""
+    """A learner whose meta-gradient hands on MAML-RL's outer objective
+    (`MetaDelta.objective`), and whose phi an outer step that re-evaluates it can move."""
 
     settings: BatchedSettings
 
     @property
     def model(self) -> torch.nn.Module: ...
-
-    def outer_objective(self, adaptation: Adaptation[Any]) -> OuterObjective:
-        """The objective `meta_gradient` built for `adaptation`."""
-        ...
 
     def load_phi(self, phi: Params) -> None:
         """Make `phi` (weights, and Meta-SGD's rates where it holds them) the learner's."""

@@ -88,8 +88,8 @@ class BatchedPolicy:
         """The action head's output (Gaussian means or logits) and the values: SB3's
         `MlpExtractor` (separate actor and critic MLPs), `action_net` and `value_net`, each
         layer one batched matmul over the task axis (`baddbmm`). Tested equal to the SB3
-        policy run per task with `torch.func.functional_call`; a `vmap` of that costs 3x more
-        per call, which the rollout pays at every env step."""
+        policy run per task with `torch.func.functional_call`; a `vmap` of that is slower per
+        call, which the rollout would pay at every env step."""
         return self.action_head(params, obs), self.values(params, obs)
 
     def action_head(self, params: Params, obs: Tensor) -> Tensor:

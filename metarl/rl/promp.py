@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -28,9 +28,21 @@ from torch import Tensor
 from metarl.config import Recipe
 from metarl.outer.optimizers import apply_delta
 from metarl.protocol import MetaStep
-from metarl.rl.maml import MetaObjective
-from metarl.rl.outer_objective import OuterObjectiveLearner, objective_learner
+from metarl.rl.outer_objective import (
+    OuterObjective,
+    OuterObjectiveLearner,
+    objective_learner,
+)
 from metarl.rl.policy import Params
+
+
+class ClippedObjective(Protocol):
+    """What ProMP's steps evaluate of an outer objective (`metarl.rl.maml.MetaObjective` is
+    one): the clipped surrogate and the inner KL per task at some phi."""
+
+    def promp_losses(
+        self, phi: Params, clip_eps: float, *, create_graph: bool = True
+    ) -> tuple[Tensor, Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class ProMPSettings:
 
 def promp_step(
     model: torch.nn.Module,
-    objective: MetaObjective,
+    objective: ClippedObjective,
     gradient: Params,
     reduce: Callable[[Params], Params],
     meta_batch: int,
@@ -120,8 +132,9 @@ def promp_step(
 
 
 class ProMPStep:
-    """`outer_optimizer = "promp"`: `promp_step` on the learner's model with an Adam of its
-    own (lr `train.meta_step`), which it checkpoints with the inner KL's coefficient."""
+    """`outer_optimizer = "promp"`: `promp_step` on the outer objective the meta-gradient was
+    taken of (`MetaStep.objective`), stepping the learner's model with an Adam of its own
+    (lr `train.meta_step`), which it checkpoints with the inner KL's coefficient."""
 
     def __init__(
         self, learner: OuterObjectiveLearner, lr: float, settings: ProMPSettings = ProMPSettings()
@@ -135,9 +148,11 @@ class ProMPStep:
     def from_recipe(cls, recipe: Recipe, learner: object) -> ProMPStep:
         return cls(objective_learner(learner, "promp", "ProMP step"), recipe.train.meta_step)
 
-    def step(self, meta: MetaStep) -> dict[str, float]:
+    def step(self, meta: MetaStep[OuterObjective]) -> dict[str, float]:
+        outer = meta.objective
+        if outer is None:
+            raise RuntimeError("promp: the meta-gradient came without its objective")
         with self.learner.updating():
-            outer = self.learner.outer_objective(meta.adaptation)
             self.kl_coeff, metrics = promp_step(
                 self.learner.model,
                 outer.objective,
@@ -163,4 +178,4 @@ class ProMPStep:
             self.kl_coeff = float(state["promp_kl_coeff"])
 
 
-__all__ = ["ProMPSettings", "ProMPStep", "promp_step"]
+__all__ = ["ClippedObjective", "ProMPSettings", "ProMPStep", "promp_step"]

@@ -15,11 +15,13 @@ from typing import ClassVar, Self
 
 from metarl.config import Recipe, build_dataclass
 from metarl.errors import ConfigError
+from metarl.rl.settings import PPOUpdateSettings
 
 
 @dataclass
-class RL2Settings:
-    """`[learner]` of `algorithm = "rl2"` (PPO's keys keep SB3's names)."""
+class RL2Settings(PPOUpdateSettings):
+    """`[learner]` of `algorithm = "rl2"`: its PPO's update (`PPOUpdateSettings`, SB3's
+    names), then the trials' and the recurrent policy's keys."""
 
     trial_episodes: int = 2
     """Episodes per trial: the hidden state is carried across them and reset only when the
@@ -32,20 +34,6 @@ class RL2Settings:
     """PPO's passes over an iteration's trials."""
     minibatches: int = 4
     """Minibatches per epoch; each holds whole trials."""
-    gamma: float = 0.99
-    """Discount over the whole trial (episode boundaries inside a trial do not cut it)."""
-    gae_lambda: float = 0.95
-    """GAE's lambda: the bias-variance trade-off of the advantage estimate."""
-    clip_range: float = 0.2
-    """PPO's clip of the probability ratio."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus in PPO's loss."""
-    vf_coef: float = 0.5
-    """Weight of the value loss in PPO's loss."""
-    max_grad_norm: float = 0.5
-    """Clip of the gradient's norm."""
-    normalize_advantage: bool = True
-    """Normalize the advantages within each minibatch."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this for PPO's values and advantages (not for what the policy
     reads or what is reported): keeps the value loss of long trials with large returns from
@@ -66,15 +54,9 @@ class RL2Settings:
         for name in ("trial_episodes", "hidden_size", "n_envs", "n_epochs", "minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be >= 1")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
-        if self.clip_range <= 0:
-            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+        super().validate()
         if self.reward_scale <= 0:
             raise ConfigError(f"learner.reward_scale = {self.reward_scale}: must be > 0")
-        if self.max_grad_norm <= 0:
-            raise ConfigError(f"learner.max_grad_norm = {self.max_grad_norm}: must be > 0")
 
 
 __all__ = ["RL2Settings"]

@@ -1,9 +1,10 @@
 """The RL learners' settings: the recipe's `[learner]` table, typed and checked.
 
-`PPOSettings` holds PPO's own settings (SB3's names and defaults) read by both RL engines;
-`BatchedSettings` adds what only the batched engine reads. Both live here, below the learners,
-so that recipe tools (`metarl.rl.baselines`, `metarl tasks show`) read them without building
-a learner.
+`PPOUpdateSettings` holds the keys of PPO's update (its advantage estimate and its loss) that
+every PPO of metarl reads (both RL engines' and RL²'s); `PPOSettings` adds the rest of PPO's
+own settings (SB3's names and defaults) read by both RL engines; `BatchedSettings` adds what
+only the batched engine reads. They live here, below the learners, so that recipe tools
+(`metarl.rl.baselines`, `metarl tasks show`) read them without building a learner.
 """
 
 from __future__ import annotations
@@ -20,9 +21,44 @@ from metarl.models import ACTIVATIONS
 
 
 @dataclass
-class PPOSettings:
+class PPOUpdateSettings:
+    """The keys of PPO's update in the recipe's `[learner]` table (its advantage estimate and
+    its loss), read by the PPO engines (`PPOSettings`) and by RL²
+    (`metarl.rl.rl2_settings.RL2Settings`): SB3's names and defaults. The subclasses list
+    their own keys after these."""
+
+    gamma: float = 0.99
+    """Discount factor (RL²'s discounts over the whole trial: the episode boundaries inside
+    a trial do not cut it)."""
+    gae_lambda: float = 0.95
+    """GAE's lambda: the bias-variance trade-off of the advantage estimate."""
+    clip_range: float = 0.2
+    """PPO's clip of the probability ratio."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus in PPO's loss."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in PPO's loss."""
+    max_grad_norm: float = 0.5
+    """Clip of the gradient's norm (in the PPO engines, each task's)."""
+    normalize_advantage: bool = True
+    """Normalize the advantages within each minibatch."""
+
+    def validate(self) -> None:
+        """Range checks of the update's keys: `ConfigError` naming `learner.KEY`."""
+        for name, value in (("gamma", self.gamma), ("gae_lambda", self.gae_lambda)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"learner.{name} = {value}: must be in [0, 1]")
+        if self.clip_range <= 0:
+            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+        if self.max_grad_norm <= 0:
+            raise ConfigError(f"learner.max_grad_norm = {self.max_grad_norm}: must be > 0")
+
+
+@dataclass
+class PPOSettings(PPOUpdateSettings):
     """The recipe's `[learner]` table for RL: PPO's own settings (SB3's names and defaults,
-    except `n_steps` and `batch_size`, sized for short meta-RL rollouts)."""
+    except `n_steps` and `batch_size`, sized for short meta-RL rollouts), its update's keys
+    (`PPOUpdateSettings`) first."""
 
     backend: str = DEFAULT_BACKEND
     """The engine (`metarl.combinations.SUPPORTED`): "batched", every task of the meta-batch
@@ -38,20 +74,6 @@ class PPOSettings:
     """PPO's passes over a rollout per update."""
     batch_size: int = 100
     """PPO's minibatch, in env steps; at most `n_steps * n_envs`."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """GAE's lambda: the bias-variance trade-off of the advantage estimate."""
-    clip_range: float = 0.2
-    """PPO's clip of the probability ratio."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus in PPO's loss."""
-    vf_coef: float = 0.5
-    """Weight of the value loss in PPO's loss."""
-    max_grad_norm: float = 0.5
-    """Clip of the gradient's norm (per task)."""
-    normalize_advantage: bool = True
-    """Normalize the advantages within each minibatch."""
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layers of the policy and (separately) of the value network."""
     activation: str = "tanh"
@@ -131,11 +153,7 @@ class PPOSettings:
             )
         if not self.net_arch or any(n < 1 for n in self.net_arch):
             raise ConfigError(f"learner.net_arch = {self.net_arch}: expected positive widths")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"learner.{name} = {getattr(self, name)}: must be in [0, 1]")
-        if self.clip_range <= 0:
-            raise ConfigError(f"learner.clip_range = {self.clip_range}: must be > 0")
+        super().validate()
 
 
 @dataclass
@@ -206,6 +224,7 @@ def rl_settings(recipe: Recipe) -> PPOSettings:
 
 
 __all__ = [
+    "PPOUpdateSettings",
     "SETTINGS",
     "BatchedSettings",
     "PPOSettings",

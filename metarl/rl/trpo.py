@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -33,11 +33,26 @@ from metarl.cg import truncated_conjugate_gradient
 from metarl.config import Recipe
 from metarl.protocol import MetaStep
 from metarl.rl.fisher import FisherMethod
-from metarl.rl.maml import MetaObjective
-from metarl.rl.outer_objective import OuterObjectiveLearner, objective_learner
+from metarl.rl.maml import OuterLosses
+from metarl.rl.outer_objective import (
+    OuterObjective,
+    OuterObjectiveLearner,
+    objective_learner,
+)
 from metarl.rl.policy import Params
 
 Reduce = Callable[[Params], Params]
+
+
+class TrustRegionObjective(Protocol):
+    """What the trust-region step evaluates of an outer objective (`metarl.rl.maml.
+    MetaObjective` is one): Fisher-vector products at phi and the losses at a candidate."""
+
+    def kl_hessian(
+        self, phi: Params, fraction: float = 1.0, method: FisherMethod = "hvp"
+    ) -> Callable[[Params], Params]: ...
+
+    def losses(self, phi: Params, *, create_graph: bool = True) -> OuterLosses: ...
 
 
 @dataclass(frozen=True)
@@ -59,36 +74,15 @@ class TRPOSettings:
     the same product up to float32 rounding (tests/test_fisher_jvp.py)."""
 
 
-def natural_direction(fisher_vector: Callable[[Tensor], Tensor], g: Tensor, iters: int) -> Tensor:
-    """x ~= F^-1 g by `iters` of conjugate gradient (`metarl.cg`) on the flat vector, as
-    pytorch-maml-rl's `conjugate_gradient`: stopping where the residual's squared norm falls
-    to 1e-10, not truncated."""
-    x, _ = truncated_conjugate_gradient(
-        lambda v: {"v": fisher_vector(v["v"])},
-        {"v": g},
-        iters,
-        dot=lambda a, b: a["v"] @ b["v"],
-        residual_tol=1e-10,
-        truncate=False,
-    )
-    return x["v"]
-
-
-def _flat(tensors: list[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def _unflat(flat: Tensor, like: Params) -> Params:
-    out, offset = {}, 0
-    for k, v in like.items():
-        out[k] = flat[offset : offset + v.numel()].view_as(v)
-        offset += v.numel()
-    return out
+def flat_dot(a: Params, b: Params) -> Tensor:
+    """The inner product of two parameter dicts as one flat vector's, in `a`'s key order
+    (pytorch-maml-rl's flat parameter vector, so the sums round as its do)."""
+    return torch.cat([v.reshape(-1) for v in a.values()]) @ torch.cat([b[k].reshape(-1) for k in a])
 
 
 def trust_region_step(
     phi: Params,
-    objective: MetaObjective,
+    objective: TrustRegionObjective,
     gradient: Params,
     reduce: Reduce,
     meta_batch: int,
@@ -99,24 +93,30 @@ def trust_region_step(
     meta-batch) surrogate loss at `phi`, already summed over ranks; `objective` holds this
     rank's tasks; `reduce` sums a dict of tensors over ranks (identity for one process).
     `surrogate_at_phi`, this rank's per-task surrogate at phi where the caller computed it
-    with the gradient, spares the line search's reference evaluation."""
+    with the gradient, spares the line search's reference evaluation.
+
+    The natural direction x ~= F^-1 g is `cg_iters` of conjugate gradient (`metarl.cg`), as
+    pytorch-maml-rl's `conjugate_gradient`: stopping where the residual's squared norm falls
+    to 1e-10, not truncated; every vector is a dict keyed like phi, its inner products
+    `flat_dot`'s."""
     s = settings
-    names = list(phi)
 
     def mean_over_batch(values: dict[str, Tensor]) -> dict[str, Tensor]:
         return {k: v / meta_batch for k, v in reduce(values).items()}
 
     kl_hessian = objective.kl_hessian(phi, s.fisher_fraction, s.fisher_method)
 
-    def fisher_vector(v: Tensor) -> Tensor:
-        total = mean_over_batch({k: x.detach() for k, x in kl_hessian(_unflat(v, phi)).items()})
-        return _flat([total[k] for k in names]) + s.cg_damping * v
+    def fisher_vector(v: Params) -> Params:
+        total = mean_over_batch({k: x.detach() for k, x in kl_hessian(v).items()})
+        return {k: total[k] + s.cg_damping * v[k] for k in phi}
 
-    g = _flat([gradient[k] for k in names]).detach()
-    direction = natural_direction(fisher_vector, g, s.cg_iters)
-    shs = 0.5 * (direction @ fisher_vector(direction))
-    step = direction * torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
-    old = _flat([phi[k] for k in names]).detach()
+    g = {k: gradient[k].detach() for k in phi}
+    direction, _ = truncated_conjugate_gradient(
+        fisher_vector, g, s.cg_iters, dot=flat_dot, residual_tol=1e-10, truncate=False
+    )
+    shs = 0.5 * flat_dot(direction, fisher_vector(direction))
+    scale = torch.sqrt(s.max_kl / shs.clamp_min(1e-30))
+    step = {k: d * scale for k, d in direction.items()}
     if surrogate_at_phi is None:
         with torch.no_grad():
             surrogate_at_phi = objective.losses(phi, create_graph=False).surrogate
@@ -124,7 +124,7 @@ def trust_region_step(
     metrics = {"trpo_loss_before": before, "trpo_shs": float(shs)}
     fraction = 1.0
     for tried in range(1, s.ls_max_steps + 1):
-        candidate = _unflat(old - fraction * step, phi)
+        candidate = {k: phi[k].detach() - fraction * step[k] for k in phi}
         with torch.no_grad():
             losses = objective.losses(candidate, create_graph=False)
         both = mean_over_batch({"v": torch.stack([losses.surrogate.sum(), losses.kl.sum()])})
@@ -148,9 +148,10 @@ def trust_region_step(
 
 
 class TRPOStep:
-    """`outer_optimizer = "trpo"`: `trust_region_step` on the learner's outer objective; the
-    new phi (and Meta-SGD's rates) become the learner's. It holds no state: its checkpoint
-    entry is an optimizer state dict without any, so every run's checkpoint has one layout."""
+    """`outer_optimizer = "trpo"`: `trust_region_step` on the outer objective the
+    meta-gradient was taken of (`MetaStep.objective`); the new phi (and Meta-SGD's rates)
+    become the learner's. It holds no state: its checkpoint entry is an optimizer state dict
+    without any, so every run's checkpoint has one layout."""
 
     def __init__(self, learner: OuterObjectiveLearner, settings: TRPOSettings) -> None:
         self.learner = learner
@@ -161,9 +162,11 @@ class TRPOStep:
         found = objective_learner(learner, "trpo", "trust-region step")
         return cls(found, TRPOSettings(fisher_fraction=found.settings.trpo_fisher_fraction))
 
-    def step(self, meta: MetaStep) -> dict[str, float]:
+    def step(self, meta: MetaStep[OuterObjective]) -> dict[str, float]:
+        outer = meta.objective
+        if outer is None:
+            raise RuntimeError("trpo: the meta-gradient came without its objective")
         with self.learner.updating():
-            outer = self.learner.outer_objective(meta.adaptation)
             phi, metrics = trust_region_step(
                 outer.phi,
                 outer.objective,
@@ -184,4 +187,4 @@ class TRPOStep:
         return None
 
 
-__all__ = ["TRPOSettings", "TRPOStep", "natural_direction", "trust_region_step"]
+__all__ = ["TRPOSettings", "TRPOStep", "TrustRegionObjective", "flat_dot", "trust_region_step"]

@@ -61,12 +61,11 @@ def main() -> None:
     tasks = learner.dist.sample(n_tasks, rng, Split.TRAIN)
     phi = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
     adaptation = learner.adapt(phi, tasks, rng, slice(None))
-    grads, _ = learner.meta_gradient(adaptation)
-    objective = adaptation.context.objective
-    assert objective is not None
-    gradient = {k: g / n_tasks for k, g in grads.items()}
+    delta = learner.meta_gradient(adaptation)
+    assert delta.objective is not None
+    objective = delta.objective.objective
+    gradient = {k: g / n_tasks for k, g in delta.gradient.items()}
     names = list(phi)
-    g = torch.cat([gradient[k].reshape(-1) for k in names])
 
     times: dict[str, dict[str, list[float]]] = {
         m: {"build": [], "product": [], "step": []} for m in FISHER_METHODS
@@ -80,7 +79,7 @@ def main() -> None:
             times[method]["build"].append(time.perf_counter() - tick)
             for _ in range(args.products):
                 tick = time.perf_counter()
-                out = product(trpo._unflat(g, phi))
+                out = product(gradient)
                 times[method]["product"].append(time.perf_counter() - tick)
             products[method] = torch.cat([out[k].detach().reshape(-1) for k in names])
             del product, out

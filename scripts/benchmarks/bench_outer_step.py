@@ -47,7 +47,8 @@ def main() -> None:
     adaptation = meta.adapt(phi, tasks, rng)
     times["adapt (pre-update rollouts, inner step)"] = time.perf_counter() - start
     start = time.perf_counter()
-    grads, metrics = meta.meta_gradient(adaptation)
+    delta = meta.meta_gradient(adaptation)
+    grads, metrics = delta.gradient, delta.metrics
     times["meta-gradient (post-update rollouts, gradient)"] = time.perf_counter() - start
     state = copy.deepcopy(meta.state_dict()), copy.deepcopy(meta.model.state_dict())
     n = recipe.train.meta_batch
@@ -58,7 +59,7 @@ def main() -> None:
         meta.model.load_state_dict(state[1])
         step = build_outer_step(recipe, meta)  # a fresh step: its state from the start
         gradient = {k: g / n for k, g in grads.items()}
-        step.step(MetaStep(adaptation, gradient, lambda x: x, n, recipe.train.meta_step))
+        step.step(MetaStep(gradient, lambda x: x, n, recipe.train.meta_step, delta.objective))
 
     runs = []
     for _ in range(args.rounds):

@@ -41,9 +41,10 @@ RECIPE = Path(__file__).resolve().parents[2] / "tasks" / "halfcheetah-dir-maml.t
 def measure(fractions: list[float], n_tasks: int) -> list[dict[str, float]]:
     """One adaptation and meta-gradient, then per fraction: one Fisher-vector product, the CG
     solve and the TRPO step, timed (this process's allocator)."""
+    from metarl.cg import truncated_conjugate_gradient
     from metarl.config import load_recipe_file
     from metarl.learners import build_meta_learner
-    from metarl.protocol import Split
+    from metarl.protocol import Params, Split
     from metarl.rl import trpo
 
     torch.set_num_threads(1)
@@ -53,25 +54,33 @@ def measure(fractions: list[float], n_tasks: int) -> list[dict[str, float]]:
     phi = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
     adaptation = learner.adapt(phi, tasks, rng, slice(None))
     tick = time.perf_counter()
-    grads, _ = learner.meta_gradient(adaptation)
-    objective = adaptation.context.objective
-    gradient = {k: g / n_tasks for k, g in grads.items()}
+    delta = learner.meta_gradient(adaptation)
+    assert delta.objective is not None
+    objective = delta.objective.objective
+    gradient = {k: g / n_tasks for k, g in delta.gradient.items()}
     names = list(phi)
-    flat_g = torch.cat([gradient[k].reshape(-1) for k in names])
     rows, full_direction = [], None
     for fraction in fractions:
         product = objective.kl_hessian(phi, fraction)
 
-        def fisher(v: torch.Tensor, product: Any = product) -> torch.Tensor:
-            out = product(trpo._unflat(v, phi))
-            return torch.cat([out[k].detach().reshape(-1) / n_tasks for k in names]) + 1e-5 * v
+        def fisher(v: Params, product: Any = product) -> Params:
+            out = product(v)
+            return {k: out[k].detach() / n_tasks + 1e-5 * v[k] for k in names}
 
         tick = time.perf_counter()
-        fisher(flat_g)
+        fisher(gradient)
         fvp = time.perf_counter() - tick
         tick = time.perf_counter()
-        direction = trpo.natural_direction(fisher, flat_g, trpo.TRPOSettings().cg_iters)
+        solved, _ = truncated_conjugate_gradient(
+            fisher,
+            gradient,
+            trpo.TRPOSettings().cg_iters,
+            dot=trpo.flat_dot,
+            residual_tol=1e-10,
+            truncate=False,
+        )
         cg = time.perf_counter() - tick
+        direction = torch.cat([solved[k].reshape(-1) for k in names])
         if full_direction is None:
             full_direction = direction
         cosine = float(direction @ full_direction / (direction.norm() * full_direction.norm()))

@@ -46,7 +46,7 @@ from metarl.outer_registry import OuterOptimizerName  # noqa: E402
 from metarl.outer_registry import names as outer_step_names  # noqa: E402
 from metarl.provenance import READERS, Setting, settings  # noqa: E402
 from metarl.rl.rl2_settings import RL2Settings  # noqa: E402
-from metarl.rl.settings import BatchedSettings, PPOSettings  # noqa: E402
+from metarl.rl.settings import BatchedSettings, PPOSettings, PPOUpdateSettings  # noqa: E402
 
 Accepts = Callable[[str, Any], bool]
 
@@ -118,6 +118,12 @@ TABLES: dict[type, Table] = {
         "The held-out episodes of supervised tasks (`metarl.config.SupervisedEval`); refused "
         "by the RL learners.",
         _recipe_accepts("eval", True),
+    ),
+    PPOUpdateSettings: Table(
+        "[learner]: PPO's update (RL tasks)",
+        "The keys of PPO's advantage estimate and loss (`metarl.rl.settings.PPOUpdateSettings`, "
+        "stable-baselines3's names), read by both PPO engines and by RL²'s PPO.",
+        _settings_accepts(PPOUpdateSettings),
     ),
     PPOSettings: Table(
         "[learner]: the PPO engines (RL tasks)",
