@@ -4,6 +4,7 @@ its pieces against the VPG code, and the learner that uses it."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import re
@@ -680,6 +681,48 @@ def test_two_ranks_take_the_trust_region_step_one_rank_takes(tmp_path):
     )
     for key in ("trpo_loss_after", "trpo_kl", "trpo_step_fraction"):
         assert two[key] == pytest.approx(one[key], rel=1e-2), key
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("metaworld") is None, reason="Meta-World not installed"
+)
+def test_ml10_rank_shares_roll_out_and_adapt_as_the_whole_meta_batch(one_thread):
+    """What two ranks of `metaworld-ml10-maml` rely on: the meta-batch's two halves, each
+    adapted on its own (its tasks' skill groups in their own `MetaWorldMixedVector`, its slots'
+    seeds), give every task the rollout and the adapted weights the whole meta-batch gives it,
+    bit for bit. (A 1- and 2-rank run of the recipe agree the same way on iteration 1's
+    rollouts; their weights then differ by float summation order alone, docs/results/speed.md.)
+    A half that drew other tasks, seeds or reset states than its slots' differs by O(1)."""
+    recipe = with_overrides(
+        with_overrides(resolve_recipe("metaworld-ml10-maml"), "train", meta_batch=10),
+        "learner",
+        n_envs=1,
+        n_steps=60,
+        batch_size=60,
+    )
+    meta = build_meta_learner(recipe, CPU)
+    seen: list[torch.Tensor] = []
+    collect_one = meta._collect
+
+    def recorded(params, env, noise):
+        rollout = collect_one(params, env, noise)
+        seen.append(torch.cat([rollout.obs.flatten(1), rollout.rewards.flatten(1)], 1))
+        return rollout
+
+    meta._collect = recorded
+    phi = meta.phi()
+    rng = task_rng(recipe.train.seed, Split.TRAIN, 0)
+    tasks = meta.dist.sample(10, rng, Split.TRAIN)
+    assert len({t.skill for t in tasks[:5]}) > 1 and len({t.skill for t in tasks[5:]}) > 1
+    shares = [slice(None), slice(0, 5), slice(5, 10)]
+    params = [
+        meta.adapt(phi, tasks, task_rng(recipe.train.seed, Split.TRAIN, 0), s).params
+        for s in shares
+    ]
+    assert torch.equal(seen[0], torch.cat(seen[1:]))
+    for name, whole in params[0].items():
+        assert torch.equal(whole, torch.cat([params[1][name], params[2][name]])), name
+    assert not torch.equal(params[0]["action_net.weight"], stack(phi, 10)["action_net.weight"])
 
 
 def test_maml_training_logs_velocity_and_direction_on_halfcheetah_dir(tmp_path, one_thread):

@@ -15,6 +15,16 @@ the rate N ranks could reach on this machine with free communication.
     python scripts/benchmarks/bench_scale.py --recipe sine --iterations 300
     python scripts/benchmarks/bench_scale.py --recipe halfcheetah-vel --iterations 20  # env steps/s
 
+`--per-iteration` also trains every world size for 1, 2, ..., ITERATIONS - 1 iterations (fresh
+runs: a run is a function of its recipe, so run k is the first k iterations of the longest)
+and prints, after each iteration, the largest parameter difference from world size 1 and the
+outer step's accepted fraction where the recipe's step logs one (TRPO's line search): whether
+the worlds part in the first iteration or later, and whether the line search took another
+fraction there:
+
+    python scripts/benchmarks/bench_scale.py --recipe metaworld-ml10-maml --iterations 3 \
+        --per-iteration
+
 Omniglot needs its data (`metarl data import omniglot PATH`, or METARL_DATA pointing at it).
 """
 
@@ -61,12 +71,43 @@ def train_cmd(recipe_path: Path, out: Path) -> list[str]:
     return ["-m", "metarl", "train", str(recipe_path), "--out", str(out), "-q", "--device", "cpu"]
 
 
-def run(recipe_path: Path, out: Path, world: int) -> float:
-    """Train under torchrun with `world` ranks; return meta-iterations/s after warm-up."""
+def train(recipe_path: Path, out: Path, world: int) -> dict[str, torch.Tensor]:
+    """Train under torchrun with `world` ranks; return the final parameters."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world)]
     cmd += ["--master-port", str(free_port()), *train_cmd(recipe_path, out)]
     subprocess.run(cmd, check=True, env=ENV)
-    return rate(out)
+    model: dict[str, torch.Tensor] = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    return model
+
+
+def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def after_each_iteration(
+    recipe: Recipe, tmp: Path, worlds: list[int], final: dict[int, dict[str, torch.Tensor]]
+) -> list[list[str]]:
+    """One row per iteration k: the largest difference of each world size's parameters
+    from world size 1's after k iterations (runs of k iterations; `final` holds the longest),
+    and the outer step's accepted fraction per world size where the metrics log one."""
+    n = recipe.train.meta_iterations
+    params = {n: final}
+    for k in range(1, n):
+        path = tmp / f"recipe-{k}.toml"
+        path.write_text(dumps_toml(with_overrides(recipe, "train", meta_iterations=k).to_dict()))
+        params[k] = {w: train(path, tmp / f"run-{w}-after-{k}", w) for w in worlds}
+    logs = {
+        w: [json.loads(line) for line in (tmp / f"run-{w}" / "metrics.jsonl").open()]
+        for w in worlds
+    }
+    rows = []
+    for k in range(1, n + 1):
+        diffs = [
+            f"{largest_difference(params[k][w], params[k][worlds[0]]):.2e}" for w in worlds[1:]
+        ]
+        fractions = [str(logs[w][k - 1].get("trpo_step_fraction", "-")) for w in worlds]
+        rows.append([str(k), *diffs, " / ".join(fractions)])
+    return rows
 
 
 def independent(recipe: Recipe, tmp: Path, world: int) -> float:
@@ -88,6 +129,11 @@ def main() -> None:
     parser.add_argument("--recipe", default="omniglot-5way-1shot")
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--worlds", default="1,2")
+    parser.add_argument(
+        "--per-iteration",
+        action="store_true",
+        help="also the parameter difference and the outer step's fraction after each iteration",
+    )
     args = parser.parse_args()
     console = Console(width=120)
 
@@ -108,11 +154,14 @@ def main() -> None:
         for world in worlds:
             console.print(f"world size {world} ...")
             out = Path(tmp) / f"run-{world}"
-            rates[world] = run(path, out, world)
-            params[world] = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+            params[world] = train(path, out, world)
+            rates[world] = rate(out)
             if world > 1:
                 console.print(f"{world} independent processes, no communication ...")
                 bounds[world] = independent(recipe, Path(tmp), world)
+        drift = (
+            after_each_iteration(recipe, Path(tmp), worlds, params) if args.per_iteration else []
+        )
 
     t = recipe.train
     table = Table(
@@ -128,10 +177,7 @@ def main() -> None:
         table.add_column(col, justify="right")
     base = rates[worlds[0]]
     for world in worlds:
-        diff = max(
-            float((params[world][k].float() - params[worlds[0]][k].float()).abs().max())
-            for k in params[world]
-        )
+        diff = largest_difference(params[world], params[worlds[0]])
         table.add_row(
             str(world),
             f"{rates[world]:.2f}",
@@ -142,6 +188,15 @@ def main() -> None:
             f"{bounds[world]:.2f} it/s = {bounds[world] / base:.2f}x" if world in bounds else "",
         )
     console.print(table)
+    if drift:
+        after = Table(title=f"{args.recipe}: after each iteration, against world size {worlds[0]}")
+        after.add_column("after iteration", justify="right")
+        for world in worlds[1:]:
+            after.add_column(f"max |phi_{world} - phi_{worlds[0]}|", justify="right")
+        after.add_column(f"outer step fraction ({' / '.join(map(str, worlds))} ranks)")
+        for row in drift:
+            after.add_row(*row)
+        console.print(after)
 
 
 if __name__ == "__main__":
