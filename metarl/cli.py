@@ -244,6 +244,9 @@ DeviceOpt = Annotated[
 ]
 
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
 @app.command()
 @user_errors
 def train(
@@ -291,7 +294,7 @@ def train(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     data_dir: DataDirOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
     dist_timeout: Annotated[
         float, typer.Option(help="Seconds a collective may wait under torchrun before failing.")
     ] = 300.0,
@@ -543,7 +546,7 @@ def eval_(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     data_dir: DataDirOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Adaptation curve on held-out tasks: the metric after each number of steps, with 95% CI,
     and the gain over the first step count (paired per task)."""
