@@ -20,7 +20,7 @@ from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.learners.second_order import implicit_meta_gradient
 from metarl.protocol import Split, TaskBatch
 from metarl.registry import resolve_recipe
-from metarl.rl.maml import MetaObjective, OuterLosses, Samples, episode_mean
+from metarl.rl.maml import MetaObjective, OuterLosses, Samples, adapt, episode_mean
 from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.trpo import TRPOSettings, TRPOStep, trust_region_step
 from metarl.train import MetaTrainer
@@ -453,6 +453,28 @@ def test_promp_objective_refuses_two_inner_steps():
     )
     with pytest.raises(ValueError, match="one inner step"):
         two.promp_losses({"mu": torch.tensor([0.1], dtype=torch.float64)}, 0.2)
+
+
+def test_meta_sgd_rates_alone_take_a_backward_through_a_second_order_inner_step():
+    """Meta-SGD's rates learned for a fixed init: phi a constant, the rates alpha requiring
+    grad, the step second-order (`create_graph`). The step's graph runs through the inner
+    gradient into the inner loss's forward pass, so a plain `.backward()` from the adapted
+    weights walks that pass again: `adapt` must keep its graph whenever it builds one, not
+    only where phi requires grad (`create_graph or ...` -> `and` freed it: "Trying to
+    backward through the graph a second time"). d theta_i' / d alpha = -g_i, g_i = -mean_j
+    (a_j - mu) A_j the LVC loss's gradient, so d sum_i theta_i'^2 / d alpha = -2 sum_i
+    theta_i' g_i."""
+    objective, mu0, _, _ = _bandit_objective()
+    phi = {"mu": torch.tensor([mu0], dtype=torch.float64)}
+    alpha = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    theta = adapt(_bandit_policy, phi, objective.pre, {"mu": alpha}, create_graph=True)
+    (theta["mu"] ** 2).sum().backward()
+    a, adv = _np(objective.pre)
+    g = -((a - mu0) * adv).mean(1)
+    expected = mu0 - 0.5 * g
+    np.testing.assert_allclose(theta["mu"].detach().numpy().ravel(), expected, rtol=1e-12)
+    assert alpha.grad is not None
+    np.testing.assert_allclose(alpha.grad.numpy(), [-2 * (expected * g).sum()], rtol=1e-12)
 
 
 def test_episode_mean_weights_each_episode_by_its_own_steps():
