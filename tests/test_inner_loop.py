@@ -35,7 +35,7 @@ def per_task_reference(model, batch, name, lr, steps, inner_batch):
 
 
 @pytest.mark.parametrize("name,lr", [("sgd", 0.02), ("adam", 0.01)])
-@pytest.mark.parametrize("inner_batch", [0, 4])
+@pytest.mark.parametrize("inner_batch", [0, 1, 4])
 def test_vmapped_adaptation_equals_per_task_loop(small_mlp, sine_batch, name, lr, inner_batch):
     learner = learner_for(small_mlp, name, lr, inner_batch)
     phi = {k: v.detach() for k, v in small_mlp.named_parameters()}

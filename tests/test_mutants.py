@@ -1,11 +1,14 @@
 """Tests for the mutants of the core that scripts/tools/mutation_check.py found surviving
 (`python scripts/tools/mutation_check.py metarl/algorithms.py tests/test_algorithms.py
 --limit 0`: 11 of 13 killed before these), one section per module (algorithms, TRPO, ProMP,
-conjugate gradient, MAML-RL's objective, iMAML). Each compares with what does not go through the
-code under test: a closed form, torch.linalg.solve, torch's own optimizer, numbers by hand,
-the published settings. The scores before and after are in docs/results/speed.md."""
+conjugate gradient, MAML-RL's objective, iMAML, the supervised inner loop). Each compares with
+what does not go through the code under test: a closed form, torch.linalg.solve, torch's own
+optimizer, numbers by hand, the published settings. The scores before and after are in
+docs/results/speed.md."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -18,12 +21,14 @@ from metarl.config import Algorithm, OptimizerName, with_overrides
 from metarl.learners import build_meta_learner, second_order
 from metarl.learners.inner_loop import InnerLoop, InnerOptimizer
 from metarl.learners.second_order import implicit_meta_gradient
+from metarl.optim import AdamCarry
 from metarl.protocol import Split, TaskBatch
 from metarl.registry import resolve_recipe
-from metarl.rl.maml import MetaObjective, OuterLosses, Samples, episode_mean
+from metarl.rl.maml import MetaObjective, OuterLosses, Samples, adapt, episode_mean
 from metarl.rl.promp import ProMPSettings, promp_step
 from metarl.rl.trpo import TRPOSettings, TRPOStep, trust_region_step
 from metarl.train import MetaTrainer
+from tests.conftest import learner_for
 
 CPU = torch.device("cpu")
 
@@ -455,6 +460,28 @@ def test_promp_objective_refuses_two_inner_steps():
         two.promp_losses({"mu": torch.tensor([0.1], dtype=torch.float64)}, 0.2)
 
 
+def test_meta_sgd_rates_alone_take_a_backward_through_a_second_order_inner_step():
+    """Meta-SGD's rates learned for a fixed init: phi a constant, the rates alpha requiring
+    grad, the step second-order (`create_graph`). The step's graph runs through the inner
+    gradient into the inner loss's forward pass, so a plain `.backward()` from the adapted
+    weights walks that pass again: `adapt` must keep its graph whenever it builds one, not
+    only where phi requires grad (`create_graph or ...` -> `and` freed it: "Trying to
+    backward through the graph a second time"). d theta_i' / d alpha = -g_i, g_i = -mean_j
+    (a_j - mu) A_j the LVC loss's gradient, so d sum_i theta_i'^2 / d alpha = -2 sum_i
+    theta_i' g_i."""
+    objective, mu0, _, _ = _bandit_objective()
+    phi = {"mu": torch.tensor([mu0], dtype=torch.float64)}
+    alpha = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    theta = adapt(_bandit_policy, phi, objective.pre, {"mu": alpha}, create_graph=True)
+    (theta["mu"] ** 2).sum().backward()
+    a, adv = _np(objective.pre)
+    g = -((a - mu0) * adv).mean(1)
+    expected = mu0 - 0.5 * g
+    np.testing.assert_allclose(theta["mu"].detach().numpy().ravel(), expected, rtol=1e-12)
+    assert alpha.grad is not None
+    np.testing.assert_allclose(alpha.grad.numpy(), [-2 * (expected * g).sum()], rtol=1e-12)
+
+
 def test_episode_mean_weights_each_episode_by_its_own_steps():
     """Per episode the mean over its masked steps (an episode without any counts as 0, not
     NaN), then the mean over episodes; here by hand: (2 + 3) / 2 = 2.5, 5, 0 -> 7.5 / 3."""
@@ -575,3 +602,83 @@ def test_no_inner_step_records_no_support_loss():
         assert result.support_losses.shape == (0, 2)
         for k in phi:
             assert torch.equal(result.adapted[k], phi[k].expand(2, *phi[k].shape))
+
+
+# -- the supervised inner loop (metarl/learners/inner_loop.py) against torch.optim, task by task
+# `python scripts/tools/mutation_check.py metarl/learners/inner_loop.py --limit 0 -- ...`
+# left Adam's step count carried from one adaptation to the next, the Reptile blog's gradient
+# combinations (which step is g1, and the sum) and the losses of zero steps untested.
+
+
+def _torch_copy(model, phi, optimizer):
+    """A deep copy of `model` at `phi` and `optimizer` over its parameters."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for k, p in m.named_parameters():
+            p.copy_(phi[k])
+    return m, optimizer(m.parameters())
+
+
+def test_inner_adam_carried_to_the_next_adaptation_continues_its_step_count(small_mlp, sine_batch):
+    """`train.inner_carry_moments`: the second adaptation starts from phi again with the
+    first one's moments, its bias correction at steps 4..6, and leaves 6 steps counted; as
+    one torch.optim.Adam per task does when the weights are reset and its state kept."""
+    learner = learner_for(small_mlp, "adam", 0.01)
+    phi = {k: v.detach() for k, v in small_mlp.named_parameters()}
+    carry = AdamCarry()
+    learner.adapt_with_losses(phi, sine_batch, 3, carry)
+    assert carry.steps == 3
+    second, _ = learner.adapt_with_losses(phi, sine_batch, 3, carry)
+    assert carry.steps == 6
+    for i in range(sine_batch.num_tasks):
+        m, adam = _torch_copy(
+            small_mlp, phi, lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.5, 0.999))
+        )
+        x, y = sine_batch.support_x[i], sine_batch.support_y[i]
+        for _ in range(2):
+            with torch.no_grad():
+                for k, p in m.named_parameters():
+                    p.copy_(phi[k])
+            for _ in range(3):
+                adam.zero_grad()
+                ((m(x) - y) ** 2).mean().backward()
+                adam.step()
+        for k, v in m.named_parameters():
+            torch.testing.assert_close(second[k][i], v.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_combinations_sum_the_gradients_of_the_steps_named_from_one(small_mlp, sine_batch):
+    """The Reptile blog's combinations: `which` names inner steps from 1 (g1 at phi); [1, 3]
+    of three SGD steps is g1 + g3, task by task, against torch's own gradients along the same
+    path; the support losses are each step's, before it."""
+    lr = 0.02
+    learner = learner_for(small_mlp, "sgd", lr)
+    phi = {k: v.detach() for k, v in small_mlp.named_parameters()}
+    adapted, total, losses = learner.gradient_combination(phi, sine_batch, 3, [1, 3])
+    assert losses.shape == (3, sine_batch.num_tasks)
+    for i in range(sine_batch.num_tasks):
+        m, sgd = _torch_copy(small_mlp, phi, lambda p: torch.optim.SGD(p, lr=lr))
+        x, y = sine_batch.support_x[i], sine_batch.support_y[i]
+        grads, seen = [], []
+        for _ in range(3):
+            sgd.zero_grad()
+            loss = ((m(x) - y) ** 2).mean()
+            loss.backward()
+            seen.append(loss.item())
+            grads.append({k: p.grad.clone() for k, p in m.named_parameters()})
+            sgd.step()
+        np.testing.assert_allclose(losses[:, i].numpy(), seen, rtol=1e-5)
+        for k, p in m.named_parameters():
+            torch.testing.assert_close(total[k][i], grads[0][k] + grads[2][k])
+            torch.testing.assert_close(adapted[k][i], p.detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_zero_inner_steps_leave_phi_and_no_support_loss(small_mlp, sine_batch):
+    """No step: every task's parameters are phi's and the losses an empty `[0, tasks]` (not a
+    row of zeros, which the training log would report as a loss before adapting)."""
+    learner = learner_for(small_mlp, "sgd", 0.02)
+    phi = {k: v.detach() for k, v in small_mlp.named_parameters()}
+    params, losses = learner.adapt_with_losses(phi, sine_batch, 0)
+    assert losses.shape == (0, sine_batch.num_tasks)
+    for k, v in phi.items():
+        assert torch.equal(params[k], v.expand(sine_batch.num_tasks, *v.shape))
