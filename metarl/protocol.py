@@ -418,7 +418,14 @@ class MetaLearner(Protocol[C]):
         ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` gave (from a checkpoint)."""
+        """Restore what `state_dict` gave (from a checkpoint); a key it needs and does not
+        find is a damaged checkpoint (`KeyError`)."""
+        ...
+
+    @property
+    def rank_local_state(self) -> frozenset[str]:
+        """Keys of `state_dict` that hold one rank's slots (rank 0's, in the checkpoint): a
+        resume under several ranks restarts them instead of loading rank 0's into every rank."""
         ...
 
     def run_record(self) -> dict[str, Any]:
@@ -452,6 +459,10 @@ class MetaLearnerBase(Generic[C, D]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+    @property
+    def rank_local_state(self) -> frozenset[str]:
+        return frozenset()
 
     def run_record(self) -> dict[str, Any]:
         """The distribution's `run_record()`, the one optional method of the Task protocol

@@ -276,11 +276,14 @@ class MetaTrainer:
                     trainer.model.load_state_dict(ckpt.model)
                     trainer.outer.load_state_dict(outer)
                     torch.set_rng_state(ckpt.rng["torch"])
-                    # One rank's carried inner moments are its slots' (rank 0 writes the
-                    # checkpoint): a multi-rank run restarts them (its resume is then not
-                    # bitwise exact).
-                    if world.size == 1:
-                        trainer.meta.load_state_dict(ckpt.learner)
+                    # The learner's state for its own slots (rank 0's in the checkpoint) is
+                    # restarted under several ranks (that resume is then not bitwise exact);
+                    # the rest (Meta-SGD's rates, RL²'s Adam) every rank loads.
+                    learner = ckpt.learner
+                    if world.size > 1:
+                        local = trainer.meta.rank_local_state
+                        learner = {k: v for k, v in learner.items() if k not in local}
+                    trainer.meta.load_state_dict(learner)
                 except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
                     first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
                     raise UserError(

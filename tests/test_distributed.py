@@ -36,7 +36,7 @@ def small_recipe(**train: Any) -> dict[str, Any]:
 
 
 def _worker(
-    rank: int, size: int, init: str, out: str, recipe: dict, stop_at: int, crash_rank: int
+    rank: int, size: int, init: str, out: str, recipe: dict | None, stop_at: int, crash_rank: int
 ) -> None:
     """One rank. A C++ abort prints every thread's Python stack (faulthandler), so a failure
     says where it happened. A rank that finished its work leaves with `os._exit(0)` after
@@ -54,9 +54,12 @@ def _worker(
             return  # a rank that goes away before its first collective, without a word
         world = World(rank, size)
         callbacks = [StopAt(stop_at)] if stop_at else []
-        trainer = MetaTrainer.start(
-            recipe_from_dict(recipe, "test"), Path(out), CPU, callbacks, world
-        )
+        if recipe is None:  # resume the run in `out`
+            trainer = MetaTrainer.resume(Path(out), CPU, callbacks, world)
+        else:
+            trainer = MetaTrainer.start(
+                recipe_from_dict(recipe, "test"), Path(out), CPU, callbacks, world
+            )
         with contextlib.suppress(TrainingInterrupted):
             trainer.fit()
     finally:
@@ -68,8 +71,11 @@ def _worker(
         os._exit(0)
 
 
-def spawn(tmp_path: Path, out: Path, recipe: dict, stop_at: int = 0, crash_rank: int = -1) -> None:
-    init = f"file://{tmp_path / ('init-' + out.name)}"
+def spawn(
+    tmp_path: Path, out: Path, recipe: dict | None, stop_at: int = 0, crash_rank: int = -1
+) -> None:
+    """Two gloo ranks train `recipe` into `out` (None: resume the run there)."""
+    init = f"file://{tmp_path / ('init-' + out.name + ('-r' if recipe is None else ''))}"
     mp.spawn(_worker, args=(2, init, str(out), recipe, stop_at, crash_rank), nprocs=2)
 
 
@@ -113,6 +119,17 @@ def test_two_ranks_match_one_for_rl2(tmp_path):
     adam_one, adam_two = one["learner"]["ppo_adam"], two["learner"]["ppo_adam"]
     for k, state in adam_one["state"].items():
         torch.testing.assert_close(state["exp_avg_sq"], adam_two["state"][k]["exp_avg_sq"])
+
+
+def test_an_interrupted_two_rank_rl2_run_resumes_on_two_ranks_with_its_adam(tmp_path):
+    """RL²'s PPO Adam is the run's optimizer, not one rank's slots: a resume under torchrun
+    loads it on every rank, so stop-and-resume ends where the uninterrupted run does."""
+    recipe = rl2_recipe()
+    MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "whole", CPU).fit()
+    spawn(tmp_path, tmp_path / "cut", recipe, stop_at=1)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    spawn(tmp_path, tmp_path / "cut", None)
+    assert_same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_interrupted_two_rank_run_resumes_on_one(tmp_path):

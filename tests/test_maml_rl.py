@@ -18,7 +18,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 from metarl.config import recipe_from_dict, with_overrides
 from metarl.envs.episodes import runs_asked_way, velocity_asked_way
-from metarl.errors import ConfigError
+from metarl.errors import ConfigError, UserError
 from metarl.evaluate import load_run
 from metarl.learners import build_meta_learner
 from metarl.learners.inner_loop import stack
@@ -913,6 +913,13 @@ def test_metasgd_trains_its_rates_and_resumes_exactly(tmp_path, one_thread):
     _, loaded, _ = load_run(tmp_path / "whole", CPU, "meta")
     for k, v in rates.items():  # `metarl eval` adapts with the learned rates
         assert torch.equal(loaded.inner_rates[k], v), k
+    # a checkpoint that lost the rates is damaged: resuming it would restart them at inner_lr
+    path = tmp_path / "cut" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["learner"] = {}
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="damaged checkpoint.*no Meta-SGD rates"):
+        MetaTrainer.resume(tmp_path / "cut", CPU)
 
 
 def test_metasgd_for_rl_takes_the_trust_region_step():

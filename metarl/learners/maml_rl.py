@@ -236,9 +236,16 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
 
         Args:
             state: what `state_dict` returned (empty unless the recipe is Meta-SGD's).
+
+        Raises:
+            KeyError: a Meta-SGD learner's state without its rates (a resume would otherwise
+                continue from the recipe's initial rates without a word).
         """
-        if "inner_rates" in state and self.inner_rates is not None:
-            self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
+        if self.inner_rates is None:
+            return
+        if "inner_rates" not in state:
+            raise KeyError("inner_rates: the checkpoint holds no Meta-SGD rates")
+        self.inner_rates = {k: v.to(self.device) for k, v in state["inner_rates"].items()}
 
     def seconds(self) -> dict[str, float]:
         """Seconds spent so far (since the learner was built) stepping the envs, running the

@@ -427,10 +427,14 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         """Restore PPO's Adam state from a checkpoint (`state_dict`'s).
 
         Args:
-            state: what `state_dict` returned; a state without `ppo_adam` leaves Adam fresh.
+            state: what `state_dict` returned.
+
+        Raises:
+            KeyError: no `ppo_adam` (a resume would otherwise restart PPO's Adam).
         """
-        if "ppo_adam" in state:
-            self.ppo.optimizer.load_state_dict(state["ppo_adam"])
+        if "ppo_adam" not in state:
+            raise KeyError("ppo_adam: the checkpoint holds no PPO optimizer state")
+        self.ppo.optimizer.load_state_dict(state["ppo_adam"])
 
     def close(self) -> None:
         for env in self._envs.values():

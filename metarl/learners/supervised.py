@@ -281,6 +281,11 @@ class SupervisedMetaLearner(MetaLearnerBase["TaskBatch | MetaGradient", Supervis
             return {}
         return {"adam_carry": {**self.carry.state, "steps": self.carry.steps}}
 
+    @property
+    def rank_local_state(self) -> frozenset[str]:
+        """The carried inner moments are per task slot: one rank's."""
+        return frozenset({"adam_carry"})
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the inner Adam's carried moments from a checkpoint (`state_dict`'s).
 
