@@ -173,6 +173,11 @@ class MetaTrainer:
     """When the last checkpoint was written (or training started): for checkpoint_seconds."""
 
     def __post_init__(self) -> None:
+        if self.world.size > self.recipe.train.meta_batch:
+            raise UserError(
+                f"WORLD_SIZE={self.world.size}: more ranks than train.meta_batch = "
+                f"{self.recipe.train.meta_batch} tasks; use at most that many ranks"
+            )
         self.meta = build_meta_learner(self.recipe, self.device)
         if isinstance(self.meta, UpdatesAcrossRanks):
             self.meta.join_ranks(self.world.all_reduce_sum)

@@ -132,6 +132,19 @@ def test_an_interrupted_two_rank_rl2_run_resumes_on_two_ranks_with_its_adam(tmp_
     assert_same_weights(tmp_path / "whole", tmp_path / "cut")
 
 
+def test_more_ranks_than_tasks_is_refused_in_one_line(tmp_path):
+    """A rank with no task slot would adapt nothing: refused before any file is written."""
+    from metarl.errors import UserError
+
+    recipe = recipe_from_dict(small_recipe(meta_batch=2), "t")
+    with pytest.raises(UserError) as err:
+        MetaTrainer.start(recipe, tmp_path / "r", CPU, world=World(0, 3))
+    assert str(err.value) == (
+        "WORLD_SIZE=3: more ranks than train.meta_batch = 2 tasks; use at most that many ranks"
+    )
+    assert not (tmp_path / "r").exists()
+
+
 def test_interrupted_two_rank_run_resumes_on_one(tmp_path):
     recipe = small_recipe()
     MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "whole", CPU).fit()

@@ -61,6 +61,7 @@ from metarl.rl.recurrent import (
     Trials,
     TrialShare,
     collect_trials,
+    one_rank,
 )
 from metarl.rl.rl2_settings import RL2Settings
 from metarl.rl.rollout import RolloutNoise
@@ -104,11 +105,6 @@ def build_policy(
     finally:
         probe.close()
     return model.to(device)
-
-
-def _one_rank(tensors: Params) -> Params:
-    """The sum over ranks when there is one."""
-    return tensors
 
 
 class RL2MetaLearner(SeededAdapt[RL2Context]):
@@ -198,7 +194,7 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
         self.ppo = RecurrentPPO(self.work, s, lr=recipe.train.inner_lr)
         self.timers = Timers()
         self._envs: dict[tuple[int, int], TaskVectorEnv] = {}
-        self._reduce: Callable[[Params], Params] = _one_rank
+        self._reduce: Callable[[Params], Params] = one_rank
 
     def join_ranks(self, reduce: Callable[[Params], Params]) -> None:
         """PPO's sums over ranks (`metarl.protocol.UpdatesAcrossRanks`): the trainer's

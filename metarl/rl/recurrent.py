@@ -304,8 +304,8 @@ def trial_gae(
     return advantages, advantages + values * mask
 
 
-def _alone(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The sum over ranks when there is one rank."""
+def one_rank(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The sum over ranks when there is one rank: the tensors themselves."""
     return tensors
 
 
@@ -317,7 +317,7 @@ class TrialShare:
 
     first: int
     total: int
-    reduce: Callable[[dict[str, Tensor]], dict[str, Tensor]] = field(default=_alone)
+    reduce: Callable[[dict[str, Tensor]], dict[str, Tensor]] = field(default=one_rank)
 
     def local(self, chosen: np.ndarray, held: int) -> np.ndarray:
         """The positions in this rank's trials (of which it holds `held`) of the whole
@@ -343,7 +343,7 @@ class RecurrentPPO:
         self,
         trials: Trials,
         index: Tensor,
-        reduce: Callable[[dict[str, Tensor]], dict[str, Tensor]] = _alone,
+        reduce: Callable[[dict[str, Tensor]], dict[str, Tensor]] = one_rank,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """PPO's loss on this rank's trials `index` of a minibatch, normalized by the whole
         minibatch's step count (`reduce` sums over ranks), so the ranks' losses sum to the
@@ -424,5 +424,6 @@ __all__ = [
     "TrialShare",
     "Trials",
     "collect_trials",
+    "one_rank",
     "trial_gae",
 ]
