@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from metarl.errors import ConfigError
+from metarl.protocol import MetaStep
 from metarl.rl.maml import MetaObjective
 from metarl.rl.policy import Params
 from metarl.rl.settings import BatchedSettings
@@ -53,6 +54,14 @@ class OuterObjectiveLearner(Protocol):
         ...
 
 
+def handed_objective(meta: MetaStep[OuterObjective], name: str) -> OuterObjective:
+    """The outer objective the meta-gradient handed on with `meta`; an objective learner
+    (`objective_learner`, checked when the step was built) always hands one."""
+    if meta.objective is None:
+        raise RuntimeError(f"{name}: the meta-gradient came without its objective")
+    return meta.objective
+
+
 def objective_learner(learner: object, name: str, what: str) -> OuterObjectiveLearner:
     """`learner` as an `OuterObjectiveLearner`, or a one-line refusal naming the step."""
     if not isinstance(learner, OuterObjectiveLearner):
@@ -63,4 +72,4 @@ def objective_learner(learner: object, name: str, what: str) -> OuterObjectiveLe
     return learner
 
 
-__all__ = ["OuterObjective", "OuterObjectiveLearner", "objective_learner"]
+__all__ = ["OuterObjective", "OuterObjectiveLearner", "handed_objective", "objective_learner"]

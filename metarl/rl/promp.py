@@ -31,6 +31,7 @@ from metarl.protocol import MetaStep
 from metarl.rl.outer_objective import (
     OuterObjective,
     OuterObjectiveLearner,
+    handed_objective,
     objective_learner,
 )
 from metarl.rl.policy import Params
@@ -149,9 +150,7 @@ class ProMPStep:
         return cls(objective_learner(learner, "promp", "ProMP step"), recipe.train.meta_step)
 
     def step(self, meta: MetaStep[OuterObjective]) -> dict[str, float]:
-        outer = meta.objective
-        if outer is None:
-            raise RuntimeError("promp: the meta-gradient came without its objective")
+        outer = handed_objective(meta, "promp")
         with self.learner.updating():
             self.kl_coeff, metrics = promp_step(
                 self.learner.model,

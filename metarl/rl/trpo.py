@@ -37,6 +37,7 @@ from metarl.rl.maml import OuterLosses
 from metarl.rl.outer_objective import (
     OuterObjective,
     OuterObjectiveLearner,
+    handed_objective,
     objective_learner,
 )
 from metarl.rl.policy import Params
@@ -163,9 +164,7 @@ class TRPOStep:
         return cls(found, TRPOSettings(fisher_fraction=found.settings.trpo_fisher_fraction))
 
     def step(self, meta: MetaStep[OuterObjective]) -> dict[str, float]:
-        outer = meta.objective
-        if outer is None:
-            raise RuntimeError("trpo: the meta-gradient came without its objective")
+        outer = handed_objective(meta, "trpo")
         with self.learner.updating():
             phi, metrics = trust_region_step(
                 outer.phi,
