@@ -333,7 +333,9 @@ def with_learner(recipe: Recipe, train: dict[str, Any], learner: dict[str, Any])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="navigation2d", help="an RL recipe of the catalog")
+    parser.add_argument(
+        "--task", default="navigation2d", help="an RL recipe of the catalog or a .toml path"
+    )
     parser.add_argument("--iterations", type=int, default=3, help="meta-iterations (batched)")
     parser.add_argument("--meta-batch", type=int, default=20)
     parser.add_argument("--n-envs", type=int, default=20, help="envs per task")
@@ -365,11 +367,11 @@ def main() -> None:
         parser.error(
             f"--as-recipe runs the sides {', '.join(sorted(RECIPE_SIDES))} only, not {args.sides!r}"
         )
-    if "physics" in sides and not (args.as_recipe and args.task.startswith("metaworld-")):
-        parser.error("--sides physics: Meta-World recipes with --as-recipe only")
     torch.set_num_threads(args.threads)
 
     base = resolve_recipe(args.task)
+    if "physics" in sides and not (args.as_recipe and base.task_name.startswith("metaworld-")):
+        parser.error("--sides physics: Meta-World recipes with --as-recipe only")
     per_update = args.n_steps * args.n_envs
     batch_size = min(int(base.learner.get("batch_size", 64)), per_update)
     train: dict[str, Any] = {
