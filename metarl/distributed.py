@@ -5,7 +5,8 @@ the iteration, not of the rank) and adapts its own contiguous share of the meta-
 the sum of the per-task deltas is one `all_reduce`, divided by the global meta-batch. So the
 tasks an iteration sees, and the parameters a run ends with, do not depend on how many ranks
 split the work (up to float summation order). Rank 0 alone writes checkpoints, metrics and
-progress.
+progress; the metrics are the whole meta-batch's, every rank's combined in the same
+all-reduce (`MetricsLayout`).
 
     torchrun --nproc-per-node 2 -m metarl train omniglot-5way-1shot --out runs/omni
 
