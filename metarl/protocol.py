@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
     Any,
+    ClassVar,
     Generic,
     Literal,
     NamedTuple,
@@ -292,6 +293,26 @@ class ParametrizedTask(Protocol):
     params: Mapping[str, Any]
 
 
+class AcrossRanks(str, enum.Enum):
+    """How one rank's value of a training metric combines with the other ranks' into the
+    value of the whole meta-batch, the one the trainer logs under torchrun (each rank adapts
+    its share of the tasks; `metarl.distributed.MetricsLayout` does the combining, in the
+    iteration's one all-reduce). A learner lists its metrics that are not `MEAN` in
+    `MetaLearner.metrics_across_ranks`."""
+
+    MEAN = "mean"
+    """A mean over this rank's tasks (a loss, a return, a success rate, an accuracy): the
+    ranks' values weighted by their task counts. The default."""
+    SUM = "sum"
+    """A count over this rank's tasks (`env_steps`): summed."""
+    SAME = "same"
+    """Already the whole meta-batch's, identical on every rank (RL²'s PPO losses, summed over
+    ranks inside its update): rank 0's, checked equal to every rank's."""
+    OWN = "own"
+    """This process's own measurement, which no sum over ranks describes (seconds spent by
+    part, as `elapsed_s`): rank 0's."""
+
+
 C = TypeVar("C")
 """A learner's adaptation context: what it keeps from `adapt` to finish the step."""
 D = TypeVar("D", bound=TaskDistribution)
@@ -423,6 +444,12 @@ class MetaLearner(Protocol[C]):
         ...
 
     @property
+    def metrics_across_ranks(self) -> Mapping[str, AcrossRanks]:
+        """How the metrics `adapt` and the meta-gradient report combine over torchrun ranks,
+        by name; a name not listed is a mean over the tasks (`AcrossRanks.MEAN`)."""
+        ...
+
+    @property
     def rank_local_state(self) -> frozenset[str]:
         """Keys of `state_dict` that hold one rank's slots (rank 0's, in the checkpoint): a
         resume under several ranks restarts them instead of loading rank 0's into every rank."""
@@ -441,6 +468,8 @@ class MetaLearnerBase(Generic[C, D]):
 
     model: torch.nn.Module
     dist: D
+    metrics_across_ranks: ClassVar[Mapping[str, AcrossRanks]] = {}
+    """Every metric a mean over the tasks unless listed (`MetaLearner.metrics_across_ranks`)."""
 
     def curve(self, steps: list[int], n_tasks: int) -> Curve:
         raise NotImplementedError

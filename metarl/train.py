@@ -23,7 +23,7 @@ import torch
 
 from metarl import algorithms
 from metarl.config import Recipe, with_overrides
-from metarl.distributed import World
+from metarl.distributed import MetricsLayout, World
 from metarl.errors import UserError
 from metarl.learners import build_meta_learner
 from metarl.outer import build_outer_step, checkpoint_state
@@ -344,14 +344,23 @@ class MetaTrainer:
         local = algorithms.meta_delta(t.algorithm, self.meta, phi, adaptation)
         local_sum = local.gradient
         metrics = {**adaptation.metrics, **local.metrics}
-        # The stop request and a non-finite loss ride along in the same collective: one
-        # all-reduce per iteration, and every rank agrees on both.
+        # The stop request, a non-finite loss and this rank's metrics ride along in the same
+        # collective: one all-reduce per iteration, every rank agrees on the flags, and the
+        # metrics come back as the whole meta-batch's (MetricsLayout; one rank: untouched).
         bad_losses = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         local_sum[_FLAGS] = torch.tensor(
             [float(self._stop_signal is not None), float(bool(bad_losses))], device=self.device
         )
+        share = len(range(t.meta_batch)[slots])
+        layout = MetricsLayout.of(
+            metrics, self.meta.metrics_across_ranks, share, self.world, self.device
+        )
+        if layout is not None:
+            local_sum[_METRICS] = layout.values
         total = self.world.all_reduce_sum(local_sum)
         stop_votes, bad_votes = total.pop(_FLAGS).tolist()
+        if layout is not None:
+            metrics = layout.combined(total.pop(_METRICS), metrics)
         self._stop_agreed = stop_votes > 0
         delta = {k: v / t.meta_batch for k, v in total.items()}
         lr = algorithms.linear_schedule(
@@ -484,6 +493,7 @@ class MetaTrainer:
 
 
 _FLAGS = "__stop_requested_and_non_finite_loss__"
+_METRICS = "__metrics_of_the_rank_share__"
 
 
 def _wants_bar(progress: bool | None, callbacks: Sequence[Callback]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import os
 import socket
 import subprocess
@@ -20,7 +21,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from metarl.config import recipe_from_dict, with_overrides
-from metarl.distributed import World
+from metarl.distributed import MetricsLayout, World
+from metarl.protocol import AcrossRanks
 from metarl.registry import resolve_recipe
 from metarl.train import MetaTrainer, TrainingInterrupted
 from tests.test_rl2 import nav_recipe
@@ -62,6 +64,9 @@ def _worker(
             )
         with contextlib.suppress(TrainingInterrupted):
             trainer.fit()
+        # every rank's logged rows, to check that the ranks agree on them (rank 0 alone
+        # writes metrics.jsonl)
+        Path(f"{out}.rank{rank}.json").write_text(json.dumps(trainer.history))
     finally:
         if rank != crash_rank:
             dist.destroy_process_group()
@@ -91,11 +96,54 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize("algorithm", ["reptile", "fomaml", "maml", "imaml", "metasgd"])
 def test_two_ranks_match_one(tmp_path, algorithm):
+    """The same weights, and the same logged metrics: the losses (and iMAML's diagnostics)
+    are the whole meta-batch's means, not rank 0's 3 tasks of 5. One rank's are means of
+    float32 losses over 5 tasks, two ranks' the float64 mix of 3- and 2-task float32 means,
+    on weights that drift apart by float summation order over 8 iterations: measured at most
+    3.8e-7 relative (imaml_residual); 1e-5 allows 25 times that, while rank 0's share alone
+    (what was logged before) missed by 8e-3 (imaml_residual) to 2.4e-1 (loss_before)."""
     recipe = small_recipe(algorithm=algorithm, outer_optimizer="adam", meta_step=0.01)
     MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "one", CPU).fit()
     spawn(tmp_path, tmp_path / "two", recipe)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
     assert (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") == 8  # rank 0 only
+    assert_same_metrics(tmp_path / "one", tmp_path / "two", rel=1e-5)
+
+
+PER_PROCESS = ("elapsed_s", "train_s", "tasks_per_s", "peak_rss_mib")
+"""Logged keys that time or measure rank 0's process (with the learners' `AcrossRanks.OWN`
+ones, `seconds_*`): no sum over ranks describes them, and two runs' differ anyway."""
+
+
+def rows(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def compared(row: dict[str, float]) -> dict[str, float]:
+    """A logged row without the keys that measure a process rather than the training."""
+    return {k: v for k, v in row.items() if k not in PER_PROCESS and not k.startswith("seconds_")}
+
+
+def assert_same_metrics(
+    one: Path, two: Path, rel: float, atol: float = 0.0, looser: dict[str, float] | None = None
+) -> None:
+    """The 1-rank run `one` and the 2-rank run `two` logged the same iterations with the same
+    keys, and every key's value of `two` is within `rel` (relative to the larger of the two;
+    `looser[key]` where given) plus `atol` of `one`'s; both ranks of `two` hold the rows rank
+    0 wrote, bit for bit."""
+    a, b = rows(one), rows(two)
+    assert [r["iteration"] for r in a] == [r["iteration"] for r in b]
+    over: dict[str, str] = {}
+    for ra, rb in zip(a, b, strict=True):
+        assert sorted(ra) == sorted(rb)
+        for k, x in compared(ra).items():
+            y, tol = rb[k], (looser or {}).get(k, rel)
+            if not abs(x - y) <= tol * max(abs(x), abs(y)) + atol:
+                over[k] = f"iteration {ra['iteration']}: {y!r} against {x!r}"
+    assert over == {}, f"2 ranks' metrics differ from 1 rank's: {over}"
+    for rank in (0, 1):
+        held = json.loads(Path(f"{two}.rank{rank}.json").read_text())
+        assert [compared(r) for r in held] == [compared(r) for r in b], f"rank {rank}"
 
 
 def rl2_recipe() -> dict[str, Any]:
@@ -109,11 +157,20 @@ def rl2_recipe() -> dict[str, Any]:
 def test_two_ranks_match_one_for_rl2(tmp_path):
     """RL²'s PPO update runs inside `adapt`: each rank steps its tasks' trials, and every
     minibatch's normalizers and gradient are summed over ranks, so two ranks take the Adam
-    steps one rank takes (averaging each rank's own PPO end point would not)."""
+    steps one rank takes (averaging each rank's own PPO end point would not).
+
+    The logged metrics are the whole meta-batch's too: the trials' returns its means, the
+    env steps its sum, PPO's losses (summed over ranks inside the update) the same on both
+    ranks. They differ from one rank's by float32 summation order: measured at most 1.2e-8
+    relative on the returns and 1.3e-7 on the losses, and 5e-8 absolute on policy_loss,
+    a mean of O(1) terms (normalized advantages) that cancel to 1e-4. So 1e-5 relative plus
+    1e-6 absolute; rank 0's 2 tasks of 3 alone (what was logged before) missed the returns
+    by 3e-2 to 2.3e-1 and the env steps by a third."""
     recipe = rl2_recipe()
     MetaTrainer.start(recipe_from_dict(recipe, "t"), tmp_path / "one", CPU).fit()
     spawn(tmp_path, tmp_path / "two", recipe)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
+    assert_same_metrics(tmp_path / "one", tmp_path / "two", rel=1e-5, atol=1e-6)
     one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
     two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
     adam_one, adam_two = one["learner"]["ppo_adam"], two["learner"]["ppo_adam"]
@@ -130,6 +187,34 @@ def test_an_interrupted_two_rank_rl2_run_resumes_on_two_ranks_with_its_adam(tmp_
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iteration"] == 2
     spawn(tmp_path, tmp_path / "cut", None)
     assert_same_weights(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_metrics_combine_by_kind_and_a_metric_declared_the_same_is_checked():
+    """Without processes: two ranks' layouts summed by hand, as the all-reduce sums them. A
+    mean is weighted by task counts, a sum summed, a `SAME` is rank 0's, an `OWN` each rank's
+    own; a `SAME` that differs, or ranks reporting other names, is an error on every rank."""
+    across = {"steps": AcrossRanks.SUM, "kl": AcrossRanks.SAME, "seconds": AcrossRanks.OWN}
+
+    def combine(*ranks: tuple[dict[str, float], int]) -> list[dict[str, float]]:
+        size = len(ranks)
+        layouts = [MetricsLayout.of(m, across, n, World(r, size)) for r, (m, n) in enumerate(ranks)]
+        total = torch.stack([layout.values for layout in layouts if layout is not None]).sum(0)
+        return [
+            layout.combined(total, m)
+            for layout, (m, _) in zip(layouts, ranks, strict=True)
+            if layout is not None
+        ]
+
+    a = {"loss": 1.0, "steps": 30.0, "kl": 0.25, "seconds": 7.0}
+    b = {"loss": 4.0, "steps": 10.0, "kl": 0.25, "seconds": 9.0}
+    first, second = combine((a, 2), (b, 1))
+    assert first == {"loss": 2.0, "steps": 40.0, "kl": 0.25, "seconds": 7.0}
+    assert second == {**first, "seconds": 9.0}
+    assert MetricsLayout.of(a, across, 3, World()) is None  # one rank: logged as they are
+    with pytest.raises(RuntimeError, match=r"^metric 'kl': not the same on every rank"):
+        combine((a, 2), ({**b, "kl": 0.5}, 1))
+    with pytest.raises(RuntimeError, match=r"^the metrics' names \(a checksum\): not the same"):
+        combine((a, 2), ({"lost": 4.0, **{k: b[k] for k in across}}, 1))
 
 
 def test_more_ranks_than_tasks_is_refused_in_one_line(tmp_path):

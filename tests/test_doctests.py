@@ -29,6 +29,7 @@ MODULES = (
     "metarl.run",
     "metarl.evaluate",
     "metarl.curves",
+    "metarl.distributed",
     "metarl.algorithms",
     "metarl.rl.settings",
     "metarl.models",

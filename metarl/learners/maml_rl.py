@@ -17,10 +17,10 @@ fomaml see the same episodes up to the policies that act in them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -31,7 +31,7 @@ from metarl.learners.rl_core import (
     adaptation_metrics,
     query_metrics,
 )
-from metarl.protocol import Adaptation, MetaDelta, Params
+from metarl.protocol import AcrossRanks, Adaptation, MetaDelta, Params
 from metarl.rl.maml import (
     MetaObjective,
     Samples,
@@ -101,6 +101,12 @@ class MAMLRLMetaLearner(BatchedRLMetaLearner):
         TRPO's step then re-evaluates the objective the gradient was taken of
         (`delta.objective`, handed on in the trainer's `MetaStep`).
     """
+
+    metrics_across_ranks: ClassVar[Mapping[str, AcrossRanks]] = {
+        **BatchedRLMetaLearner.metrics_across_ranks,
+        **{f"seconds_{part}": AcrossRanks.OWN for part in ("physics", "policy", "update")},
+    }
+    """`seconds()` times this process's own work (read against its `elapsed_s`): rank 0's."""
 
     def __init__(self, recipe: Recipe, dist: Any, device: torch.device) -> None:
         super().__init__(recipe, dist, device)

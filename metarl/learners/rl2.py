@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
@@ -47,6 +47,7 @@ from metarl.learners.rl_core import (
     refuse_supervised_keys,
 )
 from metarl.protocol import (
+    AcrossRanks,
     Adaptation,
     FixesEvalEpisodes,
     MetaDelta,
@@ -156,6 +157,12 @@ class RL2MetaLearner(SeededAdapt[RL2Context]):
 
     name: ClassVar[str] = "the RL² learner"
     model: RecurrentActorCritic
+    metrics_across_ranks: ClassVar[Mapping[str, AcrossRanks]] = {
+        **SeededAdapt.metrics_across_ranks,
+        **{k: AcrossRanks.SAME for k in ("ppo_loss", "policy_loss", "value_loss", "entropy")},
+    }
+    """PPO's losses are the whole batch's already (summed over ranks at every minibatch
+    step, `RecurrentPPO.update`); the trials' returns and successes are means over tasks."""
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, dist: Any, device: torch.device) -> RL2MetaLearner:

@@ -24,7 +24,7 @@ A new engine is one module with a `RLMetaLearnerBase` subclass and one row in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, SupportsFloat
@@ -37,6 +37,7 @@ from metarl.config import EvalConfig, Recipe
 from metarl.curves import Curve
 from metarl.errors import ConfigError
 from metarl.protocol import (
+    AcrossRanks,
     Adaptation,
     BoundsEvalEnvs,
     C,
@@ -146,6 +147,13 @@ class SeededAdapt(MetaLearnerBase[C, Any]):
     generator, then this rank's slots kept (`slot_seeds`), so a task's rollouts do not depend
     on how the meta-batch is split across ranks. A learner says how many rollouts a seed
     covers (`seeded_rollouts`) and adapts its slots' tasks from their seeds (`adapt_slots`)."""
+
+    metrics_across_ranks: ClassVar[Mapping[str, AcrossRanks]] = {
+        "env_steps": AcrossRanks.SUM,
+        "query_env_steps": AcrossRanks.SUM,
+    }
+    """The env steps (`adaptation_metrics`, `query_metrics`) are this rank's tasks' count:
+    summed over ranks; the returns and the family's metrics are means over the tasks."""
 
     def adapt(
         self,
