@@ -435,11 +435,21 @@ def print_table(args: argparse.Namespace, recipe: Recipe, rows: dict[str, list[R
     }
     ref, bound, physics = median.get("sb3-learn"), median.get("bound"), median.get("physics")
 
-    def share(rate: float, of: Result | None) -> str:
-        return "-" if of is None else f"{rate / (of['env_steps'] / of['seconds']):.0%}"
+    def share(rate: float, of: Result | None, clock: str = "seconds") -> str:
+        """`rate` as a share of `of`'s rate by the same clock (wall `seconds` or `cpu`): on a
+        loaded machine the CPU-time share is the one that holds still."""
+        return "-" if of is None else f"{rate / (of['env_steps'] / of[clock]):.0%}"
 
     header = ["side", "env steps", "wall s", "steps/s", "x SB3", "steps/CPU s", "x SB3 (CPU)"]
-    header += ["of bound", "of physics", "env s", "policy s", "update s", "other s"]
+    header += [
+        "of bound",
+        "of physics",
+        "of physics (CPU)",
+        "env s",
+        "policy s",
+        "update s",
+        "other s",
+    ]
     lines: list[list[str]] = []
     for name, m in median.items():
         rate, cpu_rate = m["env_steps"] / m["seconds"], m["env_steps"] / m["cpu"]
@@ -459,6 +469,7 @@ def print_table(args: argparse.Namespace, recipe: Recipe, rows: dict[str, list[R
                 versus_cpu,
                 share(rate, bound),
                 share(rate, physics),
+                share(cpu_rate, physics, "cpu"),
                 f"{m['env']:.2f}",
                 f"{m['policy']:.2f}",
                 f"{m['update']:.2f}",
